@@ -1,0 +1,320 @@
+r"""Policy classes ``Π`` (generators). Each reports ``size`` (finite classes) or ``n_params``
+(parametric classes), and solves the RL step ``argmax_{π∈Π} J_β(π; r)`` — by the reverse-KL
+identity of :mod:`genver.softrl`, the reverse-KL projection of ``π*_r`` onto ``Π``.
+
+* :class:`TabularPolicyClass` — every full-support token-level policy; ``P·(V**H − 1)``
+  free parameters (``V − 1`` per internal node). RL step: exact backward induction.
+* :class:`LogLinearPolicyClass` — ``π_θ(a|x,s) ∝ π_ref(a|x,s) exp(θ·ψ(x,s,a))``, ``d``
+  parameters. Sequence score gradient ``∇_θ log π_θ(y|x) = Σ_h ψ(x,s_h,a_h) − E_{π_θ(·|s_h)} ψ``.
+  RL step: L-BFGS on ``−J_β`` with the exact gradient
+  ``∇J = Σ_x ρ_x Σ_y π_θ(y|x) g(x,y) ∇ log π_θ(y|x)``, ``g = r − β log π_θ/π_ref``; ``J_β`` is
+  concave in ``θ`` only in special cases, so the result carries the final gradient norm and the
+  reverse-KL residual ``KL(π_θ ‖ π*_r)`` as its certificate (zero iff ``π*_r`` was reached).
+* :class:`SoftOptimalPolicyClass` — ``Π(R) = { π*_r : r ∈ R }`` for a finite or linear ``R``.
+  For linear ``R`` it is the trajectory-level exponential family
+  ``π_w(y|x) ∝ π_ref(y|x) exp(w·φ(x,y)/β)``.
+* :class:`FinitePolicyClass` — ``K`` explicit members ``(K, P, T)`` of sequence log-probs;
+  generators for ``Π(R)`` and ``Π(R) ∪ D`` with random distractors ``D``.
+  RL step: exact argmax of ``J_β`` over members, lowest index on ties.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import optimize
+
+from .._validation import as_generator, check_beta, check_positive_int, check_prompt_weights
+from ..policy import Policy, logsumexp_rows, node_score_coeff, sequence_logp_from_cond
+from ..softrl import J_beta_arrays, kl_rows, rho_weighted, soft_optimal
+from ..spaces import TreeSpace
+from .rewards import FiniteRewardClass, LinearRewardClass
+
+__all__ = ["TabularPolicyClass", "LogLinearPolicyClass", "SoftOptimalPolicyClass",
+           "FinitePolicyClass", "RLResult", "random_policy_class"]
+
+
+@dataclass
+class RLResult:
+    """Outcome of an RL step ``argmax_{π∈Π} J_β(π; r)``.
+
+    ``index`` is the chosen member (finite classes), ``params`` the parameters (parametric
+    classes), ``objective`` the attained ``J_β``, ``residual_kl`` = ``E_x KL(π̂ ‖ π*_r)``
+    (0 iff the class contains ``π*_r`` and it was found), ``grad_norm``/``iterations`` the
+    optimiser's certificate where an optimiser ran.
+    """
+
+    policy: Policy
+    objective: float
+    residual_kl: float
+    index: int | None = None
+    params: np.ndarray | None = None
+    grad_norm: float = 0.0
+    iterations: int = 0
+
+
+def _rl_common(space, ref, reward, beta, prompt_weights):
+    if not isinstance(ref, Policy) or ref.space != space:
+        raise ValueError(f"ref must be a Policy on {space!r}")
+    beta = check_beta(beta)
+    r = space.check_array("reward", reward)
+    rho = check_prompt_weights(prompt_weights, space.P)
+    return r, beta, rho
+
+
+def _residual(policy: Policy, target_logp, rho) -> float:
+    return float(rho_weighted(kl_rows(policy.logp, target_logp), rho))
+
+
+class TabularPolicyClass:
+    """Every full-support token-level policy on ``space``."""
+
+    kind = "tabular"
+    size = None
+
+    def __init__(self, space: TreeSpace):
+        self.space = space
+
+    @property
+    def n_params(self) -> int:
+        return self.space.P * (self.space.T - 1)
+
+    def rl_argmax(self, reward, ref: Policy, beta: float, prompt_weights=None) -> RLResult:
+        r, beta, rho = _rl_common(self.space, ref, reward, beta, prompt_weights)
+        so = soft_optimal(r, ref, beta)
+        return RLResult(policy=so.policy, objective=float(beta * so.log_Z @ rho), residual_kl=0.0)
+
+    def __repr__(self):
+        return f"TabularPolicyClass({self.space!r})"
+
+
+class LogLinearPolicyClass:
+    """``π_θ(a|x,s) ∝ π_ref(a|x,s) exp(θ·ψ(x,s,a))``, ``psi`` of shape (P, n_internal, V, d)."""
+
+    kind = "loglinear"
+    size = None
+
+    def __init__(self, space: TreeSpace, ref: Policy, psi):
+        if not isinstance(ref, Policy) or ref.space != space:
+            raise ValueError(f"ref must be a Policy on {space!r}")
+        ref.require_full_support("ref")
+        f = np.asarray(psi)
+        want = (space.P, space.n_internal, space.V)
+        if f.ndim != 4 or f.shape[:3] != want or f.shape[3] < 1:
+            raise ValueError(f"psi must have shape (P, n_internal, V, d) with leading {want}, got {f.shape}")
+        f = np.ascontiguousarray(f, dtype=np.float64)
+        if not np.isfinite(f).all():
+            raise ValueError("psi contains NaN or inf")
+        self.space, self.ref, self.psi = space, ref, f
+
+    @property
+    def n_params(self) -> int:
+        return self.psi.shape[3]
+
+    def _check_theta(self, theta):
+        t = np.asarray(theta, dtype=np.float64)
+        if t.shape != (self.n_params,):
+            raise ValueError(f"theta must have shape (d,) = ({self.n_params},), got {t.shape}")
+        if not np.isfinite(t).all():
+            raise ValueError("theta contains NaN or inf")
+        return t
+
+    def cond(self, theta) -> np.ndarray:
+        """Flat token conditionals ``log π_θ(a|x,s)``, shape (P, n_internal, V)."""
+        logits = self.ref.cond + self.psi @ self._check_theta(theta)
+        return logits - logsumexp_rows(logits)[..., None]
+
+    def policy(self, theta) -> Policy:
+        return Policy.from_cond(self.space, self.cond(theta))
+
+    def contract_score(self, cond: np.ndarray, g: np.ndarray) -> np.ndarray:
+        """``Σ_x Σ_y g(x,y) ∇_θ log π_θ(y|x)`` for weights ``g`` (P, T), computed on the tree:
+        ``Σ_h Σ_{s,a} ψ(s,a) [G(s·a) − π(a|s) G(s)]`` with ``G(node) = Σ_{y ⊒ node} g(y)``."""
+        coeff = node_score_coeff(self.space, cond, g)
+        return np.tensordot(coeff, self.psi, axes=3)
+
+    def rl_argmax(self, reward, ref: Policy, beta: float, prompt_weights=None, *, theta0=None,
+                  gtol: float = 1e-10, max_iter: int = 5000) -> RLResult:
+        r, beta, rho = _rl_common(self.space, ref, reward, beta, prompt_weights)
+        if ref.space != self.ref.space or not np.array_equal(ref.logp, self.ref.logp):
+            raise ValueError("ref must be the class's own reference policy")
+        ref_logp = self.ref.logp
+
+        def negJ(theta):
+            cond = self.cond(theta)
+            logp = sequence_logp_from_cond(self.space, cond)
+            p = np.exp(logp)
+            g = r - beta * (logp - ref_logp)
+            val = (p * g).sum(axis=-1) @ rho
+            grad = self.contract_score(cond, p * g * rho[:, None])
+            return -val, -grad
+
+        x0 = np.zeros(self.n_params) if theta0 is None else self._check_theta(theta0)
+        res = optimize.minimize(negJ, x0, jac=True, method="L-BFGS-B",
+                                options={"gtol": gtol, "ftol": 0.0, "maxiter": max_iter, "maxcor": 30})
+        pol = self.policy(res.x)
+        target = soft_optimal(r, ref, beta).policy
+        return RLResult(policy=pol, objective=-float(res.fun), params=res.x,
+                        residual_kl=_residual(pol, target.logp, rho),
+                        grad_norm=float(np.abs(res.jac).max()), iterations=int(res.nit))
+
+    def __repr__(self):
+        return f"LogLinearPolicyClass(d={self.n_params}, {self.space!r})"
+
+
+class FinitePolicyClass:
+    """``K`` explicit policies, sequence log-probs ``logp`` of shape (K, P, T)."""
+
+    kind = "finite"
+    n_params = None
+
+    def __init__(self, space: TreeSpace, logp):
+        lp = np.asarray(logp)
+        if lp.ndim != 3 or lp.shape[1:] != space.shape or lp.shape[0] < 1:
+            raise ValueError(f"logp must have shape (K, P, T) with K >= 1 and (P, T) = {space.shape}, got {lp.shape}")
+        lp = np.ascontiguousarray(lp, dtype=np.float64)
+        if np.isnan(lp).any() or np.isposinf(lp).any():
+            raise ValueError("logp contains NaN or +inf")
+        norm = logsumexp_rows(lp)
+        if (np.abs(norm) > 1e-8).any():
+            k, x = np.argwhere(np.abs(norm) > 1e-8)[0]
+            raise ValueError(f"logp rows must be normalised; member {k}, prompt {x} has logsumexp {norm[k, x]:.3g}")
+        lp.setflags(write=False)
+        self.space, self.logp = space, lp
+
+    @property
+    def size(self) -> int:
+        return self.logp.shape[0]
+
+    @property
+    def log_size(self) -> float:
+        return float(np.log(self.size))
+
+    def member(self, k: int) -> Policy:
+        if not 0 <= k < self.size:
+            raise ValueError(f"member index must lie in [0, {self.size - 1}], got {k}")
+        return Policy(self.space, self.logp[k])
+
+    # -- generators --------------------------------------------------------------------
+    @classmethod
+    def soft_optimal_of(cls, reward_class: FiniteRewardClass, ref: Policy, beta: float) -> "FinitePolicyClass":
+        """``Π(R) = { π*_r : r ∈ R }`` in closed form ``log π_ref + r/β − log Z_r``."""
+        if not isinstance(reward_class, FiniteRewardClass):
+            raise ValueError("reward_class must be a FiniteRewardClass")
+        beta = check_beta(beta)
+        if ref.space != reward_class.space:
+            raise ValueError("ref and reward_class live on different spaces")
+        s = ref.logp[None] + reward_class.tables / beta
+        return cls(reward_class.space, s - logsumexp_rows(s)[..., None])
+
+    def with_distractors(self, n: int, random_state=None, *, ref: Policy | None = None,
+                         beta: float = 1.0, scale: float = 1.0) -> "FinitePolicyClass":
+        """``Π ∪ D``: append ``n`` distractors, soft-optimal policies (w.r.t. ``ref``, default
+        uniform) of reward tables with i.i.d. ``N(0, scale²)`` entries — members of the tabular
+        class that are, almost surely, outside ``Π(R)``."""
+        n = check_positive_int(n, "n", minimum=0)
+        if n == 0:
+            return self
+        from ..policy import uniform_policy
+        ref = uniform_policy(self.space) if ref is None else ref
+        beta = check_beta(beta)
+        rng = as_generator(random_state)
+        if (self.size + n) * self.space.P * self.space.T > 2**28:
+            raise ValueError(f"(K + n)*P*T = {(self.size + n) * self.space.P * self.space.T} entries exceeds 2**28")
+        s = ref.logp[None] + scale * rng.standard_normal((n,) + self.space.shape) / beta
+        d = s - logsumexp_rows(s)[..., None]
+        return FinitePolicyClass(self.space, np.concatenate([self.logp, d], axis=0))
+
+    # -- RL ----------------------------------------------------------------------------
+    def J_all(self, reward, ref: Policy, beta: float, prompt_weights=None) -> np.ndarray:
+        """``J_β(π_k; r)`` for every member, shape (K,)."""
+        r, beta, rho = _rl_common(self.space, ref, reward, beta, prompt_weights)
+        return J_beta_arrays(self.logp, r, ref.logp, beta, rho)
+
+    def rl_argmax(self, reward, ref: Policy, beta: float, prompt_weights=None) -> RLResult:
+        r, beta, rho = _rl_common(self.space, ref, reward, beta, prompt_weights)
+        J = J_beta_arrays(self.logp, r, ref.logp, beta, rho)
+        k = int(np.argmax(J))  # first maximiser: lowest-index tie-breaking
+        pol = self.member(k)
+        target = soft_optimal(r, ref, beta).policy
+        return RLResult(policy=pol, objective=float(J[k]), index=k,
+                        residual_kl=_residual(pol, target.logp, rho))
+
+    def __repr__(self):
+        return f"FinitePolicyClass(K={self.size}, {self.space!r})"
+
+
+class SoftOptimalPolicyClass:
+    """``Π(R)`` for a finite or linear reward class ``R`` (reference ``ref``, KL weight β)."""
+
+    kind = "soft_optimal"
+
+    def __init__(self, reward_class, ref: Policy, beta: float):
+        if not isinstance(reward_class, (FiniteRewardClass, LinearRewardClass)):
+            raise ValueError("reward_class must be a FiniteRewardClass or LinearRewardClass")
+        if not isinstance(ref, Policy) or ref.space != reward_class.space:
+            raise ValueError("ref must be a Policy on the reward class's space")
+        self.reward_class, self.ref, self.beta = reward_class, ref, check_beta(beta)
+        self.space = reward_class.space
+
+    @property
+    def size(self):
+        return self.reward_class.size
+
+    @property
+    def n_params(self):
+        return self.reward_class.n_params
+
+    def to_finite(self) -> FinitePolicyClass:
+        if not isinstance(self.reward_class, FiniteRewardClass):
+            raise ValueError("only Π(R) of a finite R is a finite class")
+        return FinitePolicyClass.soft_optimal_of(self.reward_class, self.ref, self.beta)
+
+    def policy(self, w) -> Policy:
+        """``π*_{w·φ}`` for linear ``R``."""
+        if not isinstance(self.reward_class, LinearRewardClass):
+            raise ValueError("policy(w) needs a linear reward class; use to_finite().member(k)")
+        s = self.ref.logp + self.reward_class.reward(w) / self.beta
+        return Policy(self.space, s - logsumexp_rows(s)[:, None])
+
+    def rl_argmax(self, reward, ref: Policy, beta: float, prompt_weights=None, *,
+                  gtol: float = 1e-10, max_iter: int = 5000) -> RLResult:
+        r, beta, rho = _rl_common(self.space, ref, reward, beta, prompt_weights)
+        if beta != self.beta or not np.array_equal(ref.logp, self.ref.logp):
+            raise ValueError("Π(R) is defined for its own (ref, beta); RL must use the same ones")
+        if isinstance(self.reward_class, FiniteRewardClass):
+            return self.to_finite().rl_argmax(r, ref, beta, rho)
+        phi = self.reward_class.phi
+
+        def negJ(w):
+            s = ref.logp + phi @ w / beta
+            logp = s - logsumexp_rows(s)[:, None]
+            p = np.exp(logp)
+            g = r - beta * (logp - ref.logp)
+            val = (p * g).sum(axis=-1) @ rho
+            # ∇_w log π_w(y) = (φ(y) − E_w φ)/β and Σ_y π ∇log π = 0
+            centred = g - (p * g).sum(axis=-1, keepdims=True)
+            grad = np.einsum("pt,ptd->d", p * centred * rho[:, None], phi) / beta
+            return -val, -grad
+
+        res = optimize.minimize(negJ, np.zeros(self.n_params), jac=True, method="L-BFGS-B",
+                                options={"gtol": gtol, "ftol": 0.0, "maxiter": max_iter, "maxcor": 30})
+        pol = self.policy(res.x)
+        target = soft_optimal(r, ref, beta).policy
+        return RLResult(policy=pol, objective=-float(res.fun), params=res.x,
+                        residual_kl=_residual(pol, target.logp, rho),
+                        grad_norm=float(np.abs(res.jac).max()), iterations=int(res.nit))
+
+    def __repr__(self):
+        return f"SoftOptimalPolicyClass({self.reward_class!r}, beta={self.beta})"
+
+
+def random_policy_class(space: TreeSpace, K: int, random_state=None, *, concentration: float = 1.0) -> FinitePolicyClass:
+    """``K`` random token-level policies (each node ``~ Dirichlet(concentration)``)."""
+    from ..policy import random_policy
+    K = check_positive_int(K, "K")
+    if K * space.P * space.T > 2**28:
+        raise ValueError(f"K*P*T = {K * space.P * space.T} entries exceeds the limit 2**28")
+    rng = as_generator(random_state)
+    return FinitePolicyClass(space, np.stack([random_policy(space, rng, concentration=concentration).logp
+                                              for _ in range(K)]))

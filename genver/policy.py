@@ -1,0 +1,218 @@
+r"""Token-level policies on a prefix tree, and reference policies.
+
+On a prefix tree a token-level policy ``π(a | x, a_<h)`` and a distribution over
+completions are the same object: ``π(y|x) = Π_h π(a_h | x, a_<h)``, and conversely
+
+    π(a | x, s) = π(s·a | x) / π(s | x),      π(s | x) = Σ_{y ⊒ s} π(y | x)
+
+(prefix marginals are sums over the contiguous block of completions below ``s``; see
+:mod:`genver.spaces`). :class:`Policy` stores the sequence log-probabilities
+``logp[x, y] = log π(y|x)`` (shape ``(P, T)``, ``-inf`` allowed) and derives per-token
+conditionals on demand in the flat node layout ``(P, n_internal, V)``. Where a prefix has
+probability zero its conditional is undefined; genver then reports the uniform ``log(1/V)``
+(it never affects a sequence probability).
+
+Reference policies: :func:`uniform_policy`, :func:`random_policy` (each node's next-token
+distribution drawn from a symmetric Dirichlet, optionally tempered) and
+:meth:`Policy.from_probs` / :class:`Policy` for a given one.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._validation import as_generator, check_beta
+from .spaces import TreeSpace
+
+__all__ = [
+    "Policy",
+    "uniform_policy",
+    "random_policy",
+    "sequence_logp_from_cond",
+    "logsumexp_rows",
+    "node_score_coeff",
+]
+
+NORMALISATION_TOL = 1e-8
+
+
+def logsumexp_rows(a: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Guarded log-sum-exp: an all ``-inf`` slice gives ``-inf`` (not NaN)."""
+    m = np.max(a, axis=axis, keepdims=True)
+    m_safe = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(divide="ignore"):
+        out = np.log(np.sum(np.exp(a - m_safe), axis=axis, keepdims=True)) + m_safe
+    return np.squeeze(out, axis=axis)
+
+
+def sequence_logp_from_cond(space: TreeSpace, cond: np.ndarray) -> np.ndarray:
+    """``log π(y|x) = Σ_h log π(a_h | x, s_h)`` from flat conditionals ``(P, n_internal, V)``."""
+    P, V, H, T = space.P, space.V, space.H, space.T
+    cond = np.asarray(cond, dtype=np.float64)
+    if cond.shape != (P, space.n_internal, V):
+        raise ValueError(f"cond must have shape (P, n_internal, V) = {(P, space.n_internal, V)}, got {cond.shape}")
+    logp = np.zeros((P, T))
+    for h in range(H):
+        n, off, below = V**h, space.offset(h), V ** (H - h - 1)
+        c = cond[:, off : off + n, :]  # (P, V**h, V)
+        logp += np.broadcast_to(c[..., None], (P, n, V, below)).reshape(P, T)
+    return logp
+
+
+def node_score_coeff(space: TreeSpace, cond: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """``Σ_y g(x,y) ∂ log π(y|x)/∂z(x,s,a)`` for per-node softmax logits ``z``
+    (``π(a|s) = softmax_a z(s,·)``), shape (P, n_internal, V).
+
+    On the tree this is ``G(s·a) − π(a|s) G(s)`` with ``G(node) = Σ_{y ⊒ node} g(y)``: the
+    policy-gradient contraction used by every token-level gradient in genver (contract with
+    features ``ψ`` for a log-linear class)."""
+    P, V = space.P, space.V
+    coeff = np.empty((P, space.n_internal, V))
+    child = g
+    for h in range(space.H - 1, -1, -1):
+        Gc = child.reshape(P, V**h, V)
+        Gp = Gc.sum(axis=-1)
+        off = space.offset(h)
+        coeff[:, off : off + V**h, :] = Gc - np.exp(cond[:, off : off + V**h, :]) * Gp[..., None]
+        child = Gp
+    return coeff
+
+
+class Policy:
+    """A policy on ``space`` given by its sequence log-probabilities ``logp`` (P, T).
+
+    Each row must satisfy ``logsumexp(logp[x]) = 0`` within 1e-8; ``-inf`` marks zero
+    probability, NaN and ``+inf`` are refused.
+    """
+
+    def __init__(self, space: TreeSpace, logp, *, name: str = "logp", _cond=None):
+        if not isinstance(space, TreeSpace):
+            raise ValueError(f"space must be a TreeSpace, got {type(space).__name__}")
+        logp = space.check_array(name, logp, allow_neg_inf=True)
+        norm = logsumexp_rows(logp)
+        bad = np.abs(norm) > NORMALISATION_TOL
+        if bad.any():
+            x = int(np.argmax(bad))
+            raise ValueError(
+                f"{name} rows must be normalised (logsumexp = 0); prompt {x} has logsumexp {norm[x]:.3g}"
+            )
+        self.space = space
+        self.logp = logp
+        self.logp.setflags(write=False)
+        self._cond = _cond
+
+    # -- constructors ------------------------------------------------------------------
+    @classmethod
+    def _trusted(cls, space: TreeSpace, logp: np.ndarray, cond: np.ndarray | None = None) -> "Policy":
+        """Internal: wrap arrays that are normalised by construction, without re-checking."""
+        pol = cls.__new__(cls)
+        pol.space, pol.logp, pol._cond = space, logp, cond
+        pol.logp.setflags(write=False)
+        if cond is not None:
+            pol._cond.setflags(write=False)
+        return pol
+
+    @classmethod
+    def from_probs(cls, space: TreeSpace, probs, *, name: str = "probs") -> "Policy":
+        """From sequence probabilities ``π(y|x)`` (P, T), rows summing to 1."""
+        p = space.check_array(name, probs)
+        if (p < 0).any():
+            raise ValueError(f"{name} must be non-negative")
+        with np.errstate(divide="ignore"):
+            return cls(space, np.log(p), name=name)
+
+    @classmethod
+    def from_cond(cls, space: TreeSpace, cond) -> "Policy":
+        """From flat token conditionals ``log π(a|x,s)`` of shape (P, n_internal, V)."""
+        cond = np.ascontiguousarray(cond, dtype=np.float64)
+        if cond.shape != (space.P, space.n_internal, space.V):
+            raise ValueError(
+                f"cond must have shape (P, n_internal, V) = {(space.P, space.n_internal, space.V)}, got {cond.shape}"
+            )
+        if np.isnan(cond).any() or np.isposinf(cond).any():
+            raise ValueError("cond contains NaN or +inf")
+        bad = np.abs(logsumexp_rows(cond)) > NORMALISATION_TOL
+        if bad.any():
+            raise ValueError("cond: every node's next-token distribution must be normalised")
+        pol = cls(space, sequence_logp_from_cond(space, cond))
+        pol._cond = cond
+        pol._cond.setflags(write=False)
+        return pol
+
+    # -- derived quantities ------------------------------------------------------------
+    @property
+    def probs(self) -> np.ndarray:
+        """``π(y|x)``, shape (P, T)."""
+        return np.exp(self.logp)
+
+    def prefix_logp(self, h: int) -> np.ndarray:
+        """``log π(s|x)`` for the depth-``h`` prefixes, shape (P, V**h)."""
+        sp = self.space
+        return logsumexp_rows(self.logp.reshape(sp.P, sp.n_nodes(h), sp.block(h)))
+
+    @property
+    def cond(self) -> np.ndarray:
+        """Flat token conditionals ``log π(a|x,s)``, shape (P, n_internal, V)."""
+        if self._cond is None:
+            sp = self.space
+            P, V, H = sp.P, sp.V, sp.H
+            cond = np.empty((P, sp.n_internal, V))
+            child = self.logp  # marginals at depth h+1, starting at H
+            for h in range(H - 1, -1, -1):
+                c = child.reshape(P, V**h, V)
+                parent = logsumexp_rows(c)
+                with np.errstate(invalid="ignore"):
+                    ch = c - parent[..., None]
+                ch[~np.isfinite(parent)] = -np.log(V)
+                off = sp.offset(h)
+                cond[:, off : off + V**h, :] = ch
+                child = parent
+            cond.setflags(write=False)
+            self._cond = cond
+        return self._cond
+
+    def token_logp(self, h: int) -> np.ndarray:
+        """Conditionals at depth ``h``: ``log π(a | x, s_h)``, shape (P, V**h, V)."""
+        sp = self.space
+        if not 0 <= h < sp.H:
+            raise ValueError(f"h must be in [0, {sp.H - 1}], got {h}")
+        off = sp.offset(h)
+        return self.cond[:, off : off + sp.V**h, :]
+
+    @property
+    def full_support(self) -> bool:
+        return bool(np.isfinite(self.logp).all())
+
+    def require_full_support(self, name: str = "reference") -> None:
+        if not self.full_support:
+            x, y = np.argwhere(~np.isfinite(self.logp))[0]
+            raise ValueError(
+                f"{name} must have full support (every token probability > 0); "
+                f"completion {y} of prompt {x} has probability 0"
+            )
+
+    def __repr__(self):
+        return f"Policy({self.space!r})"
+
+
+def uniform_policy(space: TreeSpace) -> Policy:
+    """``π(a|s) = 1/V`` at every node, i.e. ``π(y|x) = V**-H``."""
+    return Policy(space, np.full(space.shape, -space.H * np.log(space.V)))
+
+
+def random_policy(space: TreeSpace, random_state=None, *, concentration: float = 1.0,
+                  temperature: float = 1.0) -> Policy:
+    """Each node's next-token distribution ``~ Dirichlet(concentration·1_V)``, then tempered:
+    ``π(a|s) ∝ p_a^{1/temperature}``. Full support is guaranteed (a draw with a zero
+    probability, possible only for tiny ``concentration``, raises ``ValueError``)."""
+    concentration = check_beta(concentration, "concentration")
+    temperature = check_beta(temperature, "temperature")
+    rng = as_generator(random_state)
+    g = rng.gamma(concentration, size=(space.P, space.n_internal, space.V))
+    with np.errstate(divide="ignore"):
+        logits = np.log(g) / temperature
+    if not np.isfinite(logits).all():
+        raise ValueError(
+            f"concentration={concentration} produced a zero token probability; use a larger concentration"
+        )
+    cond = logits - logsumexp_rows(logits)[..., None]
+    return Policy.from_cond(space, cond)

@@ -1,0 +1,141 @@
+r"""Bradley–Terry preference data and its sufficient statistics.
+
+Pairs are drawn ``x ~ ρ``, ``y1, y2 ~ μ(·|x)`` i.i.d. from a sampling policy ``μ`` (the
+reference unless set), and labelled with the Bradley–Terry model of the true reward ``r*``
+
+    P(y1 ≻ y2 | x) = σ((r*(x,y1) − r*(x,y2)) / τ)
+
+with label temperature ``τ`` (1 by default). ``deterministic=True`` gives noise-free labels
+(``y1 ≻ y2`` iff ``r*(y1) > r*(y2)``, a fair coin on ties). Random numbers are drawn in a fixed
+order from one ``numpy.random.Generator`` — prompts, first completions, second completions,
+label uniforms — so the same seed gives the same data, and ``Preferences.head(n)`` of one
+stream gives *nested* data sets for a grid of sample sizes.
+
+Every estimator only needs the sufficient statistics: the multiset of ordered triples
+``(x, y⁺, y⁻)``, stored as unique triples with counts (:class:`PairCounts`), so estimator cost
+stops growing with ``N`` once all distinct pairs have been seen.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._validation import as_generator, check_beta, check_positive_int, check_prompt_weights
+from .policy import Policy
+from .spaces import TreeSpace
+
+__all__ = ["Preferences", "PairCounts", "sample_preferences"]
+
+
+@dataclass(frozen=True)
+class PairCounts:
+    """Unique ordered triples ``(x, y⁺, y⁻)`` (sorted) with multiplicities ``count``."""
+
+    space: TreeSpace
+    x: np.ndarray
+    y_pos: np.ndarray
+    y_neg: np.ndarray
+    count: np.ndarray  # float64 multiplicities
+
+    @property
+    def n_pairs(self) -> int:
+        """Total number of pairs ``N`` (sum of counts)."""
+        return int(self.count.sum())
+
+    @property
+    def pos_flat(self) -> np.ndarray:
+        """Flat ``(x, y⁺)`` indices ``x·T + y⁺`` into a raveled ``(P, T)`` array."""
+        return self.x * self.space.T + self.y_pos
+
+    @property
+    def neg_flat(self) -> np.ndarray:
+        return self.x * self.space.T + self.y_neg
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """``N`` labelled pairs: prompt ``x``, preferred ``y_pos``, dispreferred ``y_neg``."""
+
+    space: TreeSpace
+    x: np.ndarray
+    y_pos: np.ndarray
+    y_neg: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    @classmethod
+    def from_array(cls, space: TreeSpace, pairs, name: str = "pairs") -> "Preferences":
+        """From an ``(N, 3)`` integer array of (prompt, preferred, dispreferred)."""
+        a = np.asarray(pairs)
+        if a.ndim != 2 or a.shape[1] != 3:
+            raise ValueError(f"{name} must have shape (N, 3), got {a.shape}")
+        if not np.issubdtype(a.dtype, np.integer):
+            raise ValueError(f"{name} must be an integer array, got dtype {a.dtype}")
+        a = a.astype(np.int64)
+        if a.shape[0] and (a[:, 0].min() < 0 or a[:, 0].max() >= space.P):
+            raise ValueError(f"{name}[:, 0] (prompt) must lie in [0, {space.P - 1}]")
+        if a.shape[0] and (a[:, 1:].min() < 0 or a[:, 1:].max() >= space.T):
+            raise ValueError(f"{name}[:, 1:] (completions) must lie in [0, {space.T - 1}]")
+        return cls(space, a[:, 0].copy(), a[:, 1].copy(), a[:, 2].copy())
+
+    def as_array(self) -> np.ndarray:
+        return np.stack([self.x, self.y_pos, self.y_neg], axis=1)
+
+    def head(self, n: int) -> "Preferences":
+        """The first ``n`` pairs of the stream (nested sample sizes)."""
+        n = check_positive_int(n, "n", minimum=0)
+        if n > len(self):
+            raise ValueError(f"n = {n} exceeds the {len(self)} pairs available")
+        return Preferences(self.space, self.x[:n], self.y_pos[:n], self.y_neg[:n])
+
+    def counts(self) -> PairCounts:
+        """Sufficient statistics: unique triples with counts."""
+        T = self.space.T
+        key = (self.x * T + self.y_pos) * T + self.y_neg if T * T * self.space.P < 2**62 else None
+        if key is not None:
+            uniq, cnt = np.unique(key, return_counts=True)
+            y_neg = uniq % T
+            rest = uniq // T
+            return PairCounts(self.space, rest // T, rest % T, y_neg, cnt.astype(np.float64))
+        trip, cnt = np.unique(self.as_array(), axis=0, return_counts=True)
+        return PairCounts(self.space, trip[:, 0], trip[:, 1], trip[:, 2], cnt.astype(np.float64))
+
+
+def _sample_completions(mu_probs: np.ndarray, x: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Inverse-CDF draws ``y ~ μ(·|x)``: one flat search over row-offset cumulative sums."""
+    P, T = mu_probs.shape
+    cdf = np.cumsum(mu_probs, axis=1)
+    cdf /= cdf[:, -1:]
+    flat = (cdf + np.arange(P)[:, None]).ravel()
+    y = np.searchsorted(flat, x + u, side="right") - x * T
+    return np.minimum(y, T - 1)
+
+
+def sample_preferences(reward, sampler: Policy, n: int, random_state=None, *,
+                       prompt_weights=None, temperature: float = 1.0,
+                       deterministic: bool = False) -> Preferences:
+    """Draw ``n`` Bradley–Terry pairs labelled by ``reward`` (= ``r*``), completions from
+    ``sampler`` (= ``μ``)."""
+    if not isinstance(sampler, Policy):
+        raise ValueError(f"sampler must be a genver Policy, got {type(sampler).__name__}")
+    sp = sampler.space
+    r = sp.check_array("reward", reward)
+    n = check_positive_int(n, "n", minimum=0)
+    temperature = check_beta(temperature, "temperature")
+    rho = check_prompt_weights(prompt_weights, sp.P)
+    rng = as_generator(random_state)
+    x = rng.choice(sp.P, size=n, p=rho).astype(np.int64)
+    mu = sampler.probs
+    y1 = _sample_completions(mu, x, rng.random(n))
+    y2 = _sample_completions(mu, x, rng.random(n))
+    u = rng.random(n)
+    diff = r[x, y1] - r[x, y2]
+    if deterministic:
+        p1 = np.where(diff > 0, 1.0, np.where(diff < 0, 0.0, 0.5))
+    else:
+        z = diff / temperature
+        p1 = np.where(z >= 0, 1.0 / (1.0 + np.exp(-np.abs(z))), np.exp(-np.abs(z)) / (1.0 + np.exp(-np.abs(z))))
+    first = u < p1
+    return Preferences(sp, x, np.where(first, y1, y2), np.where(first, y2, y1))

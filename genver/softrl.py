@@ -1,0 +1,160 @@
+r"""Exact KL-regularised (soft) RL on a prefix tree.
+
+For a reward ``r(x, y)``, reference ``π_ref`` and KL weight ``β > 0`` the regularised objective
+(per prompt, then averaged with the prompt weights ``ρ``) is
+
+    J_β(π; r) = E_x [ E_{y~π(·|x)} r(x,y) − β KL(π(·|x) ‖ π_ref(·|x)) ].
+
+Its maximiser over all policies is the soft-optimal policy
+``π*_r(y|x) = π_ref(y|x) exp(r(x,y)/β) / Z_r(x)``, computed here token by token by backward
+induction:
+
+    V_H(x,y) = r(x,y),   Q_h(s,a) = V_{h+1}(s·a),
+    V_h(s) = β log Σ_a π_ref(a|s) exp(Q_h(s,a)/β),
+    π*(a|s) = π_ref(a|s) exp((Q_h(s,a) − V_h(s))/β),
+
+so that ``β log Z_r(x) = V_0(x)``. Two identities follow and are tested:
+
+* reverse KL:  ``J_β(π; r) = β log Z_r − β KL(π ‖ π*_r)`` (per prompt), so RL against ``r``
+  over a class ``Π`` is the reverse-KL projection of ``π*_r`` onto ``Π``;
+* telescoping: ``Σ_h β log π*(a_h|s_h)/π_ref(a_h|s_h) = r(x,y) − V_0(x)``.
+
+Conventions: ``0·log 0 = 0``; ``KL(p‖q) = +∞`` when ``p`` puts mass where ``q`` has none,
+and then ``J_β = −∞``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _kernels
+from ._validation import check_beta, check_prompt_weights
+from .policy import Policy
+from .spaces import TreeSpace
+
+__all__ = ["SoftOptimal", "soft_optimal", "J_beta", "kl", "expected_reward"]
+
+
+@dataclass(frozen=True)
+class SoftOptimal:
+    """Result of backward induction for reward ``r`` (see module docstring).
+
+    Attributes
+    ----------
+    policy : Policy        the soft-optimal policy ``π*_r`` (token conditionals from the recursion)
+    values : (P, n_internal) ``V_h(s)`` at every internal node (flat layout of :mod:`genver.spaces`)
+    reward : (P, T)        ``r = V_H``
+    beta : float
+    """
+
+    policy: Policy
+    values: np.ndarray
+    reward: np.ndarray
+    beta: float
+
+    @property
+    def space(self) -> TreeSpace:
+        return self.policy.space
+
+    @property
+    def log_Z(self) -> np.ndarray:
+        """``log Z_r(x) = V_0(x)/β``, shape (P,)."""
+        return self.values[:, 0] / self.beta
+
+    def V(self, h: int) -> np.ndarray:
+        """``V_h(s)`` for the depth-``h`` prefixes, shape (P, V**h); ``V_H = r``."""
+        sp = self.space
+        if h == sp.H:
+            return self.reward
+        off = sp.offset(h)
+        return self.values[:, off : off + sp.V**h]
+
+    def Q(self, h: int) -> np.ndarray:
+        """``Q_h(s, a) = V_{h+1}(s·a)``, shape (P, V**h, V)."""
+        sp = self.space
+        if not 0 <= h < sp.H:
+            raise ValueError(f"h must be in [0, {sp.H - 1}], got {h}")
+        return self.V(h + 1).reshape(sp.P, sp.V**h, sp.V)
+
+
+def _check_policy(name: str, pol, space: TreeSpace | None = None) -> Policy:
+    if not isinstance(pol, Policy):
+        raise ValueError(f"{name} must be a genver Policy, got {type(pol).__name__}")
+    if space is not None and pol.space != space:
+        raise ValueError(f"{name} lives on {pol.space!r}, expected {space!r}")
+    return pol
+
+
+def soft_optimal(reward, ref: Policy, beta: float) -> SoftOptimal:
+    """Soft-optimal policy ``π*_r`` and its values by exact backward induction."""
+    ref = _check_policy("ref", ref)
+    sp = ref.space
+    beta = check_beta(beta)
+    r = sp.check_array("reward", reward)
+    values = np.empty((sp.P, sp.n_internal))
+    logpi = np.empty((sp.P, sp.n_internal, sp.V))
+    logp = np.empty(sp.shape)
+    ref_cond = np.ascontiguousarray(ref.cond)
+    _kernels.backward_induction(r, ref_cond, beta, sp.V, sp.H, values, logpi, logp)
+    # normalised by construction: skip the validating constructor
+    return SoftOptimal(policy=Policy._trusted(sp, logp, logpi), values=values, reward=r, beta=beta)
+
+
+# -- objectives on raw arrays (shared by classes and estimators) ------------------------
+def kl_rows(logp: np.ndarray, logq: np.ndarray) -> np.ndarray:
+    """Per-row ``KL(p‖q)`` over the last axis; broadcasts leading axes. The support of ``p``
+    is read from the log (``logp > -inf``), never from an ``exp`` that may underflow."""
+    p = np.exp(logp)
+    supp = ~np.isneginf(logp)
+    with np.errstate(invalid="ignore"):
+        terms = np.where(supp, p * (logp - logq), 0.0)
+    terms = np.where(supp & np.isneginf(logq), np.inf, terms)
+    return terms.sum(axis=-1)
+
+
+def rho_weighted(vals: np.ndarray, rho: np.ndarray) -> np.ndarray:
+    """``Σ_x ρ_x vals[..., x]`` skipping prompts with ``ρ_x = 0`` (so ``0·∞`` never gives NaN)."""
+    keep = rho > 0
+    return vals[..., keep] @ rho[keep]
+
+
+def J_beta_arrays(logp: np.ndarray, reward: np.ndarray, ref_logp: np.ndarray, beta: float,
+                  rho: np.ndarray) -> np.ndarray:
+    """``J_β`` of policies given as log-prob arrays ``(..., P, T)``; returns shape ``(...)``."""
+    p = np.exp(logp)
+    per_prompt = (p * reward).sum(axis=-1) - beta * kl_rows(logp, ref_logp)
+    return rho_weighted(per_prompt, rho)
+
+
+def J_beta(policy: Policy, reward, ref: Policy, beta: float, prompt_weights=None,
+           *, per_prompt: bool = False):
+    """``J_β(π; r)`` (scalar, ``ρ``-weighted) or its per-prompt values (P,)."""
+    policy = _check_policy("policy", policy)
+    sp = policy.space
+    ref = _check_policy("ref", ref, sp)
+    beta = check_beta(beta)
+    r = sp.check_array("reward", reward)
+    rho = check_prompt_weights(prompt_weights, sp.P)
+    vals = (policy.probs * r).sum(axis=-1) - beta * kl_rows(policy.logp, ref.logp)
+    return vals if per_prompt else float(rho_weighted(vals, rho))
+
+
+def kl(p: Policy, q: Policy, prompt_weights=None, *, per_prompt: bool = False):
+    """``E_x KL(p(·|x) ‖ q(·|x))`` (or per prompt), with ``+∞`` where ``p`` is not
+    absolutely continuous with respect to ``q``."""
+    p = _check_policy("p", p)
+    q = _check_policy("q", q, p.space)
+    vals = kl_rows(p.logp, q.logp)
+    if per_prompt:
+        return vals
+    rho = check_prompt_weights(prompt_weights, p.space.P)
+    return float(rho_weighted(vals, rho))
+
+
+def expected_reward(policy: Policy, reward, prompt_weights=None) -> float:
+    """``E_x E_{y~π} r(x, y)``."""
+    policy = _check_policy("policy", policy)
+    r = policy.space.check_array("reward", reward)
+    rho = check_prompt_weights(prompt_weights, policy.space.P)
+    return float((policy.probs * r).sum(axis=-1) @ rho)

@@ -1,0 +1,167 @@
+r"""Prefix-tree spaces: prompts × ``V**H`` completions.
+
+A *world* has prompts ``x ∈ {0..P-1}``, a vocabulary of ``V`` tokens and a horizon ``H``.
+A completion ``y = (a_1..a_H)`` is one of ``T = V**H`` token sequences; a trajectory is
+``ξ = (x, y)``. Transitions are deterministic (append the token), so the token-level MDP
+is a prefix tree whose depth-``h`` nodes are the ``V**h`` prefixes ``s_h = (a_1..a_h)``.
+
+Indexing (used everywhere in genver)
+------------------------------------
+Completions are numbered lexicographically with the **first token most significant**::
+
+    idx(y) = Σ_{h=1..H} a_h · V**(H-h)
+
+so the ``V**(H-h)`` completions that share a depth-``h`` prefix form one contiguous block,
+and the prefix of ``y`` at depth ``h`` has index ``idx(y) // V**(H-h)``. Per-prompt arrays
+over completions therefore have shape ``(P, T)`` and reshape to ``(P, V**h, V**(H-h))`` to
+group completions by prefix.
+
+Internal nodes (prefixes of length ``0..H-1``) are stored in one flat array per prompt,
+depth by depth: the node ``s`` of depth ``h`` with prefix index ``j`` has flat index
+``offset(h) + j`` where ``offset(h) = (V**h − 1)/(V − 1)``; there are
+``n_internal = (T − 1)/(V − 1)`` of them.
+
+All sizes are computed with Python integers and checked before any array is allocated:
+``V**H ≥ 2**62`` (where numba's int64 arithmetic would silently overflow) and ``P·T`` above
+``max_entries`` (the memory budget for one ``(P, T)`` float64 array) raise ``ValueError``.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+__all__ = ["TreeSpace", "DEFAULT_MAX_ENTRIES", "INT64_LIMIT"]
+
+#: Largest number of entries of one (P, T) array: 2**27 float64 = 1 GiB.
+DEFAULT_MAX_ENTRIES = 2**27
+#: Completion counts at or above this are refused (int64 headroom inside kernels).
+INT64_LIMIT = 2**62
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+class TreeSpace:
+    """The prefix tree of ``P`` prompts × ``V**H`` completions.
+
+    Parameters
+    ----------
+    P, V, H : int
+        Number of prompts (``P ≥ 1``), vocabulary size (``V ≥ 2``) and horizon (``H ≥ 1``).
+    max_entries : int
+        Refuse spaces whose ``P·V**H`` exceeds this (memory guard for one ``(P, T)`` array).
+    """
+
+    def __init__(self, P: int, V: int, H: int, max_entries: int = DEFAULT_MAX_ENTRIES):
+        self.P = _check_int("P", P, 1)
+        self.V = _check_int("V", V, 2)
+        self.H = _check_int("H", H, 1)
+        max_entries = _check_int("max_entries", max_entries, 1)
+        T = self.V**self.H  # Python int: exact, never wraps
+        if T >= INT64_LIMIT:
+            raise ValueError(
+                f"V**H = {self.V}**{self.H} = {T} completions per prompt is too large "
+                f"(limit {INT64_LIMIT} = 2**62, int64 overflow); reduce V or H"
+            )
+        if self.P * T > max_entries:
+            raise ValueError(
+                f"P*V**H = {self.P}*{self.V}**{self.H} = {self.P * T} entries exceeds "
+                f"max_entries = {max_entries} ({max_entries * 8 / 2**30:.2f} GiB per float64 "
+                f"array); reduce P, V or H, or raise max_entries"
+            )
+        self.T = T
+        self.n_internal = (T - 1) // (self.V - 1)
+
+    # -- sizes -------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Shape ``(P, T)`` of per-completion arrays."""
+        return (self.P, self.T)
+
+    def n_nodes(self, h: int) -> int:
+        """Number of depth-``h`` prefixes, ``V**h`` (``0 ≤ h ≤ H``)."""
+        self._check_depth(h, self.H)
+        return self.V**h
+
+    def block(self, h: int) -> int:
+        """Completions sharing one depth-``h`` prefix, ``V**(H-h)``."""
+        self._check_depth(h, self.H)
+        return self.V ** (self.H - h)
+
+    def offset(self, h: int) -> int:
+        """Flat index of the first depth-``h`` internal node, ``(V**h − 1)/(V − 1)``."""
+        self._check_depth(h, self.H - 1)
+        return (self.V**h - 1) // (self.V - 1)
+
+    def _check_depth(self, h, hmax):
+        h = _check_int("h", h, 0)
+        if h > hmax:
+            raise ValueError(f"h must be in [0, {hmax}], got {h}")
+
+    # -- encode / decode ---------------------------------------------------------------
+    def encode(self, tokens) -> np.ndarray:
+        """Completion index of token sequences; ``tokens`` has shape ``(..., H)``."""
+        a = np.asarray(tokens)
+        if a.ndim == 0 or a.shape[-1] != self.H:
+            raise ValueError(f"tokens must have last axis of length H={self.H}, got shape {a.shape}")
+        if not np.issubdtype(a.dtype, np.integer):
+            raise ValueError(f"tokens must be integers, got dtype {a.dtype}")
+        if a.size and (a.min() < 0 or a.max() >= self.V):
+            raise ValueError(f"tokens must lie in [0, V-1] = [0, {self.V - 1}]")
+        weights = self.V ** np.arange(self.H - 1, -1, -1, dtype=np.int64)
+        return a.astype(np.int64) @ weights
+
+    def decode(self, idx) -> np.ndarray:
+        """Token sequences ``(..., H)`` of completion indices."""
+        i = np.asarray(idx)
+        if not np.issubdtype(i.dtype, np.integer):
+            raise ValueError(f"idx must be integers, got dtype {i.dtype}")
+        if i.size and (i.min() < 0 or i.max() >= self.T):
+            raise ValueError(f"idx must lie in [0, T-1] = [0, {self.T - 1}]")
+        i = i.astype(np.int64)
+        powers = self.V ** np.arange(self.H - 1, -1, -1, dtype=np.int64)
+        return (i[..., None] // powers) % self.V
+
+    def prefix_index(self, idx, h: int) -> np.ndarray:
+        """Index (among the ``V**h`` depth-``h`` prefixes) of the prefix of each completion."""
+        return np.asarray(idx, dtype=np.int64) // self.block(h)
+
+    def all_tokens(self) -> np.ndarray:
+        """All completions as a ``(T, H)`` token array, in index order."""
+        return self.decode(np.arange(self.T, dtype=np.int64))
+
+    # -- misc --------------------------------------------------------------------------
+    def __eq__(self, other):
+        return isinstance(other, TreeSpace) and (self.P, self.V, self.H) == (other.P, other.V, other.H)
+
+    def __hash__(self):
+        return hash((self.P, self.V, self.H))
+
+    def __repr__(self):
+        return f"TreeSpace(P={self.P}, V={self.V}, H={self.H}, T={self.T})"
+
+    def check_array(self, name: str, arr, *, finite: bool = True, allow_neg_inf: bool = False) -> np.ndarray:
+        """Validate a per-completion array: shape ``(P, T)``, float64, no NaN (and no ±inf
+        unless allowed). Returns a C-contiguous float64 copy-if-needed."""
+        a = np.asarray(arr)
+        if a.shape != self.shape:
+            raise ValueError(f"{name} must have shape (P, T) = {self.shape}, got {a.shape}")
+        if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+            raise ValueError(f"{name} must be a real array, got dtype {a.dtype}")
+        a = np.ascontiguousarray(a, dtype=np.float64)
+        if np.isnan(a).any():
+            raise ValueError(f"{name} contains NaN")
+        if finite:
+            if allow_neg_inf:
+                if np.isposinf(a).any():
+                    raise ValueError(f"{name} contains +inf")
+            elif not np.isfinite(a).all():
+                raise ValueError(f"{name} contains inf")
+        return a
