@@ -1,0 +1,320 @@
+r"""The two routes of preference fine-tuning, each solved to its global optimum.
+
+Notation as in ``paper-notes.md`` §2, with ``(x_i, y_i⁺, y_i⁻)`` the ``N`` pairs (used only
+through their counts) and ``r_π = β log π/π_ref`` the local (implicit) reward.
+
+* **Offline (DPO):** ``π̂_off ∈ argmax_{π∈Π} Σ_i log σ(r_π(x_i,y_i⁺) − r_π(x_i,y_i⁻)) − pen(π)``.
+* **IPO:** ``argmin_{π∈Π} Σ_i (h_π(i) − 1/(2τ))²`` with
+  ``h_π(i) = log π(y⁺)/π_ref(y⁺) − log π(y⁻)/π_ref(y⁻)`` (``average="sequence"``) or the same
+  divided by the length ``H`` (``average="token"``, length-averaged log-probabilities).
+* **Reward MLE:** ``r̂ ∈ argmax_{r∈R} Σ_i log σ(r(x_i,y_i⁺) − r(x_i,y_i⁻)) − pen(r)``.
+* **Online (RM + RL):** ``π̂_on ∈ argmax_{π∈Π} J_β(π; r̂)`` (exact; see
+  :mod:`genver.classes.policies`).
+
+Solvers and well-posedness rules
+--------------------------------
+* Finite classes: exhaustive enumeration of every member's objective (numba kernel, one
+  ``prange`` item per member); the first maximiser wins (lowest index); ``set_valued`` reports
+  ties between members with different policies/rewards.
+* Tabular classes: the likelihood can be maximised at infinity and completions no pair
+  touches are unidentified, so both tabular routes use the **same ridge penalty on the reward
+  scale**, invariant to per-prompt constants (which Bradley–Terry cannot see):
+  ``pen(r) = (λ/2) Σ_x Σ_y (r(x,y) − r̄(x))²`` with ``r̄(x)`` the mean over the ``T``
+  completions, applied to ``r`` for the reward MLE and to ``r_π`` for DPO. The objective is
+  then strictly concave modulo constants and has one solution. For the reward MLE, since the
+  Bradley–Terry gradient sums to zero within each prompt, the maximiser has ``r̄(x) = 0`` and
+  every coordinate untouched by the data is exactly ``0 = r̄(x)``: genver solves only for the
+  touched coordinates. DPO is solved over the logits ``z`` of ``π = softmax(log π_ref + z)``
+  (all ``P·T`` of them), a different computation that must land on the same policy
+  (Theorem 2.2). ``identified`` marks the touched coordinates; ``λ`` must be ``> 0``.
+* Linear rewards / log-linear policies: ``pen = (λ/2)‖w‖²`` (``λ ≥ 0``); L-BFGS with exact
+  gradients. Reward MLE is concave; DPO over a log-linear class is concave when the per-node
+  normalisers cancel between ``y⁺`` and ``y⁻`` (e.g. position-token features), and otherwise
+  reported with its gradient norm.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from scipy import optimize
+
+from .. import _kernels
+from .._validation import check_beta, check_prompt_weights
+from ..classes import (FinitePolicyClass, FiniteRewardClass, LinearRewardClass, LogLinearPolicyClass,
+                       SoftOptimalPolicyClass, TabularPolicyClass, TabularRewardClass)
+from ..policy import Policy, logsumexp_rows
+from ..preferences import PairCounts, Preferences
+from .base import FitResult
+
+__all__ = ["dpo", "ipo", "reward_mle", "rl_step", "rm_rl", "DEFAULT_L2"]
+
+#: Default ridge weight for the tabular classes (λ in the module docstring).
+DEFAULT_L2 = 1e-2
+_GTOL = 1e-9
+_TIE_RTOL = 1e-12
+
+
+def _counts(data) -> PairCounts:
+    if isinstance(data, Preferences):
+        return data.counts()
+    if isinstance(data, PairCounts):
+        return data
+    raise ValueError(f"data must be Preferences or PairCounts, got {type(data).__name__}")
+
+
+def _check_l2(l2, *, positive: bool) -> float:
+    l2 = float(l2)
+    if not np.isfinite(l2) or l2 < 0 or (positive and l2 == 0):
+        need = "> 0 (the tabular MLE can lie at infinity)" if positive else ">= 0"
+        raise ValueError(f"l2 must be finite and {need}, got {l2}")
+    return l2
+
+
+def _lbfgs(fun, x0, gtol=_GTOL, max_iter=10000):
+    res = optimize.minimize(fun, x0, jac=True, method="L-BFGS-B",
+                            options={"gtol": gtol, "ftol": 0.0, "maxiter": max_iter, "maxcor": 30})
+    gnorm = float(np.abs(res.jac).max()) if res.jac.size else 0.0
+    return res, gnorm
+
+
+def _finite_pick(values: np.ndarray, members: np.ndarray):
+    """Lowest-index argmax and whether other maximisers differ from it."""
+    k = int(np.argmax(values))
+    tol = _TIE_RTOL * max(1.0, abs(values[k]))
+    ties = np.flatnonzero(values >= values[k] - tol)
+    distinct = any(not np.array_equal(members[j], members[k]) for j in ties if j != k)
+    return k, distinct, int(ties.size)
+
+
+def _identified(space, c: PairCounts) -> np.ndarray:
+    mask = np.zeros(space.P * space.T, dtype=bool)
+    mask[c.pos_flat] = True
+    mask[c.neg_flat] = True
+    return mask.reshape(space.shape)
+
+
+# -- reward MLE ---------------------------------------------------------------------------
+def reward_mle(data, reward_class, *, l2: float | None = None) -> FitResult:
+    """Bradley–Terry maximum likelihood over a reward class (finite, linear or tabular)."""
+    t0 = time.perf_counter()
+    c = _counts(data)
+    sp = c.space
+    if reward_class.space != sp:
+        raise ValueError("data and reward_class live on different spaces")
+    if isinstance(reward_class, FiniteRewardClass):
+        K = reward_class.size
+        out = np.empty(K)
+        _kernels.class_bt_loglik(reward_class.tables.reshape(K, -1), c.pos_flat, c.neg_flat,
+                                 np.zeros(c.count.size), c.count, 1.0, out)
+        k, set_valued, n_max = _finite_pick(out, reward_class.tables)
+        return FitResult("reward_mle", float(out[k]), reward=reward_class.tables[k], reward_index=k,
+                         set_valued=set_valued, wall_time=time.perf_counter() - t0,
+                         extra={"n_maximisers": n_max, "loglik_all": out})
+    if isinstance(reward_class, LinearRewardClass):
+        l2 = _check_l2(0.0 if l2 is None else l2, positive=False)
+        phi = reward_class.phi.reshape(sp.P * sp.T, -1)
+        D = phi[c.pos_flat] - phi[c.neg_flat]  # (M, d)
+
+        def neg(w):
+            z = D @ w
+            ll = c.count @ np.where(z >= 0, -np.log1p(np.exp(-np.abs(z))), z - np.log1p(np.exp(-np.abs(z))))
+            s = 1.0 / (1.0 + np.exp(np.clip(z, -700, 700)))  # σ(−z)
+            grad = D.T @ (c.count * s) - l2 * w
+            return -(ll - 0.5 * l2 * w @ w), -grad
+
+        res, g = _lbfgs(neg, np.zeros(reward_class.n_params))
+        w = res.x
+        return FitResult("reward_mle", -float(res.fun), reward=reward_class.reward(w), params=w,
+                         converged=bool(g <= 1e-6 * max(1.0, c.n_pairs)), iterations=int(res.nit), grad_norm=g,
+                         wall_time=time.perf_counter() - t0, extra={"l2": l2})
+    if isinstance(reward_class, TabularRewardClass):
+        l2 = _check_l2(DEFAULT_L2 if l2 is None else l2, positive=True)
+        ident = _identified(sp, c)
+        cov = np.flatnonzero(ident.ravel())
+        loc = np.full(sp.P * sp.T, -1, dtype=np.int64)
+        loc[cov] = np.arange(cov.size)
+        pos, neg_ = loc[c.pos_flat], loc[c.neg_flat]
+        grad = np.empty(cov.size)
+
+        def neg(v):
+            ll = _kernels.bt_loglik_grad(v, pos, neg_, c.count, 1.0, grad)
+            return -(ll - 0.5 * l2 * v @ v), -(grad - l2 * v)
+
+        res, g = _lbfgs(neg, np.zeros(cov.size))
+        r = np.zeros(sp.P * sp.T)
+        r[cov] = res.x
+        return FitResult("reward_mle", -float(res.fun), reward=r.reshape(sp.shape), converged=bool(res.success),
+                         iterations=int(res.nit), grad_norm=g, identified=ident,
+                         wall_time=time.perf_counter() - t0, extra={"l2": l2})
+    raise ValueError(f"reward_mle: unsupported reward class {type(reward_class).__name__}")
+
+
+# -- RL step and the online route ---------------------------------------------------------
+def rl_step(reward, policy_class, ref: Policy, beta: float, prompt_weights=None) -> FitResult:
+    """``argmax_{π∈Π} J_β(π; r)`` (exact: enumeration, backward induction or L-BFGS)."""
+    t0 = time.perf_counter()
+    res = policy_class.rl_argmax(reward, ref, beta, prompt_weights)
+    return FitResult("rl_step", res.objective, policy=res.policy, reward=np.asarray(reward),
+                     policy_index=res.index, params=res.params, iterations=res.iterations,
+                     grad_norm=res.grad_norm, wall_time=time.perf_counter() - t0,
+                     extra={"residual_kl": res.residual_kl})
+
+
+def rm_rl(data, reward_class, policy_class, ref: Policy, beta: float, *, l2: float | None = None,
+          prompt_weights=None) -> FitResult:
+    """The online route: reward MLE over ``R``, then exact RL over ``Π`` against ``r̂``."""
+    t0 = time.perf_counter()
+    rm = reward_mle(data, reward_class, l2=l2)
+    rl = rl_step(rm.reward, policy_class, ref, beta, prompt_weights)
+    return FitResult("rm_rl", rm.objective, policy=rl.policy, reward=rm.reward,
+                     policy_index=rl.policy_index, reward_index=rm.reward_index, params=rm.params,
+                     converged=rm.converged, iterations=rm.iterations + rl.iterations,
+                     grad_norm=max(rm.grad_norm, rl.grad_norm), set_valued=rm.set_valued,
+                     identified=rm.identified, wall_time=time.perf_counter() - t0,
+                     extra={"rl_objective": rl.objective, "residual_kl": rl.extra["residual_kl"], **rm.extra})
+
+
+# -- offline: DPO and IPO -----------------------------------------------------------------
+def _policy_members(policy_class) -> FinitePolicyClass | None:
+    if isinstance(policy_class, FinitePolicyClass):
+        return policy_class
+    if isinstance(policy_class, SoftOptimalPolicyClass) and isinstance(policy_class.reward_class, FiniteRewardClass):
+        return policy_class.to_finite()
+    return None
+
+
+def _pair_offsets(ref: Policy, c: PairCounts, beta: float) -> np.ndarray:
+    lr = ref.logp.ravel()
+    return -beta * (lr[c.pos_flat] - lr[c.neg_flat])
+
+
+def dpo(data, policy_class, ref: Policy, beta: float, *, l2: float | None = None) -> FitResult:
+    """Offline MLE (DPO) over a finite, soft-optimal (finite or linear ``R``), tabular or
+    log-linear policy class."""
+    t0 = time.perf_counter()
+    c = _counts(data)
+    sp = c.space
+    beta = check_beta(beta)
+    if not isinstance(ref, Policy) or ref.space != sp:
+        raise ValueError("ref must be a Policy on the data's space")
+    fin = _policy_members(policy_class)
+    if fin is None:
+        ref.require_full_support("ref")
+    elif not (np.isfinite(ref.logp.ravel()[c.pos_flat]).all() and np.isfinite(ref.logp.ravel()[c.neg_flat]).all()):
+        raise ValueError("ref must give positive probability to every completion in the data")
+    if fin is not None:
+        K = fin.size
+        out = np.empty(K)
+        _kernels.class_bt_loglik(fin.logp.reshape(K, -1), c.pos_flat, c.neg_flat,
+                                 _pair_offsets(ref, c, beta), c.count, beta, out)
+        out[np.isnan(out)] = -np.inf  # a member with π(y⁺) = π(y⁻) = 0 cannot explain that pair
+        k, set_valued, n_max = _finite_pick(out, fin.logp)
+        return FitResult("dpo", float(out[k]), policy=fin.member(k), policy_index=k,
+                         set_valued=set_valued, wall_time=time.perf_counter() - t0,
+                         extra={"n_maximisers": n_max, "loglik_all": out})
+    if isinstance(policy_class, SoftOptimalPolicyClass):  # linear R: π_w ∝ π_ref e^{w·φ/β}
+        rm = reward_mle(c, policy_class.reward_class, l2=l2)
+        pol = policy_class.policy(rm.params)
+        return FitResult("dpo", rm.objective, policy=pol, reward=rm.reward, params=rm.params,
+                         converged=rm.converged, iterations=rm.iterations, grad_norm=rm.grad_norm,
+                         wall_time=time.perf_counter() - t0, extra=rm.extra)
+    if isinstance(policy_class, TabularPolicyClass):
+        l2 = _check_l2(DEFAULT_L2 if l2 is None else l2, positive=True)
+        lr = ref.logp
+        grad_f = np.empty(sp.P * sp.T)
+        pos, neg_ = c.pos_flat, c.neg_flat
+
+        def neg(zflat):
+            z = zflat.reshape(sp.shape)
+            s = lr + z
+            logp = s - logsumexp_rows(s)[:, None]
+            f = beta * (logp - lr)  # r_π
+            ll = _kernels.bt_loglik_grad(f.ravel(), pos, neg_, c.count, 1.0, grad_f)
+            fc = f - f.mean(axis=1, keepdims=True)
+            obj = ll - 0.5 * l2 * np.sum(fc * fc)
+            gf = grad_f.reshape(sp.shape) - l2 * fc  # ∂obj/∂f
+            # f = β(z − lse(lr + z)): ∂f_y/∂z_u = β(δ_yu − π_u)
+            gz = beta * (gf - np.exp(logp) * gf.sum(axis=1, keepdims=True))
+            return -obj, -gz.ravel()
+
+        res, g = _lbfgs(neg, np.zeros(sp.P * sp.T))
+        s = lr + res.x.reshape(sp.shape)
+        pol = Policy(sp, s - logsumexp_rows(s)[:, None])
+        return FitResult("dpo", -float(res.fun), policy=pol, reward=beta * (pol.logp - lr),
+                         converged=bool(res.success), iterations=int(res.nit), grad_norm=g,
+                         identified=_identified(sp, c), wall_time=time.perf_counter() - t0, extra={"l2": l2})
+    if isinstance(policy_class, LogLinearPolicyClass):
+        l2 = _check_l2(0.0 if l2 is None else l2, positive=False)
+        if not np.array_equal(ref.logp, policy_class.ref.logp):
+            raise ValueError("ref must be the log-linear class's own reference policy")
+        from ..policy import sequence_logp_from_cond
+        lr = ref.logp
+        grad_f = np.empty(sp.P * sp.T)
+
+        def neg(theta):
+            cond = policy_class.cond(theta)
+            logp = sequence_logp_from_cond(sp, cond)
+            f = beta * (logp - lr)
+            ll = _kernels.bt_loglik_grad(f.ravel(), c.pos_flat, c.neg_flat, c.count, 1.0, grad_f)
+            grad = beta * policy_class.contract_score(cond, grad_f.reshape(sp.shape)) - l2 * theta
+            return -(ll - 0.5 * l2 * theta @ theta), -grad
+
+        res, g = _lbfgs(neg, np.zeros(policy_class.n_params))
+        pol = policy_class.policy(res.x)
+        return FitResult("dpo", -float(res.fun), policy=pol, reward=beta * (pol.logp - lr), params=res.x,
+                         converged=bool(res.success), iterations=int(res.nit), grad_norm=g,
+                         wall_time=time.perf_counter() - t0, extra={"l2": l2})
+    raise ValueError(f"dpo: unsupported policy class {type(policy_class).__name__}")
+
+
+def ipo(data, policy_class, ref: Policy, beta: float = 1.0, *, tau: float = 1.0, average: str = "sequence",
+        l2: float | None = None) -> FitResult:
+    """IPO: least squares of the log-ratio margin ``h_π`` to the target ``1/(2τ)``.
+
+    ``beta`` is unused by the IPO loss itself (kept for a uniform signature); ``average``
+    selects summed (``"sequence"``) or length-averaged (``"token"``) log-probabilities.
+    """
+    t0 = time.perf_counter()
+    c = _counts(data)
+    sp = c.space
+    tau = check_beta(tau, "tau")
+    if average not in ("sequence", "token"):
+        raise ValueError(f"average must be 'sequence' or 'token', got {average!r}")
+    scale = 1.0 if average == "sequence" else 1.0 / sp.H
+    target = 1.0 / (2.0 * tau)
+    lr = ref.logp.ravel()
+    fin = _policy_members(policy_class)
+    if fin is not None:
+        h = scale * ((fin.logp.reshape(fin.size, -1)[:, c.pos_flat] - lr[c.pos_flat])
+                     - (fin.logp.reshape(fin.size, -1)[:, c.neg_flat] - lr[c.neg_flat]))
+        loss = ((h - target) ** 2) @ c.count
+        k, set_valued, n_max = _finite_pick(-loss, fin.logp)
+        return FitResult("ipo", -float(loss[k]), policy=fin.member(k), policy_index=k, set_valued=set_valued,
+                         wall_time=time.perf_counter() - t0, extra={"n_maximisers": n_max, "average": average})
+    if isinstance(policy_class, TabularPolicyClass):
+        l2 = _check_l2(DEFAULT_L2 if l2 is None else l2, positive=True)
+        lr2 = ref.logp
+
+        def neg(zflat):
+            s = lr2 + zflat.reshape(sp.shape)
+            logp = s - logsumexp_rows(s)[:, None]
+            u = (logp - lr2).ravel()  # log π/π_ref
+            h = scale * (u[c.pos_flat] - u[c.neg_flat])
+            resid = h - target
+            gu = np.zeros(sp.P * sp.T)
+            np.add.at(gu, c.pos_flat, -2.0 * scale * c.count * resid)
+            np.add.at(gu, c.neg_flat, 2.0 * scale * c.count * resid)
+            uc = (logp - lr2) - (logp - lr2).mean(axis=1, keepdims=True)
+            obj = -(c.count @ resid**2) - 0.5 * l2 * np.sum(uc * uc)
+            gu = gu.reshape(sp.shape) - l2 * uc
+            gz = gu - np.exp(logp) * gu.sum(axis=1, keepdims=True)
+            return -obj, -gz.ravel()
+
+        res, g = _lbfgs(neg, np.zeros(sp.P * sp.T))
+        s = lr2 + res.x.reshape(sp.shape)
+        pol = Policy(sp, s - logsumexp_rows(s)[:, None])
+        return FitResult("ipo", -float(res.fun), policy=pol, converged=bool(res.success), iterations=int(res.nit),
+                         grad_norm=g, identified=_identified(sp, c), wall_time=time.perf_counter() - t0,
+                         extra={"l2": l2, "average": average})
+    raise ValueError(f"ipo: unsupported policy class {type(policy_class).__name__}")

@@ -1,0 +1,154 @@
+r"""On-policy estimators driven by a fitted reward ``r̂``: online DPO and policy gradient.
+
+**Online DPO** (the paper's practical pipeline, ``paper-notes.md`` §2). Round ``t``: draw
+prompts ``x ~ ρ``, ``K`` completions from the current policy ``π_t``, and label a pair with
+``r̂``:
+
+* ``labels="top_bottom"`` (the paper): the completion with the highest ``r̂`` is preferred to
+  the one with the lowest (lowest index among equals; rounds whose ``K`` draws all tie give a
+  pair of equals, which carries no information);
+* ``labels="bradley_terry"``: the first two draws, labelled ``y1 ≻ y2`` with probability
+  ``σ(r̂(y1) − r̂(y2))`` — the data-processing version (H1): the labels carry no information
+  about ``r*`` beyond ``r̂``, and as the pool grows the exact DPO solution tends to ``π*_{r̂}``
+  (tabular class), never past it.
+
+Pairs accumulate in a pool (``accumulate=True``) or are replaced each round, and
+``π_{t+1}`` is the exact DPO solution on the pool with reference ``π_ref``
+(:func:`genver.estimators.dpo`). ``start`` is the sampling policy of round 0 (``π_ref`` by
+default, or e.g. the offline-DPO policy). ``extra["kl_to_target"]`` records
+``E_x KL(π_t ‖ π*_{r̂})`` after every round (exact).
+
+**Policy gradient** against ``r̂`` with KL: maximise ``J_β(π_θ; r̂)`` by gradient ascent on
+per-node logits (tabular) or on ``θ`` (log-linear). The gradient is
+``∇J = E_x E_{y~π_θ} [(r̂(y) − β log π_θ(y)/π_ref(y)) ∇ log π_θ(y)]``; ``exact=True`` computes
+it by enumeration, otherwise REINFORCE with the leave-one-out baseline estimates it from ``K``
+samples per prompt: ``(1/K) Σ_k (R_k − (1/(K−1)) Σ_{j≠k} R_j) ∇ log π_θ(y_k)``.
+
+**DPO 2×** (the "two epochs" control): with exact optimisation a second epoch over the same
+pairs is the same data counted twice, i.e. DPO on doubled counts.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .._validation import as_generator, check_beta, check_positive_int, check_prompt_weights
+from ..classes import LogLinearPolicyClass, TabularPolicyClass
+from ..policy import Policy, logsumexp_rows, node_score_coeff, sequence_logp_from_cond
+from ..preferences import PairCounts, Preferences, _sample_completions
+from ..softrl import kl_rows, soft_optimal
+from .base import FitResult
+from .mle import _counts, dpo
+
+__all__ = ["online_dpo", "policy_gradient", "dpo_2x"]
+
+
+def dpo_2x(data, policy_class, ref: Policy, beta: float, *, l2: float | None = None) -> FitResult:
+    """DPO run for two epochs, solved exactly: DPO on doubled pair counts."""
+    c = _counts(data)
+    res = dpo(PairCounts(c.space, c.x, c.y_pos, c.y_neg, 2.0 * c.count), policy_class, ref, beta, l2=l2)
+    res.estimator = "dpo_2x"
+    return res
+
+
+def online_dpo(reward_hat, policy_class, ref: Policy, beta: float, *, K: int = 25, rounds: int = 10,
+               pairs_per_round: int = 64, labels: str = "top_bottom", accumulate: bool = True,
+               start: Policy | None = None, l2: float | None = None, prompt_weights=None,
+               random_state=None) -> FitResult:
+    """Online DPO labelled by ``r̂`` (see the module docstring)."""
+    t0 = time.perf_counter()
+    sp = ref.space
+    r_hat = sp.check_array("reward_hat", reward_hat)
+    beta = check_beta(beta)
+    K = check_positive_int(K, "K", minimum=2)
+    rounds = check_positive_int(rounds, "rounds")
+    m = check_positive_int(pairs_per_round, "pairs_per_round")
+    if labels not in ("top_bottom", "bradley_terry"):
+        raise ValueError(f"labels must be 'top_bottom' or 'bradley_terry', got {labels!r}")
+    rho = check_prompt_weights(prompt_weights, sp.P)
+    rng = as_generator(random_state)
+    target = soft_optimal(r_hat, ref, beta).policy
+    pi = ref if start is None else start
+    if not isinstance(pi, Policy) or pi.space != sp:
+        raise ValueError("start must be a Policy on the reference's space")
+    pool = [np.empty(0, np.int64)] * 3
+    history, res = [], None
+    for _ in range(rounds):
+        x = rng.choice(sp.P, size=m, p=rho).astype(np.int64)
+        ys = np.stack([_sample_completions(pi.probs, x, rng.random(m)) for _ in range(K)], axis=1)  # (m, K)
+        rv = r_hat[x[:, None], ys]
+        if labels == "top_bottom":
+            rows = np.arange(m)
+            y_pos, y_neg = ys[rows, np.argmax(rv, axis=1)], ys[rows, np.argmin(rv, axis=1)]
+        else:
+            u = rng.random(m)
+            d = rv[:, 0] - rv[:, 1]
+            first = u < 1.0 / (1.0 + np.exp(-np.clip(d, -700, 700)))
+            y_pos = np.where(first, ys[:, 0], ys[:, 1])
+            y_neg = np.where(first, ys[:, 1], ys[:, 0])
+        new = [x, y_pos, y_neg]
+        pool = [np.concatenate([a, b]) for a, b in zip(pool, new)] if accumulate else new
+        res = dpo(Preferences(sp, *pool), policy_class, ref, beta, l2=l2)
+        pi = res.policy
+        history.append(float(kl_rows(pi.logp, target.logp) @ rho))
+    res.estimator = "online_dpo"
+    res.wall_time = time.perf_counter() - t0
+    res.extra.update(kl_to_target=history, n_pairs=int(pool[0].size), K=K, rounds=rounds, labels=labels)
+    return res
+
+
+def policy_gradient(reward_hat, policy_class, ref: Policy, beta: float, *, steps: int = 200, lr: float = 0.5,
+                    K: int = 8, exact: bool = False, prompt_weights=None, random_state=None) -> FitResult:
+    """KL-regularised policy gradient against ``r̂`` (tabular or log-linear class), starting
+    at ``π_ref``; sampled REINFORCE-leave-one-out or the exact gradient."""
+    t0 = time.perf_counter()
+    sp = ref.space
+    r_hat = sp.check_array("reward_hat", reward_hat)
+    beta = check_beta(beta)
+    steps = check_positive_int(steps, "steps")
+    lr = check_beta(lr, "lr")
+    K = check_positive_int(K, "K", minimum=2)
+    rho = check_prompt_weights(prompt_weights, sp.P)
+    rng = as_generator(random_state)
+    ref.require_full_support("ref")
+    if isinstance(policy_class, TabularPolicyClass):
+        params = np.array(ref.cond)  # per-node logits, π_0 = π_ref
+
+        def cond_of(p):
+            return p - logsumexp_rows(p)[..., None]
+
+        def grad_of(cond, g):
+            return node_score_coeff(sp, cond, g)
+    elif isinstance(policy_class, LogLinearPolicyClass):
+        params = np.zeros(policy_class.n_params)
+        cond_of = policy_class.cond
+        grad_of = policy_class.contract_score
+    else:
+        raise ValueError(f"policy_gradient supports tabular and log-linear classes, got {type(policy_class).__name__}")
+    target = soft_optimal(r_hat, ref, beta)
+    J_star = float(beta * target.log_Z @ rho)
+    history = []
+    for _ in range(steps):
+        cond = cond_of(params)
+        logp = sequence_logp_from_cond(sp, cond)
+        ret = r_hat - beta * (logp - ref.logp)  # per-completion regularised return
+        if exact:
+            g = np.exp(logp) * ret * rho[:, None]
+        else:
+            x = np.repeat(np.arange(sp.P), K)
+            y = _sample_completions(np.exp(logp), x, rng.random(x.size)).reshape(sp.P, K)
+            R = ret[np.arange(sp.P)[:, None], y]
+            adv = R - (R.sum(axis=1, keepdims=True) - R) / (K - 1)
+            g = np.zeros(sp.shape)
+            np.add.at(g, (np.repeat(np.arange(sp.P), K), y.ravel()), (adv * rho[:, None] / K).ravel())
+        params = params + lr * grad_of(cond, g)
+        history.append(J_star - float((np.exp(logp) * ret).sum(axis=1) @ rho))
+    cond = cond_of(params)
+    pol = Policy.from_cond(sp, cond)
+    J = float((pol.probs * (r_hat - beta * (pol.logp - ref.logp))).sum(axis=1) @ rho)
+    return FitResult("policy_gradient", J, policy=pol, reward=r_hat,
+                     params=params if isinstance(policy_class, LogLinearPolicyClass) else None,
+                     converged=False, iterations=steps, wall_time=time.perf_counter() - t0,
+                     extra={"exact_gradient": exact, "gap_to_optimum": J_star - J, "gap_history": history,
+                            "kl_to_target": float(kl_rows(pol.logp, target.policy.logp) @ rho)})
