@@ -65,6 +65,8 @@ def _group(values: np.ndarray, mass: np.ndarray):
 
 def win_rate(policy: Policy, ref: Policy, reward, prompt_weights=None) -> float:
     """``E_x P_{y~π̂, y'~π_ref}(y ≻ y')`` under Bradley–Terry with ``r*`` (exact)."""
+    if not isinstance(policy, Policy) or not isinstance(ref, Policy):
+        raise ValueError("policy and ref must be genver Policy objects")
     sp = policy.space
     if ref.space != sp:
         raise ValueError("policy and ref live on different spaces")
@@ -97,6 +99,8 @@ def heldout_bt_loglik(reward, data: Preferences) -> float:
 def expected_bt_loglik(reward, reward_true, sampler: Policy, prompt_weights=None) -> float:
     """Exact expected per-pair Bradley–Terry log-likelihood of ``reward`` when pairs come from
     ``sampler`` (= μ) and labels from ``reward_true`` (= r*)."""
+    if not isinstance(sampler, Policy):
+        raise ValueError(f"sampler must be a genver Policy, got {type(sampler).__name__}")
     sp = sampler.space
     r = sp.check_array("reward", reward)
     rt = sp.check_array("reward_true", reward_true)

@@ -104,12 +104,14 @@ class Preferences:
 
 
 def _sample_completions(mu_probs: np.ndarray, x: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Inverse-CDF draws ``y ~ μ(·|x)``: one flat search over row-offset cumulative sums."""
+    """Inverse-CDF draws ``y ~ μ(·|x)`` from uniforms ``u``, one row search per prompt."""
     P, T = mu_probs.shape
     cdf = np.cumsum(mu_probs, axis=1)
     cdf /= cdf[:, -1:]
-    flat = (cdf + np.arange(P)[:, None]).ravel()
-    y = np.searchsorted(flat, x + u, side="right") - x * T
+    y = np.empty(x.shape, dtype=np.int64)
+    for p in np.unique(x):
+        sel = x == p
+        y[sel] = np.searchsorted(cdf[p], u[sel], side="right")
     return np.minimum(y, T - 1)
 
 

@@ -218,6 +218,7 @@ class FinitePolicyClass:
         from ..policy import uniform_policy
         ref = uniform_policy(self.space) if ref is None else ref
         beta = check_beta(beta)
+        scale = check_beta(scale, "scale")
         rng = as_generator(random_state)
         if (self.size + n) * self.space.P * self.space.T > 2**28:
             raise ValueError(f"(K + n)*P*T = {(self.size + n) * self.space.P * self.space.T} entries exceeds 2**28")

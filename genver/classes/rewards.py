@@ -124,6 +124,8 @@ def induced_reward_class(policy_class, ref: Policy, beta: float):
     from .policies import FinitePolicyClass, TabularPolicyClass
 
     beta = check_beta(beta)
+    if not isinstance(ref, Policy) or ref.space != getattr(policy_class, "space", None):
+        raise ValueError("ref must be a Policy on the policy class's space")
     ref.require_full_support("ref")
     if isinstance(policy_class, FinitePolicyClass):
         if not np.isfinite(policy_class.logp).all():
