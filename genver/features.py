@@ -12,6 +12,7 @@ name                   ``φ(x, y)``                                             
 ``hamming``            ``−#{h : a_h ≠ t_{x,h}}`` for a hidden per-prompt target ``t``   1
                        (additive: the "hidden reference" / ROUGE-L analogue)
 ``target_match``       ``1[a_h = t_{x,h}]`` for each position ``h`` (additive)          H
+``position_token``     indicator of ``(x, h, a_h)``: spans every additive reward        P·H·V
 ``random_gaussian``    i.i.d. ``N(0, 1)`` per ``(x, y)`` and feature                    d
 ``tabular``            indicator of ``(x, y)``: spans every reward                      P·T
 =====================  ==============================================================  =====
@@ -91,6 +92,17 @@ def _hamming(space, rng, target=None, **kw):
     return -(1.0 - _target_match(space, rng, target)).sum(axis=2, keepdims=True)
 
 
+def _position_token(space, rng, **kw):
+    P, T, H, V = space.P, space.T, space.H, space.V
+    _check_size("position_token", P * T * P * H * V)
+    toks = _tokens(space)  # (T, H)
+    phi = np.zeros((P, T, P, H, V))
+    for x in range(P):
+        for h in range(H):
+            phi[x, np.arange(T), x, h, toks[:, h]] = 1.0
+    return phi.reshape(P, T, P * H * V)
+
+
 def _random_gaussian(space, rng, d: int = 4, **kw):
     d = check_positive_int(d, "d")
     _check_size("random_gaussian", space.P * space.T * d)
@@ -109,6 +121,7 @@ TRAJECTORY_FEATURES = {
     "first_last_match": _first_last,
     "hamming": _hamming,
     "target_match": _target_match,
+    "position_token": _position_token,
     "random_gaussian": _random_gaussian,
     "tabular": _tabular,
 }

@@ -27,10 +27,14 @@ Solvers and well-posedness rules
   touched coordinates. DPO is solved over the logits ``z`` of ``π = softmax(log π_ref + z)``
   (all ``P·T`` of them), a different computation that must land on the same policy
   (Theorem 2.2). ``identified`` marks the touched coordinates; ``λ`` must be ``> 0``.
-* Linear rewards / log-linear policies: ``pen = (λ/2)‖w‖²`` (``λ ≥ 0``); L-BFGS with exact
-  gradients. Reward MLE is concave; DPO over a log-linear class is concave when the per-node
-  normalisers cancel between ``y⁺`` and ``y⁻`` (e.g. position-token features), and otherwise
-  reported with its gradient norm.
+* Linear rewards / log-linear policies: ridge on the reward-scale parameters, ``(λ/2)‖w‖²``
+  for ``r_w = w·φ`` and ``(λ/2)‖βθ‖²`` for ``π_θ`` (whose local reward is
+  ``β θ·Σ_h ψ − normalisers``), so that isomorphic pairs — e.g. additive rewards on
+  position-token features and the position-token log-linear class under a position-factorised
+  ``π_ref`` — stay exactly equivalent (``λ ≥ 0``). L-BFGS with exact gradients. Reward MLE is
+  concave; DPO over a log-linear class is concave when the per-node normalisers cancel between
+  ``y⁺`` and ``y⁻`` (e.g. position-token features), and otherwise reported with its gradient
+  norm.
 """
 from __future__ import annotations
 
@@ -257,8 +261,9 @@ def dpo(data, policy_class, ref: Policy, beta: float, *, l2: float | None = None
             logp = sequence_logp_from_cond(sp, cond)
             f = beta * (logp - lr)
             ll = _kernels.bt_loglik_grad(f.ravel(), c.pos_flat, c.neg_flat, c.count, 1.0, grad_f)
-            grad = beta * policy_class.contract_score(cond, grad_f.reshape(sp.shape)) - l2 * theta
-            return -(ll - 0.5 * l2 * theta @ theta), -grad
+            lam = l2 * beta * beta  # ridge on the reward-scale parameters βθ
+            grad = beta * policy_class.contract_score(cond, grad_f.reshape(sp.shape)) - lam * theta
+            return -(ll - 0.5 * lam * theta @ theta), -grad
 
         res, g = _lbfgs(neg, np.zeros(policy_class.n_params))
         pol = policy_class.policy(res.x)

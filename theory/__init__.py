@@ -1,0 +1,1 @@
+"""Executable, falsifiable checks of the paper's propositions (importable as ``genver.theory``)."""
