@@ -112,6 +112,8 @@ def _resolve_classes(args, inst):
     defaulted = {}
     if est != "ipo" and (args.tau is not None or args.average is not None):
         raise ValueError(f"fit: --tau/--average are options of --estimator ipo, not {est}")
+    if args.average is not None:
+        args.average = _choice(args.average, ("sequence", "token"), "--average")
     if args.l2 is not None and not (math.isfinite(args.l2) and args.l2 >= 0):
         raise ValueError(f"fit: --l2: must be finite and >= 0, got {args.l2}")
     if est == "reward_mle":
@@ -171,7 +173,7 @@ def _jsonable(v):
     return v
 
 
-def _class_info(name, obj):
+def _class_info(obj):
     if obj is None:
         return None
     return {"size": getattr(obj, "size", None), "n_params": getattr(obj, "n_params", None)}
@@ -267,7 +269,7 @@ def _fit(args) -> int:
         "policy_class": pc,
         "reward_class": rc,
         "defaults": defaulted,
-        "class_sizes": {"policy": _class_info(pc, Pi), "reward": _class_info(rc, R)},
+        "class_sizes": {"policy": _class_info(Pi), "reward": _class_info(R)},
         "options": {"l2": res.extra.get("l2"),
                     "tau": (1.0 if args.tau is None else args.tau) if est == "ipo" else None,
                     "average": (args.average or "sequence") if est == "ipo" else None},
@@ -400,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--l2", type=float, default=None, metavar="λ",
                    help="ridge penalty weight (default: the estimator's: 0.01 tabular, 0 linear)")
     f.add_argument("--tau", type=float, default=None, help="IPO target 1/(2τ) (ipo only; default 1)")
-    f.add_argument("--average", default=None, choices=("sequence", "token"),
+    f.add_argument("--average", default=None, metavar="{sequence,token}",
                    help="IPO log-probabilities summed (sequence, default) or averaged over the H tokens (ipo only)")
     f.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     f.set_defaults(func=_fit)
@@ -413,10 +415,11 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    if getattr(args, "seeds", 1) < 2:
-        parser.error("--seeds must be >= 2")
-    if getattr(args, "distractors", 0) < 0:
-        parser.error("--distractors must be >= 0")
+    if args.command == "quickstart":  # (getattr(args, "seeds", 1) < 2 refused every other command)
+        if args.seeds < 2:
+            parser.error("--seeds must be >= 2")
+        if args.distractors < 0:
+            parser.error("--distractors must be >= 0")
     try:
         return args.func(args)
     except ValueError as e:  # bad input: one clear line, exit code 2

@@ -108,6 +108,10 @@ def _sample_completions(mu_probs: np.ndarray, x: np.ndarray, u: np.ndarray) -> n
     P, T = mu_probs.shape
     cdf = np.cumsum(mu_probs, axis=1)
     cdf /= cdf[:, -1:]
+    # from each row's last positive-mass completion on, the cdf is exactly 1, so a uniform
+    # u < 1 never lands on a trailing zero-mass completion through rounding
+    last = T - 1 - np.argmax(mu_probs[:, ::-1] > 0, axis=1)
+    cdf[np.arange(T)[None, :] >= last[:, None]] = 1.0
     y = np.empty(x.shape, dtype=np.int64)
     for p in np.unique(x):
         sel = x == p

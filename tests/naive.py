@@ -490,3 +490,134 @@ def telescoped_local_reward(cond_pi, cond_ref, beta, V, H, P):
                 total += beta * (float(cond_pi[(x, s)][a]) - float(cond_ref[(x, s)][a]))
             out[x, encode(y, V)] = total
     return out
+
+
+# ===========================================================================
+# 16-20. imitation (SFT, MaxEnt IRL) and best-of-N: brute-force references
+#        (written for genver.estimators.imitation / best_of_n; plain Python,
+#        numpy and scipy only)
+# ===========================================================================
+#
+# Demonstrations are an (N, 2) integer array of rows (x, y).  All objectives
+# are written term by term from their definitions.
+
+def demo_loglik(logp, demos):
+    """sum_i log pi(y_i|x_i) for one policy logp (P, T); -inf if a demo has pi = 0."""
+    logp = np.asarray(logp, dtype=float)
+    demos = np.asarray(demos, dtype=np.int64).reshape(-1, 2)
+    terms = []
+    for i in range(demos.shape[0]):
+        v = float(logp[int(demos[i, 0]), int(demos[i, 1])])
+        if v == NEG_INF:
+            return NEG_INF
+        terms.append(v)
+    return math.fsum(terms)
+
+
+def sft_finite(logp_members, demos):
+    """SFT over K explicit policies (K, P, T): (log-likelihood of every member (K,),
+    the maximum, and the sorted list of all maximisers within 1e-12 relative)."""
+    logp_members = np.asarray(logp_members, dtype=float)
+    ll = np.array([demo_loglik(logp_members[k], demos) for k in range(logp_members.shape[0])])
+    best = max(ll)
+    if best == NEG_INF:
+        return ll, best, list(range(len(ll)))
+    tol = 1e-12 * max(1.0, abs(best))
+    return ll, best, [k for k in range(len(ll)) if ll[k] >= best - tol]
+
+
+def maxent_irl_loglik(r, ref_logp, beta, demos):
+    """sum_i log pi*_r(y_i|x_i) with log pi*_r(y|x) = log pi_ref(y|x) + r(x,y)/beta - log Z_r(x),
+    Z_r(x) = sum_y pi_ref(y|x) exp(r(x,y)/beta)."""
+    r = np.asarray(r, dtype=float)
+    ref_logp = np.asarray(ref_logp, dtype=float)
+    demos = np.asarray(demos, dtype=np.int64).reshape(-1, 2)
+    P, T = ref_logp.shape
+    beta = float(beta)
+    logZ = [_logsumexp_list([float(ref_logp[x, y]) + float(r[x, y]) / beta for y in range(T)])
+            for x in range(P)]
+    terms = []
+    for i in range(demos.shape[0]):
+        x, y = int(demos[i, 0]), int(demos[i, 1])
+        v = float(ref_logp[x, y]) + float(r[x, y]) / beta - logZ[x]
+        if v == NEG_INF:
+            return NEG_INF
+        terms.append(v)
+    return math.fsum(terms)
+
+
+def centred_penalty(r, l2):
+    """(l2/2) sum_x sum_y (r(x,y) - mean_y' r(x,y'))^2."""
+    r = np.asarray(r, dtype=float)
+    total = 0.0
+    for x in range(r.shape[0]):
+        mean = math.fsum(float(v) for v in r[x]) / r.shape[1]
+        total += math.fsum((float(v) - mean) ** 2 for v in r[x])
+    return 0.5 * float(l2) * total
+
+
+def tabular_penalised_sft(ref_logp, beta, demos, l2):
+    """Penalised tabular SFT by generic numerical optimisation (scipy BFGS, finite-difference
+    gradients), parametrised differently from genver: per prompt, T - 1 free logits with the
+    last completion's logit fixed at 0, pi = softmax(log pi_ref + z).  Maximises
+    sum_i log pi(y_i|x_i) - (l2/2) sum (r_pi - mean r_pi)^2 with r_pi = beta log pi/pi_ref.
+    Returns (logp (P, T), objective)."""
+    from scipy import optimize
+
+    ref_logp = np.asarray(ref_logp, dtype=float)
+    P, T = ref_logp.shape
+    beta = float(beta)
+
+    def unpack(v):
+        z = np.concatenate([np.asarray(v).reshape(P, T - 1), np.zeros((P, 1))], axis=1)
+        s = ref_logp + z
+        m = s.max(axis=1, keepdims=True)
+        return s - (m + np.log(np.exp(s - m).sum(axis=1, keepdims=True)))
+
+    def objective(v):
+        logp = unpack(v)
+        return demo_loglik(logp, demos) - centred_penalty(beta * (logp - ref_logp), l2)
+
+    res = optimize.minimize(lambda v: -objective(v), np.zeros(P * (T - 1)), method="BFGS",
+                            options={"gtol": 1e-10, "maxiter": 20000})
+    return unpack(res.x), objective(res.x)
+
+
+def maxent_irl_linear(phi, ref_logp, beta, demos, l2):
+    """MaxEnt IRL over r_w = w.phi (phi (P, T, d)) with ridge (l2/2)|w|^2, by scipy BFGS on
+    the definition (finite-difference gradients).  Returns (w, objective)."""
+    from scipy import optimize
+
+    phi = np.asarray(phi, dtype=float)
+    d = phi.shape[2]
+
+    def objective(w):
+        return maxent_irl_loglik(phi @ w, ref_logp, beta, demos) - 0.5 * float(l2) * float(np.dot(w, w))
+
+    res = optimize.minimize(lambda w: -objective(w), np.zeros(d), method="BFGS",
+                            options={"gtol": 1e-10, "maxiter": 20000})
+    return res.x, objective(res.x)
+
+
+def best_of_n(base_probs, r, N):
+    """Exact best-of-N distribution (P, T) by enumerating all T**N ordered draws per prompt.
+
+    Each tuple (y_1..y_N) has probability prod_k base(y_k|x); the returned draw is uniform
+    over the POSITIONS k whose reward is maximal, so completion y receives
+    prob * (#positions holding y among the maximal ones) / (#maximal positions)."""
+    base_probs = np.asarray(base_probs, dtype=float)
+    r = np.asarray(r, dtype=float)
+    P, T = base_probs.shape
+    out = np.zeros((P, T), dtype=float)
+    for x in range(P):
+        for draws in itertools.product(range(T), repeat=int(N)):
+            prob = 1.0
+            for y in draws:
+                prob *= float(base_probs[x, y])
+            if prob == 0.0:
+                continue
+            best = max(float(r[x, y]) for y in draws)
+            winners = [y for y in draws if float(r[x, y]) == best]
+            for y in winners:
+                out[x, y] += prob / len(winners)
+    return out

@@ -72,7 +72,14 @@ def test_random_tabular_and_concatenation():
     assert both.shape == (2, 8, 4)
     np.testing.assert_array_equal(both[..., 1:3], trajectory_features(SP223, "token_counts"))
     assert set(TRAJECTORY_FEATURES) == {"token_counts", "parity", "first_last_match", "hamming",
-                                        "target_match", "random_gaussian", "tabular"}
+                                        "target_match", "position_token", "random_gaussian", "tabular"}
+    pt = trajectory_features(SP223, "position_token").reshape(2, 8, 2, 3, 2)  # (x, y, x', h, a)
+    for x in range(2):
+        for y, toks in enumerate(naive.all_completions(2, 3)):
+            want = np.zeros((2, 3, 2))
+            for h, a in enumerate(toks):
+                want[x, h, a] = 1.0
+            np.testing.assert_array_equal(pt[x, y], want)
 
 
 def test_unknown_feature_names():

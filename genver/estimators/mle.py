@@ -83,12 +83,21 @@ def _lbfgs(fun, x0, gtol=_GTOL, max_iter=10000):
 
 
 def _finite_pick(values: np.ndarray, members: np.ndarray):
-    """Lowest-index argmax and whether other maximisers differ from it."""
-    k = int(np.argmax(values))
-    tol = _TIE_RTOL * max(1.0, abs(values[k]))
-    ties = np.flatnonzero(values >= values[k] - tol)
-    distinct = any(not np.array_equal(members[j], members[k]) for j in ties if j != k)
+    """Lowest index among the members within a relative ``1e-12`` of the best value (so that
+    rounding differences between two routes never change the pick), and whether another
+    maximiser is a *different* member."""
+    best = float(np.max(values))
+    tol = _TIE_RTOL * max(1.0, abs(best))
+    ties = np.flatnonzero(values >= best - tol)
+    k = int(ties[0])
+    distinct = any(not np.array_equal(members[j], members[k]) for j in ties[1:])
     return k, distinct, int(ties.size)
+
+
+def _converged(grad_norm: float, n_pairs: float) -> bool:
+    """Optimiser certificate: max-abs gradient ≤ 1e-6·max(1, N) (the objective is a sum over
+    ``N`` pairs; L-BFGS's own flag reports line-search stalls at machine precision)."""
+    return bool(grad_norm <= 1e-6 * max(1.0, n_pairs))
 
 
 def _identified(space, c: PairCounts) -> np.ndarray:
@@ -130,7 +139,7 @@ def reward_mle(data, reward_class, *, l2: float | None = None) -> FitResult:
         res, g = _lbfgs(neg, np.zeros(reward_class.n_params))
         w = res.x
         return FitResult("reward_mle", -float(res.fun), reward=reward_class.reward(w), params=w,
-                         converged=bool(g <= 1e-6 * max(1.0, c.n_pairs)), iterations=int(res.nit), grad_norm=g,
+                         converged=_converged(g, c.n_pairs), iterations=int(res.nit), grad_norm=g,
                          wall_time=time.perf_counter() - t0, extra={"l2": l2})
     if isinstance(reward_class, TabularRewardClass):
         l2 = _check_l2(DEFAULT_L2 if l2 is None else l2, positive=True)
@@ -148,7 +157,7 @@ def reward_mle(data, reward_class, *, l2: float | None = None) -> FitResult:
         res, g = _lbfgs(neg, np.zeros(cov.size))
         r = np.zeros(sp.P * sp.T)
         r[cov] = res.x
-        return FitResult("reward_mle", -float(res.fun), reward=r.reshape(sp.shape), converged=bool(res.success),
+        return FitResult("reward_mle", -float(res.fun), reward=r.reshape(sp.shape), converged=_converged(g, c.n_pairs),
                          iterations=int(res.nit), grad_norm=g, identified=ident,
                          wall_time=time.perf_counter() - t0, extra={"l2": l2})
     raise ValueError(f"reward_mle: unsupported reward class {type(reward_class).__name__}")
@@ -161,6 +170,7 @@ def rl_step(reward, policy_class, ref: Policy, beta: float, prompt_weights=None)
     res = policy_class.rl_argmax(reward, ref, beta, prompt_weights)
     return FitResult("rl_step", res.objective, policy=res.policy, reward=np.asarray(reward),
                      policy_index=res.index, params=res.params, iterations=res.iterations,
+                     converged=res.params is None or res.grad_norm <= 1e-6,
                      grad_norm=res.grad_norm, wall_time=time.perf_counter() - t0,
                      extra={"residual_kl": res.residual_kl})
 
@@ -173,7 +183,7 @@ def rm_rl(data, reward_class, policy_class, ref: Policy, beta: float, *, l2: flo
     rl = rl_step(rm.reward, policy_class, ref, beta, prompt_weights)
     return FitResult("rm_rl", rm.objective, policy=rl.policy, reward=rm.reward,
                      policy_index=rl.policy_index, reward_index=rm.reward_index, params=rm.params,
-                     converged=rm.converged, iterations=rm.iterations + rl.iterations,
+                     converged=rm.converged and rl.converged, iterations=rm.iterations + rl.iterations,
                      grad_norm=max(rm.grad_norm, rl.grad_norm), set_valued=rm.set_valued,
                      identified=rm.identified, wall_time=time.perf_counter() - t0,
                      extra={"rl_objective": rl.objective, "residual_kl": rl.extra["residual_kl"], **rm.extra})
@@ -214,10 +224,14 @@ def dpo(data, policy_class, ref: Policy, beta: float, *, l2: float | None = None
                                  _pair_offsets(ref, c, beta), c.count, beta, out)
         out[np.isnan(out)] = -np.inf  # a member with π(y⁺) = π(y⁻) = 0 cannot explain that pair
         k, set_valued, n_max = _finite_pick(out, fin.logp)
-        return FitResult("dpo", float(out[k]), policy=fin.member(k), policy_index=k,
+        # member k of Π(R) is π*_{r_k}
+        rk = k if isinstance(policy_class, SoftOptimalPolicyClass) else None
+        return FitResult("dpo", float(out[k]), policy=fin.member(k), policy_index=k, reward_index=rk,
                          set_valued=set_valued, wall_time=time.perf_counter() - t0,
                          extra={"n_maximisers": n_max, "loglik_all": out})
     if isinstance(policy_class, SoftOptimalPolicyClass):  # linear R: π_w ∝ π_ref e^{w·φ/β}
+        if beta != policy_class.beta or not np.array_equal(ref.logp, policy_class.ref.logp):
+            raise ValueError("Π(R) is defined for its own (ref, beta); DPO must use the same ones")
         rm = reward_mle(c, policy_class.reward_class, l2=l2)
         pol = policy_class.policy(rm.params)
         return FitResult("dpo", rm.objective, policy=pol, reward=rm.reward, params=rm.params,
@@ -246,7 +260,7 @@ def dpo(data, policy_class, ref: Policy, beta: float, *, l2: float | None = None
         s = lr + res.x.reshape(sp.shape)
         pol = Policy(sp, s - logsumexp_rows(s)[:, None])
         return FitResult("dpo", -float(res.fun), policy=pol, reward=beta * (pol.logp - lr),
-                         converged=bool(res.success), iterations=int(res.nit), grad_norm=g,
+                         converged=_converged(g, c.n_pairs), iterations=int(res.nit), grad_norm=g,
                          identified=_identified(sp, c), wall_time=time.perf_counter() - t0, extra={"l2": l2})
     if isinstance(policy_class, LogLinearPolicyClass):
         l2 = _check_l2(0.0 if l2 is None else l2, positive=False)
@@ -268,7 +282,7 @@ def dpo(data, policy_class, ref: Policy, beta: float, *, l2: float | None = None
         res, g = _lbfgs(neg, np.zeros(policy_class.n_params))
         pol = policy_class.policy(res.x)
         return FitResult("dpo", -float(res.fun), policy=pol, reward=beta * (pol.logp - lr), params=res.x,
-                         converged=bool(res.success), iterations=int(res.nit), grad_norm=g,
+                         converged=_converged(g, c.n_pairs), iterations=int(res.nit), grad_norm=g,
                          wall_time=time.perf_counter() - t0, extra={"l2": l2})
     raise ValueError(f"dpo: unsupported policy class {type(policy_class).__name__}")
 
@@ -284,6 +298,9 @@ def ipo(data, policy_class, ref: Policy, beta: float = 1.0, *, tau: float = 1.0,
     c = _counts(data)
     sp = c.space
     tau = check_beta(tau, "tau")
+    if not isinstance(ref, Policy) or ref.space != sp:
+        raise ValueError("ref must be a Policy on the data's space")
+    ref.require_full_support("ref")
     if average not in ("sequence", "token"):
         raise ValueError(f"average must be 'sequence' or 'token', got {average!r}")
     scale = 1.0 if average == "sequence" else 1.0 / sp.H
@@ -319,7 +336,7 @@ def ipo(data, policy_class, ref: Policy, beta: float = 1.0, *, tau: float = 1.0,
         res, g = _lbfgs(neg, np.zeros(sp.P * sp.T))
         s = lr2 + res.x.reshape(sp.shape)
         pol = Policy(sp, s - logsumexp_rows(s)[:, None])
-        return FitResult("ipo", -float(res.fun), policy=pol, converged=bool(res.success), iterations=int(res.nit),
+        return FitResult("ipo", -float(res.fun), policy=pol, converged=_converged(g, c.n_pairs), iterations=int(res.nit),
                          grad_norm=g, identified=_identified(sp, c), wall_time=time.perf_counter() - t0,
                          extra={"l2": l2, "average": average})
     raise ValueError(f"ipo: unsupported policy class {type(policy_class).__name__}")

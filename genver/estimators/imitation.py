@@ -1,0 +1,469 @@
+r"""Imitation from demonstrations: SFT, MaxEnt-IRL + soft RL, and a SPIN-style iteration.
+
+Notation as in ``paper-notes.md`` §1–3. Demonstrations are ``N`` pairs ``(x_i, y_i)``, used
+only through their counts ``C(x, y)`` (``N_x = Σ_y C(x, y)``); ``r_π = β log π/π_ref`` is the
+reward induced by a policy.
+
+* **SFT (one stage):** ``π̂_SFT ∈ argmax_{π∈Π} Σ_i log π(y_i|x_i) − pen(π)``.
+* **MaxEnt IRL (stage 1 of the two-stage route):**
+  ``r̂ ∈ argmax_{r∈R} Σ_i log π*_r(y_i|x_i) − pen(r)`` with the soft-optimal likelihood
+  ``log π*_r(y|x) = log π_ref(y|x) + r(x,y)/β − log Z_r(x)``;
+  then exact soft RL ``π̂ ∈ argmax_{π∈Π} J_β(π; r̂)`` (:func:`genver.estimators.mle.rl_step`).
+* **SPIN-style iteration:** ``π_0 = π_ref``; round ``t`` pairs each demonstration ``y_i`` (preferred)
+  with ``n_synthetic`` draws ``y' ~ π_t(·|x_i)`` (dispreferred) and either runs DPO with ``π_t``
+  as the reference (offline) or fits the Bradley–Terry reward MLE and runs exact RL with
+  reference ``π_t`` (online).
+
+Theorem 2.3 (tested): with ``R = R(Π)`` — ``induced_reward_class(Π, π_ref, β)`` for a finite
+``Π``, the tabular pair with the same ``l2`` — SFT and MaxEnt-IRL + RL return the same policy
+for every ``N``, and both SPIN routes coincide round by round.
+
+Solvers and well-posedness rules (the same conventions as :mod:`genver.estimators.mle`)
+-----------------------------------------------------------------------------------------
+* Finite classes (``FinitePolicyClass``, ``SoftOptimalPolicyClass`` of a finite ``R``,
+  ``FiniteRewardClass``): every member's log-likelihood is computed in one vectorised
+  gather. The chosen member is the **lowest index among the members within a relative
+  1e-12 of the maximum** (so two routes whose objectives agree up to rounding pick the same
+  member); ``set_valued`` is True when a tied member induces a different policy.
+* Tabular classes: the likelihood is maximised at infinity for completions never
+  demonstrated, so both tabular routes use the same ridge penalty on the reward scale,
+  invariant to per-prompt constants: ``pen = (λ/2) Σ_x Σ_y (r(x,y) − r̄(x))²`` with ``r̄(x)``
+  the mean over the ``T`` completions, applied to ``r_π`` for SFT (optimised over logits
+  ``z`` of ``π = softmax(log π_ref + z)``) and to ``r`` for MaxEnt IRL (optimised over the
+  reward table). Since ``r_{π*_r} = r − β log Z_r`` the two objectives are the same function
+  modulo per-prompt constants, strictly concave there, with one solution. ``λ = l2``
+  (default :data:`~genver.estimators.mle.DEFAULT_L2`) must be ``> 0``; ``π_ref`` needs full
+  support. The returned IRL reward is centred (``r̄(x) = 0``). ``identified`` marks the
+  prompts with at least one demonstration (the unpenalised MLE there is the empirical
+  distribution; other prompts fall back to ``π_ref``).
+* Linear rewards (MaxEnt IRL) and ``SoftOptimalPolicyClass`` of a linear ``R`` (SFT; the same
+  problem): ``pen = (λ/2)‖w‖²`` (``λ ≥ 0``, default 0), concave; gradient
+  ``Σ_x Σ_y C(x,y) (φ(x,y) − E_{π*_w(·|x)} φ)/β − λ w``.
+* Log-linear policies (SFT): ``pen = (λ/2)‖θ‖²`` (``λ ≥ 0``, default 0); ``Σ_i log π_θ(y_i|x_i)``
+  is concave in ``θ``; gradient from :meth:`LogLinearPolicyClass.contract_score`.
+* L-BFGS (``gtol = 1e-9``, ``ftol = 0``) with exact gradients; ``grad_norm`` is the max-abs
+  gradient at the solution and ``converged`` is True when L-BFGS reported success or that
+  gradient is ``≤ 1e-6·max(1, N)``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import optimize
+
+from .._validation import as_generator, check_beta, check_positive_int, check_prompt_weights
+from ..classes import (FinitePolicyClass, FiniteRewardClass, LinearRewardClass, LogLinearPolicyClass,
+                       SoftOptimalPolicyClass, TabularPolicyClass, TabularRewardClass, induced_reward_class)
+from ..policy import Policy, logsumexp_rows, sequence_logp_from_cond
+from ..preferences import Preferences, _sample_completions
+from ..spaces import TreeSpace
+from . import mle
+from .base import FitResult
+
+__all__ = ["Demonstrations", "sample_demonstrations", "sft", "maxent_irl", "maxent_irl_rl", "spin"]
+
+_GTOL = 1e-9
+_TIE_RTOL = 1e-12
+_SAME_POLICY_ATOL = 1e-12
+
+
+# -- data ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Demonstrations:
+    """``N`` demonstrations: prompt indices ``x`` and completion indices ``y`` (int64)."""
+
+    space: TreeSpace
+    x: np.ndarray
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    @classmethod
+    def from_array(cls, space: TreeSpace, demos, name: str = "demos") -> "Demonstrations":
+        """From an ``(N, 2)`` integer array of (prompt, completion)."""
+        if not isinstance(space, TreeSpace):
+            raise ValueError(f"space must be a TreeSpace, got {type(space).__name__}")
+        a = np.asarray(demos)
+        if a.ndim != 2 or a.shape[1] != 2:
+            raise ValueError(f"{name} must have shape (N, 2), got {a.shape}")
+        if not np.issubdtype(a.dtype, np.integer):
+            raise ValueError(f"{name} must be an integer array, got dtype {a.dtype}")
+        a = a.astype(np.int64)
+        if a.shape[0] and (a[:, 0].min() < 0 or a[:, 0].max() >= space.P):
+            raise ValueError(f"{name}[:, 0] (prompt) must lie in [0, {space.P - 1}]")
+        if a.shape[0] and (a[:, 1].min() < 0 or a[:, 1].max() >= space.T):
+            raise ValueError(f"{name}[:, 1] (completion) must lie in [0, {space.T - 1}]")
+        return cls(space, a[:, 0].copy(), a[:, 1].copy())
+
+    def as_array(self) -> np.ndarray:
+        return np.stack([self.x, self.y], axis=1)
+
+    def head(self, n: int) -> "Demonstrations":
+        """The first ``n`` demonstrations of the stream (nested sample sizes)."""
+        n = check_positive_int(n, "n", minimum=0)
+        if n > len(self):
+            raise ValueError(f"n = {n} exceeds the {len(self)} demonstrations available")
+        return Demonstrations(self.space, self.x[:n], self.y[:n])
+
+    def counts(self) -> np.ndarray:
+        """``C(x, y)``: number of demonstrations of each (prompt, completion), shape (P, T)."""
+        sp = self.space
+        flat = self.x * sp.T + self.y
+        return np.bincount(flat, minlength=sp.P * sp.T).astype(np.float64).reshape(sp.shape)
+
+
+def sample_demonstrations(policy: Policy, n: int, random_state=None, prompt_weights=None) -> Demonstrations:
+    """Draw ``n`` demonstrations ``x ~ ρ``, ``y ~ π(·|x)`` (prompts first, then one uniform per
+    completion, from one generator: the same seed gives the same stream, and ``head`` gives
+    nested data sets)."""
+    if not isinstance(policy, Policy):
+        raise ValueError(f"policy must be a genver Policy, got {type(policy).__name__}")
+    sp = policy.space
+    n = check_positive_int(n, "n", minimum=0)
+    rho = check_prompt_weights(prompt_weights, sp.P)
+    rng = as_generator(random_state)
+    x = rng.choice(sp.P, size=n, p=rho).astype(np.int64)
+    y = _sample_completions(policy.probs, x, rng.random(n)).astype(np.int64)
+    return Demonstrations(sp, x, y)
+
+
+# -- shared helpers -----------------------------------------------------------------------
+def _check_demos(demos) -> Demonstrations:
+    if not isinstance(demos, Demonstrations):
+        raise ValueError(f"demos must be Demonstrations, got {type(demos).__name__}")
+    return demos
+
+
+def _check_ref(ref, space: TreeSpace) -> Policy:
+    if not isinstance(ref, Policy) or ref.space != space:
+        raise ValueError(f"ref must be a Policy on the demonstrations' space {space!r}")
+    return ref
+
+
+def _check_class_space(name: str, cls, space: TreeSpace):
+    if not isinstance(getattr(cls, "space", None), TreeSpace):
+        raise ValueError(f"{name} must be a genver class with a space, got {type(cls).__name__}")
+    if cls.space != space:
+        raise ValueError(f"{name} lives on a different space than the demonstrations ({space!r})")
+
+
+def _check_l2(l2, *, positive: bool) -> float:
+    if isinstance(l2, (bool, np.bool_)):
+        raise ValueError(f"l2 must be a real number, got {l2!r}")
+    try:
+        l2 = float(l2)
+    except (TypeError, ValueError):
+        raise ValueError(f"l2 must be a real number, got {l2!r}") from None
+    if not np.isfinite(l2) or l2 < 0 or (positive and l2 == 0):
+        need = "> 0 (the tabular MLE can lie at infinity)" if positive else ">= 0"
+        raise ValueError(f"l2 must be finite and {need}, got {l2}")
+    return l2
+
+
+def _lbfgs(fun, x0):
+    res = optimize.minimize(fun, x0, jac=True, method="L-BFGS-B",
+                            options={"gtol": _GTOL, "ftol": 0.0, "maxiter": 20000, "maxcor": 30})
+    gnorm = float(np.abs(res.jac).max()) if res.jac.size else 0.0
+    return res, gnorm
+
+
+def _converged(res, gnorm: float, n: int) -> bool:
+    return bool(res.success) or gnorm <= 1e-6 * max(1.0, float(n))
+
+
+def _same_policy(a: np.ndarray, b: np.ndarray) -> bool:
+    fa, fb = np.isfinite(a), np.isfinite(b)
+    if not np.array_equal(fa, fb):
+        return False
+    return bool(np.all(np.abs(a[fa] - b[fa]) <= _SAME_POLICY_ATOL))
+
+
+def _pick(values: np.ndarray, member_logp: np.ndarray):
+    """Lowest index within a relative 1e-12 of the maximum; whether a tied member differs."""
+    vmax = float(np.max(values))
+    if vmax == -np.inf:
+        ties = np.arange(values.size)
+    else:
+        tol = _TIE_RTOL * max(1.0, abs(vmax))
+        ties = np.flatnonzero(values >= vmax - tol)
+    k = int(ties[0])
+    distinct = any(not _same_policy(member_logp[j], member_logp[k]) for j in ties[1:])
+    return k, distinct, int(ties.size)
+
+
+def _flat_counts(C: np.ndarray):
+    flat = C.ravel()
+    idx = np.flatnonzero(flat)
+    return idx, flat[idx]
+
+
+def _identified(C: np.ndarray) -> np.ndarray:
+    return np.broadcast_to(C.sum(axis=1, keepdims=True) > 0, C.shape).copy()
+
+
+def _tabular_objective(C: np.ndarray, lr: np.ndarray, beta: float, l2: float):
+    """Penalised log-likelihood of ``π = softmax(log π_ref + u/β)`` as a function of the
+    reward-scale variable ``u`` (P, T): ``u = β z`` for SFT logits ``z``, ``u = r`` for MaxEnt
+    IRL (the same function). Returns ``f(u) -> (obj, grad, logp)``."""
+    Nx = C.sum(axis=1, keepdims=True)
+
+    def f(u):
+        s = lr + u / beta
+        logp = s - logsumexp_rows(s)[:, None]
+        uc = u - u.mean(axis=1, keepdims=True)  # = r_π − mean (constants cancel)
+        ll = float(np.sum(C * logp))
+        obj = ll - 0.5 * l2 * float(np.sum(uc * uc))
+        grad = (C - Nx * np.exp(logp)) / beta - l2 * uc
+        return obj, grad, logp
+
+    return f
+
+
+def _sft_tabular_objective(z, C, lr, beta, l2):
+    """SFT objective and gradient over the logits ``z`` (P, T) (exposed for tests)."""
+    obj, gu, _ = _tabular_objective(C, lr, beta, l2)(beta * z)
+    return obj, beta * gu
+
+
+def _irl_tabular_objective(r, C, lr, beta, l2):
+    """MaxEnt-IRL objective and gradient over the reward table ``r`` (exposed for tests)."""
+    obj, gu, _ = _tabular_objective(C, lr, beta, l2)(r)
+    return obj, gu
+
+
+def _linear_objective(C, lr, phi, beta, l2):
+    """MaxEnt-IRL log-likelihood over ``π*_w ∝ π_ref exp(w·φ/β)`` minus ``(λ/2)‖w‖²``."""
+    Nx = C.sum(axis=1)
+    supp = C > 0
+    Cphi = np.einsum("pt,ptd->d", C, phi)
+
+    def f(w):
+        s = lr + phi @ w / beta
+        logp = s - logsumexp_rows(s)[:, None]
+        p = np.exp(logp)
+        ll = float(np.sum(C[supp] * logp[supp]))
+        Ephi = np.einsum("pt,ptd->pd", p, phi)
+        grad = (Cphi - Nx @ Ephi) / beta - l2 * w
+        return ll - 0.5 * l2 * float(w @ w), grad, logp
+
+    return f
+
+
+def _linear_fit(C, lr, phi, beta, l2):
+    f = _linear_objective(C, lr, phi, beta, l2)
+
+    def neg(w):
+        obj, g, _ = f(w)
+        return -obj, -g
+
+    res, g = _lbfgs(neg, np.zeros(phi.shape[2]))
+    _, _, logp = f(res.x)
+    return res, g, logp
+
+
+# -- SFT ----------------------------------------------------------------------------------
+def sft(demos: Demonstrations, policy_class, ref: Policy, beta: float, *, l2: float | None = None) -> FitResult:
+    """Supervised fine-tuning: ``argmax_{π∈Π} Σ_i log π(y_i|x_i) − pen(π)`` (see module docstring)."""
+    t0 = time.perf_counter()
+    demos = _check_demos(demos)
+    sp = demos.space
+    beta = check_beta(beta)
+    ref = _check_ref(ref, sp)
+    _check_class_space("policy_class", policy_class, sp)
+    C = demos.counts()
+    n = len(demos)
+    fin = mle._policy_members(policy_class)
+    if fin is not None:
+        idx, cnt = _flat_counts(C)
+        ll = fin.logp.reshape(fin.size, -1)[:, idx] @ cnt if idx.size else np.zeros(fin.size)
+        k, set_valued, n_max = _pick(ll, fin.logp)
+        return FitResult("sft", float(ll[k]), policy=fin.member(k), policy_index=k, set_valued=set_valued,
+                         wall_time=time.perf_counter() - t0, extra={"n_maximisers": n_max, "loglik_all": ll})
+    if isinstance(policy_class, SoftOptimalPolicyClass):  # linear R: π_w ∝ π_ref e^{w·φ/β}
+        l2 = _check_l2(0.0 if l2 is None else l2, positive=False)
+        pref = policy_class.ref
+        pref.require_full_support("policy_class.ref")
+        res, g, logp = _linear_fit(C, pref.logp, policy_class.reward_class.phi, policy_class.beta, l2)
+        w = res.x
+        return FitResult("sft", -float(res.fun), policy=policy_class.policy(w),
+                         reward=policy_class.reward_class.reward(w), params=w,
+                         converged=_converged(res, g, n), iterations=int(res.nit), grad_norm=g,
+                         wall_time=time.perf_counter() - t0, extra={"l2": l2})
+    if isinstance(policy_class, TabularPolicyClass):
+        l2 = _check_l2(mle.DEFAULT_L2 if l2 is None else l2, positive=True)
+        ref.require_full_support("ref")
+        lr = ref.logp
+        f = _tabular_objective(C, lr, beta, l2)
+
+        def neg(zflat):
+            obj, gu, _ = f(beta * zflat.reshape(sp.shape))
+            return -obj, -(beta * gu).ravel()
+
+        res, g = _lbfgs(neg, np.zeros(sp.P * sp.T))
+        s = lr + res.x.reshape(sp.shape)
+        pol = Policy(sp, s - logsumexp_rows(s)[:, None])
+        return FitResult("sft", -float(res.fun), policy=pol, reward=beta * (pol.logp - lr),
+                         converged=_converged(res, g, n), iterations=int(res.nit), grad_norm=g,
+                         identified=_identified(C), wall_time=time.perf_counter() - t0, extra={"l2": l2})
+    if isinstance(policy_class, LogLinearPolicyClass):
+        l2 = _check_l2(0.0 if l2 is None else l2, positive=False)
+
+        def neg(theta):
+            cond = policy_class.cond(theta)
+            logp = sequence_logp_from_cond(sp, cond)
+            ll = float(np.sum(C[C > 0] * logp[C > 0]))
+            grad = policy_class.contract_score(cond, C) - l2 * theta
+            return -(ll - 0.5 * l2 * float(theta @ theta)), -grad
+
+        res, g = _lbfgs(neg, np.zeros(policy_class.n_params))
+        pol = policy_class.policy(res.x)
+        return FitResult("sft", -float(res.fun), policy=pol, params=res.x, converged=_converged(res, g, n),
+                         iterations=int(res.nit), grad_norm=g, wall_time=time.perf_counter() - t0,
+                         extra={"l2": l2})
+    raise ValueError(f"sft: unsupported policy class {type(policy_class).__name__}")
+
+
+# -- MaxEnt IRL (+ RL) ---------------------------------------------------------------------
+def maxent_irl(demos: Demonstrations, reward_class, ref: Policy, beta: float, *,
+               l2: float | None = None) -> FitResult:
+    """Stage 1: ``r̂ ∈ argmax_{r∈R} Σ_i log π*_r(y_i|x_i) − pen(r)``. ``policy`` is the IRL
+    model ``π*_{r̂}`` (soft-optimal with respect to ``ref`` — not yet projected onto a class)."""
+    t0 = time.perf_counter()
+    demos = _check_demos(demos)
+    sp = demos.space
+    beta = check_beta(beta)
+    ref = _check_ref(ref, sp)
+    _check_class_space("reward_class", reward_class, sp)
+    C = demos.counts()
+    n = len(demos)
+    lr = ref.logp
+    if isinstance(reward_class, FiniteRewardClass):
+        K = reward_class.size
+        s = lr[None] + reward_class.tables / beta  # (K, P, T)
+        logp_all = s - logsumexp_rows(s)[..., None]
+        idx, cnt = _flat_counts(C)
+        ll = logp_all.reshape(K, -1)[:, idx] @ cnt if idx.size else np.zeros(K)
+        k, set_valued, n_max = _pick(ll, logp_all)
+        return FitResult("maxent_irl", float(ll[k]), policy=Policy._trusted(sp, np.ascontiguousarray(logp_all[k])),
+                         reward=reward_class.tables[k], reward_index=k, set_valued=set_valued,
+                         wall_time=time.perf_counter() - t0, extra={"n_maximisers": n_max, "loglik_all": ll})
+    if isinstance(reward_class, LinearRewardClass):
+        l2 = _check_l2(0.0 if l2 is None else l2, positive=False)
+        ref.require_full_support("ref")
+        res, g, logp = _linear_fit(C, lr, reward_class.phi, beta, l2)
+        w = res.x
+        return FitResult("maxent_irl", -float(res.fun), policy=Policy._trusted(sp, logp), reward=reward_class.reward(w),
+                         params=w, converged=_converged(res, g, n), iterations=int(res.nit), grad_norm=g,
+                         wall_time=time.perf_counter() - t0, extra={"l2": l2})
+    if isinstance(reward_class, TabularRewardClass):
+        l2 = _check_l2(mle.DEFAULT_L2 if l2 is None else l2, positive=True)
+        ref.require_full_support("ref")
+        f = _tabular_objective(C, lr, beta, l2)
+
+        def neg(rflat):
+            obj, gu, _ = f(rflat.reshape(sp.shape))
+            return -obj, -gu.ravel()
+
+        res, g = _lbfgs(neg, np.zeros(sp.P * sp.T))
+        r = res.x.reshape(sp.shape)
+        r = r - r.mean(axis=1, keepdims=True)
+        _, _, logp = f(r)
+        return FitResult("maxent_irl", -float(res.fun), policy=Policy._trusted(sp, logp), reward=r,
+                         converged=_converged(res, g, n), iterations=int(res.nit), grad_norm=g,
+                         identified=_identified(C), wall_time=time.perf_counter() - t0, extra={"l2": l2})
+    raise ValueError(f"maxent_irl: unsupported reward class {type(reward_class).__name__}")
+
+
+def maxent_irl_rl(demos: Demonstrations, reward_class, policy_class, ref: Policy, beta: float, *,
+                  l2: float | None = None, prompt_weights=None) -> FitResult:
+    """The two-stage imitation route: MaxEnt-IRL reward over ``R``, then exact RL over ``Π``
+    against ``r̂`` (reference ``ref``, weight ``beta``)."""
+    t0 = time.perf_counter()
+    irl = maxent_irl(demos, reward_class, ref, beta, l2=l2)
+    _check_class_space("policy_class", policy_class, demos.space)
+    check_prompt_weights(prompt_weights, demos.space.P)
+    rl = mle.rl_step(irl.reward, policy_class, ref, beta, prompt_weights)
+    return FitResult("maxent_irl_rl", irl.objective, policy=rl.policy, reward=irl.reward,
+                     policy_index=rl.policy_index, reward_index=irl.reward_index, params=irl.params,
+                     converged=irl.converged, iterations=irl.iterations + rl.iterations,
+                     grad_norm=max(irl.grad_norm, rl.grad_norm), set_valued=irl.set_valued,
+                     identified=irl.identified, wall_time=time.perf_counter() - t0,
+                     extra={"rl_objective": rl.objective, "residual_kl": rl.extra["residual_kl"],
+                            "irl_policy": irl.policy, **irl.extra})
+
+
+# -- SPIN ---------------------------------------------------------------------------------
+def spin(demos: Demonstrations, policy_class, ref: Policy, beta: float, *, rounds: int = 3,
+         n_synthetic: int = 1, random_state=None, route: str = "offline", reward_class=None,
+         l2: float | None = None) -> FitResult:
+    """SPIN-style self-play imitation (see module docstring).
+
+    Round ``t = 0..rounds-1`` draws, with one generator and in a fixed order (demonstration
+    ``i`` major, synthetic draw ``j`` minor; one uniform each), ``y'_{ij} ~ π_t(·|x_i)`` and
+    forms the pairs ``(x_i, y_i ≻ y'_{ij})`` (a draw equal to ``y_i`` gives a constant term).
+    ``route="offline"``: ``π_{t+1} = dpo(pairs, Π, π_t, β)``. ``route="online"``:
+    ``r̂ = reward_mle(pairs, R)`` with ``R = reward_class`` or, when ``None``,
+    ``R(Π) = induced_reward_class(Π, π_t, β)`` recomputed each round, then
+    ``π_{t+1} = rl_step(r̂, Π, π_t, β)``. Supported ``Π``: finite, ``Π(R)`` of a finite ``R``
+    (handled as its finite member list), tabular. ``extra`` holds ``policies`` (π_1..π_T),
+    ``pairs`` (the Preferences of each round) and ``rounds`` (per-round summaries).
+    """
+    t0 = time.perf_counter()
+    demos = _check_demos(demos)
+    sp = demos.space
+    beta = check_beta(beta)
+    ref = _check_ref(ref, sp)
+    _check_class_space("policy_class", policy_class, sp)
+    rounds = check_positive_int(rounds, "rounds")
+    n_synthetic = check_positive_int(n_synthetic, "n_synthetic")
+    if route not in ("offline", "online"):
+        raise ValueError(f"route must be 'offline' or 'online', got {route!r}")
+    if route == "offline" and reward_class is not None:
+        raise ValueError("reward_class is only used by route='online'")
+    if reward_class is not None:
+        _check_class_space("reward_class", reward_class, sp)
+    ref.require_full_support("ref")
+    fin = mle._policy_members(policy_class)
+    pclass = fin if fin is not None else policy_class
+    if not isinstance(pclass, (FinitePolicyClass, TabularPolicyClass)):
+        raise ValueError(f"spin: unsupported policy class {type(policy_class).__name__} "
+                         "(finite, soft-optimal of a finite R, or tabular)")
+    if fin is not None and not np.isfinite(fin.logp).all():
+        raise ValueError("spin: every member of policy_class needs full support (each serves as a reference)")
+    rng = as_generator(random_state)
+    xs = np.repeat(demos.x, n_synthetic)
+    ys = np.repeat(demos.y, n_synthetic)
+    pi_t = ref
+    policies, pair_sets, info = [], [], []
+    fit = None
+    for t in range(rounds):
+        u = rng.random(xs.size)
+        y_syn = _sample_completions(pi_t.probs, xs, u).astype(np.int64)
+        pairs = Preferences(sp, xs.copy(), ys.copy(), y_syn)
+        if route == "offline":
+            fit = mle.dpo(pairs, pclass, pi_t, beta, l2=l2)
+            r_index = None
+        else:
+            R = reward_class if reward_class is not None else induced_reward_class(pclass, pi_t, beta)
+            rm = mle.reward_mle(pairs, R, l2=l2)
+            rl = mle.rl_step(rm.reward, pclass, pi_t, beta)
+            fit = FitResult("spin_online_round", rm.objective, policy=rl.policy, reward=rm.reward,
+                            policy_index=rl.policy_index, reward_index=rm.reward_index,
+                            converged=rm.converged, iterations=rm.iterations + rl.iterations,
+                            grad_norm=max(rm.grad_norm, rl.grad_norm), set_valued=rm.set_valued)
+            r_index = rm.reward_index
+        pi_t = fit.policy
+        policies.append(pi_t)
+        pair_sets.append(pairs)
+        info.append({"round": t, "objective": fit.objective, "policy_index": fit.policy_index,
+                     "reward_index": r_index, "set_valued": fit.set_valued, "converged": fit.converged,
+                     "grad_norm": fit.grad_norm, "iterations": fit.iterations, "n_pairs": len(pairs)})
+    return FitResult("spin", fit.objective, policy=pi_t, reward=fit.reward, policy_index=fit.policy_index,
+                     reward_index=fit.reward_index, converged=all(d["converged"] for d in info),
+                     iterations=sum(d["iterations"] for d in info),
+                     grad_norm=max(d["grad_norm"] for d in info), set_valued=fit.set_valued,
+                     wall_time=time.perf_counter() - t0,
+                     extra={"route": route, "rounds": info, "policies": policies, "pairs": pair_sets})
