@@ -353,6 +353,18 @@ def _print_fit(o, inst) -> None:
         print(f"note: {n}")
 
 
+def _run(args) -> int:
+    from .experiments.runner import run
+    try:
+        summary = run(args.spec, args.out, workers=args.workers, resume=args.resume, smoke=args.smoke)
+    except KeyboardInterrupt as e:
+        print(f"genver: {e}", file=sys.stderr)
+        return 130
+    print(f"{summary['cells']} cells ({summary['units_run']} of {summary['units']} units run now) "
+          f"in {summary['seconds']:.1f} s -> {summary['out']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="genver", description=(
         "Exact prefix-tree simulations of the generation–verification gap: when does reward-model "
@@ -406,6 +418,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="IPO log-probabilities summed (sequence, default) or averaged over the H tokens (ipo only)")
     f.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     f.set_defaults(func=_fit)
+    r = sub.add_parser("run", help="run a sweep spec (TOML) into a results directory, resumably")
+    r.add_argument("spec", help="experiment spec, e.g. sims/gap_finite.toml")
+    r.add_argument("--out", required=True, metavar="DIR", help="results directory (new or, with --resume, the same)")
+    r.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    r.add_argument("--resume", action="store_true", help="continue a run in DIR, skipping finished units")
+    r.add_argument("--smoke", action="store_true", help="run the spec's small [smoke] version")
+    r.set_defaults(func=_run)
     return p
 
 

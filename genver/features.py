@@ -14,6 +14,10 @@ name                   ``φ(x, y)``                                             
 ``target_match``       ``1[a_h = t_{x,h}]`` for each position ``h`` (additive)          H
 ``position_token``     indicator of ``(x, h, a_h)``: spans every additive reward        P·H·V
 ``random_gaussian``    i.i.d. ``N(0, 1)`` per ``(x, y)`` and feature                    d
+``random_orthonormal`` per prompt, the first ``d ≤ T`` columns of an orthonormal basis   d
+                       of ``ℝ^T`` whose first column is constant (QR of ``[1, G]``):
+                       nested in ``d``; at ``d = T`` it spans every reward, and ridge on
+                       ``w`` is then exactly the centred ridge on ``r``
 ``tabular``            indicator of ``(x, y)``: spans every reward                      P·T
 =====================  ==============================================================  =====
 
@@ -109,6 +113,21 @@ def _random_gaussian(space, rng, d: int = 4, **kw):
     return rng.standard_normal((space.P, space.T, d))
 
 
+def _random_orthonormal(space, rng, d: int = 4, **kw):
+    d = check_positive_int(d, "d")
+    T = space.T
+    if d > T:
+        raise ValueError(f"random_orthonormal: d = {d} exceeds T = {T}")
+    _check_size("random_orthonormal", space.P * T * T)
+    out = np.empty((space.P, T, d))
+    for x in range(space.P):
+        G = np.concatenate([np.ones((T, 1)), rng.standard_normal((T, T - 1))], axis=1)
+        Q, R = np.linalg.qr(G)
+        Q *= np.sign(np.diag(R))  # unique: positive diagonal, first column = +1/sqrt(T)
+        out[x] = Q[:, :d]
+    return out
+
+
 def _tabular(space, rng, **kw):
     n = space.P * space.T
     _check_size("tabular", n * n)
@@ -123,6 +142,7 @@ TRAJECTORY_FEATURES = {
     "target_match": _target_match,
     "position_token": _position_token,
     "random_gaussian": _random_gaussian,
+    "random_orthonormal": _random_orthonormal,
     "tabular": _tabular,
 }
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize
+from .._solve import lbfgs
 
 from .._validation import as_generator, check_beta, check_positive_int, check_prompt_weights
 from ..policy import Policy, logsumexp_rows, node_score_coeff, sequence_logp_from_cond
@@ -150,13 +150,12 @@ class LogLinearPolicyClass:
             return -val, -grad
 
         x0 = np.zeros(self.n_params) if theta0 is None else self._check_theta(theta0)
-        res = optimize.minimize(negJ, x0, jac=True, method="L-BFGS-B",
-                                options={"gtol": gtol, "ftol": 0.0, "maxiter": max_iter, "maxcor": 30})
+        res, gnorm = lbfgs(negJ, x0, gtol=gtol, max_iter=max_iter)
         pol = self.policy(res.x)
         target = soft_optimal(r, ref, beta).policy
         return RLResult(policy=pol, objective=-float(res.fun), params=res.x,
                         residual_kl=_residual(pol, target.logp, rho),
-                        grad_norm=float(np.abs(res.jac).max()), iterations=int(res.nit))
+                        grad_norm=gnorm, iterations=int(res.nit))
 
     def __repr__(self):
         return f"LogLinearPolicyClass(d={self.n_params}, {self.space!r})"
@@ -298,13 +297,12 @@ class SoftOptimalPolicyClass:
             grad = np.einsum("pt,ptd->d", p * centred * rho[:, None], phi) / beta
             return -val, -grad
 
-        res = optimize.minimize(negJ, np.zeros(self.n_params), jac=True, method="L-BFGS-B",
-                                options={"gtol": gtol, "ftol": 0.0, "maxiter": max_iter, "maxcor": 30})
+        res, gnorm = lbfgs(negJ, np.zeros(self.n_params), gtol=gtol, max_iter=max_iter)
         pol = self.policy(res.x)
         target = soft_optimal(r, ref, beta).policy
         return RLResult(policy=pol, objective=-float(res.fun), params=res.x,
                         residual_kl=_residual(pol, target.logp, rho),
-                        grad_norm=float(np.abs(res.jac).max()), iterations=int(res.nit))
+                        grad_norm=gnorm, iterations=int(res.nit))
 
     def __repr__(self):
         return f"SoftOptimalPolicyClass({self.reward_class!r}, beta={self.beta})"

@@ -51,7 +51,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize
 
 from .._validation import as_generator, check_beta, check_positive_int, check_prompt_weights
 from ..classes import (FinitePolicyClass, FiniteRewardClass, LinearRewardClass, LogLinearPolicyClass,
@@ -60,13 +59,11 @@ from ..policy import Policy, logsumexp_rows, sequence_logp_from_cond
 from ..preferences import Preferences, _sample_completions
 from ..spaces import TreeSpace
 from . import mle
+from .._solve import check_l2, converged, finite_pick, lbfgs
 from .base import FitResult
 
 __all__ = ["Demonstrations", "sample_demonstrations", "sft", "maxent_irl", "maxent_irl_rl", "spin"]
 
-_GTOL = 1e-9
-_TIE_RTOL = 1e-12
-_SAME_POLICY_ATOL = 1e-12
 
 
 # -- data ---------------------------------------------------------------------------------
@@ -150,50 +147,6 @@ def _check_class_space(name: str, cls, space: TreeSpace):
         raise ValueError(f"{name} lives on a different space than the demonstrations ({space!r})")
 
 
-def _check_l2(l2, *, positive: bool) -> float:
-    if isinstance(l2, (bool, np.bool_)):
-        raise ValueError(f"l2 must be a real number, got {l2!r}")
-    try:
-        l2 = float(l2)
-    except (TypeError, ValueError):
-        raise ValueError(f"l2 must be a real number, got {l2!r}") from None
-    if not np.isfinite(l2) or l2 < 0 or (positive and l2 == 0):
-        need = "> 0 (the tabular MLE can lie at infinity)" if positive else ">= 0"
-        raise ValueError(f"l2 must be finite and {need}, got {l2}")
-    return l2
-
-
-def _lbfgs(fun, x0):
-    res = optimize.minimize(fun, x0, jac=True, method="L-BFGS-B",
-                            options={"gtol": _GTOL, "ftol": 0.0, "maxiter": 20000, "maxcor": 30})
-    gnorm = float(np.abs(res.jac).max()) if res.jac.size else 0.0
-    return res, gnorm
-
-
-def _converged(res, gnorm: float, n: int) -> bool:
-    return bool(res.success) or gnorm <= 1e-6 * max(1.0, float(n))
-
-
-def _same_policy(a: np.ndarray, b: np.ndarray) -> bool:
-    fa, fb = np.isfinite(a), np.isfinite(b)
-    if not np.array_equal(fa, fb):
-        return False
-    return bool(np.all(np.abs(a[fa] - b[fa]) <= _SAME_POLICY_ATOL))
-
-
-def _pick(values: np.ndarray, member_logp: np.ndarray):
-    """Lowest index within a relative 1e-12 of the maximum; whether a tied member differs."""
-    vmax = float(np.max(values))
-    if vmax == -np.inf:
-        ties = np.arange(values.size)
-    else:
-        tol = _TIE_RTOL * max(1.0, abs(vmax))
-        ties = np.flatnonzero(values >= vmax - tol)
-    k = int(ties[0])
-    distinct = any(not _same_policy(member_logp[j], member_logp[k]) for j in ties[1:])
-    return k, distinct, int(ties.size)
-
-
 def _flat_counts(C: np.ndarray):
     flat = C.ravel()
     idx = np.flatnonzero(flat)
@@ -259,7 +212,7 @@ def _linear_fit(C, lr, phi, beta, l2):
         obj, g, _ = f(w)
         return -obj, -g
 
-    res, g = _lbfgs(neg, np.zeros(phi.shape[2]))
+    res, g = lbfgs(neg, np.zeros(phi.shape[2]))
     _, _, logp = f(res.x)
     return res, g, logp
 
@@ -279,21 +232,21 @@ def sft(demos: Demonstrations, policy_class, ref: Policy, beta: float, *, l2: fl
     if fin is not None:
         idx, cnt = _flat_counts(C)
         ll = fin.logp.reshape(fin.size, -1)[:, idx] @ cnt if idx.size else np.zeros(fin.size)
-        k, set_valued, n_max = _pick(ll, fin.logp)
+        k, set_valued, n_max = finite_pick(ll, fin.logp)
         return FitResult("sft", float(ll[k]), policy=fin.member(k), policy_index=k, set_valued=set_valued,
                          wall_time=time.perf_counter() - t0, extra={"n_maximisers": n_max, "loglik_all": ll})
     if isinstance(policy_class, SoftOptimalPolicyClass):  # linear R: π_w ∝ π_ref e^{w·φ/β}
-        l2 = _check_l2(0.0 if l2 is None else l2, positive=False)
+        l2 = check_l2(0.0 if l2 is None else l2, positive=False)
         pref = policy_class.ref
         pref.require_full_support("policy_class.ref")
         res, g, logp = _linear_fit(C, pref.logp, policy_class.reward_class.phi, policy_class.beta, l2)
         w = res.x
         return FitResult("sft", -float(res.fun), policy=policy_class.policy(w),
                          reward=policy_class.reward_class.reward(w), params=w,
-                         converged=_converged(res, g, n), iterations=int(res.nit), grad_norm=g,
+                         converged=converged(g, n), iterations=int(res.nit), grad_norm=g,
                          wall_time=time.perf_counter() - t0, extra={"l2": l2})
     if isinstance(policy_class, TabularPolicyClass):
-        l2 = _check_l2(mle.DEFAULT_L2 if l2 is None else l2, positive=True)
+        l2 = check_l2(mle.DEFAULT_L2 if l2 is None else l2, positive=True)
         ref.require_full_support("ref")
         lr = ref.logp
         f = _tabular_objective(C, lr, beta, l2)
@@ -302,14 +255,14 @@ def sft(demos: Demonstrations, policy_class, ref: Policy, beta: float, *, l2: fl
             obj, gu, _ = f(beta * zflat.reshape(sp.shape))
             return -obj, -(beta * gu).ravel()
 
-        res, g = _lbfgs(neg, np.zeros(sp.P * sp.T))
+        res, g = lbfgs(neg, np.zeros(sp.P * sp.T))
         s = lr + res.x.reshape(sp.shape)
         pol = Policy(sp, s - logsumexp_rows(s)[:, None])
         return FitResult("sft", -float(res.fun), policy=pol, reward=beta * (pol.logp - lr),
-                         converged=_converged(res, g, n), iterations=int(res.nit), grad_norm=g,
+                         converged=converged(g, n), iterations=int(res.nit), grad_norm=g,
                          identified=_identified(C), wall_time=time.perf_counter() - t0, extra={"l2": l2})
     if isinstance(policy_class, LogLinearPolicyClass):
-        l2 = _check_l2(0.0 if l2 is None else l2, positive=False)
+        l2 = check_l2(0.0 if l2 is None else l2, positive=False)
 
         def neg(theta):
             cond = policy_class.cond(theta)
@@ -318,9 +271,9 @@ def sft(demos: Demonstrations, policy_class, ref: Policy, beta: float, *, l2: fl
             grad = policy_class.contract_score(cond, C) - l2 * theta
             return -(ll - 0.5 * l2 * float(theta @ theta)), -grad
 
-        res, g = _lbfgs(neg, np.zeros(policy_class.n_params))
+        res, g = lbfgs(neg, np.zeros(policy_class.n_params))
         pol = policy_class.policy(res.x)
-        return FitResult("sft", -float(res.fun), policy=pol, params=res.x, converged=_converged(res, g, n),
+        return FitResult("sft", -float(res.fun), policy=pol, params=res.x, converged=converged(g, n),
                          iterations=int(res.nit), grad_norm=g, wall_time=time.perf_counter() - t0,
                          extra={"l2": l2})
     raise ValueError(f"sft: unsupported policy class {type(policy_class).__name__}")
@@ -346,20 +299,20 @@ def maxent_irl(demos: Demonstrations, reward_class, ref: Policy, beta: float, *,
         logp_all = s - logsumexp_rows(s)[..., None]
         idx, cnt = _flat_counts(C)
         ll = logp_all.reshape(K, -1)[:, idx] @ cnt if idx.size else np.zeros(K)
-        k, set_valued, n_max = _pick(ll, logp_all)
+        k, set_valued, n_max = finite_pick(ll, logp_all)
         return FitResult("maxent_irl", float(ll[k]), policy=Policy._trusted(sp, np.ascontiguousarray(logp_all[k])),
                          reward=reward_class.tables[k], reward_index=k, set_valued=set_valued,
                          wall_time=time.perf_counter() - t0, extra={"n_maximisers": n_max, "loglik_all": ll})
     if isinstance(reward_class, LinearRewardClass):
-        l2 = _check_l2(0.0 if l2 is None else l2, positive=False)
+        l2 = check_l2(0.0 if l2 is None else l2, positive=False)
         ref.require_full_support("ref")
         res, g, logp = _linear_fit(C, lr, reward_class.phi, beta, l2)
         w = res.x
         return FitResult("maxent_irl", -float(res.fun), policy=Policy._trusted(sp, logp), reward=reward_class.reward(w),
-                         params=w, converged=_converged(res, g, n), iterations=int(res.nit), grad_norm=g,
+                         params=w, converged=converged(g, n), iterations=int(res.nit), grad_norm=g,
                          wall_time=time.perf_counter() - t0, extra={"l2": l2})
     if isinstance(reward_class, TabularRewardClass):
-        l2 = _check_l2(mle.DEFAULT_L2 if l2 is None else l2, positive=True)
+        l2 = check_l2(mle.DEFAULT_L2 if l2 is None else l2, positive=True)
         ref.require_full_support("ref")
         f = _tabular_objective(C, lr, beta, l2)
 
@@ -367,12 +320,12 @@ def maxent_irl(demos: Demonstrations, reward_class, ref: Policy, beta: float, *,
             obj, gu, _ = f(rflat.reshape(sp.shape))
             return -obj, -gu.ravel()
 
-        res, g = _lbfgs(neg, np.zeros(sp.P * sp.T))
+        res, g = lbfgs(neg, np.zeros(sp.P * sp.T))
         r = res.x.reshape(sp.shape)
         r = r - r.mean(axis=1, keepdims=True)
         _, _, logp = f(r)
         return FitResult("maxent_irl", -float(res.fun), policy=Policy._trusted(sp, logp), reward=r,
-                         converged=_converged(res, g, n), iterations=int(res.nit), grad_norm=g,
+                         converged=converged(g, n), iterations=int(res.nit), grad_norm=g,
                          identified=_identified(C), wall_time=time.perf_counter() - t0, extra={"l2": l2})
     raise ValueError(f"maxent_irl: unsupported reward class {type(reward_class).__name__}")
 

@@ -41,7 +41,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from scipy import optimize
 
 from .. import _kernels
 from .._validation import check_beta, check_prompt_weights
@@ -49,14 +48,13 @@ from ..classes import (FinitePolicyClass, FiniteRewardClass, LinearRewardClass, 
                        SoftOptimalPolicyClass, TabularPolicyClass, TabularRewardClass)
 from ..policy import Policy, logsumexp_rows
 from ..preferences import PairCounts, Preferences
+from .._solve import check_l2, converged, finite_pick, lbfgs
 from .base import FitResult
 
 __all__ = ["dpo", "ipo", "reward_mle", "rl_step", "rm_rl", "DEFAULT_L2"]
 
 #: Default ridge weight for the tabular classes (λ in the module docstring).
 DEFAULT_L2 = 1e-2
-_GTOL = 1e-9
-_TIE_RTOL = 1e-12
 
 
 def _counts(data) -> PairCounts:
@@ -65,39 +63,6 @@ def _counts(data) -> PairCounts:
     if isinstance(data, PairCounts):
         return data
     raise ValueError(f"data must be Preferences or PairCounts, got {type(data).__name__}")
-
-
-def _check_l2(l2, *, positive: bool) -> float:
-    l2 = float(l2)
-    if not np.isfinite(l2) or l2 < 0 or (positive and l2 == 0):
-        need = "> 0 (the tabular MLE can lie at infinity)" if positive else ">= 0"
-        raise ValueError(f"l2 must be finite and {need}, got {l2}")
-    return l2
-
-
-def _lbfgs(fun, x0, gtol=_GTOL, max_iter=10000):
-    res = optimize.minimize(fun, x0, jac=True, method="L-BFGS-B",
-                            options={"gtol": gtol, "ftol": 0.0, "maxiter": max_iter, "maxcor": 30})
-    gnorm = float(np.abs(res.jac).max()) if res.jac.size else 0.0
-    return res, gnorm
-
-
-def _finite_pick(values: np.ndarray, members: np.ndarray):
-    """Lowest index among the members within a relative ``1e-12`` of the best value (so that
-    rounding differences between two routes never change the pick), and whether another
-    maximiser is a *different* member."""
-    best = float(np.max(values))
-    tol = _TIE_RTOL * max(1.0, abs(best))
-    ties = np.flatnonzero(values >= best - tol)
-    k = int(ties[0])
-    distinct = any(not np.array_equal(members[j], members[k]) for j in ties[1:])
-    return k, distinct, int(ties.size)
-
-
-def _converged(grad_norm: float, n_pairs: float) -> bool:
-    """Optimiser certificate: max-abs gradient ≤ 1e-6·max(1, N) (the objective is a sum over
-    ``N`` pairs; L-BFGS's own flag reports line-search stalls at machine precision)."""
-    return bool(grad_norm <= 1e-6 * max(1.0, n_pairs))
 
 
 def _identified(space, c: PairCounts) -> np.ndarray:
@@ -120,12 +85,12 @@ def reward_mle(data, reward_class, *, l2: float | None = None) -> FitResult:
         out = np.empty(K)
         _kernels.class_bt_loglik(reward_class.tables.reshape(K, -1), c.pos_flat, c.neg_flat,
                                  np.zeros(c.count.size), c.count, 1.0, out)
-        k, set_valued, n_max = _finite_pick(out, reward_class.tables)
+        k, set_valued, n_max = finite_pick(out, reward_class.tables)
         return FitResult("reward_mle", float(out[k]), reward=reward_class.tables[k], reward_index=k,
                          set_valued=set_valued, wall_time=time.perf_counter() - t0,
                          extra={"n_maximisers": n_max, "loglik_all": out})
     if isinstance(reward_class, LinearRewardClass):
-        l2 = _check_l2(0.0 if l2 is None else l2, positive=False)
+        l2 = check_l2(0.0 if l2 is None else l2, positive=False)
         phi = reward_class.phi.reshape(sp.P * sp.T, -1)
         D = phi[c.pos_flat] - phi[c.neg_flat]  # (M, d)
 
@@ -136,13 +101,13 @@ def reward_mle(data, reward_class, *, l2: float | None = None) -> FitResult:
             grad = D.T @ (c.count * s) - l2 * w
             return -(ll - 0.5 * l2 * w @ w), -grad
 
-        res, g = _lbfgs(neg, np.zeros(reward_class.n_params))
+        res, g = lbfgs(neg, np.zeros(reward_class.n_params))
         w = res.x
         return FitResult("reward_mle", -float(res.fun), reward=reward_class.reward(w), params=w,
-                         converged=_converged(g, c.n_pairs), iterations=int(res.nit), grad_norm=g,
+                         converged=converged(g, c.n_pairs), iterations=int(res.nit), grad_norm=g,
                          wall_time=time.perf_counter() - t0, extra={"l2": l2})
     if isinstance(reward_class, TabularRewardClass):
-        l2 = _check_l2(DEFAULT_L2 if l2 is None else l2, positive=True)
+        l2 = check_l2(DEFAULT_L2 if l2 is None else l2, positive=True)
         ident = _identified(sp, c)
         cov = np.flatnonzero(ident.ravel())
         loc = np.full(sp.P * sp.T, -1, dtype=np.int64)
@@ -154,10 +119,10 @@ def reward_mle(data, reward_class, *, l2: float | None = None) -> FitResult:
             ll = _kernels.bt_loglik_grad(v, pos, neg_, c.count, 1.0, grad)
             return -(ll - 0.5 * l2 * v @ v), -(grad - l2 * v)
 
-        res, g = _lbfgs(neg, np.zeros(cov.size))
+        res, g = lbfgs(neg, np.zeros(cov.size))
         r = np.zeros(sp.P * sp.T)
         r[cov] = res.x
-        return FitResult("reward_mle", -float(res.fun), reward=r.reshape(sp.shape), converged=_converged(g, c.n_pairs),
+        return FitResult("reward_mle", -float(res.fun), reward=r.reshape(sp.shape), converged=converged(g, c.n_pairs),
                          iterations=int(res.nit), grad_norm=g, identified=ident,
                          wall_time=time.perf_counter() - t0, extra={"l2": l2})
     raise ValueError(f"reward_mle: unsupported reward class {type(reward_class).__name__}")
@@ -223,7 +188,7 @@ def dpo(data, policy_class, ref: Policy, beta: float, *, l2: float | None = None
         _kernels.class_bt_loglik(fin.logp.reshape(K, -1), c.pos_flat, c.neg_flat,
                                  _pair_offsets(ref, c, beta), c.count, beta, out)
         out[np.isnan(out)] = -np.inf  # a member with π(y⁺) = π(y⁻) = 0 cannot explain that pair
-        k, set_valued, n_max = _finite_pick(out, fin.logp)
+        k, set_valued, n_max = finite_pick(out, fin.logp)
         # member k of Π(R) is π*_{r_k}
         rk = k if isinstance(policy_class, SoftOptimalPolicyClass) else None
         return FitResult("dpo", float(out[k]), policy=fin.member(k), policy_index=k, reward_index=rk,
@@ -238,7 +203,7 @@ def dpo(data, policy_class, ref: Policy, beta: float, *, l2: float | None = None
                          converged=rm.converged, iterations=rm.iterations, grad_norm=rm.grad_norm,
                          wall_time=time.perf_counter() - t0, extra=rm.extra)
     if isinstance(policy_class, TabularPolicyClass):
-        l2 = _check_l2(DEFAULT_L2 if l2 is None else l2, positive=True)
+        l2 = check_l2(DEFAULT_L2 if l2 is None else l2, positive=True)
         lr = ref.logp
         grad_f = np.empty(sp.P * sp.T)
         pos, neg_ = c.pos_flat, c.neg_flat
@@ -256,14 +221,14 @@ def dpo(data, policy_class, ref: Policy, beta: float, *, l2: float | None = None
             gz = beta * (gf - np.exp(logp) * gf.sum(axis=1, keepdims=True))
             return -obj, -gz.ravel()
 
-        res, g = _lbfgs(neg, np.zeros(sp.P * sp.T))
+        res, g = lbfgs(neg, np.zeros(sp.P * sp.T))
         s = lr + res.x.reshape(sp.shape)
         pol = Policy(sp, s - logsumexp_rows(s)[:, None])
         return FitResult("dpo", -float(res.fun), policy=pol, reward=beta * (pol.logp - lr),
-                         converged=_converged(g, c.n_pairs), iterations=int(res.nit), grad_norm=g,
+                         converged=converged(g, c.n_pairs), iterations=int(res.nit), grad_norm=g,
                          identified=_identified(sp, c), wall_time=time.perf_counter() - t0, extra={"l2": l2})
     if isinstance(policy_class, LogLinearPolicyClass):
-        l2 = _check_l2(0.0 if l2 is None else l2, positive=False)
+        l2 = check_l2(0.0 if l2 is None else l2, positive=False)
         if not np.array_equal(ref.logp, policy_class.ref.logp):
             raise ValueError("ref must be the log-linear class's own reference policy")
         from ..policy import sequence_logp_from_cond
@@ -279,10 +244,10 @@ def dpo(data, policy_class, ref: Policy, beta: float, *, l2: float | None = None
             grad = beta * policy_class.contract_score(cond, grad_f.reshape(sp.shape)) - lam * theta
             return -(ll - 0.5 * lam * theta @ theta), -grad
 
-        res, g = _lbfgs(neg, np.zeros(policy_class.n_params))
+        res, g = lbfgs(neg, np.zeros(policy_class.n_params))
         pol = policy_class.policy(res.x)
         return FitResult("dpo", -float(res.fun), policy=pol, reward=beta * (pol.logp - lr), params=res.x,
-                         converged=_converged(g, c.n_pairs), iterations=int(res.nit), grad_norm=g,
+                         converged=converged(g, c.n_pairs), iterations=int(res.nit), grad_norm=g,
                          wall_time=time.perf_counter() - t0, extra={"l2": l2})
     raise ValueError(f"dpo: unsupported policy class {type(policy_class).__name__}")
 
@@ -311,11 +276,11 @@ def ipo(data, policy_class, ref: Policy, beta: float = 1.0, *, tau: float = 1.0,
         h = scale * ((fin.logp.reshape(fin.size, -1)[:, c.pos_flat] - lr[c.pos_flat])
                      - (fin.logp.reshape(fin.size, -1)[:, c.neg_flat] - lr[c.neg_flat]))
         loss = ((h - target) ** 2) @ c.count
-        k, set_valued, n_max = _finite_pick(-loss, fin.logp)
+        k, set_valued, n_max = finite_pick(-loss, fin.logp)
         return FitResult("ipo", -float(loss[k]), policy=fin.member(k), policy_index=k, set_valued=set_valued,
                          wall_time=time.perf_counter() - t0, extra={"n_maximisers": n_max, "average": average})
     if isinstance(policy_class, TabularPolicyClass):
-        l2 = _check_l2(DEFAULT_L2 if l2 is None else l2, positive=True)
+        l2 = check_l2(DEFAULT_L2 if l2 is None else l2, positive=True)
         lr2 = ref.logp
 
         def neg(zflat):
@@ -333,10 +298,10 @@ def ipo(data, policy_class, ref: Policy, beta: float = 1.0, *, tau: float = 1.0,
             gz = gu - np.exp(logp) * gu.sum(axis=1, keepdims=True)
             return -obj, -gz.ravel()
 
-        res, g = _lbfgs(neg, np.zeros(sp.P * sp.T))
+        res, g = lbfgs(neg, np.zeros(sp.P * sp.T))
         s = lr2 + res.x.reshape(sp.shape)
         pol = Policy(sp, s - logsumexp_rows(s)[:, None])
-        return FitResult("ipo", -float(res.fun), policy=pol, converged=_converged(g, c.n_pairs), iterations=int(res.nit),
+        return FitResult("ipo", -float(res.fun), policy=pol, converged=converged(g, c.n_pairs), iterations=int(res.nit),
                          grad_norm=g, identified=_identified(sp, c), wall_time=time.perf_counter() - t0,
                          extra={"l2": l2, "average": average})
     raise ValueError(f"ipo: unsupported policy class {type(policy_class).__name__}")

@@ -1,0 +1,138 @@
+"""``genver run``: execute every (setting, seed) unit of a spec, resumably.
+
+Execution: units run in this process (``workers=1``) or in a pool of ``workers`` local
+processes (started with ``spawn``; each worker sets numba to one thread so workers and numba
+threads do not oversubscribe the cores). Each finished unit is written as one shard,
+atomically (see :mod:`genver.experiments.store`), so Ctrl-C or SIGKILL loses at most the
+units in flight, and ``--resume`` skips every unit whose shard exists. A cell's numbers do not
+depend on the worker count or the order (see :mod:`genver.experiments.cells`).
+
+Progress goes to stderr: cells done / total, rate, ETA.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+import pandas as pd
+
+from .cells import make_instance, run_unit
+from .generators import describe
+from .spec import Spec, load_spec, setting_id
+from .store import ResultStore, git_commit, now_iso, package_versions
+
+__all__ = ["run", "Progress"]
+
+
+class Progress:
+    """A one-line progress bar on stderr (a new line every 10% when not a terminal)."""
+
+    def __init__(self, total: int, stream=None, enabled: bool = True):
+        self.total, self.done, self.t0 = total, 0, time.perf_counter()
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self._last_decile = -1
+
+    def update(self, k: int) -> None:
+        self.done += k
+        if not self.enabled or (k == 0 and self.done < self.total):
+            return
+        el = time.perf_counter() - self.t0
+        rate = self.done / el if el > 0 else float("inf")
+        eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+        frac = self.done / self.total if self.total else 1.0
+        bar = "#" * int(24 * frac) + "." * (24 - int(24 * frac))
+        line = f"[{bar}] {self.done}/{self.total} cells  {rate:.1f} cells/s  ETA {eta:.0f}s"
+        if self.tty:
+            self.stream.write("\r" + line + ("\n" if self.done >= self.total else ""))
+            self.stream.flush()
+        elif int(10 * frac) != self._last_decile or self.done >= self.total:
+            self._last_decile = int(10 * frac)
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+
+def _init_worker():
+    import numba
+    numba.set_num_threads(1)
+
+
+def _unit(spec: Spec, params: dict, sid: str, seed: int, root: str) -> tuple:
+    df = run_unit(spec, params, sid, seed)
+    ResultStore(root).write_shard(df, sid, seed)
+    return sid, seed, len(df)
+
+
+def settings_table(spec: Spec) -> pd.DataFrame:
+    """One row per setting: id, knobs and gap descriptors (from the seed-0 instance)."""
+    rows = []
+    for p in spec.settings():
+        inst = make_instance(spec.generator, p, spec.root_seed, 0)
+        rows.append({"experiment": spec.name, "setting_id": setting_id(p), **{k: p[k] for k in spec.knobs},
+                     **describe(inst)})
+    return pd.DataFrame(rows)
+
+
+def run(spec_path, out, *, workers: int = 1, resume: bool = False, smoke: bool = False,
+        progress: bool = True, stream=None) -> dict:
+    """Run (or resume) a sweep; returns a summary dict. Raises ``ValueError`` on bad input."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    spec = load_spec(spec_path, smoke=smoke)
+    store = ResultStore(out)
+    exists = store.root.exists() and any(store.root.iterdir())
+    if exists and not resume:
+        raise ValueError(f"{store.root}: directory is not empty; use --resume to continue a run, or another --out")
+    if resume and exists:
+        man = store.read_manifest()
+        if man.get("spec_hash") != spec.hash():
+            raise ValueError(f"{store.root}: was started with a different spec (or --smoke setting); refusing to mix results")
+    else:
+        man = {"spec": spec.raw["spec"], "spec_path": str(spec_path), "spec_hash": spec.hash(), "smoke": smoke,
+               "experiment": spec.name, "knobs": spec.knobs, "expected": spec.expected, "expect": spec.expect,
+               "versions": package_versions(), "git_commit": git_commit(), "started": now_iso(), "finished": None}
+        store.root.mkdir(parents=True, exist_ok=True)
+        store.write_manifest(man)
+    store.prepare()
+    if not (store.root / "settings.parquet").exists():
+        store.write_settings(settings_table(spec))
+    units = [(setting_id(p), p, s) for p in spec.settings() for s in range(spec.seeds)]
+    done = store.done_units()
+    todo = [u for u in units if (u[0], u[2]) not in done]
+    per = spec.n_cells_per_unit
+    bar = Progress(len(units) * per, stream=stream, enabled=progress)
+    bar.update((len(units) - len(todo)) * per)
+    t0 = time.perf_counter()
+    try:
+        if workers == 1 or len(todo) <= 1:
+            for sid, p, s in todo:
+                _unit(spec, p, sid, s, str(store.root))
+                bar.update(per)
+        else:
+            ctx = mp.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
+                pending = {pool.submit(_unit, spec, p, sid, s, str(store.root)) for sid, p, s in todo}
+                try:
+                    while pending:
+                        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        for f in finished:
+                            f.result()
+                            bar.update(per)
+                except BaseException:
+                    for f in pending:
+                        f.cancel()
+                    raise
+    except KeyboardInterrupt:
+        n_done = len(store.done_units())
+        raise KeyboardInterrupt(f"interrupted: {n_done}/{len(units)} units saved in {store.root}; "
+                                f"rerun with --resume to finish") from None
+    man = store.read_manifest()
+    man["finished"] = now_iso()
+    man["cells_total"] = len(units) * per
+    man["wall_time_s_last_run"] = time.perf_counter() - t0
+    store.write_manifest(man)
+    return {"out": str(store.root), "units": len(units), "units_run": len(todo), "cells": len(units) * per,
+            "seconds": time.perf_counter() - t0}

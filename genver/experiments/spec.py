@@ -1,0 +1,309 @@
+r"""Experiment specs: TOML files that are data only, validated before any work starts.
+
+A spec has these tables (unknown keys anywhere are errors that name the key)::
+
+    [experiment]
+    name = "gap_finite"                # used in results and file names
+    generator = "finite_gap"           # see genver.experiments.generators.GENERATORS
+    description = "..."
+    expected = "one line: the qualitative result this experiment should show"
+
+    [instance]                         # fixed generator parameters (defaults otherwise)
+    P = 4
+
+    [grid]                             # swept generator parameters: lists, cartesian product
+    n_distractors = [0, 16, 256]
+
+    [data]
+    sizes = [8, 16, 32]                # or { start = 8, stop = 4096, num = 10 } (log-spaced ints)
+    seeds = 20                         # replicate seeds 0..seeds-1
+    root_seed = 0
+    temperature = 1.0                  # Bradley–Terry label temperature
+    deterministic = false              # noise-free labels
+
+    [[estimators]]                     # one table per estimator
+    name = "dpo"                       # see genver.experiments.cells.ESTIMATORS
+    label = "offline"                  # column value (default: name)
+    route = "offline"                  # offline | online | other (default from the name)
+    l2 = 0.01                          # estimator options
+
+    [metrics]
+    names = ["suboptimality", "kl_to_reference"]
+
+    [expect]                           # machine-checkable expectation for the report
+    ratio = "increasing in n_distractors"   # or "equals 1", ">= 1"
+    epsilon = 0.01
+
+    [smoke]                            # dotted overrides applied by --smoke
+    "grid.n_distractors" = [0, 64]
+    "data.seeds" = 2
+
+Every *setting* (one point of the grid) gets a stable id: the first 10 hex digits of the
+SHA-1 of its generator parameters as canonical JSON.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import pathlib
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from .generators import GENERATORS
+
+__all__ = ["Spec", "load_spec", "parse_spec", "setting_id", "SpecError", "METRICS"]
+
+METRICS = ("suboptimality", "kl_to_optimal", "kl_to_reference", "expected_reward", "win_rate")
+_TABLES = {"experiment", "instance", "grid", "data", "estimators", "metrics", "expect", "smoke"}
+_EXPERIMENT_KEYS = {"name": str, "generator": str, "description": str, "expected": str}
+_DATA_KEYS = {"sizes": (list, dict), "seeds": int, "root_seed": int, "temperature": float, "deterministic": bool}
+_EXPECT_KEYS = {"ratio": str, "epsilon": float, "offline": str, "online": str}
+#: largest number of pairs in one data stream (memory guard)
+MAX_N = 10**7
+
+
+class SpecError(ValueError):
+    """A malformed spec; the message names the file and the key."""
+
+
+@dataclass
+class Spec:
+    name: str
+    generator: str
+    description: str
+    expected: str
+    instance: dict
+    grid: dict
+    sizes: list
+    seeds: int
+    root_seed: int
+    temperature: float
+    deterministic: bool
+    estimators: list
+    metrics: list
+    expect: dict
+    raw: dict = field(repr=False, default_factory=dict)
+    source: str = "<spec>"
+
+    @property
+    def knobs(self) -> list:
+        return list(self.grid)
+
+    def settings(self) -> list[dict]:
+        """Every grid point as full generator parameters (defaults, instance, then grid)."""
+        defaults = {k: d for k, (_, d) in GENERATORS[self.generator][1].items()}
+        keys = list(self.grid)
+        out = []
+        for combo in itertools.product(*(self.grid[k] for k in keys)):
+            p = {**defaults, **self.instance, **dict(zip(keys, combo))}
+            out.append(p)
+        return out
+
+    def hash(self) -> str:
+        return hashlib.sha1(json.dumps(self.raw, sort_keys=True, default=str).encode()).hexdigest()
+
+    @property
+    def n_cells_per_unit(self) -> int:
+        return len(self.sizes) * len(self.estimators)
+
+
+def setting_id(params: dict) -> str:
+    return hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def _type_ok(value, typ) -> bool:
+    if typ is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if typ is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(typ, tuple):
+        return isinstance(value, typ)
+    return isinstance(value, typ)
+
+
+def _tname(typ):
+    return " or ".join(t.__name__ for t in typ) if isinstance(typ, tuple) else typ.__name__
+
+
+def _check_keys(src, where, table: dict, allowed: dict):
+    if not isinstance(table, dict):
+        raise SpecError(f"{src}: [{where}] must be a table")
+    for k, v in table.items():
+        if k not in allowed:
+            raise SpecError(f"{src}: [{where}] {k}: unknown key (allowed: {', '.join(sorted(allowed))})")
+        if not _type_ok(v, allowed[k]):
+            raise SpecError(f"{src}: [{where}] {k}: expected {_tname(allowed[k])}, got {type(v).__name__} {v!r}")
+
+
+def _sizes(src, value) -> list:
+    if isinstance(value, dict):
+        _check_keys(src, "data.sizes", value, {"start": int, "stop": int, "num": int})
+        for k in ("start", "stop", "num"):
+            if k not in value:
+                raise SpecError(f"{src}: [data] sizes.{k}: missing")
+        if value["start"] < 1 or value["stop"] < value["start"] or value["num"] < 1:
+            raise SpecError(f"{src}: [data] sizes: need 1 <= start <= stop and num >= 1, got {value}")
+        sizes = np.unique(np.round(np.geomspace(value["start"], value["stop"], value["num"])).astype(int)).tolist()
+    else:
+        sizes = value
+    if not sizes:
+        raise SpecError(f"{src}: [data] sizes: empty")
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in sizes):
+        raise SpecError(f"{src}: [data] sizes: must be integers, got {sizes!r}")
+    if any(n < 1 for n in sizes) or max(sizes) > MAX_N:
+        raise SpecError(f"{src}: [data] sizes: each must lie in [1, {MAX_N}], got {sizes!r}")
+    if sorted(set(sizes)) != list(sizes):
+        raise SpecError(f"{src}: [data] sizes: must be strictly increasing, got {sizes!r}")
+    return list(sizes)
+
+
+def _apply_smoke(src, raw: dict) -> dict:
+    raw = copy.deepcopy(raw)
+    smoke = raw.pop("smoke", None)
+    if smoke is None:  # default: 2 seeds, first 3 sizes, first 2 values of every knob
+        data = raw.setdefault("data", {})
+        data["seeds"] = min(2, data.get("seeds", 2))
+        if isinstance(data.get("sizes"), list):
+            data["sizes"] = data["sizes"][:3]
+        for k, v in raw.get("grid", {}).items():
+            if isinstance(v, list):
+                raw["grid"][k] = v[:2]
+        return raw
+    if not isinstance(smoke, dict):
+        raise SpecError(f"{src}: [smoke] must be a table of dotted overrides")
+    for dotted, value in smoke.items():
+        parts = dotted.split(".")
+        if len(parts) != 2 or parts[0] not in {"instance", "grid", "data", "expect"}:
+            raise SpecError(f"{src}: [smoke] {dotted}: expected 'instance.KEY', 'grid.KEY', 'data.KEY' or 'expect.KEY'")
+        raw.setdefault(parts[0], {})[parts[1]] = value
+    return raw
+
+
+def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False) -> Spec:
+    """Validate a spec dictionary (as read from TOML); raise :class:`SpecError` naming the key."""
+    src = source
+    if not isinstance(raw, dict):
+        raise SpecError(f"{src}: a spec must be a TOML table")
+    for k in raw:
+        if k not in _TABLES:
+            raise SpecError(f"{src}: [{k}]: unknown table (allowed: {', '.join(sorted(_TABLES))})")
+    full_raw = raw
+    if smoke:
+        raw = _apply_smoke(src, raw)
+    exp = raw.get("experiment")
+    if exp is None:
+        raise SpecError(f"{src}: [experiment]: missing")
+    _check_keys(src, "experiment", exp, _EXPERIMENT_KEYS)
+    for k in ("name", "generator"):
+        if k not in exp:
+            raise SpecError(f"{src}: [experiment] {k}: missing")
+    if exp["generator"] not in GENERATORS:
+        raise SpecError(f"{src}: [experiment] generator: unknown {exp['generator']!r} (choose from {sorted(GENERATORS)})")
+    schema = GENERATORS[exp["generator"]][1]
+    instance = raw.get("instance", {})
+    _check_keys(src, "instance", instance, {k: t for k, (t, _) in schema.items()})
+    grid = raw.get("grid", {})
+    if not isinstance(grid, dict):
+        raise SpecError(f"{src}: [grid] must be a table")
+    for k, v in grid.items():
+        if k not in schema:
+            raise SpecError(f"{src}: [grid] {k}: unknown generator parameter (allowed: {', '.join(sorted(schema))})")
+        if not isinstance(v, list):
+            raise SpecError(f"{src}: [grid] {k}: expected a list of values, got {type(v).__name__}")
+        if not v:
+            raise SpecError(f"{src}: [grid] {k}: empty list")
+        for item in v:
+            if not _type_ok(item, schema[k][0]):
+                raise SpecError(f"{src}: [grid] {k}: expected {_tname(schema[k][0])} values, got {item!r}")
+        if k in instance:
+            raise SpecError(f"{src}: [grid] {k}: also set in [instance]")
+    data = raw.get("data", {})
+    _check_keys(src, "data", data, _DATA_KEYS)
+    if "sizes" not in data:
+        raise SpecError(f"{src}: [data] sizes: missing")
+    sizes = _sizes(src, data["sizes"])
+    seeds = data.get("seeds", 10)
+    if seeds < 1:
+        raise SpecError(f"{src}: [data] seeds: must be >= 1, got {seeds}")
+    temperature = float(data.get("temperature", 1.0))
+    if not temperature > 0:
+        raise SpecError(f"{src}: [data] temperature: must be > 0, got {temperature}")
+    from .cells import ESTIMATORS, default_route  # late import: cells imports the estimators
+
+    ests = raw.get("estimators")
+    if not ests or not isinstance(ests, list):
+        raise SpecError(f"{src}: [[estimators]]: give at least one estimator table")
+    labels = set()
+    estimators = []
+    for i, e in enumerate(ests):
+        where = f"estimators.{i}"
+        if not isinstance(e, dict) or "name" not in e:
+            raise SpecError(f"{src}: [{where}] name: missing")
+        name = e["name"]
+        if name not in ESTIMATORS:
+            raise SpecError(f"{src}: [{where}] name: unknown estimator {name!r} (choose from {sorted(ESTIMATORS)})")
+        allowed = {"name": str, "label": str, "route": str, **ESTIMATORS[name][1]}
+        _check_keys(src, where, e, allowed)
+        route = e.get("route", default_route(name))
+        if route not in ("offline", "online", "other"):
+            raise SpecError(f"{src}: [{where}] route: must be offline, online or other, got {route!r}")
+        label = e.get("label", name)
+        if label in labels:
+            raise SpecError(f"{src}: [{where}] label: duplicate {label!r}")
+        labels.add(label)
+        opts = {k: v for k, v in e.items() if k not in ("name", "label", "route")}
+        estimators.append({"name": name, "label": label, "route": route, "options": opts})
+    metrics_t = raw.get("metrics", {"names": list(METRICS)})
+    _check_keys(src, "metrics", metrics_t, {"names": list})
+    metrics = metrics_t.get("names", list(METRICS))
+    if not metrics:
+        raise SpecError(f"{src}: [metrics] names: empty")
+    for m in metrics:
+        if m not in METRICS:
+            raise SpecError(f"{src}: [metrics] names: unknown metric {m!r} (choose from {', '.join(METRICS)})")
+    expect = raw.get("expect", {})
+    _check_keys(src, "expect", expect, _EXPECT_KEYS)
+    spec = Spec(name=exp["name"], generator=exp["generator"], description=exp.get("description", ""),
+                expected=exp.get("expected", ""), instance=instance, grid=grid, sizes=sizes, seeds=seeds,
+                root_seed=data.get("root_seed", 0), temperature=temperature,
+                deterministic=data.get("deterministic", False), estimators=estimators, metrics=list(metrics),
+                expect=expect, raw={"spec": full_raw, "smoke": smoke}, source=src)
+    _check_sizes(spec)
+    return spec
+
+
+def _check_sizes(spec: Spec):
+    """Impossible sizes are refused before any work: build each setting's space."""
+    from ..spaces import TreeSpace
+    for p in spec.settings():
+        try:
+            TreeSpace(p["P"], p["V"], p["H"])
+        except ValueError as e:
+            raise SpecError(f"{spec.source}: setting {setting_id(p)} (P={p['P']}, V={p['V']}, H={p['H']}): {e}") from None
+        for k, v in p.items():
+            if k in ("P", "V", "H", "K_R", "d") and v < 1:
+                raise SpecError(f"{spec.source}: {k}: must be >= 1, got {v}")
+            if k in ("beta", "scale", "w_scale", "ref_concentration") and not v > 0:
+                raise SpecError(f"{spec.source}: {k}: must be > 0, got {v}")
+            if k == "n_distractors" and v < 0:
+                raise SpecError(f"{spec.source}: n_distractors: must be >= 0, got {v}")
+
+
+def load_spec(path, smoke: bool = False) -> Spec:
+    path = pathlib.Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such spec file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError(f"{path}: not valid TOML: {e}") from None
+    return parse_spec(raw, source=str(path), smoke=smoke)
