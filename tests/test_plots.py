@@ -1,0 +1,195 @@
+"""genver.plots: each plot_* returns an Axes with the expected lines and labels, copes with
+zeros/NaN/inf, and save_figure writes non-empty PNG and PDF files atomically."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+
+from genver import plots as P  # noqa: E402
+from genver import stats as S  # noqa: E402
+
+GRID = [2**j for j in range(2, 9)]
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
+
+
+def tidy(D_values=(0, 2, 5), seeds=range(3), zeros=True):
+    rng = np.random.default_rng(0)
+    rows = []
+    for D in D_values:
+        for s in seeds:
+            for n in GRID:
+                for est, route, c in [("offline", "offline", 2.0 ** (D / 2)), ("online", "online", 1.0),
+                                      ("online_dpo_K25", "online", 1.3)]:
+                    v = c / n * np.exp(rng.normal(0, 0.1))
+                    if zeros and est == "online" and n == GRID[-1]:
+                        v = 0.0  # exactly optimal: must be clipped on a log axis
+                    rows.append(dict(experiment="e", setting_id=f"s{D}", D=D, seed=s, n=n,
+                                     estimator=est, route=route, metric="suboptimality", value=v))
+    return pd.DataFrame(rows)
+
+
+def legend_texts(ax):
+    leg = ax.get_legend()
+    return [t.get_text() for t in leg.get_texts()] if leg is not None else []
+
+
+def check_saved(fig, tmp_path, stem):
+    paths = P.save_figure(fig, tmp_path / "sub" / stem)
+    assert [p.suffix for p in paths] == [".png", ".pdf"]
+    for p in paths:
+        assert p.exists() and p.stat().st_size > 1000
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert paths[1].read_bytes()[:5] == b"%PDF-"
+    assert not [p for p in (tmp_path / "sub").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_import_does_not_pick_a_backend():
+    code = "import sys, genver.plots; print('matplotlib.pyplot' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_sample_complexity(tmp_path):
+    agg = S.aggregate(tidy(), knobs=["D"], n_boot=100)
+    ax = P.plot_sample_complexity(agg, setting_id="s2", bound=lambda n: 5.0 / n)
+    assert isinstance(ax, Axes)
+    assert len(ax.get_lines()) == 4  # three estimators + bound
+    assert legend_texts(ax) == ["offline", "online", "online_dpo_K25 (online)", "bound"]
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert "preference pairs" in ax.get_xlabel()
+    assert "drawn at" in ax.get_ylabel() and r"J_\beta" in ax.get_ylabel()
+    assert "D=2" in ax.get_title()
+    ys = np.concatenate([l.get_ydata() for l in ax.get_lines()[:3]])
+    assert (ys > 0).all()
+    check_saved(ax.figure, tmp_path, "sc")
+
+
+def test_sample_complexity_nan_and_non_vectorised_bound(tmp_path):
+    agg = S.aggregate(tidy(D_values=(0,)), n_boot=50)
+    agg.loc[agg.index[:2], ["mean", "mean_lo"]] = np.nan
+    agg.loc[agg.index[3], "mean_hi"] = np.inf
+    ax = P.plot_sample_complexity(agg, bound=lambda n: 1.0 / float(n), stat="mean")
+    assert len(ax.get_lines()) == 4
+    ax2 = P.plot_sample_complexity(agg.iloc[:0])  # empty: an empty, labelled plot
+    assert len(ax2.get_lines()) == 0
+    check_saved(ax.figure, tmp_path, "sc_nan")
+
+
+def test_sample_complexity_grid(tmp_path):
+    agg = S.aggregate(tidy(), knobs=["D"], n_boot=50)
+    fig = P.sample_complexity_grid(agg, ncols=2, bound=lambda n: 5.0 / n)
+    visible = [a for a in fig.axes if a.get_visible()]
+    assert len(visible) == 3
+    assert all(len(a.get_lines()) == 4 for a in visible)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == \
+        ["offline", "online", "online_dpo_K25 (online)", "bound"]
+    check_saved(fig, tmp_path, "grid")
+
+
+def ratio_table():
+    df = tidy(zeros=False)
+    r = S.efficiency_ratio(df, 0.02, knobs=["D"], n_boot=100)
+    r["predicted_ratio"] = 2.0 ** (r["D"] / 2)
+    # a censored and an undefined setting
+    extra = r.iloc[[0, 0]].copy()
+    extra["D"] = [9, 12]
+    extra["setting_id"] = ["s9", "s12"]
+    extra["ratio_kind"] = ["lower_bound", "undefined"]
+    extra["ratio"] = [32.0, np.nan]
+    extra["ratio_lo"], extra["ratio_hi"] = [8.0, np.nan], [np.inf, np.nan]
+    return pd.concat([r, extra], ignore_index=True)
+
+
+def test_ratio_vs_knob(tmp_path):
+    r = ratio_table()
+    ax = P.plot_ratio_vs_knob(r, "D")
+    texts = legend_texts(ax)
+    assert texts[0].startswith("exact") and texts[1].startswith("lower bound")
+    assert any(t.startswith("predicted") for t in texts) and "ratio = 1 (no gap)" in texts
+    assert "1 undefined" in ax.get_title()
+    assert any(np.allclose(l.get_ydata(), 1.0) for l in ax.get_lines())  # the line at 1
+    assert ax.get_xlabel() == "D" and "N_" in ax.get_ylabel()
+    ax2 = P.plot_ratio_vs_knob(r, "D", predicted=False, hue="experiment")
+    assert not any(t.startswith("predicted") for t in legend_texts(ax2))
+    assert "experiment = e" in legend_texts(ax2)
+    ax3 = P.plot_ratio_vs_knob(r, "D", predicted=lambda d: 1 + d)
+    assert any(t.startswith("predicted") for t in legend_texts(ax3))
+    check_saved(ax.figure, tmp_path, "ratio")
+
+
+def test_n_epsilon_plot(tmp_path):
+    df = tidy(zeros=False)
+    ne = S.n_epsilon(df, 0.01, knobs=["D"], n_boot=100)
+    assert (~ne["reached"]).any() and ne["reached"].any()
+    ax = P.plot_n_epsilon(ne, "D")
+    texts = legend_texts(ax)
+    assert texts[:3] == ["offline", "online", "online_dpo_K25 (online)"]
+    assert any("not reached" in t for t in texts)
+    assert ax.get_yscale() == "log" and "N_" in ax.get_ylabel()
+    check_saved(ax.figure, tmp_path, "neps")
+
+
+def test_frontier(tmp_path):
+    rows = []
+    for beta in (0.1, 0.3, 1.0, 3.0):
+        for s in range(3):
+            for est, shift in (("offline", 0.0), ("online", 0.2)):
+                kl = 1.0 / beta
+                rows += [dict(setting_id=f"b{beta}", beta=beta, seed=s, n=64, estimator=est, route=est,
+                              metric="kl_to_reference", value=kl),
+                         dict(setting_id=f"b{beta}", beta=beta, seed=s, n=64, estimator=est, route=est,
+                              metric="expected_reward", value=np.log1p(kl) + shift),
+                         dict(setting_id=f"b{beta}", beta=beta, seed=s, n=8, estimator=est, route=est,
+                              metric="expected_reward", value=np.nan)]
+    df = pd.DataFrame(rows)
+    ax = P.plot_frontier(df)
+    assert len(ax.get_lines()) == 2 and legend_texts(ax) == ["offline", "online"]
+    assert len(ax.get_lines()[0].get_xdata()) == 4
+    assert "KL" in ax.get_xlabel() and "pi_{" in ax.get_xlabel()
+    assert len(ax.texts) == 8  # one β annotation per point
+    check_saved(ax.figure, tmp_path, "frontier")
+
+
+def test_best_of_n(tmp_path):
+    rows = []
+    for N in (1, 2, 4, 8, 16):
+        for s in range(4):
+            for rm, gain in (("global", 1.0), ("local", 0.7), ("dpo_implicit", 0.4)):
+                rows.append(dict(N=N, seed=s, estimator=rm, metric="expected_reward",
+                                 value=gain * np.log2(N) + 0.01 * s))
+                rows.append(dict(N=N, seed=s, estimator=rm, metric="kl_to_reference", value=0.0))
+    df = pd.DataFrame(rows)
+    ax = P.plot_best_of_n(df)
+    assert len(ax.get_lines()) == 3 and sorted(legend_texts(ax)) == ["dpo_implicit", "global", "local"]
+    assert "best-of" in ax.get_xlabel()
+    assert ax.get_xscale() == "log"
+    with pytest.raises(ValueError, match="best-of-N"):
+        P.plot_best_of_n(df.drop(columns="N"))
+    check_saved(ax.figure, tmp_path, "bon")
+
+
+def test_given_axes_and_save_from_axes(tmp_path):
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    a1, a2 = fig.subplots(1, 2)
+    agg = S.aggregate(tidy(D_values=(0,)), n_boot=20)
+    assert P.plot_sample_complexity(agg, ax=a1) is a1
+    assert P.plot_n_epsilon(S.n_epsilon(tidy(D_values=(0,)), 0.05, knobs="D", n_boot=20), "D", ax=a2) is a2
+    paths = P.save_figure(a1, tmp_path / "both.png")  # an Axes and a suffixed stem are accepted
+    assert [p.name for p in paths] == ["both.png", "both.pdf"]
