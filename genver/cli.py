@@ -1,11 +1,10 @@
 """The ``genver`` command line.
 
-``genver quickstart`` runs the smallest end-to-end gap experiment the library supports, exactly:
-a finite verifier class ``R`` (``K_R`` reward tables), the generator class
-``Π = Π(R) ∪ D`` with ``|D|`` random distractor policies, Bradley–Terry pairs from ``π_ref``,
-and both routes solved by enumeration — offline DPO over ``Π`` and online reward MLE over
-``R`` followed by exact RL over ``Π``. It prints the mean exact suboptimality
-``J_β(π*) − J_β(π̂)`` of each route per sample size (mean ± standard error over seeds).
+``genver quickstart`` runs the bundled small version of the headline experiment
+(``genver/experiments/quickstart.toml``: finite classes, ``Π = Π(R) ∪ D``, both routes solved
+exactly), then writes its figures and report and prints the sample-efficiency ratios.
+``genver run / plot / report`` do the same for any spec (see :mod:`genver.experiments`);
+``genver check`` runs the propositions of ``theory/``.
 
 ``genver fit`` runs one estimator on a user's own instance and pairs (``.npz`` files, format in
 :mod:`genver.io`) and prints the fit and its exact metrics against the instance's true reward.
@@ -13,6 +12,7 @@ and both routes solved by enumeration — offline DPO over ``Π`` and online rew
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import sys
@@ -24,64 +24,64 @@ from . import __version__
 
 
 def _quickstart(args) -> int:
-    from .classes import FinitePolicyClass, random_reward_class
-    from .estimators import dpo, rm_rl
-    from .metrics import suboptimality
-    from .policy import random_policy
-    from .preferences import sample_preferences
-    from .spaces import TreeSpace
+    import importlib.resources
+
+    from .experiments.report import make_report
+    from .experiments.runner import run
+    from .experiments.store import ResultStore
 
     t0 = time.perf_counter()
-    sp = TreeSpace(P=4, V=2, H=4)
-    beta, K_R, n_distractors = 1.0, 4, args.distractors
-    root = np.random.SeedSequence(args.seed)
-    inst_ss, *seed_ss = root.spawn(1 + args.seeds)
-    rng = np.random.default_rng(inst_ss)
-    ref = random_policy(sp, rng)
-    R = random_reward_class(sp, K_R, rng, scale=args.scale)
-    Pi = FinitePolicyClass.soft_optimal_of(R, ref, beta).with_distractors(
-        n_distractors, rng, ref=ref, beta=beta, scale=args.scale)
-    r_star = R.member(0)  # realisable: the true reward is in R, so π* ∈ Π(R) ⊆ Π
-    sizes = [2**k for k in range(3, 13)]
-    print(f"genver quickstart — {sp!r}, beta={beta}, |R|={R.size}, |Π|={Pi.size} "
-          f"(log(|Π|/|R|) = {np.log(Pi.size / R.size):.2f}), {args.seeds} seeds")
-    print("exact suboptimality J(π*) − J(π̂), mean ± s.e. over seeds (smaller is better)")
-    print(f"{'n':>6} {'offline (DPO)':>22} {'online (RM+RL)':>22}")
-    subs = {"offline": np.empty((len(sizes), args.seeds)), "online": np.empty((len(sizes), args.seeds))}
-    for s, ss in enumerate(seed_ss):
-        data = sample_preferences(r_star, ref, max(sizes), np.random.default_rng(ss))
-        for i, n in enumerate(sizes):
-            d = data.head(n)
-            subs["offline"][i, s] = suboptimality(dpo(d, Pi, ref, beta).policy, r_star, ref, beta)
-            subs["online"][i, s] = suboptimality(rm_rl(d, R, Pi, ref, beta).policy, r_star, ref, beta)
-    for i, n in enumerate(sizes):
-        off, on = subs["offline"][i], subs["online"][i]
-        se = lambda v: v.std(ddof=1) / np.sqrt(v.size) if v.size > 1 else 0.0
-        print(f"{n:>6} {off.mean():>12.4f} ± {se(off):<7.4f} {on.mean():>12.4f} ± {se(on):<7.4f}")
-    eps = args.epsilon
-    n_eps = {}
-    for route, v in subs.items():
-        ok = np.flatnonzero(v.mean(axis=1) <= eps)
-        n_eps[route] = sizes[ok[0]] if ok.size else None
-    fmt = lambda n: str(n) if n is not None else f"not reached (> {sizes[-1]})"
-    print(f"N_eps (smallest n with mean suboptimality <= {eps}): offline {fmt(n_eps['offline'])}, "
-          f"online {fmt(n_eps['online'])}", end="")
-    if None not in n_eps.values():
-        print(f"; sample-efficiency ratio N_eps(offline)/N_eps(online) = {n_eps['offline'] / n_eps['online']:.1f}")
-    else:
-        print()
-    print(f"done in {time.perf_counter() - t0:.1f} s (all quantities exact by enumeration; "
-          f"uncertainty is over the {args.seeds} data seeds)")
+    spec = importlib.resources.files("genver.experiments") / "quickstart.toml"
+    with importlib.resources.as_file(spec) as spec_path:
+        print(f"genver quickstart: running the bundled gap_finite sweep ({spec_path.name}) into {args.out}/",
+              file=sys.stderr)
+        summary = run(spec_path, args.out, workers=args.workers, resume=ResultStore(args.out).root.exists())
+    path, table = make_report(args.out)
+    import pandas as pd
+    ratio = pd.read_csv(io.StringIO(_ratio_csv(args.out)))
+    print(f"exact suboptimality J(π*) − J(π̂) per route; sample-efficiency ratio N_ε(offline)/N_ε(online) "
+          f"at ε = {ratio['eps'].iloc[0]} (95% bootstrap CI over {summary['units'] // len(ratio)} seeds):")
+    print(ratio.drop(columns="eps").to_string(index=False))
+    print(f"verdict: {table['verdict'].iloc[0]} — {table['detail'].iloc[0]}")
+    print(f"report: {path}  figures: {path.parent / 'figures'}  ({time.perf_counter() - t0:.1f} s)")
     return 0
 
 
-# -- genver fit ----------------------------------------------------------------------------
+def _ratio_csv(root) -> str:
+    from .experiments.report import _ratio, load_results
+    man, df, settings = load_results(root)
+    r = _ratio(man, df, settings)
+    cols = ["n_distractors", "predicted_ratio", "N_offline", "N_online", "ratio", "ratio_lo", "ratio_hi", "eps"]
+    return r.sort_values("n_distractors")[cols].round(2).to_csv(index=False)
+
+
+def _plot(args) -> int:
+    from .experiments.report import make_figures
+    for f in make_figures(args.dir):
+        print(f)
+    return 0
+
+
+def _report(args) -> int:
+    from .experiments.report import make_report
+    path, table = make_report(args.dir)
+    print(table.to_string(index=False))
+    print(f"report: {path}")
+    return 0 if (table["verdict"] != "FAIL").all() else 1
+
+
+def _check(args) -> int:
+    from .theory.runner import main as check_main
+    argv = (["--quick"] if args.quick else []) + (["--only", args.only] if args.only else []) + \
+        (["--json"] if args.json else [])
+    return check_main(argv)
+
+
 ESTIMATORS = ("dpo", "ipo", "reward_mle", "rm_rl")
 POLICY_CLASSES = ("finite", "tabular", "soft-optimal")
 REWARD_CLASSES = ("finite", "linear", "tabular")
 #: ``genver fit`` evaluates the exact expected Bradley–Terry log-likelihood only up to this P·T².
 FIT_MAX_PAIR_WORK = 2**28
-
 _OBJECTIVES = {
     "dpo": "DPO log-likelihood of the pairs under r_π = β log π/π_ref (minus the ridge penalty, if any)",
     "ipo": "minus the IPO squared loss Σ (h_π − 1/(2τ))² (minus the ridge penalty, if any)",
@@ -371,12 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
         "+ RL fine-tuning need fewer preference samples than direct likelihood (DPO)?"))
     p.add_argument("--version", action="version", version=f"genver {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    q = sub.add_parser("quickstart", help="run the small bundled gap experiment and print its result")
-    q.add_argument("--seeds", type=int, default=20, help="number of data seeds (default 20)")
-    q.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
-    q.add_argument("--distractors", type=int, default=1020, help="|D|, distractor policies (default 1020)")
-    q.add_argument("--scale", type=float, default=0.5, help="std of reward-table entries (default 0.5)")
-    q.add_argument("--epsilon", type=float, default=0.01, help="target suboptimality for N_eps (default 0.01)")
+    q = sub.add_parser("quickstart", help="run the bundled small gap experiment, plot it and report")
+    q.add_argument("--out", default="genver-quickstart", metavar="DIR",
+                   help="results directory (default ./genver-quickstart; rerunning resumes it)")
+    q.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
     q.set_defaults(func=_quickstart)
     f = sub.add_parser(
         "fit", help="run one estimator on your own instance and pairs (.npz) and print exact metrics",
@@ -425,6 +423,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", action="store_true", help="continue a run in DIR, skipping finished units")
     r.add_argument("--smoke", action="store_true", help="run the spec's small [smoke] version")
     r.set_defaults(func=_run)
+    pl = sub.add_parser("plot", help="write the figures of a results directory (PNG and PDF)")
+    pl.add_argument("dir", help="results directory of `genver run`")
+    pl.set_defaults(func=_plot)
+    rp = sub.add_parser("report", help="write DIR/report.md and print the verdict table (exit 1 on a FAIL)")
+    rp.add_argument("dir", help="results directory of `genver run`")
+    rp.set_defaults(func=_report)
+    c = sub.add_parser("check", help="run the executable checks of the paper's propositions (theory/)")
+    c.add_argument("--quick", action="store_true", help="the small version (< 60 s)")
+    c.add_argument("--only", metavar="ID", help="run one check")
+    c.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    c.set_defaults(func=_check)
     return p
 
 
@@ -434,11 +443,6 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    if args.command == "quickstart":  # (getattr(args, "seeds", 1) < 2 refused every other command)
-        if args.seeds < 2:
-            parser.error("--seeds must be >= 2")
-        if args.distractors < 0:
-            parser.error("--distractors must be >= 0")
     try:
         return args.func(args)
     except ValueError as e:  # bad input: one clear line, exit code 2

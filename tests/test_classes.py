@@ -72,7 +72,7 @@ def test_random_tabular_and_concatenation():
     assert both.shape == (2, 8, 4)
     np.testing.assert_array_equal(both[..., 1:3], trajectory_features(SP223, "token_counts"))
     assert set(TRAJECTORY_FEATURES) == {"token_counts", "parity", "first_last_match", "hamming",
-                                        "target_match", "position_token", "random_gaussian", "tabular"}
+                                        "target_match", "position_token", "random_gaussian", "random_orthonormal", "tabular"}
     pt = trajectory_features(SP223, "position_token").reshape(2, 8, 2, 3, 2)  # (x, y, x', h, a)
     for x in range(2):
         for y, toks in enumerate(naive.all_completions(2, 3)):
@@ -80,6 +80,18 @@ def test_random_tabular_and_concatenation():
             for h, a in enumerate(toks):
                 want[x, h, a] = 1.0
             np.testing.assert_array_equal(pt[x, y], want)
+
+
+def test_random_orthonormal_features_nested_and_spanning():
+    sp = TreeSpace(2, 2, 3)
+    full = trajectory_features(sp, ("random_orthonormal", {"d": 8}), random_state=4)
+    part = trajectory_features(sp, ("random_orthonormal", {"d": 3}), random_state=4)
+    for x in range(2):
+        np.testing.assert_allclose(full[x].T @ full[x], np.eye(8), atol=1e-12)  # orthonormal basis of R^T
+        np.testing.assert_allclose(full[x][:, 0], 1 / np.sqrt(8), atol=1e-12)    # first column constant
+        np.testing.assert_array_equal(part[x], full[x][:, :3])                   # nested in d
+    with pytest.raises(ValueError, match="exceeds T"):
+        trajectory_features(sp, ("random_orthonormal", {"d": 9}))
 
 
 def test_unknown_feature_names():

@@ -15,14 +15,15 @@ identity of :mod:`genver.softrl`, the reverse-KL projection of ``π*_r`` onto ``
   ``π_w(y|x) ∝ π_ref(y|x) exp(w·φ(x,y)/β)``.
 * :class:`FinitePolicyClass` — ``K`` explicit members ``(K, P, T)`` of sequence log-probs;
   generators for ``Π(R)`` and ``Π(R) ∪ D`` with random distractors ``D``.
-  RL step: exact argmax of ``J_β`` over members, lowest index on ties.
+  RL step: exact argmax of ``J_β`` over members, lowest index among values within a relative
+  ``1e-12`` of the best (rounding never decides between near-identical members).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-from .._solve import lbfgs
+from .._solve import finite_pick, lbfgs
 
 from .._validation import as_generator, check_beta, check_positive_int, check_prompt_weights
 from ..policy import Policy, logsumexp_rows, node_score_coeff, sequence_logp_from_cond
@@ -234,7 +235,7 @@ class FinitePolicyClass:
     def rl_argmax(self, reward, ref: Policy, beta: float, prompt_weights=None) -> RLResult:
         r, beta, rho = _rl_common(self.space, ref, reward, beta, prompt_weights)
         J = J_beta_arrays(self.logp, r, ref.logp, beta, rho)
-        k = int(np.argmax(J))  # first maximiser: lowest-index tie-breaking
+        k, _, _ = finite_pick(J, self.logp)  # lowest index within rounding of the best
         pol = self.member(k)
         target = soft_optimal(r, ref, beta).policy
         return RLResult(policy=pol, objective=float(J[k]), index=k,
