@@ -104,13 +104,22 @@ def soft_optimal(reward, ref: Policy, beta: float) -> SoftOptimal:
 # -- objectives on raw arrays (shared by classes and estimators) ------------------------
 def kl_rows(logp: np.ndarray, logq: np.ndarray) -> np.ndarray:
     """Per-row ``KL(p‖q)`` over the last axis; broadcasts leading axes. The support of ``p``
-    is read from the log (``logp > -inf``), never from an ``exp`` that may underflow."""
+    is read from the log (``logp > -inf``), never from an ``exp`` that may underflow.
+
+    A value within the rounding floor of its own computation,
+    ``|KL| ≤ 8·eps·Σ_y p(y)(|log p(y)| + |log q(y)|)``, is reported as exactly 0: two
+    computations of the same policy (e.g. backward induction and the closed form) differ by
+    ``~1e-16`` in each log-probability, which would otherwise show up as a spurious ``1e-17``
+    suboptimality."""
     p = np.exp(logp)
     supp = ~np.isneginf(logp)
     with np.errstate(invalid="ignore"):
         terms = np.where(supp, p * (logp - logq), 0.0)
+        finite = supp & np.isfinite(logq)
+        scale = np.where(finite, p * (np.abs(logp) + np.abs(np.where(finite, logq, 0.0))), 0.0).sum(axis=-1)
     terms = np.where(supp & np.isneginf(logq), np.inf, terms)
-    return terms.sum(axis=-1)
+    out = terms.sum(axis=-1)
+    return np.where(np.isfinite(out) & (np.abs(out) <= 8 * np.finfo(float).eps * scale), 0.0, out)
 
 
 def rho_weighted(vals: np.ndarray, rho: np.ndarray) -> np.ndarray:

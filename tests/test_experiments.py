@@ -136,8 +136,8 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path):
     proc.wait()
     n_saved = len(store.done_units())
     assert 3 <= n_saved < 24, "the kill should land mid-run"
-    for p in store.shards.glob("*.parquet"):  # every saved shard is complete and readable
-        assert len(pd.read_parquet(p)) > 0
+    for sid, seed in store.done_units():  # every saved shard is complete and readable
+        assert len(pd.read_parquet(store.shard_path(sid, seed))) > 0
     run(spec, out, resume=True, progress=False)
     run(spec, tmp_path / "clean", progress=False)
     a, b = _table(out), _table(tmp_path / "clean")

@@ -12,6 +12,7 @@ from conftest import assert_logp_equal, cond_to_dict, lse, naive_cond_array, ran
 from genver import _kernels
 from genver.classes import induced_reward
 from genver.policy import Policy, random_policy, sequence_logp_from_cond, uniform_policy
+from genver.softrl import kl_rows
 from genver.softrl import J_beta, expected_reward, kl, soft_optimal
 from genver.spaces import TreeSpace
 
@@ -314,3 +315,24 @@ def test_backward_induction_bitwise_identical_across_threads():
         assert a.tobytes() == b.tobytes()
     assert numba.get_num_threads() == old
     assert_logp_equal(outs[0][2], naive.soft_optimal_closed_form(r, ref.logp, 0.9), atol=1e-10)
+
+
+def test_kl_rounding_floor_is_exact_zero_but_real_differences_survive():
+    """Backward induction and the closed form give the same π* up to ~1e-16 per log-prob:
+    its KL is reported as exactly 0; a genuine 1e-5 perturbation still gives ≈ ½ Σ p Δ²."""
+    sp = TreeSpace(3, 2, 4)
+    rng = np.random.default_rng(0)
+    ref = random_policy(sp, 1)
+    r = rng.normal(size=sp.shape)
+    so = soft_optimal(r, ref, 0.5)
+    closed = ref.logp + r / 0.5
+    closed = closed - lse(closed)[:, None]
+    assert np.abs(so.policy.logp - closed).max() > 0  # the two computations do differ in the last bits
+    np.testing.assert_array_equal(kl_rows(so.policy.logp, closed), 0.0)
+    delta = 1e-5 * rng.normal(size=sp.shape)
+    pert = closed + delta
+    pert = pert - lse(pert)[:, None]
+    d = pert - closed
+    p = np.exp(pert)
+    want = 0.5 * (p * (d - (p * d).sum(axis=1, keepdims=True)) ** 2).sum(axis=1)
+    np.testing.assert_allclose(kl_rows(pert, closed), want, rtol=1e-3)

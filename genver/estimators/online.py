@@ -10,9 +10,14 @@ prompts ``x ~ ρ``, ``K`` completions from the current policy ``π_t``, and labe
 * ``labels="bradley_terry"``: the first two draws, labelled ``y1 ≻ y2`` with probability
   ``σ(r̂(y1) − r̂(y2))`` — the data-processing version (H1): the labels carry no information
   about ``r*`` beyond ``r̂``, and as the pool grows the exact DPO solution tends to ``π*_{r̂}``
-  (tabular class), never past it.
+  (tabular class), never past it;
+* ``labels="all_pairs"``: every one of the ``K(K−1)/2`` pairs among the ``K`` draws, each
+  labelled like ``"bradley_terry"`` (independent labels): the same data-processing estimator,
+  with ``K(K−1)/2`` pairs per prompt draw, so it approaches ``π*_{r̂}`` as ``K`` and the number
+  of rounds grow.
 
-Pairs accumulate in a pool (``accumulate=True``) or are replaced each round, and
+Pairs accumulate in a pool (``accumulate=True``; kept as counts of unique triples) or are
+replaced each round, and
 ``π_{t+1}`` is the exact DPO solution on the pool with reference ``π_ref``
 (:func:`genver.estimators.dpo`). ``start`` is the sampling policy of round 0 (``π_ref`` by
 default, or e.g. the offline-DPO policy). ``extra["kl_to_target"]`` records
@@ -64,15 +69,15 @@ def online_dpo(reward_hat, policy_class, ref: Policy, beta: float, *, K: int = 2
     K = check_positive_int(K, "K", minimum=2)
     rounds = check_positive_int(rounds, "rounds")
     m = check_positive_int(pairs_per_round, "pairs_per_round")
-    if labels not in ("top_bottom", "bradley_terry"):
-        raise ValueError(f"labels must be 'top_bottom' or 'bradley_terry', got {labels!r}")
+    if labels not in ("top_bottom", "bradley_terry", "all_pairs"):
+        raise ValueError(f"labels must be 'top_bottom', 'bradley_terry' or 'all_pairs', got {labels!r}")
     rho = check_prompt_weights(prompt_weights, sp.P)
     rng = as_generator(random_state)
     target = soft_optimal(r_hat, ref, beta).policy
     pi = ref if start is None else start
     if not isinstance(pi, Policy) or pi.space != sp:
         raise ValueError("start must be a Policy on the reference's space")
-    pool = [np.empty(0, np.int64)] * 3
+    pool = None
     history, res = [], None
     for _ in range(rounds):
         x = rng.choice(sp.P, size=m, p=rho).astype(np.int64)
@@ -82,20 +87,36 @@ def online_dpo(reward_hat, policy_class, ref: Policy, beta: float, *, K: int = 2
             rows = np.arange(m)
             y_pos, y_neg = ys[rows, np.argmax(rv, axis=1)], ys[rows, np.argmin(rv, axis=1)]
         else:
-            u = rng.random(m)
-            d = rv[:, 0] - rv[:, 1]
+            if labels == "all_pairs":
+                i, j = np.triu_indices(K, 1)
+            else:
+                i, j = np.array([0]), np.array([1])
+            y1, y2 = ys[:, i].ravel(), ys[:, j].ravel()
+            d = (rv[:, i] - rv[:, j]).ravel()
+            x = np.repeat(x, i.size)
+            u = rng.random(d.size)
             first = u < 1.0 / (1.0 + np.exp(-np.clip(d, -700, 700)))
-            y_pos = np.where(first, ys[:, 0], ys[:, 1])
-            y_neg = np.where(first, ys[:, 1], ys[:, 0])
-        new = [x, y_pos, y_neg]
-        pool = [np.concatenate([a, b]) for a, b in zip(pool, new)] if accumulate else new
-        res = dpo(Preferences(sp, *pool), policy_class, ref, beta, l2=l2)
+            y_pos = np.where(first, y1, y2)
+            y_neg = np.where(first, y2, y1)
+        new = Preferences(sp, x, y_pos, y_neg).counts()
+        pool = _merge_counts(pool, new) if (accumulate and pool is not None) else new
+        res = dpo(pool, policy_class, ref, beta, l2=l2)
         pi = res.policy
         history.append(float(kl_rows(pi.logp, target.logp) @ rho))
     res.estimator = "online_dpo"
     res.wall_time = time.perf_counter() - t0
-    res.extra.update(kl_to_target=history, n_pairs=int(pool[0].size), K=K, rounds=rounds, labels=labels)
+    res.extra.update(kl_to_target=history, n_pairs=pool.n_pairs, K=K, rounds=rounds, labels=labels)
     return res
+
+
+def _merge_counts(a: PairCounts, b: PairCounts) -> PairCounts:
+    """Union of two sets of pair counts (unique sorted triples, counts added)."""
+    T = a.space.T
+    key = np.concatenate([(a.x * T + a.y_pos) * T + a.y_neg, (b.x * T + b.y_pos) * T + b.y_neg])
+    uniq, inv = np.unique(key, return_inverse=True)
+    cnt = np.bincount(inv, weights=np.concatenate([a.count, b.count]), minlength=uniq.size)
+    rest = uniq // T
+    return PairCounts(a.space, rest // T, rest % T, uniq % T, cnt)
 
 
 def policy_gradient(reward_hat, policy_class, ref: Policy, beta: float, *, steps: int = 200, lr: float = 0.5,

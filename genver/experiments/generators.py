@@ -18,7 +18,39 @@ smaller than ``Π``, the restricted class ``Π(R)``.
                    ``R`` = additive rewards (position-token features), ``Π`` = the position-token
                    log-linear class over a uniform ``π_ref``: isomorphic classes, no gap
                    (the ROUGE-L analogue).
+``linear_bandit``  Li, Xu, Yu (2023): a contextual bandit (``H = 1``, ``V = 4`` actions) whose
+                   context ``s ~ U[0, 1]`` is **discretised** to the ``P`` grid midpoints
+                   ``s_x = (x + ½)/P`` (uniform ``ρ``); ``φ(s, a) = [(a+1) cos πs, sin πs/(a+1)]``,
+                   ``r* = θ*·φ`` (``theta_star``, default ``[1, 2]``), ``R = {w·φ}``; ``Π`` =
+                   log-linear ``π_θ(a|s) ∝ π_ref(a|s) exp(θ·ψ(s, a))`` with ``ψ = φ``
+                   (``policy_features = "matched"``: ``R = R(Π)``) or sin/cos swapped,
+                   ``ψ = [(a+1) sin πs, cos πs/(a+1)]`` (``"swapped"``: the misspecification
+                   switch); uniform ``π_ref``.
+``peaked_bandit``  Tajwar et al. (2024): one prompt, ``V`` actions (``H = 1``), ``π_ref`` a
+                   discretised Gaussian around action ``ref_mode`` (width ``ref_width``; all
+                   data come from it), ``r*(a) = −scale·((a − peak)/(V − 1))²``; ``R`` =
+                   quadratic rewards ``{w·[a/(V−1), (a/(V−1))²]}`` (a global verifier that
+                   extrapolates, ``r* ∈ R``), ``Π`` = tabular.
+``dichotomy``      Shi et al. (2025): one bandit prompt per ``x`` (``H = 1``), a per-prompt
+                   orthonormal basis ``q_0 = const, q_1, q_2, q_3, …`` of ``ℝ^T``;
+                   ``r* = w_scale·(c_1 q_1 + c_2 q_2)`` with ``c ~ N(0, I)``. The reward class
+                   is linear on ``[q_1, q_2]`` (realisable) or ``[q_1, q_3]`` (misspecified),
+                   the policy class log-linear on the same choice of features (``π*_{r*} ∈ Π``
+                   iff realisable); ``case`` = ``none`` | ``policy`` | ``reward`` | ``both``
+                   names what is misspecified (``both``: ``R = R(Π)``, both misspecified).
+``sparse_reward``  Shi et al. (2025), statistical part: one prompt, ``V`` actions (``H = 1``),
+                   Gaussian features ``φ ∈ ℝ^d`` (unit-norm columns), ``r* = Σ_{j∈S} ±s φ_j``
+                   with ``|S| = k``; ``R`` = every such ``k``-sparse signed reward
+                   (finite, ``log|R| = log(C(d, k) 2^k)``); ``Π`` = the dense log-linear family
+                   ``π_θ ∝ π_ref exp(θ·φ)`` (``d`` parameters), which does not know the sparsity.
 =================  =============================================================================
+
+Optional parameters (schema default ``None``) enter a setting's parameters — and so its
+``setting_id`` — only when a spec sets them; the others always do. Every generator accepts:
+
+* ``data_prompts`` (optional int ``k``): labelled pairs are drawn only from prompts
+  ``0..k−1`` (uniformly; ``Instance.data_prompt_weights``) while the RL step and every metric
+  use all prompts with ``ρ`` (prompt augmentation; Li et al.'s extra unlabelled states).
 
 Randomness: ``instance_rng`` draws the world and classes in a fixed order (reference, reward
 class, true reward, distractors), so settings that differ only in a later knob (e.g. the number
@@ -30,13 +62,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..classes import (FinitePolicyClass, LinearRewardClass, LogLinearPolicyClass, SoftOptimalPolicyClass,
+from ..classes import (FinitePolicyClass, FiniteRewardClass, LinearRewardClass, LogLinearPolicyClass,
+                       SoftOptimalPolicyClass,
                        TabularPolicyClass, random_reward_class)
 from ..features import token_features, trajectory_features
 from ..policy import Policy, random_policy, uniform_policy
 from ..spaces import TreeSpace
 
-__all__ = ["Instance", "GENERATORS", "describe"]
+__all__ = ["Instance", "GENERATORS", "BANDITS", "describe"]
 
 
 @dataclass
@@ -51,10 +84,17 @@ class Instance:
     sampler: Policy | None = None
     prompt_weights: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
+    #: prompt distribution of the labelled pairs (``None``: the evaluation weights ``ρ``)
+    data_prompt_weights: np.ndarray | None = None
 
     def __post_init__(self):
         if self.sampler is None:
             self.sampler = self.ref
+
+    @property
+    def data_weights(self) -> np.ndarray | None:
+        """Prompt distribution the preference data are drawn from."""
+        return self.prompt_weights if self.data_prompt_weights is None else self.data_prompt_weights
 
 
 def _world(p, rng):
@@ -116,10 +156,129 @@ def additive_target(p, rng) -> Instance:
     return Instance(sp, ref, p["beta"], r_star, R, Pi, sampler=_sampler(p, sp, ref, rng))
 
 
+def _orthonormal_basis(T, rng):
+    """Columns of an orthonormal basis of ℝ^T whose first column is constant (QR of [1, G])."""
+    G = np.concatenate([np.ones((T, 1)), rng.standard_normal((T, T - 1))], axis=1)
+    Q, Rm = np.linalg.qr(G)
+    return Q * np.sign(np.diag(Rm))
+
+
+def _bandit_psi(phi):
+    """Token features of a one-step (H = 1) log-linear class from trajectory features (P, T, d)."""
+    return np.ascontiguousarray(phi[:, None, :, :])
+
+
+def _bandit_space(p, one_prompt: bool = False) -> TreeSpace:
+    if p["H"] != 1:
+        raise ValueError(f"this generator is a bandit: H must be 1, got {p['H']}")
+    if one_prompt and p["P"] != 1:
+        raise ValueError(f"this generator has one prompt: P must be 1, got {p['P']}")
+    return TreeSpace(p["P"], p["V"], 1)
+
+
+def linear_bandit(p, rng) -> Instance:
+    sp = _bandit_space(p)
+    ref = uniform_policy(sp)
+    s = (np.arange(sp.P) + 0.5) / sp.P  # grid midpoints of U[0, 1]
+    a = np.arange(sp.V) + 1.0
+    cs, sn = np.cos(np.pi * s)[:, None], np.sin(np.pi * s)[:, None]
+    phi = np.stack([a[None, :] * cs, sn / a[None, :]], axis=2)  # (P, V, 2)
+    if p["policy_features"] == "matched":
+        psi = phi
+    elif p["policy_features"] == "swapped":
+        psi = np.stack([a[None, :] * sn, cs / a[None, :]], axis=2)
+    else:
+        raise ValueError(f"policy_features must be 'matched' or 'swapped', got {p['policy_features']!r}")
+    theta = np.asarray(p["theta_star"], dtype=float)
+    if theta.shape != (2,):
+        raise ValueError(f"theta_star must have 2 entries, got {p['theta_star']!r}")
+    R = LinearRewardClass(sp, phi)
+    Pi = LogLinearPolicyClass(sp, ref, _bandit_psi(psi))
+    return Instance(sp, ref, p["beta"], R.reward(theta), R, Pi, extra={"s": s, "theta_star": theta})
+
+
+def peaked_bandit(p, rng) -> Instance:
+    sp = _bandit_space(p, one_prompt=True)
+    a = np.arange(sp.V, dtype=float)
+    if not 0 <= p["peak"] < sp.V or not 0 <= p["ref_mode"] < sp.V:
+        raise ValueError(f"peak and ref_mode must lie in [0, {sp.V - 1}]")
+    logits = -0.5 * ((a - p["ref_mode"]) / p["ref_width"]) ** 2
+    ref = Policy(sp, (logits - np.logaddexp.reduce(logits))[None, :])
+    u = a / (sp.V - 1)
+    r_star = -p["scale"] * (u - p["peak"] / (sp.V - 1)) ** 2
+    R = LinearRewardClass(sp, np.stack([u, u**2], axis=1)[None])
+    return Instance(sp, ref, p["beta"], r_star[None, :], R, TabularPolicyClass(sp))
+
+
+_DICHOTOMY = {"none": ((1, 2), (1, 2)), "policy": ((1, 2), (1, 3)), "reward": ((1, 3), (1, 2)),
+              "both": ((1, 3), (1, 3))}  # case -> (reward features, policy features), as basis indices
+
+
+def dichotomy(p, rng) -> Instance:
+    sp = _bandit_space(p)
+    if sp.T < 4:
+        raise ValueError("dichotomy needs V >= 4 actions (basis vectors q_0..q_3)")
+    if p["case"] not in _DICHOTOMY:
+        raise ValueError(f"case must be one of {sorted(_DICHOTOMY)}, got {p['case']!r}")
+    ref = random_policy(sp, rng, concentration=p["ref_concentration"])
+    Q = np.stack([_orthonormal_basis(sp.T, rng) for _ in range(sp.P)]) * np.sqrt(sp.T)  # unit mean square
+    c = rng.standard_normal(2)
+    r_star = p["w_scale"] * (c[0] * Q[:, :, 1] + c[1] * Q[:, :, 2])
+    fr, fp = _DICHOTOMY[p["case"]]
+    R = LinearRewardClass(sp, Q[:, :, list(fr)])
+    Pi = LogLinearPolicyClass(sp, ref, _bandit_psi(Q[:, :, list(fp)]))
+    return Instance(sp, ref, p["beta"], r_star, R, Pi, extra={"c": c})
+
+
+def sparse_reward(p, rng) -> Instance:
+    import itertools
+    from math import comb
+
+    sp = _bandit_space(p, one_prompt=True)
+    d, k = p["d"], p["k"]
+    if not 1 <= k <= d:
+        raise ValueError(f"need 1 <= k <= d, got k = {k}, d = {d}")
+    if comb(d, k) * 2**k * sp.T > 2**26:
+        raise ValueError(f"sparse_reward: C(d, k)·2^k·V = {comb(d, k) * 2**k * sp.T} reward entries is too many")
+    ref = random_policy(sp, rng, concentration=p["ref_concentration"])
+    phi = rng.standard_normal((sp.T, d))
+    phi /= np.sqrt((phi**2).mean(axis=0, keepdims=True))  # unit mean square per feature
+    tables = []
+    for S in itertools.combinations(range(d), k):
+        for signs in itertools.product((1.0, -1.0), repeat=k):
+            tables.append(p["scale"] * phi[:, list(S)] @ np.asarray(signs))
+    R = FiniteRewardClass(sp, np.asarray(tables)[:, None, :])
+    star = int(rng.integers(R.size))
+    dense = LinearRewardClass(sp, phi[None])
+    return Instance(sp, ref, p["beta"], R.member(star), R, SoftOptimalPolicyClass(dense, ref, p["beta"]),
+                    extra={"star_index": star})
+
+
+def _with_data_prompts(fn):
+    """Apply the optional ``data_prompts`` parameter after the generator ran."""
+
+    def gen(p, rng) -> Instance:
+        inst = fn(p, rng)
+        k = p.get("data_prompts")
+        if k is not None:
+            P = inst.space.P
+            if not 1 <= k <= P:
+                raise ValueError(f"data_prompts must lie in [1, P = {P}], got {k}")
+            w = np.zeros(P)
+            w[:k] = 1.0 / k
+            inst.data_prompt_weights = w
+        return inst
+
+    gen.__name__ = fn.__name__
+    gen.__doc__ = fn.__doc__
+    return gen
+
+
 _WORLD = {"P": (int, 4), "V": (int, 2), "H": (int, 4), "beta": (float, 1.0),
           "ref_concentration": (float, 1.0), "sampler_concentration": (float, 0.0)}
+_OPTIONAL = {"data_prompts": (int, None)}
 
-#: name -> (function, {parameter: (type, default)})
+#: name -> (function, {parameter: (type, default)}); default None marks an optional parameter
 GENERATORS = {
     "finite_gap": (finite_gap, {**_WORLD, "K_R": (int, 4), "n_distractors": (int, 0), "scale": (float, 0.5)}),
     "linear_gap": (linear_gap, {**_WORLD, "P": (int, 1),
@@ -129,7 +288,21 @@ GENERATORS = {
                                 "uniform_ref": (bool, False)}),
     "additive_target": (additive_target, {"P": (int, 4), "V": (int, 3), "H": (int, 4), "beta": (float, 1.0),
                                           "scale": (float, 1.0), "sampler_concentration": (float, 0.0)}),
+    "linear_bandit": (linear_bandit, {"P": (int, 20), "V": (int, 4), "H": (int, 1), "beta": (float, 0.01),
+                                      "theta_star": (list, [1.0, 2.0]), "policy_features": (str, "matched")}),
+    "peaked_bandit": (peaked_bandit, {"P": (int, 1), "V": (int, 100), "H": (int, 1), "beta": (float, 0.1),
+                                      "ref_mode": (int, 20), "ref_width": (float, 10.0), "peak": (int, 80),
+                                      "scale": (float, 10.0)}),
+    "dichotomy": (dichotomy, {"P": (int, 1), "V": (int, 8), "H": (int, 1), "beta": (float, 1.0),
+                              "ref_concentration": (float, 1.0), "w_scale": (float, 1.0), "case": (str, "none")}),
+    "sparse_reward": (sparse_reward, {"P": (int, 1), "V": (int, 64), "H": (int, 1), "beta": (float, 1.0),
+                                      "ref_concentration": (float, 1.0), "d": (int, 16), "k": (int, 1),
+                                      "scale": (float, 1.0)}),
 }
+for _name, (_fn, _schema) in list(GENERATORS.items()):
+    GENERATORS[_name] = (_with_data_prompts(_fn), {**_schema, **_OPTIONAL})
+#: generators whose horizon is fixed at H = 1 (bandits)
+BANDITS = ("linear_bandit", "peaked_bandit", "dichotomy", "sparse_reward")
 
 
 def _log_size(cls):
@@ -141,7 +314,8 @@ def describe(inst: Instance, n_probe: int = 3, random_state=0) -> dict:
     """Gap descriptors: log-size / parameter counts of ``R``, ``Π(R)`` and ``Π``; the largest
     reverse-KL residual of projecting ``π*_r`` (``r`` drawn from ``R``) onto ``Π`` — 0 when
     ``Π(R) ⊆ Π``; and the ratio the finite-class bound predicts, ``log|Π| / log|R|`` (or
-    ``dim Π / dim R`` for parametric classes)."""
+    ``dim Π / dim R`` for parametric classes, ``dim Π / log|R|`` for a finite ``R`` and a
+    parametric ``Π``)."""
     R, Pi = inst.reward_class, inst.policy_class
     rng = np.random.default_rng(random_state)
     out = {"log_size_R": _log_size(R), "log_size_Pi": _log_size(Pi),
@@ -153,6 +327,8 @@ def describe(inst: Instance, n_probe: int = 3, random_state=0) -> dict:
         out["predicted_ratio"] = out["log_size_Pi"] / out["log_size_R"]
     elif np.isfinite(out["n_params_R"]) and np.isfinite(out["n_params_Pi"]):
         out["predicted_ratio"] = out["n_params_Pi"] / out["n_params_R"]
+    elif np.isfinite(out["log_size_R"]) and out["log_size_R"] > 0 and np.isfinite(out["n_params_Pi"]):
+        out["predicted_ratio"] = out["n_params_Pi"] / out["log_size_R"]  # finite R, parametric Π
     else:
         out["predicted_ratio"] = np.nan
     residual = 0.0

@@ -66,7 +66,8 @@ def make_figures(root) -> list[pathlib.Path]:
     out = []
     if "suboptimality" in set(df["metric"]):
         agg = stats.aggregate(df, "suboptimality", knobs=knobs, n_boot=N_BOOT, random_state=0)
-        fig = plots.sample_complexity_grid(agg)
+        order = settings.sort_values(knobs, kind="stable")["setting_id"].tolist() if knobs else None
+        fig = plots.sample_complexity_grid(agg, setting_ids=order)
         out += plots.save_figure(fig, figdir / "sample_complexity")
         ratio = _ratio(man, df, settings)
         if ratio is not None and knobs:

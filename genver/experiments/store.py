@@ -30,7 +30,7 @@ _SHARD = re.compile(r"^(?P<sid>[0-9a-f]{10})__seed(?P<seed>\d+)\.parquet$")
 
 def atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
     path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -44,7 +44,7 @@ def atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
 
 
 def _atomic_parquet(df: pd.DataFrame, path: pathlib.Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".parquet")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
     os.close(fd)
     try:
         df.to_parquet(tmp, index=False)

@@ -1,0 +1,82 @@
+r"""Budget-limited (optimiser-dynamics) versions of the offline route.
+
+**DPO by gradient ascent** (``dpo_gd``): the same objective as the exact tabular
+:func:`genver.estimators.dpo` — Bradley–Terry log-likelihood of the local reward
+``f = r_π = β log π/π_ref`` minus the reward-scale ridge ``(λ/2) Σ_x Σ_y (f − f̄(x))²`` — divided
+by the number of pairs ``N`` (the mean loss, so a learning rate means the same at every ``N``),
+maximised by ``steps`` plain gradient-ascent steps of size ``lr`` on the logits ``z`` of
+``π = softmax(log π_ref + z)`` from ``z = 0`` (``π_0 = π_ref``). With enough steps it reaches the
+exact DPO solution (tested); with few it stops early, as a budget-limited optimiser does (H3).
+The gradient is exact: ``∂obj/∂z = β (g − π Σ_y g)`` with ``g = ∂obj/∂f``.
+
+The objective is written here from the same kernel (``_kernels.bt_loglik_grad``) and formula as
+``genver.estimators.mle.dpo``'s tabular branch, which keeps its objective inside a closure.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .. import _kernels
+from .._solve import check_l2
+from .._validation import check_beta, check_positive_int
+from ..classes import TabularPolicyClass
+from ..policy import Policy, logsumexp_rows
+from .base import FitResult
+from .mle import DEFAULT_L2, _counts
+
+__all__ = ["dpo_gd", "dpo_tabular_objective"]
+
+
+def dpo_tabular_objective(c, ref: Policy, beta: float, l2: float):
+    """``z ↦ (objective, gradient)`` of the tabular DPO problem (summed over pairs, ridge
+    included), the function :func:`genver.estimators.dpo` maximises for the tabular class."""
+    sp = c.space
+    lr = ref.logp
+    grad_f = np.empty(sp.P * sp.T)
+    pos, neg = c.pos_flat, c.neg_flat
+
+    def f(z):
+        s = lr + z
+        logp = s - logsumexp_rows(s)[:, None]
+        fr = beta * (logp - lr)
+        ll = _kernels.bt_loglik_grad(fr.ravel(), pos, neg, c.count, 1.0, grad_f)
+        fc = fr - fr.mean(axis=1, keepdims=True)
+        obj = ll - 0.5 * l2 * np.sum(fc * fc)
+        gf = grad_f.reshape(sp.shape) - l2 * fc
+        gz = beta * (gf - np.exp(logp) * gf.sum(axis=1, keepdims=True))
+        return obj, gz, logp
+
+    return f
+
+
+def dpo_gd(data, policy_class, ref: Policy, beta: float, *, steps: int = 100, lr: float = 1.0,
+           l2: float | None = None) -> FitResult:
+    """DPO on the tabular class by ``steps`` gradient-ascent steps of size ``lr`` on the mean
+    objective, starting at ``π_ref`` (see the module docstring)."""
+    t0 = time.perf_counter()
+    c = _counts(data)
+    sp = c.space
+    beta = check_beta(beta)
+    steps = check_positive_int(steps, "steps", minimum=0)
+    lr = check_beta(lr, "lr")
+    if not isinstance(policy_class, TabularPolicyClass):
+        raise ValueError(f"dpo_gd supports the tabular class, got {type(policy_class).__name__}")
+    if not isinstance(ref, Policy) or ref.space != sp:
+        raise ValueError("ref must be a Policy on the data's space")
+    ref.require_full_support("ref")
+    l2 = check_l2(DEFAULT_L2 if l2 is None else l2, positive=True)
+    f = dpo_tabular_objective(c, ref, beta, l2)
+    N = max(float(c.count.sum()), 1.0)
+    z = np.zeros(sp.shape)
+    history = []
+    for _ in range(steps):
+        obj, gz, _ = f(z)
+        history.append(obj / N)
+        z = z + lr * gz / N
+    obj, gz, logp = f(z)
+    pol = Policy(sp, logp - logsumexp_rows(logp)[:, None])
+    return FitResult("dpo_gd", float(obj), policy=pol, reward=beta * (pol.logp - ref.logp), converged=False,
+                     iterations=steps, grad_norm=float(np.abs(gz).max()), wall_time=time.perf_counter() - t0,
+                     extra={"l2": l2, "lr": lr, "objective_history": history})
