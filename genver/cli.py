@@ -39,8 +39,8 @@ def _quickstart(args) -> int:
     path, table = make_report(args.out)
     import pandas as pd
     ratio = pd.read_csv(io.StringIO(_ratio_csv(args.out)))
-    print(f"exact suboptimality J(π*) − J(π̂) per route; sample-efficiency ratio N_ε(offline)/N_ε(online) "
-          f"at ε = {ratio['eps'].iloc[0]} (95% bootstrap CI over {summary['units'] // len(ratio)} seeds):")
+    print(f"N_ε = pairs a route needs for mean exact suboptimality J(π*) − J(π̂) ≤ ε = {ratio['eps'].iloc[0]}; "
+          f"ratio = N_ε(offline)/N_ε(online), 95% bootstrap CI over {summary['units'] // len(ratio)} seeds:")
     print(ratio.drop(columns="eps").to_string(index=False))
     print(f"verdict: {table['verdict'].iloc[0]} — {table['detail'].iloc[0]}")
     print(f"report: {path}  figures: {path.parent / 'figures'}  ({time.perf_counter() - t0:.1f} s)")
