@@ -27,9 +27,9 @@ All sizes are computed with Python integers and checked before any array is allo
 """
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
+
+from ._validation import check_positive_int
 
 __all__ = ["TreeSpace", "DEFAULT_MAX_ENTRIES", "INT64_LIMIT"]
 
@@ -37,15 +37,6 @@ __all__ = ["TreeSpace", "DEFAULT_MAX_ENTRIES", "INT64_LIMIT"]
 DEFAULT_MAX_ENTRIES = 2**27
 #: Completion counts at or above this are refused (int64 headroom inside kernels).
 INT64_LIMIT = 2**62
-
-
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    value = int(value)
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 class TreeSpace:
@@ -60,10 +51,10 @@ class TreeSpace:
     """
 
     def __init__(self, P: int, V: int, H: int, max_entries: int = DEFAULT_MAX_ENTRIES):
-        self.P = _check_int("P", P, 1)
-        self.V = _check_int("V", V, 2)
-        self.H = _check_int("H", H, 1)
-        max_entries = _check_int("max_entries", max_entries, 1)
+        self.P = check_positive_int(P, "P", 1)
+        self.V = check_positive_int(V, "V", 2)
+        self.H = check_positive_int(H, "H", 1)
+        max_entries = check_positive_int(max_entries, "max_entries", 1)
         T = self.V**self.H  # Python int: exact, never wraps
         if T >= INT64_LIMIT:
             raise ValueError(
@@ -101,7 +92,7 @@ class TreeSpace:
         return (self.V**h - 1) // (self.V - 1)
 
     def _check_depth(self, h, hmax):
-        h = _check_int("h", h, 0)
+        h = check_positive_int(h, "h", 0)
         if h > hmax:
             raise ValueError(f"h must be in [0, {hmax}], got {h}")
 

@@ -67,6 +67,16 @@ def _residual(policy: Policy, target_logp, rho) -> float:
     return float(rho_weighted(kl_rows(policy.logp, target_logp), rho))
 
 
+def _rl_by_lbfgs(negJ, x0, policy_of, r, ref, beta, rho, gtol, max_iter) -> RLResult:
+    """Maximise ``J_β`` over a parametric class by L-BFGS; certify with the gradient norm and
+    the reverse-KL residual to ``π*_r``."""
+    res, gnorm = lbfgs(negJ, x0, gtol=gtol, max_iter=max_iter)
+    pol = policy_of(res.x)
+    target = soft_optimal(r, ref, beta).policy
+    return RLResult(policy=pol, objective=-float(res.fun), params=res.x,
+                    residual_kl=_residual(pol, target.logp, rho), grad_norm=gnorm, iterations=int(res.nit))
+
+
 class TabularPolicyClass:
     """Every full-support token-level policy on ``space``."""
 
@@ -151,12 +161,7 @@ class LogLinearPolicyClass:
             return -val, -grad
 
         x0 = np.zeros(self.n_params) if theta0 is None else self._check_theta(theta0)
-        res, gnorm = lbfgs(negJ, x0, gtol=gtol, max_iter=max_iter)
-        pol = self.policy(res.x)
-        target = soft_optimal(r, ref, beta).policy
-        return RLResult(policy=pol, objective=-float(res.fun), params=res.x,
-                        residual_kl=_residual(pol, target.logp, rho),
-                        grad_norm=gnorm, iterations=int(res.nit))
+        return _rl_by_lbfgs(negJ, x0, self.policy, r, ref, beta, rho, gtol, max_iter)
 
     def __repr__(self):
         return f"LogLinearPolicyClass(d={self.n_params}, {self.space!r})"
@@ -298,12 +303,7 @@ class SoftOptimalPolicyClass:
             grad = np.einsum("pt,ptd->d", p * centred * rho[:, None], phi) / beta
             return -val, -grad
 
-        res, gnorm = lbfgs(negJ, np.zeros(self.n_params), gtol=gtol, max_iter=max_iter)
-        pol = self.policy(res.x)
-        target = soft_optimal(r, ref, beta).policy
-        return RLResult(policy=pol, objective=-float(res.fun), params=res.x,
-                        residual_kl=_residual(pol, target.logp, rho),
-                        grad_norm=gnorm, iterations=int(res.nit))
+        return _rl_by_lbfgs(negJ, np.zeros(self.n_params), self.policy, r, ref, beta, rho, gtol, max_iter)
 
     def __repr__(self):
         return f"SoftOptimalPolicyClass({self.reward_class!r}, beta={self.beta})"
