@@ -179,3 +179,30 @@ def expected_bt_loglik(r_model, r_true, mu, out):
                 inner += mu[p, j] * (sigmoid(dt) * log_sigmoid(d) + sigmoid(-dt) * log_sigmoid(-d))
             s += mu[p, i] * inner
         out[p] = s
+
+
+@njit(cache=True, fastmath=FASTMATH, parallel=True)
+def class_bt_loglik_stream(scores, pos, neg, offset, inv, checkpoints, scale, out):
+    """Log-likelihood of every member at every prefix size of one pair stream.
+
+    pos/neg/offset (M,) describe the stream's unique pairs; inv (N,) maps stream position →
+    unique pair; checkpoints (S,) increasing prefix sizes; out (S, K) = Σ_{i < n_s} ℓ_k(inv[i])
+    with ℓ_k(j) = log σ(scale·(f_k[pos_j] − f_k[neg_j]) + offset_j): one log-sigmoid per unique
+    pair and member, then one addition per stream element."""
+    K = scores.shape[0]
+    M = pos.shape[0]
+    S = checkpoints.shape[0]
+    for k in prange(K):
+        ls = np.empty(M)
+        for j in range(M):
+            ls[j] = scale * (scores[k, pos[j]] - scores[k, neg[j]]) + offset[j]
+        for j in range(M):
+            zj = ls[j]
+            ls[j] = min(zj, 0.0) - math.log(1.0 + math.exp(-abs(zj)))
+        s = 0.0
+        c = 0
+        for i in range(checkpoints[S - 1]):
+            s += ls[inv[i]]
+            while c < S and checkpoints[c] == i + 1:
+                out[c, k] = s
+                c += 1

@@ -355,3 +355,27 @@ def test_additive_pair_is_isomorphic_and_routes_coincide():
         off = dpo(d, LL, ref, BETA, l2=0.1)
         on = rm_rl(d, R, TabularPolicyClass(sp), ref, BETA, l2=0.1)
         np.testing.assert_allclose(off.policy.logp, on.policy.logp, atol=1e-6)
+
+
+def test_nested_paths_equal_per_size_fits(world):
+    """dpo_path / reward_mle_path / rm_rl_path on one stream = the per-n estimators on its
+    prefixes: same picks, objectives equal to summation order."""
+    from genver.estimators import dpo_path, reward_mle_path, rm_rl_path
+    sp, ref, r_star = world
+    R = random_reward_class(sp, 5, 31)
+    Pi = FinitePolicyClass.soft_optimal_of(R, ref, BETA).with_distractors(300, 32, ref=ref, beta=BETA)
+    d = sample_preferences(R.member(0), ref, 400, 33)
+    sizes = [1, 2, 3, 7, 20, 64, 150, 400]
+    paths = (dpo_path(d, sizes, Pi, ref, BETA), reward_mle_path(d, sizes, R), rm_rl_path(d, sizes, R, Pi, ref, BETA))
+    for n, a, b, c in zip(sizes, *paths):
+        h = d.head(n)
+        for got, want in ((a, dpo(h, Pi, ref, BETA)), (b, reward_mle(h, R)), (c, rm_rl(h, R, Pi, ref, BETA))):
+            assert got.policy_index == want.policy_index and got.reward_index == want.reward_index
+            assert got.objective == pytest.approx(want.objective, rel=1e-12, abs=1e-12)
+            assert got.set_valued == want.set_valued
+    with pytest.raises(ValueError, match="increasing"):
+        dpo_path(d, [5, 3], Pi, ref, BETA)
+    with pytest.raises(ValueError, match="exceeds"):
+        dpo_path(d, [500], Pi, ref, BETA)
+    with pytest.raises(ValueError, match="finite policy class"):
+        dpo_path(d, [5], TabularPolicyClass(sp), ref, BETA)
