@@ -182,16 +182,18 @@ def expected_bt_loglik(r_model, r_true, mu, out):
 
 
 @njit(cache=True, fastmath=FASTMATH, parallel=True)
-def class_bt_loglik_stream(scores, pos, neg, offset, inv, checkpoints, scale, out):
+def class_bt_loglik_stream(scores, pos, neg, offset, seg_idx, seg_cnt, seg_ptr, scale, out):
     """Log-likelihood of every member at every prefix size of one pair stream.
 
-    pos/neg/offset (M,) describe the stream's unique pairs; inv (N,) maps stream position →
-    unique pair; checkpoints (S,) increasing prefix sizes; out (S, K) = Σ_{i < n_s} ℓ_k(inv[i])
-    with ℓ_k(j) = log σ(scale·(f_k[pos_j] − f_k[neg_j]) + offset_j): one log-sigmoid per unique
-    pair and member, then one addition per stream element."""
+    pos/neg/offset (M,) describe the stream's unique pairs; segment s (between consecutive
+    prefix sizes) holds the unique pairs seg_idx[seg_ptr[s]:seg_ptr[s+1]] with their counts
+    seg_cnt; out (S, K) = cumulative Σ_j c_j ℓ_k(j) with
+    ℓ_k(j) = log σ(scale·(f_k[pos_j] − f_k[neg_j]) + offset_j): one log-sigmoid per unique pair
+    and member, then one multiply-add per (segment, unique pair) — bounded by S·M, so the cost
+    stops growing with the stream length once every distinct pair has been seen."""
     K = scores.shape[0]
     M = pos.shape[0]
-    S = checkpoints.shape[0]
+    S = seg_ptr.shape[0] - 1
     for k in prange(K):
         ls = np.empty(M)
         for j in range(M):
@@ -199,10 +201,8 @@ def class_bt_loglik_stream(scores, pos, neg, offset, inv, checkpoints, scale, ou
         for j in range(M):
             zj = ls[j]
             ls[j] = min(zj, 0.0) - math.log(1.0 + math.exp(-abs(zj)))
-        s = 0.0
-        c = 0
-        for i in range(checkpoints[S - 1]):
-            s += ls[inv[i]]
-            while c < S and checkpoints[c] == i + 1:
-                out[c, k] = s
-                c += 1
+        acc = 0.0
+        for t in range(S):
+            for e in range(seg_ptr[t], seg_ptr[t + 1]):
+                acc += seg_cnt[e] * ls[seg_idx[e]]
+            out[t, k] = acc
