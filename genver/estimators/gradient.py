@@ -7,6 +7,10 @@ by the number of pairs ``N`` (the mean loss, so a learning rate means the same a
 maximised by ``steps`` plain gradient-ascent steps of size ``lr`` on the logits ``z`` of
 ``π = softmax(log π_ref + z)`` from ``z = 0`` (``π_0 = π_ref``). With enough steps it reaches the
 exact DPO solution (tested); with few it stops early, as a budget-limited optimiser does (H3).
+``normalise=True`` replaces the step by ``lr·g/max|g|`` (sign-preserving normalised ascent:
+each logit moves by at most ``lr`` per step), the same rule as
+:func:`genver.estimators.online.policy_gradient`'s ``normalise``, so that a fixed budget of
+steps compares the *directions* of two objectives rather than their gradient scales.
 The gradient is exact: ``∂obj/∂z = β (g − π Σ_y g)`` with ``g = ∂obj/∂f``.
 
 The objective is written here from the same kernel (``_kernels.bt_loglik_grad``) and formula as
@@ -52,9 +56,11 @@ def dpo_tabular_objective(c, ref: Policy, beta: float, l2: float):
 
 
 def dpo_gd(data, policy_class, ref: Policy, beta: float, *, steps: int = 100, lr: float = 1.0,
-           l2: float | None = None) -> FitResult:
+           l2: float | None = None, normalise: bool = False) -> FitResult:
     """DPO on the tabular class by ``steps`` gradient-ascent steps of size ``lr`` on the mean
-    objective, starting at ``π_ref`` (see the module docstring)."""
+    objective, starting at ``π_ref`` (see the module docstring). ``normalise=True`` takes
+    steps ``lr·g/max|g|`` (every logit moves by at most ``lr`` per step), which makes step
+    budgets comparable across objectives whose gradients have different scales."""
     t0 = time.perf_counter()
     c = _counts(data)
     sp = c.space
@@ -74,9 +80,13 @@ def dpo_gd(data, policy_class, ref: Policy, beta: float, *, steps: int = 100, lr
     for _ in range(steps):
         obj, gz, _ = f(z)
         history.append(obj / N)
-        z = z + lr * gz / N
+        if normalise:
+            gmax = float(np.abs(gz).max())
+            z = z + (lr * gz / gmax if gmax > 0 else 0.0)
+        else:
+            z = z + lr * gz / N
     obj, gz, logp = f(z)
     pol = Policy(sp, logp - logsumexp_rows(logp)[:, None])
     return FitResult("dpo_gd", float(obj), policy=pol, reward=beta * (pol.logp - ref.logp), converged=False,
                      iterations=steps, grad_norm=float(np.abs(gz).max()), wall_time=time.perf_counter() - t0,
-                     extra={"l2": l2, "lr": lr, "objective_history": history})
+                     extra={"l2": l2, "lr": lr, "normalise": normalise, "objective_history": history})

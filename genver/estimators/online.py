@@ -120,9 +120,11 @@ def _merge_counts(a: PairCounts, b: PairCounts) -> PairCounts:
 
 
 def policy_gradient(reward_hat, policy_class, ref: Policy, beta: float, *, steps: int = 200, lr: float = 0.5,
-                    K: int = 8, exact: bool = False, prompt_weights=None, random_state=None) -> FitResult:
+                    K: int = 8, exact: bool = False, normalise: bool = False, prompt_weights=None,
+                    random_state=None) -> FitResult:
     """KL-regularised policy gradient against ``r̂`` (tabular or log-linear class), starting
-    at ``π_ref``; sampled REINFORCE-leave-one-out or the exact gradient."""
+    at ``π_ref``; sampled REINFORCE-leave-one-out or the exact gradient. ``normalise=True``
+    steps by ``lr·∇/max|∇|`` (each parameter moves by at most ``lr`` per step)."""
     t0 = time.perf_counter()
     sp = ref.space
     r_hat = sp.check_array("reward_hat", reward_hat)
@@ -163,7 +165,11 @@ def policy_gradient(reward_hat, policy_class, ref: Policy, beta: float, *, steps
             adv = R - (R.sum(axis=1, keepdims=True) - R) / (K - 1)
             g = np.zeros(sp.shape)
             np.add.at(g, (np.repeat(np.arange(sp.P), K), y.ravel()), (adv * rho[:, None] / K).ravel())
-        params = params + lr * grad_of(cond, g)
+        step = grad_of(cond, g)
+        if normalise:
+            smax = float(np.abs(step).max())
+            step = step / smax if smax > 0 else step
+        params = params + lr * step
         history.append(J_star - float((np.exp(logp) * ret).sum(axis=1) @ rho))
     cond = cond_of(params)
     pol = Policy.from_cond(sp, cond)

@@ -2,7 +2,13 @@ r"""One *unit* of a sweep: a (setting, seed) pair, computing all its (n, estimat
 
 A unit draws its instance and one stream of ``max(sizes)`` Bradley–Terry pairs, then for every
 sample size ``n`` (the first ``n`` pairs: nested data sets) fits every estimator and evaluates
-every metric exactly. Random numbers come from one root ``SeedSequence(root_seed)``:
+every metric exactly. Pairs are drawn with the instance's data prompt distribution
+(``Instance.data_weights``: ``ρ`` unless the generator's ``data_prompts`` restricts it); the RL
+step and the metrics always use ``ρ``. With ``[data] population = true`` the pairs are replaced
+by their exact expected counts (:func:`population_counts`): every estimator then solves its
+population objective scaled by ``n`` ("exact optimisation" in the sense of Shi et al. 2025),
+and seeds differ only through the instance. Random numbers come from one root
+``SeedSequence(root_seed)``:
 
 * instance: ``spawn_key = (seed, 0)``; data: ``(seed, 1)``; the estimator ``k`` at size ``n``
   (online DPO, policy gradient): ``(seed, 2, n, k)``.
@@ -17,85 +23,198 @@ Estimators (``name``: what runs, with the instance's classes ``R``, ``Π``, ``Π
 ``dpo``             offline MLE over ``Π``
 ``dpo_restricted``  offline MLE over ``Π(R)`` (proper learning; equals ``rm_rl`` by Theorem 3.1)
 ``dpo_2x``          DPO on doubled counts (the "two epochs" control)
+``dpo_gd``          budget-limited DPO: ``steps`` gradient-ascent steps of size ``lr`` on the
+                    mean tabular DPO objective from ``π_ref`` (``normalise``: steps of max-abs
+                    size ``lr``; :mod:`genver.estimators.gradient`)
 ``ipo``             IPO over ``Π`` (options ``tau``, ``average``)
-``rm_rl``           reward MLE over ``R``, then exact RL over ``Π`` (the online route)
+``sft_preferred``   SFT on the preferred completions only (filtered supervised learning, no
+                    negative gradient; :func:`genver.estimators.sft` over ``Π``)
+``rm_rl``           reward MLE over ``R``, then exact RL over ``Π`` (the online route); option
+                    ``rl_prompts`` = ``all`` (RL on ``ρ``, default) | ``data`` (RL only on the
+                    empirical prompt distribution of the pairs: no unlabelled prompts)
 ``online_dpo``      reward MLE over ``R``, then online DPO over ``Π`` labelled by ``r̂`` (options
-                    ``K``, ``rounds``, ``pairs_per_round``, ``labels``, ``start`` = ref | dpo)
+                    ``K``, ``rounds``, ``pairs_per_round``, ``labels`` = top_bottom |
+                    bradley_terry | all_pairs, ``start`` = ref | dpo, ``label_source`` = fitted
+                    (``r̂``, default) | true (fresh Bradley–Terry labels from ``r*`` on the
+                    on-policy pairs: online preference queries))
 ``policy_gradient`` reward MLE over ``R``, then KL-regularised policy gradient (options ``steps``,
-                    ``lr``, ``K``, ``exact``)
+                    ``lr``, ``K``, ``exact``, ``normalise``)
+``oracle_rl``       exact RL over ``Π`` against ``r*`` itself: ``argmax_{π∈Π} J_β(π; r*)``, the
+                    best policy in ``Π``. It is the population fixed point of online DPO with
+                    the PILAF sampler and ``r*``-labelled on-policy pairs (Shi et al. 2025,
+                    Theorem 2: that loss's gradient is the gradient of ``J_β(·; r*)``), i.e. with
+                    unlimited preference queries — a reference, not a sample-size competitor
+``reward_mle``      a reward model only (no policy): reward MLE over ``R`` (``reward_class =
+                    "verifier"``, the global RM) or over ``R(Π)`` (``"induced"``: the policy's own
+                    reward class fitted as a reward, the local RM; finite or tabular ``Π``)
 ==================  ============================================================================
+
+Metrics (:data:`METRIC_KINDS`): *policy* metrics evaluate ``π̂`` and are skipped (no row) for
+estimators without a policy; *reward* metrics evaluate the fit's reward ``r̂`` — the reward
+model where there is one (``reward_mle``, ``rm_rl``, ``online_dpo``, ``policy_gradient``), else
+the implicit reward ``β log π̂/π_ref`` (DPO-style estimators):
+
+=====================  =====================================================================
+``suboptimality``      ``J_β(π*; r*) − J_β(π̂; r*)``
+``kl_to_optimal``      ``E_x KL(π̂ ‖ π*)``
+``kl_to_reference``    ``E_x KL(π̂ ‖ π_ref)``
+``expected_reward``    ``E_x E_{π̂} r*``
+``win_rate``           ``P(π̂ ≻ π_ref)`` under Bradley–Terry with ``r*``
+``optimal_mass``       ``E_x π̂(argmax_y r*(x, y) | x)`` (mass on the reward peak; ties summed)
+``bt_loglik``          exact expected Bradley–Terry log-likelihood of ``r̂`` on fresh pairs from
+                       the data distribution (``μ``, prompts from the data weights), labels
+                       from ``r*`` (held-out, in distribution)
+``bt_loglik_opt``      the same on pairs from ``π* = π*_{r*}`` (prompts ``ρ``): the distribution
+                       RL moves to (out of distribution)
+``bon_reward@N``       ``E_x E_{π_BoN} r*`` for best-of-``N`` sampling from ``π_ref`` ranked by
+                       ``r̂`` (exact; ``[metrics] best_of_n = [..]`` adds one per ``N``);
+                       values of ``r̂`` within a relative 1e-8 are ties (broken uniformly), so
+                       solver rounding never decides a ranking
+=====================  =====================================================================
 """
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
 import pandas as pd
 
 from .. import metrics as M
-from ..estimators import dpo, ipo, reward_mle, rm_rl
+from .._validation import check_prompt_weights
+from ..classes import induced_reward_class
+from ..estimators import best_of_n, dpo, ipo, reward_mle, rl_step, rm_rl, sft
+from ..estimators.base import FitResult
+from ..estimators.gradient import dpo_gd
+from ..estimators.imitation import Demonstrations
 from ..estimators.online import dpo_2x, online_dpo, policy_gradient
-from ..preferences import sample_preferences
+from ..preferences import PairCounts, sample_preferences
+from ..softrl import soft_optimal
 from .generators import GENERATORS, Instance
 
-__all__ = ["ESTIMATORS", "default_route", "make_instance", "run_unit", "seed_sequence"]
+__all__ = ["ESTIMATORS", "REWARD_ONLY", "METRIC_KINDS", "default_route", "make_instance", "run_unit", "seed_sequence",
+           "population_counts", "metric_kind", "fit_reward"]
+
+
+def _l2(o):
+    return o.get("l2")
 
 
 def _dpo(inst, data, rng, o):
-    return dpo(data, inst.policy_class, inst.ref, inst.beta, l2=o.get("l2"))
+    return dpo(data, inst.policy_class, inst.ref, inst.beta, l2=_l2(o))
 
 
 def _dpo_restricted(inst, data, rng, o):
     if inst.restricted_class is None:
         raise ValueError("dpo_restricted: this generator has no restricted class Π(R)")
-    return dpo(data, inst.restricted_class, inst.ref, inst.beta, l2=o.get("l2"))
+    return dpo(data, inst.restricted_class, inst.ref, inst.beta, l2=_l2(o))
 
 
 def _dpo_2x(inst, data, rng, o):
-    return dpo_2x(data, inst.policy_class, inst.ref, inst.beta, l2=o.get("l2"))
+    return dpo_2x(data, inst.policy_class, inst.ref, inst.beta, l2=_l2(o))
+
+
+def _dpo_gd(inst, data, rng, o):
+    return dpo_gd(data, inst.policy_class, inst.ref, inst.beta, steps=o.get("steps", 100), lr=o.get("lr", 1.0),
+                  l2=_l2(o), normalise=o.get("normalise", False))
 
 
 def _ipo(inst, data, rng, o):
     return ipo(data, inst.policy_class, inst.ref, inst.beta, tau=o.get("tau", 1.0),
-               average=o.get("average", "sequence"), l2=o.get("l2"))
+               average=o.get("average", "sequence"), l2=_l2(o))
+
+
+class _CountDemonstrations(Demonstrations):
+    """Demonstrations given by (possibly fractional) counts ``C(x, y)``."""
+
+    def __init__(self, space, C):
+        object.__setattr__(self, "space", space)
+        object.__setattr__(self, "x", np.empty(0, np.int64))
+        object.__setattr__(self, "y", np.empty(0, np.int64))
+        object.__setattr__(self, "_C", C)
+
+    def counts(self):
+        return self._C
+
+    def __len__(self):
+        return int(round(float(self._C.sum())))
+
+
+def _sft_preferred(inst, data, rng, o):
+    sp = data.space
+    C = np.bincount(data.pos_flat, weights=data.count, minlength=sp.P * sp.T).reshape(sp.shape)
+    res = sft(_CountDemonstrations(sp, C), inst.policy_class, inst.ref, inst.beta, l2=_l2(o))
+    res.estimator = "sft_preferred"
+    return res
+
+
+def _prompt_weights_of(data: PairCounts) -> np.ndarray:
+    w = np.bincount(data.x, weights=data.count, minlength=data.space.P)
+    return w / w.sum()
 
 
 def _rm_rl(inst, data, rng, o):
-    return rm_rl(data, inst.reward_class, inst.policy_class, inst.ref, inst.beta, l2=o.get("l2"),
-                 prompt_weights=inst.prompt_weights)
+    mode = o.get("rl_prompts", "all")
+    rho = inst.prompt_weights if mode == "all" else _prompt_weights_of(data)
+    return rm_rl(data, inst.reward_class, inst.policy_class, inst.ref, inst.beta, l2=_l2(o), prompt_weights=rho)
 
 
 def _online_dpo(inst, data, rng, o):
-    r_hat = reward_mle(data, inst.reward_class, l2=o.get("l2")).reward
+    r_hat = reward_mle(data, inst.reward_class, l2=_l2(o)).reward
+    labels_by = r_hat if o.get("label_source", "fitted") == "fitted" else inst.reward_true
     start = None
     if o.get("start", "ref") == "dpo":
-        start = dpo(data, inst.policy_class, inst.ref, inst.beta, l2=o.get("l2")).policy
-    return online_dpo(r_hat, inst.policy_class, inst.ref, inst.beta, K=o.get("K", 25), rounds=o.get("rounds", 5),
-                      pairs_per_round=o.get("pairs_per_round", 64), labels=o.get("labels", "top_bottom"),
-                      start=start, l2=o.get("l2"), prompt_weights=inst.prompt_weights, random_state=rng)
+        start = dpo(data, inst.policy_class, inst.ref, inst.beta, l2=_l2(o)).policy
+    res = online_dpo(labels_by, inst.policy_class, inst.ref, inst.beta, K=o.get("K", 25), rounds=o.get("rounds", 5),
+                     pairs_per_round=o.get("pairs_per_round", 64), labels=o.get("labels", "top_bottom"),
+                     start=start, l2=_l2(o), prompt_weights=inst.prompt_weights, random_state=rng)
+    res.reward = r_hat
+    return res
 
 
 def _policy_gradient(inst, data, rng, o):
-    r_hat = reward_mle(data, inst.reward_class, l2=o.get("l2")).reward
+    r_hat = reward_mle(data, inst.reward_class, l2=_l2(o)).reward
     return policy_gradient(r_hat, inst.policy_class, inst.ref, inst.beta, steps=o.get("steps", 200),
                            lr=o.get("lr", 0.5), K=o.get("K", 8), exact=o.get("exact", False),
-                           prompt_weights=inst.prompt_weights, random_state=rng)
+                           normalise=o.get("normalise", False), prompt_weights=inst.prompt_weights,
+                           random_state=rng)
+
+
+def _oracle_rl(inst, data, rng, o):
+    res = rl_step(inst.reward_true, inst.policy_class, inst.ref, inst.beta, inst.prompt_weights)
+    res.estimator = "oracle_rl"
+    return res
+
+
+def _reward_mle(inst, data, rng, o):
+    which = o.get("reward_class", "verifier")
+    cls = inst.reward_class if which == "verifier" else induced_reward_class(inst.policy_class, inst.ref, inst.beta)
+    return reward_mle(data, cls, l2=_l2(o))
 
 
 _L2 = {"l2": float}
-#: name -> (function(instance, data, rng, options) -> FitResult, {option: type})
+#: name -> (function(instance, data, rng, options) -> FitResult, {option: type or set of allowed strings})
 ESTIMATORS = {
     "dpo": (_dpo, _L2),
     "dpo_restricted": (_dpo_restricted, _L2),
     "dpo_2x": (_dpo_2x, _L2),
-    "ipo": (_ipo, {**_L2, "tau": float, "average": str}),
-    "rm_rl": (_rm_rl, _L2),
-    "online_dpo": (_online_dpo, {**_L2, "K": int, "rounds": int, "pairs_per_round": int, "labels": str,
-                                 "start": str}),
-    "policy_gradient": (_policy_gradient, {**_L2, "steps": int, "lr": float, "K": int, "exact": bool}),
+    "dpo_gd": (_dpo_gd, {**_L2, "steps": int, "lr": float, "normalise": bool}),
+    "ipo": (_ipo, {**_L2, "tau": float, "average": frozenset({"sequence", "token"})}),
+    "sft_preferred": (_sft_preferred, _L2),
+    "rm_rl": (_rm_rl, {**_L2, "rl_prompts": frozenset({"all", "data"})}),
+    "online_dpo": (_online_dpo, {**_L2, "K": int, "rounds": int, "pairs_per_round": int,
+                                 "labels": frozenset({"top_bottom", "bradley_terry", "all_pairs"}),
+                                 "start": frozenset({"ref", "dpo"}),
+                                 "label_source": frozenset({"fitted", "true"})}),
+    "policy_gradient": (_policy_gradient, {**_L2, "steps": int, "lr": float, "K": int, "exact": bool,
+                                           "normalise": bool}),
+    "oracle_rl": (_oracle_rl, {}),
+    "reward_mle": (_reward_mle, {**_L2, "reward_class": frozenset({"verifier", "induced"})}),
 }
-_ROUTES = {"dpo": "offline", "dpo_2x": "offline", "ipo": "offline", "rm_rl": "online",
-           "online_dpo": "online", "policy_gradient": "online"}
+#: estimators that return a reward model only (no policy: policy metrics give no rows)
+REWARD_ONLY = frozenset({"reward_mle"})
+_ROUTES = {"dpo": "offline", "dpo_2x": "offline", "dpo_gd": "offline", "ipo": "offline", "sft_preferred": "offline",
+           "rm_rl": "online", "online_dpo": "online", "policy_gradient": "online"}
 
 
 def default_route(name: str) -> str:
@@ -111,26 +230,127 @@ def make_instance(generator: str, params: dict, root_seed: int, seed: int) -> In
     return fn(params, np.random.default_rng(seed_sequence(root_seed, seed, 0)))
 
 
-_METRIC_FN = {
+def population_counts(reward_true, sampler, n: float, prompt_weights=None, *, temperature: float = 1.0,
+                      deterministic: bool = False) -> PairCounts:
+    """Exact expected counts of ``n`` Bradley–Terry pairs: triple ``(x, a ≻ b)`` gets
+    ``n ρ(x) · 2 μ(a|x) μ(b|x) P(a ≻ b)`` for ``a ≠ b`` and ``n ρ(x) μ(a|x)²`` for ``a = b`` (a pair
+    of equals: no information), so the counts sum to ``n``. Zero counts are dropped."""
+    sp = sampler.space
+    r = sp.check_array("reward", reward_true)
+    rho = check_prompt_weights(prompt_weights, sp.P)
+    if sp.P * sp.T * sp.T > 10**7:
+        raise ValueError(f"population counts: P*T^2 = {sp.P * sp.T * sp.T} triples exceed 10**7")
+    mu = sampler.probs
+    d = (r[:, :, None] - r[:, None, :]) / temperature  # (P, a, b)
+    if deterministic:
+        pwin = np.where(d > 0, 1.0, np.where(d < 0, 0.0, 0.5))
+    else:
+        pwin = 0.5 * (1.0 + np.tanh(0.5 * d))  # σ(d), stable
+    c = 2.0 * n * rho[:, None, None] * mu[:, :, None] * mu[:, None, :] * pwin
+    idx = np.arange(sp.T)
+    c[:, idx, idx] = n * rho[:, None] * mu**2
+    x, a, b = np.nonzero(c > 0)
+    return PairCounts(sp, x.astype(np.int64), a.astype(np.int64), b.astype(np.int64), c[x, a, b].astype(np.float64))
+
+
+# -- metrics ---------------------------------------------------------------------------------
+def fit_reward(res: FitResult, inst: Instance):
+    """The reward a fit stands for: its reward model, else ``β log π̂/π_ref`` (None if neither)."""
+    if res.reward is not None:
+        return res.reward
+    if res.policy is not None and res.policy.full_support and inst.ref.full_support:
+        return inst.beta * (res.policy.logp - inst.ref.logp)
+    return None
+
+
+def _optimal_mass(pol, inst):
+    r = inst.reward_true
+    top = r >= r.max(axis=1, keepdims=True) - 1e-12 * np.maximum(1.0, np.abs(r).max(axis=1, keepdims=True))
+    mass = (pol.probs * top).sum(axis=1)
+    return float(mass @ check_prompt_weights(inst.prompt_weights, inst.space.P))
+
+
+def _bt_loglik_opt(r, inst):
+    opt = soft_optimal(inst.reward_true, inst.ref, inst.beta).policy
+    return M.expected_bt_loglik(r, inst.reward_true, opt, inst.prompt_weights)
+
+
+def _snap_ties(r: np.ndarray, rtol: float = 1e-8) -> np.ndarray:
+    """Per prompt, rewards within ``rtol·max(1, max|r|)`` of their sorted neighbour form one
+    level (set to the level's first value), so solver rounding never breaks a tie."""
+    out = np.array(r, dtype=float)
+    for x in range(out.shape[0]):
+        v = out[x]
+        o = np.argsort(v, kind="stable")
+        sv = v[o]
+        new_level = np.concatenate([[True], np.diff(sv) > rtol * max(1.0, float(np.abs(sv).max()))])
+        starts = np.flatnonzero(new_level)
+        sv = sv[starts][np.cumsum(new_level) - 1]
+        v[o] = sv
+    return out
+
+
+def _bon_reward(r, inst, N):
+    pol = best_of_n(inst.ref, _snap_ties(r), N).policy
+    return M.expected_reward(pol, inst.reward_true, inst.prompt_weights)
+
+
+_POLICY_METRICS = {
     "suboptimality": lambda pol, inst: M.suboptimality(pol, inst.reward_true, inst.ref, inst.beta, inst.prompt_weights),
     "kl_to_optimal": lambda pol, inst: M.kl_to_optimal(pol, inst.reward_true, inst.ref, inst.beta, inst.prompt_weights),
     "kl_to_reference": lambda pol, inst: M.kl_to_reference(pol, inst.ref, inst.prompt_weights),
     "expected_reward": lambda pol, inst: M.expected_reward(pol, inst.reward_true, inst.prompt_weights),
     "win_rate": lambda pol, inst: M.win_rate(pol, inst.ref, inst.reward_true, inst.prompt_weights),
+    "optimal_mass": _optimal_mass,
 }
+_REWARD_METRICS = {
+    "bt_loglik": lambda r, inst: M.expected_bt_loglik(r, inst.reward_true, inst.sampler, inst.data_weights),
+    "bt_loglik_opt": _bt_loglik_opt,
+}
+#: metric name -> "policy" | "reward" (plus the family ``bon_reward@N``, kind "reward")
+METRIC_KINDS = {**{m: "policy" for m in _POLICY_METRICS}, **{m: "reward" for m in _REWARD_METRICS}}
+BON_METRIC = re.compile(r"^bon_reward@([1-9][0-9]*)$")
+
+
+def metric_kind(name: str) -> str | None:
+    if name in METRIC_KINDS:
+        return METRIC_KINDS[name]
+    return "reward" if BON_METRIC.match(name) else None
+
+
+def _evaluate(name: str, res: FitResult, inst: Instance):
+    """The metric's value, or None when it does not apply to this fit (no row is written)."""
+    if metric_kind(name) == "policy":
+        return None if res.policy is None else float(_POLICY_METRICS[name](res.policy, inst))
+    r = fit_reward(res, inst)
+    if r is None:
+        return None
+    m = BON_METRIC.match(name)
+    if m:
+        return float(_bon_reward(r, inst, int(m.group(1))))
+    return float(_REWARD_METRICS[name](r, inst))
+
+
+def _data(spec, inst: Instance, seed: int):
+    """``n -> PairCounts`` for the unit (nested heads of one stream, or population counts)."""
+    if getattr(spec, "population", False):
+        return lambda n: population_counts(inst.reward_true, inst.sampler, n, inst.data_weights,
+                                           temperature=spec.temperature, deterministic=spec.deterministic)
+    data = sample_preferences(inst.reward_true, inst.sampler, max(spec.sizes),
+                              np.random.default_rng(seed_sequence(spec.root_seed, seed, 1)),
+                              prompt_weights=inst.data_weights, temperature=spec.temperature,
+                              deterministic=spec.deterministic)
+    return lambda n: data.head(n).counts()
 
 
 def run_unit(spec, params: dict, sid: str, seed: int) -> pd.DataFrame:
     """All cells of one (setting, seed): tidy rows with the setting's knobs as columns."""
     inst = make_instance(spec.generator, params, spec.root_seed, seed)
-    data = sample_preferences(inst.reward_true, inst.sampler, max(spec.sizes),
-                              np.random.default_rng(seed_sequence(spec.root_seed, seed, 1)),
-                              prompt_weights=inst.prompt_weights, temperature=spec.temperature,
-                              deterministic=spec.deterministic)
+    data_of = _data(spec, inst, seed)
     rows = []
     knobs = {k: params[k] for k in spec.knobs}
     for n in spec.sizes:
-        counts = data.head(n).counts()
+        counts = data_of(n)
         for k, est in enumerate(spec.estimators):
             fn = ESTIMATORS[est["name"]][0]
             rng = np.random.default_rng(seed_sequence(spec.root_seed, seed, 2, n, k))
@@ -138,8 +358,10 @@ def run_unit(spec, params: dict, sid: str, seed: int) -> pd.DataFrame:
             res = fn(inst, counts, rng, est["options"])
             wall = time.perf_counter() - t0
             for m in spec.metrics:
+                v = _evaluate(m, res, inst)
+                if v is None:
+                    continue
                 rows.append({"experiment": spec.name, "setting_id": sid, **knobs, "seed": seed, "n": n,
                              "estimator": est["label"], "route": est["route"], "metric": m,
-                             "value": float(_METRIC_FN[m](res.policy, inst)), "converged": bool(res.converged),
-                             "wall_time": wall})
+                             "value": v, "converged": bool(res.converged), "wall_time": wall})
     return pd.DataFrame(rows)

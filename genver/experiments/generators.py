@@ -310,6 +310,13 @@ def _log_size(cls):
     return float(np.log(s)) if s else np.nan
 
 
+def _identifiable_dim(R) -> float:
+    """Parameters of a linear ``R`` that Bradley–Terry can identify: the rank of the features
+    centred within each prompt (per-prompt constants are invisible)."""
+    phi = R.phi - R.phi.mean(axis=1, keepdims=True)
+    return float(np.linalg.matrix_rank(phi.reshape(-1, phi.shape[2])))
+
+
 def describe(inst: Instance, n_probe: int = 3, random_state=0) -> dict:
     """Gap descriptors: log-size / parameter counts of ``R``, ``Π(R)`` and ``Π``; the largest
     reverse-KL residual of projecting ``π*_r`` (``r`` drawn from ``R``) onto ``Π`` — 0 when
@@ -318,8 +325,10 @@ def describe(inst: Instance, n_probe: int = 3, random_state=0) -> dict:
     parametric ``Π``)."""
     R, Pi = inst.reward_class, inst.policy_class
     rng = np.random.default_rng(random_state)
+    # a linear R counts its identifiable dimension: the rank of the per-prompt-centred features
+    n_R = _identifiable_dim(R) if hasattr(R, "phi") else getattr(R, "n_params", None)
     out = {"log_size_R": _log_size(R), "log_size_Pi": _log_size(Pi),
-           "n_params_R": float(R.n_params) if getattr(R, "n_params", None) else np.nan,
+           "n_params_R": float(n_R) if n_R else np.nan,
            "n_params_Pi": float(Pi.n_params) if getattr(Pi, "n_params", None) else np.nan}
     if inst.restricted_class is not None:
         out["log_size_Pi_R"] = _log_size(inst.restricted_class)

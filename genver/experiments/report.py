@@ -7,11 +7,18 @@ Figures (PNG and PDF, under ``DIR/figures/``):
 * ``ratio`` — the sample-efficiency ratio ``N_ε(offline)/N_ε(online)`` vs the first swept knob
   with its CI and the finite-class prediction ``log|Π|/log|R|`` (or ``dim Π/dim R``);
 * ``n_epsilon`` — ``N_ε`` of each estimator vs the knob;
-* ``frontier`` — expected reward vs ``KL(π̂‖π_ref)`` when ``beta`` is swept.
+* ``frontier`` — expected reward vs ``KL(π̂‖π_ref)`` when ``beta`` is swept;
+* ``best_of_n`` — ``E r*`` of best-of-N from ``π_ref`` ranked by each estimator's reward, vs
+  ``N`` (metrics ``bon_reward@N``), one panel per setting and ``n`` ∈ {smallest, middle,
+  largest};
+* ``curves_<metric>`` — mean of ``bt_loglik``, ``bt_loglik_opt`` or ``optimal_mass`` vs ``n``
+  with 95% bootstrap bands, one panel per setting.
 
-The report (``DIR/report.md``) holds the spec's expectation, the gap descriptors per setting,
-``N_ε`` and the ratio per setting, log-log slopes, the figures, and a verdict: the spec's
-``[expect] ratio`` checked with :func:`genver.stats.gap_verdict`.
+The report (``DIR/report.md``) holds the spec's expectation, the verdicts, the gap descriptors
+per setting, ``N_ε`` and the ratio per setting, log-log slopes, the mean of every metric at the
+largest ``n``, and the figures. Verdicts: the spec's ``[expect] ratio`` checked with
+:func:`genver.stats.gap_verdict`, and each ``[expect] order`` statement checked with
+:func:`genver.experiments.expect.check_order` (PASS | FAIL each).
 """
 from __future__ import annotations
 
@@ -21,9 +28,10 @@ import numpy as np
 import pandas as pd
 
 from .. import plots, stats
+from .expect import check_order
 from .store import ResultStore, atomic_write_bytes
 
-__all__ = ["load_results", "make_figures", "make_report", "verdict"]
+__all__ = ["load_results", "make_figures", "make_report", "verdict", "verdicts"]
 
 N_BOOT = 1000
 
@@ -44,6 +52,13 @@ def _routes(df):
 
 
 def _ratio(man, df, settings):
+    exp = man.get("expect", {})
+    if "offline" in exp or "online" in exp:  # labels named by the spec
+        off, on = exp.get("offline", "offline"), exp.get("online", "online")
+        if {off, on} <= set(df["estimator"].unique()):
+            return stats.efficiency_ratio(df, _eps(man), offline=off, online=on, knobs=man["knobs"], n_boot=N_BOOT,
+                                          random_state=0, settings=settings)
+        return None
     if not _routes(df):
         return None
     try:
@@ -78,7 +93,71 @@ def make_figures(root) -> list[pathlib.Path]:
             out += plots.save_figure(plots.plot_n_epsilon(neps, knobs[0]), figdir / "n_epsilon")
     if "beta" in knobs and {"expected_reward", "kl_to_reference"} <= set(df["metric"]):
         out += plots.save_figure(plots.plot_frontier(df, knob="beta"), figdir / "frontier")
+    bon = df[df["metric"].str.startswith("bon_reward@")]
+    if len(bon):
+        ns = sorted(bon["n"].unique())
+        pick = sorted({ns[0], ns[len(ns) // 2], ns[-1]})  # smallest, middle and largest n
+        bon = bon[bon["n"].isin(pick)].copy()
+        bon["N"] = bon["metric"].str.split("@").str[1].astype(int)
+        bon["metric"] = "expected_reward"
+        bon["panel"] = bon["setting_id"].astype(str) + " n=" + bon["n"].astype(int).astype(str).str.zfill(9)
+        fig = _panels(bon, [*knobs, "n"], lambda g, ax: plots.plot_best_of_n(g, ax=ax, N_col="N"), key="panel")
+        fig.suptitle("best-of-N from π_ref ranked by each estimator's reward (E r*, mean over seeds, 95% band)",
+                     fontsize=9)
+        out += plots.save_figure(fig, figdir / "best_of_n")
+    for m in CURVE_METRICS:
+        if m in set(df["metric"]):
+            g = df[df["metric"] == m]
+
+            def draw(gg, ax, m=m):
+                plots.plot_best_of_n(gg, ax=ax, metric=m, N_col="n")
+                ax.set_xlabel(r"$n$ (preference pairs)")
+                ax.set_title("")
+            out += plots.save_figure(_panels(g, knobs, draw), figdir / f"curves_{m}")
     return out
+
+
+#: metrics drawn against n by ``curves_<metric>`` (linear y axis)
+CURVE_METRICS = ("bt_loglik", "bt_loglik_opt", "optimal_mass")
+
+
+def _panels(df, knobs, draw, ncols: int = 3, key: str = "setting_id"):
+    """One panel per value of ``key`` (default: per setting, sorted), each drawn by
+    ``draw(rows, ax)`` and titled with its setting and knob values; returns the Figure."""
+    import math
+
+    from matplotlib.figure import Figure
+
+    ids = sorted(df[key].astype(str).unique())
+    k = max(len(ids), 1)
+    nc = min(ncols, k)
+    nr = math.ceil(k / nc)
+    fig = Figure(figsize=(4.2 * nc, 3.4 * nr + 0.4), layout="constrained")
+    axes = fig.subplots(nr, nc, squeeze=False)
+    for i, sid in enumerate(ids):
+        ax = axes[i // nc][i % nc]
+        g = df[df[key].astype(str) == sid]
+        draw(g, ax)
+        txt = ", ".join(f"{kk}={g[kk].iloc[0]}" for kk in knobs if kk in g.columns)
+        ax.set_title(f"setting {g['setting_id'].iloc[0]}" + (f": {txt}" if txt else ""), fontsize=8)
+    for j in range(len(ids), nr * nc):
+        axes[j // nc][j % nc].set_visible(False)
+    return fig
+
+
+def verdicts(man, df, ratio) -> pd.DataFrame:
+    """One row per expectation: the ratio (when the spec states one, or states nothing) and
+    each ``[expect] order`` statement. Columns: experiment, expected, verdict, detail."""
+    exp = man.get("expect", {})
+    rows = []
+    if exp.get("ratio") or not exp.get("order"):
+        status, message = verdict(man, ratio)
+        rows.append({"experiment": man["experiment"], "expected": exp.get("ratio", ""), "verdict": status,
+                     "detail": message})
+    for r in check_order(exp.get("order", []), df, man["knobs"]):
+        rows.append({"experiment": man["experiment"], "expected": r["statement"], "verdict": r["verdict"],
+                     "detail": r["detail"]})
+    return pd.DataFrame(rows, columns=["experiment", "expected", "verdict", "detail"])
 
 
 def verdict(man, ratio) -> tuple[str, str]:
@@ -118,13 +197,16 @@ def make_report(root) -> tuple[pathlib.Path, pd.DataFrame]:
     knobs = man["knobs"]
     eps = _eps(man)
     ratio = _ratio(man, df, settings)
-    status, message = verdict(man, ratio)
+    table = verdicts(man, df, ratio)
     lines = [f"# {man['experiment']}", ""]
     spec = man.get("spec", {}).get("experiment", {})
     if spec.get("description"):
         lines += [spec["description"], ""]
-    lines += [f"**Expected:** {man.get('expected') or '—'}", "",
-              f"**Verdict:** {status} — {message}", "",
+    lines += [f"**Expected:** {man.get('expected') or '—'}", ""]
+    for _, v in table.iterrows():
+        what = f"`{v['expected']}`: " if v["expected"] else ""
+        lines += [f"**Verdict:** {what}{v['verdict']} — {v['detail']}", ""]
+    lines += [
               f"Seeds and sizes: {df['seed'].nunique()} seeds, n ∈ {sorted(df['n'].unique().tolist())}; "
               f"{'smoke run; ' if man.get('smoke') else ''}genver {man['versions']['genver']}, "
               f"commit {man.get('git_commit') or 'unknown'}. All metrics are exact (enumeration); "
@@ -140,12 +222,14 @@ def make_report(root) -> tuple[pathlib.Path, pd.DataFrame]:
         slope = stats.loglog_slope(df, "suboptimality", knobs=knobs)
         cols = [c for c in ["setting_id", *knobs, "estimator", "slope", "slope_se", "n_points"] if c in slope.columns]
         lines += ["## Log-log slope of suboptimality vs n", "", _md_table(slope[cols], sort=[*knobs, "estimator"]), ""]
+    means = df[df["n"] == df["n"].max()].groupby(["setting_id", *knobs, "estimator", "metric"], dropna=False)["value"]
+    means = means.mean().unstack("metric").reset_index()
+    lines += [f"## Mean of each metric over seeds at the largest n = {int(df['n'].max())}", "",
+              _md_table(means, sort=[*knobs, "estimator"]), ""]
     lines += ["## Figures", ""]
     for f in figures:
         if f.suffix == ".png":
             lines += [f"![{f.stem}](figures/{f.name})", ""]
     path = root / "report.md"
     atomic_write_bytes(path, "\n".join(lines).encode())
-    table = pd.DataFrame([{"experiment": man["experiment"], "expected": man.get("expect", {}).get("ratio", ""),
-                           "verdict": status, "detail": message}])
     return path, table

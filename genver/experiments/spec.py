@@ -20,26 +20,47 @@ A spec has these tables (unknown keys anywhere are errors that name the key)::
     root_seed = 0
     temperature = 1.0                  # Bradley–Terry label temperature
     deterministic = false              # noise-free labels
+    population = false                 # exact expected pair counts instead of sampled pairs
 
     [[estimators]]                     # one table per estimator
     name = "dpo"                       # see genver.experiments.cells.ESTIMATORS
     label = "offline"                  # column value (default: name)
     route = "offline"                  # offline | online | other (default from the name)
-    l2 = 0.01                          # estimator options
+    l2 = 0.01                          # estimator options (types, or a set of allowed strings)
 
     [metrics]
-    names = ["suboptimality", "kl_to_reference"]
+    names = ["suboptimality", "kl_to_reference"]   # see METRICS
+    best_of_n = [1, 2, 4]              # adds "bon_reward@1", "bon_reward@2", "bon_reward@4"
 
-    [expect]                           # machine-checkable expectation for the report
-    ratio = "increasing in n_distractors"   # or "equals 1", ">= 1"
+    [expect]                           # machine-checkable expectations for the report
+    ratio = "increasing in n_distractors"   # or "equals 1", ">= 1" (genver.stats.gap_verdict)
     epsilon = 0.01
+    offline = "offline"                # labels compared by the ratio (default: the routes, or
+    online = "online"                  #   the labels "offline"/"online")
+    order = ["offline > online", "online_dpo_K100 >= online",
+             "bt_loglik: global > local at n = max", "frontier: online > offline"]
 
     [smoke]                            # dotted overrides applied by --smoke
     "grid.n_distractors" = [0, 64]
     "data.seeds" = 2
 
+``[expect] order`` statements compare estimators' curves (suboptimality unless a metric is
+named): ``A >= B`` — A's mean is never significantly below B's at any (setting, n);
+``A > B`` — never significantly below and significantly above on average over ``n`` in every
+setting; ``A = B`` — consistent with equality everywhere; ``where KNOB = VALUE`` and
+``at n = N | max`` / ``for n >= N`` restrict the cells; ``frontier: A > B`` compares reward at
+matched ``KL(π̂‖π_ref)`` along a swept ``beta``; ``A - B increasing in KNOB`` checks the sign of
+the Spearman correlation between a knob and the mean difference. Full syntax and statistics:
+:mod:`genver.experiments.expect`. ``genver report`` prints PASS/FAIL for the ratio and for each
+statement.
+
+``[data] population = true`` replaces the sampled pairs by their exact expected counts at each
+``n`` (every estimator solves its population objective; see
+:func:`genver.experiments.cells.population_counts`).
+
 Every *setting* (one point of the grid) gets a stable id: the first 10 hex digits of the
-SHA-1 of its generator parameters as canonical JSON.
+SHA-1 of its generator parameters as canonical JSON (optional generator parameters, schema
+default ``None``, are included only when set).
 """
 from __future__ import annotations
 
@@ -62,11 +83,15 @@ from .generators import GENERATORS
 
 __all__ = ["Spec", "load_spec", "parse_spec", "setting_id", "SpecError", "METRICS"]
 
-METRICS = ("suboptimality", "kl_to_optimal", "kl_to_reference", "expected_reward", "win_rate")
+#: fixed metric names (see genver.experiments.cells); plus the family "bon_reward@N"
+METRICS = ("suboptimality", "kl_to_optimal", "kl_to_reference", "expected_reward", "win_rate", "optimal_mass",
+           "bt_loglik", "bt_loglik_opt")
+_DEFAULT_METRICS = ("suboptimality", "kl_to_optimal", "kl_to_reference", "expected_reward", "win_rate")
 _TABLES = {"experiment", "instance", "grid", "data", "estimators", "metrics", "expect", "smoke"}
 _EXPERIMENT_KEYS = {"name": str, "generator": str, "description": str, "expected": str}
-_DATA_KEYS = {"sizes": (list, dict), "seeds": int, "root_seed": int, "temperature": float, "deterministic": bool}
-_EXPECT_KEYS = {"ratio": str, "epsilon": float, "offline": str, "online": str}
+_DATA_KEYS = {"sizes": (list, dict), "seeds": int, "root_seed": int, "temperature": float, "deterministic": bool,
+              "population": bool}
+_EXPECT_KEYS = {"ratio": str, "epsilon": float, "offline": str, "online": str, "order": list}
 #: largest number of pairs in one data stream (memory guard)
 MAX_N = 10**7
 
@@ -93,6 +118,7 @@ class Spec:
     expect: dict
     raw: dict = field(repr=False, default_factory=dict)
     source: str = "<spec>"
+    population: bool = False
 
     @property
     def knobs(self) -> list:
@@ -100,7 +126,7 @@ class Spec:
 
     def settings(self) -> list[dict]:
         """Every grid point as full generator parameters (defaults, instance, then grid)."""
-        defaults = {k: d for k, (_, d) in GENERATORS[self.generator][1].items()}
+        defaults = {k: d for k, (_, d) in GENERATORS[self.generator][1].items() if d is not None}
         keys = list(self.grid)
         out = []
         for combo in itertools.product(*(self.grid[k] for k in keys)):
@@ -121,6 +147,8 @@ def setting_id(params: dict) -> str:
 
 
 def _type_ok(value, typ) -> bool:
+    if isinstance(typ, frozenset):  # a choice among strings
+        return isinstance(value, str) and value in typ
     if typ is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if typ is int:
@@ -131,6 +159,8 @@ def _type_ok(value, typ) -> bool:
 
 
 def _tname(typ):
+    if isinstance(typ, frozenset):
+        return "one of " + ", ".join(repr(t) for t in sorted(typ))
     return " or ".join(t.__name__ for t in typ) if isinstance(typ, tuple) else typ.__name__
 
 
@@ -262,27 +292,78 @@ def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False) -> Spec:
         labels.add(label)
         opts = {k: v for k, v in e.items() if k not in ("name", "label", "route")}
         estimators.append({"name": name, "label": label, "route": route, "options": opts})
-    metrics_t = raw.get("metrics", {"names": list(METRICS)})
-    _check_keys(src, "metrics", metrics_t, {"names": list})
-    metrics = metrics_t.get("names", list(METRICS))
+    from .cells import metric_kind
+
+    metrics_t = raw.get("metrics", {"names": list(_DEFAULT_METRICS)})
+    _check_keys(src, "metrics", metrics_t, {"names": list, "best_of_n": list})
+    metrics = list(metrics_t.get("names", [] if "best_of_n" in metrics_t else list(_DEFAULT_METRICS)))
+    for N in metrics_t.get("best_of_n", []):
+        if not (isinstance(N, int) and not isinstance(N, bool) and N >= 1):
+            raise SpecError(f"{src}: [metrics] best_of_n: sizes must be integers >= 1, got {N!r}")
+        metrics.append(f"bon_reward@{N}")
     if not metrics:
         raise SpecError(f"{src}: [metrics] names: empty")
     for m in metrics:
-        if m not in METRICS:
-            raise SpecError(f"{src}: [metrics] names: unknown metric {m!r} (choose from {', '.join(METRICS)})")
+        if not isinstance(m, str) or metric_kind(m) is None:
+            raise SpecError(f"{src}: [metrics] names: unknown metric {m!r} (choose from {', '.join(METRICS)}, "
+                            f"or bon_reward@N)")
+    if len(set(metrics)) != len(metrics):
+        raise SpecError(f"{src}: [metrics] names: duplicate metric in {metrics}")
     expect = raw.get("expect", {})
     _check_keys(src, "expect", expect, _EXPECT_KEYS)
+    _check_order(src, expect, {e["label"]: e["name"] for e in estimators}, metrics, list(grid))
     spec = Spec(name=exp["name"], generator=exp["generator"], description=exp.get("description", ""),
                 expected=exp.get("expected", ""), instance=instance, grid=grid, sizes=sizes, seeds=seeds,
                 root_seed=data.get("root_seed", 0), temperature=temperature,
                 deterministic=data.get("deterministic", False), estimators=estimators, metrics=list(metrics),
-                expect=expect, raw={"spec": full_raw, "smoke": smoke}, source=src)
+                expect=expect, raw={"spec": full_raw, "smoke": smoke}, source=src,
+                population=data.get("population", False))
     _check_sizes(spec)
     return spec
 
 
+def _check_order(src, expect: dict, labels: dict, metrics: list, knobs: list):
+    """Parse every ``[expect] order`` statement and check its labels (``label -> estimator
+    name``), metric and knobs."""
+    from .cells import REWARD_ONLY, metric_kind
+    from .expect import parse_order
+
+    for i, text in enumerate(expect.get("order", [])):
+        where = f"{src}: [expect] order[{i}]"
+        if not isinstance(text, str):
+            raise SpecError(f"{where}: expected a string, got {text!r}")
+        try:
+            st = parse_order(text)
+        except ValueError as e:
+            raise SpecError(f"{where}: {e}") from None
+        for a, _, b in st.pairs:
+            for lab in (a, b):
+                if lab not in labels:
+                    raise SpecError(f"{where}: unknown estimator label {lab!r} (labels: {', '.join(sorted(labels))})")
+        if st.metric == "frontier":
+            if "beta" not in knobs:
+                raise SpecError(f"{where}: 'frontier' needs beta in [grid]")
+            if not {"expected_reward", "kl_to_reference"} <= set(metrics):
+                raise SpecError(f"{where}: 'frontier' needs the metrics expected_reward and kl_to_reference")
+        elif st.metric not in metrics:
+            raise SpecError(f"{where}: metric {st.metric!r} is not in [metrics] ({', '.join(metrics)})")
+        if st.metric == "frontier" or metric_kind(st.metric) == "policy":
+            for a, _, b in st.pairs:
+                for lab in (a, b):
+                    if labels[lab] in REWARD_ONLY:
+                        raise SpecError(f"{where}: {lab!r} ({labels[lab]}) fits a reward only; "
+                                        f"{st.metric!r} needs a policy")
+        if st.trend_knob is not None and st.trend_knob not in knobs:
+            raise SpecError(f"{where}: trend knob {st.trend_knob!r} is not a swept knob ({', '.join(knobs) or 'none'})")
+        for k in st.where:
+            if k not in knobs:
+                raise SpecError(f"{where}: 'where {k}': {k} is not a swept knob ({', '.join(knobs) or 'none'})")
+
+
 def _check_sizes(spec: Spec):
-    """Impossible sizes are refused before any work: build each setting's space."""
+    """Impossible sizes are refused before any work: build each setting's space, then (for
+    settings that pass the checks below) its seed-0 instance, so a bad generator parameter
+    (e.g. an unknown ``case``) is a SpecError naming the setting."""
     from ..spaces import TreeSpace
     for p in spec.settings():
         try:
@@ -296,6 +377,15 @@ def _check_sizes(spec: Spec):
                 raise SpecError(f"{spec.source}: {k}: must be > 0, got {v}")
             if k == "n_distractors" and v < 0:
                 raise SpecError(f"{spec.source}: n_distractors: must be >= 0, got {v}")
+        from .cells import make_instance
+        try:
+            make_instance(spec.generator, p, spec.root_seed, 0)
+        except ValueError as e:
+            raise SpecError(f"{spec.source}: setting {setting_id(p)} ({_knob_text(spec, p)}): {e}") from None
+
+
+def _knob_text(spec: Spec, p: dict) -> str:
+    return ", ".join(f"{k}={p[k]!r}" for k in spec.knobs) or "no knobs"
 
 
 def load_spec(path, smoke: bool = False) -> Spec:
