@@ -356,7 +356,8 @@ def _print_fit(o, inst) -> None:
 def _run(args) -> int:
     from .experiments.runner import run
     try:
-        summary = run(args.spec, args.out, workers=args.workers, resume=args.resume, smoke=args.smoke)
+        summary = run(args.spec, args.out, workers=args.workers, resume=args.resume, smoke=args.smoke,
+                      executor=args.executor, scheduler=args.scheduler)
     except KeyboardInterrupt as e:
         print(f"genver: {e}", file=sys.stderr)
         return 130
@@ -419,8 +420,16 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a sweep spec (TOML) into a results directory, resumably")
     r.add_argument("spec", help="experiment spec, e.g. sims/gap_finite.toml")
     r.add_argument("--out", required=True, metavar="DIR", help="results directory (new or, with --resume, the same)")
-    r.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
-    r.add_argument("--resume", action="store_true", help="continue a run in DIR, skipping finished units")
+    r.add_argument("--workers", type=int, default=1,
+                   help="worker processes of --executor local or dask-local (default 1)")
+    r.add_argument("--executor", choices=["local", "dask-local", "dask"], default="local",
+                   help="where units run: local (this machine: in process, or a pool of --workers processes; "
+                        "default), dask-local (a Dask LocalCluster of --workers processes on 127.0.0.1), dask "
+                        "(an existing Dask cluster at --scheduler; needs genver[dist])")
+    r.add_argument("--scheduler", metavar="tcp://HOST:PORT", default=None,
+                   help="the Dask scheduler's address, for --executor dask")
+    r.add_argument("--resume", action="store_true",
+                   help="continue a run in DIR, skipping finished units (with any executor)")
     r.add_argument("--smoke", action="store_true", help="run the spec's small [smoke] version")
     r.set_defaults(func=_run)
     pl = sub.add_parser("plot", help="write the figures of a results directory (PNG and PDF)")

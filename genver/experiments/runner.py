@@ -1,24 +1,28 @@
 """``genver run``: execute every (setting, seed) unit of a spec, resumably.
 
-Execution: units run in this process (``workers=1``) or in a pool of ``workers`` local
-processes (started with ``spawn``; each worker sets numba to one thread so workers and numba
-threads do not oversubscribe the cores). Each finished unit is written as one shard,
-atomically (see :mod:`genver.experiments.store`), so Ctrl-C or SIGKILL loses at most the
-units in flight, and ``--resume`` skips every unit whose shard exists. A cell's numbers do not
-depend on the worker count or the order (see :mod:`genver.experiments.cells`).
+Execution (see :mod:`genver.experiments.executors`): ``executor="local"`` runs units in this
+process (``workers=1``) or in a pool of ``workers`` local processes (started with ``spawn``;
+each worker sets numba to one thread so workers and numba threads do not oversubscribe the
+cores); ``"dask-local"`` on a Dask ``LocalCluster`` of ``workers`` processes on 127.0.0.1;
+``"dask"`` on an existing Dask cluster at ``scheduler``. Whatever ran it, each finished unit
+is written here, by this process, as one shard, atomically (see
+:mod:`genver.experiments.store`), so Ctrl-C or SIGKILL loses at most the units in flight, and
+``--resume`` skips every unit whose shard exists — also when the run is resumed with another
+executor. A cell's numbers do not depend on the executor, the worker count or the order (see
+:mod:`genver.experiments.cells`).
 
 Progress goes to stderr: cells done / total, rate, ETA.
 """
 from __future__ import annotations
 
-import multiprocessing as mp
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import closing
 
 import pandas as pd
 
-from .cells import make_instance, run_unit
+from .cells import make_instance
+from .executors import make_executor
 from .generators import describe
 from .spec import Spec, load_spec, setting_id
 from .store import ResultStore, git_commit, now_iso, package_versions
@@ -55,17 +59,6 @@ class Progress:
             self.stream.flush()
 
 
-def _init_worker():
-    import numba
-    numba.set_num_threads(1)
-
-
-def _unit(spec: Spec, params: dict, sid: str, seed: int, root: str) -> tuple:
-    df = run_unit(spec, params, sid, seed)
-    ResultStore(root).write_shard(df, sid, seed)
-    return sid, seed, len(df)
-
-
 def settings_table(spec: Spec) -> pd.DataFrame:
     """One row per setting: id, knobs and gap descriptors (from the seed-0 instance)."""
     rows = []
@@ -77,8 +70,10 @@ def settings_table(spec: Spec) -> pd.DataFrame:
 
 
 def run(spec_path, out, *, workers: int = 1, resume: bool = False, smoke: bool = False,
-        progress: bool = True, stream=None) -> dict:
-    """Run (or resume) a sweep; returns a summary dict. Raises ``ValueError`` on bad input."""
+        progress: bool = True, stream=None, executor: str = "local", scheduler: str | None = None) -> dict:
+    """Run (or resume) a sweep; returns a summary dict. Raises ``ValueError`` on bad input
+    (including :class:`~genver.experiments.executors.ExecutorError`: an unreachable scheduler,
+    version mismatches), before anything is written or any unit runs."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     spec = load_spec(spec_path, smoke=smoke)
@@ -91,48 +86,48 @@ def run(spec_path, out, *, workers: int = 1, resume: bool = False, smoke: bool =
         if man.get("spec_hash") != spec.hash():
             raise ValueError(f"{store.root}: was started with a different spec (or --smoke setting); refusing to mix results")
     else:
-        man = {"spec": spec.raw["spec"], "spec_path": str(spec_path), "spec_hash": spec.hash(), "smoke": smoke,
-               "experiment": spec.name, "knobs": spec.knobs, "expected": spec.expected, "expect": spec.expect,
-               "versions": package_versions(), "git_commit": git_commit(), "started": now_iso(), "finished": None}
-        store.root.mkdir(parents=True, exist_ok=True)
-        store.write_manifest(man)
-    store.prepare()
-    if not (store.root / "settings.parquet").exists():
-        store.write_settings(settings_table(spec))
-    units = [(setting_id(p), p, s) for p in spec.settings() for s in range(spec.seeds)]
-    done = store.done_units()
-    todo = [u for u in units if (u[0], u[2]) not in done]
-    per = spec.n_cells_per_unit
-    bar = Progress(len(units) * per, stream=stream, enabled=progress)
-    bar.update((len(units) - len(todo)) * per)
-    t0 = time.perf_counter()
-    try:
-        if workers == 1 or len(todo) <= 1:
-            for sid, p, s in todo:
-                _unit(spec, p, sid, s, str(store.root))
-                bar.update(per)
-        else:
-            ctx = mp.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
-                pending = {pool.submit(_unit, spec, p, sid, s, str(store.root)) for sid, p, s in todo}
-                try:
-                    while pending:
-                        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                        for f in finished:
-                            f.result()
-                            bar.update(per)
-                except BaseException:
-                    for f in pending:
-                        f.cancel()
-                    raise
-    except KeyboardInterrupt:
-        n_done = len(store.done_units())
-        raise KeyboardInterrupt(f"interrupted: {n_done}/{len(units)} units saved in {store.root}; "
-                                f"rerun with --resume to finish") from None
+        man = None
+    with make_executor(executor, workers=workers, scheduler=scheduler) as ex:
+        if man is None:
+            man = {"spec": spec.raw["spec"], "spec_path": str(spec_path), "spec_hash": spec.hash(), "smoke": smoke,
+                   "experiment": spec.name, "knobs": spec.knobs, "expected": spec.expected, "expect": spec.expect,
+                   "versions": package_versions(), "git_commit": git_commit(), "started": now_iso(),
+                   "finished": None}
+            store.root.mkdir(parents=True, exist_ok=True)
+            store.write_manifest(man)
+        store.prepare()
+        if not (store.root / "settings.parquet").exists():
+            store.write_settings(settings_table(spec))
+        units = [(setting_id(p), p, s) for p in spec.settings() for s in range(spec.seeds)]
+        done = store.done_units()
+        todo = [u for u in units if (u[0], u[2]) not in done]
+        per = spec.n_cells_per_unit
+        bar = Progress(len(units) * per, stream=stream, enabled=progress)
+        bar.update((len(units) - len(todo)) * per)
+        t0 = time.perf_counter()
+        seen = set()
+        try:
+            with closing(ex.map(spec, todo)) as results:
+                for sid, seed, df in results:
+                    if (sid, seed) in seen:
+                        continue  # a unit is written once, whatever reran it
+                    seen.add((sid, seed))
+                    if not store.shard_path(sid, seed).exists():
+                        store.write_shard(df, sid, seed)
+                    bar.update(per)
+        except KeyboardInterrupt:
+            n_done = len(store.done_units())
+            raise KeyboardInterrupt(f"interrupted: {n_done}/{len(units)} units saved in {store.root}; "
+                                    f"rerun with --resume to finish") from None
+        described = ex.describe()
+    missing = [u for u in todo if (u[0], u[2]) not in seen]
+    if missing:  # an executor that silently dropped units would otherwise leave gaps
+        raise RuntimeError(f"{len(missing)} units came back from no worker; rerun with --resume")
     man = store.read_manifest()
     man["finished"] = now_iso()
     man["cells_total"] = len(units) * per
     man["wall_time_s_last_run"] = time.perf_counter() - t0
+    man["executor_last_run"] = described
     store.write_manifest(man)
     return {"out": str(store.root), "units": len(units), "units_run": len(todo), "cells": len(units) * per,
-            "seconds": time.perf_counter() - t0}
+            "seconds": time.perf_counter() - t0, "executor": described}
