@@ -34,17 +34,21 @@ def _opt_logp(reward, ref: Policy, beta):
     return soft_optimal(reward, ref, beta).policy.logp
 
 
-def suboptimality(policy: Policy, reward, ref: Policy, beta: float, prompt_weights=None) -> float:
-    """``J_β(π*; r*) − J_β(π̂; r*) = β E_x KL(π̂ ‖ π*_{r*})`` (≥ 0)."""
-    return check_beta(beta) * kl_to_optimal(policy, reward, ref, beta, prompt_weights)
+def suboptimality(policy: Policy, reward, ref: Policy, beta: float, prompt_weights=None, *,
+                  optimal: Policy | None = None) -> float:
+    """``J_β(π*; r*) − J_β(π̂; r*) = β E_x KL(π̂ ‖ π*_{r*})`` (≥ 0). ``optimal`` may pass the
+    precomputed ``π*_{r*}`` when many policies are evaluated against one instance."""
+    return check_beta(beta) * kl_to_optimal(policy, reward, ref, beta, prompt_weights, optimal=optimal)
 
 
-def kl_to_optimal(policy: Policy, reward, ref: Policy, beta: float, prompt_weights=None) -> float:
-    """``E_x KL(π̂ ‖ π*_{r*})``."""
+def kl_to_optimal(policy: Policy, reward, ref: Policy, beta: float, prompt_weights=None, *,
+                  optimal: Policy | None = None) -> float:
+    """``E_x KL(π̂ ‖ π*_{r*})`` (``optimal``: a precomputed ``π*_{r*}``)."""
     policy = _check_policy("policy", policy)
     _check_policy("ref", ref, policy.space)
     rho = check_prompt_weights(prompt_weights, policy.space.P)
-    return float(rho_weighted(kl_rows(policy.logp, _opt_logp(reward, ref, beta)), rho))
+    opt = _opt_logp(reward, ref, beta) if optimal is None else _check_policy("optimal", optimal, policy.space).logp
+    return float(rho_weighted(kl_rows(policy.logp, opt), rho))
 
 
 def kl_to_reference(policy: Policy, ref: Policy, prompt_weights=None) -> float:

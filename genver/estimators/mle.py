@@ -367,10 +367,12 @@ def dpo_path(data: Preferences, sizes, policy_class, ref: Policy, beta: float) -
     ll = _path(fin.logp.reshape(fin.size, -1), pos, neg, -beta * (lr[pos] - lr[neg]), segments, sizes, beta)
     rk = isinstance(policy_class, SoftOptimalPolicyClass)
     wall = (time.perf_counter() - t0) / sizes.size
-    out = []
+    out, members = [], {}
     for row in ll:
         k, set_valued, n_max = finite_pick(row, fin.logp)
-        out.append(FitResult("dpo", float(row[k]), policy=fin.member(k), policy_index=k,
+        if k not in members:  # one Policy object per picked member
+            members[k] = fin.member(k)
+        out.append(FitResult("dpo", float(row[k]), policy=members[k], policy_index=k,
                              reward_index=k if rk else None, set_valued=set_valued, wall_time=wall,
                              extra={"n_maximisers": n_max}))
     return out

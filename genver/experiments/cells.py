@@ -82,8 +82,10 @@ import pandas as pd
 
 from .. import metrics as M
 from .._validation import check_prompt_weights
-from ..classes import induced_reward_class
-from ..estimators import best_of_n, dpo, ipo, reward_mle, rl_step, rm_rl, sft
+from ..classes import FiniteRewardClass, induced_reward_class
+from ..estimators import (best_of_n, dpo, dpo_path, ipo, reward_mle, rl_step, rm_rl, rm_rl_path,
+                          sft)
+from ..estimators.mle import _policy_members
 from ..estimators.base import FitResult
 from ..estimators.gradient import dpo_gd
 from ..estimators.imitation import Demonstrations
@@ -296,8 +298,10 @@ def _bon_reward(r, inst, N):
 
 
 _POLICY_METRICS = {
-    "suboptimality": lambda pol, inst: M.suboptimality(pol, inst.reward_true, inst.ref, inst.beta, inst.prompt_weights),
-    "kl_to_optimal": lambda pol, inst: M.kl_to_optimal(pol, inst.reward_true, inst.ref, inst.beta, inst.prompt_weights),
+    "suboptimality": lambda pol, inst: M.suboptimality(pol, inst.reward_true, inst.ref, inst.beta, inst.prompt_weights,
+                                                       optimal=inst.optimal),
+    "kl_to_optimal": lambda pol, inst: M.kl_to_optimal(pol, inst.reward_true, inst.ref, inst.beta, inst.prompt_weights,
+                                                       optimal=inst.optimal),
     "kl_to_reference": lambda pol, inst: M.kl_to_reference(pol, inst.ref, inst.prompt_weights),
     "expected_reward": lambda pol, inst: M.expected_reward(pol, inst.reward_true, inst.prompt_weights),
     "win_rate": lambda pol, inst: M.win_rate(pol, inst.ref, inst.reward_true, inst.prompt_weights),
@@ -340,25 +344,69 @@ def _data(spec, inst: Instance, seed: int):
                               np.random.default_rng(seed_sequence(spec.root_seed, seed, 1)),
                               prompt_weights=inst.data_weights, temperature=spec.temperature,
                               deterministic=spec.deterministic)
-    return lambda n: data.head(n).counts()
+    data_of = lambda n: data.head(n).counts()  # noqa: E731
+    data_of.stream = data
+    return data_of
+
+
+def _dpo_path(inst, data, sizes, o, cls=None):
+    cls = inst.policy_class if cls is None else cls
+    if _policy_members(cls) is None:
+        return None
+    return dpo_path(data, sizes, cls, inst.ref, inst.beta)
+
+
+def _dpo_restricted_path(inst, data, sizes, o):
+    return None if inst.restricted_class is None else _dpo_path(inst, data, sizes, o, inst.restricted_class)
+
+
+def _rm_rl_path(inst, data, sizes, o):
+    if o.get("rl_prompts", "all") != "all" or not isinstance(inst.reward_class, FiniteRewardClass):
+        return None
+    return rm_rl_path(data, sizes, inst.reward_class, inst.policy_class, inst.ref, inst.beta,
+                      prompt_weights=inst.prompt_weights)
+
+
+#: estimators with a nested-sizes fast path (finite classes): name -> function returning one
+#: FitResult per size, or None when the path does not apply; results equal the per-size fits
+PATHS = {"dpo": _dpo_path, "dpo_restricted": _dpo_restricted_path, "rm_rl": _rm_rl_path}
 
 
 def run_unit(spec, params: dict, sid: str, seed: int) -> pd.DataFrame:
     """All cells of one (setting, seed): tidy rows with the setting's knobs as columns."""
     inst = make_instance(spec.generator, params, spec.root_seed, seed)
+    population = getattr(spec, "population", False)
     data_of = _data(spec, inst, seed)
-    rows = []
-    knobs = {k: params[k] for k in spec.knobs}
-    for n in spec.sizes:
-        counts = data_of(n)
+    paths = {}
+    if not population:
+        stream = data_of.stream
         for k, est in enumerate(spec.estimators):
-            fn = ESTIMATORS[est["name"]][0]
-            rng = np.random.default_rng(seed_sequence(spec.root_seed, seed, 2, n, k))
-            t0 = time.perf_counter()
-            res = fn(inst, counts, rng, est["options"])
-            wall = time.perf_counter() - t0
+            if est["name"] in PATHS:
+                paths[k] = PATHS[est["name"]](inst, stream, spec.sizes, est["options"])
+    rows = []
+    memo = {}  # (metric, id(policy)) -> (policy, value): a picked finite member is evaluated once
+    knobs = {k: params[k] for k in spec.knobs}
+    for i, n in enumerate(spec.sizes):
+        counts = None
+        for k, est in enumerate(spec.estimators):
+            if paths.get(k) is not None:
+                res = paths[k][i]
+                wall = res.wall_time
+            else:
+                counts = data_of(n) if counts is None else counts
+                fn = ESTIMATORS[est["name"]][0]
+                rng = np.random.default_rng(seed_sequence(spec.root_seed, seed, 2, n, k))
+                t0 = time.perf_counter()
+                res = fn(inst, counts, rng, est["options"])
+                wall = time.perf_counter() - t0
             for m in spec.metrics:
-                v = _evaluate(m, res, inst)
+                key = (m, id(res.policy))
+                if metric_kind(m) == "policy" and res.policy is not None and key in memo:
+                    v = memo[key][1]
+                else:
+                    v = _evaluate(m, res, inst)
+                    if metric_kind(m) == "policy" and res.policy is not None:
+                        memo[key] = (res.policy, v)
                 if v is None:
                     continue
                 rows.append({"experiment": spec.name, "setting_id": sid, **knobs, "seed": seed, "n": n,

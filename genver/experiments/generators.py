@@ -59,6 +59,7 @@ of distractors) share everything drawn before it — common random numbers acros
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -90,6 +91,12 @@ class Instance:
     def __post_init__(self):
         if self.sampler is None:
             self.sampler = self.ref
+
+    @cached_property
+    def optimal(self) -> Policy:
+        """``π* = π*_{r*}`` (computed once per instance)."""
+        from ..softrl import soft_optimal
+        return soft_optimal(self.reward_true, self.ref, self.beta).policy
 
     @property
     def data_weights(self) -> np.ndarray | None:
