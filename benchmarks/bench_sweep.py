@@ -1,0 +1,172 @@
+"""Whole-sweep performance: genver's runner against the obvious numpy version, cold and warm
+wall times, cells per second, peak memory, and how cost grows with n, K and V**H.
+
+Run by hand (never in CI):  python benchmarks/bench_sweep.py [--reps 5] [--json]
+
+* ``sweep_vs_numpy`` — the shipped ``gap_finite`` sweep with ``--seeds`` seeds (default 4; the
+  full 30-seed numpy baseline takes many minutes): numpy time (``naive_sweep.py``: every
+  (seed, n) from scratch) ÷ genver's in-process runner time (warm). Every value of the two
+  tables must agree to 1e-9. Target ≥ 50.
+* ``cold_warm`` — ``genver run SPEC`` as a subprocess (1 worker) for ``gap_finite`` and
+  ``gap_horizon``: cold (an empty numba cache directory) and warm wall time, cells/s, and the
+  peak resident memory of the process.
+* ``scaling`` — seconds per unit for the finite sweep as one knob grows (log-log slope):
+  ``n`` (one size per run, 64 … 65,536 pairs; cost must stop growing once all distinct pairs
+  are counted), ``K`` (distractors) and ``V**H``.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from genver.experiments.cells import run_unit  # noqa: E402
+from genver.experiments.runner import run  # noqa: E402
+from genver.experiments.spec import load_spec, parse_spec, setting_id  # noqa: E402
+from genver.experiments.store import ResultStore  # noqa: E402
+
+import naive_sweep  # noqa: E402
+
+
+def _spec_text(name, seeds=None):
+    text = (ROOT / "sims" / f"{name}.toml").read_text()
+    if seeds is not None:
+        import re
+        text = re.sub(r"^seeds = \d+", f"seeds = {seeds}", text, flags=re.M)
+    return text
+
+
+def sweep_vs_numpy(seeds, reps):
+    tmp = pathlib.Path(tempfile.mkdtemp())
+    spec_path = tmp / "gap_finite.toml"
+    spec_path.write_text(_spec_text("gap_finite", seeds))
+    spec = load_spec(spec_path)
+    run(spec_path, tmp / "warmup", progress=False)  # compile
+    t_g = []
+    for i in range(reps):
+        t0 = time.perf_counter()
+        run(spec_path, tmp / f"g{i}", progress=False)
+        t_g.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    naive = naive_sweep.run(spec)
+    t_n = time.perf_counter() - t0
+    ours = ResultStore(tmp / "g0").load()
+    keys = ["setting_id", "seed", "n", "estimator", "metric"]
+    merged = ours.merge(naive, on=keys, suffixes=("", "_numpy"))
+    assert len(merged) == len(naive) > 0, "the two sweeps do not cover the same cells"
+    gap = float(np.abs(merged["value"] - merged["value_numpy"]).max())
+    assert gap <= 1e-9, f"numbers differ by {gap}"
+    shutil.rmtree(tmp)
+    t_g = np.array(t_g)
+    return {"median": t_n / float(np.median(t_g)), "min": t_n / float(t_g.max()), "max": t_n / float(t_g.min()),
+            "genver_s": float(np.median(t_g)), "numpy_s": t_n, "cells": int(len(naive) // 4 * 1),
+            "max_abs_difference": gap, "seeds": seeds}
+
+
+def cold_warm(name):
+    tmp = pathlib.Path(tempfile.mkdtemp())
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp / "numba-cache"))
+    out = {}
+    for label in ("cold", "warm"):
+        t0 = time.perf_counter()
+        # GNU time reports this child's own peak resident set (KiB) on stderr
+        proc = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-m", "genver.cli", "run",
+                               str(ROOT / "sims" / f"{name}.toml"), "--out", str(tmp / label)],
+                              env=env, check=True, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        peak_kib = int(proc.stderr.strip().splitlines()[-1])
+        man = ResultStore(tmp / label).read_manifest()
+        out[label] = {"wall_s": wall, "cells": man["cells_total"], "cells_per_s": man["cells_total"] / wall,
+                      "peak_rss_MiB": peak_kib / 1024}
+    shutil.rmtree(tmp)
+    return out
+
+
+def _unit_seconds(raw, reps=3):
+    spec = parse_spec(raw)
+    p = spec.settings()[0]
+    run_unit(spec, p, setting_id(p), 0)
+    ts = []
+    for s in range(reps):
+        t0 = time.perf_counter()
+        run_unit(spec, p, setting_id(p), s + 1)
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def _slope(x, y):
+    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
+
+
+def scaling():
+    import tomllib
+    base = tomllib.loads(_spec_text("gap_finite"))
+    base.pop("smoke", None)
+    base["metrics"] = {"names": ["suboptimality"]}
+    res = {}
+    ns = [64, 256, 1024, 4096, 16384, 65536]
+    t = []
+    for n in ns:
+        raw = copy.deepcopy(base)
+        raw["grid"] = {"n_distractors": [1024]}
+        raw["data"]["sizes"] = [n]
+        t.append(_unit_seconds(raw))
+    res["n"] = {"values": ns, "seconds_per_unit": t, "slope_all": _slope(ns, t), "slope_last3": _slope(ns[-3:], t[-3:])}
+    ks = [16, 256, 4096, 16384]
+    t = []
+    for k in ks:
+        raw = copy.deepcopy(base)
+        raw["grid"] = {"n_distractors": [k]}
+        t.append(_unit_seconds(raw))
+    res["K"] = {"values": ks, "seconds_per_unit": t, "slope": _slope(np.array(ks) + 4, t)}
+    hs = [2, 3, 4, 5, 6]
+    t = []
+    for h in hs:
+        raw = copy.deepcopy(base)
+        raw["instance"]["H"] = h
+        raw["grid"] = {"n_distractors": [256]}
+        t.append(_unit_seconds(raw))
+    res["V**H"] = {"values": [2**h for h in hs], "seconds_per_unit": t, "slope": _slope([2**h for h in hs], t)}
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--seeds", type=int, default=4)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    res = {"sweep_vs_numpy": sweep_vs_numpy(args.seeds, args.reps),
+           "cold_warm": {name: cold_warm(name) for name in ("gap_finite", "gap_horizon")},
+           "scaling": scaling()}
+    if args.json:
+        print(json.dumps(res))
+        return
+    s = res["sweep_vs_numpy"]
+    print(f"sweep_vs_numpy   {s['median']:.1f}  [min {s['min']:.1f}, max {s['max']:.1f}]  genver {s['genver_s']:.2f} s, "
+          f"numpy {s['numpy_s']:.1f} s, max |difference| {s['max_abs_difference']:.1e}")
+    for name, v in res["cold_warm"].items():
+        for label, w in v.items():
+            print(f"{name:<12} {label}: {w['wall_s']:.1f} s, {w['cells']} cells, {w['cells_per_s']:.0f} cells/s, "
+                  f"peak RSS {w['peak_rss_MiB']:.0f} MiB")
+    for knob, v in res["scaling"].items():
+        extra = f", last three points {v['slope_last3']:.2f}" if "slope_last3" in v else ""
+        print(f"cost vs {knob:<5} slope {v.get('slope', v.get('slope_all')):.2f}{extra}  "
+              f"({', '.join(f'{x}: {t * 1e3:.0f} ms' for x, t in zip(v['values'], v['seconds_per_unit']))})")
+
+
+if __name__ == "__main__":
+    main()
