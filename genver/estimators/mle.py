@@ -4,7 +4,8 @@ Notation as in ``paper-notes.md`` §2, with ``(x_i, y_i⁺, y_i⁻)`` the ``N`` 
 through their counts) and ``r_π = β log π/π_ref`` the local (implicit) reward.
 
 * **Offline (DPO):** ``π̂_off ∈ argmax_{π∈Π} Σ_i log σ(r_π(x_i,y_i⁺) − r_π(x_i,y_i⁻)) − pen(π)``.
-* **IPO:** ``argmin_{π∈Π} Σ_i (h_π(i) − 1/(2τ))²`` with
+* **IPO:** ``argmin_{π∈Π} Σ_i (h_π(i) − 1/(2τ))²`` (finite: enumeration; tabular: the same
+  centred ridge on ``log π/π_ref`` as DPO; log-linear: ridge ``(λ/2)‖θ‖²``, L-BFGS) with
   ``h_π(i) = log π(y⁺)/π_ref(y⁺) − log π(y⁻)/π_ref(y⁻)`` (``average="sequence"``) or the same
   divided by the length ``H`` (``average="token"``, length-averaged log-probabilities).
 * **Reward MLE:** ``r̂ ∈ argmax_{r∈R} Σ_i log σ(r(x_i,y_i⁺) − r(x_i,y_i⁻)) − pen(r)``.
@@ -314,6 +315,28 @@ def ipo(data, policy_class, ref: Policy, beta: float = 1.0, *, tau: float = 1.0,
         pol = Policy(sp, s - logsumexp_rows(s)[:, None])
         return FitResult("ipo", -float(res.fun), policy=pol, converged=converged(g, c.n_pairs), iterations=int(res.nit),
                          grad_norm=g, identified=_identified(sp, c), wall_time=time.perf_counter() - t0,
+                         extra={"l2": l2, "average": average})
+    if isinstance(policy_class, LogLinearPolicyClass):
+        l2 = check_l2(0.0 if l2 is None else l2, positive=False)
+        if not np.array_equal(ref.logp, policy_class.ref.logp):
+            raise ValueError("ref must be the log-linear class's own reference policy")
+        from ..policy import sequence_logp_from_cond
+
+        def neg(theta):
+            cond = policy_class.cond(theta)
+            u = (sequence_logp_from_cond(sp, cond) - ref.logp).ravel()  # log π_θ/π_ref
+            resid = scale * (u[c.pos_flat] - u[c.neg_flat]) - target
+            gu = np.zeros(sp.P * sp.T)
+            np.add.at(gu, c.pos_flat, -2.0 * scale * c.count * resid)
+            np.add.at(gu, c.neg_flat, 2.0 * scale * c.count * resid)
+            obj = -(c.count @ resid**2) - 0.5 * l2 * theta @ theta
+            grad = policy_class.contract_score(cond, gu.reshape(sp.shape)) - l2 * theta
+            return -obj, -grad
+
+        res, g = lbfgs(neg, np.zeros(policy_class.n_params))
+        pol = policy_class.policy(res.x)
+        return FitResult("ipo", -float(res.fun), policy=pol, params=res.x, converged=converged(g, c.n_pairs),
+                         iterations=int(res.nit), grad_norm=g, wall_time=time.perf_counter() - t0,
                          extra={"l2": l2, "average": average})
     raise ValueError(f"ipo: unsupported policy class {type(policy_class).__name__}")
 
