@@ -29,6 +29,7 @@ import json
 import math
 import os
 import platform
+import sys
 import time
 
 import numpy as np
@@ -41,15 +42,8 @@ from genver.preferences import sample_preferences
 from genver.softrl import soft_optimal
 from genver.spaces import TreeSpace
 
-
-def timeit(fn, reps):
-    fn()
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return np.array(ts)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_core import numpy_class_loglik, timeit  # noqa: E402
 
 
 def ratio(base, fast) -> dict:
@@ -59,14 +53,6 @@ def ratio(base, fast) -> dict:
 
 
 # -- 1. class likelihood ------------------------------------------------------------------
-def numpy_class_loglik(scores, pos, neg, count, chunk=1000):
-    out = np.empty(scores.shape[0])
-    for a in range(0, scores.shape[0], chunk):
-        z = scores[a : a + chunk, pos] - scores[a : a + chunk, neg]
-        out[a : a + chunk] = -np.logaddexp(0.0, -z) @ count
-    return out
-
-
 @njit(cache=True, fastmath=FASTMATH, parallel=True)
 def peak_probe(z, count, out):
     """Only the log-sigmoid arithmetic: contiguous margins, no gather (each member shifts the
