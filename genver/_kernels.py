@@ -113,23 +113,36 @@ def class_bt_loglik(scores, pos, neg, offset, count, scale, out):
     offset (M,) and count (M,) per pair; out (K,) =
     Σ_j c_j log σ(scale·(f_k[pos_j] − f_k[neg_j]) + offset_j).
 
-    Per member, in blocks of 256 pairs: gather the margins into a small buffer (it stays in
-    L1), then a branch-free ``min(z, 0) − log(1 + e^{−|z|})`` loop that LLVM vectorises
-    (absolute error per term ≤ 3e-16, the rounding of ``1 + e^{−|z|}``)."""
+    Members are taken in groups of 4 (one ``prange`` item per group, so each pair's indices
+    are loaded once for four members) and pairs in blocks of 256: gather the margins into a
+    small buffer that stays in L1, then a branch-free ``min(z, 0) − log(1 + e^{−|z|})`` loop
+    that LLVM vectorises (absolute error per term ≤ 3e-16, the rounding of ``1 + e^{−|z|}``).
+    Each member's sum is serial, so results do not depend on the thread count."""
     K = scores.shape[0]
     M = pos.shape[0]
     B = 256
-    for k in prange(K):
-        z = np.empty(B)
-        s = 0.0
+    G = 4
+    for b in prange((K + G - 1) // G):
+        k0 = b * G
+        g = min(G, K - k0)
+        z = np.empty((G, B))
+        acc = np.zeros(G)
         for j0 in range(0, M, B):
             m = min(B, M - j0)
             for j in range(m):
-                z[j] = scale * (scores[k, pos[j0 + j]] - scores[k, neg[j0 + j]]) + offset[j0 + j]
-            for j in range(m):
-                zj = z[j]
-                s += count[j0 + j] * (min(zj, 0.0) - math.log(1.0 + math.exp(-abs(zj))))
-        out[k] = s
+                p = pos[j0 + j]
+                q = neg[j0 + j]
+                o = offset[j0 + j]
+                for i in range(g):
+                    z[i, j] = scale * (scores[k0 + i, p] - scores[k0 + i, q]) + o
+            for i in range(g):
+                s = 0.0
+                for j in range(m):
+                    zj = z[i, j]
+                    s += count[j0 + j] * (min(zj, 0.0) - math.log(1.0 + math.exp(-abs(zj))))
+                acc[i] += s
+        for i in range(g):
+            out[k0 + i] = acc[i]
 
 
 @njit(cache=True, fastmath=FASTMATH)
