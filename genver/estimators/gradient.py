@@ -13,8 +13,8 @@ each logit moves by at most ``lr`` per step), the same rule as
 steps compares the *directions* of two objectives rather than their gradient scales.
 The gradient is exact: ``∂obj/∂z = β (g − π Σ_y g)`` with ``g = ∂obj/∂f``.
 
-The objective is written here from the same kernel (``_kernels.bt_loglik_grad``) and formula as
-``genver.estimators.mle.dpo``'s tabular branch, which keeps its objective inside a closure.
+The objective is :func:`genver.estimators.mle.dpo_tabular_objective`, the one the exact
+:func:`genver.estimators.dpo` maximises.
 """
 from __future__ import annotations
 
@@ -22,37 +22,14 @@ import time
 
 import numpy as np
 
-from .. import _kernels
 from .._solve import check_l2
 from .._validation import check_beta, check_positive_int
 from ..classes import TabularPolicyClass
 from ..policy import Policy, logsumexp_rows
 from .base import FitResult
-from .mle import DEFAULT_L2, _counts
+from .mle import DEFAULT_L2, _counts, dpo_tabular_objective
 
-__all__ = ["dpo_gd", "dpo_tabular_objective"]
-
-
-def dpo_tabular_objective(c, ref: Policy, beta: float, l2: float):
-    """``z ↦ (objective, gradient)`` of the tabular DPO problem (summed over pairs, ridge
-    included), the function :func:`genver.estimators.dpo` maximises for the tabular class."""
-    sp = c.space
-    lr = ref.logp
-    grad_f = np.empty(sp.P * sp.T)
-    pos, neg = c.pos_flat, c.neg_flat
-
-    def f(z):
-        s = lr + z
-        logp = s - logsumexp_rows(s)[:, None]
-        fr = beta * (logp - lr)
-        ll = _kernels.bt_loglik_grad(fr.ravel(), pos, neg, c.count, 1.0, grad_f)
-        fc = fr - fr.mean(axis=1, keepdims=True)
-        obj = ll - 0.5 * l2 * np.sum(fc * fc)
-        gf = grad_f.reshape(sp.shape) - l2 * fc
-        gz = beta * (gf - np.exp(logp) * gf.sum(axis=1, keepdims=True))
-        return obj, gz, logp
-
-    return f
+__all__ = ["dpo_gd"]
 
 
 def dpo_gd(data, policy_class, ref: Policy, beta: float, *, steps: int = 100, lr: float = 1.0,

@@ -63,7 +63,7 @@ from .._solve import check_l2, converged, finite_pick, lbfgs
 from .base import FitResult
 
 __all__ = ["dpo", "ipo", "reward_mle", "rl_step", "rm_rl", "DEFAULT_L2", "dpo_path", "reward_mle_path",
-           "rm_rl_path"]
+           "rm_rl_path", "dpo_tabular_objective"]
 
 #: Default ridge weight for the tabular classes (λ in the module docstring).
 DEFAULT_L2 = 1e-2
@@ -180,6 +180,31 @@ def _pair_offsets(ref: Policy, c: PairCounts, beta: float) -> np.ndarray:
     return -beta * (lr[c.pos_flat] - lr[c.neg_flat])
 
 
+def dpo_tabular_objective(c: PairCounts, ref: Policy, beta: float, l2: float):
+    """``z ↦ (objective, ∂objective/∂z, log π_z)`` of tabular DPO over the logits ``z`` of
+    ``π_z = softmax(log π_ref + z)``: the Bradley–Terry log-likelihood of
+    ``f = r_π = β log π_z/π_ref`` (summed over pairs) minus ``(λ/2) Σ_x Σ_y (f − f̄(x))²``. Since
+    ``∂f_y/∂z_u = β(δ_yu − π_u)`` within a prompt, ``∂obj/∂z = β(g − π Σ_y g)``, ``g = ∂obj/∂f``.
+    Used by :func:`dpo` (L-BFGS) and :func:`genver.estimators.gradient.dpo_gd` (plain steps)."""
+    sp = c.space
+    lr = ref.logp
+    grad_f = np.empty(sp.P * sp.T)
+    pos, neg = c.pos_flat, c.neg_flat
+
+    def objective(z):
+        s = lr + z
+        logp = s - logsumexp_rows(s)[:, None]
+        f = beta * (logp - lr)
+        ll = _kernels.bt_loglik_grad(f.ravel(), pos, neg, c.count, 1.0, grad_f)
+        fc = f - f.mean(axis=1, keepdims=True)
+        obj = ll - 0.5 * l2 * np.sum(fc * fc)
+        gf = grad_f.reshape(sp.shape) - l2 * fc
+        gz = beta * (gf - np.exp(logp) * gf.sum(axis=1, keepdims=True))
+        return obj, gz, logp
+
+    return objective
+
+
 def dpo(data, policy_class, ref: Policy, beta: float, *, l2: float | None = None) -> FitResult:
     """Offline MLE (DPO) over a finite, soft-optimal (finite or linear ``R``), tabular or
     log-linear policy class."""
@@ -217,20 +242,10 @@ def dpo(data, policy_class, ref: Policy, beta: float, *, l2: float | None = None
     if isinstance(policy_class, TabularPolicyClass):
         l2 = check_l2(DEFAULT_L2 if l2 is None else l2, positive=True)
         lr = ref.logp
-        grad_f = np.empty(sp.P * sp.T)
-        pos, neg_ = c.pos_flat, c.neg_flat
+        objective = dpo_tabular_objective(c, ref, beta, l2)
 
         def neg(zflat):
-            z = zflat.reshape(sp.shape)
-            s = lr + z
-            logp = s - logsumexp_rows(s)[:, None]
-            f = beta * (logp - lr)  # r_π
-            ll = _kernels.bt_loglik_grad(f.ravel(), pos, neg_, c.count, 1.0, grad_f)
-            fc = f - f.mean(axis=1, keepdims=True)
-            obj = ll - 0.5 * l2 * np.sum(fc * fc)
-            gf = grad_f.reshape(sp.shape) - l2 * fc  # ∂obj/∂f
-            # f = β(z − lse(lr + z)): ∂f_y/∂z_u = β(δ_yu − π_u)
-            gz = beta * (gf - np.exp(logp) * gf.sum(axis=1, keepdims=True))
+            obj, gz, _ = objective(zflat.reshape(sp.shape))
             return -obj, -gz.ravel()
 
         res, g = lbfgs(neg, np.zeros(sp.P * sp.T))
