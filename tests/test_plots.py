@@ -193,3 +193,26 @@ def test_given_axes_and_save_from_axes(tmp_path):
     assert P.plot_n_epsilon(S.n_epsilon(tidy(D_values=(0,)), 0.05, knobs="D", n_boot=20), "D", ax=a2) is a2
     paths = P.save_figure(a1, tmp_path / "both.png")  # an Axes and a suffixed stem are accepted
     assert [p.name for p in paths] == ["both.png", "both.pdf"]
+
+
+def test_policies_overlay(tmp_path):
+    from genver.policy import random_policy
+    from genver.spaces import TreeSpace
+
+    sp = TreeSpace(P=2, V=2, H=3)
+    a, b = random_policy(sp, random_state=0), random_policy(sp, random_state=1)
+    ax = P.plot_policies({"offline": a, "online": a, "other": b.probs}, prompt=1)
+    assert len(ax.get_lines()) == 3 and legend_texts(ax) == ["offline", "online", "other"]
+    np.testing.assert_array_equal(ax.get_lines()[1].get_ydata(), a.probs[1])
+    assert [t.get_text() for t in ax.get_xticklabels()][:2] == ["000", "001"]  # tokens, first token first
+    assert "online 0," in ax.get_title() and "other 0." in ax.get_title()  # max |Δπ| over all x, y
+    assert "pi(y" in ax.get_ylabel()
+    ax2 = P.plot_policies({"a": a.probs[0]})  # a bare (T,) array: one prompt, index ticks
+    assert "index" in ax2.get_xlabel() and ax2.get_title() == ""
+    with pytest.raises(ValueError, match="different shapes"):
+        P.plot_policies({"a": a, "b": a.probs[:, :4]})
+    with pytest.raises(ValueError, match="prompt"):
+        P.plot_policies({"a": a}, prompt=2)
+    with pytest.raises(ValueError, match="at least one"):
+        P.plot_policies({})
+    check_saved(ax.figure, tmp_path, "policies")
