@@ -320,7 +320,7 @@ def test_spin_offline_equals_online_tabular_and_soft_optimal_class():
     on = spin(d, TabularPolicyClass(sp), ref, BETA, rounds=2, random_state=3, route="online", l2=0.2)
     for qo, qn in zip(off.extra["pairs"], on.extra["pairs"]):
         np.testing.assert_array_equal(qo.as_array(), qn.as_array())
-    np.testing.assert_allclose(off.policy.probs, on.policy.probs, atol=1e-7)
+    np.testing.assert_allclose(off.policy.probs, on.policy.probs, atol=1e-12)
     R = random_reward_class(sp, 6, rng)
     PiR = SoftOptimalPolicyClass(R, ref, BETA)
     a = spin(d, PiR, ref, BETA, rounds=3, random_state=4, route="offline")

@@ -38,6 +38,21 @@ Solvers and well-posedness rules
   touched coordinates. DPO is solved over the logits ``z`` of ``π = softmax(log π_ref + z)``
   (all ``P·T`` of them), a different computation that must land on the same policy
   (Theorem 2.2). ``identified`` marks the touched coordinates; ``λ`` must be ``> 0``.
+* Tabular solver: exact damped Newton (:func:`genver._solve.newton`), to ``max|∇| ≤ 1e-13·N``
+  or the float64 floor of the gradient (L-BFGS stalled at a few 1e-7). The Hessians are
+  block diagonal over prompts. With margins ``d_k = f(y⁺_k) − f(y⁻_k)`` of the pairs and
+  Bradley–Terry weights ``w_k = c_k σ(d_k) σ(−d_k)``, let ``L_w`` be the weighted graph
+  Laplacian of the pairs (``Σ_k w_k (e_{y⁺} − e_{y⁻})(e_{y⁺} − e_{y⁻})ᵀ`` per prompt) and
+  ``C = I − 11ᵀ/T`` the centring. Reward MLE (touched coordinates ``v``): ``−∇² = L_w + λI``.
+  DPO in the logits: ``f = β(z − A(z))`` with ``A`` the per-prompt log-partition; since the
+  objective's gradient in ``f``, ``g``, sums to zero within each prompt (Bradley–Terry and the
+  centred ridge are both blind to per-prompt constants), the log-partition curvature term
+  ``−β (Σ_y g_y) ∇²A`` vanishes and ``J = β(I − 1πᵀ)`` acts as ``β·I`` on both sides, so
+  ``−∇²_z = β² (L_w + λC)`` — singular only along the per-prompt constants, which leave ``π``
+  unchanged. On ``1⊥`` it equals ``β²(L_w + λI)``, whose untouched coordinates decouple:
+  the Newton step solves ``(L_w + λI)`` on the touched block and divides by ``λβ²`` elsewhere.
+  IPO: ``−∇²_z = 2s² L_c + λC`` (``s`` the length scale, weights the counts) — the objective is
+  quadratic in ``z`` and one Newton step is exact. Other classes keep L-BFGS.
 * Linear rewards / log-linear policies: ridge on the reward-scale parameters, ``(λ/2)‖w‖²``
   for ``r_w = w·φ`` and ``(λ/2)‖βθ‖²`` for ``π_θ`` (whose local reward is
   ``β θ·Σ_h ψ − normalisers``), so that isomorphic pairs — e.g. additive rewards on
@@ -59,7 +74,7 @@ from ..classes import (FinitePolicyClass, FiniteRewardClass, LinearRewardClass, 
                        SoftOptimalPolicyClass, TabularPolicyClass, TabularRewardClass)
 from ..policy import Policy, logsumexp_rows
 from ..preferences import PairCounts, Preferences
-from .._solve import check_l2, converged, finite_pick, lbfgs
+from .._solve import NEWTON_RTOL, LaplacianRidge, check_l2, converged, finite_pick, lbfgs, newton
 from .base import FitResult
 
 __all__ = ["dpo", "ipo", "reward_mle", "rl_step", "rm_rl", "DEFAULT_L2", "dpo_path", "reward_mle_path",
@@ -82,6 +97,48 @@ def _identified(space, c: PairCounts) -> np.ndarray:
     mask[c.pos_flat] = True
     mask[c.neg_flat] = True
     return mask.reshape(space.shape)
+
+
+# -- tabular Newton plumbing (the Hessians are derived in the module docstring) -------------
+def _touched_system(c: PairCounts):
+    """``(cov, pos, neg, lap)``: the touched flat coordinates ``cov`` (sorted, so grouped by
+    prompt), the pairs' positions in ``cov`` and the per-prompt :class:`LaplacianRidge` on them."""
+    sp = c.space
+    cov = np.flatnonzero(_identified(sp, c).ravel())
+    loc = np.full(sp.P * sp.T, -1, dtype=np.int64)
+    loc[cov] = np.arange(cov.size)
+    pos, neg = loc[c.pos_flat], loc[c.neg_flat]
+    return cov, pos, neg, LaplacianRidge(cov // sp.T, pos, neg)
+
+
+def _bt_weights(d: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """``c σ(d) σ(−d)`` (the Bradley–Terry curvature of each pair), without overflow."""
+    e = np.exp(-np.abs(d))
+    return count * e / (1.0 + e) ** 2
+
+
+def _logit_newton_solve(c: PairCounts, weights, lam: float, scale2: float):
+    """``solve(z, g)`` for :func:`newton` on a tabular logit problem with ``−∇²_z =
+    scale2·(L_w + λC)``, ``w = weights(z)``: on ``1⊥`` (the gradient's per-prompt mean is
+    removed first, and the step's afterwards) ``(L_w + λI)⁻¹`` on each prompt's touched
+    block, ``1/λ`` elsewhere."""
+    sp = c.space
+    cov, _, _, lap = _touched_system(c)
+
+    def solve(zflat, g):
+        g = g.reshape(sp.shape)
+        g = (g - g.mean(axis=1, keepdims=True)).ravel()
+        u = g / lam
+        if cov.size:
+            u[cov] = lap.solve(weights(zflat), lam, g[cov])
+        u = u.reshape(sp.shape)
+        return (u - u.mean(axis=1, keepdims=True)).ravel() / scale2  # rounding leaks into 1: drop it
+
+    return solve
+
+
+def _gtol(c: PairCounts) -> float:
+    return NEWTON_RTOL * max(1.0, float(c.count.sum()))
 
 
 # -- reward MLE ---------------------------------------------------------------------------
@@ -121,22 +178,33 @@ def reward_mle(data, reward_class, *, l2: float | None = None) -> FitResult:
     if isinstance(reward_class, TabularRewardClass):
         l2 = check_l2(DEFAULT_L2 if l2 is None else l2, positive=True)
         ident = _identified(sp, c)
-        cov = np.flatnonzero(ident.ravel())
-        loc = np.full(sp.P * sp.T, -1, dtype=np.int64)
-        loc[cov] = np.arange(cov.size)
-        pos, neg_ = loc[c.pos_flat], loc[c.neg_flat]
+        cov, pos, neg_, lap = _touched_system(c)
         grad = np.empty(cov.size)
 
         def neg(v):
             ll = _kernels.bt_loglik_grad(v, pos, neg_, c.count, 1.0, grad)
             return -(ll - 0.5 * l2 * v @ v), -(grad - l2 * v)
 
-        res, g = lbfgs(neg, np.zeros(cov.size))
+        blk = cov // sp.T
+        size = np.maximum(np.bincount(blk, minlength=sp.P), 1)
+
+        def bmean(u):  # per-prompt mean over the touched coordinates
+            return (np.bincount(blk, u, minlength=sp.P) / size)[blk]
+
+        def solve(v, g):  # −∇² = L_w + λI, w from the margins v(y⁺) − v(y⁻)
+            # per-prompt constants have curvature λ only; their Newton component is exactly the
+            # current mean v̄ (the Bradley–Terry gradient sums to 0 in a prompt, so ḡ = λv̄):
+            # take it as v̄, not as ḡ/λ, which would amplify rounding in ḡ by 1/λ
+            u = lap.solve(_bt_weights(v[pos] - v[neg_], c.count), l2, g - bmean(g))
+            return u - bmean(u) + bmean(v)
+
+        res = newton(neg, solve, np.zeros(cov.size), _gtol(c))
         r = np.zeros(sp.P * sp.T)
         r[cov] = res.x
-        return FitResult("reward_mle", -float(res.fun), reward=r.reshape(sp.shape), converged=converged(g, c.n_pairs),
-                         iterations=int(res.nit), grad_norm=g, identified=ident,
-                         wall_time=time.perf_counter() - t0, extra={"l2": l2})
+        return FitResult("reward_mle", -res.fun, reward=r.reshape(sp.shape),
+                         converged=converged(res.grad_norm, c.n_pairs), iterations=res.nit,
+                         grad_norm=res.grad_norm, identified=ident, wall_time=time.perf_counter() - t0,
+                         extra={"l2": l2, "solver": "newton", "solver_status": res.status})
     raise ValueError(f"reward_mle: unsupported reward class {type(reward_class).__name__}")
 
 
@@ -185,7 +253,8 @@ def dpo_tabular_objective(c: PairCounts, ref: Policy, beta: float, l2: float):
     ``π_z = softmax(log π_ref + z)``: the Bradley–Terry log-likelihood of
     ``f = r_π = β log π_z/π_ref`` (summed over pairs) minus ``(λ/2) Σ_x Σ_y (f − f̄(x))²``. Since
     ``∂f_y/∂z_u = β(δ_yu − π_u)`` within a prompt, ``∂obj/∂z = β(g − π Σ_y g)``, ``g = ∂obj/∂f``.
-    Used by :func:`dpo` (L-BFGS) and :func:`genver.estimators.gradient.dpo_gd` (plain steps)."""
+    Used by :func:`dpo` (Newton; Hessian in the module docstring) and
+    :func:`genver.estimators.gradient.dpo_gd` (plain steps)."""
     sp = c.space
     lr = ref.logp
     grad_f = np.empty(sp.P * sp.T)
@@ -244,16 +313,21 @@ def dpo(data, policy_class, ref: Policy, beta: float, *, l2: float | None = None
         lr = ref.logp
         objective = dpo_tabular_objective(c, ref, beta, l2)
 
+        pos, neg_ = c.pos_flat, c.neg_flat
+
         def neg(zflat):
             obj, gz, _ = objective(zflat.reshape(sp.shape))
             return -obj, -gz.ravel()
 
-        res, g = lbfgs(neg, np.zeros(sp.P * sp.T))
+        # −∇²_z = β²(L_w + λC), w from the reward margins f(y⁺) − f(y⁻) = β(z(y⁺) − z(y⁻))
+        solve = _logit_newton_solve(c, lambda z: _bt_weights(beta * (z[pos] - z[neg_]), c.count), l2, beta * beta)
+        res = newton(neg, solve, np.zeros(sp.P * sp.T), _gtol(c))
         s = lr + res.x.reshape(sp.shape)
         pol = Policy(sp, s - logsumexp_rows(s)[:, None])
-        return FitResult("dpo", -float(res.fun), policy=pol, reward=beta * (pol.logp - lr),
-                         converged=converged(g, c.n_pairs), iterations=int(res.nit), grad_norm=g,
-                         identified=_identified(sp, c), wall_time=time.perf_counter() - t0, extra={"l2": l2})
+        return FitResult("dpo", -res.fun, policy=pol, reward=beta * (pol.logp - lr),
+                         converged=converged(res.grad_norm, c.n_pairs), iterations=res.nit, grad_norm=res.grad_norm,
+                         identified=_identified(sp, c), wall_time=time.perf_counter() - t0,
+                         extra={"l2": l2, "solver": "newton", "solver_status": res.status})
     if isinstance(policy_class, LogLinearPolicyClass):
         l2 = check_l2(0.0 if l2 is None else l2, positive=False)
         if not np.array_equal(ref.logp, policy_class.ref.logp):
@@ -325,12 +399,15 @@ def ipo(data, policy_class, ref: Policy, beta: float = 1.0, *, tau: float = 1.0,
             gz = gu - np.exp(logp) * gu.sum(axis=1, keepdims=True)
             return -obj, -gz.ravel()
 
-        res, g = lbfgs(neg, np.zeros(sp.P * sp.T))
+        # quadratic in z: −∇²_z = 2s²L_c + λC = 2s²(L_c + (λ/2s²)C), constant weights (the counts)
+        solve = _logit_newton_solve(c, lambda z: c.count, l2 / (2.0 * scale * scale), 2.0 * scale * scale)
+        res = newton(neg, solve, np.zeros(sp.P * sp.T), _gtol(c))
         s = lr2 + res.x.reshape(sp.shape)
         pol = Policy(sp, s - logsumexp_rows(s)[:, None])
-        return FitResult("ipo", -float(res.fun), policy=pol, converged=converged(g, c.n_pairs), iterations=int(res.nit),
-                         grad_norm=g, identified=_identified(sp, c), wall_time=time.perf_counter() - t0,
-                         extra={"l2": l2, "average": average})
+        return FitResult("ipo", -res.fun, policy=pol, converged=converged(res.grad_norm, c.n_pairs),
+                         iterations=res.nit, grad_norm=res.grad_norm, identified=_identified(sp, c),
+                         wall_time=time.perf_counter() - t0,
+                         extra={"l2": l2, "average": average, "solver": "newton", "solver_status": res.status})
     if isinstance(policy_class, LogLinearPolicyClass):
         l2 = check_l2(0.0 if l2 is None else l2, positive=False)
         if not np.array_equal(ref.logp, policy_class.ref.logp):
