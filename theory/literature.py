@@ -38,7 +38,8 @@ B: random ``(V, H)``, reference, ``β ∈ [0.1, 10]``, ``τ ∈ [0.25, 2]``, ``n
 mode, ``λ ∈ {1e-1, 1e-2, 1e-3, 1e-4}``; discrepancy ``|h_fit − h_closed form| / max(1, |h|)`` for
 ``dpo`` and ``ipo`` (tabular class).
 
-Tolerance ``1e-4`` (L-BFGS accuracy on the flat DPO objective at ``λ = 1e-4``).
+Tolerance ``1e-9``: the tabular fits are solved by exact Newton (observed ≤ 2.2e-12 over 2100
+cases, full run, seed 0; it was ``1e-4`` for L-BFGS on the flat DPO objective at ``λ = 1e-4``).
 
 Broken variants: (A) the claim "DPO also keeps ``π(U) = 0``" — discrepancy ``π̂_DPO(U)``;
 (B) IPO's target misspecified as ``1/τ`` instead of ``1/(2τ)``, and DPO's margin predicted to stay
@@ -59,7 +60,7 @@ from ._common import case_generators, make_row
 ID = "literature"
 STATEMENT = ("Xu et al.: DPO ignores unseen y (RM+RL keeps π(y)=0); "
              "Azar et al.: DPO margin ~ log(1/λ)/β, IPO's → 1/(2τ)")
-TOLERANCE = 1e-4
+TOLERANCE = 1e-9
 _LAMBDAS = (1e-1, 1e-2, 1e-3, 1e-4)
 _SHAPES = [(3, 1), (2, 2), (2, 3), (3, 2)]
 
