@@ -38,8 +38,8 @@
 # | — | `additive_target` | hidden-target Hamming reward, position-token class | isomorphic: ratio exactly 1 |
 #
 # At the default smoke size each spec runs a handful of seeds on 3 sample sizes: the curves are
-# coarse and the CIs wide. Set `GENVER_NB_SIZE=full` for the specs as shipped (about a minute on 2
-# cores for these four).
+# coarse and the CIs wide. Set `GENVER_NB_SIZE=full` for the specs as shipped (about a minute for
+# these four on 2 cores with `GENVER_NB_WORKERS=2`).
 
 # %%
 # %matplotlib inline
