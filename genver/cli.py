@@ -357,7 +357,7 @@ def _run(args) -> int:
     from .experiments.runner import run
     try:
         summary = run(args.spec, args.out, workers=args.workers, resume=args.resume, smoke=args.smoke,
-                      executor=args.executor, scheduler=args.scheduler)
+                      executor=args.executor, scheduler=args.scheduler, device=args.device)
     except KeyboardInterrupt as e:
         print(f"genver: {e}", file=sys.stderr)
         return 130
@@ -431,6 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", action="store_true",
                    help="continue a run in DIR, skipping finished units (with any executor)")
     r.add_argument("--smoke", action="store_true", help="run the spec's small [smoke] version")
+    r.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where neural estimators train (default auto: CUDA when available, else CPU)")
     r.set_defaults(func=_run)
     pl = sub.add_parser("plot", help="write the figures of a results directory (PNG and PDF)")
     pl.add_argument("dir", help="results directory of `genver run`")

@@ -47,6 +47,10 @@ Estimators (``name``: what runs, with the instance's classes ``R``, ``Π``, ``Π
 ``reward_mle``      a reward model only (no policy): reward MLE over ``R`` (``reward_class =
                     "verifier"``, the global RM) or over ``R(Π)`` (``"induced"``: the policy's own
                     reward class fitted as a reward, the local RM; finite or tabular ``Π``)
+``neural_dpo``,      the neural routes (:mod:`genver.neural.estimators`): a small transformer
+``neural_rm_rl``, …  trained by offline DPO / SFT, or a reward model (global, linear, local) then
+                    REINFORCE-LOO or online DPO; its exact distribution is the fitted ``π̂``. They
+                    run on the sweep's ``device`` (``genver run --device``)
 ==================  ============================================================================
 
 Metrics (:data:`METRIC_KINDS`): *policy* metrics evaluate ``π̂`` and are skipped (no row) for
@@ -90,6 +94,7 @@ from ..estimators.base import FitResult
 from ..estimators.gradient import dpo_gd
 from ..estimators.imitation import Demonstrations
 from ..estimators.online import dpo_2x, online_dpo, policy_gradient
+from ..neural.schema import NEURAL_ROUTES, NEURAL_SCHEMAS
 from ..preferences import PairCounts, sample_preferences
 from ..softrl import soft_optimal
 from .generators import GENERATORS, Instance
@@ -213,10 +218,25 @@ ESTIMATORS = {
     "oracle_rl": (_oracle_rl, {}),
     "reward_mle": (_reward_mle, {**_L2, "reward_class": frozenset({"verifier", "induced"})}),
 }
+
+
+def _neural(name: str):
+    """A neural estimator, imported on first use (PyTorch is an optional extra); the sweep's
+    device reaches it as the option ``_device``."""
+    def fit(inst, data, rng, o):
+        try:
+            from ..neural.estimators import NEURAL_ESTIMATORS
+        except ImportError as e:
+            raise ValueError(f"estimator {name} needs PyTorch: pip install 'genver[neural]' ({e})") from e
+        return NEURAL_ESTIMATORS[name][0](inst, data, rng, o)
+    return fit
+
+
+ESTIMATORS.update({name: (_neural(name), schema) for name, schema in NEURAL_SCHEMAS.items()})
 #: estimators that return a reward model only (no policy: policy metrics give no rows)
 REWARD_ONLY = frozenset({"reward_mle"})
 _ROUTES = {"dpo": "offline", "dpo_2x": "offline", "dpo_gd": "offline", "ipo": "offline", "sft_preferred": "offline",
-           "rm_rl": "online", "online_dpo": "online", "policy_gradient": "online"}
+           "rm_rl": "online", "online_dpo": "online", "policy_gradient": "online", **NEURAL_ROUTES}
 
 
 def default_route(name: str) -> str:
@@ -396,8 +416,11 @@ def run_unit(spec, params: dict, sid: str, seed: int) -> pd.DataFrame:
                 counts = data_of(n) if counts is None else counts
                 fn = ESTIMATORS[est["name"]][0]
                 rng = np.random.default_rng(seed_sequence(spec.root_seed, seed, 2, n, k))
+                opts = est["options"]
+                if est["name"] in NEURAL_SCHEMAS:
+                    opts = {**opts, "_device": getattr(spec, "device", "auto")}
                 t0 = time.perf_counter()
-                res = fn(inst, counts, rng, est["options"])
+                res = fn(inst, counts, rng, opts)
                 wall = time.perf_counter() - t0
             for m in spec.metrics:
                 key = (m, id(res.policy))

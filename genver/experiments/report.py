@@ -71,6 +71,22 @@ def _ratio(man, df, settings):
         return None
 
 
+def _compared(man, df, settings) -> list:
+    """``[(offline label, online label, ratio table)]`` for each ``[expect] compare`` pair whose
+    labels have rows (e.g. the neural routes beside the tabular ones)."""
+    out = []
+    for off, on in man.get("expect", {}).get("compare", []):
+        if {off, on} <= set(df["estimator"].unique()):
+            out.append((off, on, stats.efficiency_ratio(df, _eps(man), offline=off, online=on, knobs=man["knobs"],
+                                                        n_boot=N_BOOT, random_state=0, settings=settings)))
+    return out
+
+
+def _main_pair(man) -> tuple[str, str]:
+    exp = man.get("expect", {})
+    return exp.get("offline", "offline"), exp.get("online", "online")
+
+
 def make_figures(root) -> list[pathlib.Path]:
     import matplotlib
     matplotlib.use("Agg", force=False)
@@ -89,6 +105,14 @@ def make_figures(root) -> list[pathlib.Path]:
             ax = plots.plot_ratio_vs_knob(ratio, knobs[0])
             ax.set_title(f"{man['experiment']}: N_ε(offline)/N_ε(online), ε = {_eps(man)}")
             out += plots.save_figure(ax, figdir / "ratio")
+            compared = _compared(man, df, settings)
+            if compared:  # every pair side by side, one colour each
+                off, on = _main_pair(man)
+                both = pd.concat([ratio.assign(pair=f"{off} / {on}")]
+                                 + [r.assign(pair=f"{a} / {b}") for a, b, r in compared], ignore_index=True)
+                ax = plots.plot_ratio_vs_knob(both, knobs[0], hue="pair", predicted=False)
+                ax.set_title(f"{man['experiment']}: N_ε ratios side by side, ε = {_eps(man)}")
+                out += plots.save_figure(ax, figdir / "ratio_compare")
             neps = stats.n_epsilon(df, _eps(man), knobs=knobs, n_boot=N_BOOT, random_state=0)
             out += plots.save_figure(plots.plot_n_epsilon(neps, knobs[0]), figdir / "n_epsilon")
     if "beta" in knobs and {"expected_reward", "kl_to_reference"} <= set(df["metric"]):
@@ -218,6 +242,9 @@ def make_report(root) -> tuple[pathlib.Path, pd.DataFrame]:
         cols = [c for c in ["setting_id", *knobs, "N_offline", "N_online", "ratio", "ratio_lo", "ratio_hi",
                             "ratio_kind", "predicted_ratio"] if c in ratio.columns]
         lines += [f"## Sample-efficiency ratio N_ε(offline)/N_ε(online), ε = {eps}", "", _md_table(ratio[cols], sort=knobs), ""]
+        for off, on, r in _compared(man, df, settings):
+            c2 = [c for c in cols if c in r.columns]
+            lines += [f"## Sample-efficiency ratio N_ε({off})/N_ε({on}), ε = {eps}", "", _md_table(r[c2], sort=knobs), ""]
     if "suboptimality" in set(df["metric"]):
         slope = stats.loglog_slope(df, "suboptimality", knobs=knobs)
         cols = [c for c in ["setting_id", *knobs, "estimator", "slope", "slope_se", "n_points"] if c in slope.columns]

@@ -21,6 +21,7 @@ from contextlib import closing
 
 import pandas as pd
 
+from ..neural.schema import NEURAL_SCHEMAS
 from .cells import make_instance
 from .executors import make_executor
 from .generators import describe
@@ -69,14 +70,30 @@ def settings_table(spec: Spec) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _check_device(spec, device: str) -> str:
+    """The device neural estimators will use; refuses a missing PyTorch or CUDA up front."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+    if not any(e["name"] in NEURAL_SCHEMAS for e in spec.estimators):
+        return device
+    try:
+        from ..neural.train import resolve_device
+    except ImportError as e:
+        raise ValueError(f"{spec.source}: neural estimators need PyTorch: pip install 'genver[neural]' ({e})") from e
+    return str(resolve_device(device))
+
+
 def run(spec_path, out, *, workers: int = 1, resume: bool = False, smoke: bool = False,
-        progress: bool = True, stream=None, executor: str = "local", scheduler: str | None = None) -> dict:
+        progress: bool = True, stream=None, executor: str = "local", scheduler: str | None = None,
+        device: str = "auto") -> dict:
     """Run (or resume) a sweep; returns a summary dict. Raises ``ValueError`` on bad input
     (including :class:`~genver.experiments.executors.ExecutorError`: an unreachable scheduler,
-    version mismatches), before anything is written or any unit runs."""
+    version mismatches), before anything is written or any unit runs. ``device`` is where
+    neural estimators train (``auto``: CUDA when available); it is recorded in the manifest."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     spec = load_spec(spec_path, smoke=smoke)
+    spec.device = _check_device(spec, device)
     store = ResultStore(out)
     exists = store.root.exists() and any(store.root.iterdir())
     if exists and not resume:
@@ -128,6 +145,7 @@ def run(spec_path, out, *, workers: int = 1, resume: bool = False, smoke: bool =
     man["cells_total"] = len(units) * per
     man["wall_time_s_last_run"] = time.perf_counter() - t0
     man["executor_last_run"] = described
+    man["device_last_run"] = spec.device
     store.write_manifest(man)
     return {"out": str(store.root), "units": len(units), "units_run": len(todo), "cells": len(units) * per,
             "seconds": time.perf_counter() - t0, "executor": described}

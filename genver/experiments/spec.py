@@ -39,8 +39,11 @@ A spec has these tables (unknown keys anywhere are errors that name the key)::
     online = "online"                  #   the labels "offline"/"online")
     order = ["offline > online", "online_dpo_K100 >= online",
              "bt_loglik: global > local at n = max", "frontier: online > offline"]
+    compare = [["neural offline", "neural online"]]   # more (offline, online) label pairs whose
+                                       #   ratios the report shows beside the main one
 
     [smoke]                            # dotted overrides applied by --smoke
+    "estimators.0.l2" = 0.1            # (estimators.I.KEY: option KEY of the I-th estimator, from 0)
     "grid.n_distractors" = [0, 64]
     "data.seeds" = 2
 
@@ -91,7 +94,7 @@ _TABLES = {"experiment", "instance", "grid", "data", "estimators", "metrics", "e
 _EXPERIMENT_KEYS = {"name": str, "generator": str, "description": str, "expected": str}
 _DATA_KEYS = {"sizes": (list, dict), "seeds": int, "root_seed": int, "temperature": float, "deterministic": bool,
               "population": bool}
-_EXPECT_KEYS = {"ratio": str, "epsilon": float, "offline": str, "online": str, "order": list}
+_EXPECT_KEYS = {"ratio": str, "epsilon": float, "offline": str, "online": str, "order": list, "compare": list}
 #: largest number of pairs in one data stream (memory guard)
 MAX_N = 10**7
 
@@ -119,6 +122,8 @@ class Spec:
     raw: dict = field(repr=False, default_factory=dict)
     source: str = "<spec>"
     population: bool = False
+    #: where neural estimators run (``auto`` | ``cpu`` | ``cuda``): a run-time choice, not part of the hash
+    device: str = "auto"
 
     @property
     def knobs(self) -> list:
@@ -212,8 +217,16 @@ def _apply_smoke(src, raw: dict) -> dict:
         raise SpecError(f"{src}: [smoke] must be a table of dotted overrides")
     for dotted, value in smoke.items():
         parts = dotted.split(".")
+        if len(parts) == 3 and parts[0] == "estimators":  # estimators.I.OPTION (e.g. fewer training steps)
+            ests = raw.get("estimators", [])
+            if not parts[1].isdigit() or int(parts[1]) >= len(ests):
+                raise SpecError(f"{src}: [smoke] {dotted}: no estimator number {parts[1]} "
+                                f"(the spec has {len(ests)}, numbered from 0)")
+            ests[int(parts[1])][parts[2]] = value
+            continue
         if len(parts) != 2 or parts[0] not in {"instance", "grid", "data", "expect"}:
-            raise SpecError(f"{src}: [smoke] {dotted}: expected 'instance.KEY', 'grid.KEY', 'data.KEY' or 'expect.KEY'")
+            raise SpecError(f"{src}: [smoke] {dotted}: expected 'instance.KEY', 'grid.KEY', 'data.KEY', 'expect.KEY' "
+                            f"or 'estimators.I.KEY'")
         raw.setdefault(parts[0], {})[parts[1]] = value
     return raw
 
@@ -312,6 +325,7 @@ def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False) -> Spec:
     expect = raw.get("expect", {})
     _check_keys(src, "expect", expect, _EXPECT_KEYS)
     _check_order(src, expect, {e["label"]: e["name"] for e in estimators}, metrics, list(grid))
+    _check_compare(src, expect, {e["label"] for e in estimators})
     spec = Spec(name=exp["name"], generator=exp["generator"], description=exp.get("description", ""),
                 expected=exp.get("expected", ""), instance=instance, grid=grid, sizes=sizes, seeds=seeds,
                 root_seed=data.get("root_seed", 0), temperature=temperature,
@@ -320,6 +334,17 @@ def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False) -> Spec:
                 population=data.get("population", False))
     _check_sizes(spec)
     return spec
+
+
+def _check_compare(src, expect: dict, labels: set):
+    for i, pair in enumerate(expect.get("compare", [])):
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
+            raise SpecError(f"{src}: [expect] compare[{i}]: must be a pair of estimator labels "
+                            f"[offline, online], got {pair!r}")
+        for lab in pair:
+            if lab not in labels:
+                raise SpecError(f"{src}: [expect] compare[{i}]: unknown estimator label {lab!r} "
+                                f"(labels: {', '.join(sorted(labels))})")
 
 
 def _check_order(src, expect: dict, labels: dict, metrics: list, knobs: list):

@@ -1,0 +1,39 @@
+r"""Neural module: small transformers on the same prefix-tree tasks, evaluated exactly.
+
+Requires PyTorch (``pip install 'genver[neural]'``). Submodules:
+
+* :mod:`~genver.neural.model` — the decoder-only transformer (:class:`TransformerConfig`,
+  :class:`TinyTransformer`);
+* :mod:`~genver.neural.policy` — ``π_θ = softmax(log π_ref + g_θ)``, sampling, exact
+  enumeration into a tabular :class:`genver.policy.Policy`, Monte-Carlo estimates;
+* :mod:`~genver.neural.rewards` — global, linear-feature and local reward models;
+* :mod:`~genver.neural.train` — SFT, offline DPO, reward-model training, REINFORCE-LOO + KL,
+  online DPO (one :class:`TrainConfig`);
+* :mod:`~genver.neural.estimators` — the four sweep estimators (``neural_dpo``, …).
+
+Names are imported lazily, so ``import genver.neural.schema`` (used to validate specs) works
+without PyTorch.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "TransformerConfig": "model", "TinyTransformer": "model",
+    "NeuralPolicy": "policy", "monte_carlo_estimate": "policy", "MAX_ENUMERATION": "policy",
+    "GlobalReward": "rewards", "LinearReward": "rewards", "LocalReward": "rewards", "reward_table": "rewards",
+    "TrainConfig": "train", "TrainLog": "train", "resolve_device": "train", "train_sft": "train", "dpo_loss": "train",
+    "train_dpo": "train", "train_reward": "train", "train_rl": "train", "train_online_dpo": "train",
+    "NEURAL_ESTIMATORS": "estimators",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        try:
+            mod = importlib.import_module(f".{_EXPORTS[name]}", __name__)
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise ImportError(f"genver.neural needs PyTorch: pip install 'genver[neural]' ({e})") from e
+        return getattr(mod, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

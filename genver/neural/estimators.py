@@ -1,0 +1,169 @@
+r"""Neural estimators as sweep cells: same data, same ``β``, same optimiser for both routes.
+
+Each function has the sweep-estimator signature ``(instance, PairCounts, numpy Generator,
+options) -> FitResult`` (:data:`genver.experiments.cells.ESTIMATORS`) and returns the trained
+network's **exact** sequence distribution (:meth:`NeuralPolicy.exact`) as ``FitResult.policy``,
+and, for the reward-model routes, the reward model enumerated over every ``(x, y)`` as
+``FitResult.reward`` — so every tabular metric applies unchanged.
+
+===================  ===========================================================================
+``neural_dpo``       offline DPO of the transformer policy from ``π_ref`` (:func:`train_dpo`)
+``neural_sft_preferred``  SFT on the preferred completions (:func:`train_sft`)
+``neural_rm_rl``     reward model (``rm`` = ``global``: transformer + scalar head; ``linear``: the
+                     instance's verifier features ``φ``; ``local``: ``β log π/π_ref`` of a
+                     DPO-trained policy), then REINFORCE-LOO + KL from ``π_ref`` (:func:`train_rl`)
+``neural_online_dpo``  the same reward model, then online DPO with ``K`` on-policy samples per
+                     prompt, top vs bottom by ``r̂`` (``labels = "bradley_terry"``: two samples
+                     labelled by a Bradley–Terry draw from ``r̂``; :func:`train_online_dpo`)
+===================  ===========================================================================
+
+Options (all optional): ``d_model`` (64), ``n_layers`` (2), ``n_heads`` (4) of both the policy
+and the global reward model; ``steps`` (300), ``lr`` (3e-3), ``batch_size`` (512),
+``weight_decay`` (0) — one :class:`TrainConfig` for every trainer of the cell; ``rm``
+(``global``), ``rm_steps`` / ``rl_steps`` (default ``steps``), ``K`` (8), ``rounds`` (20),
+``labels`` (``top_bottom``).
+
+Randomness: one 63-bit seed per network and per trainer, drawn from the cell's numpy
+generator in a fixed order, so a cell is reproducible on one device. Networks are initialised
+on the CPU (same initial weights on every device) and, on the CPU, run with one intra-op
+thread, so the numbers do not depend on the thread count or on the number of sweep workers.
+These fits are trained, not certified optima: ``converged`` is False and ``iterations`` the
+number of optimiser steps; ``extra`` records the device, parameter count, tokens and seconds.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+
+import numpy as np
+import torch
+
+from ..classes import LinearRewardClass
+from ..estimators.base import FitResult
+from ..preferences import PairCounts
+from .model import TinyTransformer, TransformerConfig
+from .policy import NeuralPolicy
+from .rewards import GlobalReward, LinearReward, LocalReward, reward_table
+from .schema import NEURAL_SCHEMAS
+from .train import TrainConfig, resolve_device, train_dpo, train_online_dpo, train_reward, train_rl, train_sft
+
+__all__ = ["NEURAL_ESTIMATORS", "neural_dpo", "neural_sft_preferred", "neural_rm_rl", "neural_online_dpo"]
+
+
+@contextlib.contextmanager
+def _one_thread(device: torch.device):
+    if device.type != "cpu":
+        yield
+        return
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+def _seed(rng: np.random.Generator) -> int:
+    return int(rng.integers(0, 2**62))
+
+
+def _config(inst, o) -> TransformerConfig:
+    sp = inst.space
+    return TransformerConfig(sp.P, sp.V, sp.H, d_model=o.get("d_model", 64), n_layers=o.get("n_layers", 2),
+                             n_heads=o.get("n_heads", 4))
+
+
+def _train_config(o, steps_key: str = "steps") -> TrainConfig:
+    return TrainConfig(steps=o.get(steps_key, o.get("steps", 300)), lr=o.get("lr", 3e-3),
+                       batch_size=o.get("batch_size", 512), weight_decay=o.get("weight_decay", 0.0))
+
+
+def _build(factory, seed: int, device):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        module = factory()
+    return module.to(device)
+
+
+def _new_policy(inst, o, rng, device) -> NeuralPolicy:
+    cfg = _config(inst, o)
+    return NeuralPolicy(_build(lambda: TinyTransformer(cfg), _seed(rng), device), inst.ref)
+
+
+def _result(name, policy: NeuralPolicy, logs, t0, device, reward=None, objective=None) -> FitResult:
+    pol = policy.exact()
+    steps = sum(len(lg.losses) for lg in logs)
+    return FitResult(name, objective=float(objective if objective is not None else -logs[-1].losses[-1]),
+                     policy=pol, reward=reward, converged=False, iterations=steps,
+                     wall_time=time.perf_counter() - t0,
+                     extra={"device": str(device), "n_params": policy.model.n_params(),
+                            "tokens": sum(lg.tokens for lg in logs),
+                            "train_seconds": sum(lg.seconds for lg in logs), "estimate": "trained network"})
+
+
+def _device(o) -> torch.device:
+    return resolve_device(o.get("_device", "auto"))
+
+
+def neural_dpo(inst, data: PairCounts, rng, o) -> FitResult:
+    t0, dev = time.perf_counter(), _device(o)
+    with _one_thread(dev):
+        pol = _new_policy(inst, o, rng, dev)
+        log = train_dpo(pol, data, inst.beta, _train_config(o), seed=_seed(rng))
+        return _result("neural_dpo", pol, [log], t0, dev)
+
+
+def neural_sft_preferred(inst, data: PairCounts, rng, o) -> FitResult:
+    t0, dev = time.perf_counter(), _device(o)
+    with _one_thread(dev):
+        pol = _new_policy(inst, o, rng, dev)
+        log = train_sft(pol, data.x, data.y_pos, data.count, _train_config(o), seed=_seed(rng))
+        return _result("neural_sft_preferred", pol, [log], t0, dev)
+
+
+def _reward_model(inst, data, rng, o, dev):
+    """(trained reward model, its training logs)."""
+    kind = o.get("rm", "global")
+    cfg = _train_config(o, "rm_steps")
+    if kind == "global":
+        arch = _config(inst, o)
+        rm = _build(lambda: GlobalReward(arch), _seed(rng), dev)
+        return rm, [train_reward(rm, data, cfg, seed=_seed(rng))]
+    if kind == "linear":
+        if not isinstance(inst.reward_class, LinearRewardClass):
+            raise ValueError(f"rm = 'linear' needs a linear verifier class R (features φ); this instance's R is "
+                             f"{type(inst.reward_class).__name__}")
+        rm = _build(lambda: LinearReward(inst.space, inst.reward_class.phi), _seed(rng), dev)
+        return rm, [train_reward(rm, data, cfg, seed=_seed(rng))]
+    if kind == "local":
+        teacher = _new_policy(inst, o, rng, dev)
+        log = train_dpo(teacher, data, inst.beta, cfg, seed=_seed(rng))
+        return LocalReward(teacher, inst.beta), [log]
+    raise ValueError(f"rm must be global, linear or local, got {kind!r}")
+
+
+def neural_rm_rl(inst, data: PairCounts, rng, o) -> FitResult:
+    t0, dev = time.perf_counter(), _device(o)
+    with _one_thread(dev):
+        rm, logs = _reward_model(inst, data, rng, o, dev)
+        pol = _new_policy(inst, o, rng, dev)
+        logs.append(train_rl(pol, rm, inst.beta, _train_config(o, "rl_steps"), K=o.get("K", 8),
+                             prompt_weights=inst.prompt_weights, seed=_seed(rng)))
+        return _result("neural_rm_rl", pol, logs, t0, dev, reward=reward_table(rm, inst.space, dev))
+
+
+def neural_online_dpo(inst, data: PairCounts, rng, o) -> FitResult:
+    t0, dev = time.perf_counter(), _device(o)
+    with _one_thread(dev):
+        rm, logs = _reward_model(inst, data, rng, o, dev)
+        pol = _new_policy(inst, o, rng, dev)
+        logs.append(train_online_dpo(pol, rm, inst.beta, _train_config(o, "rl_steps"), K=o.get("K", 8),
+                                     rounds=o.get("rounds", 20), labels=o.get("labels", "top_bottom"),
+                                     prompt_weights=inst.prompt_weights, seed=_seed(rng)))
+        return _result("neural_online_dpo", pol, logs, t0, dev, reward=reward_table(rm, inst.space, dev))
+
+
+#: name -> (function, option schema) in the format of :data:`genver.experiments.cells.ESTIMATORS`
+_FUNCTIONS = {"neural_dpo": neural_dpo, "neural_sft_preferred": neural_sft_preferred, "neural_rm_rl": neural_rm_rl,
+              "neural_online_dpo": neural_online_dpo}
+NEURAL_ESTIMATORS = {name: (fn, NEURAL_SCHEMAS[name]) for name, fn in _FUNCTIONS.items()}

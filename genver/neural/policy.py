@@ -1,0 +1,182 @@
+r"""The transformer as a policy over a ``TreeSpace``, and its exact evaluation by enumeration.
+
+Token level: ``π_θ(a | x, s) = softmax(log π_ref(· | x, s) + g_θ(x, s))_a`` with ``g_θ`` the
+transformer's next-token logits (:mod:`genver.neural.model`) and ``π_ref`` a tabular
+:class:`genver.policy.Policy` (its conditionals are looked up, never learned). Sequence
+level: ``log π_θ(y|x) = Σ_t log π_θ(a_{t+1} | x, s_t)``.
+
+**Exact evaluation.** A policy on the prefix tree is determined by its conditionals at the
+``n_internal = (T − 1)/(V − 1)`` internal nodes, and the transformer's logits at every prefix
+of a depth-``(H−1)`` prefix ``p`` are read in one forward pass. Feeding all ``V**(H−1)``
+depth-``(H−1)`` prefixes of every prompt therefore gives every conditional (node ``(h, j)``
+is read from the prefix ``p = j·V**(H−1−h)``, whose first ``h`` tokens are ``j``). The
+logits are cast to float64, added to ``log π_ref`` and normalised in float64, so the returned
+:class:`~genver.policy.Policy` is the network's distribution up to the float32 rounding of
+``g_θ`` itself, and every exact metric of the tabular case applies unchanged. Cost:
+``P·V**(H−1)`` sequences of ``H`` tokens. Tasks with more than ``max_sequences`` such
+sequences are refused; :func:`monte_carlo_estimate` then gives sampled estimates with standard
+errors, labelled as such.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..policy import Policy
+from ..spaces import TreeSpace
+from .model import TinyTransformer
+
+__all__ = ["NeuralPolicy", "MAX_ENUMERATION", "monte_carlo_estimate", "node_indices", "completion_index", "tokens_of"]
+
+#: Largest ``P·V**(H−1)`` prefixes enumerated by :meth:`NeuralPolicy.exact`.
+MAX_ENUMERATION = 2**22
+
+
+def node_indices(space: TreeSpace, y: torch.Tensor) -> torch.Tensor:
+    """Flat internal-node index of each prefix of ``y`` (B, t): (B, t+1), depth ``0..t``
+    (``offset(h) + Σ_{i<h} a_i V**(h−1−i)``, the layout of :attr:`genver.policy.Policy.cond`)."""
+    B, t = y.shape
+    V = space.V
+    out = torch.empty((B, t + 1), dtype=torch.long, device=y.device)
+    j = torch.zeros(B, dtype=torch.long, device=y.device)
+    for h in range(t + 1):
+        out[:, h] = space.offset(h) + j
+        if h < t:
+            j = j * V + y[:, h]
+    return out
+
+
+def completion_index(space: TreeSpace, y: torch.Tensor) -> torch.Tensor:
+    """``idx(y) = Σ_h a_h V**(H−h)`` of complete token sequences (B, H) (first token most significant)."""
+    powers = torch.tensor([space.V ** (space.H - 1 - h) for h in range(space.H)], dtype=torch.long, device=y.device)
+    return (y * powers).sum(dim=1)
+
+
+def tokens_of(space: TreeSpace, idx, device) -> torch.Tensor:
+    """Token sequences (B, H) of completion indices, as a long tensor on ``device``."""
+    return torch.as_tensor(space.decode(np.asarray(idx, dtype=np.int64)), dtype=torch.long, device=device)
+
+
+class NeuralPolicy:
+    """``π_θ = softmax(log π_ref + g_θ)`` at every node (module docstring).
+
+    Parameters
+    ----------
+    model : TinyTransformer
+        The network (its ``cfg`` must match ``ref.space``).
+    ref : genver.policy.Policy
+        The reference ``π_ref`` (full support).
+    """
+
+    def __init__(self, model: TinyTransformer, ref: Policy):
+        sp = ref.space
+        c = model.cfg
+        if (c.P, c.V, c.H) != (sp.P, sp.V, sp.H):
+            raise ValueError(f"model is for (P, V, H) = {(c.P, c.V, c.H)} but ref lives on {sp!r}")
+        ref.require_full_support("ref")
+        self.model = model
+        self.ref = ref
+        self.space = sp
+        dev = next(model.parameters()).device
+        self.ref_cond = torch.as_tensor(np.array(ref.cond), dtype=torch.float32, device=dev)  # (P, n_internal, V)
+        self.ref_logp = torch.as_tensor(np.array(ref.logp), dtype=torch.float32, device=dev)  # (P, T)
+
+    @property
+    def device(self) -> torch.device:
+        return self.ref_cond.device
+
+    # -- log-probabilities -------------------------------------------------------------
+    def token_logits(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``log π_ref + g_θ`` at the ``H`` prefixes of complete ``y`` (B, H): (B, H, V)."""
+        g = self.model(x, y[:, :-1])
+        return self.ref_cond[x[:, None], node_indices(self.space, y[:, :-1])] + g.float()
+
+    def seq_logp(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``log π_θ(y|x)`` (B,), differentiable in ``θ``."""
+        lp = F.log_softmax(self.token_logits(x, y), dim=-1)
+        return lp.gather(2, y[:, :, None]).squeeze(2).sum(dim=1)
+
+    def ref_seq_logp(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``log π_ref(y|x)`` (B,) (a table lookup)."""
+        return self.ref_logp[x, completion_index(self.space, y)]
+
+    @torch.no_grad()
+    def sample(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One completion per prompt in ``x`` (B,), token by token: (B, H) on the policy's device."""
+        B = x.shape[0]
+        y = torch.empty((B, 0), dtype=torch.long, device=x.device)
+        j = torch.zeros(B, dtype=torch.long, device=x.device)
+        for h in range(self.space.H):
+            logits = self.model(x, y)[:, -1, :].float() + self.ref_cond[x, self.space.offset(h) + j]
+            a = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)  # (B, 1)
+            y = torch.cat([y, a], dim=1)
+            j = j * self.space.V + a[:, 0]
+        return y
+
+    # -- exact evaluation --------------------------------------------------------------
+    @torch.no_grad()
+    def exact(self, batch_size: int = 4096, max_sequences: int = MAX_ENUMERATION) -> Policy:
+        """The network's exact sequence distribution as a tabular :class:`Policy` (module doc)."""
+        sp = self.space
+        P, V, H = sp.P, sp.V, sp.H
+        n_pre = V ** (H - 1)
+        if P * n_pre > max_sequences:
+            raise ValueError(
+                f"exact evaluation needs P·V**(H-1) = {P * n_pre} forward sequences, more than max_sequences = "
+                f"{max_sequences}; use genver.neural.monte_carlo_estimate for a sampled estimate")
+        was_training = self.model.training
+        self.model.eval()
+        prefixes = tokens_of(TreeSpace(1, V, H - 1), np.arange(n_pre), self.device) if H > 1 else \
+            torch.empty((1, 0), dtype=torch.long, device=self.device)
+        g = torch.empty((P, n_pre, H, V), dtype=torch.float64)
+        rows = batch_size
+        flat_x = torch.arange(P, device=self.device).repeat_interleave(n_pre)
+        flat_p = prefixes.repeat(P, 1)
+        out = g.view(P * n_pre, H, V)
+        for s in range(0, P * n_pre, rows):
+            out[s : s + rows] = self.model(flat_x[s : s + rows], flat_p[s : s + rows]).double().cpu()
+        self.model.train(was_training)
+        cond = np.empty((P, sp.n_internal, V))
+        gn = g.numpy()
+        for h in range(H):
+            reps = np.arange(V**h) * V ** (H - 1 - h)  # the prefix p = j·V**(H−1−h) reads node (h, j)
+            off = sp.offset(h)
+            cond[:, off : off + V**h, :] = gn[:, reps, h, :]
+        cond += self.ref.cond
+        cond -= _logsumexp_last(cond)[..., None]
+        return Policy.from_cond(sp, cond)
+
+
+def _logsumexp_last(a: np.ndarray) -> np.ndarray:
+    m = a.max(axis=-1, keepdims=True)
+    return (m + np.log(np.exp(a - m).sum(axis=-1, keepdims=True)))[..., 0]
+
+
+def monte_carlo_estimate(policy: NeuralPolicy, reward, n_samples: int, *, prompt_weights=None, seed: int = 0,
+                         batch_size: int = 4096) -> dict:
+    """Sampled estimates, for tasks too large to enumerate, of ``E_x E_{π_θ} r`` and
+    ``E_x KL(π_θ ‖ π_ref) = E[log π_θ(y|x) − log π_ref(y|x)]``: ``n_samples`` draws of
+    ``x ~ ρ``, ``y ~ π_θ(·|x)``; each value is ``(mean, standard error = sd/√n)``.
+    ``reward(x, y)`` maps a prompt tensor (B,) and tokens (B, H) to rewards (B,). The output is
+    marked ``"estimate": "monte_carlo"``: these are not exact values."""
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
+        raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
+    sp = policy.space
+    rho = torch.full((sp.P,), 1.0 / sp.P) if prompt_weights is None else torch.as_tensor(prompt_weights, dtype=torch.float64)
+    g_cpu = torch.Generator().manual_seed(seed)
+    g_dev = torch.Generator(device=policy.device).manual_seed(seed + 1)
+    rs, kls = [], []
+    with torch.no_grad():
+        for s in range(0, n_samples, batch_size):
+            b = min(batch_size, n_samples - s)
+            x = torch.multinomial(rho, b, replacement=True, generator=g_cpu).to(policy.device)
+            y = policy.sample(x, generator=g_dev)
+            rs.append(torch.as_tensor(reward(x, y), dtype=torch.float64).cpu())
+            kls.append((policy.seq_logp(x, y) - policy.ref_seq_logp(x, y)).double().cpu())
+    out = {"estimate": "monte_carlo", "n_samples": n_samples}
+    for name, v in (("expected_reward", torch.cat(rs)), ("kl_to_reference", torch.cat(kls))):
+        out[name] = (float(v.mean()), float(v.std(unbiased=True)) / math.sqrt(n_samples))
+    return out
