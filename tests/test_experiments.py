@@ -212,3 +212,44 @@ def test_quickstart_end_to_end(tmp_path, capsys):
     # rerunning resumes (nothing recomputed) and prints the same table
     assert main(["quickstart", "--out", str(out)]) == 0
     assert capsys.readouterr().out.split("report:")[0] == text.split("report:")[0]
+
+
+def _four_estimator_results():
+    """Synthetic results: suboptimality = c / n, the same for every seed, so N_ε is known."""
+    c = {"offline": 5.0, "online": 0.5, "neural_offline": 5.0, "neural_online": 2.0}
+    rows = [{"experiment": "toy", "setting_id": f"s{H}", "H": H, "seed": seed, "n": n, "estimator": est,
+             "route": est.removeprefix("neural_"), "metric": m, "value": (c[est] if m == "suboptimality" else 1.0) / n,
+             "converged": True, "wall_time": 0.0}
+            for H in (2, 4) for seed in range(3) for n in (16, 64, 256, 1024) for est in c
+            for m in ("suboptimality", "kl_to_reference")]
+    man = {"experiment": "toy", "knobs": ["H"],
+           "expect": {"epsilon": 0.01, "offline": "offline", "online": "online",
+                      "compare": [["neural_offline", "neural_online"]]}}
+    settings = pd.DataFrame({"experiment": "toy", "setting_id": ["s2", "s4"], "H": [2, 4]})
+    return man, pd.DataFrame(rows), settings
+
+
+def test_ratios_side_by_side_stacks_the_main_and_compared_pairs():
+    from genver.experiments.report import ratios_side_by_side
+
+    man, df, settings = _four_estimator_results()
+    both = ratios_side_by_side(man, df, settings)
+    assert list(pd.unique(both["pair"])) == ["offline / online", "neural_offline / neural_online"]
+    assert len(both) == 4 and set(both["ratio_kind"]) == {"exact"}
+    got = both.set_index(["pair", "H"])["ratio"]
+    assert got[("offline / online", 2)] == 16.0 and got[("neural_offline / neural_online", 4)] == 4.0
+    # no compare pairs: just the main one; no main pair: None
+    assert set(ratios_side_by_side({**man, "expect": {"epsilon": 0.01}}, df, settings)["pair"]) == {"offline / online"}
+    assert ratios_side_by_side(man, df[df["estimator"] != "online"], settings) is None
+
+
+def test_means_at_largest_n_long_and_side_by_side():
+    from genver.experiments.report import means_at_largest_n
+
+    man, df, _ = _four_estimator_results()
+    long = means_at_largest_n(df, ["H"])
+    assert len(long) == 8 and {"suboptimality", "kl_to_reference"} <= set(long.columns)
+    wide = means_at_largest_n(df, ["H"], metric="suboptimality")
+    assert list(wide.columns) == ["setting_id", "H", "offline", "online", "neural_offline", "neural_online"]
+    assert wide["H"].tolist() == [2, 4]
+    np.testing.assert_allclose(wide["neural_online"], 2.0 / 1024)

@@ -31,7 +31,8 @@ from .. import plots, stats
 from .expect import check_order
 from .store import ResultStore, atomic_write_bytes
 
-__all__ = ["load_results", "make_figures", "make_report", "verdict", "verdicts"]
+__all__ = ["load_results", "make_figures", "make_report", "means_at_largest_n", "ratios_side_by_side", "verdict",
+           "verdicts"]
 
 N_BOOT = 1000
 
@@ -87,6 +88,37 @@ def _main_pair(man) -> tuple[str, str]:
     return exp.get("offline", "offline"), exp.get("online", "online")
 
 
+def ratios_side_by_side(man, df, settings, ratio: pd.DataFrame | None = None) -> pd.DataFrame | None:
+    """The spec's sample-efficiency ratio and each ``[expect] compare`` pair's (e.g. the neural
+    routes beside the tabular ones), stacked into one :func:`genver.stats.efficiency_ratio` table
+    with a ``pair`` column (``"offline / online"``, ``"neural_offline / neural_online"``, main
+    pair first): the table behind the ``ratio_compare`` figure. ``None`` when the results have
+    no main offline/online pair; just the main pair when the spec compares nothing else.
+    ``ratio``: the main pair's table when already computed."""
+    ratio = _ratio(man, df, settings) if ratio is None else ratio
+    if ratio is None:
+        return None
+    off, on = _main_pair(man)
+    return pd.concat([ratio.assign(pair=f"{off} / {on}")]
+                     + [r.assign(pair=f"{a} / {b}") for a, b, r in _compared(man, df, settings)], ignore_index=True)
+
+
+def means_at_largest_n(df, knobs=(), metric: str | None = None) -> pd.DataFrame:
+    """Mean over seeds of each metric at the largest ``n``. ``metric=None``: one row per
+    (setting, estimator), one column per metric (the report's table); a metric name: one row
+    per setting, one column per estimator (the estimators side by side)."""
+    knobs = list(knobs)
+    at = df[df["n"] == df["n"].max()]
+    if metric is None:
+        means = at.groupby(["setting_id", *knobs, "estimator", "metric"], dropna=False)["value"].mean()
+        return means.unstack("metric").reset_index()
+    at = at[at["metric"] == metric]
+    means = at.groupby(["setting_id", *knobs, "estimator"], dropna=False)["value"].mean().unstack("estimator")
+    means = means[plots._order(means.columns)]  # offline, online, then the rest
+    means.columns.name = None
+    return means.reset_index().sort_values([*knobs, "setting_id"], kind="stable", ignore_index=True)
+
+
 def make_figures(root) -> list[pathlib.Path]:
     import matplotlib
     matplotlib.use("Agg", force=False)
@@ -105,11 +137,8 @@ def make_figures(root) -> list[pathlib.Path]:
             ax = plots.plot_ratio_vs_knob(ratio, knobs[0])
             ax.set_title(f"{man['experiment']}: N_ε(offline)/N_ε(online), ε = {_eps(man)}")
             out += plots.save_figure(ax, figdir / "ratio")
-            compared = _compared(man, df, settings)
-            if compared:  # every pair side by side, one colour each
-                off, on = _main_pair(man)
-                both = pd.concat([ratio.assign(pair=f"{off} / {on}")]
-                                 + [r.assign(pair=f"{a} / {b}") for a, b, r in compared], ignore_index=True)
+            both = ratios_side_by_side(man, df, settings, ratio)
+            if both["pair"].nunique() > 1:  # every pair side by side, one colour each
                 ax = plots.plot_ratio_vs_knob(both, knobs[0], hue="pair", predicted=False)
                 ax.set_title(f"{man['experiment']}: N_ε ratios side by side, ε = {_eps(man)}")
                 out += plots.save_figure(ax, figdir / "ratio_compare")
@@ -249,8 +278,7 @@ def make_report(root) -> tuple[pathlib.Path, pd.DataFrame]:
         slope = stats.loglog_slope(df, "suboptimality", knobs=knobs)
         cols = [c for c in ["setting_id", *knobs, "estimator", "slope", "slope_se", "n_points"] if c in slope.columns]
         lines += ["## Log-log slope of suboptimality vs n", "", _md_table(slope[cols], sort=[*knobs, "estimator"]), ""]
-    means = df[df["n"] == df["n"].max()].groupby(["setting_id", *knobs, "estimator", "metric"], dropna=False)["value"]
-    means = means.mean().unstack("metric").reset_index()
+    means = means_at_largest_n(df, knobs)
     lines += [f"## Mean of each metric over seeds at the largest n = {int(df['n'].max())}", "",
               _md_table(means, sort=[*knobs, "estimator"]), ""]
     lines += ["## Figures", ""]
