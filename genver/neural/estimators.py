@@ -51,12 +51,13 @@ __all__ = ["NEURAL_ESTIMATORS", "neural_dpo", "neural_sft_preferred", "neural_rm
 
 
 @contextlib.contextmanager
-def _one_thread(device: torch.device):
+def _threads(device: torch.device, o):
+    """CPU cells run with ``o["_threads"]`` intra-op threads (default 1: thread-count-free numbers)."""
     if device.type != "cpu":
         yield
         return
     n = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(o.get("_threads", 1))
     try:
         yield
     finally:
@@ -107,7 +108,7 @@ def _device(o) -> torch.device:
 
 def neural_dpo(inst, data: PairCounts, rng, o) -> FitResult:
     t0, dev = time.perf_counter(), _device(o)
-    with _one_thread(dev):
+    with _threads(dev, o):
         pol = _new_policy(inst, o, rng, dev)
         log = train_dpo(pol, data, inst.beta, _train_config(o), seed=_seed(rng))
         return _result("neural_dpo", pol, [log], t0, dev)
@@ -115,7 +116,7 @@ def neural_dpo(inst, data: PairCounts, rng, o) -> FitResult:
 
 def neural_sft_preferred(inst, data: PairCounts, rng, o) -> FitResult:
     t0, dev = time.perf_counter(), _device(o)
-    with _one_thread(dev):
+    with _threads(dev, o):
         pol = _new_policy(inst, o, rng, dev)
         log = train_sft(pol, data.x, data.y_pos, data.count, _train_config(o), seed=_seed(rng))
         return _result("neural_sft_preferred", pol, [log], t0, dev)
@@ -144,7 +145,7 @@ def _reward_model(inst, data, rng, o, dev):
 
 def neural_rm_rl(inst, data: PairCounts, rng, o) -> FitResult:
     t0, dev = time.perf_counter(), _device(o)
-    with _one_thread(dev):
+    with _threads(dev, o):
         rm, logs = _reward_model(inst, data, rng, o, dev)
         pol = _new_policy(inst, o, rng, dev)
         logs.append(train_rl(pol, rm, inst.beta, _train_config(o, "rl_steps"), K=o.get("K", 8),
@@ -154,7 +155,7 @@ def neural_rm_rl(inst, data: PairCounts, rng, o) -> FitResult:
 
 def neural_online_dpo(inst, data: PairCounts, rng, o) -> FitResult:
     t0, dev = time.perf_counter(), _device(o)
-    with _one_thread(dev):
+    with _threads(dev, o):
         rm, logs = _reward_model(inst, data, rng, o, dev)
         pol = _new_policy(inst, o, rng, dev)
         logs.append(train_online_dpo(pol, rm, inst.beta, _train_config(o, "rl_steps"), K=o.get("K", 8),

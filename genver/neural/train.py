@@ -129,22 +129,26 @@ class _Pairs:
 
 
 def _optimise(params, cfg: TrainConfig, loss_of_step, log: TrainLog, steps: int | None = None, opt=None):
+    """AdamW steps with gradient clipping. Losses stay on the device until the end (no
+    per-step synchronisation); a non-finite loss raises after the block."""
     opt = opt if opt is not None else torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     params = [p for g in opt.param_groups for p in g["params"]]
     t0 = time.perf_counter()
+    losses = []
     for _ in range(cfg.steps if steps is None else steps):
         opt.zero_grad(set_to_none=True)
         loss, tokens = loss_of_step()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss became {float(loss)}; lower the learning rate")
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
-        log.losses.append(float(loss.detach()))
+        losses.append(loss.detach())
         log.tokens += tokens
-    if params and params[0].device.type == "cuda":
-        torch.cuda.synchronize()
+    values = torch.stack(losses).float().cpu().tolist() if losses else []  # synchronises the device
     log.seconds += time.perf_counter() - t0
+    log.losses.extend(values)
+    bad = [i for i, v in enumerate(values) if not np.isfinite(v)]
+    if bad:
+        raise FloatingPointError(f"training loss became {values[bad[0]]} at step {bad[0]}; lower the learning rate")
     return opt
 
 
