@@ -99,7 +99,7 @@ def cell(device, cpu_threads, quick):
 
 
 def reduced_sweep(device, seeds, sizes, quick, workdir):
-    from genver.experiments.report import _compared, _ratio, load_results
+    from genver.experiments.report import load_results, ratios_side_by_side
     from genver.experiments.runner import run
 
     text = SPEC.read_text()
@@ -113,14 +113,11 @@ def reduced_sweep(device, seeds, sizes, quick, workdir):
     wall = time.perf_counter() - t0
     man, df, settings = load_results(out)
     rows = []
-    tab = _ratio(man, df, settings)
-    for label, r in [("offline/online (tabular)", tab)] + [(f"{a}/{b}", r) for a, b, r in _compared(man, df, settings)]:
-        if r is None:
-            continue
-        for _, row in r.sort_values("H").iterrows():
-            rows.append({"pair": label, "H": int(row["H"]), "ratio": float(row["ratio"]),
-                         "ratio_lo": float(row["ratio_lo"]), "ratio_hi": float(row["ratio_hi"]),
-                         "kind": row["ratio_kind"]})
+    table = ratios_side_by_side(man, df, settings)
+    for _, row in (table.sort_values(["pair", "H"], kind="stable").iterrows() if table is not None else []):
+        rows.append({"pair": row["pair"], "H": int(row["H"]), "ratio": float(row["ratio"]),
+                     "ratio_lo": float(row["ratio_lo"]), "ratio_hi": float(row["ratio_hi"]),
+                     "kind": row["ratio_kind"]})
     return {"wall_seconds": wall, "epsilon": man["expect"].get("epsilon"), "ratios": rows,
             "cells": int(df.groupby(["setting_id", "seed", "n", "estimator"]).ngroups)}
 
