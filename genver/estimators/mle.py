@@ -435,6 +435,13 @@ def ipo(data, policy_class, ref: Policy, beta: float = 1.0, *, tau: float = 1.0,
 
 # -- nested sample sizes --------------------------------------------------------------------
 def _stream(data: Preferences, sizes):
+    """The stream's unique *unordered* pairs and its segments between consecutive sizes.
+
+    Returns ``(pos, neg, (seg_idx, seg_cnt, seg_ptr), sizes)``: unordered pair ``u`` is
+    ``(x, a ≤ b)`` with flat indices ``pos_u = x·T + a``, ``neg_u = x·T + b``; an ordered pair
+    of the stream is entry ``u`` when ``a ≻ b`` and ``U + u`` when ``b ≻ a``. Segment ``s`` holds
+    the ordered pairs first seen or repeated between ``sizes[s−1]`` and ``sizes[s]`` (in the
+    order of their ordered keys) with their counts (see ``_kernels.class_bt_loglik_stream``)."""
     if not isinstance(data, Preferences):
         raise ValueError(f"data must be Preferences (a pair stream), got {type(data).__name__}")
     sizes = np.asarray(sizes, dtype=np.int64)
@@ -442,28 +449,56 @@ def _stream(data: Preferences, sizes):
         raise ValueError(f"sizes must be a non-empty increasing list of positive integers, got {sizes.tolist()}")
     if sizes[-1] > len(data):
         raise ValueError(f"sizes: {int(sizes[-1])} exceeds the {len(data)} pairs of the stream")
-    T = data.space.T
     n = int(sizes[-1])
-    key = (data.x[:n] * T + data.y_pos[:n]) * T + data.y_neg[:n]
+    x_, yp, yn = data.x[:n], data.y_pos[:n], data.y_neg[:n]
+    hit = _STREAM_MEMO[0]
+    if (hit is not None and hit[0] == sizes.tobytes() and np.array_equal(hit[1], x_) and np.array_equal(hit[2], yp)
+            and np.array_equal(hit[3], yn)):
+        return hit[4]  # the same stream for another estimator of the unit
+    T = data.space.T
+    key = (x_ * T + yp) * T + yn
     uniq, inv = np.unique(key, return_inverse=True)
     inv = inv.ravel()
-    pos = (uniq // T)  # x·T + y⁺
-    neg = (uniq // (T * T)) * T + uniq % T  # x·T + y⁻
-    # per segment between consecutive sizes: its unique pairs and their counts
-    idx, cnt, ptr = [], [], [0]
-    for a, b in zip(np.concatenate([[0], sizes[:-1]]), sizes):
-        u, c = np.unique(inv[a:b], return_counts=True)
-        idx.append(u)
-        cnt.append(c)
-        ptr.append(ptr[-1] + u.size)
-    segments = (np.concatenate(idx).astype(np.int64), np.concatenate(cnt).astype(np.float64),
-                np.asarray(ptr, dtype=np.int64))
-    return pos, neg, segments, sizes
+    M = uniq.size
+    x, a, b = uniq // (T * T), (uniq // T) % T, uniq % T
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    upair, uinv = np.unique((x * T + lo) * T + hi, return_inverse=True)
+    U = upair.size
+    entry = uinv.ravel() + np.where(a <= b, 0, U)  # ordered unique pair -> entry in [0, 2U)
+    pos = (upair // T).astype(np.int64)  # x·T + a
+    neg = ((upair // (T * T)) * T + upair % T).astype(np.int64)  # x·T + b
+    # per segment between consecutive sizes (pair i is in segment s when sizes[s−1] ≤ i < sizes[s]):
+    # its unique ordered pairs, in the order of their keys, and their counts — one sort for all
+    seg = np.searchsorted(sizes, np.arange(n), side="right")
+    sk, cnt = np.unique(seg * M + inv, return_counts=True)
+    ptr = np.concatenate([[0], np.cumsum(np.bincount(sk // M, minlength=sizes.size))]).astype(np.int64)
+    segments = (entry[sk % M].astype(np.int64), cnt.astype(np.float64), ptr)
+    out = (pos, neg, segments, sizes)
+    _STREAM_MEMO[0] = (sizes.tobytes(), x_.copy(), yp.copy(), yn.copy(), out)
+    return out
+
+
+#: the last stream's pairs and segments (dpo_path and rm_rl_path of one unit share its stream)
+_STREAM_MEMO: list = [None]
+
+
+def _pick_rows(ll: np.ndarray, members: np.ndarray):
+    """:func:`finite_pick` of every row of ``ll`` (S, K): the same rule, the maxima and tie
+    sets of all rows at once (``finite_pick`` itself runs only for rows with ties)."""
+    from .._solve import TIE_RTOL
+    vmax = ll.max(axis=1)
+    with np.errstate(invalid="ignore"):  # −∞ − (−∞)
+        ties = ll >= (vmax - TIE_RTOL * np.maximum(1.0, np.abs(vmax)))[:, None]
+    ties[vmax == -np.inf] = True
+    n_max = ties.sum(axis=1)
+    first = ties.argmax(axis=1)
+    return [(int(first[s]), False, 1) if n_max[s] == 1 else finite_pick(ll[s], members) for s in range(ll.shape[0])]
 
 
 def _path(scores, pos, neg, offset, segments, sizes, scale):
     out = np.empty((sizes.size, scores.shape[0]))
-    _kernels.class_bt_loglik_stream(scores, pos, neg, offset, *segments, scale, out)
+    _kernels.class_bt_loglik_stream(np.ascontiguousarray(scores, dtype=np.float64), pos, neg,
+                                    np.ascontiguousarray(offset, dtype=np.float64), *segments, float(scale), out)
     out[np.isnan(out)] = -np.inf  # as in dpo(): a member with π(y⁺) = π(y⁻) = 0 cannot explain the pair
     return out
 
@@ -483,8 +518,7 @@ def dpo_path(data: Preferences, sizes, policy_class, ref: Policy, beta: float) -
     rk = isinstance(policy_class, SoftOptimalPolicyClass)
     wall = (time.perf_counter() - t0) / sizes.size
     out, members = [], {}
-    for row in ll:
-        k, set_valued, n_max = finite_pick(row, fin.logp)
+    for row, (k, set_valued, n_max) in zip(ll, _pick_rows(ll, fin.logp)):
         if k not in members:  # one Policy object per picked member
             members[k] = fin.member(k)
         out.append(FitResult("dpo", float(row[k]), policy=members[k], policy_index=k,
@@ -503,8 +537,7 @@ def reward_mle_path(data: Preferences, sizes, reward_class) -> list[FitResult]:
     ll = _path(reward_class.tables.reshape(K, -1), pos, neg, np.zeros(pos.size), segments, sizes, 1.0)
     wall = (time.perf_counter() - t0) / sizes.size
     out = []
-    for row in ll:
-        k, set_valued, n_max = finite_pick(row, reward_class.tables)
+    for row, (k, set_valued, n_max) in zip(ll, _pick_rows(ll, reward_class.tables)):
         out.append(FitResult("reward_mle", float(row[k]), reward=reward_class.tables[k], reward_index=k,
                              set_valued=set_valued, wall_time=wall, extra={"n_maximisers": n_max}))
     return out
