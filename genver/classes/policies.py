@@ -23,11 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from .. import _kernels
 from .._solve import finite_pick, lbfgs
 
 from .._validation import as_generator, check_beta, check_positive_int, check_prompt_weights
 from ..policy import Policy, logsumexp_rows, node_score_coeff, sequence_logp_from_cond
-from ..softrl import J_beta_arrays, kl_rows, rho_weighted, soft_optimal
+from ..softrl import kl_rows, rho_weighted, soft_optimal
 from ..spaces import TreeSpace
 from .rewards import FiniteRewardClass, LinearRewardClass
 
@@ -227,19 +228,47 @@ class FinitePolicyClass:
         rng = as_generator(random_state)
         if (self.size + n) * self.space.P * self.space.T > 2**28:
             raise ValueError(f"(K + n)*P*T = {(self.size + n) * self.space.P * self.space.T} entries exceeds 2**28")
-        s = ref.logp[None] + scale * rng.standard_normal((n,) + self.space.shape) / beta
-        d = s - logsumexp_rows(s)[..., None]
-        return FinitePolicyClass(self.space, np.concatenate([self.logp, d], axis=0))
+        z = rng.standard_normal((n,) + self.space.shape)
+        lp = np.empty((self.size + n,) + self.space.shape)
+        lp[: self.size] = self.logp
+        _kernels.soft_optimal_tables(np.ascontiguousarray(ref.logp, dtype=np.float64), z, scale, beta, lp[self.size :])
+        return FinitePolicyClass._trusted(self.space, lp)  # normalised by construction
+
+    @classmethod
+    def _trusted(cls, space: TreeSpace, lp: np.ndarray) -> "FinitePolicyClass":
+        """A class from log-probs normalised by construction (C-contiguous float64 (K, P, T)):
+        skips the validating constructor's passes over ``K·P·T`` entries."""
+        obj = cls.__new__(cls)
+        lp.setflags(write=False)
+        obj.space, obj.logp = space, lp
+        return obj
 
     # -- RL ----------------------------------------------------------------------------
+    def _rl_arrays(self, ref: Policy):
+        """``(π_k, KL(π_k ‖ π_ref) per prompt)`` for every member: the reward-independent parts
+        of ``J_β``, computed once per reference (the class is immutable) and reused by every
+        RL step against another reward."""
+        cached = getattr(self, "_rl_cache", None)
+        if cached is not None and (cached[0] is ref.logp or np.array_equal(cached[0], ref.logp)):
+            return cached[1], cached[2]
+        probs = np.empty(self.logp.shape)
+        kl = np.empty(self.logp.shape[:2])
+        _kernels.finite_rl_parts(self.logp, np.ascontiguousarray(ref.logp, dtype=np.float64), probs, kl)
+        self._rl_cache = (ref.logp, probs, kl)
+        return probs, kl
+
     def J_all(self, reward, ref: Policy, beta: float, prompt_weights=None) -> np.ndarray:
-        """``J_β(π_k; r)`` for every member, shape (K,)."""
+        """``J_β(π_k; r) = Σ_x ρ_x (Σ_y π_k(y|x) r(x, y) − β KL(π_k ‖ π_ref)(x))`` for every
+        member, shape (K,)."""
         r, beta, rho = _rl_common(self.space, ref, reward, beta, prompt_weights)
-        return J_beta_arrays(self.logp, r, ref.logp, beta, rho)
+        probs, kl = self._rl_arrays(ref)
+        out = np.empty(self.size)
+        _kernels.finite_J(probs, kl, np.ascontiguousarray(r, dtype=np.float64), beta, rho, out)
+        return out
 
     def rl_argmax(self, reward, ref: Policy, beta: float, prompt_weights=None) -> RLResult:
         r, beta, rho = _rl_common(self.space, ref, reward, beta, prompt_weights)
-        J = J_beta_arrays(self.logp, r, ref.logp, beta, rho)
+        J = self.J_all(r, ref, beta, rho)
         k, _, _ = finite_pick(J, self.logp)  # lowest index within rounding of the best
         pol = self.member(k)
         target = soft_optimal(r, ref, beta).policy
