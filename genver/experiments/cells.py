@@ -404,7 +404,9 @@ def run_unit(spec, params: dict, sid: str, seed: int) -> pd.DataFrame:
             if est["name"] in PATHS:
                 paths[k] = PATHS[est["name"]](inst, stream, spec.sizes, est["options"])
     rows = []
-    memo = {}  # (metric, id(policy)) -> (policy, value): a picked finite member is evaluated once
+    # (metric, policy log-probs) -> value: a picked finite member is evaluated once, whichever
+    # estimator or size picked it (policy metrics are functions of log π alone)
+    memo = {}
     knobs = {k: params[k] for k in spec.knobs}
     for i, n in enumerate(spec.sizes):
         counts = None
@@ -422,14 +424,15 @@ def run_unit(spec, params: dict, sid: str, seed: int) -> pd.DataFrame:
                 t0 = time.perf_counter()
                 res = fn(inst, counts, rng, opts)
                 wall = time.perf_counter() - t0
+            pkey = None if res.policy is None else res.policy.logp.tobytes()
             for m in spec.metrics:
-                key = (m, id(res.policy))
-                if metric_kind(m) == "policy" and res.policy is not None and key in memo:
-                    v = memo[key][1]
+                key = (m, pkey)
+                if metric_kind(m) == "policy" and pkey is not None and key in memo:
+                    v = memo[key]
                 else:
                     v = _evaluate(m, res, inst)
-                    if metric_kind(m) == "policy" and res.policy is not None:
-                        memo[key] = (res.policy, v)
+                    if metric_kind(m) == "policy" and pkey is not None:
+                        memo[key] = v
                 if v is None:
                     continue
                 rows.append({"experiment": spec.name, "setting_id": sid, **knobs, "seed": seed, "n": n,
