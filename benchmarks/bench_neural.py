@@ -50,7 +50,7 @@ def _summary(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def throughput(device, *, d_model, n_layers, batch, steps, reps, quick):
+def throughput(device, *, d_model, n_layers, batch, steps, reps, quick, compile=False):
     sp = TreeSpace(4, 8, 6) if not quick else TreeSpace(2, 4, 4)
     rng = np.random.default_rng(0)
     m = 100_000 if not quick else 2_000
@@ -62,8 +62,9 @@ def throughput(device, *, d_model, n_layers, batch, steps, reps, quick):
     torch.manual_seed(0)
     pol = NeuralPolicy(TinyTransformer(cfg_arch).to(device), ref)
     rm = GlobalReward(cfg_arch).to(device)
-    cfg = TrainConfig(steps=steps, lr=1e-3, batch_size=batch // 2)
-    out = {"n_params": pol.model.n_params(), "task": f"P={sp.P} V={sp.V} H={sp.H}", "batch_sequences": batch}
+    cfg = TrainConfig(steps=steps, lr=1e-3, batch_size=batch // 2, compile=compile)
+    out = {"n_params": pol.model.n_params(), "task": f"P={sp.P} V={sp.V} H={sp.H}", "batch_sequences": batch,
+           "compile": compile}
     for name, fn in (("policy_dpo", lambda s: train_dpo(pol, data, 1.0, cfg, seed=s)),
                      ("reward_model", lambda s: train_reward(rm, data, cfg, seed=s))):
         fn(0)  # warm-up (allocations, autocast caches)
@@ -134,6 +135,7 @@ def main(argv=None):
     ap.add_argument("--cpu-threads", type=int, default=2)
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--sizes", default="[64, 1024, 4096]")
+    ap.add_argument("--compile", action="store_true", help="also measure throughput with torch.compile")
     ap.add_argument("--skip", default="", help="comma-separated sections to skip: throughput,cell,sweep")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
@@ -146,13 +148,15 @@ def main(argv=None):
         res["gpu"] = torch.cuda.get_device_name(0)
         torch.cuda.reset_peak_memory_stats()
     if "throughput" not in skip:
-        r = throughput(device, d_model=a.d_model, n_layers=a.n_layers, batch=a.batch, steps=a.steps, reps=a.reps,
-                       quick=a.quick)
-        res["throughput"] = r
-        print(f"throughput on {device} ({r['n_params']:,} parameters, {r['task']}, {r['batch_sequences']} sequences/step):")
-        for k in ("policy_dpo_tokens_per_s", "reward_model_tokens_per_s"):
-            s = r[k]
-            print(f"  {k:<28} {s['median']:.3e} tokens/s  [{s['min']:.3e}, {s['max']:.3e}]")
+        for comp in ((False, True) if a.compile else (False,)):
+            r = throughput(device, d_model=a.d_model, n_layers=a.n_layers, batch=a.batch, steps=a.steps, reps=a.reps,
+                           quick=a.quick, compile=comp)
+            res["throughput_compiled" if comp else "throughput"] = r
+            print(f"throughput on {device}{' (torch.compile)' if comp else ''} ({r['n_params']:,} parameters, "
+                  f"{r['task']}, {r['batch_sequences']} sequences/step):")
+            for k in ("policy_dpo_tokens_per_s", "reward_model_tokens_per_s"):
+                s = r[k]
+                print(f"  {k:<28} {s['median']:.3e} tokens/s  [{s['min']:.3e}, {s['max']:.3e}]")
     if "cell" not in skip:
         r = cell(device, a.cpu_threads, a.quick)
         res["cell"] = r

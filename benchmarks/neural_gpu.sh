@@ -12,4 +12,4 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 log="${OUT:-/tmp}/neural_gpu.log"
-timeout 470 python3 benchmarks/bench_neural.py --device cuda --json "$@" 2>&1 | tee "$log"
+timeout 470 python3 benchmarks/bench_neural.py --device cuda --compile --json "$@" 2>&1 | tee "$log"

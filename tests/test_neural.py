@@ -278,3 +278,15 @@ def test_tokens_per_step_bookkeeping_is_exact():
     log = train_dpo(pol, c, 1.0, TrainConfig(steps=3, batch_size=8), seed=0)
     assert log.tokens == 3 * 2 * 8 * (inst.space.H + 1)  # minibatches of 8 pairs (more unique triples than 8)
     assert len(c.x) > 8 and math.isfinite(log.tokens_per_second)
+
+
+def test_compiled_training_matches_eager_training():
+    """TrainConfig.compile routes the same network through torch.compile: same losses."""
+    inst = _instance("additive_target", P=2, V=3, H=2)
+    c = sample_preferences(inst.reward_true, inst.sampler, 100, np.random.default_rng(1)).counts()
+    logs = []
+    for comp in (False, True):
+        pol = NeuralPolicy(_model(inst.space, 3), inst.ref)
+        logs.append(train_dpo(pol, c, 1.0, TrainConfig(steps=4, compile=comp), seed=0).losses)
+        assert (pol._forward is pol.model) is (not comp)
+    assert np.allclose(logs[0], logs[1], rtol=1e-4, atol=1e-6)

@@ -78,6 +78,7 @@ class NeuralPolicy:
             raise ValueError(f"model is for (P, V, H) = {(c.P, c.V, c.H)} but ref lives on {sp!r}")
         ref.require_full_support("ref")
         self.model = model
+        self._forward = model  # torch.compile(model) after compile()
         self.ref = ref
         self.space = sp
         dev = next(model.parameters()).device
@@ -88,10 +89,17 @@ class NeuralPolicy:
     def device(self) -> torch.device:
         return self.ref_cond.device
 
+    def compile(self) -> "NeuralPolicy":
+        """Route training and sampling through ``torch.compile(model, dynamic=True)`` (same
+        parameters; :meth:`exact` keeps the eager model)."""
+        if self._forward is self.model:
+            self._forward = torch.compile(self.model, dynamic=True)
+        return self
+
     # -- log-probabilities -------------------------------------------------------------
     def token_logits(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``log π_ref + g_θ`` at the ``H`` prefixes of complete ``y`` (B, H): (B, H, V)."""
-        g = self.model(x, y[:, :-1])
+        g = self._forward(x, y[:, :-1])
         return self.ref_cond[x[:, None], node_indices(self.space, y[:, :-1])] + g.float()
 
     def seq_logp(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -110,7 +118,7 @@ class NeuralPolicy:
         y = torch.empty((B, 0), dtype=torch.long, device=x.device)
         j = torch.zeros(B, dtype=torch.long, device=x.device)
         for h in range(self.space.H):
-            logits = self.model(x, y)[:, -1, :].float() + self.ref_cond[x, self.space.offset(h) + j]
+            logits = self._forward(x, y)[:, -1, :].float() + self.ref_cond[x, self.space.offset(h) + j]
             a = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)  # (B, 1)
             y = torch.cat([y, a], dim=1)
             j = j * self.space.V + a[:, 0]

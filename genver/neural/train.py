@@ -15,15 +15,15 @@ minibatch of the same loss). Losses, with ``Δ_θ(y) = log π_θ(y|x) − log π
                     loss ``−Σ_x ρ(x) (1/K) Σ_i A_i log π_θ(y_i|x)`` — an unbiased gradient of
                     ``J_β(π_θ; r̂) = E_x[E_{π_θ} r̂ − β KL(π_θ ‖ π_ref)]``
 :func:`train_online_dpo`  ``rounds`` rounds; each samples ``K`` completions per prompt from the
-                    current ``π_θ``, pairs the top against the bottom by ``r̂`` (prompts whose ``K``
-                    rewards tie give no pair), then takes ``steps/rounds`` DPO steps on those pairs
+                    current ``π_θ``, pairs them (top vs bottom by ``r̂``, or Bradley–Terry labels
+                    drawn from ``r̂``), then takes ``steps/rounds`` DPO steps on those pairs
 ==================  ================================================================================
 
 Seeding: every trainer takes ``seed`` and draws minibatches and samples from its own
 ``torch.Generator`` on the model's device, so runs on one device are reproducible. On CUDA the
-forward passes run under bf16 autocast (``TrainConfig.autocast``) and the model may be compiled
-(``TrainConfig.compile``); on CPU both are off. Evaluation (:meth:`NeuralPolicy.exact`) is always
-float32 → float64, never autocast.
+forward passes run under bf16 autocast (``TrainConfig.autocast``; off on CPU); with
+``TrainConfig.compile`` the trained network runs through ``torch.compile`` (off by default).
+Evaluation (:meth:`NeuralPolicy.exact`) is always float32 → float64, never autocast.
 """
 from __future__ import annotations
 
@@ -68,7 +68,10 @@ class TrainConfig:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     autocast: bool = True  # bf16 autocast on CUDA (ignored on CPU)
-    compile: bool = False  # torch.compile the model on CUDA (ignored on CPU)
+    #: torch.compile the trained network (any device; off by default: on this project's 2-core CPU
+    #: compiling takes ~15 s per model, more than a whole small cell; on a GPU measure it with
+    #: ``benchmarks/bench_neural.py --compile``)
+    compile: bool = False
 
     def __post_init__(self):
         check_positive_int(self.steps, "steps")
@@ -101,8 +104,8 @@ def _autocast(device: torch.device, cfg: TrainConfig):
     return contextlib.nullcontext()
 
 
-def _maybe_compile(module: nn.Module, device: torch.device, cfg: TrainConfig):
-    return torch.compile(module) if cfg.compile and device.type == "cuda" else module
+def _maybe_compile(module: nn.Module, cfg: TrainConfig):
+    return torch.compile(module, dynamic=True) if cfg.compile else module
 
 
 class _Pairs:
@@ -166,6 +169,8 @@ def train_sft(policy: NeuralPolicy, x, y_idx, weights, cfg: TrainConfig, *, seed
         raise ValueError("train_sft: no demonstrations with positive weight")
     w = w / w.sum()
     gen = _generator(dev, seed)
+    if cfg.compile:
+        policy.compile()
     log = TrainLog()
 
     def step():
@@ -196,6 +201,8 @@ def train_dpo(policy: NeuralPolicy, data: PairCounts, beta: float, cfg: TrainCon
     beta = check_beta(beta)
     dev = policy.device
     pairs = _Pairs(data, dev, cfg.batch_size, _generator(dev, seed))
+    if cfg.compile:
+        policy.compile()
     log = TrainLog()
 
     def step():
@@ -213,7 +220,7 @@ def train_reward(model: nn.Module, data: PairCounts, cfg: TrainConfig, *, seed: 
     dev = next(model.parameters()).device
     pairs = _Pairs(data, dev, cfg.batch_size, _generator(dev, seed))
     log = TrainLog()
-    fwd = _maybe_compile(model, dev, cfg)
+    fwd = _maybe_compile(model, cfg)
 
     def step():
         x, yp, yn, w = pairs.batch()
@@ -248,6 +255,8 @@ def train_rl(policy: NeuralPolicy, reward: nn.Module, beta: float, cfg: TrainCon
     sp, dev = policy.space, policy.device
     rho = torch.as_tensor(check_prompt_weights(prompt_weights, sp.P), dtype=torch.float64)
     gen, gen_cpu = _generator(dev, seed), _generator("cpu", seed + 1)
+    if cfg.compile:
+        policy.compile()
     log = TrainLog()
 
     def step():
@@ -283,6 +292,8 @@ def train_online_dpo(policy: NeuralPolicy, reward: nn.Module, beta: float, cfg: 
     sp, dev = policy.space, policy.device
     rho = torch.as_tensor(check_prompt_weights(prompt_weights, sp.P), dtype=torch.float64)
     gen, gen_cpu = _generator(dev, seed), _generator("cpu", seed + 1)
+    if cfg.compile:
+        policy.compile()
     log = TrainLog()
     opt = None
     per_round = [cfg.steps // rounds + (r < cfg.steps % rounds) for r in range(rounds)]
