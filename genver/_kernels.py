@@ -523,22 +523,25 @@ def finite_rl_parts(logp, ref_logp, probs_out, kl_out):
 
 
 @njit(cache=True, fastmath=FASTMATH, parallel=True)
-def finite_J(probs, kl, reward, beta, rho, out):
-    """out (K,) = Σ_{x: ρ_x > 0} ρ_x (Σ_y probs[k, x, y] reward[x, y] − β kl[k, x]) (prompts with
-    ρ_x = 0 are skipped, so ``0·∞`` never gives NaN; ``reward`` is finite)."""
+def finite_J(probs, kl, rewards, beta, rho, out):
+    """out (m, K): ``out[j, k] = Σ_{x: ρ_x > 0} ρ_x (Σ_y probs[k, x, y] rewards[j, x, y] − β kl[k, x])``
+    for m rewards at once (each member's probabilities are read once; prompts with ρ_x = 0 are
+    skipped, so ``0·∞`` never gives NaN; rewards are finite)."""
     K, P, T = probs.shape
+    m = rewards.shape[0]
     C = _MEMBER_CHUNK
     for c in prange((K + C - 1) // C):
         for k in range(c * C, min(K, (c + 1) * C)):
-            J = 0.0
-            for x in range(P):
-                if rho[x] == 0.0:
-                    continue
-                e = 0.0
-                for y in range(T):
-                    e += probs[k, x, y] * reward[x, y]
-                J += rho[x] * (e - beta * kl[k, x])
-            out[k] = J
+            for j in range(m):
+                J = 0.0
+                for x in range(P):
+                    if rho[x] == 0.0:
+                        continue
+                    e = 0.0
+                    for y in range(T):
+                        e += probs[k, x, y] * rewards[j, x, y]
+                    J += rho[x] * (e - beta * kl[k, x])
+                out[j, k] = J
 
 
 # -- instance generation --------------------------------------------------------------------

@@ -260,20 +260,33 @@ class FinitePolicyClass:
     def J_all(self, reward, ref: Policy, beta: float, prompt_weights=None) -> np.ndarray:
         """``J_β(π_k; r) = Σ_x ρ_x (Σ_y π_k(y|x) r(x, y) − β KL(π_k ‖ π_ref)(x))`` for every
         member, shape (K,)."""
-        r, beta, rho = _rl_common(self.space, ref, reward, beta, prompt_weights)
+        return self._J_many([reward], ref, beta, prompt_weights)[1][0]
+
+    def _J_many(self, rewards, ref: Policy, beta: float, prompt_weights=None):
+        """``(rewards (m, P, T), J (m, K), β, ρ)`` for m rewards in one pass over the members."""
+        checked = [_rl_common(self.space, ref, r, beta, prompt_weights) for r in rewards]
+        beta, rho = checked[0][1], checked[0][2]
+        R = np.ascontiguousarray(np.stack([c[0] for c in checked]), dtype=np.float64)
         probs, kl = self._rl_arrays(ref)
-        out = np.empty(self.size)
-        _kernels.finite_J(probs, kl, np.ascontiguousarray(r, dtype=np.float64), beta, rho, out)
-        return out
+        J = np.empty((len(rewards), self.size))
+        _kernels.finite_J(probs, kl, R, beta, rho, J)
+        return R, J, beta, rho
 
     def rl_argmax(self, reward, ref: Policy, beta: float, prompt_weights=None) -> RLResult:
-        r, beta, rho = _rl_common(self.space, ref, reward, beta, prompt_weights)
-        J = self.J_all(r, ref, beta, rho)
-        k, _, _ = finite_pick(J, self.logp)  # lowest index within rounding of the best
-        pol = self.member(k)
-        target = soft_optimal(r, ref, beta).policy
-        return RLResult(policy=pol, objective=float(J[k]), index=k,
-                        residual_kl=_residual(pol, target.logp, rho))
+        return self.rl_argmax_many([reward], ref, beta, prompt_weights)[0]
+
+    def rl_argmax_many(self, rewards, ref: Policy, beta: float, prompt_weights=None) -> list[RLResult]:
+        """:meth:`rl_argmax` for several rewards, with ``J_β`` of every member against all of
+        them computed in one pass (the same numbers as one call per reward)."""
+        R, Js, beta, rho = self._J_many(rewards, ref, beta, prompt_weights)
+        out = []
+        for r, J in zip(R, Js):
+            k, _, _ = finite_pick(J, self.logp)  # lowest index within rounding of the best
+            pol = self.member(k)
+            target = soft_optimal(r, ref, beta).policy
+            out.append(RLResult(policy=pol, objective=float(J[k]), index=k,
+                                residual_kl=_residual(pol, target.logp, rho)))
+        return out
 
     def __repr__(self):
         return f"FinitePolicyClass(K={self.size}, {self.space!r})"

@@ -550,6 +550,16 @@ def rm_rl_path(data: Preferences, sizes, reward_class, policy_class, ref: Policy
     t0 = time.perf_counter()
     rms = reward_mle_path(data, sizes, reward_class)
     rl_cache: dict = {}
+    if isinstance(policy_class, FinitePolicyClass):  # J_β against every distinct r̂ in one pass
+        need = list(dict.fromkeys(rm.reward_index for rm in rms))
+        t1 = time.perf_counter()
+        many = policy_class.rl_argmax_many([reward_class.tables[j] for j in need], ref, beta, prompt_weights)
+        wall = (time.perf_counter() - t1) / len(need)
+        for j, res in zip(need, many):  # as rl_step() wraps rl_argmax()
+            rl_cache[j] = FitResult("rl_step", res.objective, policy=res.policy, reward=reward_class.tables[j],
+                                    policy_index=res.index, params=res.params, iterations=res.iterations,
+                                    converged=True, grad_norm=res.grad_norm, wall_time=wall,
+                                    extra={"residual_kl": res.residual_kl})
     out = []
     for rm in rms:
         if rm.reward_index not in rl_cache:

@@ -403,11 +403,13 @@ def run_unit(spec, params: dict, sid: str, seed: int) -> pd.DataFrame:
         for k, est in enumerate(spec.estimators):
             if est["name"] in PATHS:
                 paths[k] = PATHS[est["name"]](inst, stream, spec.sizes, est["options"])
-    rows = []
+    # one list per column (as a list of row dicts would give, in the same column order)
+    knobs = {k: params[k] for k in spec.knobs}
+    cols = {c: [] for c in {"experiment": 0, "setting_id": 0, **knobs, "seed": 0, "n": 0, "estimator": 0,
+                            "route": 0, "metric": 0, "value": 0, "converged": 0, "wall_time": 0}}
     # (metric, policy log-probs) -> value: a picked finite member is evaluated once, whichever
     # estimator or size picked it (policy metrics are functions of log π alone)
     memo = {}
-    knobs = {k: params[k] for k in spec.knobs}
     for i, n in enumerate(spec.sizes):
         counts = None
         for k, est in enumerate(spec.estimators):
@@ -435,7 +437,9 @@ def run_unit(spec, params: dict, sid: str, seed: int) -> pd.DataFrame:
                         memo[key] = v
                 if v is None:
                     continue
-                rows.append({"experiment": spec.name, "setting_id": sid, **knobs, "seed": seed, "n": n,
-                             "estimator": est["label"], "route": est["route"], "metric": m,
-                             "value": v, "converged": bool(res.converged), "wall_time": wall})
-    return pd.DataFrame(rows)
+                row = {"experiment": spec.name, "setting_id": sid, **knobs, "seed": seed, "n": n,
+                       "estimator": est["label"], "route": est["route"], "metric": m,
+                       "value": v, "converged": bool(res.converged), "wall_time": wall}
+                for c, x in row.items():
+                    cols[c].append(x)
+    return pd.DataFrame(cols) if cols["metric"] else pd.DataFrame([])
