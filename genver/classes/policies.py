@@ -16,7 +16,11 @@ identity of :mod:`genver.softrl`, the reverse-KL projection of ``π*_r`` onto ``
 * :class:`FinitePolicyClass` — ``K`` explicit members ``(K, P, T)`` of sequence log-probs;
   generators for ``Π(R)`` and ``Π(R) ∪ D`` with random distractors ``D``.
   RL step: exact argmax of ``J_β`` over members, lowest index among values within a relative
-  ``1e-12`` of the best (rounding never decides between near-identical members).
+  ``1e-12`` of the best (rounding never decides between near-identical members). ``J_β`` is
+  ``Σ_x ρ_x (Σ_y π_k r − β KL(π_k ‖ π_ref))``: the member probabilities and KL terms are
+  computed once per reference and kept on the (immutable) class, so each further reward costs
+  one multiply-add per member entry; :meth:`FinitePolicyClass.rl_argmax_many` takes several
+  rewards in one pass.
 """
 from __future__ import annotations
 

@@ -15,12 +15,15 @@ through their counts) and ``r_π = β log π/π_ref`` the local (implicit) rewar
 Nested sample sizes (``*_path``)
 -------------------------------
 For finite classes, :func:`dpo_path`, :func:`reward_mle_path` and :func:`rm_rl_path` fit every
-prefix ``data.head(n)`` of one pair stream at once: one log-sigmoid per (member, unique pair),
-then one multiply-add per (segment between sizes, unique pair in it) — so the cost stops growing
-with ``n`` once every distinct pair has been seen (``_kernels.class_bt_loglik_stream``) — and the
-RL step is computed once per distinct ``r̂``. They return, for each ``n``, the result :func:`dpo` /
-:func:`reward_mle` / :func:`rm_rl` return on ``data.head(n)`` (same pick; objectives equal up to
-summation order, ~1e-13 relative); ``wall_time`` is the path's time divided by the number of sizes.
+prefix ``data.head(n)`` of one pair stream at once: one log-sigmoid per (member, unique
+*unordered* pair) — the reversed pair has margin ``−z`` and ``log σ(−z) = log σ(z) − z`` share
+``log1p(e^{−|z|})``; pairs ``y⁺ = y⁻`` are included (``log σ(0)`` for a finite member) — then one
+multiply-add per (segment between sizes, ordered pair in it), so the cost stops growing with
+``n`` once every distinct pair has been seen (``_kernels.class_bt_loglik_stream``); the RL step
+runs once for all distinct ``r̂`` of the path (one pass over the members). They return, for each
+``n``, the result :func:`dpo` / :func:`reward_mle` / :func:`rm_rl` return on ``data.head(n)``
+(same pick; objectives equal up to summation order and the ~1e-15 relative error of the
+vectorised log-sigmoid); ``wall_time`` is the path's time divided by the number of sizes.
 
 Solvers and well-posedness rules
 --------------------------------

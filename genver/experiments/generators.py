@@ -55,6 +55,8 @@ Optional parameters (schema default ``None``) enter a setting's parameters — a
 Randomness: ``instance_rng`` draws the world and classes in a fixed order (reference, reward
 class, true reward, distractors), so settings that differ only in a later knob (e.g. the number
 of distractors) share everything drawn before it — common random numbers across the sweep.
+``finite_gap`` is memoised on (parameters, generator state): the same call returns the same
+classes (in a fresh :class:`Instance`) and leaves the generator where the draws would have.
 """
 from __future__ import annotations
 
