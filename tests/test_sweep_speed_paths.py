@@ -282,3 +282,40 @@ def test_serial_and_parallel_drivers_are_bitwise_identical(shape):
     want = [sum(ma[i] * mb[j] / (1 + math.exp(vb[j] - va[i])) for i in range(sa[p], sa[p + 1])
                 for j in range(sb[p], sb[p + 1])) for p in range(sp.P)]
     np.testing.assert_allclose(a, want, rtol=1e-13)
+
+
+def test_finite_gap_memo_returns_the_same_instance_and_generator_state():
+    from genver.experiments.generators import GENERATORS, _finite_gap
+    fn, schema = GENERATORS["finite_gap"]
+    p = {k: v for k, (_, v) in schema.items() if v is not None}
+    p.update(P=3, V=2, H=3, n_distractors=50, data_prompts=2)
+    fresh_rng = np.random.default_rng(123)
+    want = _finite_gap(p, fresh_rng)
+    insts = []
+    for _ in range(3):  # a miss, then hits
+        rng = np.random.default_rng(123)
+        insts.append(fn(p, rng))
+        assert rng.bit_generator.state == fresh_rng.bit_generator.state
+    for inst in insts:
+        assert inst.policy_class.logp.tobytes() == want.policy_class.logp.tobytes()
+        assert inst.reward_true.tobytes() == want.reward_true.tobytes()
+        assert inst.ref.logp.tobytes() == want.ref.logp.tobytes()
+        np.testing.assert_array_equal(inst.data_prompt_weights, [0.5, 0.5, 0.0])
+    assert insts[1] is not insts[2] and insts[1].extra is not insts[2].extra
+    insts[1].data_prompt_weights = None  # a caller's change stays in its own copy
+    assert insts[2].data_prompt_weights is not None
+    other = dict(p, n_distractors=51)
+    assert fn(other, np.random.default_rng(123)).policy_class.size == 3 + 4 + 51 - 3
+
+
+def test_stream_memo_never_returns_a_stale_stream():
+    sp, ref, Pi, d = _stream_world(9)
+    sizes = [5, 50, 300]
+    a = _stream(d, sizes)
+    assert _stream(d, sizes) is a  # the unit's second path reuses it
+    i = int(np.flatnonzero(d.y_pos[:300] != d.y_neg[:300])[0])
+    d.y_pos[i], d.y_neg[i] = d.y_neg[i], d.y_pos[i]  # the same object, changed in place
+    b = _stream(d, sizes)
+    assert b is not a
+    c = _stream(d, [5, 60, 300])
+    assert not np.array_equal(c[2][2], b[2][2]) or not np.array_equal(c[2][0], b[2][0])
