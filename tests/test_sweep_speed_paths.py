@@ -305,7 +305,7 @@ def test_finite_gap_memo_returns_the_same_instance_and_generator_state():
     insts[1].data_prompt_weights = None  # a caller's change stays in its own copy
     assert insts[2].data_prompt_weights is not None
     other = dict(p, n_distractors=51)
-    assert fn(other, np.random.default_rng(123)).policy_class.size == 3 + 4 + 51 - 3
+    assert fn(other, np.random.default_rng(123)).policy_class.size == p["K_R"] + 51
 
 
 def test_stream_memo_never_returns_a_stale_stream():
