@@ -203,7 +203,7 @@ class FinitePolicyClass:
     def member(self, k: int) -> Policy:
         if not 0 <= k < self.size:
             raise ValueError(f"member index must lie in [0, {self.size - 1}], got {k}")
-        return Policy(self.space, self.logp[k])
+        return Policy._trusted(self.space, self.logp[k])  # rows were checked (or built normalised) with the class
 
     # -- generators --------------------------------------------------------------------
     @classmethod
