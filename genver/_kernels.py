@@ -496,10 +496,11 @@ def class_bt_loglik_stream(scores, pos, neg, offset, seg_idx, seg_cnt, seg_ptr, 
 
 
 # -- RL step over a finite policy class -------------------------------------------------------
-_MEMBER_CHUNK = 64  # members per prange item in the per-member kernels below
+# The three kernels below are serial: on 2 cores their parallel versions were no faster
+# (1-3 ms for 16,388 members, memory- and exp-bound) and cost ~1 s of compilation each.
 
 
-@njit(cache=True, fastmath=FASTMATH_POLY, error_model="numpy", parallel=True)
+@njit(cache=True, fastmath=FASTMATH_POLY, error_model="numpy")
 def finite_rl_parts(logp, ref_logp, probs_out, kl_out):
     """logp (K, P, T) members' sequence log-probs, ref_logp (P, T): probs_out = e^{logp}
     (:func:`exp_block`) and kl_out (K, P) = KL(π_k(·|x) ‖ π_ref(·|x)) with the conventions of
@@ -511,88 +512,82 @@ def finite_rl_parts(logp, ref_logp, probs_out, kl_out):
     eps8 = 8.0 * 2.220446049250313e-16
     lp = logp.reshape(K, PT)
     pr = probs_out.reshape(K, PT)
-    C = _MEMBER_CHUNK
-    for c in prange((K + C - 1) // C):
-        b1 = np.empty(PT, np.int64)
-        b2 = np.empty(PT, np.int64)
-        for k in range(c * C, min(K, (c + 1) * C)):
-            exp_block(lp[k], pr[k], b1, b2)
-            for x in range(P):
-                s = 0.0
-                scale = 0.0
-                n_inf = 0
-                for y in range(T):
-                    a = logp[k, x, y]
-                    q = ref_logp[x, y]
-                    p = probs_out[k, x, y]
-                    supp = a > -np.inf
-                    both = supp and q > -np.inf
-                    s += p * (a - q) if both else 0.0
-                    scale += p * (abs(a) + abs(q)) if both else 0.0
-                    n_inf += 1 if supp and not both else 0
-                if n_inf > 0:
-                    kl_out[k, x] = np.inf
-                elif abs(s) <= eps8 * scale:
-                    kl_out[k, x] = 0.0
-                else:
-                    kl_out[k, x] = s
+    b1 = np.empty(PT, np.int64)
+    b2 = np.empty(PT, np.int64)
+    for k in range(K):
+        exp_block(lp[k], pr[k], b1, b2)
+        for x in range(P):
+            s = 0.0
+            scale = 0.0
+            n_inf = 0
+            for y in range(T):
+                a = logp[k, x, y]
+                q = ref_logp[x, y]
+                p = probs_out[k, x, y]
+                supp = a > -np.inf
+                both = supp and q > -np.inf
+                s += p * (a - q) if both else 0.0
+                scale += p * (abs(a) + abs(q)) if both else 0.0
+                n_inf += 1 if supp and not both else 0
+            if n_inf > 0:
+                kl_out[k, x] = np.inf
+            elif abs(s) <= eps8 * scale:
+                kl_out[k, x] = 0.0
+            else:
+                kl_out[k, x] = s
 
 
-@njit(cache=True, fastmath=FASTMATH, parallel=True)
+@njit(cache=True, fastmath=FASTMATH)
 def finite_J(probs, kl, rewards, beta, rho, out):
     """out (m, K): ``out[j, k] = Σ_{x: ρ_x > 0} ρ_x (Σ_y probs[k, x, y] rewards[j, x, y] − β kl[k, x])``
     for m rewards at once (each member's probabilities are read once; prompts with ρ_x = 0 are
     skipped, so ``0·∞`` never gives NaN; rewards are finite)."""
     K, P, T = probs.shape
     m = rewards.shape[0]
-    C = _MEMBER_CHUNK
-    for c in prange((K + C - 1) // C):
-        for k in range(c * C, min(K, (c + 1) * C)):
-            for j in range(m):
-                J = 0.0
-                for x in range(P):
-                    if rho[x] == 0.0:
-                        continue
-                    e = 0.0
-                    for y in range(T):
-                        e += probs[k, x, y] * rewards[j, x, y]
-                    J += rho[x] * (e - beta * kl[k, x])
-                out[j, k] = J
+    for k in range(K):
+        for j in range(m):
+            J = 0.0
+            for x in range(P):
+                if rho[x] == 0.0:
+                    continue
+                e = 0.0
+                for y in range(T):
+                    e += probs[k, x, y] * rewards[j, x, y]
+                J += rho[x] * (e - beta * kl[k, x])
+            out[j, k] = J
 
 
 # -- instance generation --------------------------------------------------------------------
-@njit(cache=True, fastmath=FASTMATH_POLY, error_model="numpy", parallel=True)
+@njit(cache=True, fastmath=FASTMATH_POLY, error_model="numpy")
 def soft_optimal_tables(ref_logp, z, scale, beta, out):
     """out[k] = log π*_{r_k} for the reward tables ``r_k = scale·z[k]`` (z (n, P, T), ref_logp
     (P, T)): ``s = log π_ref + r_k/β`` normalised per prompt, ``s − (m + log Σ_y e^{s_y − m})``
     with ``m`` the prompt's maximum (:func:`exp_block`); a prompt whose ``s`` is all ``−∞``
-    stays ``−∞``, as in ``policy.logsumexp_rows``. Members in chunks per ``prange`` item."""
+    stays ``−∞``, as in ``policy.logsumexp_rows``."""
     n, P, T = z.shape
     PT = P * T
-    C = _MEMBER_CHUNK
-    for c in prange((n + C - 1) // C):
-        d = np.empty(PT)
-        e = np.empty(PT)
-        shift = np.empty(P)
-        b1 = np.empty(PT, np.int64)
-        b2 = np.empty(PT, np.int64)
-        for k in range(c * C, min(n, (c + 1) * C)):
-            for x in range(P):
-                m = -np.inf
-                for y in range(T):
-                    s = ref_logp[x, y] + scale * z[k, x, y] / beta
-                    out[k, x, y] = s
-                    m = max(m, s)
-                if not np.isfinite(m):
-                    m = 0.0
-                shift[x] = m
-                for y in range(T):
-                    d[x * T + y] = out[k, x, y] - m
-            exp_block(d, e, b1, b2)
-            for x in range(P):
-                acc = 0.0
-                for y in range(T):
-                    acc += e[x * T + y]
-                lse = math.log(acc) + shift[x]
-                for y in range(T):
-                    out[k, x, y] = out[k, x, y] - lse
+    d = np.empty(PT)
+    e = np.empty(PT)
+    shift = np.empty(P)
+    b1 = np.empty(PT, np.int64)
+    b2 = np.empty(PT, np.int64)
+    for k in range(n):
+        for x in range(P):
+            m = -np.inf
+            for y in range(T):
+                s = ref_logp[x, y] + scale * z[k, x, y] / beta
+                out[k, x, y] = s
+                m = max(m, s)
+            if not np.isfinite(m):
+                m = 0.0
+            shift[x] = m
+            for y in range(T):
+                d[x * T + y] = out[k, x, y] - m
+        exp_block(d, e, b1, b2)
+        for x in range(P):
+            acc = 0.0
+            for y in range(T):
+                acc += e[x * T + y]
+            lse = math.log(acc) + shift[x]
+            for y in range(T):
+                out[k, x, y] = out[k, x, y] - lse
