@@ -510,12 +510,15 @@ def finite_rl_parts(logp, ref_logp, probs_out, kl_out):
     K, P, T = logp.shape
     PT = P * T
     eps8 = 8.0 * 2.220446049250313e-16
-    lp = logp.reshape(K, PT)
-    pr = probs_out.reshape(K, PT)
-    b1 = np.empty(PT, np.int64)
-    b2 = np.empty(PT, np.int64)
+    CH = 4096  # exp in long vectorised runs over the flat array
+    b1 = np.empty(CH, np.int64)
+    b2 = np.empty(CH, np.int64)
+    lpf = logp.ravel()
+    prf = probs_out.ravel()
+    for j0 in range(0, K * PT, CH):
+        m = min(CH, K * PT - j0)
+        exp_block(lpf[j0 : j0 + m], prf[j0 : j0 + m], b1[:m], b2[:m])
     for k in range(K):
-        exp_block(lp[k], pr[k], b1, b2)
         for x in range(P):
             s = 0.0
             scale = 0.0
@@ -566,28 +569,34 @@ def soft_optimal_tables(ref_logp, z, scale, beta, out):
     stays ``−∞``, as in ``policy.logsumexp_rows``."""
     n, P, T = z.shape
     PT = P * T
-    d = np.empty(PT)
-    e = np.empty(PT)
-    shift = np.empty(P)
-    b1 = np.empty(PT, np.int64)
-    b2 = np.empty(PT, np.int64)
-    for k in range(n):
-        for x in range(P):
-            m = -np.inf
-            for y in range(T):
-                s = ref_logp[x, y] + scale * z[k, x, y] / beta
-                out[k, x, y] = s
-                m = max(m, s)
-            if not np.isfinite(m):
-                m = 0.0
-            shift[x] = m
-            for y in range(T):
-                d[x * T + y] = out[k, x, y] - m
-        exp_block(d, e, b1, b2)
-        for x in range(P):
-            acc = 0.0
-            for y in range(T):
-                acc += e[x * T + y]
-            lse = math.log(acc) + shift[x]
-            for y in range(T):
-                out[k, x, y] = out[k, x, y] - lse
+    C = max(1, 4096 // PT)  # members per exp_block call (long vectorised runs)
+    d = np.empty(C * PT)
+    e = np.empty(C * PT)
+    shift = np.empty(C * P)
+    b1 = np.empty(C * PT, np.int64)
+    b2 = np.empty(C * PT, np.int64)
+    for k0 in range(0, n, C):
+        c = min(C, n - k0)
+        for i in range(c):
+            k = k0 + i
+            for x in range(P):
+                m = -np.inf
+                for y in range(T):
+                    s = ref_logp[x, y] + scale * z[k, x, y] / beta
+                    out[k, x, y] = s
+                    m = max(m, s)
+                if not np.isfinite(m):
+                    m = 0.0
+                shift[i * P + x] = m
+                for y in range(T):
+                    d[(i * P + x) * T + y] = out[k, x, y] - m
+        exp_block(d[: c * PT], e[: c * PT], b1[: c * PT], b2[: c * PT])
+        for i in range(c):
+            k = k0 + i
+            for x in range(P):
+                acc = 0.0
+                for y in range(T):
+                    acc += e[(i * P + x) * T + y]
+                lse = math.log(acc) + shift[i * P + x]
+                for y in range(T):
+                    out[k, x, y] = out[k, x, y] - lse
