@@ -566,7 +566,8 @@ def soft_optimal_tables(ref_logp, z, scale, beta, out):
     """out[k] = log π*_{r_k} for the reward tables ``r_k = scale·z[k]`` (z (n, P, T), ref_logp
     (P, T)): ``s = log π_ref + r_k/β`` normalised per prompt, ``s − (m + log Σ_y e^{s_y − m})``
     with ``m`` the prompt's maximum (:func:`exp_block`); a prompt whose ``s`` is all ``−∞``
-    stays ``−∞``, as in ``policy.logsumexp_rows``."""
+    stays ``−∞``, as in ``policy.logsumexp_rows``. ``out`` may be ``z`` itself (each entry is
+    read before it is written)."""
     n, P, T = z.shape
     PT = P * T
     C = max(1, 4096 // PT)  # members per exp_block call (long vectorised runs)

@@ -232,10 +232,11 @@ class FinitePolicyClass:
         rng = as_generator(random_state)
         if (self.size + n) * self.space.P * self.space.T > 2**28:
             raise ValueError(f"(K + n)*P*T = {(self.size + n) * self.space.P * self.space.T} entries exceeds 2**28")
-        z = rng.standard_normal((n,) + self.space.shape)
         lp = np.empty((self.size + n,) + self.space.shape)
         lp[: self.size] = self.logp
-        _kernels.soft_optimal_tables(np.ascontiguousarray(ref.logp, dtype=np.float64), z, scale, beta, lp[self.size :])
+        d = lp[self.size :]
+        rng.standard_normal(out=d)  # the same draws as rng.standard_normal((n, P, T)), in place
+        _kernels.soft_optimal_tables(np.ascontiguousarray(ref.logp, dtype=np.float64), d, scale, beta, d)
         return FinitePolicyClass._trusted(self.space, lp)  # normalised by construction
 
     @classmethod
