@@ -403,10 +403,9 @@ def run_unit(spec, params: dict, sid: str, seed: int) -> pd.DataFrame:
         for k, est in enumerate(spec.estimators):
             if est["name"] in PATHS:
                 paths[k] = PATHS[est["name"]](inst, stream, spec.sizes, est["options"])
-    # one list per column (as a list of row dicts would give, in the same column order)
+    # one list per varying column; the unit's constant columns are filled in at the end
     knobs = {k: params[k] for k in spec.knobs}
-    cols = {c: [] for c in {"experiment": 0, "setting_id": 0, **knobs, "seed": 0, "n": 0, "estimator": 0,
-                            "route": 0, "metric": 0, "value": 0, "converged": 0, "wall_time": 0}}
+    cols = {c: [] for c in ("n", "estimator", "route", "metric", "value", "converged", "wall_time")}
     # (metric, policy log-probs) -> value: a picked finite member is evaluated once, whichever
     # estimator or size picked it (policy metrics are functions of log π alone)
     memo = {}
@@ -437,9 +436,12 @@ def run_unit(spec, params: dict, sid: str, seed: int) -> pd.DataFrame:
                         memo[key] = v
                 if v is None:
                     continue
-                row = {"experiment": spec.name, "setting_id": sid, **knobs, "seed": seed, "n": n,
-                       "estimator": est["label"], "route": est["route"], "metric": m,
-                       "value": v, "converged": bool(res.converged), "wall_time": wall}
-                for c, x in row.items():
+                for c, x in (("n", n), ("estimator", est["label"]), ("route", est["route"]), ("metric", m),
+                             ("value", v), ("converged", bool(res.converged)), ("wall_time", wall)):
                     cols[c].append(x)
-    return pd.DataFrame(cols) if cols["metric"] else pd.DataFrame([])
+    N = len(cols["metric"])
+    if N == 0:
+        return pd.DataFrame([])
+    # the columns (and their order) a list of row dicts {experiment, setting_id, **knobs, seed, n, …} gives
+    return pd.DataFrame({"experiment": [spec.name] * N, "setting_id": [sid] * N,
+                         **{k: [x] * N for k, x in knobs.items()}, "seed": [seed] * N, **cols})
