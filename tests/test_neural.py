@@ -217,6 +217,27 @@ def test_bad_neural_options_are_refused():
         TrainConfig(steps=0)
     with pytest.raises(ValueError, match="lr"):
         TrainConfig(lr=-1.0)
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(schedule="cosine")
+
+
+def test_linear_schedule_decays_the_learning_rate_to_lr_over_steps():
+    sp = TreeSpace(1, 2, 2)
+    pol = NeuralPolicy(_model(sp, 1, randomise_head=False), random_policy(sp, 2))
+    seen = []
+    orig = torch.optim.AdamW.step
+
+    def spy(self, *a, **k):
+        seen.append(self.param_groups[0]["lr"])
+        return orig(self, *a, **k)
+
+    torch.optim.AdamW.step = spy
+    try:
+        train_sft(pol, [0], [3], [1.0], TrainConfig(steps=4, lr=0.1, schedule="linear"), seed=0)
+        train_sft(pol, [0], [3], [1.0], TrainConfig(steps=2, lr=0.1), seed=0)
+    finally:
+        torch.optim.AdamW.step = orig
+    assert np.allclose(seen, [0.1, 0.075, 0.05, 0.025, 0.1, 0.1])
 
 
 # -- devices --------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ and, for the reward-model routes, the reward model enumerated over every ``(x, y
 
 Options (all optional): ``d_model`` (64), ``n_layers`` (2), ``n_heads`` (4) of both the policy
 and the global reward model; ``steps`` (300), ``lr`` (3e-3), ``batch_size`` (512),
-``weight_decay`` (0), ``compile`` (false) — one :class:`TrainConfig` for every trainer of the cell; ``rm``
+``weight_decay`` (0), ``schedule`` (``constant`` | ``linear`` decay), ``compile`` (false) — one :class:`TrainConfig` for every trainer of the cell; ``rm``
 (``global``), ``rm_steps`` / ``rl_steps`` (default ``steps``), ``K`` (8), ``rounds`` (20),
 ``labels`` (``top_bottom``).
 
@@ -77,7 +77,7 @@ def _config(inst, o) -> TransformerConfig:
 def _train_config(o, steps_key: str = "steps") -> TrainConfig:
     return TrainConfig(steps=o.get(steps_key, o.get("steps", 300)), lr=o.get("lr", 3e-3),
                        batch_size=o.get("batch_size", 512), weight_decay=o.get("weight_decay", 0.0),
-                       compile=o.get("compile", False))
+                       compile=o.get("compile", False), schedule=o.get("schedule", "constant"))
 
 
 def _build(factory, seed: int, device):

@@ -3,7 +3,8 @@ specs are validated — and a missing ``torch`` reported — before any work).""
 from __future__ import annotations
 
 ARCH_OPTIONS = {"d_model": int, "n_layers": int, "n_heads": int}
-TRAIN_OPTIONS = {"steps": int, "lr": float, "batch_size": int, "weight_decay": float, "compile": bool}
+TRAIN_OPTIONS = {"steps": int, "lr": float, "batch_size": int, "weight_decay": float, "compile": bool,
+                 "schedule": frozenset({"constant", "linear"})}
 RM_OPTIONS = {"rm": frozenset({"global", "linear", "local"}), "rm_steps": int, "rl_steps": int, "K": int}
 #: name -> option schema ({option: type or set of allowed strings})
 NEURAL_SCHEMAS = {

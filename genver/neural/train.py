@@ -67,6 +67,9 @@ class TrainConfig:
     batch_size: int = 512
     weight_decay: float = 0.0
     grad_clip: float = 1.0
+    #: learning rate ``lr`` throughout (``constant``) or ``lr·(1 − t/steps)`` at step ``t`` (``linear``:
+    #: the decay removes the stochastic-gradient noise floor of REINFORCE and minibatch training)
+    schedule: str = "constant"
     autocast: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     #: torch.compile the trained network (any device; off by default: on this project's 2-core CPU
     #: compiling takes ~15 s per model, more than a whole small cell; on a GPU measure it with
@@ -80,6 +83,8 @@ class TrainConfig:
             v = getattr(self, k)
             if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
                 raise ValueError(f"TrainConfig.{k} must be finite and > 0, got {v!r}")
+        if self.schedule not in ("constant", "linear"):
+            raise ValueError(f"TrainConfig.schedule must be constant or linear, got {self.schedule!r}")
         if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
             raise ValueError(f"TrainConfig.weight_decay must be >= 0, got {self.weight_decay!r}")
 
@@ -138,7 +143,11 @@ def _optimise(params, cfg: TrainConfig, loss_of_step, log: TrainLog, steps: int 
     params = [p for g in opt.param_groups for p in g["params"]]
     t0 = time.perf_counter()
     losses = []
-    for _ in range(cfg.steps if steps is None else steps):
+    done = len(log.losses)  # steps taken before this block (online DPO trains in several blocks)
+    for i in range(cfg.steps if steps is None else steps):
+        if cfg.schedule == "linear":  # lr · (1 − t/steps) at global step t
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr * (1.0 - (done + i) / cfg.steps)
         opt.zero_grad(set_to_none=True)
         loss, tokens = loss_of_step()
         loss.backward()
