@@ -217,7 +217,8 @@ def test_quickstart_end_to_end(tmp_path, capsys):
 def _four_estimator_results():
     """Synthetic results: suboptimality = c / n, the same for every seed, so N_ε is known."""
     c = {"offline": 5.0, "online": 0.5, "neural_offline": 5.0, "neural_online": 2.0}
-    rows = [{"experiment": "toy", "setting_id": f"s{H}", "H": H, "seed": seed, "n": n, "estimator": est,
+    sid = {2: "b2", 4: "a4"}  # setting ids sort against the knob
+    rows = [{"experiment": "toy", "setting_id": sid[H], "H": H, "seed": seed, "n": n, "estimator": est,
              "route": est.removeprefix("neural_"), "metric": m, "value": (c[est] if m == "suboptimality" else 1.0) / n,
              "converged": True, "wall_time": 0.0}
             for H in (2, 4) for seed in range(3) for n in (16, 64, 256, 1024) for est in c
@@ -225,7 +226,7 @@ def _four_estimator_results():
     man = {"experiment": "toy", "knobs": ["H"],
            "expect": {"epsilon": 0.01, "offline": "offline", "online": "online",
                       "compare": [["neural_offline", "neural_online"]]}}
-    settings = pd.DataFrame({"experiment": "toy", "setting_id": ["s2", "s4"], "H": [2, 4]})
+    settings = pd.DataFrame({"experiment": "toy", "setting_id": ["b2", "a4"], "H": [2, 4]})
     return man, pd.DataFrame(rows), settings
 
 
@@ -236,6 +237,7 @@ def test_ratios_side_by_side_stacks_the_main_and_compared_pairs():
     both = ratios_side_by_side(man, df, settings)
     assert list(pd.unique(both["pair"])) == ["offline / online", "neural_offline / neural_online"]
     assert len(both) == 4 and set(both["ratio_kind"]) == {"exact"}
+    assert both["H"].tolist() == [2, 4, 2, 4]  # each pair sorted by the knob
     got = both.set_index(["pair", "H"])["ratio"]
     assert got[("offline / online", 2)] == 16.0 and got[("neural_offline / neural_online", 4)] == 4.0
     # no compare pairs: just the main one; no main pair: None

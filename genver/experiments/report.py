@@ -92,15 +92,16 @@ def ratios_side_by_side(man, df, settings, ratio: pd.DataFrame | None = None) ->
     """The spec's sample-efficiency ratio and each ``[expect] compare`` pair's (e.g. the neural
     routes beside the tabular ones), stacked into one :func:`genver.stats.efficiency_ratio` table
     with a ``pair`` column (``"offline / online"``, ``"neural_offline / neural_online"``, main
-    pair first): the table behind the ``ratio_compare`` figure. ``None`` when the results have
+    pair first, each sorted by the knobs): the table behind the ``ratio_compare`` figure. ``None`` when the results have
     no main offline/online pair; just the main pair when the spec compares nothing else.
     ``ratio``: the main pair's table when already computed."""
     ratio = _ratio(man, df, settings) if ratio is None else ratio
     if ratio is None:
         return None
     off, on = _main_pair(man)
-    return pd.concat([ratio.assign(pair=f"{off} / {on}")]
-                     + [r.assign(pair=f"{a} / {b}") for a, b, r in _compared(man, df, settings)], ignore_index=True)
+    tables = [ratio.assign(pair=f"{off} / {on}")] + [r.assign(pair=f"{a} / {b}") for a, b, r in _compared(man, df, settings)]
+    return pd.concat([t.sort_values(man["knobs"], kind="stable") if man["knobs"] else t for t in tables],
+                     ignore_index=True)
 
 
 def means_at_largest_n(df, knobs=(), metric: str | None = None) -> pd.DataFrame:
