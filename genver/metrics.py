@@ -7,13 +7,19 @@ All quantities are sums over every completion (no sampling):
 * ``KL(π̂ ‖ π*)``, ``E_{π̂} r*`` and ``KL(π̂ ‖ π_ref)``;
 * win rate against the reference under the Bradley–Terry model of ``r*``:
   ``E_x Σ_{y,y'} π̂(y|x) π_ref(y'|x) σ(r*(x,y) − r*(x,y'))``. Completions with equal reward
-  are grouped first (exact), so the cost is ``O(U²)`` per prompt for ``U`` distinct reward
-  values — small for feature-based verifiers;
+  are grouped first (exact): with the distinct values ``v_1 < … < v_U`` of ``r*(x, ·)`` and
+  the masses ``a_i = Σ_{y: r*(x,y) = v_i} π̂(y|x)``, ``b_j`` likewise for ``π_ref``, the sum
+  is ``Σ_{i,j} a_i b_j σ(v_i − v_j)``, so the cost is ``O(U²)`` per prompt — small for
+  feature-based verifiers. The levels ``v`` and the reference masses ``b`` depend only on
+  ``(r*, π_ref)``: :func:`reward_levels` computes them once (:class:`RewardLevels`), and
+  every policy evaluated against the same instance only sums its own masses ``a``;
 * Bradley–Terry log-likelihood of a reward ``r``: on held-out pairs (an estimate from data,
   mean per pair), or its exact expectation under ``μ`` with labels from ``r*``:
   ``E_x Σ_{y1,y2} μ μ [σ(Δ*) log σ(Δ) + σ(−Δ*) log σ(−Δ)]``, ``Δ = r(y1) − r(y2)``.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,7 +30,7 @@ from .preferences import Preferences
 from .softrl import _check_policy, expected_reward, kl, kl_rows, rho_weighted, soft_optimal
 
 __all__ = ["suboptimality", "kl_to_optimal", "kl_to_reference", "expected_reward", "win_rate",
-           "heldout_bt_loglik", "expected_bt_loglik", "evaluate"]
+           "RewardLevels", "reward_levels", "heldout_bt_loglik", "expected_bt_loglik", "evaluate"]
 
 #: Largest P·U² (win rate) or P·T² (expected log-likelihood) evaluated exactly.
 MAX_PAIR_WORK = 2**33
@@ -56,19 +62,58 @@ def kl_to_reference(policy: Policy, ref: Policy, prompt_weights=None) -> float:
     return kl(policy, ref, prompt_weights)
 
 
-def _group(values: np.ndarray, mass: np.ndarray):
-    """Per row: unique values and their total mass; flat arrays plus row starts."""
-    vals, masses, starts = [], [], [0]
-    for v, m in zip(values, mass):
-        u, inv = np.unique(v, return_inverse=True)
+@dataclass(frozen=True)
+class RewardLevels:
+    """The policy-independent part of :func:`win_rate` for one ``(r*, π_ref)``: per prompt,
+    the distinct reward values (sorted) and ``π_ref``'s mass on each. ``values``,
+    ``ref_mass`` are flat over prompts, prompt ``x``'s levels at ``starts[x]:starts[x+1]``;
+    ``level[x·T + y]`` is the flat level of completion ``y``. Built by :func:`reward_levels`
+    (once per instance: ``Instance.reward_levels``)."""
+
+    reward: np.ndarray  # (P, T) float64: a read-only copy of the r* it was built from
+    ref_logp: np.ndarray  # (P, T): a read-only copy of log π_ref
+    values: np.ndarray
+    ref_mass: np.ndarray
+    starts: np.ndarray  # (P + 1,) int64
+    level: np.ndarray  # (P·T,) int64
+
+    def mass(self, probs: np.ndarray) -> np.ndarray:
+        """``a_i``: the mass of ``probs`` (P, T) on every level, flat like ``values``. Each
+        level's terms are added in completion order, as ``np.bincount`` of one prompt's row."""
+        return np.bincount(self.level, weights=probs.ravel(), minlength=self.values.size)
+
+    def matches(self, reward: np.ndarray, ref: Policy) -> bool:
+        """Whether these levels were built from this ``r*`` and ``π_ref`` (equal arrays;
+        ``O(P·T)``, cheaper than regrouping)."""
+        return np.array_equal(self.reward, reward) and np.array_equal(self.ref_logp, ref.logp)
+
+
+def reward_levels(reward, ref: Policy) -> RewardLevels:
+    """:class:`RewardLevels` of ``reward`` (= ``r*``) and the reference ``ref``."""
+    if not isinstance(ref, Policy):
+        raise ValueError("ref must be a genver Policy object")
+    sp = ref.space
+    r = sp.check_array("reward", reward)
+    ref_probs = ref.probs
+    vals, masses, levels, starts = [], [], [], [0]
+    for x in range(sp.P):
+        u, inv = np.unique(r[x], return_inverse=True)
         vals.append(u)
-        masses.append(np.bincount(inv, weights=m, minlength=u.size))
+        masses.append(np.bincount(inv, weights=ref_probs[x], minlength=u.size))
+        levels.append(inv + starts[-1])
         starts.append(starts[-1] + u.size)
-    return np.concatenate(vals), np.concatenate(masses), np.asarray(starts, dtype=np.int64)
+    arrays = {"reward": r.copy(), "ref_logp": ref.logp.copy(),  # private copies: the levels cannot go stale
+              "values": np.concatenate(vals), "ref_mass": np.concatenate(masses),
+              "starts": np.asarray(starts, dtype=np.int64), "level": np.concatenate(levels).astype(np.int64)}
+    for a in arrays.values():
+        a.setflags(write=False)
+    return RewardLevels(**arrays)
 
 
-def win_rate(policy: Policy, ref: Policy, reward, prompt_weights=None) -> float:
-    """``E_x P_{y~π̂, y'~π_ref}(y ≻ y')`` under Bradley–Terry with ``r*`` (exact)."""
+def win_rate(policy: Policy, ref: Policy, reward, prompt_weights=None, *, levels: RewardLevels | None = None) -> float:
+    """``E_x P_{y~π̂, y'~π_ref}(y ≻ y')`` under Bradley–Terry with ``r*`` (exact). ``levels``
+    may pass the precomputed :func:`reward_levels` of ``(reward, ref)`` when many policies are
+    evaluated against one instance (the same number, to the bit)."""
     if not isinstance(policy, Policy) or not isinstance(ref, Policy):
         raise ValueError("policy and ref must be genver Policy objects")
     sp = policy.space
@@ -76,13 +121,16 @@ def win_rate(policy: Policy, ref: Policy, reward, prompt_weights=None) -> float:
         raise ValueError("policy and ref live on different spaces")
     r = sp.check_array("reward", reward)
     rho = check_prompt_weights(prompt_weights, sp.P)
-    va, ma, sa = _group(r, policy.probs)
-    vb, mb, sb = _group(r, ref.probs)
-    work = int(np.max(np.diff(sa))) ** 2 * sp.P
+    if levels is None:
+        levels = reward_levels(r, ref)
+    elif not isinstance(levels, RewardLevels) or not levels.matches(r, ref):
+        raise ValueError("levels were not built from this reward and reference (see reward_levels)")
+    work = int(np.max(np.diff(levels.starts))) ** 2 * sp.P
     if work > MAX_PAIR_WORK:
         raise ValueError(f"win_rate: {work} reward-value pairs exceed the exact-evaluation limit {MAX_PAIR_WORK}")
     out = np.empty(sp.P)
-    _kernels.grouped_win_rate(va, ma, vb, mb, sa, sb, out)
+    v, s = levels.values, levels.starts
+    _kernels.grouped_win_rate(v, levels.mass(policy.probs), v, levels.ref_mass, s, s, out)
     return float(out @ rho)
 
 

@@ -100,6 +100,14 @@ class Instance:
         from ..softrl import soft_optimal
         return soft_optimal(self.reward_true, self.ref, self.beta).policy
 
+    @cached_property
+    def reward_levels(self):
+        """The distinct values of ``r*`` per prompt and ``π_ref``'s mass on each
+        (:func:`genver.metrics.reward_levels`, computed once per instance): the part of the win
+        rate that is the same for every policy evaluated against this instance."""
+        from ..metrics import reward_levels
+        return reward_levels(self.reward_true, self.ref)
+
     @property
     def data_weights(self) -> np.ndarray | None:
         """Prompt distribution the preference data are drawn from."""

@@ -1,0 +1,120 @@
+"""The sweep's non-kernel overheads, made cheaper without changing a number: the win rate's
+reward levels computed once per instance.
+
+Each new path is checked bitwise against the implementation it replaced (kept below as
+``_old_*``, verbatim apart from names) on many random shapes and seeds, and against the
+brute-force references of ``tests/naive.py`` where one exists."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import naive
+from conftest import random_logp
+from genver import _kernels
+from genver._validation import check_prompt_weights
+from genver.experiments.cells import _POLICY_METRICS, make_instance
+from genver.metrics import RewardLevels, reward_levels, win_rate
+from genver.policy import Policy
+from genver.spaces import TreeSpace
+
+
+# --------------------------------------------------------- the implementations replaced
+def _old_group(values, mass):
+    vals, masses, starts = [], [], [0]
+    for v, m in zip(values, mass):
+        u, inv = np.unique(v, return_inverse=True)
+        vals.append(u)
+        masses.append(np.bincount(inv, weights=m, minlength=u.size))
+        starts.append(starts[-1] + u.size)
+    return np.concatenate(vals), np.concatenate(masses), np.asarray(starts, dtype=np.int64)
+
+
+def _old_win_rate(policy, ref, reward, prompt_weights=None):
+    sp = policy.space
+    r = sp.check_array("reward", reward)
+    rho = check_prompt_weights(prompt_weights, sp.P)
+    va, ma, sa = _old_group(r, policy.probs)
+    vb, mb, sb = _old_group(r, ref.probs)
+    out = np.empty(sp.P)
+    _kernels.grouped_win_rate(va, ma, vb, mb, sa, sb, out)
+    return float(out @ rho)
+
+
+def _random_case(seed):
+    """A random tree, sampler/reference with zero-mass completions, a reward (ties on odd
+    seeds) and prompt weights (a zero weight on every third seed)."""
+    rng = np.random.default_rng(seed)
+    P, V, H = int(rng.integers(1, 6)), int(rng.integers(2, 4)), int(rng.integers(1, 4))
+    sp = TreeSpace(P, V, H)
+    mu = Policy(sp, random_logp(rng, sp, zero_frac=float(rng.choice([0.0, 0.3, 0.7])), zero_prefix=seed % 4 == 0))
+    r = rng.integers(-2, 3, size=sp.shape).astype(float) if seed % 2 else rng.normal(size=sp.shape)
+    rho = rng.dirichlet(np.ones(P))
+    if P > 1 and seed % 3 == 0:
+        rho[0] = 0.0
+        rho /= rho.sum()
+    return rng, sp, mu, r, rho
+
+
+# ----------------------------------------------------------------------------- win rate
+def test_reward_levels_against_brute_force():
+    for seed in range(40):
+        rng, sp, ref, r, _ = _random_case(seed)
+        lv = reward_levels(r, ref)
+        probs = np.exp(ref.logp)
+        assert lv.starts[0] == 0 and lv.starts[-1] == lv.values.size
+        for x in range(sp.P):
+            vals = lv.values[lv.starts[x] : lv.starts[x + 1]]
+            assert list(vals) == sorted(set(r[x].tolist()))  # distinct, increasing
+            for i, v in enumerate(vals):
+                want = sum(probs[x, y] for y in range(sp.T) if r[x, y] == v)
+                assert lv.ref_mass[lv.starts[x] + i] == pytest.approx(want, rel=1e-14, abs=1e-300)
+        np.testing.assert_array_equal(lv.values[lv.level], r.ravel())  # each completion's own level
+        assert all(lv.starts[x] <= lv.level[x * sp.T + y] < lv.starts[x + 1] for x in range(sp.P) for y in range(sp.T))
+
+
+def test_win_rate_with_levels_is_bitwise_the_per_call_grouping():
+    for seed in range(120):
+        rng, sp, ref, r, rho = _random_case(seed)
+        lv = reward_levels(r, ref)
+        for _ in range(3):  # several policies against one (r*, π_ref)
+            pi = Policy(sp, random_logp(rng, sp, zero_frac=0.4))
+            old = _old_win_rate(pi, ref, r, rho)
+            assert win_rate(pi, ref, r, rho) == old
+            assert win_rate(pi, ref, r, rho, levels=lv) == old
+            assert old == pytest.approx(naive.win_rate(pi.logp, ref.logp, r, rho), abs=1e-13)
+
+
+def test_win_rate_refuses_levels_of_another_reward_or_reference():
+    rng, sp, ref, r, rho = _random_case(5)
+    pi = Policy(sp, random_logp(rng, sp))
+    lv = reward_levels(r, ref)
+    with pytest.raises(ValueError, match="levels were not built"):
+        win_rate(pi, ref, r + 1.0, rho, levels=lv)
+    with pytest.raises(ValueError, match="levels were not built"):
+        win_rate(pi, pi, r, rho, levels=lv)
+    with pytest.raises(ValueError, match="levels were not built"):
+        win_rate(pi, ref, r, rho, levels=(lv.values, lv.ref_mass))
+    # the levels keep their own copies: changing the caller's array cannot make them stale
+    r_mut = r.copy()
+    lv2 = reward_levels(r_mut, ref)
+    r_mut[0, 0] += 5.0
+    with pytest.raises(ValueError, match="levels were not built"):
+        win_rate(pi, ref, r_mut, rho, levels=lv2)
+    assert win_rate(pi, ref, r, rho, levels=lv2) == _old_win_rate(pi, ref, r, rho)
+    for a in (lv.values, lv.ref_mass, lv.starts, lv.level, lv.reward, lv.ref_logp):
+        assert not a.flags.writeable
+    assert isinstance(lv, RewardLevels)
+
+
+def test_instance_levels_are_computed_once_and_give_the_sweep_the_same_win_rates():
+    p = {"P": 3, "V": 2, "H": 3, "beta": 1.0, "K_R": 4, "scale": 0.5, "n_distractors": 40,
+         "ref_concentration": 1.0, "sampler_concentration": 0.0}
+    inst = make_instance("finite_gap", p, 0, 3)
+    assert inst.reward_levels is inst.reward_levels
+    again = make_instance("finite_gap", p, 0, 3)  # a memo hit: a fresh Instance, its own levels
+    assert again.reward_levels is not inst.reward_levels
+    for k in range(0, inst.policy_class.size, 7):
+        pol = inst.policy_class.member(k)
+        assert _POLICY_METRICS["win_rate"](pol, inst) == _old_win_rate(pol, inst.ref, inst.reward_true,
+                                                                        inst.prompt_weights)
