@@ -103,8 +103,9 @@ class Preferences:
         return PairCounts(self.space, trip[:, 0], trip[:, 1], trip[:, 2], cnt.astype(np.float64))
 
 
-def _sample_completions(mu_probs: np.ndarray, x: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Inverse-CDF draws ``y ~ μ(·|x)`` from uniforms ``u``, one row search per prompt."""
+def _completion_cdf(mu_probs: np.ndarray) -> np.ndarray:
+    """Per prompt, the cumulative distribution of ``μ(·|x)`` over completions (rows of the
+    ``(P, T)`` array ``F``, ``F[x, y] = Σ_{y' ≤ y} μ(y'|x) / Σ_{y'} μ(y'|x)``)."""
     P, T = mu_probs.shape
     cdf = np.cumsum(mu_probs, axis=1)
     cdf /= cdf[:, -1:]
@@ -112,10 +113,32 @@ def _sample_completions(mu_probs: np.ndarray, x: np.ndarray, u: np.ndarray) -> n
     # u < 1 never lands on a trailing zero-mass completion through rounding
     last = T - 1 - np.argmax(mu_probs[:, ::-1] > 0, axis=1)
     cdf[np.arange(T)[None, :] >= last[:, None]] = 1.0
-    y = np.empty(x.shape, dtype=np.int64)
-    for p in np.unique(x):
-        sel = x == p
-        y[sel] = np.searchsorted(cdf[p], u[sel], side="right")
+    return cdf
+
+
+def _sample_completions(mu_probs: np.ndarray, x: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Inverse-CDF draws ``y ~ μ(·|x)`` from uniforms ``u`` (see :func:`_search_cdf`)."""
+    return _search_cdf(_completion_cdf(mu_probs), x, u)
+
+
+def _search_cdf(cdf: np.ndarray, x: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Inverse-CDF draws from the cdf rows ``F``: ``y = #{y' : F[x, y'] ≤ u}`` (capped at
+    ``T − 1``), i.e. ``np.searchsorted(F[x], u, side="right")`` row by row.
+
+    All rows are searched at once: the keys ``x + i·F[x, y]`` as complex numbers, which numpy
+    orders lexicographically (real part, then imaginary part), form one sorted array of
+    ``P·T`` keys in which every key of prompt ``x`` lies after all keys of prompts ``< x``
+    and before all of prompts ``> x``; the query ``x + i·u`` lands at ``x·T + y``. The real
+    and imaginary parts are stored exactly (no arithmetic on ``F`` or ``u``), so every
+    comparison is the one the row-by-row search makes and the draws are identical."""
+    P, T = cdf.shape
+    keys = np.empty((P, T), dtype=np.complex128)
+    keys.real = np.arange(P)[:, None]
+    keys.imag = cdf
+    q = np.empty(x.shape, dtype=np.complex128)
+    q.real = x
+    q.imag = u
+    y = np.searchsorted(keys.ravel(), q, side="right") - x * T
     return np.minimum(y, T - 1)
 
 
@@ -133,15 +156,16 @@ def sample_preferences(reward, sampler: Policy, n: int, random_state=None, *,
     rho = check_prompt_weights(prompt_weights, sp.P)
     rng = as_generator(random_state)
     x = rng.choice(sp.P, size=n, p=rho).astype(np.int64)
-    mu = sampler.probs
-    y1 = _sample_completions(mu, x, rng.random(n))
-    y2 = _sample_completions(mu, x, rng.random(n))
+    cdf = _completion_cdf(sampler.probs)
+    y1 = _search_cdf(cdf, x, rng.random(n))
+    y2 = _search_cdf(cdf, x, rng.random(n))
     u = rng.random(n)
     diff = r[x, y1] - r[x, y2]
     if deterministic:
         p1 = np.where(diff > 0, 1.0, np.where(diff < 0, 0.0, 0.5))
     else:
         z = diff / temperature
-        p1 = np.where(z >= 0, 1.0 / (1.0 + np.exp(-np.abs(z))), np.exp(-np.abs(z)) / (1.0 + np.exp(-np.abs(z))))
+        e = np.exp(-np.abs(z))  # σ(z) = 1/(1 + e) for z ≥ 0, e/(1 + e) below: no overflow
+        p1 = np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
     first = u < p1
     return Preferences(sp, x, np.where(first, y1, y2), np.where(first, y2, y1))

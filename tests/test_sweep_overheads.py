@@ -1,5 +1,5 @@
 """The sweep's non-kernel overheads, made cheaper without changing a number: the win rate's
-reward levels computed once per instance.
+reward levels computed once per instance, vectorised completion sampling.
 
 Each new path is checked bitwise against the implementation it replaced (kept below as
 ``_old_*``, verbatim apart from names) on many random shapes and seeds, and against the
@@ -12,10 +12,11 @@ import pytest
 import naive
 from conftest import random_logp
 from genver import _kernels
-from genver._validation import check_prompt_weights
+from genver._validation import as_generator, check_beta, check_prompt_weights
 from genver.experiments.cells import _POLICY_METRICS, make_instance
 from genver.metrics import RewardLevels, reward_levels, win_rate
 from genver.policy import Policy
+from genver.preferences import Preferences, _completion_cdf, _sample_completions, _search_cdf, sample_preferences
 from genver.spaces import TreeSpace
 
 
@@ -39,6 +40,41 @@ def _old_win_rate(policy, ref, reward, prompt_weights=None):
     out = np.empty(sp.P)
     _kernels.grouped_win_rate(va, ma, vb, mb, sa, sb, out)
     return float(out @ rho)
+
+
+def _old_sample_completions(mu_probs, x, u):
+    P, T = mu_probs.shape
+    cdf = np.cumsum(mu_probs, axis=1)
+    cdf /= cdf[:, -1:]
+    last = T - 1 - np.argmax(mu_probs[:, ::-1] > 0, axis=1)
+    cdf[np.arange(T)[None, :] >= last[:, None]] = 1.0
+    y = np.empty(x.shape, dtype=np.int64)
+    for p in np.unique(x):
+        sel = x == p
+        y[sel] = np.searchsorted(cdf[p], u[sel], side="right")
+    return np.minimum(y, T - 1)
+
+
+def _old_sample_preferences(reward, sampler, n, random_state=None, *, prompt_weights=None, temperature=1.0,
+                            deterministic=False):
+    sp = sampler.space
+    r = sp.check_array("reward", reward)
+    temperature = check_beta(temperature, "temperature")
+    rho = check_prompt_weights(prompt_weights, sp.P)
+    rng = as_generator(random_state)
+    x = rng.choice(sp.P, size=n, p=rho).astype(np.int64)
+    mu = sampler.probs
+    y1 = _old_sample_completions(mu, x, rng.random(n))
+    y2 = _old_sample_completions(mu, x, rng.random(n))
+    u = rng.random(n)
+    diff = r[x, y1] - r[x, y2]
+    if deterministic:
+        p1 = np.where(diff > 0, 1.0, np.where(diff < 0, 0.0, 0.5))
+    else:
+        z = diff / temperature
+        p1 = np.where(z >= 0, 1.0 / (1.0 + np.exp(-np.abs(z))), np.exp(-np.abs(z)) / (1.0 + np.exp(-np.abs(z))))
+    first = u < p1
+    return Preferences(sp, x, np.where(first, y1, y2), np.where(first, y2, y1))
 
 
 def _random_case(seed):
@@ -118,3 +154,40 @@ def test_instance_levels_are_computed_once_and_give_the_sweep_the_same_win_rates
         pol = inst.policy_class.member(k)
         assert _POLICY_METRICS["win_rate"](pol, inst) == _old_win_rate(pol, inst.ref, inst.reward_true,
                                                                         inst.prompt_weights)
+
+
+# --------------------------------------------------------------------- pair sampling
+@pytest.mark.parametrize("options", [{}, {"temperature": 0.3}, {"deterministic": True}])
+def test_sample_preferences_draws_exactly_the_old_stream(options):
+    for seed in range(150):
+        rng, sp, mu, r, rho = _random_case(seed)
+        n = int(rng.integers(0, 2500))
+        for weights in (None, rho):
+            new = sample_preferences(r, mu, n, seed, prompt_weights=weights, **options)
+            old = _old_sample_preferences(r, mu, n, seed, prompt_weights=weights, **options)
+            assert new.as_array().tobytes() == old.as_array().tobytes()
+
+
+def test_search_matches_row_by_row_searchsorted_on_ties_and_edges():
+    rng = np.random.default_rng(0)
+    for T in (1, 2, 5, 64, 1000):
+        P = 7
+        probs = rng.dirichlet(np.ones(T), size=P)
+        probs[rng.random((P, T)) < 0.3] = 0.0
+        probs[:, 0] += 1e-3 * (probs.sum(axis=1) == 0)
+        probs[2, T // 2 :] = 0.0  # trailing zero mass
+        probs[2, 0] += 0.1
+        probs /= probs.sum(axis=1, keepdims=True)
+        cdf = _completion_cdf(probs)
+        x = rng.integers(0, P, size=3000)
+        u = rng.random(3000)
+        u[:500] = cdf[x[:500], rng.integers(0, T, 500)]  # queries equal to a cdf entry (side="right")
+        u[500:550] = 0.0
+        u[550:600] = np.nextafter(1.0, 0.0)
+        want = np.array([min(np.searchsorted(cdf[xi], ui, side="right"), T - 1) for xi, ui in zip(x, u)])
+        np.testing.assert_array_equal(_search_cdf(cdf, x, u), want)
+        np.testing.assert_array_equal(_sample_completions(probs, x, u), want)
+        np.testing.assert_array_equal(_sample_completions(probs, x, u), _old_sample_completions(probs, x, u))
+        valid = u < 1.0  # a uniform draw lies in [0, 1): never a zero-mass completion
+        assert not (probs[x[valid], _search_cdf(cdf, x[valid], u[valid])] == 0).any()
+    assert _search_cdf(cdf, np.empty(0, np.int64), np.empty(0)).shape == (0,)
