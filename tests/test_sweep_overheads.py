@@ -1,5 +1,6 @@
 """The sweep's non-kernel overheads, made cheaper without changing a number: the win rate's
-reward levels computed once per instance, vectorised completion sampling.
+reward levels computed once per instance, vectorised completion sampling, and shards written
+from in-memory Parquet bytes.
 
 Each new path is checked bitwise against the implementation it replaced (kept below as
 ``_old_*``, verbatim apart from names) on many random shapes and seeds, and against the
@@ -7,13 +8,17 @@ brute-force references of ``tests/naive.py`` where one exists."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import naive
 from conftest import random_logp
 from genver import _kernels
 from genver._validation import as_generator, check_beta, check_prompt_weights
-from genver.experiments.cells import _POLICY_METRICS, make_instance
+from genver.experiments import store as store_mod
+from genver.experiments.cells import _POLICY_METRICS, make_instance, run_unit
+from genver.experiments.spec import parse_spec, setting_id
+from genver.experiments.store import ResultStore, parquet_bytes
 from genver.metrics import RewardLevels, reward_levels, win_rate
 from genver.policy import Policy
 from genver.preferences import Preferences, _completion_cdf, _sample_completions, _search_cdf, sample_preferences
@@ -191,3 +196,45 @@ def test_search_matches_row_by_row_searchsorted_on_ties_and_edges():
         valid = u < 1.0  # a uniform draw lies in [0, 1): never a zero-mass completion
         assert not (probs[x[valid], _search_cdf(cdf, x[valid], u[valid])] == 0).any()
     assert _search_cdf(cdf, np.empty(0, np.int64), np.empty(0)).shape == (0,)
+
+
+# ------------------------------------------------------------------------ shard writes
+def _unit_frame():
+    spec = parse_spec({
+        "experiment": {"name": "t", "generator": "finite_gap", "description": "d", "expected": "e"},
+        "instance": {"P": 2, "V": 2, "H": 2},
+        "grid": {"n_distractors": [8]},
+        "data": {"sizes": [4, 16], "seeds": 1},
+        "estimators": [{"name": "dpo", "label": "offline"}, {"name": "rm_rl", "label": "online"}],
+        "metrics": {"names": ["suboptimality", "win_rate"]},
+    })
+    p = spec.settings()[0]
+    return run_unit(spec, p, setting_id(p), 0)
+
+
+def test_parquet_bytes_are_what_to_parquet_writes(tmp_path):
+    df = _unit_frame()
+    assert len(df) > 0
+    for frame in (df, df.assign(extra=1.5)):
+        frame.to_parquet(tmp_path / "want.parquet", index=False)
+        assert parquet_bytes(frame) == (tmp_path / "want.parquet").read_bytes()
+    df.attrs = {"note": "kept"}
+    df.to_parquet(tmp_path / "attrs.parquet", index=False)
+    assert parquet_bytes(df) == (tmp_path / "attrs.parquet").read_bytes()
+
+
+def test_shard_write_is_atomic_and_a_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    store = ResultStore(tmp_path)
+    store.prepare()
+    df = _unit_frame()
+    store.write_shard(df, "0123456789", 0)
+    pd.testing.assert_frame_equal(pd.read_parquet(store.shard_path("0123456789", 0)), df)
+    assert store.done_units() == {("0123456789", 0)}
+
+    def broken(a, b):
+        raise OSError("disk full")
+    monkeypatch.setattr(store_mod.os, "replace", broken)  # the write fails after the temporary file
+    with pytest.raises(OSError, match="disk full"):
+        store.write_shard(df, "0123456789", 1)
+    assert store.done_units() == {("0123456789", 0)}
+    assert not list(store.shards.glob(".tmp-*"))

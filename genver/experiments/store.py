@@ -9,7 +9,11 @@ Layout of ``DIR``::
 Every file is written to a temporary name in the same directory and renamed into place
 (``os.replace`` is atomic on POSIX), so a killed run leaves complete shards or none — never a
 partial or duplicated one. A unit is done exactly when its shard exists; stray temporary files
-of a killed run are removed on resume.
+of a killed run are removed on resume. A Parquet file is built in memory (the bytes
+``DataFrame.to_parquet(path, index=False)`` writes: the same pyarrow calls) and written with
+one ``write``. Only ``manifest.json`` is flushed to disk (``fsync``) before its rename: the
+Parquet files are not, so a crash of the *machine* (not of the process) may leave a shard
+written in its last seconds empty — a shard the resume would take as done.
 """
 from __future__ import annotations
 
@@ -23,36 +27,45 @@ import time
 
 import pandas as pd
 
-__all__ = ["ResultStore", "atomic_write_bytes", "package_versions", "git_commit"]
+__all__ = ["ResultStore", "atomic_write_bytes", "parquet_bytes", "package_versions", "git_commit"]
 
 _SHARD = re.compile(r"^(?P<sid>[0-9a-f]{10})__seed(?P<seed>\d+)\.parquet$")
 
 
-def atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
+def atomic_write_bytes(path: pathlib.Path, data: bytes, *, fsync: bool = True) -> None:
+    """Write ``data`` to a temporary file next to ``path`` and rename it into place (flushed
+    to disk first unless ``fsync=False``)."""
     path = pathlib.Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def parquet_bytes(df: pd.DataFrame) -> bytes:
+    """``df`` as a Parquet file, byte for byte what ``df.to_parquet(path, index=False)`` writes
+    (``pa.Table.from_pandas`` without the index, ``attrs`` as pandas stores them, snappy
+    compression), without opening a file through pyarrow."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    if df.attrs:
+        table = table.replace_schema_metadata({**table.schema.metadata, "PANDAS_ATTRS": json.dumps(df.attrs)})
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf, compression="snappy")
+    return buf.getvalue().to_pybytes()
 
 
 def _atomic_parquet(df: pd.DataFrame, path: pathlib.Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
-    os.close(fd)
-    try:
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, parquet_bytes(df), fsync=False)
 
 
 def package_versions() -> dict:
