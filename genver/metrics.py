@@ -62,7 +62,7 @@ def kl_to_reference(policy: Policy, ref: Policy, prompt_weights=None) -> float:
     return kl(policy, ref, prompt_weights)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: compared by identity
 class RewardLevels:
     """The policy-independent part of :func:`win_rate` for one ``(r*, π_ref)``: per prompt,
     the distinct reward values (sorted) and ``π_ref``'s mass on each. ``values``,
