@@ -19,16 +19,17 @@ and, for the reward-model routes, the reward model enumerated over every ``(x, y
 
 Options (all optional): ``d_model`` (64), ``n_layers`` (2), ``n_heads`` (4) of both the policy
 and the global reward model; ``steps`` (300), ``lr`` (3e-3), ``batch_size`` (512),
-``weight_decay`` (0), ``schedule`` (``constant`` | ``linear`` decay), ``compile`` (false) — one :class:`TrainConfig` for every trainer of the cell; ``rm``
-(``global``), ``rm_steps`` / ``rl_steps`` (default ``steps``), ``K`` (8), ``rounds`` (20),
-``labels`` (``top_bottom``).
+``weight_decay`` (0), ``schedule`` (``constant`` | ``linear`` decay), ``compile`` (false) — one
+:class:`TrainConfig` for every trainer of the cell; ``rm`` (``global``), ``rm_steps`` /
+``rl_steps`` (default ``steps``), ``K`` (8), ``rounds`` (20), ``labels`` (``top_bottom``).
 
-Randomness: one 63-bit seed per network and per trainer, drawn from the cell's numpy
-generator in a fixed order, so a cell is reproducible on one device. Networks are initialised
-on the CPU (same initial weights on every device) and, on the CPU, run with one intra-op
-thread, so the numbers do not depend on the thread count or on the number of sweep workers.
-These fits are trained, not certified optima: ``converged`` is False and ``iterations`` the
-number of optimiser steps; ``extra`` records the device, parameter count, tokens and seconds.
+Randomness: one seed in ``[0, 2**62)`` per network and per trainer, drawn from the cell's numpy
+generator in a fixed order, so a cell is bitwise reproducible on the CPU (on CUDA, up to the
+nondeterminism of its reduction kernels). Networks are initialised on the CPU (the same initial
+weights on every device) and, on the CPU, run with one intra-op thread (option ``_threads``), so
+the numbers do not depend on the thread count or on the number of sweep workers. These fits are
+trained, not certified optima: ``converged`` is False and ``iterations`` the number of optimiser
+steps; ``extra`` records the device, parameter count, tokens and seconds.
 """
 from __future__ import annotations
 

@@ -20,10 +20,11 @@ minibatch of the same loss). Losses, with ``Δ_θ(y) = log π_θ(y|x) − log π
 ==================  ================================================================================
 
 Seeding: every trainer takes ``seed`` and draws minibatches and samples from its own
-``torch.Generator`` on the model's device, so runs on one device are reproducible. On CUDA the
-forward passes run under bf16 autocast (``TrainConfig.autocast``; off on CPU); with
-``TrainConfig.compile`` the trained network runs through ``torch.compile`` (off by default).
-Evaluation (:meth:`NeuralPolicy.exact`) is always float32 → float64, never autocast.
+``torch.Generator`` on the model's device, so CPU runs are bitwise reproducible (CUDA runs up to
+the nondeterminism of its reduction kernels). On CUDA the forward passes run under bf16
+autocast (``TrainConfig.autocast``; off on CPU); with ``TrainConfig.compile`` the trained network
+runs through ``torch.compile`` (off by default). Evaluation (:meth:`NeuralPolicy.exact`) is
+always float32 → float64, never autocast.
 """
 from __future__ import annotations
 
