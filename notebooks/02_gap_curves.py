@@ -151,11 +151,9 @@ verdicts(man, df, ratios["gap_verifier"])
 # $r^\star(x,y) = -\text{Hamming}(y, t_x)$ for a hidden per-prompt target $t_x$ — every reward of this
 # kind is a sum over positions, so its soft-optimal policy factorises per token and the local
 # position-token log-linear class is exactly $\Pi(\mathcal R)$: the classes are isomorphic at every
-# $H$ (the paper's ROUGE-L analogue, where online RL gave no gain). The settings table's
-# `predicted_ratio` (1.5) is a raw parameter count that includes the log-linear class's $P\cdot H$
-# redundant directions (adding a constant to one position's token weights leaves the policy
-# unchanged), so no prediction is drawn here: modulo those, both classes have $P\cdot H\,(V-1)$
-# parameters and the prediction is 1.
+# $H$ (the paper's ROUGE-L analogue, where online RL gave no gain). Counted by their identifiable
+# parameters (a constant added to one position's token weights changes neither a policy nor a
+# Bradley–Terry likelihood), both classes have $P\cdot H\,(V-1)$, so the predicted ratio is 1.
 
 # %%
 man, df, settings = res["additive_target"]
@@ -167,7 +165,7 @@ plots.sample_complexity_grid(agg, setting_ids=settings.sort_values(knob)["settin
 # %%
 ratios["additive_target"] = stats.efficiency_ratio(df, man["expect"]["epsilon"], knobs=man["knobs"],
                                                    settings=settings, n_boot=1000, random_state=0)
-plots.plot_ratio_vs_knob(ratios["additive_target"], knob, predicted=False)
+plots.plot_ratio_vs_knob(ratios["additive_target"], knob)
 verdicts(man, df, ratios["additive_target"])
 
 # %% [markdown]

@@ -255,3 +255,17 @@ def test_means_at_largest_n_long_and_side_by_side():
     assert list(wide.columns) == ["setting_id", "H", "offline", "online", "neural_offline", "neural_online"]
     assert wide["H"].tolist() == [2, 4]
     np.testing.assert_allclose(wide["neural_online"], 2.0 / 1024)
+
+
+def test_describe_counts_identifiable_parameters_of_isomorphic_additive_classes():
+    """additive_target: R (position-token rewards) and Π (position-token log-linear policies)
+    are isomorphic; each has P·H·(V−1) identifiable parameters, so the predicted ratio is 1."""
+    from genver.experiments.cells import make_instance
+    from genver.experiments.generators import GENERATORS, describe
+
+    for P, V, H in [(2, 3, 2), (4, 3, 4), (1, 4, 3)]:
+        p = {k: d for k, (_, d) in GENERATORS["additive_target"][1].items() if d is not None}
+        p.update(P=P, V=V, H=H)
+        d = describe(make_instance("additive_target", p, 0, 0))
+        assert d["n_params_R"] == d["n_params_Pi"] == P * H * (V - 1)
+        assert d["predicted_ratio"] == 1.0

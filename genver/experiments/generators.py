@@ -382,8 +382,21 @@ def _identifiable_dim(R) -> float:
     return float(np.linalg.matrix_rank(phi.reshape(-1, phi.shape[2])))
 
 
+def _policy_identifiable_dim(Pi):
+    """Parameters of a log-linear ``Π`` that change the policy: the rank of the token features
+    centred over the ``V`` actions of each node (a shift common to a node's actions cancels in
+    its softmax). Other classes count their parameters as they are (the tabular class's
+    ``P(V**H − 1)`` already are)."""
+    n = getattr(Pi, "n_params", None)
+    psi = getattr(Pi, "psi", None)
+    if psi is None or not n or psi.size > 2**24:
+        return n
+    centred = psi - psi.mean(axis=2, keepdims=True)
+    return float(np.linalg.matrix_rank(centred.reshape(-1, psi.shape[3])))
+
+
 def describe(inst: Instance, n_probe: int = 3, random_state=0) -> dict:
-    """Gap descriptors: log-size / parameter counts of ``R``, ``Π(R)`` and ``Π``; the largest
+    """Gap descriptors: log-size / identifiable parameter counts of ``R``, ``Π(R)`` and ``Π``; the largest
     reverse-KL residual of projecting ``π*_r`` (``r`` drawn from ``R``) onto ``Π`` — 0 when
     ``Π(R) ⊆ Π``; and the ratio the finite-class bound predicts, ``log|Π| / log|R|`` (or
     ``dim Π / dim R`` for parametric classes, ``dim Π / log|R|`` for a finite ``R`` and a
@@ -392,9 +405,10 @@ def describe(inst: Instance, n_probe: int = 3, random_state=0) -> dict:
     rng = np.random.default_rng(random_state)
     # a linear R counts its identifiable dimension: the rank of the per-prompt-centred features
     n_R = _identifiable_dim(R) if hasattr(R, "phi") else getattr(R, "n_params", None)
+    n_Pi = _policy_identifiable_dim(Pi)  # likewise a log-linear Π: softmax-invisible directions dropped
     out = {"log_size_R": _log_size(R), "log_size_Pi": _log_size(Pi),
            "n_params_R": float(n_R) if n_R else np.nan,
-           "n_params_Pi": float(Pi.n_params) if getattr(Pi, "n_params", None) else np.nan}
+           "n_params_Pi": float(n_Pi) if n_Pi else np.nan}
     if inst.restricted_class is not None:
         out["log_size_Pi_R"] = _log_size(inst.restricted_class)
     if np.isfinite(out["log_size_R"]) and np.isfinite(out["log_size_Pi"]) and out["log_size_R"] > 0:
