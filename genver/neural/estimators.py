@@ -28,8 +28,9 @@ generator in a fixed order, so a cell is bitwise reproducible on the CPU (on CUD
 nondeterminism of its reduction kernels). Networks are initialised on the CPU (the same initial
 weights on every device) and, on the CPU, run with one intra-op thread (option ``_threads``), so
 the numbers do not depend on the thread count or on the number of sweep workers. These fits are
-trained, not certified optima: ``converged`` is False and ``iterations`` the number of optimiser
-steps; ``extra`` records the device, parameter count, tokens and seconds.
+trained, not certified optima: ``converged`` is False, ``iterations`` the number of optimiser
+steps, ``objective`` minus the last trainer's final loss; ``extra`` records the device, the
+parameter count, tokens and seconds.
 """
 from __future__ import annotations
 
@@ -93,10 +94,10 @@ def _new_policy(inst, o, rng, device) -> NeuralPolicy:
     return NeuralPolicy(_build(lambda: TinyTransformer(cfg), _seed(rng), device), inst.ref)
 
 
-def _result(name, policy: NeuralPolicy, logs, t0, device, reward=None, objective=None) -> FitResult:
+def _result(name, policy: NeuralPolicy, logs, t0, device, reward=None) -> FitResult:
     pol = policy.exact()
     steps = sum(len(lg.losses) for lg in logs)
-    return FitResult(name, objective=float(objective if objective is not None else -logs[-1].losses[-1]),
+    return FitResult(name, objective=-float(logs[-1].losses[-1]),
                      policy=pol, reward=reward, converged=False, iterations=steps,
                      wall_time=time.perf_counter() - t0,
                      extra={"device": str(device), "n_params": policy.model.n_params(),

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..policy import Policy
+from ..policy import Policy, logsumexp_rows
 from ..spaces import TreeSpace
 from .model import TinyTransformer
 
@@ -140,12 +140,12 @@ class NeuralPolicy:
         prefixes = tokens_of(TreeSpace(1, V, H - 1), np.arange(n_pre), self.device) if H > 1 else \
             torch.empty((1, 0), dtype=torch.long, device=self.device)
         g = torch.empty((P, n_pre, H, V), dtype=torch.float64)
-        rows = batch_size
         flat_x = torch.arange(P, device=self.device).repeat_interleave(n_pre)
         flat_p = prefixes.repeat(P, 1)
         out = g.view(P * n_pre, H, V)
-        for s in range(0, P * n_pre, rows):
-            out[s : s + rows] = self.model(flat_x[s : s + rows], flat_p[s : s + rows]).double().cpu()
+        for s in range(0, P * n_pre, batch_size):
+            b = slice(s, s + batch_size)
+            out[b] = self.model(flat_x[b], flat_p[b]).double().cpu()
         self.model.train(was_training)
         cond = np.empty((P, sp.n_internal, V))
         gn = g.numpy()
@@ -154,13 +154,8 @@ class NeuralPolicy:
             off = sp.offset(h)
             cond[:, off : off + V**h, :] = gn[:, reps, h, :]
         cond += self.ref.cond
-        cond -= _logsumexp_last(cond)[..., None]
+        cond -= logsumexp_rows(cond)[..., None]
         return Policy.from_cond(sp, cond)
-
-
-def _logsumexp_last(a: np.ndarray) -> np.ndarray:
-    m = a.max(axis=-1, keepdims=True)
-    return (m + np.log(np.exp(a - m).sum(axis=-1, keepdims=True)))[..., 0]
 
 
 def monte_carlo_estimate(policy: NeuralPolicy, reward, n_samples: int, *, prompt_weights=None, seed: int = 0,
