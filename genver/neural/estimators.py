@@ -97,7 +97,7 @@ def _new_policy(inst, o, rng, device) -> NeuralPolicy:
 def _result(name, policy: NeuralPolicy, logs, t0, device, reward=None) -> FitResult:
     pol = policy.exact()
     steps = sum(len(lg.losses) for lg in logs)
-    return FitResult(name, objective=-float(logs[-1].losses[-1]),
+    return FitResult(name, objective=-float(logs[-1].losses[-1]) if logs[-1].losses else float("nan"),
                      policy=pol, reward=reward, converged=False, iterations=steps,
                      wall_time=time.perf_counter() - t0,
                      extra={"device": str(device), "n_params": policy.model.n_params(),
