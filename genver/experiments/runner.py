@@ -112,7 +112,9 @@ def run(spec_path, out, *, workers: int = 1, resume: bool = False, smoke: bool =
                    "finished": None}
             store.root.mkdir(parents=True, exist_ok=True)
             store.write_manifest(man)
-        store.prepare()
+        for name in store.prepare():
+            print(f"genver: {store.root}: shard {name} was unreadable and is removed; its unit runs again",
+                  file=stream or sys.stderr)
         if not (store.root / "settings.parquet").exists():
             store.write_settings(settings_table(spec))
         units = [(setting_id(p), p, s) for p in spec.settings() for s in range(spec.seeds)]

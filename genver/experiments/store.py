@@ -11,9 +11,10 @@ Every file is written to a temporary name in the same directory and renamed into
 partial or duplicated one. A unit is done exactly when its shard exists; stray temporary files
 of a killed run are removed on resume. A Parquet file is built in memory (the bytes
 ``DataFrame.to_parquet(path, index=False)`` writes: the same pyarrow calls) and written with
-one ``write``. Only ``manifest.json`` is flushed to disk (``fsync``) before its rename: the
-Parquet files are not, so a crash of the *machine* (not of the process) may leave a shard
-written in its last seconds empty — a shard the resume would take as done.
+one ``write``, and every file is flushed to disk (``fsync``) before its rename, so a crash of
+the machine, not only of the process, leaves no empty shard under a final name. On resume,
+:meth:`ResultStore.prepare` also reads every shard's Parquet footer and removes any shard that
+does not parse (a file damaged outside genver), so its unit runs again.
 """
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ def parquet_bytes(df: pd.DataFrame) -> bytes:
 
 
 def _atomic_parquet(df: pd.DataFrame, path: pathlib.Path) -> None:
-    atomic_write_bytes(path, parquet_bytes(df), fsync=False)
+    atomic_write_bytes(path, parquet_bytes(df))
 
 
 def package_versions() -> dict:
@@ -113,10 +114,24 @@ class ResultStore:
         atomic_write_bytes(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True, default=str).encode())
 
     # -- shards ------------------------------------------------------------------------
-    def prepare(self) -> None:
+    def prepare(self) -> list[str]:
+        """Create ``shards/``, remove a killed run's temporary files, and remove every shard
+        whose Parquet footer does not parse (its unit reruns). Returns the removed shards' names."""
+        import pyarrow.parquet as pq
+
         self.shards.mkdir(parents=True, exist_ok=True)
         for p in self.shards.glob(".tmp-*"):  # leftovers of a killed run
             p.unlink()
+        removed = []
+        for p in sorted(self.shards.glob("*.parquet")):
+            if not _SHARD.match(p.name):
+                continue
+            try:
+                pq.read_metadata(p)
+            except Exception:  # noqa: BLE001 - any unreadable file is removed, whatever pyarrow raises
+                p.unlink()
+                removed.append(p.name)
+        return removed
 
     def shard_path(self, sid: str, seed: int) -> pathlib.Path:
         return self.shards / f"{sid}__seed{seed:05d}.parquet"
