@@ -41,8 +41,24 @@ Solvers and well-posedness rules (the same conventions as :mod:`genver.estimator
   ``Σ_x Σ_y C(x,y) (φ(x,y) − E_{π*_w(·|x)} φ)/β − λ w``.
 * Log-linear policies (SFT): ``pen = (λ/2)‖θ‖²`` (``λ ≥ 0``, default 0); ``Σ_i log π_θ(y_i|x_i)``
   is concave in ``θ``; gradient from :meth:`LogLinearPolicyClass.contract_score`.
-* L-BFGS (``gtol = 1e-9``, ``ftol = 0``) with exact gradients; ``grad_norm`` is the max-abs
-  gradient at the solution and ``converged`` is True when L-BFGS reported success or that
+* Tabular solver: exact damped Newton (:func:`genver._solve.newton`) to ``max|∇| ≤ 1e-13·max(1, N)``
+  or the float64 floor of the gradient (L-BFGS stalled at ~3e-6 in ``log π``). Write the
+  objective in the reward-scale variable ``u`` (``u = βz`` for SFT, ``u = r`` for IRL),
+  ``π_x = softmax(log π_ref(·|x) + u_x/β)``, ``N_x = Σ_y C(x,y)``:
+  ``F(u) = Σ_x [Σ_y C(x,y) log π_x(y) − (λ/2) ‖C_T u_x‖²]`` (``C_T = I − 11ᵀ/T``), with
+  ``∇_{u_x} F = (C(x,·) − N_x π_x)/β − λ C_T u_x`` (sums to 0 within each prompt) and, per prompt,
+  ``−∇²_{u_x} F = (N_x/β²)(diag π_x − π_x π_xᵀ) + λ C_T`` — positive semi-definite (the
+  softmax covariance plus a ridge), singular only along the per-prompt constants, which change
+  neither ``π`` nor the penalty: ``F`` is concave and strictly concave modulo constants. Both
+  terms map ``1⊥`` to itself, where ``C_T = I``, so the Newton step solves, per prompt,
+  ``(M − k π πᵀ) d = g`` with ``k = N_x/β²``, ``M = diag(k π + λ)`` (Sherman–Morrison, O(T)):
+  ``d = M⁻¹g + k (πᵀM⁻¹g) M⁻¹π / (1 − k πᵀM⁻¹π)``, the denominator computed as
+  ``Σ_y π_y λ/(kπ_y + λ) > 0`` (no cancellation); ``g`` is projected onto ``1⊥`` before and
+  ``d`` after (rounding only). In SFT's logits ``z = u/β`` the gradient is ``β∇_u F`` and the
+  Hessian ``β²∇²_u F``. Prompts without demonstrations have ``k = 0``: ``d = g/λ``, one step to
+  ``u_x = const`` (``π = π_ref``).
+* Linear / log-linear classes: L-BFGS (``gtol = 1e-9``, ``ftol = 0``) with exact gradients;
+  ``grad_norm`` is the max-abs gradient at the solution and ``converged`` is True when that
   gradient is ``≤ 1e-6·max(1, N)``.
 """
 from __future__ import annotations
@@ -59,7 +75,7 @@ from ..policy import Policy, logsumexp_rows, sequence_logp_from_cond
 from ..preferences import Preferences, _sample_completions
 from ..spaces import TreeSpace
 from . import mle
-from .._solve import check_l2, converged, finite_pick, lbfgs
+from .._solve import NEWTON_RTOL, check_l2, converged, finite_pick, lbfgs, newton
 from .base import FitResult
 
 __all__ = ["Demonstrations", "sample_demonstrations", "sft", "maxent_irl", "maxent_irl_rl", "spin"]
@@ -175,6 +191,35 @@ def _tabular_objective(C: np.ndarray, lr: np.ndarray, beta: float, l2: float):
     return f
 
 
+def _tabular_newton(C: np.ndarray, lr: np.ndarray, beta: float, l2: float, a: float):
+    """Maximise the tabular objective of :func:`_tabular_objective` over ``x`` with ``u = a·x``
+    (``a = β``: SFT logits; ``a = 1``: IRL reward) by :func:`genver._solve.newton`; the Newton
+    step is the per-prompt Sherman–Morrison solve of the module docstring. Returns the
+    :class:`~genver._solve.NewtonResult` (``fun``/``jac``: the negated objective and its
+    gradient in ``x``)."""
+    f = _tabular_objective(C, lr, beta, l2)
+    shape = C.shape
+    k = C.sum(axis=1, keepdims=True) / (beta * beta)
+
+    def neg(xflat):
+        obj, gu, _ = f(a * xflat.reshape(shape))
+        return -obj, -(a * gu).ravel()
+
+    def solve(xflat, g):  # H_x⁻¹ g with H_x = a² [(N_x/β²)(diag π − ππᵀ) + λ C_T] on 1⊥
+        s = lr + (a / beta) * xflat.reshape(shape)
+        p = np.exp(s - logsumexp_rows(s)[:, None])
+        g = g.reshape(shape)
+        g = g - g.mean(axis=1, keepdims=True)
+        m = k * p + l2  # M = diag(kπ + λ) > 0
+        mg, mp = g / m, p / m
+        denom = np.sum(p * (l2 / m), axis=1, keepdims=True)  # 1 − k πᵀM⁻¹π, > 0 for λ > 0
+        d = mg + (k * np.sum(p * mg, axis=1, keepdims=True) / denom) * mp
+        d = d - d.mean(axis=1, keepdims=True)
+        return (d / (a * a)).ravel()
+
+    return newton(neg, solve, np.zeros(C.size), NEWTON_RTOL * max(1.0, float(C.sum())))
+
+
 def _sft_tabular_objective(z, C, lr, beta, l2):
     """SFT objective and gradient over the logits ``z`` (P, T) (exposed for tests)."""
     obj, gu, _ = _tabular_objective(C, lr, beta, l2)(beta * z)
@@ -249,18 +294,13 @@ def sft(demos: Demonstrations, policy_class, ref: Policy, beta: float, *, l2: fl
         l2 = check_l2(mle.DEFAULT_L2 if l2 is None else l2, positive=True)
         ref.require_full_support("ref")
         lr = ref.logp
-        f = _tabular_objective(C, lr, beta, l2)
-
-        def neg(zflat):
-            obj, gu, _ = f(beta * zflat.reshape(sp.shape))
-            return -obj, -(beta * gu).ravel()
-
-        res, g = lbfgs(neg, np.zeros(sp.P * sp.T))
+        res = _tabular_newton(C, lr, beta, l2, beta)  # over the logits z (u = βz)
         s = lr + res.x.reshape(sp.shape)
         pol = Policy(sp, s - logsumexp_rows(s)[:, None])
-        return FitResult("sft", -float(res.fun), policy=pol, reward=beta * (pol.logp - lr),
-                         converged=converged(g, n), iterations=int(res.nit), grad_norm=g,
-                         identified=_identified(C), wall_time=time.perf_counter() - t0, extra={"l2": l2})
+        return FitResult("sft", -res.fun, policy=pol, reward=beta * (pol.logp - lr),
+                         converged=converged(res.grad_norm, n), iterations=res.nit, grad_norm=res.grad_norm,
+                         identified=_identified(C), wall_time=time.perf_counter() - t0,
+                         extra={"l2": l2, "solver": "newton", "solver_status": res.status})
     if isinstance(policy_class, LogLinearPolicyClass):
         l2 = check_l2(0.0 if l2 is None else l2, positive=False)
 
@@ -314,19 +354,14 @@ def maxent_irl(demos: Demonstrations, reward_class, ref: Policy, beta: float, *,
     if isinstance(reward_class, TabularRewardClass):
         l2 = check_l2(mle.DEFAULT_L2 if l2 is None else l2, positive=True)
         ref.require_full_support("ref")
-        f = _tabular_objective(C, lr, beta, l2)
-
-        def neg(rflat):
-            obj, gu, _ = f(rflat.reshape(sp.shape))
-            return -obj, -gu.ravel()
-
-        res, g = lbfgs(neg, np.zeros(sp.P * sp.T))
+        res = _tabular_newton(C, lr, beta, l2, 1.0)  # over the reward table r (u = r)
         r = res.x.reshape(sp.shape)
         r = r - r.mean(axis=1, keepdims=True)
-        _, _, logp = f(r)
-        return FitResult("maxent_irl", -float(res.fun), policy=Policy._trusted(sp, logp), reward=r,
-                         converged=converged(g, n), iterations=int(res.nit), grad_norm=g,
-                         identified=_identified(C), wall_time=time.perf_counter() - t0, extra={"l2": l2})
+        _, _, logp = _tabular_objective(C, lr, beta, l2)(r)
+        return FitResult("maxent_irl", -res.fun, policy=Policy._trusted(sp, logp), reward=r,
+                         converged=converged(res.grad_norm, n), iterations=res.nit, grad_norm=res.grad_norm,
+                         identified=_identified(C), wall_time=time.perf_counter() - t0,
+                         extra={"l2": l2, "solver": "newton", "solver_status": res.status})
     raise ValueError(f"maxent_irl: unsupported reward class {type(reward_class).__name__}")
 
 
