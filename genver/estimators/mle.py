@@ -60,8 +60,17 @@ Solvers and well-posedness rules
   for ``r_w = w·φ`` and ``(λ/2)‖βθ‖²`` for ``π_θ`` (whose local reward is
   ``β θ·Σ_h ψ − normalisers``), so that isomorphic pairs — e.g. additive rewards on
   position-token features and the position-token log-linear class under a position-factorised
-  ``π_ref`` — stay exactly equivalent (``λ ≥ 0``). L-BFGS with exact gradients. Reward MLE is
-  concave; DPO over a log-linear class is concave when the per-node normalisers cancel between
+  ``π_ref`` — stay exactly equivalent (``λ ≥ 0``). Linear reward MLE (and DPO over ``Π(R)`` of a
+  linear ``R``, which is the same fit): ridge-logistic regression on ``D_k = φ(y⁺_k) − φ(y⁻_k)``,
+  concave, gradient ``Dᵀ(c ∘ σ(−Dw)) − λw`` and ``−∇² = Dᵀ diag(c σ(Dw)σ(−Dw)) D + λI``; solved
+  by exact damped Newton (dense ``d × d``; for ``λ = 0`` in the row space of ``D``, giving the
+  minimum-norm maximiser, see ``_linear_bt_newton``) to ``max|∇| ≤ 1e-13·N`` or the float64
+  floor (L-BFGS stalled at ~1e-7). With ``λ = 0`` and (weakly) separable data — some
+  identifiable direction ``v`` with ``D v ≥ 0`` — no finite MLE exists; genver then keeps its
+  former behaviour: L-BFGS from ``w = 0``, stopped where ``max|∇| ≤ 1e-9`` (margins of ~20–30
+  along the separating direction, an arbitrary point on the way to infinity), with
+  ``extra["mle_exists"] = False`` and ``extra["solver"] = "lbfgs"``. The log-linear fits use
+  L-BFGS with exact gradients. DPO over a log-linear class is concave when the per-node normalisers cancel between
   ``y⁺`` and ``y⁻`` (e.g. position-token features), and otherwise reported with its gradient
   norm.
 """
@@ -144,6 +153,54 @@ def _gtol(c: PairCounts) -> float:
     return NEWTON_RTOL * max(1.0, float(c.count.sum()))
 
 
+def _linear_bt_newton(neg, D: np.ndarray, count: np.ndarray, l2: float, gtol: float):
+    """Newton solve of the linear reward MLE (ridge-logistic regression on the pair feature
+    differences ``D_k = φ(x_k, y⁺_k) − φ(x_k, y⁻_k)``, see the module docstring), or ``None``
+    when ``λ = 0`` and no finite maximiser exists.
+
+    ``−∇² = Dᵀ diag(w) D + λI`` with ``w_k = c_k σ(D_k·w) σ(−D_k·w)`` (dense ``d × d``). For
+    ``λ > 0`` it is positive definite (Cholesky solve). For ``λ = 0`` the objective is flat along
+    ``null(D)`` (of the pairs with ``c_k > 0``); the iterates stay in the row space ``S`` of ``D``
+    (orthonormal basis ``Q`` from an SVD, singular values below ``1e-10·s_max`` dropped) and the
+    step solves ``Qᵀ H Q`` there, so the result is the minimum-norm maximiser (the point
+    L-BFGS from 0 approached too). On ``S`` the objective is strictly concave and has a finite
+    maximiser unless some ``v ∈ S∖{0}`` has ``D v ≥ 0`` (weakly separable data: the likelihood
+    increases along ``v`` forever); that is decided by a linear programme,
+    ``max 1ᵀ(DQv) s.t. DQv ≥ 0, ‖v‖_∞ ≤ 1`` (> 1e-6·max(1, max|DQ|) means separable)."""
+    from scipy import linalg, optimize as _opt
+
+    live = count > 0
+    Dl, cl = D[live], count[live]
+    d = D.shape[1]
+    if l2 > 0.0:
+        Q = None
+    else:
+        if Dl.shape[0] == 0:
+            Q = np.zeros((d, 0))
+        else:
+            _, sv, Vt = np.linalg.svd(Dl, full_matrices=False)
+            Q = Vt[sv > 1e-10 * sv[0]].T if sv.size and sv[0] > 0 else np.zeros((d, 0))
+        if Q.shape[1]:
+            B = Dl @ Q
+            lp = _opt.linprog(-B.sum(axis=0), A_ub=-B, b_ub=np.zeros(B.shape[0]), bounds=[(-1.0, 1.0)] * Q.shape[1],
+                              method="highs")
+            if lp.status != 0 or -lp.fun > 1e-6 * max(1.0, float(np.abs(B).max())):
+                return None
+
+    def solve(w, g):
+        wk = _bt_weights(Dl @ w, cl)
+        if Q is None:
+            H = (Dl.T * wk) @ Dl
+            H[np.diag_indices(d)] += l2
+            return linalg.solve(H, g, assume_a="pos", check_finite=False)
+        if Q.shape[1] == 0:
+            return np.zeros(d)
+        B = Dl @ Q
+        return Q @ linalg.solve((B.T * wk) @ B, Q.T @ g, assume_a="pos", check_finite=False)
+
+    return newton(neg, solve, np.zeros(d), gtol)
+
+
 # -- reward MLE ---------------------------------------------------------------------------
 def reward_mle(data, reward_class, *, l2: float | None = None) -> FitResult:
     """Bradley–Terry maximum likelihood over a reward class (finite, linear or tabular)."""
@@ -173,11 +230,19 @@ def reward_mle(data, reward_class, *, l2: float | None = None) -> FitResult:
             grad = D.T @ (c.count * s) - l2 * w
             return -(ll - 0.5 * l2 * w @ w), -grad
 
-        res, g = lbfgs(neg, np.zeros(reward_class.n_params))
+        res = _linear_bt_newton(neg, D, c.count, l2, _gtol(c))
+        if res is None:  # λ = 0 and the data are (quasi-)separable: no finite MLE, today's L-BFGS
+            lb, g = lbfgs(neg, np.zeros(reward_class.n_params))
+            w = lb.x
+            return FitResult("reward_mle", -float(lb.fun), reward=reward_class.reward(w), params=w,
+                             converged=converged(g, c.n_pairs), iterations=int(lb.nit), grad_norm=g,
+                             wall_time=time.perf_counter() - t0,
+                             extra={"l2": l2, "solver": "lbfgs", "mle_exists": False})
         w = res.x
-        return FitResult("reward_mle", -float(res.fun), reward=reward_class.reward(w), params=w,
-                         converged=converged(g, c.n_pairs), iterations=int(res.nit), grad_norm=g,
-                         wall_time=time.perf_counter() - t0, extra={"l2": l2})
+        return FitResult("reward_mle", -res.fun, reward=reward_class.reward(w), params=w,
+                         converged=converged(res.grad_norm, c.n_pairs), iterations=res.nit,
+                         grad_norm=res.grad_norm, wall_time=time.perf_counter() - t0,
+                         extra={"l2": l2, "solver": "newton", "solver_status": res.status, "mle_exists": True})
     if isinstance(reward_class, TabularRewardClass):
         l2 = check_l2(DEFAULT_L2 if l2 is None else l2, positive=True)
         ident = _identified(sp, c)
