@@ -166,8 +166,8 @@ def test_linear_reward_mle_kkt_and_generic(world):
     def neg(w):
         return -(naive.bt_loglik(phi @ w, pairs) - 0.5 * l2 * w @ w)
     w_ref = optimize.minimize(neg, np.zeros(R.n_params), method="BFGS", options={"gtol": 1e-10}).x
-    np.testing.assert_allclose(rm.params, w_ref, atol=1e-5)
-    assert rm.grad_norm < 1e-6 and rm.converged
+    np.testing.assert_allclose(rm.params, w_ref, atol=1e-5)  # BFGS with finite-difference gradients
+    assert rm.grad_norm <= 1e-13 * 40 and rm.converged and rm.extra["solver"] == "newton"
 
 
 def test_loglinear_dpo_position_token_kkt(world):
