@@ -198,8 +198,10 @@ def max_abs_logp_diff(a: np.ndarray, b: np.ndarray) -> float:
 
 #: Two members of a finite class whose policies are within this total variation (every prompt)
 #: are the same optimum in float64: at small β soft-optimal policies are nearly deterministic and
-#: ``J_β`` (or any likelihood) cannot separate members differing only by ~1e-15 of mass.
-SAME_POLICY_TV = 1e-12
+#: ``J_β`` (or any likelihood) cannot separate members differing only by ~1e-12 of mass (seen:
+#: two members 1.05e-12 apart in TV, tied in ``J_β`` to rounding, picked differently by the two
+#: routes). Kept a decade below the checks' tolerance (1e-9), so it hides no real disagreement.
+SAME_POLICY_TV = 1e-10
 
 
 def tv_distance(a_logp: np.ndarray, b_logp: np.ndarray) -> float:

@@ -22,12 +22,12 @@ Random instances (:func:`genver.theory._common.random_world`): ``P ≤ 3``, ``V 
   partial coverage produces ties); ``R = induced_reward_class(Π)``. Both routes are exact
   enumerations. Discrepancy: ``1[r̂'s index ≠ π̂_off's index] + |maximiser sets Δ| +
   max_k |ℓ_DPO(π_k) − ℓ_RM(r_{π_k})| / max(1, |ℓ|) + TV(π̂_off, π̂_on) + 1[π̂ indices differ and
-  TV > 1e-12]`` (the two stage-1 objectives agree member by member, their sets of maximisers —
+  TV > 1e-10]`` (the two stage-1 objectives agree member by member, their sets of maximisers —
   members within a relative 1e-12 of the maximum — agree, and so do the returned policies; TV is
   the largest per-prompt total variation). The RL step of the online route may return another
   member whose policy equals π̂_off to float64 precision: at small ``β`` the soft-optimal members
   are nearly deterministic and ``J_β`` cannot separate members that differ by ~e⁻⁴⁰ of mass;
-  such a member counts as the same optimum (TV ≤ 1e-12) — see
+  such a member counts as the same optimum (TV ≤ 1e-10, a decade below the tolerance) — see
   :func:`genver.theory._common.finite_policy_gap`.
 * ``"tabular"``: ``Π`` tabular, ``R`` tabular, the same ridge ``λ`` (log-uniform in [0.05, 1];
   see :mod:`genver.estimators.mle`), ``β ∈ [0.3, 5]``. Discrepancy

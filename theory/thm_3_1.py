@@ -24,7 +24,7 @@ Random instances (:func:`genver.theory._common.random_world`), several ``N`` inc
   misspecified), ``Π = Π(R_sim) ∪ D`` with 10–200 distractors; online
   ``rm_rl(R_sim, Π)`` vs ``dpo(FinitePolicyClass.soft_optimal_of(R_sim))``. Discrepancy
   ``1[r̂'s index ≠ the restricted DPO index] + max_k |ℓ_RM(r_k) − ℓ_DPO(π*_{r_k})| / max(1, |ℓ|)
-  + TV + 1[policy indices differ and TV > 1e-12]`` (TV: the largest per-prompt total variation
+  + TV + 1[policy indices differ and TV > 1e-10]`` (TV: the largest per-prompt total variation
   between the returned policies; a distractor equal to ``π*_{r̂}`` to float64 precision — small
   ``β``, nearly deterministic members — counts as the same optimum, see
   :mod:`genver.theory.thm_2_2`).
