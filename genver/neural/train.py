@@ -273,14 +273,14 @@ def train_rl(policy: NeuralPolicy, reward: nn.Module, beta: float, cfg: TrainCon
         x, wx = _prompt_batch(rho, K, cfg, gen_cpu, dev)
         xs = x.repeat_interleave(K)  # (m K,): K samples per prompt, grouped
         y = policy.sample(xs, generator=gen)
+        with _autocast(dev, cfg):
+            lp = policy.seq_logp(xs, y)  # one pass: the score term and (detached) the KL penalty
         with torch.no_grad():
-            R = reward(xs, y).float() - beta * (policy.seq_logp(xs, y) - policy.ref_seq_logp(xs, y))
+            R = reward(xs, y).float() - beta * (lp.detach() - policy.ref_seq_logp(xs, y))
             R = R.view(-1, K)
             A = (R - (R.sum(dim=1, keepdim=True) - R) / (K - 1)).view(-1)  # R_i − mean_{j≠i} R_j
-        with _autocast(dev, cfg):
-            lp = policy.seq_logp(xs, y)
         loss = -(wx.repeat_interleave(K) * A * lp).sum() / K
-        return loss, xs.shape[0] * (sp.H + 1) * (sp.H + 2)  # H sampling passes + one training pass
+        return loss, xs.shape[0] * (sp.H + 1) * (sp.H + 1)  # H sampling passes + one training pass
 
     _optimise(policy.model.parameters(), cfg, step, log)
     return log
