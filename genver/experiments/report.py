@@ -121,9 +121,17 @@ def means_at_largest_n(df, knobs=(), metric: str | None = None) -> pd.DataFrame:
 
 
 def make_figures(root) -> list[pathlib.Path]:
+    """Write the figures of a results directory into ``DIR/figures`` (PNG and PDF)."""
+    man, df, settings = load_results(root)
+    ratio = _ratio(man, df, settings)
+    return _figures(root, man, df, settings, ratio, ratios_side_by_side(man, df, settings, ratio))
+
+
+def _figures(root, man, df, settings, ratio, both) -> list[pathlib.Path]:
+    """The figures, from results already loaded and ratio tables already computed (``ratio``:
+    the main pair's; ``both``: :func:`ratios_side_by_side`)."""
     import matplotlib
     matplotlib.use("Agg", force=False)
-    man, df, settings = load_results(root)
     figdir = pathlib.Path(root) / "figures"
     figdir.mkdir(exist_ok=True)
     knobs = man["knobs"]
@@ -133,12 +141,10 @@ def make_figures(root) -> list[pathlib.Path]:
         order = settings.sort_values(knobs, kind="stable")["setting_id"].tolist() if knobs else None
         fig = plots.sample_complexity_grid(agg, setting_ids=order)
         out += plots.save_figure(fig, figdir / "sample_complexity")
-        ratio = _ratio(man, df, settings)
         if ratio is not None and knobs:
             ax = plots.plot_ratio_vs_knob(ratio, knobs[0])
             ax.set_title(f"{man['experiment']}: N_ε(offline)/N_ε(online), ε = {_eps(man)}")
             out += plots.save_figure(ax, figdir / "ratio")
-            both = ratios_side_by_side(man, df, settings, ratio)
             if both["pair"].nunique() > 1:  # every pair side by side, one colour each
                 ax = plots.plot_ratio_vs_knob(both, knobs[0], hue="pair", predicted=False)
                 ax.set_title(f"{man['experiment']}: N_ε ratios side by side, ε = {_eps(man)}")
@@ -246,11 +252,12 @@ def _md_table(df: pd.DataFrame, floatfmt="{:.4g}", sort=()) -> str:
 def make_report(root) -> tuple[pathlib.Path, pd.DataFrame]:
     """Write ``DIR/report.md`` (figures included) and return it with the verdict table."""
     root = pathlib.Path(root)
-    figures = make_figures(root)
     man, df, settings = load_results(root)
     knobs = man["knobs"]
     eps = _eps(man)
-    ratio = _ratio(man, df, settings)
+    ratio = _ratio(man, df, settings)  # every ratio table is computed once (bootstrap) and reused
+    both = ratios_side_by_side(man, df, settings, ratio)
+    figures = _figures(root, man, df, settings, ratio, both)
     table = verdicts(man, df, ratio)
     lines = [f"# {man['experiment']}", ""]
     spec = man.get("spec", {}).get("experiment", {})
@@ -272,7 +279,10 @@ def make_report(root) -> tuple[pathlib.Path, pd.DataFrame]:
         cols = [c for c in ["setting_id", *knobs, "N_offline", "N_online", "ratio", "ratio_lo", "ratio_hi",
                             "ratio_kind", "predicted_ratio"] if c in ratio.columns]
         lines += [f"## Sample-efficiency ratio N_ε(offline)/N_ε(online), ε = {eps}", "", _md_table(ratio[cols], sort=knobs), ""]
-        for off, on, r in _compared(man, df, settings):
+        for off, on in man.get("expect", {}).get("compare", []):
+            r = both[both["pair"] == f"{off} / {on}"]
+            if not len(r):
+                continue
             c2 = [c for c in cols if c in r.columns]
             lines += [f"## Sample-efficiency ratio N_ε({off})/N_ε({on}), ε = {eps}", "", _md_table(r[c2], sort=knobs), ""]
     if "suboptimality" in set(df["metric"]):
