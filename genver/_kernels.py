@@ -1,7 +1,9 @@
 r"""Every numba kernel of genver (private).
 
 Rules (see ``design.md``): kernels take preallocated ``out`` arrays, read no globals except
-the compile-time flag set below, draw no random numbers, and parallelise only over
+the compile-time flag set below, draw no random numbers (one exception,
+:func:`standard_normal_fill`: numba's port of numpy's ziggurat, the same draws bit for bit from
+the caller's ``Generator``, ~3× faster than numpy's own), and parallelise only over
 independent items (``prange`` over class members or prompts, each writing its own
 ``out[k]`` with a serial inner reduction), so results are bitwise identical for any number
 of threads. Wrappers in the public modules validate, cast to C-contiguous float64/int64 and
@@ -561,6 +563,17 @@ def finite_J(probs, kl, rewards, beta, rho, out):
 
 
 # -- instance generation --------------------------------------------------------------------
+@njit(cache=True)
+def standard_normal_fill(rng, out):
+    """``out`` (1-D, C-contiguous) ← ``rng.standard_normal(out.size)``: the same draws, bit for
+    bit, and the same generator state after (numba implements ``Generator.standard_normal`` with
+    numpy's ziggurat on the generator's own bit generator; tested). 2.5 ns per draw on this
+    machine against numpy's 8.5 ns (its per-draw calls through the bit generator's function
+    pointer and the fill loop are not inlined)."""
+    for i in range(out.shape[0]):
+        out[i] = rng.standard_normal()
+
+
 @njit(cache=True, fastmath=FASTMATH_POLY, error_model="numpy")
 def soft_optimal_tables(ref_logp, z, scale, beta, out):
     """out[k] = log π*_{r_k} for the reward tables ``r_k = scale·z[k]`` (z (n, P, T), ref_logp

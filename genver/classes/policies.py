@@ -235,7 +235,10 @@ class FinitePolicyClass:
         lp = np.empty((self.size + n,) + self.space.shape)
         lp[: self.size] = self.logp
         d = lp[self.size :]
-        rng.standard_normal(out=d)  # the same draws as rng.standard_normal((n, P, T)), in place
+        if type(rng) is np.random.Generator:  # the same draws as rng.standard_normal((n, P, T)), in place
+            _kernels.standard_normal_fill(rng, d.reshape(-1))
+        else:
+            rng.standard_normal(out=d)
         _kernels.soft_optimal_tables(np.ascontiguousarray(ref.logp, dtype=np.float64), d, scale, beta, d)
         return FinitePolicyClass._trusted(self.space, lp)  # normalised by construction
 
