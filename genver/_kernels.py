@@ -575,42 +575,62 @@ def standard_normal_fill(rng, out):
 
 
 @njit(cache=True, fastmath=FASTMATH_POLY, error_model="numpy")
+def _soft_optimal_chunk(k0, c, ref_logp, z, scale, beta, out):
+    """Members ``k0 … k0+c−1`` of :func:`soft_optimal_tables`."""
+    n, P, T = z.shape
+    PT = P * T
+    d = np.empty(c * PT)
+    e = np.empty(c * PT)
+    shift = np.empty(c * P)
+    b1 = np.empty(c * PT, np.int64)
+    b2 = np.empty(c * PT, np.int64)
+    for i in range(c):
+        k = k0 + i
+        for x in range(P):
+            m = -np.inf
+            for y in range(T):
+                s = ref_logp[x, y] + scale * z[k, x, y] / beta
+                out[k, x, y] = s
+                m = max(m, s)
+            if not np.isfinite(m):
+                m = 0.0
+            shift[i * P + x] = m
+            for y in range(T):
+                d[(i * P + x) * T + y] = out[k, x, y] - m
+    exp_block(d, e, b1, b2)
+    for i in range(c):
+        k = k0 + i
+        for x in range(P):
+            acc = 0.0
+            for y in range(T):
+                acc += e[(i * P + x) * T + y]
+            lse = math.log(acc) + shift[i * P + x]
+            for y in range(T):
+                out[k, x, y] = out[k, x, y] - lse
+
+
+@njit(cache=True, fastmath=FASTMATH_POLY, error_model="numpy")
+def _soft_optimal_ser(ref_logp, z, scale, beta, out, C):
+    n = z.shape[0]
+    for j in range((n + C - 1) // C):
+        _soft_optimal_chunk(j * C, min(C, n - j * C), ref_logp, z, scale, beta, out)
+
+
+@njit(cache=True, fastmath=FASTMATH_POLY, error_model="numpy", parallel=True)
+def _soft_optimal_par(ref_logp, z, scale, beta, out, C):
+    n = z.shape[0]
+    for j in prange((n + C - 1) // C):
+        _soft_optimal_chunk(j * C, min(C, n - j * C), ref_logp, z, scale, beta, out)
+
+
 def soft_optimal_tables(ref_logp, z, scale, beta, out):
     """out[k] = log π*_{r_k} for the reward tables ``r_k = scale·z[k]`` (z (n, P, T), ref_logp
     (P, T)): ``s = log π_ref + r_k/β`` normalised per prompt, ``s − (m + log Σ_y e^{s_y − m})``
     with ``m`` the prompt's maximum (:func:`exp_block`); a prompt whose ``s`` is all ``−∞``
     stays ``−∞``, as in ``policy.logsumexp_rows``. ``out`` may be ``z`` itself (each entry is
-    read before it is written)."""
-    n, P, T = z.shape
-    PT = P * T
-    C = max(1, 4096 // PT)  # members per exp_block call (long vectorised runs)
-    d = np.empty(C * PT)
-    e = np.empty(C * PT)
-    shift = np.empty(C * P)
-    b1 = np.empty(C * PT, np.int64)
-    b2 = np.empty(C * PT, np.int64)
-    for k0 in range(0, n, C):
-        c = min(C, n - k0)
-        for i in range(c):
-            k = k0 + i
-            for x in range(P):
-                m = -np.inf
-                for y in range(T):
-                    s = ref_logp[x, y] + scale * z[k, x, y] / beta
-                    out[k, x, y] = s
-                    m = max(m, s)
-                if not np.isfinite(m):
-                    m = 0.0
-                shift[i * P + x] = m
-                for y in range(T):
-                    d[(i * P + x) * T + y] = out[k, x, y] - m
-        exp_block(d[: c * PT], e[: c * PT], b1[: c * PT], b2[: c * PT])
-        for i in range(c):
-            k = k0 + i
-            for x in range(P):
-                acc = 0.0
-                for y in range(T):
-                    acc += e[(i * P + x) * T + y]
-                lse = math.log(acc) + shift[i * P + x]
-                for y in range(T):
-                    out[k, x, y] = out[k, x, y] - lse
+    read before it is written). Members in chunks of ~4,096 entries (long vectorised ``exp``
+    runs), chunks in parallel when ``z.size ≥ _PARALLEL_MIN_WORK``; each member's arithmetic is
+    the same in both drivers."""
+    C = max(1, 4096 // (z.shape[1] * z.shape[2]))  # members per chunk
+    k = _soft_optimal_par if z.size >= _PARALLEL_MIN_WORK else _soft_optimal_ser
+    k(ref_logp, z, float(scale), float(beta), out, C)
