@@ -35,6 +35,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from genver.experiments.cells import run_unit  # noqa: E402
+from genver.experiments.memo import clear_memos  # noqa: E402
 from genver.experiments.runner import run  # noqa: E402
 from genver.experiments.spec import load_spec, parse_spec, setting_id  # noqa: E402
 from genver.experiments.store import ResultStore  # noqa: E402
@@ -61,6 +62,7 @@ def sweep_vs_numpy(seeds, reps):
     naive = naive_sweep.run(spec)  # warm-up (imports, first-touch memory)
     t_g, t_n = [], []
     for i in range(reps):
+        clear_memos()  # each run builds its own instances, as a fresh `genver run` process would
         t0 = time.perf_counter()
         run(spec_path, tmp / f"g{i}", progress=False)
         t_g.append(time.perf_counter() - t0)

@@ -517,6 +517,10 @@ def _stream(data: Preferences, sizes):
         raise ValueError(f"sizes must be a non-empty increasing list of positive integers, got {sizes.tolist()}")
     if sizes[-1] > len(data):
         raise ValueError(f"sizes: {int(sizes[-1])} exceeds the {len(data)} pairs of the stream")
+    return _derived(data, ("stream", sizes.tobytes()), lambda: _segments(data, sizes))
+
+
+def _segments(data: Preferences, sizes: np.ndarray):
     n = int(sizes[-1])
     x_, yp, yn = data.x[:n], data.y_pos[:n], data.y_neg[:n]
     hit = _STREAM_MEMO[0]
@@ -548,6 +552,23 @@ def _stream(data: Preferences, sizes):
 
 #: the last stream's pairs and segments (dpo_path and rm_rl_path of one unit share its stream)
 _STREAM_MEMO: list = [None]
+
+
+def _derived(data: Preferences, key, make):
+    """``make()``, a function of the stream ``data`` (and ``key``), kept on ``data`` when its
+    arrays are read-only (so it cannot go stale): a sweep's settings share one read-only stream
+    per seed (``genver.experiments.cells``), and derive its segments and the reward MLE path
+    once. A writeable stream is recomputed, except through the last-stream memo of
+    :func:`_segments`."""
+    if data.x.flags.writeable or data.y_pos.flags.writeable or data.y_neg.flags.writeable:
+        return make()
+    cache = data.__dict__.get("_derived")
+    if cache is None:
+        cache = {}
+        object.__setattr__(data, "_derived", cache)  # a frozen dataclass: a private cache slot
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]
 
 
 def _pick_rows(ll: np.ndarray, members: np.ndarray):
@@ -602,10 +623,15 @@ def reward_mle_path(data: Preferences, sizes, reward_class) -> list[FitResult]:
         raise ValueError("reward_mle_path needs a finite reward class")
     pos, neg, segments, sizes = _stream(data, sizes)
     K = reward_class.size
-    ll = _path(reward_class.tables.reshape(K, -1), pos, neg, np.zeros(pos.size), segments, sizes, 1.0)
+
+    def fit():
+        ll = _path(reward_class.tables.reshape(K, -1), pos, neg, np.zeros(pos.size), segments, sizes, 1.0)
+        return ll, _pick_rows(ll, reward_class.tables)
+
+    ll, picks = _derived(data, ("reward_mle_path", sizes.tobytes(), reward_class.tables.tobytes()), fit)
     wall = (time.perf_counter() - t0) / sizes.size
     out = []
-    for row, (k, set_valued, n_max) in zip(ll, _pick_rows(ll, reward_class.tables)):
+    for row, (k, set_valued, n_max) in zip(ll, picks):
         out.append(FitResult("reward_mle", float(row[k]), reward=reward_class.tables[k], reward_index=k,
                              set_valued=set_valued, wall_time=wall, extra={"n_maximisers": n_max}))
     return out

@@ -17,6 +17,12 @@ They depend only on the replicate seed and the cell — never on the setting, th
 the order of execution — so settings of one sweep share their random draws (common random
 numbers) and a cell's numbers are the same however the sweep is scheduled.
 
+Within a run, what settings share is computed once (run-scoped memos,
+:mod:`genver.experiments.memo`): the pair stream of a seed, keyed by everything it is drawn
+from (seeds, size, ``r*``, ``μ`` and the data weights, label temperature), and a policy
+metric of a picked member, keyed by the member's log-probs and the instance's ``r*``, ``π_ref``,
+``β`` and ``ρ``.
+
 Estimators (``name``: what runs, with the instance's classes ``R``, ``Π``, ``Π(R)``):
 
 ==================  ============================================================================
@@ -98,6 +104,7 @@ from ..neural.schema import NEURAL_ROUTES, NEURAL_SCHEMAS
 from ..preferences import PairCounts, sample_preferences
 from ..softrl import soft_optimal
 from .generators import GENERATORS, Instance
+from .memo import BoundedMemo
 
 __all__ = ["ESTIMATORS", "REWARD_ONLY", "METRIC_KINDS", "default_route", "make_instance", "run_unit", "seed_sequence",
            "population_counts", "metric_kind", "fit_reward"]
@@ -356,15 +363,33 @@ def _evaluate(name: str, res: FitResult, inst: Instance):
     return float(_REWARD_METRICS[name](r, inst))
 
 
+def _bytes(a) -> bytes | None:
+    return None if a is None else np.ascontiguousarray(a, dtype=np.float64).tobytes()
+
+
+#: pair streams of this run: (root seed, seed, n, r*, μ, data weights, τ, deterministic) -> Preferences
+_STREAMS = BoundedMemo("pair_streams", 64 * 2**20)
+#: policy metrics of this run: (metric, log π̂, (P, V, H, r*, π_ref, β, ρ)) -> value
+_POLICY_VALUES = BoundedMemo("policy_metrics", 64 * 2**20)
+
+
 def _data(spec, inst: Instance, seed: int):
     """``n -> PairCounts`` for the unit (nested heads of one stream, or population counts)."""
     if getattr(spec, "population", False):
         return lambda n: population_counts(inst.reward_true, inst.sampler, n, inst.data_weights,
                                            temperature=spec.temperature, deterministic=spec.deterministic)
-    data = sample_preferences(inst.reward_true, inst.sampler, max(spec.sizes),
-                              np.random.default_rng(seed_sequence(spec.root_seed, seed, 1)),
-                              prompt_weights=inst.data_weights, temperature=spec.temperature,
-                              deterministic=spec.deterministic)
+    n_max = max(spec.sizes)
+    key = (spec.root_seed, seed, n_max, _bytes(inst.reward_true), _bytes(inst.sampler.logp), _bytes(inst.data_weights),
+           spec.temperature, spec.deterministic)
+    data = _STREAMS.get(key)
+    if data is None:
+        data = sample_preferences(inst.reward_true, inst.sampler, n_max,
+                                  np.random.default_rng(seed_sequence(spec.root_seed, seed, 1)),
+                                  prompt_weights=inst.data_weights, temperature=spec.temperature,
+                                  deterministic=spec.deterministic)
+        for a in (data.x, data.y_pos, data.y_neg):
+            a.setflags(write=False)  # shared by the units of this seed
+        _STREAMS.put(key, data, data.x.nbytes * 3)
     data_of = lambda n: data.head(n).counts()  # noqa: E731
     data_of.stream = data
     return data_of
@@ -407,9 +432,10 @@ def run_unit(spec, params: dict, sid: str, seed: int) -> pd.DataFrame:
     # one list per varying column; the unit's constant columns are filled in at the end
     knobs = {k: params[k] for k in spec.knobs}
     cols = {c: [] for c in ("n", "estimator", "route", "metric", "value", "converged", "wall_time")}
-    # (metric, policy log-probs) -> value: a picked finite member is evaluated once, whichever
-    # estimator or size picked it (policy metrics are functions of log π alone)
-    memo = {}
+    # a picked finite member is evaluated once per run, whichever unit, estimator or size picked it
+    # (a policy metric is a function of log π̂ and the instance's r*, π_ref, β, ρ)
+    world = (inst.space.P, inst.space.V, inst.space.H, _bytes(inst.reward_true), _bytes(inst.ref.logp), float(inst.beta),
+             _bytes(inst.prompt_weights))
     for i, n in enumerate(spec.sizes):
         counts = None
         for k, est in enumerate(spec.estimators):
@@ -428,13 +454,12 @@ def run_unit(spec, params: dict, sid: str, seed: int) -> pd.DataFrame:
                 wall = time.perf_counter() - t0
             pkey = None if res.policy is None else res.policy.logp.tobytes()
             for m in spec.metrics:
-                key = (m, pkey)
-                if metric_kind(m) == "policy" and pkey is not None and key in memo:
-                    v = memo[key]
-                else:
+                memo = metric_kind(m) == "policy" and pkey is not None
+                v = _POLICY_VALUES.get((m, pkey, world)) if memo else None
+                if v is None:
                     v = _evaluate(m, res, inst)
-                    if metric_kind(m) == "policy" and pkey is not None:
-                        memo[key] = v
+                    if memo and v is not None:
+                        _POLICY_VALUES.put((m, pkey, world), v, 128 + len(pkey))
                 if v is None:
                     continue
                 for c, x in (("n", n), ("estimator", est["label"]), ("route", est["route"]), ("metric", m),

@@ -71,6 +71,7 @@ from ..classes import (FinitePolicyClass, FiniteRewardClass, LinearRewardClass, 
 from ..features import token_features, trajectory_features
 from ..policy import Policy, random_policy, uniform_policy
 from ..spaces import TreeSpace
+from .memo import BoundedMemo
 
 __all__ = ["Instance", "GENERATORS", "BANDITS", "describe"]
 
@@ -138,20 +139,17 @@ def _finite_gap(p, rng) -> Instance:
 
 
 class _Memo:
-    """Least-recently-used memo of a generator: ``(parameters, generator state) ->
-    (instance, generator state after)``, at most ``max_bytes`` of class arrays. A sweep builds
-    each setting's seed-0 instance up to three times (the spec check, the settings table, the
-    unit); a hit returns a fresh :class:`Instance` sharing the immutable classes and policies
-    (so their per-reference RL parts are computed once) and leaves the caller's generator in
-    the state the generation would have left it."""
+    """Memo of a generator: ``(parameters, generator state) -> (instance, generator state
+    after)``, at most ``max_bytes`` of class arrays (a run-scoped
+    :class:`~genver.experiments.memo.BoundedMemo`). A sweep builds each setting's seed-0
+    instance up to three times (the spec check, the settings table, the unit); a hit returns a
+    fresh :class:`Instance` sharing the immutable classes and policies (so their per-reference
+    RL parts are computed once) and leaves the caller's generator in the state the generation
+    would have left it."""
 
     def __init__(self, fn, max_bytes: int):
-        import threading
-        from collections import OrderedDict
-        self.fn, self.max_bytes = fn, max_bytes
-        self.entries: OrderedDict = OrderedDict()
-        self.nbytes = 0
-        self.lock = threading.Lock()
+        self.fn = fn
+        self.store = BoundedMemo(fn.__name__.lstrip("_"), max_bytes)
 
     @staticmethod
     def _size(inst: Instance) -> int:
@@ -160,21 +158,12 @@ class _Memo:
 
     def __call__(self, p, rng) -> Instance:
         key = (repr(sorted(p.items())), repr(rng.bit_generator.state))
-        with self.lock:
-            hit = self.entries.get(key)
-            if hit is not None:
-                self.entries.move_to_end(key)
+        hit = self.store.get(key)
         if hit is None:
             inst = self.fn(p, rng)
-            size = self._size(inst)
-            with self.lock:
-                if key not in self.entries and size <= self.max_bytes:
-                    self.entries[key] = (inst, rng.bit_generator.state, size)
-                    self.nbytes += size
-                    while self.nbytes > self.max_bytes:
-                        self.nbytes -= self.entries.popitem(last=False)[1][2]
+            self.store.put(key, (inst, rng.bit_generator.state), self._size(inst))
         else:
-            inst, state, _ = hit
+            inst, state = hit
             rng.bit_generator.state = state
         return replace(inst, extra=dict(inst.extra))
 

@@ -1,0 +1,131 @@
+"""Run-scoped memos (``genver.experiments.memo``): what a sweep's settings share is computed
+once per run, and a hit is bit for bit what the computation gives.
+
+Checked here: the LRU byte budget and :func:`clear_memos`; the pair stream of a seed shared by
+the settings of a sweep (read-only, equal to a fresh draw); policy metrics keyed by the
+instance's world (another ``r*`` is never a hit); values derived from a stream cached only
+when it is read-only; and a sweep's table independent of the order its units run in and of
+what ran before in the process."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from genver.estimators import mle
+from genver.experiments import cells
+from genver.experiments.cells import _data, make_instance, run_unit, seed_sequence
+from genver.experiments.memo import BoundedMemo, clear_memos
+from genver.experiments.spec import parse_spec, setting_id
+from genver.metrics import suboptimality
+from genver.preferences import sample_preferences
+
+
+def _spec(seeds=3, distractors=(0, 16, 256)):
+    return parse_spec({
+        "experiment": {"name": "memo", "generator": "finite_gap"},
+        "instance": {"P": 3, "V": 2, "H": 3, "beta": 0.7, "K_R": 3, "scale": 0.6},
+        "grid": {"n_distractors": list(distractors)},
+        "data": {"sizes": [4, 16, 64, 256], "seeds": seeds},
+        "estimators": [{"name": "dpo", "label": "offline"}, {"name": "rm_rl", "label": "online"}],
+        "metrics": {"names": ["suboptimality", "kl_to_reference", "expected_reward", "win_rate"]},
+    })
+
+
+def test_bounded_memo_evicts_least_recently_used_beyond_its_budget_and_clears():
+    m = BoundedMemo("test", max_bytes=100)
+    m.put("a", 1, 40)
+    m.put("b", 2, 40)
+    assert m.get("a") == 1  # a is now the most recent
+    m.put("c", 3, 40)  # over budget: b (least recently used) goes
+    assert m.get("b") is None and m.get("a") == 1 and m.get("c") == 3 and m.nbytes == 80
+    m.put("huge", 4, 101)  # larger than the budget: not stored, nothing evicted
+    assert m.get("huge") is None and len(m) == 2
+    clear_memos()  # every registered memo, this one included
+    assert len(m) == 0 and m.nbytes == 0 and m.get("a") is None
+
+
+def test_settings_of_a_seed_share_one_read_only_stream_equal_to_a_fresh_draw():
+    clear_memos()
+    spec = _spec()
+    streams = []
+    for p in spec.settings():
+        inst = make_instance(spec.generator, p, spec.root_seed, 1)
+        streams.append(_data(spec, inst, 1).stream)
+    assert streams[0] is streams[1] is streams[2]  # one draw for the three settings
+    s = streams[0]
+    assert not (s.x.flags.writeable or s.y_pos.flags.writeable or s.y_neg.flags.writeable)
+    fresh = sample_preferences(inst.reward_true, inst.sampler, max(spec.sizes),
+                               np.random.default_rng(seed_sequence(spec.root_seed, 1, 1)))
+    for a, b in ((s.x, fresh.x), (s.y_pos, fresh.y_pos), (s.y_neg, fresh.y_neg)):
+        assert a.tobytes() == b.tobytes()
+    other = _data(spec, make_instance(spec.generator, spec.settings()[0], spec.root_seed, 2), 2).stream
+    assert other is not s and other.x.tobytes() != s.x.tobytes()  # another seed, another stream
+
+
+def test_policy_metric_memo_never_serves_another_world(monkeypatch):
+    """The same class members evaluated against two instances that differ only in ``r*`` get
+    each instance's own values (the picks overlap, so a memo keyed by the member alone would
+    serve the first world's numbers); a repeat within one world is served from the memo."""
+    clear_memos()
+    spec = _spec(seeds=1, distractors=(16,))
+    p = spec.settings()[0]
+    inst_a = make_instance(spec.generator, p, spec.root_seed, 0)
+    inst_b = replace(inst_a, reward_true=inst_a.reward_class.member(1).copy(), extra={})  # another r* in R
+    calls = []
+    real = cells._evaluate
+    monkeypatch.setattr(cells, "_evaluate", lambda name, res, inst: calls.append(name) or real(name, res, inst))
+    monkeypatch.setattr(cells, "make_instance", lambda *a: replace(inst_a, extra={}))
+    df_a = run_unit(spec, p, setting_id(p), 0)
+    n_first = len(calls)
+    pd.testing.assert_frame_equal(df_a.drop(columns="wall_time"), run_unit(spec, p, setting_id(p), 0).drop(columns="wall_time"))
+    assert len(calls) == n_first  # every policy metric of the repeat came from the memo
+    monkeypatch.setattr(cells, "make_instance", lambda *a: replace(inst_b, extra={}))
+    df_b = run_unit(spec, p, setting_id(p), 0)
+    picks = {}
+    for name, inst in (("a", inst_a), ("b", inst_b)):
+        data = _data(spec, inst, 0).stream
+        picks[name] = {"offline": mle.dpo_path(data, spec.sizes, inst.policy_class, inst.ref, inst.beta),
+                       "online": mle.rm_rl_path(data, spec.sizes, inst.reward_class, inst.policy_class, inst.ref,
+                                                inst.beta)}
+    chosen = [{f.policy_index for fits in picks[w].values() for f in fits} for w in "ab"]
+    assert chosen[0] & chosen[1]  # overlapping picks
+    for df, inst, w in ((df_a, inst_a, "a"), (df_b, inst_b, "b")):
+        for label, fits in picks[w].items():
+            got = df[(df.metric == "suboptimality") & (df.estimator == label)].value.to_numpy()
+            want = [suboptimality(f.policy, inst.reward_true, inst.ref, inst.beta) for f in fits]
+            np.testing.assert_array_equal(got, np.array(want))
+
+
+def test_values_derived_from_a_writeable_stream_are_never_cached():
+    spec = _spec(seeds=1, distractors=(0,))
+    inst = make_instance(spec.generator, spec.settings()[0], spec.root_seed, 0)
+    data = sample_preferences(inst.reward_true, inst.sampler, 256, np.random.default_rng(3))
+    a = mle._stream(data, [16, 256])
+    assert "_derived" not in data.__dict__
+    data.y_pos[:16], data.y_neg[:16] = data.y_neg[:16].copy(), data.y_pos[:16].copy()  # relabel 16 pairs in place
+    b = mle._stream(data, [16, 256])
+    assert not np.array_equal(a[2][0], b[2][0])  # the new labels were seen
+    for arr in (data.x, data.y_pos, data.y_neg):
+        arr.setflags(write=False)
+    c = mle._stream(data, [16, 256])
+    assert mle._stream(data, [16, 256]) is c and all(np.array_equal(u, v) for u, v in zip(b[2], c[2]))
+
+
+def test_table_does_not_depend_on_unit_order_or_on_earlier_runs():
+    spec = _spec()
+    units = [(p, s) for p in spec.settings() for s in range(spec.seeds)]
+
+    def table(order):
+        frames = [run_unit(spec, p, setting_id(p), s) for p, s in order]
+        return (pd.concat(frames).drop(columns="wall_time")
+                .sort_values(["setting_id", "seed", "n", "estimator", "metric"]).reset_index(drop=True))
+
+    clear_memos()
+    forward = table(units)
+    clear_memos()
+    backward = table(units[::-1])
+    warm = table(units[1::2] + units[::2])  # memos full from the backward run
+    pd.testing.assert_frame_equal(forward, backward, check_exact=True)
+    pd.testing.assert_frame_equal(forward, warm, check_exact=True)
