@@ -15,6 +15,7 @@ import argparse
 import io
 import json
 import math
+import os
 import sys
 import time
 
@@ -353,11 +354,23 @@ def _print_fit(o, inst) -> None:
         print(f"note: {n}")
 
 
+def _flush_seconds_from_env() -> float | None:
+    """``GENVER_FLUSH_SECONDS``: seconds of finished units `genver run` buffers per shard."""
+    v = os.environ.get("GENVER_FLUSH_SECONDS", "").strip()
+    if not v:
+        return None
+    try:
+        return float(v)
+    except ValueError:
+        raise ValueError(f"GENVER_FLUSH_SECONDS must be a number of seconds, got {v!r}") from None
+
+
 def _run(args) -> int:
     from .experiments.runner import run
     try:
         summary = run(args.spec, args.out, workers=args.workers, resume=args.resume, smoke=args.smoke,
-                      executor=args.executor, scheduler=args.scheduler, device=args.device)
+                      executor=args.executor, scheduler=args.scheduler, device=args.device,
+                      flush_seconds=_flush_seconds_from_env())
     except KeyboardInterrupt as e:
         print(f"genver: {e}", file=sys.stderr)
         return 130
@@ -417,7 +430,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="IPO log-probabilities summed (sequence, default) or averaged over the H tokens (ipo only)")
     f.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     f.set_defaults(func=_fit)
-    r = sub.add_parser("run", help="run a sweep spec (TOML) into a results directory, resumably")
+    r = sub.add_parser("run", help="run a sweep spec (TOML) into a results directory, resumably",
+                       epilog="environment: GENVER_FLUSH_SECONDS (default 1): finished units are written "
+                              "together, one shard, once this many seconds have passed since the last write "
+                              "(and at the end, on Ctrl-C and on errors); a SIGKILL loses at most that much "
+                              "finished work; 0 writes each unit as it finishes.")
     r.add_argument("spec", help="experiment spec, e.g. sims/gap_finite.toml")
     r.add_argument("--out", required=True, metavar="DIR", help="results directory (new or, with --resume, the same)")
     r.add_argument("--workers", type=int, default=1,

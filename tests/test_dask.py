@@ -71,7 +71,7 @@ def _interrupted(out, k=3, **kw):
     with pytest.raises(KeyboardInterrupt, match="rerun with --resume"):
         run(SMOKE, out, smoke=True, stream=_StopAfter(k), **kw)
     n = len(ResultStore(out).done_units())
-    assert k <= n < 8, n  # stopped mid-run, with complete shards on disk
+    assert k <= n < 8, n  # stopped mid-run, the finished (buffered) units flushed, complete shards on disk
     return n
 
 
@@ -137,7 +137,9 @@ def test_worker_killed_mid_run_loses_nothing(tmp_path, cluster):
     t = threading.Thread(target=killer)
     t.start()
     try:
-        s = run(spec, out, progress=False, executor="dask", scheduler=cl.scheduler_address)
+        # shards every 0.02 s (not the default 1 s: the whole run takes about a second), so the
+        # kill lands while the victim still has tasks
+        s = run(spec, out, progress=False, executor="dask", scheduler=cl.scheduler_address, flush_seconds=0.02)
     finally:
         t.join()
     assert seen["busy"], "the killed worker had tasks"

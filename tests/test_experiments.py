@@ -120,24 +120,31 @@ def test_refuses_non_empty_dir_and_foreign_spec(tmp_path):
 
 def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path):
     """Kill the run with SIGKILL once a few units are saved: the shards on disk are complete,
-    and --resume finishes the table exactly as an uninterrupted run would."""
+    and --resume finishes the table exactly as an uninterrupted run would. The units take a few
+    ms each (the run ~0.2 s), so shards are written every 0.02 s of work here
+    (GENVER_FLUSH_SECONDS; default 1 s), and the kill lands between batches."""
     spec = tmp_path / "slow.toml"
     spec.write_text((SIMS / "gap_finite.toml").read_text().split("[smoke]")[0]
                     .replace("seeds = 30", "seeds = 12")
                     .replace("n_distractors = [0, 16, 256, 4096, 16384]", "n_distractors = [0, 2048]"))
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "genver.cli", "run", str(spec), "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, GENVER_FLUSH_SECONDS="0.02"))
     deadline = time.time() + 120
     store = ResultStore(out)
     while time.time() < deadline and len(store.done_units()) < 3 and proc.poll() is None:
-        time.sleep(0.05)
+        time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     n_saved = len(store.done_units())
     assert 3 <= n_saved < 24, "the kill should land mid-run"
-    for sid, seed in store.done_units():  # every saved shard is complete and readable
-        assert len(pd.read_parquet(store.shard_path(sid, seed))) > 0
+    shards = store.shard_units()
+    assert len(shards) == len(list(store.shards.glob("*.parquet")))  # every shard's footer parses
+    for path, units in shards.items():  # every saved shard is complete: the rows of its units
+        got = pd.read_parquet(path)
+        assert len(got) > 0
+        assert set(zip(got["setting_id"], got["seed"])) == set(units)
     run(spec, out, resume=True, progress=False)
     run(spec, tmp_path / "clean", progress=False)
     a, b = _table(out), _table(tmp_path / "clean")
@@ -148,11 +155,12 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path):
 
 def test_resume_reruns_units_whose_shard_is_damaged(tmp_path):
     """A shard emptied or truncated outside genver (e.g. a machine crash) is detected on resume,
-    removed with a message, and its unit is run again: the table equals an undamaged run's."""
+    removed with a message, and its unit is run again: the table equals an undamaged run's.
+    (One unit per shard here, flush_seconds=0; damaged batch shards: tests/test_store_batches.py.)"""
     import io
 
     out = tmp_path / "a"
-    run(SIMS / "gap_finite.toml", out, smoke=True, progress=False)
+    run(SIMS / "gap_finite.toml", out, smoke=True, progress=False, flush_seconds=0)
     before = _table(out)
     store = ResultStore(out)
     shards = sorted(store.shards.glob("*.parquet"))

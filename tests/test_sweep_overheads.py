@@ -1,6 +1,6 @@
 """The sweep's non-kernel overheads, made cheaper without changing a number: the win rate's
 reward levels computed once per instance, vectorised completion sampling, and shards written
-from in-memory Parquet bytes.
+from in-memory Parquet bytes, several units to a shard.
 
 Each new path is checked bitwise against the implementation it replaced (kept below as
 ``_old_*``, verbatim apart from names) on many random shapes and seeds, and against the
@@ -223,18 +223,58 @@ def test_parquet_bytes_are_what_to_parquet_writes(tmp_path):
     assert parquet_bytes(df) == (tmp_path / "attrs.parquet").read_bytes()
 
 
+def _without_units_key(data: bytes) -> bytes:
+    """A shard's bytes re-serialised without its ``genver_units`` footer key (pyarrow's writer
+    is deterministic: what ``to_parquet`` writes for the same table)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    table = pq.read_table(pa.BufferReader(data))
+    meta = {k: v for k, v in table.schema.metadata.items() if k != store_mod.UNITS_KEY}
+    buf = pa.BufferOutputStream()
+    pq.write_table(table.replace_schema_metadata(meta), buf, compression="snappy")
+    return buf.getvalue().to_pybytes()
+
+
+def test_batch_shard_is_to_parquet_of_the_concatenated_units_plus_the_unit_list(tmp_path):
+    """A batch shard holds exactly what ``to_parquet`` writes for the units' tables one after
+    another (sorted by unit), plus the unit list in the footer; a batch of one is a unit's table."""
+    import json
+
+    import pyarrow.parquet as pq
+    store = ResultStore(tmp_path)
+    store.prepare()
+    df = _unit_frame()
+    units = [("bbbbbbbbbb", 3, df.assign(seed=3)), ("aaaaaaaaaa", 7, df.assign(seed=7)),
+             ("aaaaaaaaaa", 2, df.assign(seed=2, value=df["value"] * 2))]
+    path = store.write_batch(units)
+    want = pd.concat([units[2][2], units[1][2], units[0][2]], ignore_index=True)
+    want.to_parquet(tmp_path / "want.parquet", index=False)
+    assert path.name.startswith("batch-aaaaaaaaaa__seed00002-3-")
+    assert _without_units_key(path.read_bytes()) == (tmp_path / "want.parquet").read_bytes()
+    assert json.loads(pq.read_metadata(path).metadata[store_mod.UNITS_KEY]) == [
+        ["aaaaaaaaaa", 2], ["aaaaaaaaaa", 7], ["bbbbbbbbbb", 3]]
+    pd.testing.assert_frame_equal(pd.read_parquet(path), want)
+    one = store.write_batch([("cccccccccc", 0, df)])
+    df.to_parquet(tmp_path / "one.parquet", index=False)
+    assert _without_units_key(one.read_bytes()) == (tmp_path / "one.parquet").read_bytes()
+    assert store.done_units() == {("aaaaaaaaaa", 2), ("aaaaaaaaaa", 7), ("bbbbbbbbbb", 3), ("cccccccccc", 0)}
+    assert ResultStore(tmp_path).done_units() == store.done_units()  # from the footers, not a cache
+    with pytest.raises(ValueError, match="listed twice"):
+        store.write_batch([("dddddddddd", 0, df), ("dddddddddd", 0, df)])
+
+
 def test_shard_write_is_atomic_and_a_failed_write_leaves_nothing(tmp_path, monkeypatch):
     store = ResultStore(tmp_path)
     store.prepare()
     df = _unit_frame()
-    store.write_shard(df, "0123456789", 0)
-    pd.testing.assert_frame_equal(pd.read_parquet(store.shard_path("0123456789", 0)), df)
+    path = store.write_batch([("0123456789", 0, df)])
+    pd.testing.assert_frame_equal(pd.read_parquet(path), df)
     assert store.done_units() == {("0123456789", 0)}
 
     def broken(a, b):
         raise OSError("disk full")
     monkeypatch.setattr(store_mod.os, "replace", broken)  # the write fails after the temporary file
     with pytest.raises(OSError, match="disk full"):
-        store.write_shard(df, "0123456789", 1)
+        store.write_batch([("0123456789", 1, df), ("0123456789", 2, df)])
     assert store.done_units() == {("0123456789", 0)}
     assert not list(store.shards.glob(".tmp-*"))

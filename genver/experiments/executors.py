@@ -2,7 +2,7 @@
 
 An executor takes the spec and the units still to do (``(setting_id, params, seed)``) and
 yields ``(setting_id, seed, table)`` as units finish, in any order; the caller
-(:func:`genver.experiments.runner.run`) writes each table as one shard. Executors never write
+(:func:`genver.experiments.runner.run`) writes the tables to shards. Executors never write
 files, so a remote cluster needs no shared filesystem, and the result store is the same
 whatever ran the units: a sweep started with one executor can be resumed with another.
 

@@ -4,10 +4,14 @@ Execution (see :mod:`genver.experiments.executors`): ``executor="local"`` runs u
 process (``workers=1``) or in a pool of ``workers`` local processes (started with ``spawn``;
 each worker sets numba to one thread so workers and numba threads do not oversubscribe the
 cores); ``"dask-local"`` on a Dask ``LocalCluster`` of ``workers`` processes on 127.0.0.1;
-``"dask"`` on an existing Dask cluster at ``scheduler``. Whatever ran it, each finished unit
-is written here, by this process, as one shard, atomically (see
-:mod:`genver.experiments.store`), so Ctrl-C or SIGKILL loses at most the units in flight, and
-``--resume`` skips every unit whose shard exists — also when the run is resumed with another
+``"dask"`` on an existing Dask cluster at ``scheduler``. Whatever ran it, finished units are
+written here, by this process, atomically, several to a shard (see
+:mod:`genver.experiments.store`): units are buffered and written together once
+``flush_seconds`` (default :data:`FLUSH_SECONDS`; ``genver run`` reads the environment variable
+``GENVER_FLUSH_SECONDS``; 0 writes every unit at once) of wall time have passed since the last
+write, at the end, on Ctrl-C and before an error propagates. So Ctrl-C or an error loses at most
+the units in flight, a SIGKILL at most the last ``flush_seconds`` of finished units as well,
+and ``--resume`` skips every unit found in a shard — also when the run is resumed with another
 executor. A cell's numbers do not depend on the executor, the worker count or the order (see
 :mod:`genver.experiments.cells`).
 
@@ -15,6 +19,7 @@ Progress goes to stderr: cells done / total, rate, ETA.
 """
 from __future__ import annotations
 
+import math
 import sys
 import time
 from contextlib import closing
@@ -28,7 +33,11 @@ from .generators import describe
 from .spec import Spec, load_spec, setting_id
 from .store import ResultStore, git_commit, now_iso, package_versions
 
-__all__ = ["run", "Progress"]
+__all__ = ["run", "Progress", "FLUSH_SECONDS"]
+
+#: finished units are buffered and written as one shard once this much wall time has passed
+#: since the last write (and at the end, on Ctrl-C and on errors): the most work a SIGKILL loses
+FLUSH_SECONDS = 1.0
 
 
 class Progress:
@@ -85,13 +94,18 @@ def _check_device(spec, device: str) -> str:
 
 def run(spec_path, out, *, workers: int = 1, resume: bool = False, smoke: bool = False,
         progress: bool = True, stream=None, executor: str = "local", scheduler: str | None = None,
-        device: str = "auto") -> dict:
+        device: str = "auto", flush_seconds: float | None = None) -> dict:
     """Run (or resume) a sweep; returns a summary dict. Raises ``ValueError`` on bad input
     (including :class:`~genver.experiments.executors.ExecutorError`: an unreachable scheduler,
     version mismatches), before anything is written or any unit runs. ``device`` is where
-    neural estimators train (``auto``: CUDA when available); it is recorded in the manifest."""
+    neural estimators train (``auto``: CUDA when available); it is recorded in the manifest.
+    ``flush_seconds`` (default :data:`FLUSH_SECONDS`): finished units are written together once
+    this much wall time has passed since the last write (0: each unit as it finishes)."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    flush_seconds = FLUSH_SECONDS if flush_seconds is None else float(flush_seconds)
+    if not (math.isfinite(flush_seconds) and flush_seconds >= 0):
+        raise ValueError(f"flush_seconds must be a finite number >= 0, got {flush_seconds}")
     spec = load_spec(spec_path, smoke=smoke)
     spec.device = _check_device(spec, device)
     store = ResultStore(out)
@@ -113,7 +127,7 @@ def run(spec_path, out, *, workers: int = 1, resume: bool = False, smoke: bool =
             store.root.mkdir(parents=True, exist_ok=True)
             store.write_manifest(man)
         for name in store.prepare():
-            print(f"genver: {store.root}: shard {name} was unreadable and is removed; its unit runs again",
+            print(f"genver: {store.root}: shard {name} was unreadable and is removed; its units run again",
                   file=stream or sys.stderr)
         if not (store.root / "settings.parquet").exists():
             store.write_settings(settings_table(spec))
@@ -125,19 +139,38 @@ def run(spec_path, out, *, workers: int = 1, resume: bool = False, smoke: bool =
         bar.update((len(units) - len(todo)) * per)
         t0 = time.perf_counter()
         seen = set()
+        buffered = []  # finished units not yet written: (sid, seed, table)
+        last_write = t0
+
+        def flush():
+            nonlocal last_write
+            if buffered:
+                store.write_batch(buffered)
+                buffered.clear()  # only once written: a failed or interrupted write is retried
+            last_write = time.perf_counter()
+
         try:
             with closing(ex.map(spec, todo)) as results:
                 for sid, seed, df in results:
                     if (sid, seed) in seen:
                         continue  # a unit is written once, whatever reran it
                     seen.add((sid, seed))
-                    if not store.shard_path(sid, seed).exists():
-                        store.write_shard(df, sid, seed)
+                    buffered.append((sid, seed, df))
+                    if time.perf_counter() - last_write >= flush_seconds:
+                        flush()
                     bar.update(per)
+            flush()
         except KeyboardInterrupt:
+            flush()  # Ctrl-C loses no finished unit
             n_done = len(store.done_units())
             raise KeyboardInterrupt(f"interrupted: {n_done}/{len(units)} units saved in {store.root}; "
                                     f"rerun with --resume to finish") from None
+        except BaseException:  # a unit's or worker's error: save the finished units first
+            try:
+                flush()
+            except Exception as fe:  # noqa: BLE001 - report it, but raise the original error
+                print(f"genver: {len(buffered)} finished units could not be saved: {fe!r}", file=stream or sys.stderr)
+            raise
         described = ex.describe()
     missing = [u for u in todo if (u[0], u[2]) not in seen]
     if missing:  # an executor that silently dropped units would otherwise leave gaps
