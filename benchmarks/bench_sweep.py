@@ -35,7 +35,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from genver.experiments.cells import run_unit  # noqa: E402
-from genver.experiments.memo import clear_memos  # noqa: E402
+from genver._memo import clear_memos  # noqa: E402
 from genver.experiments.runner import run  # noqa: E402
 from genver.experiments.spec import load_spec, parse_spec, setting_id  # noqa: E402
 from genver.experiments.store import ResultStore  # noqa: E402

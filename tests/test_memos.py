@@ -1,11 +1,12 @@
-"""Run-scoped memos (``genver.experiments.memo``): what a sweep's settings share is computed
+"""Run-scoped memos (``genver._memo``): what a sweep's settings share is computed
 once per run, and a hit is bit for bit what the computation gives.
 
 Checked here: the LRU byte budget and :func:`clear_memos`; the pair stream of a seed shared by
 the settings of a sweep (read-only, equal to a fresh draw); policy metrics keyed by the
 instance's world (another ``r*`` is never a hit); values derived from a stream cached only
 when it is read-only; and a sweep's table independent of the order its units run in and of
-what ran before in the process."""
+what ran before in the process; nested distractor classes (one lineage per seed) equal to
+fresh draws, and their shared likelihood paths and RL parts equal to the direct computation."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -13,10 +14,11 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
+from genver.classes import FinitePolicyClass
 from genver.estimators import mle
-from genver.experiments import cells
+from genver.experiments import cells, generators
 from genver.experiments.cells import _data, make_instance, run_unit, seed_sequence
-from genver.experiments.memo import BoundedMemo, clear_memos
+from genver._memo import BoundedMemo, clear_memos
 from genver.experiments.spec import parse_spec, setting_id
 from genver.metrics import suboptimality
 from genver.preferences import sample_preferences
@@ -103,7 +105,7 @@ def test_values_derived_from_a_writeable_stream_are_never_cached():
     inst = make_instance(spec.generator, spec.settings()[0], spec.root_seed, 0)
     data = sample_preferences(inst.reward_true, inst.sampler, 256, np.random.default_rng(3))
     a = mle._stream(data, [16, 256])
-    assert "_derived" not in data.__dict__
+    assert "_token" not in data.__dict__
     data.y_pos[:16], data.y_neg[:16] = data.y_neg[:16].copy(), data.y_pos[:16].copy()  # relabel 16 pairs in place
     b = mle._stream(data, [16, 256])
     assert not np.array_equal(a[2][0], b[2][0])  # the new labels were seen
@@ -129,3 +131,61 @@ def test_table_does_not_depend_on_unit_order_or_on_earlier_runs():
     warm = table(units[1::2] + units[::2])  # memos full from the backward run
     pd.testing.assert_frame_equal(forward, backward, check_exact=True)
     pd.testing.assert_frame_equal(forward, warm, check_exact=True)
+
+
+# ---------------------------------------------------------------- nested classes (lineages)
+def _fresh(p, seed, spec):
+    """The instance built with every memo empty: all of its distractors drawn at once."""
+    clear_memos()
+    rng = np.random.default_rng(seed_sequence(spec.root_seed, seed, 0))
+    inst = generators._finite_gap(p, rng)
+    return inst, rng.bit_generator.state
+
+
+def test_nested_distractor_classes_are_the_fresh_draws_with_one_lineage_per_seed():
+    """Settings built in the order 16, 300, 40, 1000 (an extension, a smaller class, a larger
+    one) give the classes and generator states of fresh builds; one lineage token per seed."""
+    spec = _spec(seeds=2, distractors=(16, 300, 40, 1000))
+    want = {(p["n_distractors"], s): _fresh(p, s, spec) for p in spec.settings() for s in range(2)}
+    clear_memos()
+    tokens = {}
+    for p in spec.settings():
+        for s in range(2):
+            rng = np.random.default_rng(seed_sequence(spec.root_seed, s, 0))
+            inst = generators._finite_gap(p, rng)
+            ref_inst, ref_state = want[(p["n_distractors"], s)]
+            assert inst.policy_class.logp.tobytes() == ref_inst.policy_class.logp.tobytes()
+            assert rng.bit_generator.state == ref_state
+            token, K = inst.policy_class.lineage
+            assert K == inst.policy_class.size == 3 + p["n_distractors"]
+            tokens.setdefault(s, set()).add(token)
+    assert len(tokens[0]) == len(tokens[1]) == 1 and tokens[0] != tokens[1]
+
+
+def test_lineage_paths_and_rl_parts_equal_the_direct_computation_bitwise():
+    """The DPO likelihood path and the RL parts of classes of one lineage, requested in the
+    order 20, 100, 70, 301 members (block size 64 is not a divisor), are bitwise those of the
+    same members as a class without a lineage."""
+    spec = _spec(seeds=1, distractors=(298,))
+    clear_memos()
+    inst = make_instance(spec.generator, spec.settings()[0], spec.root_seed, 0)
+    data = _data(spec, inst, 0).stream
+    full = inst.policy_class
+    token = full.lineage[0]
+    for K in (20, 100, 70, 301):
+        lp = full.logp[:K].copy()
+        with_lineage = FinitePolicyClass._trusted(full.space, lp.copy(), token)
+        plain = FinitePolicyClass._trusted(full.space, lp)
+        assert plain.lineage is None and with_lineage.lineage == (token, K)
+        a = mle.dpo_path(data, spec.sizes, with_lineage, inst.ref, inst.beta)
+        b = mle.dpo_path(data, spec.sizes, plain, inst.ref, inst.beta)
+        assert [(f.policy_index, f.objective) for f in a] == [(f.policy_index, f.objective) for f in b]
+        lr = inst.ref.logp.ravel()
+        pos, neg, segments, sizes = mle._stream(data, spec.sizes)
+        off = -inst.beta * (lr[pos] - lr[neg])
+        ll_a = mle._class_path(with_lineage, data, pos, neg, off, segments, sizes, inst.beta)
+        ll_b = mle._path(plain.logp.reshape(K, -1), pos, neg, off, segments, sizes, inst.beta)
+        assert ll_a.tobytes() == ll_b.tobytes()
+        pa, ka = with_lineage._rl_arrays(inst.ref)
+        pb, kb = plain._rl_arrays(inst.ref)
+        assert pa.tobytes() == pb.tobytes() and ka.tobytes() == kb.tobytes()

@@ -27,9 +27,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from .. import _kernels
-from .._solve import finite_pick, lbfgs
 
+from .. import _kernels
+from .._memo import BoundedMemo
+from .._solve import finite_pick, lbfgs
 from .._validation import as_generator, check_beta, check_positive_int, check_prompt_weights
 from ..policy import Policy, logsumexp_rows, node_score_coeff, sequence_logp_from_cond
 from ..softrl import kl_rows, rho_weighted, soft_optimal
@@ -172,11 +173,20 @@ class LogLinearPolicyClass:
         return f"LogLinearPolicyClass(d={self.n_params}, {self.space!r})"
 
 
+#: RL parts of class lineages: (lineage token, log π_ref bytes) -> (π_k, KL_k) of its first members
+_LINEAGE_RL = BoundedMemo("lineage_rl_parts", 128 * 2**20)
+
+
 class FinitePolicyClass:
     """``K`` explicit policies, sequence log-probs ``logp`` of shape (K, P, T)."""
 
     kind = "finite"
     n_params = None
+    #: ``(token, K)`` when the members are the first ``K`` of a sequence of members named by the
+    #: hashable ``token``: classes of one lineage agree on their common leading members (nested
+    #: classes, e.g. ``Π(R) ∪ D`` for growing ``|D|`` from the same draws), so per-member work —
+    #: likelihood paths, RL parts — is computed once for the lineage. ``None``: no lineage.
+    lineage = None
 
     def __init__(self, space: TreeSpace, logp):
         lp = np.asarray(logp)
@@ -218,10 +228,11 @@ class FinitePolicyClass:
         return cls(reward_class.space, s - logsumexp_rows(s)[..., None])
 
     def with_distractors(self, n: int, random_state=None, *, ref: Policy | None = None,
-                         beta: float = 1.0, scale: float = 1.0) -> "FinitePolicyClass":
+                         beta: float = 1.0, scale: float = 1.0, lineage=None) -> "FinitePolicyClass":
         """``Π ∪ D``: append ``n`` distractors, soft-optimal policies (w.r.t. ``ref``, default
         uniform) of reward tables with i.i.d. ``N(0, scale²)`` entries — members of the tabular
-        class that are, almost surely, outside ``Π(R)``."""
+        class that are, almost surely, outside ``Π(R)``. ``lineage``: a token naming the member
+        sequence the result begins (:attr:`lineage`; the caller vouches for it)."""
         n = check_positive_int(n, "n", minimum=0)
         if n == 0:
             return self
@@ -240,15 +251,18 @@ class FinitePolicyClass:
         else:
             rng.standard_normal(out=d)
         _kernels.soft_optimal_tables(np.ascontiguousarray(ref.logp, dtype=np.float64), d, scale, beta, d)
-        return FinitePolicyClass._trusted(self.space, lp)  # normalised by construction
+        return FinitePolicyClass._trusted(self.space, lp, lineage)  # normalised by construction
 
     @classmethod
-    def _trusted(cls, space: TreeSpace, lp: np.ndarray) -> "FinitePolicyClass":
+    def _trusted(cls, space: TreeSpace, lp: np.ndarray, lineage=None) -> "FinitePolicyClass":
         """A class from log-probs normalised by construction (C-contiguous float64 (K, P, T)):
-        skips the validating constructor's passes over ``K·P·T`` entries."""
+        skips the validating constructor's passes over ``K·P·T`` entries. ``lineage``: a token
+        naming the member sequence ``lp`` begins (see :attr:`lineage`)."""
         obj = cls.__new__(cls)
         lp.setflags(write=False)
         obj.space, obj.logp = space, lp
+        if lineage is not None:
+            obj.lineage = (lineage, lp.shape[0])
         return obj
 
     # -- RL ----------------------------------------------------------------------------
@@ -259,9 +273,24 @@ class FinitePolicyClass:
         cached = getattr(self, "_rl_cache", None)
         if cached is not None and (cached[0] is ref.logp or np.array_equal(cached[0], ref.logp)):
             return cached[1], cached[2]
-        probs = np.empty(self.logp.shape)
-        kl = np.empty(self.logp.shape[:2])
-        _kernels.finite_rl_parts(self.logp, np.ascontiguousarray(ref.logp, dtype=np.float64), probs, kl)
+        ref_lp = np.ascontiguousarray(ref.logp, dtype=np.float64)
+        K = self.size
+        key = None if self.lineage is None else (self.lineage[0], ref_lp.tobytes())
+        have = None if key is None else _LINEAGE_RL.get(key)
+        Kc = 0 if have is None else have[0].shape[0]
+        if Kc >= K:  # a longer class of the lineage computed them
+            probs, kl = have[0][:K], have[1][:K]
+        else:  # members Kc … K−1 (each member's parts are computed alone: the same bits)
+            probs = np.empty(self.logp.shape)
+            kl = np.empty(self.logp.shape[:2])
+            if Kc:
+                probs[:Kc], kl[:Kc] = have
+            _kernels.finite_rl_parts(self.logp[Kc:], ref_lp, probs[Kc:], kl[Kc:])
+            probs.setflags(write=False)
+            kl.setflags(write=False)
+            now = None if key is None else _LINEAGE_RL.get(key)
+            if key is not None and (now is None or now[0].shape[0] < K):  # the longer parts replace the shorter
+                _LINEAGE_RL.put(key, (probs, kl), probs.nbytes + kl.nbytes)
         self._rl_cache = (ref.logp, probs, kl)
         return probs, kl
 

@@ -76,11 +76,13 @@ Solvers and well-posedness rules
 """
 from __future__ import annotations
 
+import itertools
 import time
 
 import numpy as np
 
 from .. import _kernels
+from .._memo import BoundedMemo
 from .._validation import check_beta, check_prompt_weights
 from ..classes import (FinitePolicyClass, FiniteRewardClass, LinearRewardClass, LogLinearPolicyClass,
                        SoftOptimalPolicyClass, TabularPolicyClass, TabularRewardClass)
@@ -554,21 +556,69 @@ def _segments(data: Preferences, sizes: np.ndarray):
 _STREAM_MEMO: list = [None]
 
 
-def _derived(data: Preferences, key, make):
-    """``make()``, a function of the stream ``data`` (and ``key``), kept on ``data`` when its
-    arrays are read-only (so it cannot go stale): a sweep's settings share one read-only stream
-    per seed (``genver.experiments.cells``), and derive its segments and the reward MLE path
-    once. A writeable stream is recomputed, except through the last-stream memo of
-    :func:`_segments`."""
+#: values derived from read-only streams: (stream token, key) -> value (see :func:`_derived`)
+_DERIVED = BoundedMemo("stream_derived", 128 * 2**20)
+_STREAM_TOKENS = itertools.count()
+
+
+def _stream_token(data: Preferences) -> int | None:
+    """A token naming ``data`` for as long as it lives, or None when its arrays are writeable
+    (values derived from it could go stale)."""
     if data.x.flags.writeable or data.y_pos.flags.writeable or data.y_neg.flags.writeable:
+        return None
+    tok = data.__dict__.get("_token")
+    if tok is None:
+        tok = next(_STREAM_TOKENS)
+        object.__setattr__(data, "_token", tok)  # a frozen dataclass: a private slot
+    return tok
+
+
+def _nbytes(value) -> int:
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, (tuple, list)):
+        return 64 + sum(_nbytes(v) for v in value)
+    return 64
+
+
+def _derived(data: Preferences, key, make):
+    """``make()``, a function of the stream ``data`` (and ``key``), memoised for the run when
+    the stream's arrays are read-only: a sweep's settings share one read-only stream per seed
+    (``genver.experiments.cells``) and derive its segments, the reward MLE path and the
+    likelihood paths of nested classes once. A writeable stream is recomputed, except through
+    the last-stream memo of :func:`_segments`."""
+    tok = _stream_token(data)
+    if tok is None:
         return make()
-    cache = data.__dict__.get("_derived")
-    if cache is None:
-        cache = {}
-        object.__setattr__(data, "_derived", cache)  # a frozen dataclass: a private cache slot
-    if key not in cache:
-        cache[key] = make()
-    return cache[key]
+    value = _DERIVED.get((tok, key))
+    if value is None:
+        value = make()
+        _DERIVED.put((tok, key), value, _nbytes(value))
+    return value
+
+
+def _class_path(fin: FinitePolicyClass, data: Preferences, pos, neg, offset, segments, sizes, scale):
+    """:func:`_path` over the members of ``fin``; for a class of a lineage (its members the
+    first ``K`` of a sequence shared by nested classes, ``FinitePolicyClass.lineage``) on a
+    read-only stream, the columns of members already computed for a class of the same lineage
+    are reused and only the new members' columns computed (each member's column is computed
+    alone by the kernel, so the values are the same bits)."""
+    scores = fin.logp.reshape(fin.size, -1)
+    tok = _stream_token(data)
+    if fin.lineage is None or tok is None:
+        return _path(scores, pos, neg, offset, segments, sizes, scale)
+    key = (tok, ("lineage_path", sizes.tobytes(), fin.lineage[0], offset.tobytes(), float(scale)))
+    have = _DERIVED.get(key)
+    K, Kc = fin.size, 0 if have is None else have.shape[1]
+    if Kc >= K:
+        return have[:, :K]
+    new = _path(scores[Kc:], pos, neg, offset, segments, sizes, scale)
+    ll = new if have is None else np.concatenate([have, new], axis=1)
+    ll.setflags(write=False)
+    now = _DERIVED.get(key)
+    if now is None or now.shape[1] < K:  # the longer path replaces the shorter
+        _DERIVED.put(key, ll, ll.nbytes)
+    return ll
 
 
 def _pick_rows(ll: np.ndarray, members: np.ndarray):
@@ -603,7 +653,7 @@ def dpo_path(data: Preferences, sizes, policy_class, ref: Policy, beta: float) -
     lr = ref.logp.ravel()
     if not (np.isfinite(lr[pos]).all() and np.isfinite(lr[neg]).all()):
         raise ValueError("ref must give positive probability to every completion in the data")
-    ll = _path(fin.logp.reshape(fin.size, -1), pos, neg, -beta * (lr[pos] - lr[neg]), segments, sizes, beta)
+    ll = _class_path(fin, data, pos, neg, -beta * (lr[pos] - lr[neg]), segments, sizes, beta)
     rk = isinstance(policy_class, SoftOptimalPolicyClass)
     wall = (time.perf_counter() - t0) / sizes.size
     out, members = [], {}

@@ -18,7 +18,7 @@ the order of execution — so settings of one sweep share their random draws (co
 numbers) and a cell's numbers are the same however the sweep is scheduled.
 
 Within a run, what settings share is computed once (run-scoped memos,
-:mod:`genver.experiments.memo`): the pair stream of a seed, keyed by everything it is drawn
+:mod:`genver._memo`): the pair stream of a seed, keyed by everything it is drawn
 from (seeds, size, ``r*``, ``μ`` and the data weights, label temperature), and a policy
 metric of a picked member, keyed by the member's log-probs and the instance's ``r*``, ``π_ref``,
 ``β`` and ``ρ``.
@@ -104,7 +104,7 @@ from ..neural.schema import NEURAL_ROUTES, NEURAL_SCHEMAS
 from ..preferences import PairCounts, sample_preferences
 from ..softrl import soft_optimal
 from .generators import GENERATORS, Instance
-from .memo import BoundedMemo
+from .._memo import BoundedMemo
 
 __all__ = ["ESTIMATORS", "REWARD_ONLY", "METRIC_KINDS", "default_route", "make_instance", "run_unit", "seed_sequence",
            "population_counts", "metric_kind", "fit_reward"]

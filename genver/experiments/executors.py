@@ -43,6 +43,7 @@ import uuid
 from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, wait
 from typing import Iterator
 
+from .._memo import clear_memos
 from .cells import run_unit
 
 __all__ = ["EXECUTORS", "Executor", "ExecutorError", "InProcessExecutor", "ProcessPoolUnitExecutor",
@@ -166,7 +167,8 @@ def _run_batch(spec, units: list, expected_versions: dict | None = None) -> list
     Pure: the result depends only on the arguments, so a task rerun after a worker died gives
     the same tables. Numba runs one thread per unit (as in the local pool); where numba's
     threading layer is not thread-safe (``workqueue``) and the worker has several threads,
-    units of this process run one at a time.
+    units of this process run one at a time. The run-scoped memos (:mod:`genver._memo`) are
+    emptied when the batch ends, so a long-lived worker keeps nothing between runs.
     """
     if expected_versions is not None:
         msg = compare_versions(expected_versions, runtime_versions(), _worker_name())
@@ -177,15 +179,18 @@ def _run_batch(spec, units: list, expected_versions: dict | None = None) -> list
     lock = _NUMBA_LOCK if (_worker_threads() > 1 and not _numba_thread_safe()) else None
     global _UNITS_RUN
     out = []
-    for sid, params, seed in units:
-        t0 = time.perf_counter()
-        if lock is None:
-            df = run_unit(spec, params, sid, seed)
-        else:
-            with lock:
+    try:
+        for sid, params, seed in units:
+            t0 = time.perf_counter()
+            if lock is None:
                 df = run_unit(spec, params, sid, seed)
-        out.append((sid, seed, df, time.perf_counter() - t0, _UNITS_RUN > 0))
-        _UNITS_RUN += 1
+            else:
+                with lock:
+                    df = run_unit(spec, params, sid, seed)
+            out.append((sid, seed, df, time.perf_counter() - t0, _UNITS_RUN > 0))
+            _UNITS_RUN += 1
+    finally:
+        clear_memos()
     return out
 
 

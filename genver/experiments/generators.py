@@ -71,7 +71,7 @@ from ..classes import (FinitePolicyClass, FiniteRewardClass, LinearRewardClass, 
 from ..features import token_features, trajectory_features
 from ..policy import Policy, random_policy, uniform_policy
 from ..spaces import TreeSpace
-from .memo import BoundedMemo
+from .._memo import BoundedMemo
 
 __all__ = ["Instance", "GENERATORS", "BANDITS", "describe"]
 
@@ -129,19 +129,48 @@ def _sampler(p, sp, ref, rng):
     return ref if not c else random_policy(sp, rng, concentration=c)
 
 
+#: distractor pools of this run: (parameters but n_distractors, generator state before the
+#: distractor draws) -> (the largest Π(R) ∪ D built, generator state after its draws)
+_POOLS = BoundedMemo("distractor_pools", 64 * 2**20)
+
+
 def _finite_gap(p, rng) -> Instance:
     sp, ref = _world(p, rng)
     R = random_reward_class(sp, p["K_R"], rng, scale=p["scale"])
     r_star = R.member(0)
     Pi_R = FinitePolicyClass.soft_optimal_of(R, ref, p["beta"])
-    Pi = Pi_R.with_distractors(p["n_distractors"], rng, ref=ref, beta=p["beta"], scale=p["scale"])
+    Pi = _nested_distractors(p, Pi_R, ref, rng)
     return Instance(sp, ref, p["beta"], r_star, R, Pi, restricted_class=Pi_R, sampler=_sampler(p, sp, ref, rng))
+
+
+def _nested_distractors(p, Pi_R, ref, rng):
+    """``Π(R) ∪ D`` with ``|D| = n_distractors``. The distractors are drawn in order from the
+    generator, so settings that differ only in ``n_distractors`` have nested classes: ``D`` for
+    fewer distractors is a prefix of ``D`` for more. Within a run the largest class built for a
+    seed is kept; a setting with at least as many distractors extends it by the missing draws,
+    continuing from the generator state it left (the same draws, the same state after), and
+    every class of the seed carries one lineage token (``FinitePolicyClass.lineage``), so the
+    likelihood paths and RL parts of the members they share are computed once. A setting with
+    fewer distractors than the kept class is drawn afresh (same values, same token)."""
+    n = p["n_distractors"]
+    kw = {"ref": ref, "beta": p["beta"], "scale": p["scale"]}
+    key = (repr(sorted((k, v) for k, v in p.items() if k != "n_distractors")), repr(rng.bit_generator.state))
+    pool = _POOLS.get(key)
+    if pool is not None and pool[0].size - Pi_R.size <= n:
+        base, state = pool
+        rng.bit_generator.state = state
+        Pi = base.with_distractors(n - (base.size - Pi_R.size), rng, lineage=key, **kw)
+    else:
+        Pi = Pi_R.with_distractors(n, rng, lineage=key, **kw)
+    if n and (pool is None or Pi.size > pool[0].size):
+        _POOLS.put(key, (Pi, rng.bit_generator.state), Pi.logp.nbytes)
+    return Pi
 
 
 class _Memo:
     """Memo of a generator: ``(parameters, generator state) -> (instance, generator state
     after)``, at most ``max_bytes`` of class arrays (a run-scoped
-    :class:`~genver.experiments.memo.BoundedMemo`). A sweep builds each setting's seed-0
+    :class:`~genver._memo.BoundedMemo`). A sweep builds each setting's seed-0
     instance up to three times (the spec check, the settings table, the unit); a hit returns a
     fresh :class:`Instance` sharing the immutable classes and policies (so their per-reference
     RL parts are computed once) and leaves the caller's generator in the state the generation

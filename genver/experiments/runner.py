@@ -13,7 +13,10 @@ write, at the end, on Ctrl-C and before an error propagates. So Ctrl-C or an err
 the units in flight, a SIGKILL at most the last ``flush_seconds`` of finished units as well,
 and ``--resume`` skips every unit found in a shard — also when the run is resumed with another
 executor. A cell's numbers do not depend on the executor, the worker count or the order (see
-:mod:`genver.experiments.cells`).
+:mod:`genver.experiments.cells`). Units run seed by seed (every setting of seed 0, then of seed
+1, …), so that what the settings of a seed share — its pair stream, nested classes — is
+computed once while it sits in the run-scoped memos (:mod:`genver._memo`), which a run empties
+when it starts and when it ends.
 
 Progress goes to stderr: cells done / total, rate, ETA.
 """
@@ -26,6 +29,7 @@ from contextlib import closing
 
 import pandas as pd
 
+from .._memo import run_scoped
 from ..neural.schema import NEURAL_SCHEMAS
 from .cells import make_instance
 from .executors import make_executor
@@ -92,6 +96,7 @@ def _check_device(spec, device: str) -> str:
     return str(resolve_device(device))
 
 
+@run_scoped
 def run(spec_path, out, *, workers: int = 1, resume: bool = False, smoke: bool = False,
         progress: bool = True, stream=None, executor: str = "local", scheduler: str | None = None,
         device: str = "auto", flush_seconds: float | None = None) -> dict:
@@ -131,7 +136,9 @@ def run(spec_path, out, *, workers: int = 1, resume: bool = False, smoke: bool =
                   file=stream or sys.stderr)
         if not (store.root / "settings.parquet").exists():
             store.write_settings(settings_table(spec))
-        units = [(setting_id(p), p, s) for p in spec.settings() for s in range(spec.seeds)]
+        # seed-major: the settings of one seed run one after another, sharing that seed's stream and
+        # nested classes through the run-scoped memos (genver._memo) while they are fresh
+        units = [(setting_id(p), p, s) for s in range(spec.seeds) for p in spec.settings()]
         done = store.done_units()
         todo = [u for u in units if (u[0], u[2]) not in done]
         per = spec.n_cells_per_unit
