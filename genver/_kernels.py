@@ -41,6 +41,7 @@ Math
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 
@@ -64,14 +65,14 @@ FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 FASTMATH_ORDERED = FASTMATH - {"reassoc"}
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
 def log_sigmoid(z):
     if z >= 0.0:
         return -math.log1p(math.exp(-z))
     return z - math.log1p(math.exp(z))
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
 def sigmoid(z):
     if z >= 0.0:
         return 1.0 / (1.0 + math.exp(-z))
@@ -88,9 +89,30 @@ def sigmoid(z):
 # differently in the two drivers; backward induction's sums run over V children and compile
 # identically either way (it keeps FASTMATH, and its results are unchanged).
 _PARALLEL_MIN_WORK = 1 << 15
+#: ``[False]`` while units run side by side in threads (``genver.experiments.executors``): numba's
+#: default ``workqueue`` layer cannot start parallel regions from two threads at once, so every
+#: dispatcher then takes its serial driver (the same bits). Set through :func:`serial_kernels`.
+_PARALLEL_ALLOWED = [True]
 
 
-@njit(cache=True, fastmath=FASTMATH)
+def _parallel(work: int) -> bool:
+    """Whether a kernel with ``work`` items takes its parallel driver."""
+    return _PARALLEL_ALLOWED[0] and work >= _PARALLEL_MIN_WORK
+
+
+@contextlib.contextmanager
+def serial_kernels():
+    """Within this block every kernel runs its serial driver (all kernels release the GIL, so
+    several Python threads running kernels use several cores)."""
+    before = _PARALLEL_ALLOWED[0]
+    _PARALLEL_ALLOWED[0] = False
+    try:
+        yield
+    finally:
+        _PARALLEL_ALLOWED[0] = before
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _backward_induction_prompt(p, reward, ref_cond, beta, V, H, values_out, logpi_out, logp_out):
     T = reward.shape[1]
     v = np.empty(T)
@@ -136,13 +158,13 @@ def _backward_induction_prompt(p, reward, ref_cond, beta, V, H, values_out, logp
         logp_out[p, i] = v[i]
 
 
-@njit(cache=True, fastmath=FASTMATH, parallel=True)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, parallel=True)
 def _backward_induction_par(reward, ref_cond, beta, V, H, values_out, logpi_out, logp_out):
     for p in prange(reward.shape[0]):
         _backward_induction_prompt(p, reward, ref_cond, beta, V, H, values_out, logpi_out, logp_out)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _backward_induction_ser(reward, ref_cond, beta, V, H, values_out, logpi_out, logp_out):
     for p in range(reward.shape[0]):
         _backward_induction_prompt(p, reward, ref_cond, beta, V, H, values_out, logpi_out, logp_out)
@@ -153,11 +175,51 @@ def backward_induction(reward, ref_cond, beta, V, H, values_out, logpi_out, logp
     logpi_out (P,n_int,V) = log π*(a|s); logp_out (P,T) = Σ_h log π*(a_h|s_h) by a forward
     pass. Nodes are flat, depth by depth. One prompt per ``prange`` item (serial below
     ``_PARALLEL_MIN_WORK`` entries of ``reward``)."""
-    k = _backward_induction_par if reward.size >= _PARALLEL_MIN_WORK else _backward_induction_ser
+    k = _backward_induction_par if _parallel(reward.size) else _backward_induction_ser
     k(reward, ref_cond, beta, V, H, values_out, logpi_out, logp_out)
 
 
-@njit(cache=True, fastmath=FASTMATH, parallel=True)
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _class_bt_group(b, scores, pos, neg, offset, count, scale, out):
+    """Members ``4b … 4b+3`` of :func:`class_bt_loglik`."""
+    K = scores.shape[0]
+    M = pos.shape[0]
+    B = 256
+    G = 4
+    k0 = b * G
+    g = min(G, K - k0)
+    z = np.empty((G, B))
+    acc = np.zeros(G)
+    for j0 in range(0, M, B):
+        m = min(B, M - j0)
+        for j in range(m):
+            p = pos[j0 + j]
+            q = neg[j0 + j]
+            o = offset[j0 + j]
+            for i in range(g):
+                z[i, j] = scale * (scores[k0 + i, p] - scores[k0 + i, q]) + o
+        for i in range(g):
+            s = 0.0
+            for j in range(m):
+                zj = z[i, j]
+                s += count[j0 + j] * (min(zj, 0.0) - math.log(1.0 + math.exp(-abs(zj))))
+            acc[i] += s
+    for i in range(g):
+        out[k0 + i] = acc[i]
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, parallel=True)
+def _class_bt_par(scores, pos, neg, offset, count, scale, out):
+    for b in prange((scores.shape[0] + 3) // 4):
+        _class_bt_group(b, scores, pos, neg, offset, count, scale, out)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _class_bt_ser(scores, pos, neg, offset, count, scale, out):
+    for b in range((scores.shape[0] + 3) // 4):
+        _class_bt_group(b, scores, pos, neg, offset, count, scale, out)
+
+
 def class_bt_loglik(scores, pos, neg, offset, count, scale, out):
     """scores (K, M_flat) member scores over flat (x, y) indices; pos/neg (M,) flat indices;
     offset (M,) and count (M,) per pair; out (K,) =
@@ -167,35 +229,13 @@ def class_bt_loglik(scores, pos, neg, offset, count, scale, out):
     are loaded once for four members) and pairs in blocks of 256: gather the margins into a
     small buffer that stays in L1, then a branch-free ``min(z, 0) − log(1 + e^{−|z|})`` loop
     that LLVM vectorises (absolute error per term ≤ 3e-16, the rounding of ``1 + e^{−|z|}``).
-    Each member's sum is serial, so results do not depend on the thread count."""
-    K = scores.shape[0]
-    M = pos.shape[0]
-    B = 256
-    G = 4
-    for b in prange((K + G - 1) // G):
-        k0 = b * G
-        g = min(G, K - k0)
-        z = np.empty((G, B))
-        acc = np.zeros(G)
-        for j0 in range(0, M, B):
-            m = min(B, M - j0)
-            for j in range(m):
-                p = pos[j0 + j]
-                q = neg[j0 + j]
-                o = offset[j0 + j]
-                for i in range(g):
-                    z[i, j] = scale * (scores[k0 + i, p] - scores[k0 + i, q]) + o
-            for i in range(g):
-                s = 0.0
-                for j in range(m):
-                    zj = z[i, j]
-                    s += count[j0 + j] * (min(zj, 0.0) - math.log(1.0 + math.exp(-abs(zj))))
-                acc[i] += s
-        for i in range(g):
-            out[k0 + i] = acc[i]
+    Each member's sum is serial, so results do not depend on the thread count or the driver
+    (serial below ``_PARALLEL_MIN_WORK`` member-pairs)."""
+    k = _class_bt_par if _parallel(scores.shape[0] * pos.shape[0]) else _class_bt_ser
+    k(scores, pos, neg, offset, count, float(scale), out)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def bt_loglik_grad(scores, pos, neg, count, scale, grad_out):
     """Bradley–Terry log-likelihood of one score vector (flat (x,y)) and its gradient with
     respect to the scores: d/df[pos] += c·s·σ(−s·Δ), d/df[neg] −= the same."""
@@ -211,7 +251,7 @@ def bt_loglik_grad(scores, pos, neg, count, scale, grad_out):
     return total
 
 
-@njit(cache=True, fastmath=FASTMATH_ORDERED)
+@njit(cache=True, nogil=True, fastmath=FASTMATH_ORDERED)
 def _grouped_win_rate_prompt(p, vals_a, mass_a, vals_b, mass_b, starts_a, starts_b, out):
     s = 0.0
     for i in range(starts_a[p], starts_a[p + 1]):
@@ -222,13 +262,13 @@ def _grouped_win_rate_prompt(p, vals_a, mass_a, vals_b, mass_b, starts_a, starts
     out[p] = s
 
 
-@njit(cache=True, fastmath=FASTMATH, parallel=True)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, parallel=True)
 def _grouped_win_rate_par(vals_a, mass_a, vals_b, mass_b, starts_a, starts_b, out):
     for p in prange(out.shape[0]):
         _grouped_win_rate_prompt(p, vals_a, mass_a, vals_b, mass_b, starts_a, starts_b, out)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _grouped_win_rate_ser(vals_a, mass_a, vals_b, mass_b, starts_a, starts_b, out):
     for p in range(out.shape[0]):
         _grouped_win_rate_prompt(p, vals_a, mass_a, vals_b, mass_b, starts_a, starts_b, out)
@@ -238,12 +278,12 @@ def grouped_win_rate(vals_a, mass_a, vals_b, mass_b, starts_a, starts_b, out):
     """Per prompt p: Σ_{i,j} mass_a[i] mass_b[j] σ(vals_a[i] − vals_b[j]) over the prompt's
     segment [starts[p], starts[p+1]) of grouped (value, mass) lists (serial when the work, about
     ``len(vals_a)·len(vals_b)/P``, is below ``_PARALLEL_MIN_WORK``)."""
-    par = vals_a.shape[0] * vals_b.shape[0] >= _PARALLEL_MIN_WORK * out.shape[0]  # ≈ P · Σ_p n_a n_b
+    par = _parallel(vals_a.shape[0] * vals_b.shape[0] // max(out.shape[0], 1))  # ≈ P · Σ_p n_a n_b / P
     k = _grouped_win_rate_par if par else _grouped_win_rate_ser
     k(vals_a, mass_a, vals_b, mass_b, starts_a, starts_b, out)
 
 
-@njit(cache=True, fastmath=FASTMATH_ORDERED)
+@njit(cache=True, nogil=True, fastmath=FASTMATH_ORDERED)
 def _expected_bt_loglik_prompt(p, r_model, r_true, mu, out):
     T = r_model.shape[1]
     s = 0.0
@@ -259,13 +299,13 @@ def _expected_bt_loglik_prompt(p, r_model, r_true, mu, out):
     out[p] = s
 
 
-@njit(cache=True, fastmath=FASTMATH, parallel=True)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, parallel=True)
 def _expected_bt_loglik_par(r_model, r_true, mu, out):
     for p in prange(r_model.shape[0]):
         _expected_bt_loglik_prompt(p, r_model, r_true, mu, out)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _expected_bt_loglik_ser(r_model, r_true, mu, out):
     for p in range(r_model.shape[0]):
         _expected_bt_loglik_prompt(p, r_model, r_true, mu, out)
@@ -275,7 +315,7 @@ def expected_bt_loglik(r_model, r_true, mu, out):
     """Per prompt: Σ_{y1,y2} μ1 μ2 [σ(r*1−r*2) log σ(r1−r2) + σ(r*2−r*1) log σ(r2−r1)]
     (serial when ``P·T²`` is below ``_PARALLEL_MIN_WORK``)."""
     P, T = r_model.shape
-    k = _expected_bt_loglik_par if P * T * T >= _PARALLEL_MIN_WORK else _expected_bt_loglik_ser
+    k = _expected_bt_loglik_par if _parallel(P * T * T) else _expected_bt_loglik_ser
     k(r_model, r_true, mu, out)
 
 
@@ -291,7 +331,7 @@ _LN2_LO = 1.90821492927058770002e-10
 _EXP_CLAMP = 750.0  # e^{-750} underflows to 0 (the smallest subnormal is e^{-744.4})
 
 
-@njit(cache=True, fastmath=FASTMATH_POLY, error_model="numpy", inline="always")
+@njit(cache=True, nogil=True, fastmath=FASTMATH_POLY, error_model="numpy", inline="always")
 def _exp_reduced(x):
     """e^x for |x| ≤ ln2/2 + 1e-9: Taylor polynomial of degree 13 (truncation < 5e-18
     relative), Horner."""
@@ -311,7 +351,7 @@ def _exp_reduced(x):
     return p * x + 1.0
 
 
-@njit(cache=True, fastmath=FASTMATH_POLY, error_model="numpy", inline="always")
+@njit(cache=True, nogil=True, fastmath=FASTMATH_POLY, error_model="numpy", inline="always")
 def _log1p_unit(t):
     """log(1 + t) for 0 ≤ t ≤ 1: ``2 atanh(s)``, ``s = t/(2 + t) ∈ [0, 1/3]``, series in s² to
     s³² (truncation < 2e-18 relative)."""
@@ -337,7 +377,7 @@ def _log1p_unit(t):
     return 2.0 * s * q
 
 
-@njit(cache=True, fastmath=FASTMATH_POLY, error_model="numpy", inline="always")
+@njit(cache=True, nogil=True, fastmath=FASTMATH_POLY, error_model="numpy", inline="always")
 def _exp_split(x):
     """For finite ``x ∈ [−750, 709]``: ``(e^r, bits(2^{n₁}), bits(2^{n₂}))`` with
     ``e^x = e^r·2^{n₁}·2^{n₂}``, ``n = ⌊x/ln2 + ½⌋``, ``r = x − n·ln2`` (Cody–Waite,
@@ -350,7 +390,7 @@ def _exp_split(x):
     return _exp_reduced(r), np.int64(1023.0 + n1) << 52, np.int64(1023.0 + (n - n1)) << 52
 
 
-@njit(cache=True, fastmath=FASTMATH_POLY, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH_POLY, error_model="numpy")
 def exp_block(x, out, b1, b2):
     """out[j] = e^{x[j]} for the first ``out.shape[0]`` entries of x, for ``x ≤ 709``
     (``−∞`` and anything below −750 give 0, NaN stays NaN); b1, b2: int64 scratch of the same
@@ -369,7 +409,7 @@ def exp_block(x, out, b1, b2):
         out[j] = v if xj == xj else xj
 
 
-@njit(cache=True, fastmath=FASTMATH_POLY, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH_POLY, error_model="numpy")
 def softplus_neg_abs_block(z, sp_out, b1, b2):
     """sp_out[j] = log(1 + e^{−|z[j]|}) for the first ``sp_out.shape[0]`` entries of z
     (b1, b2: int64 scratch of the same length): ``e^{−|z|}`` as in :func:`exp_block`, then
@@ -388,7 +428,7 @@ def softplus_neg_abs_block(z, sp_out, b1, b2):
         sp_out[j] = v if zj == zj else zj
 
 
-@njit(cache=True, fastmath=FASTMATH_POLY, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH_POLY, error_model="numpy")
 def log_sigmoid_array(z, out):
     """``out = log σ(z)`` elementwise by the vectorisable polynomial route (the stream
     kernel's log-sigmoid; tested against libm over the whole float range)."""
@@ -408,7 +448,7 @@ _STREAM_G = 64  # members per prange item: the block's log-sigmoids (2U × 64 do
 _SP_PIECE = 512  # softplus scratch length
 
 
-@njit(cache=True, fastmath=FASTMATH_POLY, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH_POLY, error_model="numpy")
 def _stream_block(b, scores, pos, neg, offset, seg_idx, seg_cnt, seg_ptr, scale, out):
     """Members ``64b … 64b+63`` of :func:`class_bt_loglik_stream`."""
     K, F = scores.shape
@@ -461,13 +501,13 @@ def _stream_block(b, scores, pos, neg, offset, seg_idx, seg_cnt, seg_ptr, scale,
             out[t, k0 + i] = acc[i]
 
 
-@njit(cache=True, fastmath=FASTMATH_POLY, error_model="numpy", parallel=True)
+@njit(cache=True, nogil=True, fastmath=FASTMATH_POLY, error_model="numpy", parallel=True)
 def _stream_par(scores, pos, neg, offset, seg_idx, seg_cnt, seg_ptr, scale, out):
     for b in prange((scores.shape[0] + _STREAM_G - 1) // _STREAM_G):
         _stream_block(b, scores, pos, neg, offset, seg_idx, seg_cnt, seg_ptr, scale, out)
 
 
-@njit(cache=True, fastmath=FASTMATH_POLY, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH_POLY, error_model="numpy")
 def _stream_ser(scores, pos, neg, offset, seg_idx, seg_cnt, seg_ptr, scale, out):
     for b in range((scores.shape[0] + _STREAM_G - 1) // _STREAM_G):
         _stream_block(b, scores, pos, neg, offset, seg_idx, seg_cnt, seg_ptr, scale, out)
@@ -493,7 +533,7 @@ def class_bt_loglik_stream(scores, pos, neg, offset, seg_idx, seg_cnt, seg_ptr, 
     ``K·U < _PARALLEL_MIN_WORK``), transposed so that every margin, log-sigmoid and
     multiply-add is a vector operation across the block's members. Each member's sum is serial
     in entry order, so results do not depend on the thread count or the driver."""
-    k = _stream_par if scores.shape[0] * pos.shape[0] >= _PARALLEL_MIN_WORK else _stream_ser
+    k = _stream_par if _parallel(scores.shape[0] * pos.shape[0]) else _stream_ser
     k(scores, pos, neg, offset, seg_idx, seg_cnt, seg_ptr, scale, out)
 
 
@@ -502,7 +542,7 @@ def class_bt_loglik_stream(scores, pos, neg, offset, seg_idx, seg_cnt, seg_ptr, 
 # (1-3 ms for 16,388 members, memory- and exp-bound) and cost ~1 s of compilation each.
 
 
-@njit(cache=True, fastmath=FASTMATH_POLY, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH_POLY, error_model="numpy")
 def finite_rl_parts(logp, ref_logp, probs_out, kl_out):
     """logp (K, P, T) members' sequence log-probs, ref_logp (P, T): probs_out = e^{logp}
     (:func:`exp_block`) and kl_out (K, P) = KL(π_k(·|x) ‖ π_ref(·|x)) with the conventions of
@@ -542,7 +582,7 @@ def finite_rl_parts(logp, ref_logp, probs_out, kl_out):
                 kl_out[k, x] = s
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def finite_J(probs, kl, rewards, beta, rho, out):
     """out (m, K): ``out[j, k] = Σ_{x: ρ_x > 0} ρ_x (Σ_y probs[k, x, y] rewards[j, x, y] − β kl[k, x])``
     for m rewards at once (each member's probabilities are read once; prompts with ρ_x = 0 are
@@ -563,7 +603,7 @@ def finite_J(probs, kl, rewards, beta, rho, out):
 
 
 # -- instance generation --------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def standard_normal_fill(rng, out):
     """``out`` (1-D, C-contiguous) ← ``rng.standard_normal(out.size)``: the same draws, bit for
     bit, and the same generator state after (numba implements ``Generator.standard_normal`` with
@@ -574,7 +614,7 @@ def standard_normal_fill(rng, out):
         out[i] = rng.standard_normal()
 
 
-@njit(cache=True, fastmath=FASTMATH_POLY, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH_POLY, error_model="numpy")
 def _soft_optimal_chunk(k0, c, ref_logp, z, scale, beta, out):
     """Members ``k0 … k0+c−1`` of :func:`soft_optimal_tables`."""
     n, P, T = z.shape
@@ -609,14 +649,14 @@ def _soft_optimal_chunk(k0, c, ref_logp, z, scale, beta, out):
                 out[k, x, y] = out[k, x, y] - lse
 
 
-@njit(cache=True, fastmath=FASTMATH_POLY, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH_POLY, error_model="numpy")
 def _soft_optimal_ser(ref_logp, z, scale, beta, out, C):
     n = z.shape[0]
     for j in range((n + C - 1) // C):
         _soft_optimal_chunk(j * C, min(C, n - j * C), ref_logp, z, scale, beta, out)
 
 
-@njit(cache=True, fastmath=FASTMATH_POLY, error_model="numpy", parallel=True)
+@njit(cache=True, nogil=True, fastmath=FASTMATH_POLY, error_model="numpy", parallel=True)
 def _soft_optimal_par(ref_logp, z, scale, beta, out, C):
     n = z.shape[0]
     for j in prange((n + C - 1) // C):
@@ -632,5 +672,5 @@ def soft_optimal_tables(ref_logp, z, scale, beta, out):
     runs), chunks in parallel when ``z.size ≥ _PARALLEL_MIN_WORK``; each member's arithmetic is
     the same in both drivers."""
     C = max(1, 4096 // (z.shape[1] * z.shape[2]))  # members per chunk
-    k = _soft_optimal_par if z.size >= _PARALLEL_MIN_WORK else _soft_optimal_ser
+    k = _soft_optimal_par if _parallel(z.size) else _soft_optimal_ser
     k(ref_logp, z, float(scale), float(beta), out, C)

@@ -438,10 +438,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("spec", help="experiment spec, e.g. sims/gap_finite.toml")
     r.add_argument("--out", required=True, metavar="DIR", help="results directory (new or, with --resume, the same)")
     r.add_argument("--workers", type=int, default=1,
-                   help="worker processes of --executor local or dask-local (default 1)")
-    r.add_argument("--executor", choices=["local", "dask-local", "dask"], default="local",
+                   help="worker processes of --executor local or dask-local, threads of --executor threads (default 1)")
+    r.add_argument("--executor", choices=["local", "threads", "dask-local", "dask"], default="local",
                    help="where units run: local (this machine: in process, or a pool of --workers processes; "
-                        "default), dask-local (a Dask LocalCluster of --workers processes on 127.0.0.1), dask "
+                        "default), threads (--workers threads in this process, kernels serial and GIL-free: "
+                        "fastest for quick finite-class sweeps), dask-local (a Dask LocalCluster of --workers processes on 127.0.0.1), dask "
                         "(an existing Dask cluster at --scheduler; needs genver[dist])")
     r.add_argument("--scheduler", metavar="tcp://HOST:PORT", default=None,
                    help="the Dask scheduler's address, for --executor dask")

@@ -297,6 +297,44 @@ def test_serial_and_parallel_drivers_are_bitwise_identical(shape):
     want = [sum(ma[i] * mb[j] / (1 + math.exp(vb[j] - va[i])) for i in range(sa[p], sa[p + 1])
                 for j in range(sb[p], sb[p + 1])) for p in range(sp.P)]
     np.testing.assert_allclose(a, want, rtol=1e-13)
+    K, M = 11, 37  # members not a multiple of the group of 4
+    scores = rng.normal(size=(K, sp.P * sp.T))
+    pos, neg = rng.integers(0, sp.P * sp.T, M), rng.integers(0, sp.P * sp.T, M)
+    off, cnt = rng.normal(size=M), rng.integers(1, 5, M).astype(float)
+    a, b = np.empty(K), np.empty(K)
+    _kernels._class_bt_ser(scores, pos, neg, off, cnt, 0.8, a)
+    _kernels._class_bt_par(scores, pos, neg, off, cnt, 0.8, b)
+    assert a.tobytes() == b.tobytes()
+    want = [sum(c * -np.logaddexp(0.0, -(0.8 * (f[i] - f[j]) + o)) for i, j, o, c in zip(pos, neg, off, cnt)) for f in scores]
+    np.testing.assert_allclose(a, want, rtol=1e-13)
+
+
+def test_serial_kernels_switch_sends_every_dispatcher_to_its_serial_driver(monkeypatch):
+    """Inside ``serial_kernels()`` no parallel driver runs, however large the problem (numba's
+    workqueue layer aborts on parallel regions started from two threads); outside, large
+    problems go parallel again."""
+    calls = []
+    for name in ("_backward_induction_par", "_stream_par", "_soft_optimal_par", "_class_bt_par",
+                 "_expected_bt_loglik_par", "_grouped_win_rate_par"):
+        real = getattr(_kernels, name)
+        monkeypatch.setattr(_kernels, name, lambda *a, _n=name, _f=real: calls.append(_n) or _f(*a))
+    sp = TreeSpace(4, 4, 5)  # P·T = 4,096 entries per member
+    ref = random_policy(sp, np.random.default_rng(0))
+    base = FinitePolicyClass(sp, ref.logp[None])
+
+    def work():
+        base.with_distractors(20, np.random.default_rng(1), ref=ref)  # 20·4,096 ≥ _PARALLEL_MIN_WORK
+        scores = np.random.default_rng(2).normal(size=(64, sp.P * sp.T))
+        pos = np.arange(600, dtype=np.int64)
+        _kernels.class_bt_loglik(scores, pos, pos + 1, np.zeros(600), np.ones(600), 1.0, np.empty(64))
+
+    assert _kernels._parallel(10**9)
+    with _kernels.serial_kernels():
+        assert not _kernels._parallel(10**9)
+        work()
+    assert calls == [] and _kernels._parallel(10**9)
+    work()
+    assert calls == ["_soft_optimal_par", "_class_bt_par"]
 
 
 def test_finite_gap_memo_returns_the_same_instance_and_generator_state():

@@ -1,4 +1,4 @@
-"""Where the units of a sweep run: one small interface, three executors.
+"""Where the units of a sweep run: one small interface, four executors.
 
 An executor takes the spec and the units still to do (``(setting_id, params, seed)``) and
 yields ``(setting_id, seed, table)`` as units finish, in any order; the caller
@@ -9,6 +9,8 @@ whatever ran the units: a sweep started with one executor can be resumed with an
 =============  ==============================================================================
 ``local``      ``workers = 1``: in this process; ``workers > 1``: a pool of local processes
                (``spawn``), one unit per task
+``threads``    ``workers`` threads in this process, each taking the next seed's units in order;
+               kernels run serially and release the GIL (see :class:`ThreadUnitExecutor`)
 ``dask-local`` a Dask ``LocalCluster`` on loopback (127.0.0.1): ``workers`` processes with one
                thread each (needs the ``dist`` extra)
 ``dask``       an existing Dask distributed cluster at ``scheduler`` (``tcp://HOST:PORT``)
@@ -46,11 +48,11 @@ from typing import Iterator
 from .._memo import clear_memos
 from .cells import run_unit
 
-__all__ = ["EXECUTORS", "Executor", "ExecutorError", "InProcessExecutor", "ProcessPoolUnitExecutor",
-           "DaskExecutor", "make_executor", "runtime_versions", "compare_versions"]
+__all__ = ["EXECUTORS", "Executor", "ExecutorError", "InProcessExecutor", "ThreadUnitExecutor",
+           "ProcessPoolUnitExecutor", "DaskExecutor", "make_executor", "runtime_versions", "compare_versions"]
 
 #: executor names accepted by ``genver run --executor``
-EXECUTORS = ("local", "dask-local", "dask")
+EXECUTORS = ("local", "threads", "dask-local", "dask")
 #: seconds to reach a scheduler (and to wait for its first worker) before giving up
 CONNECT_TIMEOUT_S = 5.0
 #: seconds the workers may take to import genver and answer the version probe
@@ -243,6 +245,76 @@ class InProcessExecutor(Executor):
     def map(self, spec, units):
         for sid, params, seed in units:
             yield sid, seed, run_unit(spec, params, sid, seed)
+
+
+class ThreadUnitExecutor(Executor):
+    """``workers`` threads in this process. The units are grouped by seed; each thread takes the
+    next seed and runs its settings in order, so they share that seed's stream and nested
+    classes through the run-scoped memos (:mod:`genver._memo`). While it runs, every kernel
+    takes its serial driver (:func:`genver._kernels.serial_kernels`: numba's ``workqueue``
+    layer cannot start parallel regions from two threads) and releases the GIL, so the threads
+    use the cores; Python-level work still takes turns on the GIL. No start-up cost (unlike a
+    process pool), so it suits quick finite-class sweeps whose time is in the kernels;
+    estimators that spend theirs in Python or BLAS gain less. A unit's numbers are those of
+    any other executor (serial and parallel drivers give the same bits)."""
+
+    name = "threads"
+
+    def __init__(self, workers: int):
+        self.workers = workers
+
+    def describe(self) -> str:
+        return f"threads ({self.workers})"
+
+    def map(self, spec, units):
+        import queue
+
+        from .. import _kernels
+        by_seed: dict = {}
+        for u in units:
+            by_seed.setdefault(u[2], []).append(u)
+        todo = queue.SimpleQueue()
+        for group in by_seed.values():
+            todo.put(group)
+        done = queue.SimpleQueue()
+        stop = threading.Event()
+
+        def work():
+            while not stop.is_set():
+                try:
+                    group = todo.get_nowait()
+                except queue.Empty:
+                    return
+                for sid, params, seed in group:
+                    if stop.is_set():
+                        return
+                    try:
+                        done.put((sid, seed, run_unit(spec, params, sid, seed)))
+                    except BaseException as e:  # noqa: BLE001 - handed to the consumer, who raises it
+                        done.put(e)
+                        return
+
+        with _kernels.serial_kernels():
+            threads = [threading.Thread(target=work, name=f"genver-unit-{i}", daemon=True)
+                       for i in range(min(self.workers, len(by_seed)))]
+            for t in threads:
+                t.start()
+            try:
+                for _ in range(len(units)):
+                    while True:
+                        try:
+                            item = done.get(timeout=0.1)  # a timeout keeps Ctrl-C responsive
+                            break
+                        except queue.Empty:
+                            if not any(t.is_alive() for t in threads) and done.empty():
+                                raise RuntimeError("the unit threads stopped before every unit was done")
+                    if isinstance(item, BaseException):
+                        raise item
+                    yield item
+            finally:  # an error or the consumer stopping (Ctrl-C): threads finish their unit and stop
+                stop.set()
+                for t in threads:
+                    t.join()
 
 
 class ProcessPoolUnitExecutor(Executor):
@@ -509,4 +581,6 @@ def make_executor(executor: str = "local", *, workers: int = 1, scheduler: str |
         return DaskExecutor(scheduler)
     if executor == "dask-local":
         return DaskExecutor(local_workers=workers)
+    if executor == "threads":
+        return ThreadUnitExecutor(workers)
     return InProcessExecutor() if workers == 1 else ProcessPoolUnitExecutor(workers)
