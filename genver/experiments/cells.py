@@ -432,10 +432,15 @@ def run_unit(spec, params: dict, sid: str, seed: int) -> pd.DataFrame:
     # one list per varying column; the unit's constant columns are filled in at the end
     knobs = {k: params[k] for k in spec.knobs}
     cols = {c: [] for c in ("n", "estimator", "route", "metric", "value", "converged", "wall_time")}
+    c_n, c_est, c_route, c_metric, c_value, c_conv, c_wall = cols.values()
     # a picked finite member is evaluated once per run, whichever unit, estimator or size picked it
     # (a policy metric is a function of log π̂ and the instance's r*, π_ref, β, ρ)
     world = (inst.space.P, inst.space.V, inst.space.H, _bytes(inst.reward_true), _bytes(inst.ref.logp), float(inst.beta),
              _bytes(inst.prompt_weights))
+    is_policy = [(m, metric_kind(m) == "policy") for m in spec.metrics]
+    # (metric, id of the policy object) -> (the object, value) for this unit: the paths share one object
+    # per picked member; the object is held, so its id is not reused by another while the unit runs
+    values = {}
     for i, n in enumerate(spec.sizes):
         counts = None
         for k, est in enumerate(spec.estimators):
@@ -452,19 +457,30 @@ def run_unit(spec, params: dict, sid: str, seed: int) -> pd.DataFrame:
                 t0 = time.perf_counter()
                 res = fn(inst, counts, rng, opts)
                 wall = time.perf_counter() - t0
-            pkey = None if res.policy is None else res.policy.logp.tobytes()
-            for m in spec.metrics:
-                memo = metric_kind(m) == "policy" and pkey is not None
-                v = _POLICY_VALUES.get((m, pkey, world)) if memo else None
+            pol, pkey = res.policy, None
+            label, route, conv = est["label"], est["route"], bool(res.converged)
+            for m, policy_kind in is_policy:
+                memo = policy_kind and pol is not None
+                hit = values.get((m, id(pol))) if memo else None
+                v = hit[1] if hit is not None and hit[0] is pol else None
+                if v is None and memo:
+                    pkey = pol.logp.tobytes() if pkey is None else pkey
+                    v = _POLICY_VALUES.get((m, pkey, world))
                 if v is None:
                     v = _evaluate(m, res, inst)
                     if memo and v is not None:
                         _POLICY_VALUES.put((m, pkey, world), v, 128 + len(pkey))
                 if v is None:
                     continue
-                for c, x in (("n", n), ("estimator", est["label"]), ("route", est["route"]), ("metric", m),
-                             ("value", v), ("converged", bool(res.converged)), ("wall_time", wall)):
-                    cols[c].append(x)
+                if memo:
+                    values[(m, id(pol))] = (pol, v)
+                c_n.append(n)
+                c_est.append(label)
+                c_route.append(route)
+                c_metric.append(m)
+                c_value.append(v)
+                c_conv.append(conv)
+                c_wall.append(wall)
     N = len(cols["metric"])
     if N == 0:
         return pd.DataFrame([])
