@@ -36,7 +36,9 @@ def _quickstart(args) -> int:
     with importlib.resources.as_file(spec) as spec_path:
         print(f"genver quickstart: running the bundled gap_finite sweep ({spec_path.name}) into {args.out}/",
               file=sys.stderr)
-        summary = run(spec_path, args.out, workers=args.workers, resume=ResultStore(args.out).root.exists())
+        workers = args.workers or min(4, os.cpu_count() or 1)
+        summary = run(spec_path, args.out, workers=workers, executor="threads",
+                      resume=ResultStore(args.out).root.exists())
     path, table = make_report(args.out)
     import pandas as pd
     ratio = pd.read_csv(io.StringIO(_ratio_csv(args.out)))
@@ -388,7 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("quickstart", help="run the bundled small gap experiment, plot it and report")
     q.add_argument("--out", default="genver-quickstart", metavar="DIR",
                    help="results directory (default ./genver-quickstart; rerunning resumes it)")
-    q.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    q.add_argument("--workers", type=int, default=0,
+                   help="unit threads (genver run --executor threads; default: the machine's cores, at most 4)")
     q.set_defaults(func=_quickstart)
     f = sub.add_parser(
         "fit", help="run one estimator on your own instance and pairs (.npz) and print exact metrics",
