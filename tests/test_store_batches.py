@@ -127,7 +127,7 @@ def test_ctrl_c_writes_the_finished_units_before_it_propagates(tmp_path, per_uni
 
 
 def test_a_unit_error_writes_the_finished_units_first(tmp_path, per_unit, monkeypatch):
-    real, calls = executors.run_unit, []
+    real, calls = executors.unit_columns, []
 
     def fails_fourth(spec, params, sid, seed):
         calls.append((sid, seed))
@@ -135,12 +135,12 @@ def test_a_unit_error_writes_the_finished_units_first(tmp_path, per_unit, monkey
             raise RuntimeError("unit exploded")
         return real(spec, params, sid, seed)
 
-    monkeypatch.setattr(executors, "run_unit", fails_fourth)
+    monkeypatch.setattr(executors, "unit_columns", fails_fourth)
     out = tmp_path / "failed"
     with pytest.raises(RuntimeError, match="unit exploded"):
         run(SMOKE, out, smoke=True, progress=False, flush_seconds=NEVER)
     assert ResultStore(out).done_units() == set(calls[:3])
-    monkeypatch.setattr(executors, "run_unit", real)
+    monkeypatch.setattr(executors, "unit_columns", real)
     s = run(SMOKE, out, smoke=True, resume=True, progress=False)
     assert s["units_run"] == 5
     pd.testing.assert_frame_equal(_no_time(out), _no_time(per_unit))
@@ -220,3 +220,18 @@ def test_flush_seconds_is_checked_and_read_from_the_environment(tmp_path, monkey
     monkeypatch.setenv("GENVER_FLUSH_SECONDS", "0")
     assert main(["run", str(SMOKE), "--smoke", "--out", str(tmp_path / "zero")]) == 0
     assert len(_shards(tmp_path / "zero")) == 8
+
+
+@pytest.mark.parametrize("name", ["gap_finite", "h4_data", "lit_tajwar2024"])
+def test_batch_frame_of_unit_columns_is_the_concat_of_their_frames(name):
+    """The store joins units' column lists and converts once: exactly the frame ``pd.concat`` of
+    the units' own frames gives (values and dtypes), a unit without rows adding nothing."""
+    from genver.experiments.cells import unit_columns, unit_frame
+    from genver.experiments.store import _batch_frame
+    spec = load_spec(ROOT / "sims" / f"{name}.toml", smoke=True)
+    tables = [unit_columns(spec, p, setting_id(p), s) for p in spec.settings()[:3] for s in range(2)]
+    want = pd.concat([unit_frame(t) for t in tables], ignore_index=True)
+    got = _batch_frame(tables[:2] + [{}] + tables[2:])
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert list(got.dtypes) == list(want.dtypes)
+    assert _batch_frame([{}]).empty

@@ -36,21 +36,21 @@ def test_a_unit_error_reaches_the_caller_and_finished_units_are_kept(tmp_path, m
     spec_path = ROOT / "sims" / "gap_finite.toml"
     spec = load_spec(spec_path, smoke=True)
     bad = (setting_id(spec.settings()[-1]), 2)  # the last setting of seed 2
-    real = executors.run_unit
+    real = executors.unit_columns
 
     def fails(spec, params, sid, seed):
         if (sid, seed) == bad:
             raise RuntimeError("unit exploded")
         return real(spec, params, sid, seed)
 
-    monkeypatch.setattr(executors, "run_unit", fails)
+    monkeypatch.setattr(executors, "unit_columns", fails)
     out = tmp_path / "failed"
     with pytest.raises(RuntimeError, match="unit exploded"):
         run(spec_path, out, smoke=True, progress=False, executor="threads", workers=2, flush_seconds=3600)
     done = ResultStore(out).done_units()
     assert bad not in done and len(done) >= 1
     assert not [t for t in threading.enumerate() if t.name.startswith("genver-unit-")]
-    monkeypatch.setattr(executors, "run_unit", real)
+    monkeypatch.setattr(executors, "unit_columns", real)
     s = run(spec_path, out, smoke=True, resume=True, progress=False, executor="threads", workers=2)
     assert s["units_run"] == len(spec.settings()) * spec.seeds - len(done)
     run(spec_path, tmp_path / "local", smoke=True, progress=False)
@@ -73,13 +73,13 @@ def test_units_of_a_seed_stay_on_one_thread_in_order(monkeypatch):
     spec = load_spec(ROOT / "sims" / "gap_finite.toml", smoke=True)
     units = [(setting_id(p), p, s) for s in range(spec.seeds) for p in spec.settings()]
     seen = []
-    real = executors.run_unit
+    real = executors.unit_columns
 
     def record(spec, params, sid, seed):
         seen.append((threading.current_thread().name, seed, sid))
         return real(spec, params, sid, seed)
 
-    monkeypatch.setattr(executors, "run_unit", record)
+    monkeypatch.setattr(executors, "unit_columns", record)
     out = list(executors.make_executor("threads", workers=2).map(spec, units))
     assert sorted((sid, seed) for sid, seed, _ in out) == sorted((u[0], u[2]) for u in units)
     for seed in range(spec.seeds):

@@ -174,7 +174,7 @@ class LogLinearPolicyClass:
 
 
 #: RL parts of class lineages: (lineage token, log π_ref bytes) -> (π_k, KL_k) of its first members
-_LINEAGE_RL = BoundedMemo("lineage_rl_parts", 128 * 2**20)
+_LINEAGE_RL = BoundedMemo("lineage_rl_parts", 48 * 2**20)
 
 
 class FinitePolicyClass:

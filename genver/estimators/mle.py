@@ -557,7 +557,7 @@ _STREAM_MEMO: list = [None]
 
 
 #: values derived from read-only streams: (stream token, key) -> value (see :func:`_derived`)
-_DERIVED = BoundedMemo("stream_derived", 128 * 2**20)
+_DERIVED = BoundedMemo("stream_derived", 32 * 2**20)
 _STREAM_TOKENS = itertools.count()
 
 

@@ -106,8 +106,8 @@ from ..softrl import soft_optimal
 from .generators import GENERATORS, Instance
 from .._memo import BoundedMemo
 
-__all__ = ["ESTIMATORS", "REWARD_ONLY", "METRIC_KINDS", "default_route", "make_instance", "run_unit", "seed_sequence",
-           "population_counts", "metric_kind", "fit_reward"]
+__all__ = ["ESTIMATORS", "REWARD_ONLY", "METRIC_KINDS", "default_route", "make_instance", "run_unit", "unit_columns",
+           "unit_frame", "seed_sequence", "population_counts", "metric_kind", "fit_reward"]
 
 
 def _l2(o):
@@ -368,9 +368,9 @@ def _bytes(a) -> bytes | None:
 
 
 #: pair streams of this run: (root seed, seed, n, r*, μ, data weights, τ, deterministic) -> Preferences
-_STREAMS = BoundedMemo("pair_streams", 64 * 2**20)
+_STREAMS = BoundedMemo("pair_streams", 16 * 2**20)
 #: policy metrics of this run: (metric, log π̂, (P, V, H, r*, π_ref, β, ρ)) -> value
-_POLICY_VALUES = BoundedMemo("policy_metrics", 64 * 2**20)
+_POLICY_VALUES = BoundedMemo("policy_metrics", 16 * 2**20)
 
 
 def _data(spec, inst: Instance, seed: int):
@@ -420,6 +420,17 @@ PATHS = {"dpo": _dpo_path, "dpo_restricted": _dpo_restricted_path, "rm_rl": _rm_
 
 def run_unit(spec, params: dict, sid: str, seed: int) -> pd.DataFrame:
     """All cells of one (setting, seed): tidy rows with the setting's knobs as columns."""
+    return unit_frame(unit_columns(spec, params, sid, seed))
+
+
+def unit_frame(columns: dict) -> pd.DataFrame:
+    """The table of :func:`unit_columns`' columns (an empty frame for a unit without rows)."""
+    return pd.DataFrame(columns) if columns else pd.DataFrame([])
+
+
+def unit_columns(spec, params: dict, sid: str, seed: int) -> dict:
+    """The cells of :func:`run_unit` as ``{column: list}`` (``{}`` without rows): the executors
+    pass these on and the result store builds one frame per batch of units, not one per unit."""
     inst = make_instance(spec.generator, params, spec.root_seed, seed)
     population = getattr(spec, "population", False)
     data_of = _data(spec, inst, seed)
@@ -483,7 +494,7 @@ def run_unit(spec, params: dict, sid: str, seed: int) -> pd.DataFrame:
                 c_wall.append(wall)
     N = len(cols["metric"])
     if N == 0:
-        return pd.DataFrame([])
+        return {}
     # the columns (and their order) a list of row dicts {experiment, setting_id, **knobs, seed, n, …} gives
-    return pd.DataFrame({"experiment": [spec.name] * N, "setting_id": [sid] * N,
-                         **{k: [x] * N for k, x in knobs.items()}, "seed": [seed] * N, **cols})
+    return {"experiment": [spec.name] * N, "setting_id": [sid] * N, **{k: [x] * N for k, x in knobs.items()},
+            "seed": [seed] * N, **cols}

@@ -1,7 +1,8 @@
 """Where the units of a sweep run: one small interface, four executors.
 
 An executor takes the spec and the units still to do (``(setting_id, params, seed)``) and
-yields ``(setting_id, seed, table)`` as units finish, in any order; the caller
+yields ``(setting_id, seed, table)`` as units finish, in any order (``table``: the unit's
+columns, :func:`~genver.experiments.cells.unit_columns`); the caller
 (:func:`genver.experiments.runner.run`) writes the tables to shards. Executors never write
 files, so a remote cluster needs no shared filesystem, and the result store is the same
 whatever ran the units: a sweep started with one executor can be resumed with another.
@@ -46,7 +47,7 @@ from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecu
 from typing import Iterator
 
 from .._memo import clear_memos
-from .cells import run_unit
+from .cells import unit_columns
 
 __all__ = ["EXECUTORS", "Executor", "ExecutorError", "InProcessExecutor", "ThreadUnitExecutor",
            "ProcessPoolUnitExecutor", "DaskExecutor", "make_executor", "runtime_versions", "compare_versions"]
@@ -185,11 +186,11 @@ def _run_batch(spec, units: list, expected_versions: dict | None = None) -> list
         for sid, params, seed in units:
             t0 = time.perf_counter()
             if lock is None:
-                df = run_unit(spec, params, sid, seed)
+                table = unit_columns(spec, params, sid, seed)
             else:
                 with lock:
-                    df = run_unit(spec, params, sid, seed)
-            out.append((sid, seed, df, time.perf_counter() - t0, _UNITS_RUN > 0))
+                    table = unit_columns(spec, params, sid, seed)
+            out.append((sid, seed, table, time.perf_counter() - t0, _UNITS_RUN > 0))
             _UNITS_RUN += 1
     finally:
         clear_memos()
@@ -210,7 +211,7 @@ def _init_pool_worker():
 
 
 def _pool_unit(spec, params: dict, sid: str, seed: int) -> tuple:
-    return sid, seed, run_unit(spec, params, sid, seed)
+    return sid, seed, unit_columns(spec, params, sid, seed)
 
 
 # -- the interface --------------------------------------------------------------------------
@@ -244,7 +245,7 @@ class InProcessExecutor(Executor):
 
     def map(self, spec, units):
         for sid, params, seed in units:
-            yield sid, seed, run_unit(spec, params, sid, seed)
+            yield sid, seed, unit_columns(spec, params, sid, seed)
 
 
 class ThreadUnitExecutor(Executor):
@@ -289,7 +290,7 @@ class ThreadUnitExecutor(Executor):
                     if stop.is_set():
                         return
                     try:
-                        done.put((sid, seed, run_unit(spec, params, sid, seed)))
+                        done.put((sid, seed, unit_columns(spec, params, sid, seed)))
                     except BaseException as e:  # noqa: BLE001 - handed to the consumer, who raises it
                         done.put(e)
                         return

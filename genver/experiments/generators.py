@@ -131,7 +131,7 @@ def _sampler(p, sp, ref, rng):
 
 #: distractor pools of this run: (parameters but n_distractors, generator state before the
 #: distractor draws) -> (the largest Π(R) ∪ D built, generator state after its draws)
-_POOLS = BoundedMemo("distractor_pools", 64 * 2**20)
+_POOLS = BoundedMemo("distractor_pools", 32 * 2**20)
 
 
 def _finite_gap(p, rng) -> Instance:
@@ -197,8 +197,8 @@ class _Memo:
         return replace(inst, extra=dict(inst.extra))
 
 
-#: ``finite_gap`` memoised (48 MiB: the 16,384-distractor instance with its RL parts is ~17 MB)
-finite_gap = _Memo(_finite_gap, 48 * 2**20)
+#: ``finite_gap`` memoised (24 MiB: the 16,384-distractor instance with its RL parts is ~17 MB)
+finite_gap = _Memo(_finite_gap, 24 * 2**20)
 finite_gap.__name__ = "finite_gap"
 finite_gap.__doc__ = _finite_gap.__doc__
 

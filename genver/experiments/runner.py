@@ -158,11 +158,11 @@ def run(spec_path, out, *, workers: int = 1, resume: bool = False, smoke: bool =
 
         try:
             with closing(ex.map(spec, todo)) as results:
-                for sid, seed, df in results:
+                for sid, seed, table in results:
                     if (sid, seed) in seen:
                         continue  # a unit is written once, whatever reran it
                     seen.add((sid, seed))
-                    buffered.append((sid, seed, df))
+                    buffered.append((sid, seed, table))
                     if time.perf_counter() - last_write >= flush_seconds:
                         flush()
                     bar.update(per)

@@ -35,6 +35,7 @@ per :class:`ResultStore` (cached by file name, size and modification time).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import pathlib
@@ -143,6 +144,20 @@ def _read_units(path: pathlib.Path, batch, old) -> list[tuple[str, int]] | None:
     return units
 
 
+def _batch_frame(tables: list) -> pd.DataFrame:
+    """One frame of the tables' rows, in order. Units' column dicts with the same columns are
+    joined column by column and converted once (the frame ``pd.concat`` of their frames gives,
+    at a fraction of the cost); other tables go through ``pd.concat``. Units without rows add
+    nothing."""
+    tables = [t for t in tables if not (isinstance(t, dict) and not t)]
+    if tables and all(isinstance(t, dict) and list(t) == list(tables[0]) for t in tables):
+        return pd.DataFrame({k: list(itertools.chain.from_iterable(t[k] for t in tables)) for k in tables[0]})
+    frames = [pd.DataFrame(t) if isinstance(t, dict) else t for t in tables]
+    if not frames:
+        return pd.DataFrame([])
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
 class ResultStore:
     def __init__(self, root):
         self.root = pathlib.Path(root)
@@ -184,7 +199,8 @@ class ResultStore:
     def write_batch(self, units) -> pathlib.Path:
         """Write finished units, ``[(sid, seed, table), ...]``, as one shard (atomically; the
         tables' rows one unit after another, units sorted by ``(sid, seed)``); returns its path.
-        The one way shards are written: a single unit is a batch of one."""
+        A table is a DataFrame or a unit's ``{column: list}`` (``cells.unit_columns``). The one
+        way shards are written: a single unit is a batch of one."""
         if not units:
             raise ValueError("write_batch: no units")
         units = sorted(units, key=lambda u: (u[0], int(u[1])))
@@ -193,8 +209,7 @@ class ResultStore:
             raise ValueError("write_batch: a unit is listed twice")
         uj = _units_json(keys)
         name = f"batch-{keys[0][0]}__seed{keys[0][1]:05d}-{len(keys)}-{_units_hash(uj)}.parquet"
-        frames = [df for _, _, df in units]
-        df = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        df = _batch_frame([t for _, _, t in units])
         path = self.shards / name
         atomic_write_bytes(path, parquet_bytes(df, {UNITS_KEY: uj}))
         try:
