@@ -22,7 +22,7 @@ def _table(out) -> pd.DataFrame:
     return ResultStore(out).load().drop(columns="wall_time")
 
 
-@pytest.mark.parametrize("name", ["gap_finite", "gap_horizon", "lit_li2023", "h1_online_samples"])
+@pytest.mark.parametrize("name", ["gap_finite", "gap_horizon", "lit_li2023", "lit_shi2025", "h1_online_samples"])
 def test_threads_give_the_in_process_table_exactly(tmp_path, name):
     spec = ROOT / "sims" / f"{name}.toml"
     run(spec, tmp_path / "local", smoke=True, progress=False)

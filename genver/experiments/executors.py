@@ -254,7 +254,8 @@ class ThreadUnitExecutor(Executor):
     classes through the run-scoped memos (:mod:`genver._memo`). While it runs, every kernel
     takes its serial driver (:func:`genver._kernels.serial_kernels`: numba's ``workqueue``
     layer cannot start parallel regions from two threads) and releases the GIL, so the threads
-    use the cores; Python-level work still takes turns on the GIL. No start-up cost (unlike a
+    use the cores; Python-level work still takes turns on the GIL. BLAS runs on one thread
+    meanwhile (as inside every fit of the other executors). No start-up cost (unlike a
     process pool), so it suits quick finite-class sweeps whose time is in the kernels;
     estimators that spend theirs in Python or BLAS gain less. A unit's numbers are those of
     any other executor (serial and parallel drivers give the same bits)."""
@@ -295,7 +296,11 @@ class ThreadUnitExecutor(Executor):
                         done.put(e)
                         return
 
-        with _kernels.serial_kernels():
+        from .._solve import _blas_one_thread
+        # BLAS on one thread for the whole map, not only inside each fit: threadpoolctl's limit is
+        # process-wide, and one unit leaving its fit's limit would otherwise lift it for another
+        # unit still fitting (multi-threaded BLAS may sum in another order: other bits)
+        with _kernels.serial_kernels(), _blas_one_thread():
             threads = [threading.Thread(target=work, name=f"genver-unit-{i}", daemon=True)
                        for i in range(min(self.workers, len(by_seed)))]
             for t in threads:
