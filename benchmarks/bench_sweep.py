@@ -1,16 +1,18 @@
 """Whole-sweep performance: genver's runner against the obvious numpy version, cold and warm
 wall times, cells per second, peak memory, and how cost grows with n, K and V**H.
 
-Run by hand (never in CI):  python benchmarks/bench_sweep.py [--reps 5] [--seeds 4] [--parts sweep,cold,scaling] [--json]
+Run by hand (never in CI):  python benchmarks/bench_sweep.py [--reps 5] [--seeds 30] [--parts sweep,cold,scaling] [--json]
 
-* ``sweep_vs_numpy`` — the shipped ``gap_finite`` sweep with ``--seeds`` seeds (default 4; the
-  full 30-seed numpy baseline takes many minutes): numpy time (``naive_sweep.py``: every
-  (seed, n) from scratch) ÷ genver's in-process runner time (warm), over ``--reps``
-  interleaved (genver, numpy) pairs — median and [min, max] of the per-pair ratios. Every
-  value of the two tables must agree to 1e-9. Target ≥ 50.
-* ``cold_warm`` — ``genver run SPEC`` as a subprocess (1 worker) for ``gap_finite`` and
-  ``gap_horizon``: cold (an empty numba cache directory) and warm wall time, cells/s, and the
-  peak resident memory of the process.
+* ``sweep_vs_numpy`` — the shipped ``gap_finite`` sweep with ``--seeds`` seeds (default 30, the
+  shipped size: the numpy side takes ~40 s a round; ``--seeds 4`` for a quick look): numpy
+  time (``naive_sweep.py``: every (seed, n) from scratch, one process) ÷ ``genver.run`` time
+  (warm: compiled kernels, empty memos), for two configurations — in process (``--executor
+  local``, numba's parallel kernels) and two unit threads (``--executor threads --workers 2``)
+  — over ``--reps`` interleaved rounds: median and [min, max] of the per-round ratios. Every
+  value of each table must agree with numpy's to 1e-9. Target ≥ 50.
+* ``cold_warm`` — ``genver run SPEC`` as a subprocess (in process, and ``--executor threads
+  --workers 2``) for ``gap_finite`` and ``gap_horizon``: cold (an empty numba cache directory)
+  and warm wall time, cells/s, and the peak resident memory of the process.
 * ``scaling`` — seconds per unit for the finite sweep as one knob grows (log-log slope):
   ``n`` (one size per run, 64 … 65,536 pairs; cost must stop growing once all distinct pairs
   are counted), ``K`` (distractors) and ``V**H``.
@@ -51,52 +53,67 @@ def _spec_text(name, seeds=None):
     return text
 
 
+#: the genver configurations timed against numpy: (label, executor, workers)
+CONFIGS = (("in-process", "local", 1), ("threads-2", "threads", 2))
+
+
 def sweep_vs_numpy(seeds, reps):
-    """``reps`` interleaved (genver, numpy) pairs after one warm-up of each, so that both see
-    the same machine load; the ratio of each pair, median [min, max]."""
+    """``reps`` interleaved rounds (genver in process, genver with two threads, numpy) after
+    one warm-up of each, so that all see the same machine load; each configuration's ratio per
+    round (numpy time ÷ genver time), median [min, max]. Before each timed genver run the
+    run-scoped memos are emptied (``genver.run`` does so itself at start and end)."""
     tmp = pathlib.Path(tempfile.mkdtemp())
     spec_path = tmp / "gap_finite.toml"
     spec_path.write_text(_spec_text("gap_finite", seeds))
     spec = load_spec(spec_path)
-    run(spec_path, tmp / "warmup", progress=False)  # compile
+    for label, ex, w in CONFIGS:
+        run(spec_path, tmp / f"warmup-{label}", progress=False, executor=ex, workers=w)  # compile
     naive = naive_sweep.run(spec)  # warm-up (imports, first-touch memory)
-    t_g, t_n = [], []
+    t_g = {label: [] for label, _, _ in CONFIGS}
+    t_n = []
     for i in range(reps):
-        clear_memos()  # each run builds its own instances, as a fresh `genver run` process would
-        t0 = time.perf_counter()
-        run(spec_path, tmp / f"g{i}", progress=False)
-        t_g.append(time.perf_counter() - t0)
+        for label, ex, w in CONFIGS:
+            clear_memos()  # each run builds its own instances, as a fresh `genver run` process would
+            t0 = time.perf_counter()
+            run(spec_path, tmp / f"{label}{i}", progress=False, executor=ex, workers=w)
+            t_g[label].append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         naive = naive_sweep.run(spec)
         t_n.append(time.perf_counter() - t0)
-    ours = ResultStore(tmp / "g0").load()
     keys = ["setting_id", "seed", "n", "estimator", "metric"]
-    merged = ours.merge(naive, on=keys, suffixes=("", "_numpy"))
-    assert len(merged) == len(naive) > 0, "the two sweeps do not cover the same cells"
-    gap = float(np.abs(merged["value"] - merged["value_numpy"]).max())
-    assert gap <= 1e-9, f"numbers differ by {gap}"
+    out = {"seeds": seeds, "reps": reps, "numpy_s": float(np.median(t_n)), "cells": int(len(naive)) // 4}
+    for label, _, _ in CONFIGS:
+        ours = ResultStore(tmp / f"{label}0").load()
+        merged = ours.merge(naive, on=keys, suffixes=("", "_numpy"))
+        assert len(merged) == len(naive) > 0, "the two sweeps do not cover the same cells"
+        gap = float(np.abs(merged["value"] - merged["value_numpy"]).max())
+        assert gap <= 1e-9, f"numbers differ by {gap}"
+        ratio = np.array(t_n) / np.array(t_g[label])
+        out[label] = {"median": float(np.median(ratio)), "min": float(ratio.min()), "max": float(ratio.max()),
+                      "genver_s": float(np.median(t_g[label])), "max_abs_difference": gap}
     shutil.rmtree(tmp)
-    ratio = np.array(t_n) / np.array(t_g)
-    return {"median": float(np.median(ratio)), "min": float(ratio.min()), "max": float(ratio.max()),
-            "genver_s": float(np.median(t_g)), "numpy_s": float(np.median(t_n)), "cells": int(len(naive) // 4 * 1),
-            "max_abs_difference": gap, "seeds": seeds, "reps": reps}
+    return out
 
 
 def cold_warm(name):
+    """``genver run`` as a subprocess, in process and with two unit threads: cold (an empty numba
+    cache directory: every kernel compiles) and warm; wall time, cells/s, peak resident memory."""
     tmp = pathlib.Path(tempfile.mkdtemp())
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp / "numba-cache"))
     out = {}
-    for label in ("cold", "warm"):
-        t0 = time.perf_counter()
-        # GNU time reports this child's own peak resident set (KiB) on stderr
-        proc = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-m", "genver.cli", "run",
-                               str(ROOT / "sims" / f"{name}.toml"), "--out", str(tmp / label)],
-                              env=env, check=True, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        peak_kib = int(proc.stderr.strip().splitlines()[-1])
-        man = ResultStore(tmp / label).read_manifest()
-        out[label] = {"wall_s": wall, "cells": man["cells_total"], "cells_per_s": man["cells_total"] / wall,
-                      "peak_rss_MiB": peak_kib / 1024}
+    for label, ex, w in CONFIGS:
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp / f"numba-cache-{label}"))
+        for state in ("cold", "warm"):
+            t0 = time.perf_counter()
+            # GNU time reports this child's own peak resident set (KiB) on stderr
+            proc = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-m", "genver.cli", "run",
+                                   str(ROOT / "sims" / f"{name}.toml"), "--out", str(tmp / f"{label}-{state}"),
+                                   "--executor", ex, "--workers", str(w)],
+                                  env=env, check=True, capture_output=True, text=True)
+            wall = time.perf_counter() - t0
+            peak_kib = int(proc.stderr.strip().splitlines()[-1])
+            man = ResultStore(tmp / f"{label}-{state}").read_manifest()
+            out[f"{label} {state}"] = {"wall_s": wall, "cells": man["cells_total"], "cells_per_s": man["cells_total"] / wall,
+                                       "peak_rss_MiB": peak_kib / 1024}
     shutil.rmtree(tmp)
     return out
 
@@ -152,7 +169,7 @@ def scaling():
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--seeds", type=int, default=4)
+    ap.add_argument("--seeds", type=int, default=30)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--parts", default="sweep,cold,scaling",
                     help="comma-separated subset of sweep (sweep_vs_numpy), cold (cold_warm), scaling")
@@ -170,11 +187,14 @@ def main():
         return
     s = res.get("sweep_vs_numpy")
     if s:
-        print(f"sweep_vs_numpy   {s['median']:.1f}  [min {s['min']:.1f}, max {s['max']:.1f}]  genver {s['genver_s']:.3f} s, "
-              f"numpy {s['numpy_s']:.1f} s (medians of {s['reps']} pairs), max |difference| {s['max_abs_difference']:.1e}")
+        for label, _, _ in CONFIGS:
+            c = s[label]
+            print(f"sweep_vs_numpy {label:<10} {c['median']:.1f}  [min {c['min']:.1f}, max {c['max']:.1f}]  "
+                  f"genver {c['genver_s']:.3f} s, numpy {s['numpy_s']:.2f} s ({s['seeds']} seeds, medians of "
+                  f"{s['reps']} rounds), max |difference| {c['max_abs_difference']:.1e}")
     for name, v in res.get("cold_warm", {}).items():
         for label, w in v.items():
-            print(f"{name:<12} {label}: {w['wall_s']:.1f} s, {w['cells']} cells, {w['cells_per_s']:.0f} cells/s, "
+            print(f"{name:<12} {label:<16}: {w['wall_s']:.1f} s, {w['cells']} cells, {w['cells_per_s']:.0f} cells/s, "
                   f"peak RSS {w['peak_rss_MiB']:.0f} MiB")
     for knob, v in res.get("scaling", {}).items():
         extra = f", last three points {v['slope_last3']:.2f}" if "slope_last3" in v else ""
