@@ -88,3 +88,23 @@ def naive_cond_array(space: TreeSpace, cond_dict):
         off += space.V ** h
     assert not np.isnan(out).any()
     return out
+
+
+class StopAfter:
+    """A progress stream for ``genver.experiments.runner.run(stream=...)`` that raises
+    KeyboardInterrupt at its ``k``-th line (one line per unit when not a terminal): Ctrl-C in
+    the middle of a run, at a known point."""
+
+    def __init__(self, k: int):
+        self.k, self.lines = k, 0
+
+    def isatty(self):
+        return False
+
+    def write(self, s):
+        self.lines += 1
+        if self.lines >= self.k:
+            raise KeyboardInterrupt
+
+    def flush(self):
+        pass

@@ -14,6 +14,7 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
+from conftest import StopAfter  # noqa: E402
 from genver.cli import main  # noqa: E402
 from genver.experiments import executors  # noqa: E402
 from genver.experiments.executors import ExecutorError, compare_versions, runtime_versions  # noqa: E402
@@ -49,27 +50,9 @@ def cluster():
         yield cl, client
 
 
-class _StopAfter:
-    """A progress stream that raises KeyboardInterrupt at its ``k``-th line (one line per unit here)."""
-
-    def __init__(self, k: int):
-        self.k, self.lines = k, 0
-
-    def isatty(self):
-        return False
-
-    def write(self, s):
-        self.lines += 1
-        if self.lines >= self.k:
-            raise KeyboardInterrupt
-
-    def flush(self):
-        pass
-
-
 def _interrupted(out, k=3, **kw):
     with pytest.raises(KeyboardInterrupt, match="rerun with --resume"):
-        run(SMOKE, out, smoke=True, stream=_StopAfter(k), **kw)
+        run(SMOKE, out, smoke=True, stream=StopAfter(k), **kw)
     n = len(ResultStore(out).done_units())
     assert k <= n < 8, n  # stopped mid-run, the finished (buffered) units flushed, complete shards on disk
     return n

@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import StopAfter
 from genver.cli import main
 from genver.experiments import executors
 from genver.experiments.runner import FLUSH_SECONDS, run
@@ -97,28 +98,10 @@ def test_load_is_the_same_frame_whatever_the_batching(tmp_path, per_unit):
         pd.testing.assert_frame_equal(ResultStore(out).load(), want)
 
 
-class _StopAfter:
-    """A progress stream that raises KeyboardInterrupt at its ``k``-th line (one line per unit here)."""
-
-    def __init__(self, k: int):
-        self.k, self.lines = k, 0
-
-    def isatty(self):
-        return False
-
-    def write(self, s):
-        self.lines += 1
-        if self.lines >= self.k:
-            raise KeyboardInterrupt
-
-    def flush(self):
-        pass
-
-
 def test_ctrl_c_writes_the_finished_units_before_it_propagates(tmp_path, per_unit):
     out = tmp_path / "stopped"
     with pytest.raises(KeyboardInterrupt, match=r"3/8 units saved .* rerun with --resume"):
-        run(SMOKE, out, smoke=True, stream=_StopAfter(3), flush_seconds=NEVER)
+        run(SMOKE, out, smoke=True, stream=StopAfter(3), flush_seconds=NEVER)
     store = ResultStore(out)
     assert len(store.done_units()) == 3 and len(_shards(out)) == 1  # written by the interrupt alone
     s = run(SMOKE, out, smoke=True, resume=True, progress=False, flush_seconds=NEVER)
