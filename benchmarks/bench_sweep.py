@@ -14,8 +14,10 @@ Run by hand (never in CI):  python benchmarks/bench_sweep.py [--reps 5] [--seeds
   --workers 2``) for ``gap_finite`` and ``gap_horizon``: cold (an empty numba cache directory)
   and warm wall time, cells/s, and the peak resident memory of the process.
 * ``scaling`` — seconds per unit for the finite sweep as one knob grows (log-log slope):
-  ``n`` (one size per run, 64 … 65,536 pairs; cost must stop growing once all distinct pairs
-  are counted), ``K`` (distractors) and ``V**H``.
+  ``n`` (one size per run, 64 … 262,144 pairs; split into drawing and counting the pairs, which
+  grows with ``n``, and the rest of the unit given the counted pairs, which grows only with the
+  number of distinct pairs: cost must stop growing once all distinct pairs are counted), ``K``
+  (distractors) and ``V**H``.
 """
 from __future__ import annotations
 
@@ -36,7 +38,8 @@ HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from genver.experiments.cells import run_unit  # noqa: E402
+from genver.estimators import mle  # noqa: E402
+from genver.experiments.cells import _data, make_instance, run_unit  # noqa: E402
 from genver._memo import clear_memos  # noqa: E402
 from genver.experiments.runner import run  # noqa: E402
 from genver.experiments.spec import load_spec, parse_spec, setting_id  # noqa: E402
@@ -119,15 +122,28 @@ def cold_warm(name):
 
 
 def _unit_seconds(raw, reps=3):
+    """Median seconds of one unit (one setting, one seed, every size of ``raw``) from scratch;
+    of drawing its pairs and counting the distinct ones (``sample_preferences`` and the stream's
+    segments); and of the unit once its instance and counted pairs are in the run-scoped memos
+    (the fits and metrics) — memos emptied before each repetition."""
     spec = parse_spec(raw)
     p = spec.settings()[0]
     run_unit(spec, p, setting_id(p), 0)
-    ts = []
+    ts, tp, tr, U = [], [], [], []
     for s in range(reps):
+        clear_memos()
         t0 = time.perf_counter()
         run_unit(spec, p, setting_id(p), s + 1)
         ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
+        clear_memos()
+        inst = make_instance(spec.generator, p, spec.root_seed, s + 1)
+        t0 = time.perf_counter()
+        U.append(mle._stream(_data(spec, inst, s + 1).stream, spec.sizes)[0].size)  # distinct unordered pairs
+        tp.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        run_unit(spec, p, setting_id(p), s + 1)
+        tr.append(time.perf_counter() - t0)
+    return float(np.median(ts)), float(np.median(tp)), float(np.median(tr)), int(np.median(U))
 
 
 def _slope(x, y):
@@ -140,20 +156,26 @@ def scaling():
     base.pop("smoke", None)
     base["metrics"] = {"names": ["suboptimality"]}
     res = {}
-    ns = [64, 256, 1024, 4096, 16384, 65536]
-    t = []
+    ns = [64, 256, 1024, 4096, 16384, 65536, 262144]
+    t, tp, rest, distinct = [], [], [], []
     for n in ns:
         raw = copy.deepcopy(base)
         raw["grid"] = {"n_distractors": [1024]}
         raw["data"]["sizes"] = [n]
-        t.append(_unit_seconds(raw))
-    res["n"] = {"values": ns, "seconds_per_unit": t, "slope_all": _slope(ns, t), "slope_last3": _slope(ns[-3:], t[-3:])}
+        a, b, c, u = _unit_seconds(raw)
+        t.append(a)
+        tp.append(b)
+        rest.append(c)
+        distinct.append(u)
+    res["n"] = {"values": ns, "seconds_per_unit": t, "slope_all": _slope(ns, t), "slope_last3": _slope(ns[-3:], t[-3:]),
+                "pairs_seconds": tp, "after_counting_seconds": rest, "distinct_pairs": distinct,
+                "after_counting_vs_distinct_slope": _slope(distinct, rest), "after_counting_slope_last3": _slope(ns[-3:], rest[-3:])}
     ks = [16, 256, 4096, 16384]
     t = []
     for k in ks:
         raw = copy.deepcopy(base)
         raw["grid"] = {"n_distractors": [k]}
-        t.append(_unit_seconds(raw))
+        t.append(_unit_seconds(raw)[0])
     res["K"] = {"values": ks, "seconds_per_unit": t, "slope": _slope(np.array(ks) + 4, t)}
     hs = [2, 3, 4, 5, 6]
     t = []
@@ -161,7 +183,7 @@ def scaling():
         raw = copy.deepcopy(base)
         raw["instance"]["H"] = h
         raw["grid"] = {"n_distractors": [256]}
-        t.append(_unit_seconds(raw))
+        t.append(_unit_seconds(raw)[0])
     res["V**H"] = {"values": [2**h for h in hs], "seconds_per_unit": t, "slope": _slope([2**h for h in hs], t)}
     return res
 
@@ -199,7 +221,16 @@ def main():
     for knob, v in res.get("scaling", {}).items():
         extra = f", last three points {v['slope_last3']:.2f}" if "slope_last3" in v else ""
         print(f"cost vs {knob:<5} slope {v.get('slope', v.get('slope_all')):.2f}{extra}  "
-              f"({', '.join(f'{x}: {t * 1e3:.0f} ms' for x, t in zip(v['values'], v['seconds_per_unit']))})")
+              f"({', '.join(f'{x}: {t * 1e3:.1f} ms' for x, t in zip(v['values'], v['seconds_per_unit']))})")
+        if "pairs_seconds" in v:
+            print(f"  of which drawing and counting the pairs: "
+                  f"{', '.join(f'{x}: {t * 1e3:.1f} ms' for x, t in zip(v['values'], v['pairs_seconds']))}")
+            print(f"  the unit with its pairs counted (fits, metrics), slope over the last three points "
+                  f"{v['after_counting_slope_last3']:.2f}: "
+                  f"{', '.join(f'{x}: {t * 1e3:.1f} ms' for x, t in zip(v['values'], v['after_counting_seconds']))}")
+            print(f"  distinct unordered pairs (of P·T(T+1)/2 = 544): "
+                  f"{', '.join(f'{x}: {u}' for x, u in zip(v['values'], v['distinct_pairs']))}; "
+                  f"log-log slope of the counted unit's cost against them {v['after_counting_vs_distinct_slope']:.2f}")
 
 
 if __name__ == "__main__":
