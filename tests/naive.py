@@ -621,3 +621,69 @@ def best_of_n(base_probs, r, N):
             for y in winners:
                 out[x, y] += prob / len(winners)
     return out
+
+
+# ---------------------------------------------------------------------------
+# Tabular Bradley-Terry fits by brute dense Newton (all P*T coordinates)
+# ---------------------------------------------------------------------------
+
+def laplacian_ridge_matrix(n, a, b, w, lam):
+    """Dense (n, n) matrix L_w + lam*I, L_w = sum_k w_k (e_{a_k} - e_{b_k})(e_{a_k} - e_{b_k})^T,
+    by a loop over the pairs (a self-pair a_k = b_k adds nothing)."""
+    A = np.zeros((int(n), int(n)))
+    for i in range(int(n)):
+        A[i, i] = float(lam)
+    for ak, bk, wk in zip(a, b, w):
+        ak, bk, wk = int(ak), int(bk), float(wk)
+        A[ak, ak] += wk
+        A[bk, bk] += wk
+        A[ak, bk] -= wk
+        A[bk, ak] -= wk
+    return A
+
+
+def tabular_reward_mle_dense(P, T, pairs, counts, l2, max_iter=200):
+    """argmax_r sum_k c_k log sigma(r[x_k, y+_k] - r[x_k, y-_k]) - (l2/2) sum_x sum_y (r[x,y] - rbar_x)^2,
+    returned centred (rbar_x = 0), shape (P, T).
+
+    Brute dense Newton on all P*T coordinates (untouched ones included): gradient by a loop
+    over the pairs; the negated Hessian is L_w + l2*C (C the per-prompt centring), equal to the
+    dense matrix L_w + l2*I on the per-prompt-mean-zero vectors where the iterates live
+    (w_k = c_k sigma(d_k) sigma(-d_k)); steps damped by backtracking on the objective while it
+    can judge them, full steps after; stops when the step is below 1e-14 (1 + max|r|)."""
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 3)
+    counts = [float(c) for c in counts]
+    n = int(P) * int(T)
+    a = [int(x) * int(T) + int(yp) for x, yp, _ in pairs]
+    b = [int(x) * int(T) + int(yn) for x, _, yn in pairs]
+
+    def centred(r):
+        rr = r.reshape(P, T)
+        return (rr - rr.mean(axis=1, keepdims=True)).ravel()
+
+    def objective(r):
+        rc = centred(r)
+        ll = math.fsum(c * log_sigmoid(r[i] - r[j]) for i, j, c in zip(a, b, counts))
+        return ll - 0.5 * float(l2) * math.fsum(float(v) * float(v) for v in rc)
+
+    def gradient(r):
+        g = -float(l2) * centred(r)
+        for i, j, c in zip(a, b, counts):
+            s = c * _sigmoid(-(r[i] - r[j]))
+            g[i] += s
+            g[j] -= s
+        return g
+
+    r = np.zeros(n)
+    for _ in range(max_iter):
+        g = gradient(r)
+        w = [c * _sigmoid(r[i] - r[j]) * _sigmoid(-(r[i] - r[j])) for i, j, c in zip(a, b, counts)]
+        d = centred(np.linalg.solve(laplacian_ridge_matrix(n, a, b, w, l2), g))
+        if np.abs(d).max(initial=0.0) <= 1e-14 * (1.0 + np.abs(r).max(initial=0.0)):
+            break
+        f0, dec, t = objective(r), float(g @ d), 1.0
+        if dec > 1e-10 * (1.0 + abs(f0)):
+            while objective(r + t * d) < f0 + 1e-4 * t * dec:
+                t *= 0.5
+        r = r + t * d
+    return centred(r).reshape(P, T)
