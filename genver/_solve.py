@@ -18,8 +18,16 @@ the ridge-weight check and the finite-class argmax rule.
   no longer decreases (the rounding floor of the gradient, ~1e-16 times the summed counts).
 * :class:`LaplacianRidge` solves ``(L_w + λI) u = b`` for a block-diagonal weighted graph
   Laplacian ``L_w = Σ_k w_k (e_{a_k} − e_{b_k})(e_{a_k} − e_{b_k})ᵀ`` (blocks = prompts), the
-  Hessian of every tabular Bradley–Terry/IPO problem (see :mod:`genver.estimators.mle`); dense
-  ``(m × m)`` solves per block, blocks of similar size batched into one padded array.
+  Hessian of every tabular Bradley–Terry/IPO problem (see :mod:`genver.estimators.mle`), in
+  ``O(coordinates + distinct pairs)`` memory. A prompt of at most :data:`DENSE_MAX` touched
+  coordinates is one dense ``(m × m)`` solve, prompts of similar size batched into one padded
+  array. A larger prompt is split into the connected components of its pair graph (the matrix
+  is block diagonal over them); components up to :data:`DENSE_MAX` join the dense batches, larger
+  ones are solved by Jacobi-preconditioned conjugate gradients on the matrix in CSR storage, to
+  relative residual :data:`CG_RTOL`. :data:`DENSE_MAX` is the measured crossover of the two
+  (``benchmarks/bench_fit_scale.py``); :func:`laplacian_dense_max` overrides it (tests,
+  benchmarks). The inner solves are inexact only by ``CG_RTOL``: :func:`newton` certifies by the
+  exactly evaluated gradient, so the certificate does not depend on the path.
 * :func:`converged`: max-abs gradient ≤ ``1e-6·max(1, N)`` for an objective summed over ``N``
   samples (L-BFGS-B's own flag also reports line-search stalls at machine precision).
 * :func:`finite_pick`: the lowest index among members within a relative ``1e-12`` of the best

@@ -55,7 +55,17 @@ Solvers and well-posedness rules
   unchanged. On ``1⊥`` it equals ``β²(L_w + λI)``, whose untouched coordinates decouple:
   the Newton step solves ``(L_w + λI)`` on the touched block and divides by ``λβ²`` elsewhere.
   IPO: ``−∇²_z = 2s² L_c + λC`` (``s`` the length scale, weights the counts) — the objective is
-  quadratic in ``z`` and one Newton step is exact. Other classes keep L-BFGS.
+  quadratic in ``z`` and one Newton step is exact. Other classes keep L-BFGS. The systems
+  ``(L_w + λI) u = g`` are solved by :class:`genver._solve.LaplacianRidge`: the Laplacian is
+  block diagonal over the connected components of the pair graph (a refinement of the
+  prompts); prompts and components of at most ``DENSE_MAX`` (a few hundred, the measured
+  crossover) touched completions are dense Cholesky/LU solves, larger components
+  Jacobi-preconditioned conjugate gradients on a sparse (CSR) matrix to a relative residual of
+  1e-13 — Newton stays exact because its stopping rule reads the exactly evaluated gradient,
+  never the step. Untouched completions get no matrix row (their Newton component is the
+  closed form ``g/λ`` for DPO and IPO, and they are not variables of the reward MLE), and each
+  objective/gradient evaluation is ``O(pairs + P·T)``: a fit needs ``O(P·T + distinct pairs)``
+  memory (``benchmarks/bench_fit_scale.py``: ``T = 2^20`` with ``10^7`` pairs).
 * Linear rewards / log-linear policies: ridge on the reward-scale parameters, ``(λ/2)‖w‖²``
   for ``r_w = w·φ`` and ``(λ/2)‖βθ‖²`` for ``π_θ`` (whose local reward is
   ``β θ·Σ_h ψ − normalisers``), so that isomorphic pairs — e.g. additive rewards on
