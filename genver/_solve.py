@@ -244,7 +244,10 @@ class LaplacianRidge:
       ``O(coordinates + distinct pairs)``; no ``(m × m)`` array is formed. Why not a sparse
       Cholesky: pair graphs drawn from a spread-out ``π_ref`` are expanders (random graphs),
       whose factors fill in completely, while conjugate gradients converge in a number of
-      iterations set by the spectrum of the Jacobi-scaled Laplacian, independent of its size.
+      iterations set by the spectrum of the Jacobi-scaled Laplacian, which for random pair
+      graphs of a given mean degree does not grow with their size (measured: ~30 iterations
+      at 8 pairs per coordinate, ~100 at 1, from ``T = 2^12`` to ``2^20``). Algebraic multigrid
+      (``pyamg``) was 3–70× slower for one solve at ``T = 2^18``, its setup included.
 
     Conjugate gradients are inexact by ``CG_RTOL``: the Newton method that uses this solver
     (:func:`newton`) certifies its result by the exactly evaluated gradient, never by the
