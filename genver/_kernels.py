@@ -674,3 +674,48 @@ def soft_optimal_tables(ref_logp, z, scale, beta, out):
     C = max(1, 4096 // (z.shape[1] * z.shape[2]))  # members per chunk
     k = _soft_optimal_par if _parallel(z.size) else _soft_optimal_ser
     k(ref_logp, z, float(scale), float(beta), out, C)
+
+
+# -- pair counts of nested sample sizes (genver.preferences.NestedCounts) --------------------
+@njit(cache=True, nogil=True)
+def sorted_common_count(a, b):
+    """Number of values two sorted unique int64 arrays share (one linear walk)."""
+    i = j = c = 0
+    while i < a.size and j < b.size:
+        if a[i] < b[j]:
+            i += 1
+        elif a[i] > b[j]:
+            j += 1
+        else:
+            c += 1
+            i += 1
+            j += 1
+    return c
+
+
+@njit(cache=True, nogil=True)
+def merge_pair_counts(keys, cnt, new, new_cnt, T, keys_out, cnt_out, x_out, pos_out, neg_out):
+    """Merge the sorted unique keys ``keys`` (counts ``cnt``) with ``new`` (``new_cnt``) into
+    ``keys_out``/``cnt_out`` (sorted, unique, counts summed; sized by
+    :func:`sorted_common_count`) and decode each key ``(x·T + y⁺)·T + y⁻`` into ``x_out``,
+    ``pos_out``, ``neg_out``. Counts are float64 integers (exact below 2**53)."""
+    i = j = m = 0
+    while i < keys.size or j < new.size:
+        if j == new.size or (i < keys.size and keys[i] < new[j]):
+            k, c = keys[i], cnt[i]
+            i += 1
+        elif i == keys.size or new[j] < keys[i]:
+            k, c = new[j], float(new_cnt[j])
+            j += 1
+        else:
+            k, c = keys[i], cnt[i] + float(new_cnt[j])
+            i += 1
+            j += 1
+        keys_out[m] = k
+        cnt_out[m] = c
+        rest = k // T
+        neg_out[m] = k - rest * T
+        x = rest // T
+        x_out[m] = x
+        pos_out[m] = rest - x * T
+        m += 1

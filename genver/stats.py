@@ -48,6 +48,20 @@ Let ``v_{s}`` be the metric of seed ``s ∈ S`` (``k = |S|`` seeds) for one cell
     ``+inf`` (extended reals). So ``N_eps_hi = inf`` means more than ``α/2`` of the
     resamples never reach ε: the interval is open above. ``frac_reached`` is the fraction of
     replicates that reach ε.
+* **Per-seed N_ε**: each seed's own first crossing, the smallest grid ``n`` of *its* curve
+  with ``v_s(n) ≤ ε`` (same ``rule``), ``+inf`` when that seed never reaches ε
+  (:func:`n_epsilon_per_seed`). Aggregates over seeds, in the extended reals: the **median**
+  (``+inf`` when more than half the seeds — with an even count, the upper middle one — do not
+  reach ε; otherwise the average of the two middle values for an even count, so not always a
+  grid value) and the **IQM** (drop ``⌊k/4⌋`` values at each end, as :func:`iqm`; ``+inf``
+  when an unreached seed is among those kept, i.e. more than a quarter do not reach ε). The
+  N_ε of the mean curve can be dominated by a few seeds (a seed whose error stays high keeps
+  the mean above ε); the median and IQM of the per-seed N_ε are not. CIs: the same seed
+  bootstrap, replicate aggregates of the resampled per-seed values.
+  ``aggregate = "mean" | "median" | "iqm"`` (:func:`efficiency_ratio`, :func:`ratio_trend`,
+  a spec's ``[expect] aggregate``) says which N_ε a ratio uses: of the mean curve (default) or
+  an aggregate of the per-seed N_ε; an aggregate ``+inf`` makes that route "not reached" with
+  the usual censoring level ``max n``.
 * **Log-log slope**: ordinary least squares of ``log m(n)`` on ``log n`` over grid points with
   finite ``m(n) > 0`` (``slope = Σ(x−x̄)(y−ȳ)/Σ(x−x̄)²``); ``slope_se = sqrt(RSS/(p−2)/Σ(x−x̄)²)``
   with ``p`` points. ``p < 2`` gives NaN slope; ``p = 2`` gives NaN standard error. For an
@@ -73,9 +87,28 @@ Let ``v_{s}`` be the metric of seed ``s ∈ S`` (``k = |S|`` seeds) for one cell
   ``ratio_hi = inf`` mark an interval open on that side. ``frac_exact`` is the fraction of
   replicates where both routes reach ε. ``left_censored`` flags a setting where either route
   reaches ε at its smallest grid ``n`` (the exact ratio is then only known up to the grid).
+* **Trend verdicts with censoring** (:func:`ratio_trend`). Each setting's ratio is known only
+  as an interval: exact ``ρ`` → ``[ρ, ρ]``; lower bound ``L = N_max(off)/N_on`` → ``(L, ∞)``
+  (open: the censored route needs *more* than its ``N_max``); upper bound ``U = N_off/N_max(on)``
+  → ``(0, U)``; neither route reached (or no rows) → ``(0, ∞)``. Two settings ``K_i < K_j``
+  are compared with Gehan's rule for censored data: +1 when ``ρ_j`` is certainly above ``ρ_i``
+  (``lo_j > hi_i``, or equal with either end open), −1 when certainly below, 0 when the
+  intervals leave the order open — so ``128`` then ``≥ 128``, ``≥ 128`` scores (+1, +1, 0):
+  two lower bounds at the same or overlapping levels are a tie, not a contradiction, and "not
+  reached" is never ranked as a number. The statistic is the censoring-aware Kendall
+  ``τ = (Σ scores) / (number of pairs with K_i ≠ K_j)`` ∈ [−1, 1] (Kendall's τ_a with Gehan
+  scores). It rests on a **paired seed bootstrap**: each replicate draws the seed labels once
+  (with replacement, the union of the table's seeds) for *every* setting and both routes —
+  a seed is the same preference data for both routes, and settings share seeds (common
+  random numbers) — recomputes every N_ε (mean curve, or the median / IQM of per-seed N_ε),
+  the intervals and τ. "increasing in K" passes iff ``τ > 0`` and the ``1 − α`` percentile CI
+  of τ lies above 0 (``tau_lo > 0``); "decreasing" mirrors it. Fewer than 2 seeds or 2 knob
+  values: no CI, FAIL (the trend is not established). A single point estimate with bounds as
+  values (the point Spearman ρ) is reported beside it, but no longer decides.
 * **Verdict** (:func:`gap_verdict`): a ratio table against a one-line expectation.
-  "increasing in K" / "decreasing in K": Spearman ρ(K, ratio) > 0 / < 0 over the settings
-  (bound values used as they are). "equals C": every setting's CI contains C. "≥ C": no setting
+  "increasing in K" / "decreasing in K": the trend rule above when a :func:`ratio_trend` is
+  passed (``genver report`` does); on a bare ratio table the point Spearman ρ(K, ratio) > 0 /
+  < 0 over the settings (bound values used as they are). "equals C": every setting's CI contains C. "≥ C": no setting
   is significantly below C (``ratio_hi ≥ C``); "> C": every setting is significantly above C
   (``ratio_lo > C``); "≤ C" and "< C" mirror them. "undefined" rows are left out and counted.
 """
@@ -102,11 +135,15 @@ __all__ = [
     "stratified_bootstrap_ci",
     "aggregate",
     "n_epsilon",
+    "n_epsilon_per_seed",
     "loglog_slope",
     "efficiency_ratio",
+    "RatioTrend",
+    "ratio_trend",
     "Verdict",
     "gap_verdict",
     "SETTING_COLUMNS",
+    "AGGREGATES",
 ]
 
 #: Columns of the ``settings`` table that :func:`efficiency_ratio` carries over when present.
@@ -353,6 +390,56 @@ def _first_reached(means: np.ndarray, eps: float, rule: str) -> np.ndarray:
     return np.where(any_ok, first, -1)
 
 
+AGGREGATES = ("mean", "median", "iqm")
+
+
+def _check_aggregate(aggregate: str) -> str:
+    if aggregate not in AGGREGATES:
+        raise ValueError(f"aggregate must be one of {list(AGGREGATES)}, got {aggregate!r}")
+    return aggregate
+
+
+def _per_seed_neps(mat: np.ndarray, grid: np.ndarray, eps: float, rule: str) -> np.ndarray:
+    """Each seed's own N_ε (first grid ``n`` of its own row meeting ε; ``+inf`` when its row never
+    does; NaN for a seed with no values). A missing cell never meets ε."""
+    if grid.size == 0:
+        return np.full(mat.shape[0], np.nan)
+    j = _first_reached(mat, eps, rule)
+    out = np.where(j >= 0, grid[np.maximum(j, 0)], np.inf)
+    out[np.isnan(mat).all(axis=1)] = np.nan
+    return out
+
+
+def _aggregate_neps(v: np.ndarray, how: str) -> np.ndarray:
+    """Median or IQM over the last axis of per-seed N_ε in the extended reals (``+inf`` = not
+    reached), NaN (no values) left out: the median is ``+inf`` when more than half the seeds do
+    not reach ε (with an even count, when the upper middle one does not); the IQM drops
+    ``⌊m/4⌋`` of the ``m`` values at each end (as :func:`iqm`) and is ``+inf`` when an unreached
+    seed is among those kept. All NaN → NaN."""
+    v = np.sort(np.asarray(v, dtype=np.float64), axis=-1)  # NaN sorts last, +inf just before
+    m = (~np.isnan(v)).sum(axis=-1)
+    k = v.shape[-1]
+    if k and (m == k).all():  # no NaN: all rows at once
+        if how == "median":
+            a, b = v[..., (k - 1) // 2], v[..., k // 2]
+            with np.errstate(invalid="ignore"):
+                return np.where(np.isinf(b), b, 0.5 * (a + b))
+        return v[..., k // 4:k - k // 4].mean(axis=-1)
+    g = m // 4 if how == "iqm" else None
+    out = np.full(v.shape[:-1], np.nan)
+    for i in np.ndindex(*v.shape[:-1]):
+        mi = int(m[i])
+        if mi == 0:
+            continue
+        row = v[i][:mi]
+        if how == "median":
+            a, b = row[(mi - 1) // 2], row[mi // 2]
+            out[i] = b if np.isinf(b) else 0.5 * (a + b)
+        else:
+            out[i] = row[int(g[i]):mi - int(g[i])].mean()
+    return out
+
+
 def _check_rule(rule: str) -> str:
     if rule not in ("first", "sustained"):
         raise ValueError(f"rule must be 'first' or 'sustained', got {rule!r}")
@@ -425,11 +512,22 @@ def aggregate(
 _NEPS_STATS = [
     "eps", "metric", "rule", "N_eps", "reached", "censored_at", "n_min", "left_censored",
     "N_eps_lo", "N_eps_hi", "frac_reached", "n_seeds",
+    "N_eps_median", "N_eps_median_lo", "N_eps_median_hi", "N_eps_iqm", "N_eps_iqm_lo", "N_eps_iqm_hi",
+    "frac_seeds_reached",
 ]
 
 
-def _neps_point_and_boot(mat, grid, eps, rule, idx):
-    """Point N_ε (NaN if not reached) and replicate N_ε (inf if not reached)."""
+def _neps_point_and_boot(mat, grid, eps, rule, idx, aggregate="mean"):
+    """Point N_ε (NaN if not reached) and replicate N_ε (inf if not reached): of the mean curve
+    (``aggregate="mean"``), or the median / IQM of the seeds' own N_ε."""
+    if aggregate != "mean":
+        v = _per_seed_neps(mat, grid, eps, rule)
+        point = float(_aggregate_neps(v, aggregate))
+        point = float("nan") if np.isinf(point) else point
+        if idx is None or grid.size == 0:
+            return point, None
+        boot = _aggregate_neps(v[idx], aggregate)
+        return point, np.where(np.isnan(boot), np.inf, boot)
     j = int(_first_reached(_nanmean_rows(mat), eps, rule)) if grid.size else -1
     point = float(grid[j]) if j >= 0 else float("nan")
     if idx is None or grid.size == 0:
@@ -450,12 +548,16 @@ def n_epsilon(
     rule: str = "first",
 ) -> pd.DataFrame:
     """N_ε per (setting, estimator, route) and ε: the smallest grid ``n`` whose mean (over
-    seeds) ``metric`` is ``≤ eps`` (see the module docstring for ``rule``, censoring and CIs).
+    seeds) ``metric`` is ``≤ eps`` (see the module docstring for ``rule``, censoring and CIs),
+    and beside it the median and IQM of the seeds' own N_ε (:func:`n_epsilon_per_seed`).
 
     ``eps`` may be a scalar or a sequence (one row per ε). Columns: ``[experiment,]
     setting_id, *knobs, estimator, route, eps, metric, rule, N_eps, reached, censored_at,
-    n_min, left_censored, N_eps_lo, N_eps_hi, frac_reached, n_seeds``. The resamples of a
-    group are shared by all ε.
+    n_min, left_censored, N_eps_lo, N_eps_hi, frac_reached, n_seeds, N_eps_median,
+    N_eps_median_lo, N_eps_median_hi, N_eps_iqm, N_eps_iqm_lo, N_eps_iqm_hi,
+    frac_seeds_reached``. The per-seed aggregates are extended reals (``+inf``: not reached,
+    see the module docstring); ``frac_seeds_reached`` is the fraction of seeds whose own curve
+    reaches ε. The resamples of a group are shared by all ε and all three aggregates.
     """
     knobs = _as_knobs(knobs)
     n_boot = _check_n_boot(n_boot)
@@ -488,10 +590,50 @@ def n_epsilon(
                     row["frac_reached"] = float(np.isfinite(boot).mean())
                 else:
                     row["N_eps_lo"] = row["N_eps_hi"] = row["frac_reached"] = float("nan")
+                v = _per_seed_neps(mat, grid, e, rule)
+                row["frac_seeds_reached"] = float(np.isfinite(v).sum() / max(1, (~np.isnan(v)).sum()))
+                for how in ("median", "iqm"):
+                    row[f"N_eps_{how}"] = float(_aggregate_neps(v, how))
+                    lo_hi = _percentile_ci(_aggregate_neps(v[idx], how), alpha) if idx is not None else (np.nan,) * 2
+                    row[f"N_eps_{how}_lo"], row[f"N_eps_{how}_hi"] = lo_hi
                 rows.append(row)
     out = pd.DataFrame(rows, columns=cols)
     out["reached"] = out["reached"].astype(bool)
     out["left_censored"] = out["left_censored"].astype(bool)
+    return out
+
+
+def n_epsilon_per_seed(
+    df: pd.DataFrame,
+    eps,
+    metric: str = "suboptimality",
+    knobs: Sequence[str] = (),
+    rule: str = "first",
+) -> pd.DataFrame:
+    """Each seed's own N_ε per (setting, estimator, route) and ε: the first grid ``n`` of that
+    seed's curve with ``metric ≤ eps`` (``rule="sustained"``: from which it stays ``≤ eps``).
+
+    Columns: ``[experiment,] setting_id, *knobs, estimator, route, seed, eps, metric, rule,
+    N_eps`` (``+inf`` when the seed never reaches ε: right-censored at ``censored_at``),
+    ``reached``, ``censored_at`` (the largest ``n`` of the setting's grid).
+    """
+    knobs = _as_knobs(knobs)
+    rule = _check_rule(rule)
+    eps_values = _eps_list(eps)
+    d = _prepare(df, metric, knobs)
+    keys = _id_cols(d, knobs) + ["estimator", "route"]
+    cols = keys + ["seed", "eps", "metric", "rule", "N_eps", "reached", "censored_at"]
+    rows = []
+    with _quiet():
+        for key, g in d.groupby(keys, dropna=False, sort=True):
+            mat, grid, seeds = _seed_matrix(g)
+            for e in eps_values:
+                for s, v in zip(seeds, _per_seed_neps(mat, grid, e, rule)):
+                    rows.append({**dict(zip(keys, _key_tuple(key))), "seed": _py(s), "eps": e, "metric": metric,
+                                 "rule": rule, "N_eps": float(v), "reached": bool(np.isfinite(v)),
+                                 "censored_at": float(grid.max())})
+    out = pd.DataFrame(rows, columns=cols)
+    out["reached"] = out["reached"].astype(bool)
     return out
 
 
@@ -547,7 +689,7 @@ _RATIO_STATS = [
     "eps", "metric", "offline", "online",
     "N_offline", "N_online", "offline_reached", "online_reached",
     "offline_censored_at", "online_censored_at",
-    "ratio", "ratio_kind", "ratio_lo", "ratio_hi", "frac_exact", "left_censored", "n_seeds",
+    "ratio", "ratio_kind", "ratio_lo", "ratio_hi", "frac_exact", "left_censored", "n_seeds", "aggregate",
 ]
 
 
@@ -570,9 +712,12 @@ def efficiency_ratio(
     rule: str = "first",
     by: str = "estimator",
     settings: pd.DataFrame | None = None,
+    aggregate: str = "mean",
 ) -> pd.DataFrame:
     """Per setting (and ε): ``ratio = N_ε(offline) / N_ε(online)`` with ``ratio_kind`` and a
-    paired seed-bootstrap CI (see the module docstring for every convention).
+    paired seed-bootstrap CI (see the module docstring for every convention). ``aggregate``:
+    which N_ε — of the mean curve (``"mean"``, the default) or the ``"median"`` / ``"iqm"`` of
+    the seeds' own N_ε (a route is then "not reached" when that aggregate is ``+inf``).
 
     ``offline``/``online`` are labels matched in column ``by`` (``"estimator"``, or ``"route"``
     when each route has one estimator per setting; otherwise ``ValueError``). ``settings``
@@ -587,6 +732,7 @@ def efficiency_ratio(
     n_boot = _check_n_boot(n_boot)
     alpha = _check_alpha(alpha)
     rule = _check_rule(rule)
+    aggregate = _check_aggregate(aggregate)
     if by not in ("estimator", "route"):
         raise ValueError(f"by must be 'estimator' or 'route', got {by!r}")
     eps_values = _eps_list(eps)
@@ -622,14 +768,15 @@ def efficiency_ratio(
             extras = {c: g[c].iloc[0] for c in extra}
             for e in eps_values:
                 row = dict(zip(id_cols, _key_tuple(key)))
-                row.update(eps=e, metric=metric, offline=offline, online=online, n_seeds=k, **extras)
+                row.update(eps=e, metric=metric, offline=offline, online=online, n_seeds=k, aggregate=aggregate,
+                           **extras)
                 res = {}
                 for lab in (offline, online):
                     if parts[lab] is None:
                         res[lab] = (float("nan"), None, float("nan"), float("nan"))
                         continue
                     mat, grid = parts[lab]
-                    point, boot = _neps_point_and_boot(mat, grid, e, rule, idx)
+                    point, boot = _neps_point_and_boot(mat, grid, e, rule, idx, aggregate)
                     res[lab] = (point, boot, float(grid.max()), float(grid.min()))
                 (n_off, b_off, max_off, min_off), (n_on, b_on, max_on, min_on) = res[offline], res[online]
                 r_off, r_on = not np.isnan(n_off), not np.isnan(n_on)
@@ -666,6 +813,131 @@ def efficiency_ratio(
     return out
 
 
+# --------------------------------------------------------------------------- trends
+class RatioTrend(NamedTuple):
+    """Outcome of :func:`ratio_trend`: the censoring-aware Kendall τ of the ratio against a knob
+    on all seeds (``tau``) and its paired seed-bootstrap percentile CI."""
+
+    knob: str
+    tau: float
+    tau_lo: float
+    tau_hi: float
+    n_settings: int
+    n_boot: int
+    aggregate: str
+    censored: tuple  # ((knob value, "offline" | "online" | "both"), ...) on all seeds
+    alpha: float = 0.05
+    pairs: tuple = (0, 0, 0)  # on all seeds: pairs of settings certainly up, certainly down, left open
+
+
+def _ratio_intervals(n_off, n_on, max_off, max_on):
+    """The interval each ratio is known to lie in (module docstring, *Trend verdicts*):
+    ``(lo, hi, lo_open, hi_open)`` arrays; N_ε ``+inf`` = not reached, NaN = no rows."""
+    n_off, n_on = np.asarray(n_off, float), np.asarray(n_on, float)
+    r_off, r_on = np.isfinite(n_off), np.isfinite(n_on)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        exact = n_off / n_on
+        lower = max_off / n_on
+        upper = n_off / max_on
+    lo = np.where(r_off & r_on, exact, np.where(r_on, lower, 0.0))
+    hi = np.where(r_off & r_on, exact, np.where(r_off, upper, np.inf))
+    lo_open = ~r_off & r_on
+    hi_open = r_off & ~r_on
+    none = np.isnan(n_off) | np.isnan(n_on)
+    lo, hi = np.where(none, 0.0, lo), np.where(none, np.inf, hi)
+    return lo, hi, lo_open & ~none, hi_open & ~none
+
+
+def _censored_kendall(x: np.ndarray, iv, counts: bool = False) -> np.ndarray:
+    """Kendall's τ_a of knob values ``x`` (m,) against interval-valued ratios ``iv`` (each of
+    shape (..., m)) with Gehan's scoring: a pair of settings ``x_i < x_j`` scores +1 when the
+    ratio at ``x_j`` is certainly above the one at ``x_i``, −1 when certainly below, 0 when the
+    intervals leave the order open (ties included); τ = mean score over pairs with ``x_i ≠ x_j``."""
+    lo, hi, lo_open, hi_open = iv
+    i, j = np.triu_indices(x.size, 1)
+    keep = x[i] != x[j]
+    i, j = i[keep], j[keep]
+    swap = x[i] > x[j]
+    i, j = np.where(swap, j, i), np.where(swap, i, j)  # x[i] < x[j]
+
+    def above(a, b):  # ratio a certainly above ratio b
+        return (lo[..., a] > hi[..., b]) | ((lo[..., a] == hi[..., b]) & (lo_open[..., a] | hi_open[..., b]))
+
+    score = above(j, i).astype(float) - above(i, j).astype(float)
+    if counts:  # (certainly up, certainly down, left open) over the pairs
+        return np.array([(score > 0).sum(), (score < 0).sum(), (score == 0).sum()])
+    return score.mean(axis=-1) if i.size else np.full(lo.shape[:-1], np.nan)
+
+
+def ratio_trend(
+    df: pd.DataFrame,
+    eps: float,
+    knob: str,
+    offline: str = "offline",
+    online: str = "online",
+    knobs: Sequence[str] = (),
+    n_boot: int = 2000,
+    random_state=0,
+    metric: str = "suboptimality",
+    alpha: float = 0.05,
+    rule: str = "first",
+    by: str = "estimator",
+    aggregate: str = "mean",
+) -> RatioTrend:
+    """The trend of ``N_ε(offline)/N_ε(online)`` in ``knob`` with censoring (module docstring,
+    *Trend verdicts*): the censoring-aware Kendall τ on all seeds and its percentile CI over
+    ``n_boot`` paired seed resamples (one draw of seed labels per replicate, shared by every
+    setting and both routes). ``knobs``: further columns naming the settings (kept as ids)."""
+    n_boot = _check_n_boot(n_boot)
+    alpha = _check_alpha(alpha)
+    rule = _check_rule(rule)
+    aggregate = _check_aggregate(aggregate)
+    knobs = [knob] + [k for k in _as_knobs(knobs) if k != knob]
+    d = _prepare(df, metric, knobs)
+    d = d[d[by].isin([offline, online])]
+    seeds = pd.Index(sorted(pd.unique(d["seed"])))
+    k = seeds.size
+    rng = as_generator(random_state)
+    idx = rng.integers(0, k, size=(n_boot, k)) if k >= 2 else None
+    xs, point, boot, censored = [], [], [], []
+    with _quiet():
+        for sid, g in d.groupby("setting_id", sort=True):
+            xv = pd.to_numeric(g[knob], errors="coerce").iloc[0]
+            if pd.isna(xv):
+                continue
+            res = []
+            for lab in (offline, online):
+                gg = g[g[by] == lab]
+                if gg.empty:
+                    res.append((np.nan, np.full(n_boot, np.nan) if idx is not None else None, np.nan))
+                    continue
+                mat, grid, _ = _seed_matrix(gg, seeds=seeds)
+                p, b = _neps_point_and_boot(mat, grid, eps, rule, idx, aggregate)
+                res.append((np.inf if np.isnan(p) else p, b, float(grid.max())))
+            (p_off, b_off, m_off), (p_on, b_on, m_on) = res
+            xs.append(float(xv))
+            point.append((p_off, p_on, m_off, m_on))
+            boot.append((b_off, b_on))
+            miss = [lab for lab, p in (("offline", p_off), ("online", p_on)) if np.isinf(p)]
+            if miss:
+                censored.append((_py(xv), "both" if len(miss) == 2 else miss[0]))
+    x = np.asarray(xs)
+    nan = float("nan")
+    if x.size < 2 or np.unique(x).size < 2:
+        return RatioTrend(knob, nan, nan, nan, int(x.size), n_boot, aggregate, tuple(censored), alpha)
+    P = np.asarray(point, float).T  # (4, m)
+    iv = _ratio_intervals(*P)
+    tau = float(_censored_kendall(x, iv))
+    pairs = tuple(int(v) for v in _censored_kendall(x, iv, counts=True))
+    lo = hi = nan
+    if idx is not None:
+        B_off = np.stack([b[0] for b in boot], axis=-1)  # (n_boot, m)
+        B_on = np.stack([b[1] for b in boot], axis=-1)
+        taus = _censored_kendall(x, _ratio_intervals(B_off, B_on, P[2], P[3]))
+        lo, hi = _percentile_ci(taus, alpha)
+    return RatioTrend(knob, tau, lo, hi, int(x.size), n_boot, aggregate, tuple(sorted(censored)), alpha, pairs)
+
+
 # --------------------------------------------------------------------------- verdicts
 @dataclass(frozen=True)
 class Verdict:
@@ -683,15 +955,20 @@ _CMP = re.compile(r"^\s*(≥|>=|≤|<=|>|<|=|==|equals)\s*([-+0-9.eE]+)\s*$")
 _TREND = re.compile(r"^\s*(increasing|decreasing)\s+in\s+(\S+)\s*$")
 
 
-def gap_verdict(ratio_df: pd.DataFrame, expect: str, value_col: str = "ratio") -> Verdict:
+def gap_verdict(ratio_df: pd.DataFrame, expect: str, value_col: str = "ratio", *,
+                trend: RatioTrend | None = None) -> Verdict:
     """Check a ratio table (from :func:`efficiency_ratio`) against a one-line expectation.
 
     Rows with ``ratio_kind == "undefined"`` (or a NaN ratio) are left out and counted in the
     message; with no usable row the verdict fails. Expectations:
 
-    * ``"increasing in KNOB"`` / ``"decreasing in KNOB"``: Spearman rank correlation between
-      ``KNOB`` and ``ratio`` (bound values included as they are) is ``> 0`` / ``< 0``; needs at
-      least 2 distinct knob values, else fails.
+    * ``"increasing in KNOB"`` / ``"decreasing in KNOB"`` with ``trend`` (a :func:`ratio_trend`
+      of the same table's results, as ``genver report`` passes): the censoring-aware Kendall τ
+      is positive / negative and its bootstrap CI excludes 0 (``tau_lo > 0`` / ``tau_hi < 0``;
+      module docstring, *Trend verdicts*). Without ``trend`` (a bare ratio table): the point
+      Spearman rank correlation between ``KNOB`` and ``ratio`` (bound values included as they
+      are) is ``> 0`` / ``< 0`` — a descriptive check with no uncertainty; needs at least 2
+      distinct knob values, else fails.
     * ``"equals C"`` (also ``"= C"``, ``"== C"``): every row is consistent with ``C``: its CI
       ``[ratio_lo, ratio_hi]`` contains ``C``, or, where the CI is NaN, the exact ratio equals
       ``C`` (1e-9) / a lower bound ≤ ``C`` / an upper bound ≥ ``C``.
@@ -729,6 +1006,8 @@ def gap_verdict(ratio_df: pd.DataFrame, expect: str, value_col: str = "ratio") -
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             rho = float(_sps.spearmanr(x[ok], y[ok]).statistic)
+        if trend is not None:
+            return _trend_verdict(expect, direction, trend, rho)
         if np.isnan(rho):
             return Verdict(False, f"'{expect}': Spearman ρ undefined (constant ratio){note}", rho)
         passed = rho > 0 if direction == "increasing" else rho < 0
@@ -768,3 +1047,42 @@ def gap_verdict(ratio_df: pd.DataFrame, expect: str, value_col: str = "ratio") -
     if bad:
         msg += f"; failing: {', '.join(bad[:5])}{' …' if len(bad) > 5 else ''}"
     return Verdict(passed, msg, frac)
+
+
+def censored_text(censored, knob: str) -> str:
+    """``"H=5 (offline), H=6 (both)"``: the settings whose route(s) do not reach ε by the largest
+    ``n`` (:attr:`RatioTrend.censored`, or :func:`censored_settings`)."""
+    return ", ".join(f"{knob}={v} ({what})" for v, what in censored)
+
+
+def censored_settings(ratio_df: pd.DataFrame, knob: str) -> tuple:
+    """``((knob value, "offline" | "online" | "both"), ...)``: the rows of a ratio table whose
+    route(s) do not reach ε by the largest ``n`` (sorted by the knob)."""
+    if ratio_df is None or ratio_df.empty or knob not in ratio_df.columns:
+        return ()
+    out = []
+    for _, r in ratio_df.iterrows():
+        miss = [lab for lab, ok in (("offline", r["offline_reached"]), ("online", r["online_reached"])) if not ok]
+        if miss:
+            out.append((_py(r[knob]), "both" if len(miss) == 2 else miss[0]))
+    return tuple(sorted(out, key=lambda t: (str(type(t[0])), t[0])))
+
+
+def _trend_verdict(expect: str, direction: str, t: RatioTrend, rho_point: float) -> Verdict:
+    level = f"{100 * (1 - t.alpha):g}%"
+    if np.isnan(t.tau_lo):
+        passed, why = False, "no bootstrap (fewer than 2 seeds or 2 knob values): the trend is not established"
+    elif direction == "increasing":
+        passed = bool(t.tau > 0 and t.tau_lo > 0)
+        why = "CI above 0" if passed else "CI does not exclude 0" if t.tau > 0 or t.tau_hi > 0 else "not increasing"
+    else:
+        passed = bool(t.tau < 0 and t.tau_hi < 0)
+        why = "CI below 0" if passed else "CI does not exclude 0" if t.tau < 0 or t.tau_lo < 0 else "not decreasing"
+    msg = (f"'{expect}': censoring-aware Kendall τ({t.knob}, ratio) = {t.tau:+.3f}, {level} paired seed-bootstrap "
+           f"CI [{t.tau_lo:+.3f}, {t.tau_hi:+.3f}] over {t.n_settings} settings (N_ε of the {t.aggregate}"
+           f"{' curve' if t.aggregate == 'mean' else ' of the seeds'}) → {'pass' if passed else 'fail'}: {why}; "
+           f"pairs of settings up / down / left open by censoring or ties: {t.pairs[0]} / {t.pairs[1]} / {t.pairs[2]}; "
+           f"point Spearman ρ with bounds as values {rho_point:+.3f}")
+    if t.censored:
+        msg += f"; censored: {censored_text(t.censored, t.knob)}"
+    return Verdict(passed, msg, t.tau)

@@ -97,7 +97,7 @@ from .._validation import check_beta, check_prompt_weights
 from ..classes import (FinitePolicyClass, FiniteRewardClass, LinearRewardClass, LogLinearPolicyClass,
                        SoftOptimalPolicyClass, TabularPolicyClass, TabularRewardClass)
 from ..policy import Policy, logsumexp_rows
-from ..preferences import PairCounts, Preferences
+from ..preferences import PairCounts, Preferences, _pair_keys
 from .._solve import NEWTON_RTOL, LaplacianRidge, check_l2, converged, finite_pick, lbfgs, newton
 from .base import FitResult
 
@@ -546,16 +546,26 @@ def _stream(data: Preferences, sizes):
 
 def _segments(data: Preferences, sizes: np.ndarray):
     n = int(sizes[-1])
+    T = data.space.T
+    if _pair_keys(data, 0, 0) is None:
+        raise ValueError(f"nested sizes: P·T² = {data.space.P * T * T} ordered pairs overflow the int64 keys")
+    tok = _stream_token(data)  # a read-only stream is recognised by its token, without copies
     x_, yp, yn = data.x[:n], data.y_pos[:n], data.y_neg[:n]
     hit = _STREAM_MEMO[0]
-    if (hit is not None and hit[0] == sizes.tobytes() and np.array_equal(hit[1], x_) and np.array_equal(hit[2], yp)
-            and np.array_equal(hit[3], yn)):
-        return hit[4]  # the same stream for another estimator of the unit
-    T = data.space.T
-    key = (x_ * T + yp) * T + yn
-    uniq, inv = np.unique(key, return_inverse=True)
-    inv = inv.ravel()
-    M = uniq.size
+    if hit is not None and hit[0] == sizes.tobytes() and (
+            hit[1] == tok if tok is not None else
+            hit[1] is None and np.array_equal(hit[2], x_) and np.array_equal(hit[3], yp) and np.array_equal(hit[4], yn)):
+        return hit[5]  # the same stream for another estimator of the unit
+    # per segment between consecutive sizes (pair i is in segment s when sizes[s−1] ≤ i < sizes[s]):
+    # its unique ordered keys (sorted) and counts, one sort per segment; the stream's unique keys
+    # are their union (no sort of the whole stream, no inverse index of length n)
+    bounds = np.concatenate([[0], sizes])
+    seg_keys, seg_cnt = [], []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        k, c = np.unique(_pair_keys(data, int(lo), int(hi)), return_counts=True)
+        seg_keys.append(k)
+        seg_cnt.append(c)
+    uniq = np.unique(np.concatenate(seg_keys))
     x, a, b = uniq // (T * T), (uniq // T) % T, uniq % T
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     upair, uinv = np.unique((x * T + lo) * T + hi, return_inverse=True)
@@ -563,14 +573,12 @@ def _segments(data: Preferences, sizes: np.ndarray):
     entry = uinv.ravel() + np.where(a <= b, 0, U)  # ordered unique pair -> entry in [0, 2U)
     pos = (upair // T).astype(np.int64)  # x·T + a
     neg = ((upair // (T * T)) * T + upair % T).astype(np.int64)  # x·T + b
-    # per segment between consecutive sizes (pair i is in segment s when sizes[s−1] ≤ i < sizes[s]):
-    # its unique ordered pairs, in the order of their keys, and their counts — one sort for all
-    seg = np.searchsorted(sizes, np.arange(n), side="right")
-    sk, cnt = np.unique(seg * M + inv, return_counts=True)
-    ptr = np.concatenate([[0], np.cumsum(np.bincount(sk // M, minlength=sizes.size))]).astype(np.int64)
-    segments = (entry[sk % M].astype(np.int64), cnt.astype(np.float64), ptr)
+    ptr = np.concatenate([[0], np.cumsum([k.size for k in seg_keys])]).astype(np.int64)
+    segments = (entry[np.searchsorted(uniq, np.concatenate(seg_keys))].astype(np.int64),
+                np.concatenate(seg_cnt).astype(np.float64), ptr)
     out = (pos, neg, segments, sizes)
-    _STREAM_MEMO[0] = (sizes.tobytes(), x_.copy(), yp.copy(), yn.copy(), out)
+    arrays = (None, None, None) if tok is not None else (x_.copy(), yp.copy(), yn.copy())
+    _STREAM_MEMO[0] = (sizes.tobytes(), tok, *arrays, out)
     return out
 
 

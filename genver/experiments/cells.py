@@ -101,7 +101,7 @@ from ..estimators.gradient import dpo_gd
 from ..estimators.imitation import Demonstrations
 from ..estimators.online import dpo_2x, online_dpo, policy_gradient
 from ..neural.schema import NEURAL_ROUTES, NEURAL_SCHEMAS
-from ..preferences import PairCounts, sample_preferences
+from ..preferences import NestedCounts, PairCounts, sample_preferences
 from ..softrl import soft_optimal
 from .generators import GENERATORS, Instance
 from .._memo import BoundedMemo
@@ -374,7 +374,9 @@ _POLICY_VALUES = BoundedMemo("policy_metrics", 16 * 2**20)
 
 
 def _data(spec, inst: Instance, seed: int):
-    """``n -> PairCounts`` for the unit (nested heads of one stream, or population counts)."""
+    """``n -> PairCounts`` for the unit (nested heads of one stream, counted incrementally by
+    :class:`genver.preferences.NestedCounts`, or population counts); the stream is
+    ``data_of.stream``."""
     if getattr(spec, "population", False):
         return lambda n: population_counts(inst.reward_true, inst.sampler, n, inst.data_weights,
                                            temperature=spec.temperature, deterministic=spec.deterministic)
@@ -390,7 +392,12 @@ def _data(spec, inst: Instance, seed: int):
         for a in (data.x, data.y_pos, data.y_neg):
             a.setflags(write=False)  # shared by the units of this seed
         _STREAMS.put(key, data, data.x.nbytes * 3)
-    data_of = lambda n: data.head(n).counts()  # noqa: E731
+    # the unit asks for its sizes in increasing order: each extends the last counts (one sort of
+    # the new segment, one merge); the stream is let go once its last pair is counted
+    nested = NestedCounts(data, release=True)
+
+    def data_of(n):
+        return nested.at(n)
     data_of.stream = data
     return data_of
 
@@ -436,10 +443,10 @@ def unit_columns(spec, params: dict, sid: str, seed: int) -> dict:
     data_of = _data(spec, inst, seed)
     paths = {}
     if not population:
-        stream = data_of.stream
         for k, est in enumerate(spec.estimators):
             if est["name"] in PATHS:
-                paths[k] = PATHS[est["name"]](inst, stream, spec.sizes, est["options"])
+                paths[k] = PATHS[est["name"]](inst, data_of.stream, spec.sizes, est["options"])
+        del data_of.stream  # from here on only the counts need it (and let it go at the end)
     # one list per varying column; the unit's constant columns are filled in at the end
     knobs = {k: params[k] for k in spec.knobs}
     cols = {c: [] for c in ("n", "estimator", "route", "metric", "value", "converged", "wall_time")}

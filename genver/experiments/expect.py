@@ -27,9 +27,15 @@ at β = 0.01, are flat to about 1e-6).
 
 A *trend* statement ``[METRIC:] A - B increasing in KNOB`` (or ``decreasing``; qualifiers as
 above) takes, per setting, the seed-paired mean difference ``A − B`` averaged over the selected
-``n`` and passes when the Spearman rank correlation between ``KNOB`` and that difference is
-``> 0`` (``< 0``) over the settings — a check on point estimates, like
-:func:`genver.stats.gap_verdict`'s trends; the detail lists each setting's difference and CI.
+``n``, and the Spearman rank correlation ρ between ``KNOB`` and that difference over the
+settings. It rests on the bootstrap of ρ, not on the point: each of the 1000 replicates draws
+the seed labels once (with replacement) for every setting — settings share their seeds, so the
+replicates are paired across settings — and recomputes every setting's difference and ρ (a
+replicate with all differences equal has ρ = 0; ties get average ranks). "increasing" passes
+when ρ > 0 and its 95% percentile CI lies above 0 ("decreasing": below 0); with one seed there
+is no CI and the statement fails. The detail lists ρ, its CI and each setting's difference and
+CI (the same rule as :func:`genver.stats.ratio_trend` for the sample-efficiency ratio, where
+censoring also enters).
 
 ``frontier: A > B`` compares reward–KL frontiers traced by the knob ``beta``: within each group
 of the other knobs and ``n``, every β-point of ``A`` whose mean ``KL(π̂‖π_ref)`` lies inside
@@ -192,7 +198,7 @@ def _metric_groups(d: pd.DataFrame, metric: str, A: str, B: str, knobs):
         scale = float(np.nanmax(np.abs(np.concatenate([Am.mean(0), Bm.mean(0)]))))
         knob_text = ", ".join(f"{k}={g[k].iloc[0]}" for k in knobs if k in g.columns)
         out.append(((sid, knob_text), lambda idx, D=Am - Bm: D[idx].mean(axis=-2), Am.shape[0],
-                    [f"n={n}" for n in ns], scale, Am - Bm))
+                    [f"n={n}" for n in ns], scale, Am - Bm, a.index[ok].to_numpy()))
     return out
 
 
@@ -229,7 +235,7 @@ def _frontier_groups(d: pd.DataFrame, A: str, B: str, knobs):
         key = key if isinstance(key, tuple) else (key,)
         knob_text = ", ".join(f"{k}={v}" for k, v in zip(other + ["n"], key))
         scale = float(np.nanmax(np.abs(np.concatenate([arr[0].mean(0), arr[2].mean(0)]))))
-        out.append(((key, knob_text), stat, arr[0].shape[0], [f"beta={b}" for b in betas], scale, None))
+        out.append(((key, knob_text), stat, arr[0].shape[0], [f"beta={b}" for b in betas], scale, None, None))
     return out
 
 
@@ -239,7 +245,7 @@ def _judge_pair(st: Statement, A: str, op: str, B: str, df: pd.DataFrame, knobs)
     if not groups:
         return False, f"{A} {op} {B}: no common cells of {st.metric} to compare"
     ok_all, worst, summaries, n_cells, n_bad = True, None, [], 0, 0
-    for key, stat, k, cells, scale, _ in groups:
+    for key, stat, k, cells, scale, _, _ in groups:
         tol = 1e-5 * max(1.0, scale if np.isfinite(scale) else 1.0)
         rng = _rng(st.text + A + B, key)
         point = np.asarray(stat(np.arange(k)), float)
@@ -288,32 +294,61 @@ def _judge_pair(st: Statement, A: str, op: str, B: str, df: pd.DataFrame, knobs)
 
 
 def _judge_trend(st: Statement, df: pd.DataFrame, knobs) -> tuple[bool, str]:
-    from scipy import stats as sps
-
+    """Spearman ρ between the knob and each setting's seed-paired mean difference, on all seeds
+    and over ``N_BOOT`` paired seed resamples (one draw of seed labels per replicate, shared by
+    every setting: settings share their seeds); passes when ``ρ`` and its 95% percentile CI
+    are on the stated side of 0. A replicate whose differences are all equal has ρ = 0."""
     (A, direction, B), knob = st.pairs[0], st.trend_knob
     if knob not in knobs:
         raise KeyError(f"'{knob}' is not a knob of this experiment (knobs: {list(knobs)})")
     d = _filter(df, st, knobs)
-    xs, ys, parts = [], [], []
-    for key, stat, k, cells, scale, D in _metric_groups(d, st.metric, A, B, knobs):
-        per_seed = D.mean(axis=1)
-        y = float(per_seed.mean())
-        if k >= 2:
-            b = per_seed[_rng(st.text, key).integers(0, k, size=(N_BOOT, k))].mean(axis=1)
-            lo, hi = np.percentile(b, [2.5, 97.5])
-        else:
-            lo = hi = y
+    groups = _metric_groups(d, st.metric, A, B, knobs)
+    seeds = np.array(sorted({s for g in groups for s in g[6]}))
+    k = seeds.size
+    idx = _rng(st.text, "trend").integers(0, k, size=(N_BOOT, k)) if k >= 2 else None
+    xs, ys, yb, parts = [], [], [], []
+    for key, stat, kk, cells, scale, D, labels in groups:
+        per_seed = np.full(k, np.nan)
+        per_seed[np.searchsorted(seeds, labels)] = D.mean(axis=1)  # each seed's mean over the selected n
+        y = float(np.nanmean(per_seed))
         x = d.loc[d["setting_id"] == key[0], knob].iloc[0]
         xs.append(float(x))
         ys.append(y)
+        if idx is not None:
+            with np.errstate(all="ignore"), _warnings_off():
+                b = np.nanmean(per_seed[idx], axis=1)  # a replicate with none of this setting's seeds: NaN
+            yb.append(b)
+            lo, hi = np.nanpercentile(b, [2.5, 97.5])
+        else:
+            lo = hi = y
         parts.append((float(x), f"{knob}={x}: {y:+.4g} [{lo:+.4g}, {hi:+.4g}]"))
     if len(set(xs)) < 2:
         return False, f"{A} - {B} {direction} in {knob}: fewer than 2 distinct {knob} values"
-    with _warnings_off():
-        rho = float(sps.spearmanr(xs, ys).statistic)
-    ok = bool(rho > 0) if direction == "increasing" else bool(rho < 0)
+    x = np.asarray(xs)
+    rho = float(_spearman(x, np.asarray(ys)[None, :])[0])
     listing = "; ".join(t for _, t in sorted(parts))
-    return ok, f"{A} - {B} {direction} in {knob}: Spearman ρ = {rho:+.3f} over {len(xs)} settings ({listing})"
+    head = f"{A} - {B} {direction} in {knob}: Spearman ρ = {rho:+.3f}"
+    if idx is None:
+        return False, f"{head} over {len(xs)} settings, one seed: no bootstrap, the trend is not established ({listing})"
+    boot = _spearman(x, np.stack(yb, axis=1))
+    lo, hi = np.nanpercentile(boot, [2.5, 97.5])
+    ok = bool(rho > 0 and lo > 0) if direction == "increasing" else bool(rho < 0 and hi < 0)
+    return ok, f"{head}, 95% paired seed-bootstrap CI [{lo:+.3f}, {hi:+.3f}] over {len(xs)} settings ({listing})"
+
+
+def _spearman(x: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """Spearman ρ of ``x`` (m,) against each row of ``Y`` (R, m) (average ranks for ties); a
+    row with all values equal gives 0, a row with a NaN gives NaN."""
+    from scipy import stats as sps
+
+    rx = sps.rankdata(x)
+    ry = sps.rankdata(Y, axis=1)
+    rx, ry = rx - rx.mean(), ry - ry.mean(axis=1, keepdims=True)
+    den = np.sqrt((rx**2).sum() * (ry**2).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = np.where(den > 0, (ry * rx).sum(axis=1) / np.where(den > 0, den, 1.0), 0.0)
+    rho[np.isnan(Y).any(axis=1)] = np.nan
+    return rho
 
 
 def check_order(statements, df: pd.DataFrame, knobs) -> list[dict]:

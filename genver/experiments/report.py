@@ -52,24 +52,33 @@ def _routes(df):
     return "offline" in routes and "online" in routes
 
 
-def _ratio(man, df, settings):
+def _aggregate(man) -> str:
+    """Which N_ε the spec's ratio and verdict use (``[expect] aggregate``, default the mean curve)."""
+    return man.get("expect", {}).get("aggregate", "mean")
+
+
+def _ratio_pair(man, df) -> dict | None:
+    """``{offline, online, by}`` of the spec's main ratio, or None when the results have none."""
     exp = man.get("expect", {})
     if "offline" in exp or "online" in exp:  # labels named by the spec
         off, on = exp.get("offline", "offline"), exp.get("online", "online")
-        if {off, on} <= set(df["estimator"].unique()):
-            return stats.efficiency_ratio(df, _eps(man), offline=off, online=on, knobs=man["knobs"], n_boot=N_BOOT,
-                                          random_state=0, settings=settings)
-        return None
+        return {"offline": off, "online": on, "by": "estimator"} if {off, on} <= set(df["estimator"].unique()) else None
     if not _routes(df):
         return None
-    try:
-        return stats.efficiency_ratio(df, _eps(man), offline="offline", online="online", knobs=man["knobs"],
-                                      n_boot=N_BOOT, random_state=0, by="route", settings=settings)
-    except ValueError:  # several estimators per route: compare the labels "offline"/"online"
-        if {"offline", "online"} <= set(df["estimator"].unique()):
-            return stats.efficiency_ratio(df, _eps(man), knobs=man["knobs"], n_boot=N_BOOT, random_state=0,
-                                          settings=settings)
+    multi = df[df["route"].isin(["offline", "online"])].groupby(["setting_id", "route"])["estimator"].nunique()
+    if not (multi > 1).any():
+        return {"offline": "offline", "online": "online", "by": "route"}
+    # several estimators per route: compare the labels "offline"/"online"
+    return {"offline": "offline", "online": "online", "by": "estimator"} \
+        if {"offline", "online"} <= set(df["estimator"].unique()) else None
+
+
+def _ratio(man, df, settings):
+    pair = _ratio_pair(man, df)
+    if pair is None:
         return None
+    return stats.efficiency_ratio(df, _eps(man), knobs=man["knobs"], n_boot=N_BOOT, random_state=0, settings=settings,
+                                  aggregate=_aggregate(man), **pair)
 
 
 def _compared(man, df, settings) -> list:
@@ -79,7 +88,8 @@ def _compared(man, df, settings) -> list:
     for off, on in man.get("expect", {}).get("compare", []):
         if {off, on} <= set(df["estimator"].unique()):
             out.append((off, on, stats.efficiency_ratio(df, _eps(man), offline=off, online=on, knobs=man["knobs"],
-                                                        n_boot=N_BOOT, random_state=0, settings=settings)))
+                                                        n_boot=N_BOOT, random_state=0, settings=settings,
+                                                        aggregate=_aggregate(man))))
     return out
 
 
@@ -211,7 +221,7 @@ def verdicts(man, df, ratio) -> pd.DataFrame:
     exp = man.get("expect", {})
     rows = []
     if exp.get("ratio") or not exp.get("order"):
-        status, message = verdict(man, ratio)
+        status, message = verdict(man, ratio, df)
         rows.append({"experiment": man["experiment"], "expected": exp.get("ratio", ""), "verdict": status,
                      "detail": message})
     for r in check_order(exp.get("order", []), df, man["knobs"]):
@@ -220,15 +230,26 @@ def verdicts(man, df, ratio) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["experiment", "expected", "verdict", "detail"])
 
 
-def verdict(man, ratio) -> tuple[str, str]:
-    """(PASS | FAIL | NOT CHECKED, message) for the spec's ``[expect] ratio``."""
+def verdict(man, ratio, df=None) -> tuple[str, str]:
+    """(PASS | FAIL | NOT CHECKED, message) for the spec's ``[expect] ratio``; a trend
+    ("increasing in KNOB") is judged on the bootstrap of the censoring-aware trend
+    (:func:`genver.stats.ratio_trend`) when the results ``df`` are given."""
     expect = man.get("expect", {}).get("ratio")
     if not expect:
         return "NOT CHECKED", "the spec states no [expect] ratio"
     if ratio is None:
         return "NOT CHECKED", "no offline/online pair of routes to compare"
-    v = stats.gap_verdict(ratio, expect)
+    trend = None
+    m = _TREND.match(expect)
+    pair = _ratio_pair(man, df) if df is not None and m else None
+    if pair is not None and m.group(2) in df.columns:
+        trend = stats.ratio_trend(df, _eps(man), m.group(2), knobs=man["knobs"], n_boot=N_BOOT, random_state=0,
+                                  aggregate=_aggregate(man), **pair)
+    v = stats.gap_verdict(ratio, expect, trend=trend)
     return ("PASS" if v.passed else "FAIL"), v.message
+
+
+_TREND = stats._TREND
 
 
 def _md_table(df: pd.DataFrame, floatfmt="{:.4g}", sort=()) -> str:
@@ -279,6 +300,11 @@ def make_report(root) -> tuple[pathlib.Path, pd.DataFrame]:
         cols = [c for c in ["setting_id", *knobs, "N_offline", "N_online", "ratio", "ratio_lo", "ratio_hi",
                             "ratio_kind", "predicted_ratio"] if c in ratio.columns]
         lines += [f"## Sample-efficiency ratio N_ε(offline)/N_ε(online), ε = {eps}", "", _md_table(ratio[cols], sort=knobs), ""]
+        if knobs:  # which settings are only bounds (a route not reaching ε by the largest n)
+            cens = stats.censored_settings(ratio, knobs[0])
+            lines += [f"N_ε of the {_aggregate(man)}{' curve' if _aggregate(man) == 'mean' else ' of per-seed N_ε'}; "
+                      + (f"censored (not reaching ε by the largest n): {stats.censored_text(cens, knobs[0])}."
+                         if cens else "no setting is censored."), ""]
         for off, on in man.get("expect", {}).get("compare", []):
             r = both[both["pair"] == f"{off} / {on}"]
             if not len(r):

@@ -35,6 +35,8 @@ A spec has these tables (unknown keys anywhere are errors that name the key)::
     [expect]                           # machine-checkable expectations for the report
     ratio = "increasing in n_distractors"   # or "equals 1", ">= 1" (genver.stats.gap_verdict)
     epsilon = 0.01
+    aggregate = "mean"                 # N_ε of the mean curve (default), or "median" | "iqm" of
+                                       #   the seeds' own N_ε (genver.stats, per-seed N_ε)
     offline = "offline"                # labels compared by the ratio (default: the routes, or
     online = "online"                  #   the labels "offline"/"online")
     order = ["offline > online", "online_dpo_K100 >= online",
@@ -82,6 +84,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from ..stats import AGGREGATES
 from .generators import GENERATORS
 
 __all__ = ["Spec", "load_spec", "parse_spec", "setting_id", "SpecError", "METRICS"]
@@ -94,7 +97,8 @@ _TABLES = {"experiment", "instance", "grid", "data", "estimators", "metrics", "e
 _EXPERIMENT_KEYS = {"name": str, "generator": str, "description": str, "expected": str}
 _DATA_KEYS = {"sizes": (list, dict), "seeds": int, "root_seed": int, "temperature": float, "deterministic": bool,
               "population": bool}
-_EXPECT_KEYS = {"ratio": str, "epsilon": float, "offline": str, "online": str, "order": list, "compare": list}
+_EXPECT_KEYS = {"ratio": str, "epsilon": float, "offline": str, "online": str, "order": list, "compare": list,
+                "aggregate": str}
 #: largest number of pairs in one data stream (memory guard)
 MAX_N = 10**7
 
@@ -324,6 +328,9 @@ def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False) -> Spec:
         raise SpecError(f"{src}: [metrics] names: duplicate metric in {metrics}")
     expect = raw.get("expect", {})
     _check_keys(src, "expect", expect, _EXPECT_KEYS)
+    if expect.get("aggregate", "mean") not in AGGREGATES:
+        raise SpecError(f"{src}: [expect] aggregate: must be one of {', '.join(AGGREGATES)}, "
+                        f"got {expect['aggregate']!r}")
     _check_order(src, expect, {e["label"]: e["name"] for e in estimators}, metrics, list(grid))
     _check_compare(src, expect, {e["label"] for e in estimators})
     spec = Spec(name=exp["name"], generator=exp["generator"], description=exp.get("description", ""),
