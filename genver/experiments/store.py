@@ -133,9 +133,11 @@ def atomic_write_bytes(path: pathlib.Path, data: bytes, *, fsync: bool = True) -
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno is not None:  # name the file, not the temporary one
+            raise OSError(e.errno, e.strerror, str(path)) from None
         raise
 
 
@@ -212,6 +214,12 @@ def _read_units(path: pathlib.Path, batch, old) -> list[tuple[str, int]] | None:
     if len(units) != int(batch["n"]) or units[0] != (batch["sid"], int(batch["seed"])):
         return None
     return units
+
+
+def _batch_name(keys: list, uj: bytes | None = None) -> str:
+    """The file name of the batch shard of the sorted unit list ``keys``."""
+    uj = _units_json(keys) if uj is None else uj
+    return f"batch-{keys[0][0]}__seed{keys[0][1]:05d}-{len(keys)}-{_units_hash(uj)}.parquet"
 
 
 def _batch_frame(tables: list) -> pd.DataFrame:
@@ -383,8 +391,10 @@ class ResultStore:
             return []
         scan = {n: u for n, u in self._scan().items() if u is not None}
         order = sorted(scan, key=lambda n: ((self.shards / n).stat().st_mtime_ns, n))
-        kept, changed = set(), []
+        kept, changed, whole = set(), [], set()
         for name in order:
+            if name in whole:  # already kept whole for a shard processed before it
+                continue
             units = scan[name]
             dup = [u for u in units if u in kept]
             rest = [u for u in units if u not in kept]
@@ -392,6 +402,10 @@ class ResultStore:
             if not dup:
                 continue
             path = self.shards / name
+            target = _batch_name(sorted(rest)) if rest else None
+            if target is not None and target in scan and target != name:
+                whole.add(target)  # another shard holds exactly the rest: keep it, drop this one
+                rest = []
             if rest:
                 df = pd.read_parquet(path)
                 key = list(zip(df["setting_id"], df["seed"].astype(int)))
@@ -438,7 +452,7 @@ class ResultStore:
         if len(set(keys)) != len(keys):
             raise ValueError("write_batch: a unit is listed twice")
         uj = _units_json(keys)
-        name = f"batch-{keys[0][0]}__seed{keys[0][1]:05d}-{len(keys)}-{_units_hash(uj)}.parquet"
+        name = _batch_name(keys, uj)
         df = _batch_frame([t for _, _, t in units])
         path = self.shards / name
         meta = {UNITS_KEY: uj}
