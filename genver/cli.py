@@ -4,7 +4,13 @@
 (``genver/experiments/quickstart.toml``: finite classes, ``Π = Π(R) ∪ D``, both routes solved
 exactly), then writes its figures and report and prints the sample-efficiency ratios.
 ``genver run / plot / report`` do the same for any spec (see :mod:`genver.experiments`);
-``genver check`` runs the propositions of ``theory/``.
+``genver repair`` rebuilds a results directory's lost manifest from its shards; ``genver check``
+runs the propositions of ``theory/``.
+
+Exit codes: 0 success; 1 a FAIL verdict (``report``); 2 bad input or a file that cannot be
+read or written (one ``genver: error: ...`` line naming the key or path); 3 ``report`` /
+``plot`` of an unfinished run without ``--partial``; 128 + the signal when ``run`` is stopped by
+SIGINT (130), SIGHUP (129) or SIGTERM (143), after saving its finished units.
 
 ``genver fit`` runs one estimator on a user's own instance and pairs (``.npz`` files, format in
 :mod:`genver.io`) and prints the fit and its exact metrics against the instance's true reward.

@@ -16,7 +16,7 @@ A spec has these tables (unknown keys anywhere are errors that name the key)::
 
     [data]
     sizes = [8, 16, 32]                # or { start = 8, stop = 4096, num = 10 } (log-spaced ints)
-    seeds = 20                         # replicate seeds 0..seeds-1
+    seeds = 20                         # replicate seeds 0..seeds-1 (at most MAX_SEEDS)
     root_seed = 0
     temperature = 1.0                  # Bradley–Terry label temperature
     deterministic = false              # noise-free labels
@@ -33,8 +33,9 @@ A spec has these tables (unknown keys anywhere are errors that name the key)::
     best_of_n = [1, 2, 4]              # adds "bon_reward@1", "bon_reward@2", "bon_reward@4"
 
     [expect]                           # machine-checkable expectations for the report
-    ratio = "increasing in n_distractors"   # or "equals 1", ">= 1" (genver.stats.gap_verdict)
-    epsilon = 0.01
+    ratio = "increasing in n_distractors"   # or "equals 1", ">= 1" (genver.stats.gap_verdict; a trend
+                                       #   names a swept knob)
+    epsilon = 0.01                     # finite, > 0
     offline = "offline"                # labels compared by the ratio (default: the routes, or
     online = "online"                  #   the labels "offline"/"online")
     order = ["offline > online", "online_dpo_K100 >= online",
@@ -42,7 +43,7 @@ A spec has these tables (unknown keys anywhere are errors that name the key)::
     compare = [["neural offline", "neural online"]]   # more (offline, online) label pairs whose
                                        #   ratios the report shows beside the main one
 
-    [smoke]                            # dotted overrides applied by --smoke
+    [smoke]                            # dotted overrides applied by --smoke (validated always)
     "estimators.0.l2" = 0.1            # (estimators.I.KEY: option KEY of the I-th estimator, from 0)
     "grid.n_distractors" = [0, 64]
     "data.seeds" = 2
