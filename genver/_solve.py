@@ -30,9 +30,13 @@ the ridge-weight check and the finite-class argmax rule.
   exactly evaluated gradient, so the certificate does not depend on the path.
 * :func:`converged`: max-abs gradient ≤ ``1e-6·max(1, N)`` for an objective summed over ``N``
   samples (L-BFGS-B's own flag also reports line-search stalls at machine precision).
-* :func:`finite_pick`: the lowest index among members within a relative ``1e-12`` of the best
-  value — so rounding differences between two routes never change the pick — and whether a
-  tied member is a *different* policy (then the optimum is a set).
+* :func:`finite_pick`: the lowest index among members within ``TIE_RTOL = 1e-12`` of the best
+  value ``v*`` — so rounding differences between two routes never change the pick — and whether
+  a tied member is a *different* policy (then the optimum is a set). The tolerance is
+  ``1e-12·|v*|`` when every value is ``≤ 0`` (log-likelihoods and minus losses: sums of terms
+  of one sign, whose rounding error is relative to the sum, however small: at a saturated
+  likelihood ``−1e-119`` is the exact maximum and ``−1e-19`` is not close to it), else
+  ``1e-12·max(1, |v*|)`` (values of mixed sign, such as ``J_β``, round relative to their terms).
 """
 from __future__ import annotations
 
@@ -425,13 +429,22 @@ def same_policy(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.all(np.abs(a[fa] - b[fa]) <= SAME_POLICY_ATOL))
 
 
+def tie_tolerance(values: np.ndarray, vmax: float) -> float:
+    """How far below the best value ``vmax`` a member still ties (see the module docstring):
+    relative, ``TIE_RTOL·|vmax|``, when every value is ``≤ 0``, else ``TIE_RTOL·max(1, |vmax|)``.
+    Never larger than ``TIE_RTOL·max(1, |vmax|)``."""
+    if np.all(values <= 0):
+        return TIE_RTOL * abs(vmax)
+    return TIE_RTOL * max(1.0, abs(vmax))
+
+
 def finite_pick(values: np.ndarray, members: np.ndarray):
     """``(k, set_valued, n_maximisers)`` (see the module docstring)."""
     vmax = float(np.max(values))
     if vmax == -np.inf:
         ties = np.arange(values.size)
     else:
-        ties = np.flatnonzero(values >= vmax - TIE_RTOL * max(1.0, abs(vmax)))
+        ties = np.flatnonzero(values >= vmax - tie_tolerance(values, vmax))
     k = int(ties[0])
     distinct = any(not same_policy(members[j], members[k]) for j in ties[1:])
     return k, distinct, int(ties.size)

@@ -4,7 +4,13 @@
 (``genver/experiments/quickstart.toml``: finite classes, ``Π = Π(R) ∪ D``, both routes solved
 exactly), then writes its figures and report and prints the sample-efficiency ratios.
 ``genver run / plot / report`` do the same for any spec (see :mod:`genver.experiments`);
-``genver check`` runs the propositions of ``theory/``.
+``genver repair`` rebuilds a results directory's lost manifest from its shards; ``genver check``
+runs the propositions of ``theory/``.
+
+Exit codes: 0 success; 1 a FAIL verdict (``report``); 2 bad input or a file that cannot be
+read or written (one ``genver: error: ...`` line naming the key or path); 3 ``report`` /
+``plot`` of an unfinished run without ``--partial``; 128 + the signal when ``run`` is stopped by
+SIGINT (130), SIGHUP (129) or SIGTERM (143), after saving its finished units.
 
 ``genver fit`` runs one estimator on a user's own instance and pairs (``.npz`` files, format in
 :mod:`genver.io`) and prints the fit and its exact metrics against the instance's true reward.
@@ -58,19 +64,35 @@ def _ratio_csv(root) -> str:
     return r.sort_values("n_distractors")[cols].round(2).to_csv(index=False)
 
 
+#: exit code of `genver report` / `plot` on incomplete results without --partial
+EXIT_INCOMPLETE = 3
+
+
+def _incomplete_line(root) -> str | None:
+    from .experiments.report import completeness_line
+    line = completeness_line(root)
+    if line:
+        print(line)
+    return line
+
+
 def _plot(args) -> int:
     from .experiments.report import make_figures
+    incomplete = _incomplete_line(args.dir)
     for f in make_figures(args.dir):
         print(f)
-    return 0
+    return EXIT_INCOMPLETE if incomplete and not args.partial else 0
 
 
 def _report(args) -> int:
     from .experiments.report import make_report
+    incomplete = _incomplete_line(args.dir)
     path, table = make_report(args.dir)
     print(table.to_string(index=False))
     print(f"report: {path}")
-    return 0 if (table["verdict"] != "FAIL").all() else 1
+    if incomplete and not args.partial:
+        return EXIT_INCOMPLETE
+    return 0 if not table["verdict"].str.startswith("FAIL").any() else 1
 
 
 def _check(args) -> int:
@@ -186,15 +208,27 @@ def _fit(args) -> int:
     from .classes import SoftOptimalPolicyClass, TabularPolicyClass, TabularRewardClass
     from .estimators import dpo, ipo, reward_mle, rm_rl
     from .io import load_instance, load_pairs
+    from .preferences import Preferences
     from .metrics import (evaluate, expected_bt_loglik, expected_reward, kl_to_optimal,
                           kl_to_reference)
 
+    import warnings
+
     t0 = time.perf_counter()
     inst = load_instance(args.instance)
-    data = load_pairs(args.pairs, inst.space)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = load_pairs(args.pairs, inst.space)  # pairs y⁺ = y⁻: kept with a warning
+        if args.self_pairs != "keep":
+            caught.clear()
+            try:
+                data = Preferences.from_array(inst.space, data.as_array(), name=f"{args.pairs}: pairs",
+                                              self_pairs=args.self_pairs)
+            except ValueError as e:
+                raise ValueError(f"{e} (--self-pairs error)") from None
     est, pc, rc, defaulted = _resolve_classes(args, inst)
     sp, ref, beta, rho = inst.space, inst.ref, inst.beta, inst.prompt_weights
-    notes = []
+    notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
     if not inst.token_level:
         notes.append(f"no V/H in the instance: each prompt is a bandit over its T = {sp.T} completions "
                      f"(TreeSpace(P={sp.P}, V={sp.T}, H=1))")
@@ -250,13 +284,28 @@ def _fit(args) -> int:
 
     rl_objective = res.extra.get("rl_objective", rl.objective if rl is not None else None)
     rl_residual = res.extra.get("residual_kl", rl.residual_kl if rl is not None else None)
-    convergence = {"iterations": res.iterations, "grad_norm": res.grad_norm, "converged": res.converged,
-                   "set_valued": res.set_valued, "n_maximisers": res.extra.get("n_maximisers")}
-    if not res.converged:
+    mle_exists = res.extra.get("mle_exists")
+    converged = bool(res.converged) and mle_exists is not False
+    set_valued = bool(res.set_valued)
+    if rc == "linear" and not res.extra.get("l2") and mle_exists is not False:
+        free = _unidentified_directions(data, inst.reward_features)
+        if free:
+            set_valued = True
+            notes.append(f"set-valued: with no ridge penalty the pairs ({len(data)}) leave {free} direction(s) of "
+                         f"the {inst.reward_features.n_params} reward weights free that change the reward's ranking "
+                         f"of completions: every such weight vector is a maximiser; the reported weights are one "
+                         f"of them (try --l2)")
+    convergence = {"iterations": res.iterations, "grad_norm": res.grad_norm, "converged": converged,
+                   "set_valued": set_valued, "n_maximisers": res.extra.get("n_maximisers"), "mle_exists": mle_exists}
+    if mle_exists is False:
+        notes.append("the MLE does not exist: the pairs are separable by the linear reward class, so the "
+                     "likelihood grows without bound along a direction of the weights; the reported weights are "
+                     "where the optimiser stopped and every metric is arbitrary (try --l2)")
+    elif not res.converged:
         notes.append("the optimiser did not converge" + (
             " (with no ridge penalty the linear reward MLE lies at infinity when the pairs are separable: try --l2)"
             if rc == "linear" and not res.extra.get("l2") else ""))
-    if res.set_valued:
+    if res.set_valued:  # the finite classes' ties
         notes.append(f"the objective has {res.extra.get('n_maximisers', 'several')} maximisers with different "
                      "members; the lowest index is reported")
     if any(isinstance(v, float) and not math.isfinite(v) for v in metrics.values() if v is not None):
@@ -294,6 +343,24 @@ def _fit(args) -> int:
     else:
         _print_fit(out, inst)
     return 0
+
+
+def _unidentified_directions(data, features) -> int:
+    """How many directions ``v`` of the linear reward weights the pairs leave free — ``v`` with
+    ``v·(φ(x,y⁺) − φ(x,y⁻)) = 0`` for every pair — that change the reward's ranking of some
+    prompt's completions (``v·φ(x,·)`` not constant in ``y``; a per-prompt constant changes no
+    Bradley–Terry probability and no policy). Rank tolerance: numpy's default for the SVD."""
+    phi = features.phi  # (P, T, d)
+    d = phi.shape[2]
+    D = phi[data.x, data.y_pos] - phi[data.x, data.y_neg] if len(data) else np.zeros((0, d))
+    _, s, vt = np.linalg.svd(np.vstack([D, np.zeros((1, d))]), full_matrices=True)
+    tol = s.max(initial=0.0) * max(D.shape) * np.finfo(float).eps
+    null = vt[int((s > tol).sum()):].T  # (d, k): directions no pair sees
+    if null.shape[1] == 0:
+        return 0
+    spread = phi @ null  # (P, T, k): how each free direction moves each completion's reward
+    centred = (spread - spread.mean(axis=1, keepdims=True)).reshape(-1, null.shape[1])
+    return int(np.linalg.matrix_rank(centred, tol=1e-9 * max(1.0, float(np.abs(phi).max()))))
 
 
 def _fmt(v) -> str:
@@ -342,6 +409,8 @@ def _print_fit(o, inst) -> None:
     rows.append(("objective", f"{_fmt(o['objective'])}   ({o['objective_description']})"))
     if o["rl_objective"] is not None:
         rows.append(("rl_objective", f"{_fmt(o['rl_objective'])}   (residual KL(π̂ ‖ π*_r̂) = {_fmt(o['rl_residual_kl'])})"))
+    if c.get("mle_exists") is not None:
+        rows.append(("mle_exists", _fmt(c["mle_exists"])))
     rows.append(("convergence", f"converged={_fmt(c['converged'])}, iterations={c['iterations']}, "
                                 f"grad_norm={_fmt(c['grad_norm'])}, set_valued={_fmt(c['set_valued'])}"
                  + (f", maximisers={c['n_maximisers']}" if c["n_maximisers"] is not None else "")))
@@ -367,17 +436,60 @@ def _flush_seconds_from_env() -> float | None:
         raise ValueError(f"GENVER_FLUSH_SECONDS must be a number of seconds, got {v!r}") from None
 
 
+class _SignalsAsInterrupts:
+    """While inside: SIGTERM and SIGHUP raise :class:`~genver.experiments.runner.Interrupted`
+    as Ctrl-C raises KeyboardInterrupt, so the run saves its buffered units and ends its workers
+    (the default action would kill this process alone, leaving the workers as orphans). A
+    repeated SIGTERM / SIGHUP during that cleanup is ignored (a scheduler's SIGKILL still ends
+    it). Restores the previous handlers on exit."""
+
+    SIGNALS = ("SIGTERM", "SIGHUP")
+
+    def __enter__(self):
+        import signal
+
+        from .experiments.runner import Interrupted
+        self.before = {}
+
+        def handler(signum, frame):
+            for name in self.SIGNALS:
+                signal.signal(getattr(signal, name), signal.SIG_IGN)
+            raise Interrupted(f"stopped by {signal.Signals(signum).name} before any unit was saved", signum)
+
+        for name in self.SIGNALS:
+            if hasattr(signal, name):
+                sig = getattr(signal, name)
+                self.before[sig] = signal.signal(sig, handler)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+        for sig, h in self.before.items():
+            signal.signal(sig, h)
+        return False
+
+
 def _run(args) -> int:
+    import signal
+
     from .experiments.runner import run
     try:
-        summary = run(args.spec, args.out, workers=args.workers, resume=args.resume, smoke=args.smoke,
-                      executor=args.executor, scheduler=args.scheduler, device=args.device,
-                      flush_seconds=_flush_seconds_from_env())
-    except KeyboardInterrupt as e:
-        print(f"genver: {e}", file=sys.stderr)
-        return 130
+        with _SignalsAsInterrupts():
+            summary = run(args.spec, args.out, workers=args.workers, resume=args.resume, smoke=args.smoke,
+                          executor=args.executor, scheduler=args.scheduler, device=args.device,
+                          flush_seconds=_flush_seconds_from_env(), allow_version_change=args.allow_version_change,
+                          memory_limit=args.memory_limit)
+    except KeyboardInterrupt as e:  # Ctrl-C: 130; SIGTERM: 143; SIGHUP: 129 (128 + the signal)
+        print(f"genver: {e or 'interrupted before any unit was saved'}", file=sys.stderr)
+        return 128 + int(getattr(e, "signum", signal.SIGINT))
     print(f"{summary['cells']} cells ({summary['units_run']} of {summary['units']} units run now) "
           f"in {summary['seconds']:.1f} s -> {summary['out']}")
+    return 0
+
+
+def _repair(args) -> int:
+    from .experiments.runner import repair
+    repair(args.dir)
     return 0
 
 
@@ -431,6 +543,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--tau", type=float, default=None, help="IPO target 1/(2τ) (ipo only; default 1)")
     f.add_argument("--average", default=None, metavar="{sequence,token}",
                    help="IPO log-probabilities summed (sequence, default) or averaged over the H tokens (ipo only)")
+    f.add_argument("--self-pairs", choices=["keep", "drop", "error"], default="keep",
+                   help="pairs with preferred == dispreferred (no preference: probability 1/2 under every reward, "
+                        "so they change no fit): keep them (default; a note counts them), drop them (a note too), "
+                        "or refuse the file")
     f.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     f.set_defaults(func=_fit)
     r = sub.add_parser("run", help="run a sweep spec (TOML) into a results directory, resumably",
@@ -454,12 +570,28 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--smoke", action="store_true", help="run the spec's small [smoke] version")
     r.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="where neural estimators train (default auto: CUDA when available, else CPU)")
+    r.add_argument("--allow-version-change", action="store_true",
+                   help="with --resume: continue a run written by another genver/numpy/scipy/numba version or "
+                        "git commit (refused otherwise; the manifest then lists every contributing version)")
+    r.add_argument("--memory-limit", metavar="SIZE", default=None,
+                   help="refuse the run when its memory estimate exceeds SIZE (e.g. 8G; 'off': no check; "
+                        "default: GENVER_MEMORY_LIMIT, else the machine's available memory)")
     r.set_defaults(func=_run)
+    rr = sub.add_parser("repair", help="rebuild a lost manifest.json of a results directory from its shards")
+    rr.add_argument("dir", help="results directory of `genver run`")
+    rr.set_defaults(func=_repair)
     pl = sub.add_parser("plot", help="write the figures of a results directory (PNG and PDF)")
     pl.add_argument("dir", help="results directory of `genver run`")
+    pl.add_argument("--partial", action="store_true",
+                    help=f"exit 0 on an unfinished run (missing units or unreadable shards; default: exit "
+                         f"{EXIT_INCOMPLETE})")
     pl.set_defaults(func=_plot)
-    rp = sub.add_parser("report", help="write DIR/report.md and print the verdict table (exit 1 on a FAIL)")
+    rp = sub.add_parser("report", help="write DIR/report.md and print the verdict table (exit 1 on a FAIL, "
+                                       f"{EXIT_INCOMPLETE} on an unfinished run)")
     rp.add_argument("dir", help="results directory of `genver run`")
+    rp.add_argument("--partial", action="store_true",
+                    help="report an unfinished run (missing units or unreadable shards) with the exit code of "
+                         "its verdicts; it is marked INCOMPLETE either way")
     rp.set_defaults(func=_report)
     c = sub.add_parser("check", help="run the executable checks of the paper's propositions (theory/)")
     c.add_argument("--quick", action="store_true", help="the small version (< 60 s)")
@@ -479,6 +611,11 @@ def main(argv=None) -> int:
         return args.func(args)
     except ValueError as e:  # bad input: one clear line, exit code 2
         print(f"genver: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file that cannot be read or written: one line naming it, exit code 2
+        where = f"{e.filename}: " if e.filename else ""
+        what = e.strerror or " ".join(str(e).split()) or type(e).__name__
+        print(f"genver: error: {where}{what}", file=sys.stderr)
         return 2
 
 

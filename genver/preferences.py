@@ -34,7 +34,10 @@ from ._validation import as_generator, check_beta, check_positive_int, check_pro
 from .policy import Policy
 from .spaces import TreeSpace
 
-__all__ = ["Preferences", "PairCounts", "NestedCounts", "merge_counts", "sample_preferences"]
+__all__ = ["Preferences", "PairCounts", "NestedCounts", "merge_counts", "sample_preferences", "SELF_PAIRS"]
+
+#: what :meth:`Preferences.from_array` may do with pairs ``y⁺ = y⁻`` (``genver fit --self-pairs``)
+SELF_PAIRS = ("note", "drop", "error", "keep")
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,23 @@ class Preferences:
         return int(self.x.shape[0])
 
     @classmethod
-    def from_array(cls, space: TreeSpace, pairs, name: str = "pairs") -> "Preferences":
-        """From an ``(N, 3)`` integer array of (prompt, preferred, dispreferred)."""
+    def from_array(cls, space: TreeSpace, pairs, name: str = "pairs", self_pairs: str = "note") -> "Preferences":
+        """From an ``(N, 3)`` integer array of (prompt, preferred, dispreferred): pairs a user
+        supplies.
+
+        ``self_pairs``: what to do with rows ``y⁺ = y⁻``. Bradley–Terry gives such a "pair"
+        probability ``σ(0) = ½`` under every reward, so it is no preference and changes no fit
+        of any estimator: each adds the same constant to every member's objective (``log ½`` to
+        the likelihoods, ``(1/(2τ))²`` to IPO's loss) and nothing to a gradient. Pairs drawn as
+        ``y1, y2 ~ μ`` i.i.d. contain them routinely (the samplers' streams do, and the
+        finite-class paths count them on purpose, see :mod:`genver.estimators.mle`); in other
+        data they may be a bug upstream. ``"note"`` (default) keeps them and says so with a
+        ``UserWarning`` that counts them (``genver fit`` prints it as a note): the objective is
+        the one of the pairs as given; ``"drop"`` removes them, with the warning; ``"error"``
+        refuses them (``ValueError`` naming the first row); ``"keep"`` keeps them silently (for
+        sampled streams)."""
+        if self_pairs not in SELF_PAIRS:
+            raise ValueError(f"self_pairs must be one of {', '.join(SELF_PAIRS)}, got {self_pairs!r}")
         a = np.asarray(pairs)
         if a.ndim != 2 or a.shape[1] != 3:
             raise ValueError(f"{name} must have shape (N, 3), got {a.shape}")
@@ -87,6 +105,20 @@ class Preferences:
             raise ValueError(f"{name}[:, 0] (prompt) must lie in [0, {space.P - 1}]")
         if a.shape[0] and (a[:, 1:].min() < 0 or a[:, 1:].max() >= space.T):
             raise ValueError(f"{name}[:, 1:] (completions) must lie in [0, {space.T - 1}]")
+        same = a[:, 1] == a[:, 2]
+        if self_pairs != "keep" and same.any():
+            k = int(same.sum())
+            first = int(np.flatnonzero(same)[0])
+            if self_pairs == "error":
+                raise ValueError(f"{name}[{first}] = {a[first].tolist()}: preferred == dispreferred "
+                                 f"(and {k - 1} more such rows); a pair needs two different completions")
+            import warnings
+            what = "dropped" if self_pairs == "drop" else "kept (each adds the same constant to every objective)"
+            warnings.warn(f"{name}: {k} of {a.shape[0]} pairs have preferred == dispreferred (first: row {first}), "
+                          f"no preference under Bradley–Terry (probability 1/2 whatever the reward; they change no "
+                          f"fit): {what}", UserWarning, stacklevel=2)
+            if self_pairs == "drop":
+                a = a[~same]
         return cls(space, a[:, 0].copy(), a[:, 1].copy(), a[:, 2].copy())
 
     def as_array(self) -> np.ndarray:

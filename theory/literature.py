@@ -87,7 +87,7 @@ def _xu_case(rng):
     b = S[rng.integers(S.size, size=n)]
     first = rng.random(n) < 1.0 / (1.0 + np.exp(-(r_star[a] - r_star[b])))
     pairs = np.stack([np.zeros(n, np.int64), np.where(first, a, b), np.where(first, b, a)], axis=1)
-    data = Preferences.from_array(sp, pairs)
+    data = Preferences.from_array(sp, pairs, self_pairs="keep")  # a sampled stream: y⁺ = y⁻ included
 
     def members(K, masses):
         out = np.empty((K, T))

@@ -346,9 +346,28 @@ class ProcessPoolUnitExecutor(Executor):
                     finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for f in finished:
                         yield f.result()
-            finally:  # an error or the consumer stopping (Ctrl-C): drop the queued units
+            finally:  # an error or the consumer stopping (Ctrl-C, SIGTERM): drop the queued units
                 for f in pending:
                     f.cancel()
+                if pending:  # and end the workers now rather than after their units: no orphans
+                    _end_pool(pool)
+
+
+def _end_pool(pool: ProcessPoolExecutor, timeout: float = 5.0) -> None:
+    """Terminate the pool's worker processes (SIGTERM, then SIGKILL after ``timeout``) and
+    join them. ``ProcessPoolExecutor.shutdown`` alone waits for the units they are running,
+    and a parent that dies meanwhile leaves them running as orphans."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join(1.0)
 
 
 def _import_distributed():

@@ -43,6 +43,30 @@ def load_results(root):
     return man, store.load(), store.settings()
 
 
+def completeness_line(root, man=None) -> str | None:
+    """``None`` when every unit of the run is in a readable shard, else one line
+    ``"INCOMPLETE: k of N units ..."`` naming what is missing (``genver report`` / ``plot``
+    print it first, and ``report.md`` begins with it)."""
+    store = ResultStore(root)
+    man = store.read_manifest() if man is None else man
+    sids = store.settings()["setting_id"].tolist()
+    total = man.get("units_total")
+    if total is not None and sids:
+        seeds = int(total) // len(sids)
+    else:  # a manifest of an older genver: the spec says
+        from .spec import parse_spec
+        seeds = parse_spec(man["spec"], smoke=bool(man.get("smoke")), memory_limit="off").seeds
+    c = store.completeness({(sid, s) for s in range(seeds) for sid in sids})
+    if c["complete"]:
+        return None
+    why = [f"{c['total'] - c['done']} missing"] if c["done"] < c["total"] else []
+    if c["unreadable"]:
+        why.append(f"{len(c['unreadable'])} unreadable shard(s): {', '.join(c['unreadable'][:3])}"
+                   + (" ..." if len(c["unreadable"]) > 3 else ""))
+    return (f"INCOMPLETE: {c['done']} of {c['total']} units ({'; '.join(why)}); the verdicts are on partial "
+            f"data; finish with `genver run SPEC --out {store.root} --resume`")
+
+
 def _eps(man) -> float:
     return float(man.get("expect", {}).get("epsilon", 0.01))
 
@@ -280,7 +304,12 @@ def make_report(root) -> tuple[pathlib.Path, pd.DataFrame]:
     both = ratios_side_by_side(man, df, settings, ratio)
     figures = _figures(root, man, df, settings, ratio, both)
     table = verdicts(man, df, ratio)
-    lines = [f"# {man['experiment']}", ""]
+    incomplete = completeness_line(root, man)
+    lines = []
+    if incomplete:  # the first line says so, and every verdict is marked
+        table["verdict"] = table["verdict"] + " (partial data)"
+        lines += [f"**{incomplete}**", ""]
+    lines += [f"# {man['experiment']}", ""]
     spec = man.get("spec", {}).get("experiment", {})
     if spec.get("description"):
         lines += [spec["description"], ""]

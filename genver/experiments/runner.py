@@ -18,11 +18,24 @@ executor. A cell's numbers do not depend on the executor, the worker count or th
 computed once while it sits in the run-scoped memos (:mod:`genver._memo`), which a run empties
 when it starts and when it ends.
 
+One writer at a time: the run holds the results directory's lock
+(:class:`~genver.experiments.store.RunLock`) from before it reads the directory until it ends. A
+resumed run refuses to mix results of another genver, numpy, scipy or numba version or git
+commit (:data:`PROVENANCE_PACKAGES`) unless ``allow_version_change``; the manifest's
+``contributors`` then lists every version that wrote a shard, and each shard records its own.
+Before anything is allocated the run's memory estimate (:mod:`genver.experiments.memory`) is
+checked for ``workers`` units at a time. :func:`repair` rebuilds a lost manifest from the shards.
+
+Interrupts: ``KeyboardInterrupt`` (Ctrl-C, and SIGTERM / SIGHUP, which ``genver run`` turns into
+an :class:`Interrupted` carrying the signal) writes the buffered units, ends the executor's
+workers, and propagates as :class:`Interrupted` with the count of saved units.
+
 Progress goes to stderr: cells done / total, rate, ETA.
 """
 from __future__ import annotations
 
 import math
+import signal
 import sys
 import time
 from contextlib import closing
@@ -34,10 +47,25 @@ from ..neural.schema import NEURAL_SCHEMAS
 from .cells import make_instance
 from .executors import make_executor
 from .generators import describe
-from .spec import Spec, load_spec, setting_id
-from .store import ResultStore, git_commit, now_iso, package_versions
+from .memory import check_memory
+from .spec import Spec, load_spec, parse_spec, setting_id
+from .store import (LOCK_NAME, ResultStore, RunLock, git_commit, now_iso, package_versions,
+                    read_provenance)
 
-__all__ = ["run", "Progress", "FLUSH_SECONDS"]
+__all__ = ["run", "repair", "Progress", "Interrupted", "FLUSH_SECONDS", "PROVENANCE_PACKAGES",
+           "expected_units"]
+
+#: a resumed run refuses to mix results of other versions of these packages (or another commit)
+PROVENANCE_PACKAGES = ("genver", "numpy", "scipy", "numba")
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C or a signal (``signum``: SIGINT, SIGTERM, SIGHUP); the message
+    says how many units are saved."""
+
+    def __init__(self, message: str = "", signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.signum = int(signum)
 
 #: finished units are buffered and written as one shard once this much wall time has passed
 #: since the last write (and at the end, on Ctrl-C and on errors): the most work a SIGKILL loses
@@ -96,98 +124,228 @@ def _check_device(spec, device: str) -> str:
     return str(resolve_device(device))
 
 
+def _has_content(root) -> bool:
+    """Whether ``root`` holds anything but a (released) lock file."""
+    try:
+        return any(p.name != LOCK_NAME for p in root.iterdir())
+    except FileNotFoundError:
+        return False
+
+
+def _provenance_of(versions: dict, commit) -> dict:
+    return {"versions": {k: versions.get(k) for k in PROVENANCE_PACKAGES}, "git_commit": commit}
+
+
+def _contributors(man: dict) -> list:
+    """Every (versions, commit) that wrote to the run (older manifests: the first run's)."""
+    if man.get("contributors"):
+        return man["contributors"]
+    return [_provenance_of(man.get("versions", {}), man.get("git_commit"))]
+
+
+def _describe_provenance(p: dict) -> str:
+    v = p["versions"]
+    return ", ".join(f"{k} {v.get(k)}" for k in PROVENANCE_PACKAGES) + f", commit {p.get('git_commit') or 'unknown'}"
+
+
+def _check_versions(store, man: dict, current: dict, allow: bool) -> bool:
+    """Refuse to resume with other versions or another commit unless ``allow``; returns
+    whether ``current`` is new to the run (then it is added to the manifest's contributors)."""
+    known = _contributors(man)
+    if current in known:
+        return False
+    if not allow:
+        last = known[-1]
+        diff = [k for k in PROVENANCE_PACKAGES if last["versions"].get(k) != current["versions"].get(k)]
+        if last.get("git_commit") != current.get("git_commit"):
+            diff.append("git commit")
+        raise ValueError(f"{store.root}: was written with {_describe_provenance(last)}; this is "
+                         f"{_describe_provenance(current)} ({', '.join(diff)} changed): resuming would mix results "
+                         f"of different code; use a new --out, or pass --allow-version-change (the manifest then "
+                         f"lists every version that contributed)")
+    return True
+
+
+def expected_units(spec: Spec) -> set:
+    """Every ``(setting_id, seed)`` unit of the spec."""
+    sids = [setting_id(p) for p in spec.settings()]
+    return {(sid, s) for s in range(spec.seeds) for sid in sids}
+
+
 @run_scoped
 def run(spec_path, out, *, workers: int = 1, resume: bool = False, smoke: bool = False,
         progress: bool = True, stream=None, executor: str = "local", scheduler: str | None = None,
-        device: str = "auto", flush_seconds: float | None = None) -> dict:
+        device: str = "auto", flush_seconds: float | None = None, allow_version_change: bool = False,
+        memory_limit=None) -> dict:
     """Run (or resume) a sweep; returns a summary dict. Raises ``ValueError`` on bad input
     (including :class:`~genver.experiments.executors.ExecutorError`: an unreachable scheduler,
-    version mismatches), before anything is written or any unit runs. ``device`` is where
-    neural estimators train (``auto``: CUDA when available); it is recorded in the manifest.
+    version mismatches; :class:`~genver.experiments.store.LockedError`: another run writes to
+    ``out``), before anything is written or any unit runs. ``device`` is where neural
+    estimators train (``auto``: CUDA when available); it is recorded in the manifest.
     ``flush_seconds`` (default :data:`FLUSH_SECONDS`): finished units are written together once
-    this much wall time has passed since the last write (0: each unit as it finishes)."""
+    this much wall time has passed since the last write (0: each unit as it finishes).
+    ``allow_version_change``: resume a run written by other versions (see the module docstring).
+    ``memory_limit``: bytes or a size like ``"8G"`` instead of the available memory."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     flush_seconds = FLUSH_SECONDS if flush_seconds is None else float(flush_seconds)
     if not (math.isfinite(flush_seconds) and flush_seconds >= 0):
         raise ValueError(f"flush_seconds must be a finite number >= 0, got {flush_seconds}")
-    spec = load_spec(spec_path, smoke=smoke)
+    spec = load_spec(spec_path, smoke=smoke, memory_limit=memory_limit)
     spec.device = _check_device(spec, device)
+    if workers > 1 and executor != "dask":  # dask: the units run on the cluster's machines
+        check_memory(spec, workers=workers, limit=memory_limit)
     store = ResultStore(out)
-    exists = store.root.exists() and any(store.root.iterdir())
+    if store.root.exists() and not store.root.is_dir():
+        raise ValueError(f"{store.root}: exists and is not a directory; give --out a new or results directory")
+    if _has_content(store.root) and not resume:
+        raise ValueError(f"{store.root}: directory is not empty; use --resume to continue a run, or another --out")
+    with make_executor(executor, workers=workers, scheduler=scheduler) as ex:
+        store.root.mkdir(parents=True, exist_ok=True)
+        with RunLock(store.root) as lock:
+            return _run_locked(spec, spec_path, store, lock, ex, resume=resume, smoke=smoke, progress=progress,
+                               stream=stream, flush_seconds=flush_seconds, allow_version_change=allow_version_change)
+
+
+def _run_locked(spec, spec_path, store, lock, ex, *, resume, smoke, progress, stream, flush_seconds,
+                allow_version_change) -> dict:
+    """The part of :func:`run` that holds the directory's lock."""
+    err = stream or sys.stderr
+    exists = _has_content(store.root)  # again, under the lock: another run may have written meanwhile
     if exists and not resume:
         raise ValueError(f"{store.root}: directory is not empty; use --resume to continue a run, or another --out")
+    versions, commit = package_versions(), git_commit()
+    current = _provenance_of(versions, commit)
+    settings = [(setting_id(p), p) for p in spec.settings()]
+    n_units = spec.seeds * len(settings)
     if resume and exists:
         man = store.read_manifest()
         if man.get("spec_hash") != spec.hash():
             raise ValueError(f"{store.root}: was started with a different spec (or --smoke setting); refusing to mix results")
-    else:
-        man = None
-    with make_executor(executor, workers=workers, scheduler=scheduler) as ex:
-        if man is None:
-            man = {"spec": spec.raw["spec"], "spec_path": str(spec_path), "spec_hash": spec.hash(), "smoke": smoke,
-                   "experiment": spec.name, "knobs": spec.knobs, "expected": spec.expected, "expect": spec.expect,
-                   "versions": package_versions(), "git_commit": git_commit(), "started": now_iso(),
-                   "finished": None}
-            store.root.mkdir(parents=True, exist_ok=True)
+        if _check_versions(store, man, current, allow_version_change):
+            man["contributors"] = _contributors(man) + [current]
+            print(f"genver: {store.root}: continuing with {_describe_provenance(current)} "
+                  f"(--allow-version-change; the manifest lists every contributor)", file=err)
             store.write_manifest(man)
-        for name in store.prepare():
-            print(f"genver: {store.root}: shard {name} was unreadable and is removed; its units run again",
-                  file=stream or sys.stderr)
-        if not (store.root / "settings.parquet").exists():
-            store.write_settings(settings_table(spec))
-        # seed-major: the settings of one seed run one after another, sharing that seed's stream and
-        # nested classes through the run-scoped memos (genver._memo) while they are fresh
-        units = [(setting_id(p), p, s) for s in range(spec.seeds) for p in spec.settings()]
-        done = store.done_units()
-        todo = [u for u in units if (u[0], u[2]) not in done]
-        per = spec.n_cells_per_unit
-        bar = Progress(len(units) * per, stream=stream, enabled=progress)
-        bar.update((len(units) - len(todo)) * per)
-        t0 = time.perf_counter()
-        seen = set()
-        buffered = []  # finished units not yet written: (sid, seed, table)
-        last_write = t0
+    else:
+        man = {"spec": spec.raw["spec"], "spec_path": str(spec_path), "spec_hash": spec.hash(), "smoke": smoke,
+               "experiment": spec.name, "knobs": spec.knobs, "expected": spec.expected, "expect": spec.expect,
+               "versions": versions, "git_commit": commit, "contributors": [current], "started": now_iso(),
+               "finished": None, "units_total": n_units}
+        store.write_manifest(man)
+    store.provenance = {"versions": versions, "git_commit": commit, "spec": spec.raw["spec"], "smoke": smoke,
+                        "spec_hash": spec.hash(), "spec_path": str(spec_path)}
+    for name in store.prepare():
+        print(f"genver: {store.root}: shard {name} was unreadable and is removed; its units run again", file=err)
+    for line in store.repair_duplicates():
+        print(f"genver: {store.root}: {line}", file=err)
+    if not (store.root / "settings.parquet").exists():
+        store.write_settings(settings_table(spec))
+    # seed-major: the settings of one seed run one after another, sharing that seed's stream and
+    # nested classes through the run-scoped memos (genver._memo) while they are fresh; only the
+    # units still to do are listed
+    done = store.done_units()
+    todo = [(sid, p, s) for s in range(spec.seeds) for sid, p in settings if (sid, s) not in done]
+    per = spec.n_cells_per_unit
+    bar = Progress(n_units * per, stream=stream, enabled=progress)
+    bar.update((n_units - len(todo)) * per)
+    t0 = time.perf_counter()
+    seen = set()
+    buffered = []  # finished units not yet written: (sid, seed, table)
+    last_write = t0
 
-        def flush():
-            nonlocal last_write
-            if buffered:
-                store.write_batch(buffered)
-                buffered.clear()  # only once written: a failed or interrupted write is retried
-            last_write = time.perf_counter()
+    def flush():
+        nonlocal last_write
+        if buffered:
+            store.write_batch(buffered)
+            buffered.clear()  # only once written: a failed or interrupted write is retried
+            lock.touch()  # the holder is alive (stale-lock detection across hosts)
+        last_write = time.perf_counter()
 
+    try:
+        with closing(ex.map(spec, todo)) as results:
+            for sid, seed, table in results:
+                if (sid, seed) in seen:
+                    continue  # a unit is written once, whatever reran it
+                seen.add((sid, seed))
+                buffered.append((sid, seed, table))
+                if time.perf_counter() - last_write >= flush_seconds:
+                    flush()
+                bar.update(per)
+        flush()
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        flush()  # Ctrl-C (or SIGTERM / SIGHUP) loses no finished unit
+        n_done = len(store.done_units())
+        what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+        raise Interrupted(f"{what}: {n_done}/{n_units} units saved in {store.root}; "
+                          f"rerun with --resume to finish", signum) from None
+    except BaseException:  # a unit's or worker's error: save the finished units first
         try:
-            with closing(ex.map(spec, todo)) as results:
-                for sid, seed, table in results:
-                    if (sid, seed) in seen:
-                        continue  # a unit is written once, whatever reran it
-                    seen.add((sid, seed))
-                    buffered.append((sid, seed, table))
-                    if time.perf_counter() - last_write >= flush_seconds:
-                        flush()
-                    bar.update(per)
             flush()
-        except KeyboardInterrupt:
-            flush()  # Ctrl-C loses no finished unit
-            n_done = len(store.done_units())
-            raise KeyboardInterrupt(f"interrupted: {n_done}/{len(units)} units saved in {store.root}; "
-                                    f"rerun with --resume to finish") from None
-        except BaseException:  # a unit's or worker's error: save the finished units first
-            try:
-                flush()
-            except Exception as fe:  # noqa: BLE001 - report it, but raise the original error
-                print(f"genver: {len(buffered)} finished units could not be saved: {fe!r}", file=stream or sys.stderr)
-            raise
-        described = ex.describe()
+        except Exception as fe:  # noqa: BLE001 - report it, but raise the original error
+            print(f"genver: {len(buffered)} finished units could not be saved: {fe!r}", file=stream or sys.stderr)
+        raise
+    described = ex.describe()
     missing = [u for u in todo if (u[0], u[2]) not in seen]
     if missing:  # an executor that silently dropped units would otherwise leave gaps
         raise RuntimeError(f"{len(missing)} units came back from no worker; rerun with --resume")
     man = store.read_manifest()
     man["finished"] = now_iso()
-    man["cells_total"] = len(units) * per
+    man["cells_total"] = n_units * per
+    man["units_total"] = n_units
     man["wall_time_s_last_run"] = time.perf_counter() - t0
     man["executor_last_run"] = described
     man["device_last_run"] = spec.device
     store.write_manifest(man)
-    return {"out": str(store.root), "units": len(units), "units_run": len(todo), "cells": len(units) * per,
+    return {"out": str(store.root), "units": n_units, "units_run": len(todo), "cells": n_units * per,
             "seconds": time.perf_counter() - t0, "executor": described}
+
+
+def repair(root, stream=None) -> dict:
+    """Rebuild a lost ``manifest.json`` (and ``settings.parquet``) of ``root`` from its shards'
+    provenance (spec, hash, ``--smoke`` flag, versions, commit); refuses when the shards come
+    from different specs or carry no provenance, and when ``manifest.json`` exists. Returns the
+    new manifest. Holds the directory's lock."""
+    store = ResultStore(root)
+    if not store.root.is_dir():
+        raise ValueError(f"{store.root}: not a directory")
+    with RunLock(store.root):
+        if store.manifest_path.exists():
+            raise ValueError(f"{store.manifest_path}: exists; repair only rebuilds a lost manifest")
+        shards = store.shard_units()
+        if not shards:
+            raise ValueError(f"{store.root}: no readable shards to rebuild the manifest from")
+        provs = {p.name: read_provenance(p) for p in shards}
+        missing = sorted(n for n, v in provs.items() if v is None)
+        if missing:
+            raise ValueError(f"{store.root}: shard {missing[0]} (and {len(missing) - 1} more) carries no provenance "
+                             f"(written by a genver before shards recorded it); the manifest cannot be rebuilt")
+        hashes = {v["spec_hash"] for v in provs.values()}
+        if len(hashes) > 1:
+            raise ValueError(f"{store.root}: the shards come from {len(hashes)} different specs; refusing to "
+                             f"rebuild one manifest for them")
+        first = provs[min(provs)]
+        src = first.get("spec_path") or "<spec from the shards>"
+        spec = parse_spec(first["spec"], source=src, smoke=bool(first["smoke"]), memory_limit="off")
+        if spec.hash() != first["spec_hash"]:
+            raise ValueError(f"{store.root}: the spec in the shards does not hash to their spec_hash "
+                             f"(another genver's spec format?); refusing to rebuild")
+        contributors = []
+        for v in provs.values():
+            c = _provenance_of(v["versions"], v.get("git_commit"))
+            if c not in contributors:
+                contributors.append(c)
+        man = {"spec": first["spec"], "spec_path": first.get("spec_path"), "spec_hash": first["spec_hash"],
+               "smoke": bool(first["smoke"]), "experiment": spec.name, "knobs": spec.knobs,
+               "expected": spec.expected, "expect": spec.expect, "versions": first["versions"],
+               "git_commit": first.get("git_commit"), "contributors": contributors, "started": None,
+               "finished": None, "units_total": spec.seeds * len(spec.settings()),
+               "repaired": now_iso()}
+        if not (store.root / "settings.parquet").exists():
+            store.write_settings(settings_table(spec))
+        store.write_manifest(man)
+    n = len(store.done_units())
+    print(f"genver: {store.root}: manifest.json rebuilt from {len(shards)} shards ({n} of {man['units_total']} "
+          f"units); finish the run with `genver run SPEC --out {store.root} --resume`", file=stream or sys.stderr)
+    return man

@@ -16,7 +16,7 @@ A spec has these tables (unknown keys anywhere are errors that name the key)::
 
     [data]
     sizes = [8, 16, 32]                # or { start = 8, stop = 4096, num = 10 } (log-spaced ints)
-    seeds = 20                         # replicate seeds 0..seeds-1
+    seeds = 20                         # replicate seeds 0..seeds-1 (at most MAX_SEEDS)
     root_seed = 0
     temperature = 1.0                  # Bradley–Terry label temperature
     deterministic = false              # noise-free labels
@@ -33,8 +33,9 @@ A spec has these tables (unknown keys anywhere are errors that name the key)::
     best_of_n = [1, 2, 4]              # adds "bon_reward@1", "bon_reward@2", "bon_reward@4"
 
     [expect]                           # machine-checkable expectations for the report
-    ratio = "increasing in n_distractors"   # or "equals 1", ">= 1" (genver.stats.gap_verdict)
-    epsilon = 0.01
+    ratio = "increasing in n_distractors"   # or "equals 1", ">= 1" (genver.stats.gap_verdict; a trend
+                                       #   names a swept knob)
+    epsilon = 0.01                     # finite, > 0
     aggregate = "mean"                 # N_ε of the mean curve (default), or "median" | "iqm" of
                                        #   the seeds' own N_ε (genver.stats, per-seed N_ε)
     offline = "offline"                # labels compared by the ratio (default: the routes, or
@@ -44,7 +45,7 @@ A spec has these tables (unknown keys anywhere are errors that name the key)::
     compare = [["neural offline", "neural online"]]   # more (offline, online) label pairs whose
                                        #   ratios the report shows beside the main one
 
-    [smoke]                            # dotted overrides applied by --smoke
+    [smoke]                            # dotted overrides applied by --smoke (validated always)
     "estimators.0.l2" = 0.1            # (estimators.I.KEY: option KEY of the I-th estimator, from 0)
     "grid.n_distractors" = [0, 64]
     "data.seeds" = 2
@@ -101,6 +102,8 @@ _EXPECT_KEYS = {"ratio": str, "epsilon": float, "offline": str, "online": str, "
                 "aggregate": str}
 #: largest number of pairs in one data stream (memory guard)
 MAX_N = 10**7
+#: most replicate seeds of a spec (the unit list is seeds × settings; bootstrap CIs need far fewer)
+MAX_SEEDS = 100_000
 
 
 class SpecError(ValueError):
@@ -235,8 +238,11 @@ def _apply_smoke(src, raw: dict) -> dict:
     return raw
 
 
-def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False) -> Spec:
-    """Validate a spec dictionary (as read from TOML); raise :class:`SpecError` naming the key."""
+def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False, memory_limit=None) -> Spec:
+    """Validate a spec dictionary (as read from TOML); raise :class:`SpecError` naming the key.
+    A ``[smoke]`` table is validated too, whether or not ``smoke`` is set; the run's memory
+    estimate (one worker) is checked against ``memory_limit`` (:mod:`genver.experiments.memory`)
+    before any instance is built."""
     src = source
     if not isinstance(raw, dict):
         raise SpecError(f"{src}: a spec must be a TOML table")
@@ -281,6 +287,8 @@ def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False) -> Spec:
     seeds = data.get("seeds", 10)
     if seeds < 1:
         raise SpecError(f"{src}: [data] seeds: must be >= 1, got {seeds}")
+    if seeds > MAX_SEEDS:
+        raise SpecError(f"{src}: [data] seeds: at most {MAX_SEEDS:,} replicate seeds, got {seeds:,}")
     temperature = float(data.get("temperature", 1.0))
     if not temperature > 0:
         raise SpecError(f"{src}: [data] temperature: must be > 0, got {temperature}")
@@ -331,6 +339,7 @@ def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False) -> Spec:
     if expect.get("aggregate", "mean") not in AGGREGATES:
         raise SpecError(f"{src}: [expect] aggregate: must be one of {', '.join(AGGREGATES)}, "
                         f"got {expect['aggregate']!r}")
+    _check_expect(src, expect, list(grid))
     _check_order(src, expect, {e["label"]: e["name"] for e in estimators}, metrics, list(grid))
     _check_compare(src, expect, {e["label"] for e in estimators})
     spec = Spec(name=exp["name"], generator=exp["generator"], description=exp.get("description", ""),
@@ -339,8 +348,43 @@ def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False) -> Spec:
                 deterministic=data.get("deterministic", False), estimators=estimators, metrics=list(metrics),
                 expect=expect, raw={"spec": full_raw, "smoke": smoke}, source=src,
                 population=data.get("population", False))
-    _check_sizes(spec)
+    _check_sizes(spec, memory_limit)
+    if not smoke and "smoke" in full_raw:  # a typo in [smoke] is found now, not at the first --smoke run
+        try:
+            parse_spec(full_raw, source=source, smoke=True, memory_limit=memory_limit)
+        except SpecError as e:
+            msg = str(e)
+            msg = msg[len(src) + 2:] if msg.startswith(f"{src}: ") else msg
+            raise SpecError(f"{src}: with [smoke] applied (checked also without --smoke): {msg}") from None
     return spec
+
+
+def _check_expect(src, expect: dict, knobs: list):
+    """``[expect] epsilon`` is a finite number > 0; ``[expect] ratio`` follows the grammar of
+    :func:`genver.stats.gap_verdict` and a trend names a swept knob."""
+    from ..stats import _CMP, _TREND
+    if "epsilon" in expect:
+        eps = float(expect["epsilon"])
+        if not (np.isfinite(eps) and eps > 0):
+            raise SpecError(f"{src}: [expect] epsilon: must be a finite number > 0, got {expect['epsilon']!r}")
+    if "ratio" in expect:
+        text = expect["ratio"]
+        m = _TREND.match(text)
+        if m:
+            if m.group(2) not in knobs:
+                raise SpecError(f"{src}: [expect] ratio: {text!r}: {m.group(2)!r} is not a swept knob "
+                                f"({', '.join(knobs) or 'none'})")
+        else:
+            m = _CMP.match(text)
+            ok = False
+            if m:
+                try:
+                    ok = np.isfinite(float(m.group(2)))
+                except ValueError:
+                    ok = False
+            if not ok:
+                raise SpecError(f"{src}: [expect] ratio: cannot parse {text!r}; use 'increasing in KNOB', "
+                                f"'decreasing in KNOB', 'equals C', '>= C', '<= C', '> C' or '< C'")
 
 
 def _check_compare(src, expect: dict, labels: set):
@@ -392,12 +436,15 @@ def _check_order(src, expect: dict, labels: dict, metrics: list, knobs: list):
                 raise SpecError(f"{where}: 'where {k}': {k} is not a swept knob ({', '.join(knobs) or 'none'})")
 
 
-def _check_sizes(spec: Spec):
-    """Impossible sizes are refused before any work: build each setting's space, then (for
-    settings that pass the checks below) its seed-0 instance, so a bad generator parameter
-    (e.g. an unknown ``case``) is a SpecError naming the setting."""
+def _check_sizes(spec: Spec, memory_limit=None):
+    """Impossible sizes are refused before any work: build each setting's space, then check
+    the run's memory estimate (:func:`genver.experiments.memory.check_memory`, one worker),
+    then build each setting's seed-0 instance, so a bad generator parameter (e.g. an unknown
+    ``case``) is a SpecError naming the setting."""
     from ..spaces import TreeSpace
-    for p in spec.settings():
+    from .memory import check_memory
+    settings = spec.settings()
+    for p in settings:
         try:
             TreeSpace(p["P"], p["V"], p["H"])
         except ValueError as e:
@@ -409,7 +456,9 @@ def _check_sizes(spec: Spec):
                 raise SpecError(f"{spec.source}: {k}: must be > 0, got {v}")
             if k == "n_distractors" and v < 0:
                 raise SpecError(f"{spec.source}: n_distractors: must be >= 0, got {v}")
-        from .cells import make_instance
+    check_memory(spec, workers=1, limit=memory_limit)
+    from .cells import make_instance
+    for p in settings:
         try:
             make_instance(spec.generator, p, spec.root_seed, 0)
         except ValueError as e:
@@ -420,12 +469,16 @@ def _knob_text(spec: Spec, p: dict) -> str:
     return ", ".join(f"{k}={p[k]!r}" for k in spec.knobs) or "no knobs"
 
 
-def load_spec(path, smoke: bool = False) -> Spec:
+def load_spec(path, smoke: bool = False, memory_limit=None) -> Spec:
     path = pathlib.Path(path)
     try:
         raw = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise SpecError(f"{path}: no such spec file") from None
+    except IsADirectoryError:
+        raise SpecError(f"{path}: is a directory, not a spec file (a TOML file such as sims/gap_finite.toml)") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not a text file (a spec is a TOML file)") from None
     except tomllib.TOMLDecodeError as e:
         raise SpecError(f"{path}: not valid TOML: {e}") from None
-    return parse_spec(raw, source=str(path), smoke=smoke)
+    return parse_spec(raw, source=str(path), smoke=smoke, memory_limit=memory_limit)

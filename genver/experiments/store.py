@@ -31,26 +31,82 @@ no empty shard under a final name. On resume, :meth:`ResultStore.prepare` also r
 shard's Parquet footer and removes any shard that does not parse or whose unit list does not
 match its name (a file damaged outside genver), so its units run again. Footers are read once
 per :class:`ResultStore` (cached by file name, size and modification time).
+
+**One writer.** A run holds an exclusive ``fcntl.flock`` on ``DIR/.genver.lock`` (which names
+its PID, host and start time) from before it reads the directory until it ends, however it
+ends: the kernel releases the lock when the process dies, even by SIGKILL. A second run (also
+``--resume``, also ``genver repair``) gets one error naming the holder. The lock is *stale*, and
+taken over, when the lock can be taken (the holder is gone) and the file names this host, or
+names another host and was last touched (the holder touches it at every shard it writes) more
+than :data:`STALE_LOCK_S` ago; a fresh lock file of another host is respected even where
+``flock`` is granted, since ``flock`` need not work across the hosts of a network filesystem.
+Where ``flock`` is not supported at all, the file alone decides: this host and a live PID, or
+another host and a fresh file, hold it.
+
+**Each unit once.** :meth:`ResultStore.load` refuses a directory in which a unit appears in two
+shards (naming the unit and the shards: two runs that wrote at once, by an older genver without
+the lock), and ``--resume`` repairs it (:meth:`ResultStore.prepare`): the oldest shard keeps the
+unit, the others are rewritten without it (or removed when nothing is left).
+
+**Provenance.** A shard written by the runner carries, under ``genver_provenance`` (JSON), the
+package versions and git commit that wrote it, the spec, its hash and the ``--smoke`` flag:
+enough for :func:`genver.experiments.runner.repair` to rebuild a lost ``manifest.json``.
+
+Files are created with the permissions the umask allows (``0o666 & ~umask``), as ``open``
+would create them (``tempfile.mkstemp`` alone makes them ``0o600``).
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import json
 import os
 import pathlib
 import re
+import socket
 import subprocess
 import tempfile
 import time
 
 import pandas as pd
 
-__all__ = ["ResultStore", "atomic_write_bytes", "parquet_bytes", "package_versions", "git_commit"]
+__all__ = ["ResultStore", "RunLock", "LockedError", "DuplicateUnitsError", "atomic_write_bytes", "parquet_bytes",
+           "package_versions", "git_commit", "file_mode", "LOCK_NAME", "STALE_LOCK_S", "PROVENANCE_KEY"]
 
 _SHARD = re.compile(r"^(?P<sid>[0-9a-f]{10})__seed(?P<seed>\d+)\.parquet$")  # one unit (old layout)
 _BATCH = re.compile(r"^batch-(?P<sid>[0-9a-f]{10})__seed(?P<seed>\d+)-(?P<n>\d+)-(?P<hash>[0-9a-f]{12})\.parquet$")
 UNITS_KEY = b"genver_units"  # Parquet key-value metadata of a batch shard: JSON [[sid, seed], ...]
+PROVENANCE_KEY = b"genver_provenance"  # JSON: versions, git_commit, spec, spec_hash, smoke of the writer
+#: the results directory's lock file (see the module docstring)
+LOCK_NAME = ".genver.lock"
+#: a lock file of another host untouched for this long is stale (its holder touches it at every shard)
+STALE_LOCK_S = 3600.0
+
+
+class LockedError(ValueError):
+    """Another genver run holds the results directory."""
+
+
+class DuplicateUnitsError(ValueError):
+    """A unit appears in more than one shard."""
+
+
+def _umask() -> int:
+    try:  # Linux: read it without changing it (os.umask would, for a moment, for every thread)
+        for line in open("/proc/self/status"):
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def file_mode() -> int:
+    """The mode a new file gets from ``open``: ``0o666 & ~umask``."""
+    return 0o666 & ~_umask()
 
 
 def _units_hash(units_json: bytes) -> str:
@@ -65,17 +121,23 @@ def atomic_write_bytes(path: pathlib.Path, data: bytes, *, fsync: bool = True) -
     """Write ``data`` to a temporary file next to ``path`` and rename it into place (flushed
     to disk first unless ``fsync=False``)."""
     path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
+    except OSError as e:  # name the file that could not be written, not the temporary name
+        raise OSError(e.errno, e.strerror, str(path)) from None
+    try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             if fsync:
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno is not None:  # name the file, not the temporary one
+            raise OSError(e.errno, e.strerror, str(path)) from None
         raise
 
 
@@ -122,6 +184,16 @@ def git_commit() -> str | None:
         return None
 
 
+def read_provenance(path) -> dict | None:
+    """The ``genver_provenance`` of the shard at ``path`` (None: unreadable, or written without)."""
+    import pyarrow.parquet as pq
+    try:
+        raw = (pq.read_metadata(path).metadata or {}).get(PROVENANCE_KEY)
+        return None if raw is None else json.loads(raw)
+    except Exception:  # noqa: BLE001 - unreadable counts as absent
+        return None
+
+
 def _read_units(path: pathlib.Path, batch, old) -> list[tuple[str, int]] | None:
     """The units of the shard at ``path`` from its footer (``batch``/``old``: the name's match),
     or None if the footer does not parse or does not match the name."""
@@ -144,6 +216,12 @@ def _read_units(path: pathlib.Path, batch, old) -> list[tuple[str, int]] | None:
     return units
 
 
+def _batch_name(keys: list, uj: bytes | None = None) -> str:
+    """The file name of the batch shard of the sorted unit list ``keys``."""
+    uj = _units_json(keys) if uj is None else uj
+    return f"batch-{keys[0][0]}__seed{keys[0][1]:05d}-{len(keys)}-{_units_hash(uj)}.parquet"
+
+
 def _batch_frame(tables: list) -> pd.DataFrame:
     """One frame of the tables' rows, in order. Units' column dicts with the same columns are
     joined column by column and converted once (the frame ``pd.concat`` of their frames gives,
@@ -158,11 +236,106 @@ def _batch_frame(tables: list) -> pd.DataFrame:
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+class RunLock:
+    """The exclusive lock of one results directory (see the module docstring): ``acquire()``
+    raises :class:`LockedError` naming the holder's PID and host; ``touch()`` marks the holder
+    as alive; ``release()`` (also on ``with`` exit) empties the file and unlocks it. The file
+    itself stays: removing it would let a run that opened it before the removal and one that
+    creates a new file both hold "the" lock."""
+
+    def __init__(self, root):
+        self.root = pathlib.Path(root)
+        self.path = self.root / LOCK_NAME
+        self.fd = None
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+    def holder(self) -> dict | None:
+        """The holder the lock file names (pid, host, started), or None."""
+        try:
+            text = self.path.read_text()
+            return json.loads(text) if text.strip() else None
+        except (OSError, ValueError):
+            return None
+
+    def _refuse(self, holder: dict | None):
+        who = (f"pid {holder.get('pid')} on host {holder.get('host')}, started {holder.get('started')}"
+               if holder else "a process that has not yet written its name")
+        raise LockedError(f"{self.root}: another genver run is writing here ({who}; lock file {self.path}); "
+                          f"wait for it to finish or use another --out")
+
+    def acquire(self) -> None:
+        import fcntl
+        host = socket.gethostname()
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, file_mode())
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                flock = True
+            except BlockingIOError:
+                self._refuse(self.holder())
+            except OSError as e:
+                if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                    raise
+                flock = False  # no flock here (some network filesystems): the file alone decides
+            h = self.holder()
+            if h and h.get("pid") != os.getpid():
+                if h.get("host") == host:
+                    if not flock and _pid_alive(int(h.get("pid", -1))):
+                        self._refuse(h)
+                elif time.time() - os.fstat(fd).st_mtime < STALE_LOCK_S:
+                    self._refuse(h)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": host, "started": now_iso()}).encode(), 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd = fd
+
+    def touch(self) -> None:
+        if self.fd is not None:
+            try:
+                os.utime(self.fd)
+            except OSError:
+                pass
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        import fcntl
+        try:
+            os.ftruncate(self.fd, 0)
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        except OSError:
+            pass
+        finally:
+            os.close(self.fd)
+            self.fd = None
+
+
 class ResultStore:
     def __init__(self, root):
         self.root = pathlib.Path(root)
         self.shards = self.root / "shards"
         self._footers: dict = {}  # shard name -> ((size, mtime_ns), units or None)
+        #: written into every shard's footer (``genver_provenance``) when set (the runner sets it)
+        self.provenance: dict | None = None
 
     # -- manifest ----------------------------------------------------------------------
     @property
@@ -170,10 +343,14 @@ class ResultStore:
         return self.root / "manifest.json"
 
     def read_manifest(self) -> dict:
+        if self.root.exists() and not self.root.is_dir():
+            raise ValueError(f"{self.root}: not a directory (a results directory of `genver run` is expected)")
         try:
             return json.loads(self.manifest_path.read_text())
         except FileNotFoundError:
-            raise ValueError(f"{self.root}: no manifest.json — not a genver results directory") from None
+            hint = (f"; its shards can rebuild it: genver repair {self.root}"
+                    if any(self.shards.glob("*.parquet")) else "")
+            raise ValueError(f"{self.root}: no manifest.json — not a genver results directory{hint}") from None
         except json.JSONDecodeError as e:
             raise ValueError(f"{self.manifest_path}: unreadable ({e})") from None
 
@@ -184,7 +361,7 @@ class ResultStore:
     def prepare(self) -> list[str]:
         """Create ``shards/``, remove a killed run's temporary files, and remove every shard
         whose Parquet footer does not parse or does not match its name (its units rerun).
-        Returns the removed shards' names."""
+        Returns the removed shards' names. (Units listed twice: :meth:`repair_duplicates`.)"""
         self.shards.mkdir(parents=True, exist_ok=True)
         for p in self.shards.glob(".tmp-*"):  # leftovers of a killed run
             p.unlink()
@@ -195,6 +372,73 @@ class ResultStore:
                 self._footers.pop(name, None)
                 removed.append(name)
         return removed
+
+    def duplicates(self) -> dict:
+        """``{(sid, seed): [shard names]}`` for every unit that more than one shard lists."""
+        where: dict = {}
+        for name, units in sorted(self._scan().items()):
+            for u in units or ():
+                where.setdefault(u, []).append(name)
+        return {u: names for u, names in where.items() if len(names) > 1}
+
+    def repair_duplicates(self) -> list[str]:
+        """Keep each unit in one shard: shards in order of modification time (then name); a
+        shard listing a unit an earlier one holds is rewritten without that unit's rows (same
+        provenance), or removed when nothing is left. Returns one line per changed shard. The
+        new shard is written before the old one is removed, so a crash in between leaves a
+        duplicate for the next repair, never a lost unit."""
+        if not self.duplicates():
+            return []
+        scan = {n: u for n, u in self._scan().items() if u is not None}
+        order = sorted(scan, key=lambda n: ((self.shards / n).stat().st_mtime_ns, n))
+        kept, changed, whole = set(), [], set()
+        for name in order:
+            if name in whole:  # already kept whole for a shard processed before it
+                continue
+            units = scan[name]
+            dup = [u for u in units if u in kept]
+            rest = [u for u in units if u not in kept]
+            kept.update(rest)
+            if not dup:
+                continue
+            path = self.shards / name
+            target = _batch_name(sorted(rest)) if rest else None
+            if target is not None and target in scan and target != name:
+                whole.add(target)  # another shard holds exactly the rest: keep it, drop this one
+                rest = []
+            if rest:
+                df = pd.read_parquet(path)
+                key = list(zip(df["setting_id"], df["seed"].astype(int)))
+                tables = [(sid, seed, df[[k == (sid, seed) for k in key]].reset_index(drop=True))
+                          for sid, seed in rest]
+                prov_before = self.provenance
+                self.provenance = read_provenance(path)
+                try:
+                    new = self.write_batch(tables)
+                finally:
+                    self.provenance = prov_before
+                if new.name != name:
+                    path.unlink()
+                    self._footers.pop(name, None)
+                changed.append(f"shard {name}: {len(dup)} unit(s) another shard holds dropped, "
+                               f"{len(rest)} kept in {new.name}")
+            else:
+                path.unlink()
+                self._footers.pop(name, None)
+                changed.append(f"shard {name}: every unit is held by another shard; removed")
+        return changed
+
+    def unreadable(self) -> list[str]:
+        """Names of the shards whose footer does not parse or does not match the name."""
+        return sorted(n for n, u in self._scan().items() if u is None)
+
+    def completeness(self, expected: set) -> dict:
+        """How much of a run is on disk: ``done`` (units of ``expected`` some readable shard
+        holds), ``total``, ``unreadable`` (shard names), ``complete`` (bool)."""
+        done = self.done_units() & expected
+        bad = self.unreadable()
+        return {"done": len(done), "total": len(expected), "unreadable": bad,
+                "complete": len(done) == len(expected) and not bad}
 
     def write_batch(self, units) -> pathlib.Path:
         """Write finished units, ``[(sid, seed, table), ...]``, as one shard (atomically; the
@@ -208,10 +452,13 @@ class ResultStore:
         if len(set(keys)) != len(keys):
             raise ValueError("write_batch: a unit is listed twice")
         uj = _units_json(keys)
-        name = f"batch-{keys[0][0]}__seed{keys[0][1]:05d}-{len(keys)}-{_units_hash(uj)}.parquet"
+        name = _batch_name(keys, uj)
         df = _batch_frame([t for _, _, t in units])
         path = self.shards / name
-        atomic_write_bytes(path, parquet_bytes(df, {UNITS_KEY: uj}))
+        meta = {UNITS_KEY: uj}
+        if self.provenance is not None:
+            meta[PROVENANCE_KEY] = json.dumps(self.provenance, sort_keys=True, default=str).encode()
+        atomic_write_bytes(path, parquet_bytes(df, meta))
         try:
             st = path.stat()
             self._footers[name] = ((st.st_size, st.st_mtime_ns), keys)
@@ -267,7 +514,15 @@ class ResultStore:
         return pd.read_parquet(p)
 
     def load(self) -> pd.DataFrame:
-        """All finished rows, sorted deterministically."""
+        """All finished rows, sorted deterministically. Raises :class:`DuplicateUnitsError`
+        when a unit appears in two shards (``--resume`` repairs that)."""
+        dup = self.duplicates()
+        if dup:
+            (sid, seed), names = next(iter(sorted(dup.items())))
+            raise DuplicateUnitsError(
+                f"{self.root}: unit (setting {sid}, seed {seed}) appears in {len(names)} shards "
+                f"({', '.join(names)}), and {len(dup) - 1} more unit(s) twice: two runs wrote here at once? "
+                f"repair with `genver run SPEC --out {self.root} --resume`")
         files = list(self.shard_units())
         if not files:
             raise ValueError(f"{self.root}: no results yet (no shards)")
