@@ -60,17 +60,26 @@ def _ratio_csv(root) -> str:
 
 def _plot(args) -> int:
     from .experiments.report import make_figures
-    for f in make_figures(args.dir):
+    for f in make_figures(args.dir, style=args.style):
         print(f)
     return 0
 
 
 def _report(args) -> int:
-    from .experiments.report import make_report
-    path, table = make_report(args.dir)
-    print(table.to_string(index=False))
-    print(f"report: {path}")
-    return 0 if (table["verdict"] != "FAIL").all() else 1
+    from .experiments.figcache import read_report_cache
+    if args.format not in ("md", "html"):
+        raise ValueError(f"report: --format must be md or html, got {args.format!r}")
+    hit = read_report_cache(args.dir, args.format)  # unchanged results: no pandas, SciPy, matplotlib
+    if hit is not None:
+        text, path = hit["terminal"], os.path.join(args.dir, hit["path"])
+        failed = any(v["verdict"] == "FAIL" for v in hit["verdicts"])
+    else:
+        from .experiments.report import format_verdicts, make_report
+        p, table = make_report(args.dir, fmt=args.format)
+        text, path, failed = format_verdicts(table), str(p), bool((table["verdict"] == "FAIL").any())
+    print(text)
+    print(f"report: {path}" + ("  (results unchanged: nothing recomputed)" if hit is not None else ""))
+    return 1 if failed else 0
 
 
 def _check(args) -> int:
@@ -376,8 +385,11 @@ def _run(args) -> int:
     except KeyboardInterrupt as e:
         print(f"genver: {e}", file=sys.stderr)
         return 130
-    print(f"{summary['cells']} cells ({summary['units_run']} of {summary['units']} units run now) "
-          f"in {summary['seconds']:.1f} s -> {summary['out']}")
+    if summary["units_run"] == 0:
+        print(f"nothing to do: all {summary['units']} units ({summary['cells']} cells) are already in {summary['out']}")
+    else:
+        print(f"{summary['cells']} cells ({summary['units_run']} of {summary['units']} units run now) "
+              f"in {summary['seconds']:.1f} s -> {summary['out']}")
     return 0
 
 
@@ -455,11 +467,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="where neural estimators train (default auto: CUDA when available, else CPU)")
     r.set_defaults(func=_run)
-    pl = sub.add_parser("plot", help="write the figures of a results directory (PNG and PDF)")
+    pl = sub.add_parser("plot", help="write the figures of a results directory (PNG and PDF; --style paper: "
+                                     "vector PDF and SVG)",
+                        epilog="a figure whose inputs (results, code, style) are unchanged is not redrawn: "
+                               "the hash of its inputs is kept beside it, in NAME.sha256")
     pl.add_argument("dir", help="results directory of `genver run`")
+    pl.add_argument("--style", choices=["screen", "paper"], default="screen",
+                    help="screen (default): PNG and PDF under DIR/figures; paper: PDF and SVG at 3.3 in "
+                         "(NAME_col) and 6.9 in (NAME_full) wide, fonts embedded, under DIR/figures/paper")
     pl.set_defaults(func=_plot)
-    rp = sub.add_parser("report", help="write DIR/report.md and print the verdict table (exit 1 on a FAIL)")
+    rp = sub.add_parser("report", help="write DIR/report.md (or .html) and print the verdicts (exit 1 on a FAIL)")
     rp.add_argument("dir", help="results directory of `genver run`")
+    rp.add_argument("--format", default="md", metavar="{md,html}",
+                    help="md (default): DIR/report.md, figures linked; html: DIR/report.html, one "
+                         "self-contained page (figures embedded), viewable offline")
     rp.set_defaults(func=_report)
     c = sub.add_parser("check", help="run the executable checks of the paper's propositions (theory/)")
     c.add_argument("--quick", action="store_true", help="the small version (< 60 s)")
