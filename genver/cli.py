@@ -42,10 +42,14 @@ def _quickstart(args) -> int:
     path, table = make_report(args.out)
     import pandas as pd
     ratio = pd.read_csv(io.StringIO(_ratio_csv(args.out)))
-    print(f"N_ε = pairs a route needs for mean exact suboptimality J(π*) − J(π̂) ≤ ε = {ratio['eps'].iloc[0]}; "
+    print(f"N_ε = pairs a route needs for mean exact suboptimality J(π*) − J(π̂) ≤ ε = {ratio['eps'].iloc[0]};\n"
           f"ratio = N_ε(offline)/N_ε(online), 95% bootstrap CI over {summary['units'] // len(ratio)} seeds:")
     print(ratio.drop(columns="eps").to_string(index=False))
-    print(f"verdict: {table['verdict'].iloc[0]} — {table['detail'].iloc[0]}")
+    import textwrap
+    v = table.iloc[0]
+    print(textwrap.fill(f"verdict: {v['verdict']} — {v['detail']}", 100, subsequent_indent="  "))
+    if v.get("in_words"):
+        print(textwrap.fill(f"  = {v['in_words']}", 100, subsequent_indent="    "))
     print(f"report: {path}  figures: {path.parent / 'figures'}  ({time.perf_counter() - t0:.1f} s)")
     return 0
 
@@ -59,8 +63,14 @@ def _ratio_csv(root) -> str:
 
 
 def _plot(args) -> int:
-    from .experiments.report import make_figures
-    for f in make_figures(args.dir, style=args.style):
+    from .experiments.figcache import read_report_cache
+    hit = read_report_cache(args.dir, f"plot-{args.style}")  # unchanged: no pandas, SciPy, matplotlib
+    if hit is not None:
+        files = [os.path.join(args.dir, f) for f in hit["files"]]
+    else:
+        from .experiments.report import make_figures
+        files = make_figures(args.dir, style=args.style)
+    for f in files:
         print(f)
     return 0
 

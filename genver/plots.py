@@ -408,7 +408,8 @@ def plot_sample_complexity(
     styles = dict(styles) if styles is not None else estimator_styles(d["estimator"] if len(d) else [])
     routes = d["route"] if "route" in d.columns else pd.Series("other", index=d.index)
     top, any_zero, any_clip = fl, False, False
-    for est in _order(d["estimator"] if len(d) else []):
+    ests = _order(d["estimator"] if len(d) else [])
+    for i_est, est in enumerate(ests):
         g = d[d["estimator"] == est].sort_values("n")
         st = styles.get(est) or estimator_styles([est])[est]
         n = g["n"].to_numpy(dtype=float)
@@ -421,7 +422,8 @@ def plot_sample_complexity(
                 label=_series_label(est, routes.loc[g.index].iloc[0]))
         if zero.any():
             any_zero = True
-            mark_zeros(ax, n[zero], st["color"], st["marker"])
+            # side by side, so that estimators exactly optimal at the same n stay visible
+            mark_zeros(ax, n[zero], st["color"], st["marker"], transform=_dodge(ax, i_est, len(ests), 4.0))
         if lo_c in g.columns and hi_c in g.columns:
             lo = g[lo_c].to_numpy(dtype=float)
             hi = g[hi_c].to_numpy(dtype=float)
@@ -1007,9 +1009,11 @@ def save_figure(fig, path_stem, *, dpi: int = 150, formats: Sequence[str] = ("pn
     """Write ``{path_stem}.{fmt}`` for each of ``formats`` (default PNG at ``dpi`` and PDF),
     each atomically: rendered to a temporary file in the same folder, then ``os.replace``-d
     over the target (a reader never sees a half-written figure). Parent folders are created.
-    Accepts a Figure or an Axes. The layout is computed once, then frozen for every format.
-    ``tight=False`` keeps the figure's own size (the paper widths), else the saved area is the
-    drawn content's bounding box. Returns the written paths."""
+    Accepts a Figure or an Axes. A figure with a layout engine (constrained layout: every figure
+    of this module) is laid out once, the layout is frozen for every format, and it is saved at
+    its own size (the layout already fits the content; no second "tight" pass). Other figures
+    are saved with the content's bounding box unless ``tight=False``. Returns the written
+    paths."""
     if hasattr(fig, "figure") and not isinstance(fig, Figure):
         fig = fig.figure
     stem = Path(path_stem)
@@ -1019,6 +1023,7 @@ def save_figure(fig, path_stem, *, dpi: int = 150, formats: Sequence[str] = ("pn
     if fig.get_layout_engine() is not None:
         fig.draw_without_rendering()  # one layout pass ...
         fig.set_layout_engine("none")  # ... kept for every format
+        tight = False
     out = []
     for fmt in formats:
         target = stem.parent / f"{stem.name}.{fmt}"

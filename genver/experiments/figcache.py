@@ -8,10 +8,11 @@ Two levels, both content hashes (SHA-256), never modification times:
   source of the drawing code (:func:`code_digest`). The hash is stored beside the figure as
   ``<name>.sha256``; the figure is kept when that file holds the same hash and every output
   file exists;
-* a **report** is rebuilt only when :func:`results_digest` (the bytes of ``manifest.json``,
+* a **report** (and the figure set of ``genver plot``) is rebuilt only when :func:`results_digest` (the bytes of ``manifest.json``,
   ``settings.parquet`` and every shard, in name order, plus :func:`code_digest` and the
   format) changed; ``DIR/.report-cache.json`` then holds the verdict rows and the terminal
-  text, so an unchanged report is printed without importing pandas, SciPy or matplotlib.
+  text (for ``genver plot``: the list of figure files), so an unchanged report is printed
+  without importing pandas, SciPy or matplotlib.
 
 This module imports only the standard library (plus NumPy/pandas inside
 :func:`frame_digest`), so the no-change path of ``genver report`` stays fast.
@@ -116,6 +117,8 @@ def read_report_cache(root, fmt: str) -> dict | None:
         return None
     entry = cache.get(fmt) if isinstance(cache, dict) else None
     if not isinstance(entry, dict) or not (root / entry.get("path", "\0")).exists():
+        return None
+    if not all((root / f).exists() for f in entry.get("files", [])):
         return None
     return entry if entry.get("digest") == results_digest(root, fmt) else None
 

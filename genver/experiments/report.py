@@ -128,9 +128,15 @@ def make_figures(root, style: str = "screen") -> list[pathlib.Path]:
     column (``<name>_col``, 3.3 in) and the full page (``<name>_full``, 6.9 in) wide, fonts
     embedded. A figure whose inputs are unchanged (:mod:`genver.experiments.figcache`) is not
     redrawn. Returns every figure's files, drawn now or kept."""
+    hit = figcache.read_report_cache(root, f"plot-{style}")
+    if hit is not None:  # unchanged results, code and style: every figure is as drawn
+        return [pathlib.Path(root) / f for f in hit["files"]]
     man, df, settings = load_results(root)
     lazy = _Lazy(man, df, settings)
-    return _figures(root, man, df, settings, lazy, style=style)
+    files = _figures(root, man, df, settings, lazy, style=style)
+    figcache.write_report_cache(root, f"plot-{style}", {
+        "path": "figures", "files": [str(pathlib.Path(f).relative_to(root)) for f in files]})
+    return files
 
 
 class _Lazy:
@@ -176,7 +182,7 @@ def _figure_jobs(man, df, settings, lazy) -> list:
     in inches, ``None``: the screen size)."""
     knobs = man["knobs"]
     metrics = set(df["metric"])
-    styles = plots.estimator_styles(df["estimator"])  # one colour per label in every figure
+    styles = plots.estimator_styles(df["estimator"].unique())  # one colour per label in every figure
     order = settings.sort_values(knobs, kind="stable")["setting_id"].tolist() if knobs else None
     jobs = []
 
