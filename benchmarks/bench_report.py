@@ -16,8 +16,9 @@ included, what a user waits for):
   timed in the same rounds, so the ratios compare like with like on a loaded machine.
 
 Each round runs every command once, interleaved; the table gives the median and [min, max] of
-the wall times over ``--reps`` rounds and the ratio baseline ÷ now, with the load average
-(``/proc/loadavg``) before and after.
+the wall times (``*_cpu``: the child's user + system CPU seconds, less sensitive to a loaded
+machine) over ``--reps`` rounds and the ratio baseline ÷ now ([min, max]: min baseline ÷ max
+now, max baseline ÷ min now), with the load average (``/proc/loadavg``) before and after.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import argparse
 import json
 import os
 import pathlib
+import resource
 import shutil
 import subprocess
 import sys
@@ -41,12 +43,18 @@ def _load() -> str:
         return "?"
 
 
-def _time(cmd, pythonpath) -> float:
+def _time(cmd, pythonpath, cwd) -> tuple[float, float]:
+    """(wall, CPU = user + sys) seconds of one ``python -m genver.cli CMD`` run with the code at
+    ``pythonpath``; ``cwd`` holds no ``genver`` (``-m`` puts the working directory first on
+    ``sys.path``)."""
     env = dict(os.environ, PYTHONPATH=str(pythonpath), MPLBACKEND="Agg")
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "genver.cli", *cmd], check=False, env=env,
+    subprocess.run([sys.executable, "-m", "genver.cli", *cmd], check=True, env=env, cwd=cwd,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t
+    wall = time.perf_counter() - t
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 
 
 def _clean(d: pathlib.Path) -> None:
@@ -85,11 +93,19 @@ def main(argv=None) -> int:
                     shutil.rmtree(dst, ignore_errors=True)
                     shutil.copytree(src, dst)
                 suffix = "" if label == "now" else "_baseline"
-                times.setdefault("plot_cold" + suffix, []).append(_time(["plot", str(gh)], code))
-                times.setdefault("plot_warm" + suffix, []).append(_time(["plot", str(gh)], code))
-                _clean(gf)
-                times.setdefault("report_cold" + suffix, []).append(_time(["report", str(gf)], code))
-                times.setdefault("report_warm" + suffix, []).append(_time(["report", str(gf)], code))
+                for name, cmd in (("plot_cold", ["plot", str(gh)]), ("plot_warm", ["plot", str(gh)]),
+                                  ("report_cold", ["report", str(gf)]), ("report_warm", ["report", str(gf)])):
+                    if name == "report_cold":
+                        _clean(gf)
+                    try:
+                        w, c = _time(cmd, code, tmp)
+                    except subprocess.CalledProcessError as e:
+                        if name.startswith("report") and e.returncode == 1:  # a FAIL verdict: still timed
+                            w, c = float("nan"), float("nan")
+                        else:
+                            raise
+                    times.setdefault(name + suffix, []).append(w)
+                    times.setdefault(name + suffix + "_cpu", []).append(c)
     load1 = _load()
 
     def med(v):
@@ -98,22 +114,23 @@ def main(argv=None) -> int:
 
     rows = []
     for name in ("plot_cold", "plot_warm", "report_cold", "report_warm"):
-        now = times[name]
-        row = {"name": name, "median_s": med(now), "min_s": min(now), "max_s": max(now)}
-        if name + "_baseline" in times:
-            b = times[name + "_baseline"]
-            row |= {"baseline_median_s": med(b), "ratio": med(b) / med(now),
-                    "ratio_min": min(b) / max(now), "ratio_max": max(b) / min(now)}
-        rows.append(row)
+        for kind in ("", "_cpu"):
+            now = times[name + kind]
+            row = {"name": name + kind, "median_s": med(now), "min_s": min(now), "max_s": max(now)}
+            if name + "_baseline" + kind in times:
+                b = times[name + "_baseline" + kind]
+                row |= {"baseline_median_s": med(b), "ratio": med(b) / med(now),
+                        "ratio_min": min(b) / max(now), "ratio_max": max(b) / min(now)}
+            rows.append(row)
     if a.json:
         print(json.dumps({"rows": rows, "reps": a.reps, "loadavg_before": load0, "loadavg_after": load1}))
         return 0
     print(f"reps {a.reps}; load average {load0} before, {load1} after")
-    print(f"{'command':<13} {'now (s) median [min, max]':>28} {'baseline (s)':>13} {'baseline/now [min, max]':>26}")
+    print(f"{'command':<17} {'now (s) median [min, max]':>28} {'baseline (s)':>13} {'baseline/now [min, max]':>26}")
     for r in rows:
         base = f"{r['baseline_median_s']:.2f}" if "ratio" in r else "—"
         ratio = f"{r['ratio']:.1f} [{r['ratio_min']:.1f}, {r['ratio_max']:.1f}]" if "ratio" in r else "—"
-        print(f"{r['name']:<13} {r['median_s']:>10.2f} [{r['min_s']:.2f}, {r['max_s']:.2f}]{'':>4} {base:>13} {ratio:>26}")
+        print(f"{r['name']:<17} {r['median_s']:>10.2f} [{r['min_s']:.2f}, {r['max_s']:.2f}]{'':>4} {base:>13} {ratio:>26}")
     return 0
 
 

@@ -171,8 +171,6 @@ def estimator_styles(labels: Iterable) -> dict:
             for i, (l, c) in enumerate(estimator_colours(labels).items())}
 
 
-_style_map = estimator_styles  # the name used before the palette became public
-
 
 def grid_shape(k: int, max_cols: int = 4) -> tuple[int, int]:
     """(rows, cols) for ``k`` panels with no empty panel where one exists within ``max_cols``
@@ -278,10 +276,6 @@ def _series_label(est, route) -> str:
     if route is None or (isinstance(route, float) and math.isnan(route)) or route in ("other", est):
         return str(est)
     return f"{est} ({route})"
-
-
-def _knob_text(row: pd.Series, skip=()) -> str:
-    return setting_title(row[[c for c in row.index if c not in skip]])
 
 
 def _numeric_positions(values: pd.Series):

@@ -1,9 +1,11 @@
-"""``genver plot`` and ``genver report``: figures and a Markdown report from a results directory.
+"""``genver plot`` and ``genver report``: figures and a Markdown or HTML report from a results directory.
 
-Figures (PNG and PDF, under ``DIR/figures/``):
+Figures (``style="screen"``: PNG and PDF under ``DIR/figures/``; ``style="paper"``: vector PDF
+and SVG under ``DIR/figures/paper/``, ``<name>_col`` 3.3 in and ``<name>_full`` 6.9 in wide,
+fonts embedded):
 
 * ``sample_complexity`` — mean suboptimality ``J_β(π*) − J_β(π̂)`` vs ``n`` (log-log), one line per
-  estimator with 95% stratified-bootstrap bands, one panel per setting;
+  estimator with 95% stratified-bootstrap bands, one panel per setting titled by its knobs;
 * ``ratio`` — the sample-efficiency ratio ``N_ε(offline)/N_ε(online)`` vs the first swept knob
   with its CI and the finite-class prediction ``log|Π|/log|R|`` (or ``dim Π/dim R``);
 * ``n_epsilon`` — ``N_ε`` of each estimator vs the knob;
@@ -14,11 +16,19 @@ Figures (PNG and PDF, under ``DIR/figures/``):
 * ``curves_<metric>`` — mean of ``bt_loglik``, ``bt_loglik_opt`` or ``optimal_mass`` vs ``n``
   with 95% bootstrap bands, one panel per setting.
 
-The report (``DIR/report.md``) holds the spec's expectation, the verdicts, the gap descriptors
-per setting, ``N_ε`` and the ratio per setting, log-log slopes, the mean of every metric at the
-largest ``n``, and the figures. Verdicts: the spec's ``[expect] ratio`` checked with
-:func:`genver.stats.gap_verdict`, and each ``[expect] order`` statement checked with
-:func:`genver.experiments.expect.check_order` (PASS | FAIL each).
+Every figure of a report gives an estimator label the same colour
+(:func:`genver.plots.estimator_styles` of all the labels). A figure is redrawn only when the
+hash of its inputs changed, and an unchanged report is not recomputed at all
+(:mod:`genver.experiments.figcache`).
+
+The report (``DIR/report.md``, or with ``fmt="html"`` ``DIR/report.html``: one self-contained
+page, figures embedded as ``data:`` URIs) holds the spec's expectation, the verdicts (each also
+in words, :func:`order_in_words` / :func:`ratio_in_words`), the gap descriptors per setting,
+``N_ε`` and the ratio per setting, log-log slopes, the mean of every metric at the largest
+``n``, the provenance (spec, hash, versions, commit, times) and the figures. Verdicts: the
+spec's ``[expect] ratio`` checked with :func:`genver.stats.gap_verdict`, and each ``[expect]
+order`` statement checked with :func:`genver.experiments.expect.check_order` (PASS | FAIL
+each). :func:`format_verdicts` lays them out for a terminal of 100 columns.
 """
 from __future__ import annotations
 
@@ -34,7 +44,7 @@ from .expect import check_order
 from .store import ResultStore, atomic_write_bytes
 
 __all__ = ["load_results", "make_figures", "make_report", "means_at_largest_n", "ratios_side_by_side", "verdict",
-           "verdicts"]
+           "verdicts", "format_verdicts", "order_in_words", "ratio_in_words", "REPORT_FORMATS", "VERDICT_COLUMNS"]
 
 N_BOOT = 1000
 
@@ -418,13 +428,16 @@ def order_in_words(text: str) -> str:
         quals.append("where " + ", ".join(f"{k} = {v}" for k, v in st.where.items()))
     if st.n_filter:
         op, v = st.n_filter
-        quals.append(f"at the largest n" if v == "max" else f"{'at n =' if op == 'eq' else 'for n ≥' if op == 'ge' else 'for n ≤'} {v}")
+        quals.append("at the largest n" if v == "max" else
+                     f"{ {'eq': 'at n =', 'ge': 'for n ≥', 'le': 'for n ≤'}[op]} {v}")
     tail = (" " + " ".join(quals)) if quals else ""
-    if metric == "frontier":
-        what, higher_better = "more E r* at the same KL(π̂‖π_ref)", True
-    else:
-        higher_better = metric in _HIGHER_IS_BETTER or metric not in _LOWER_IS_BETTER and None
-        what = metric
+    what = "more E r* at the same KL(π̂‖π_ref)" if metric == "frontier" else metric
+    if metric == "frontier" or metric in _HIGHER_IS_BETTER:
+        higher_better = True
+    elif metric in _LOWER_IS_BETTER:
+        higher_better = False
+    else:  # a metric of unknown direction: compare values, judge nothing
+        higher_better = None
     parts = []
     for a, op, b in st.pairs:
         if st.trend_knob is not None:
