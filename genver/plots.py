@@ -580,7 +580,7 @@ def _draw_points(ax, x, y, lo, hi, kind, *, color, marker, floor, ceil, tr, labe
         yy = y[m]
         arrow = yy * 0.6 if up else yy * 0.375  # ×1.6 up / ÷1.6 down on a log axis
         yerr = np.vstack([np.zeros_like(yy), arrow]) if up else np.vstack([arrow, np.zeros_like(yy)])
-        ax.errorbar(x[m], yy, yerr=yerr, lolims=up, uplims=not up, fmt="none", ecolor=color, lw=1.0,
+        ax.errorbar(x[m], yy, yerr=yerr, lolims=up, uplims=not up, fmt="none", ecolor=color, color=color, lw=1.0,
                     transform=tr)
         ax.plot(x[m], yy, ls="none", marker="^" if up else "v", ms=8, mfc="none", mew=1.5, color=color,
                 transform=tr, label=label, gid=k)
