@@ -26,7 +26,7 @@ Conventions (a figure must read without its caption):
 * censored values (``N_ε > n_max``; ratio bounds) are open markers with an arrow in the
   direction of the bound, never joined by a line to exact points;
 * grids get as many panels as there are settings (:func:`grid_shape`); log axes get labelled
-  ticks at 1, 2, 5 × 10^k when they span fewer than about three decades (:func:`log_ticks`).
+  ticks at 1, 2, 5 × 10^k (or 1, 3 × 10^k) where a decade is wide (:func:`log_ticks`).
 
 :func:`use_style` (``"screen"``, the default, or ``"paper"``: 8 pt text, fonts embedded as
 TrueType in PDF and as paths in SVG) is a context manager around the drawing; the paper widths
@@ -196,29 +196,32 @@ def _num_label(v: float) -> str:
     return _fmt(float(f"{v:.3g}"))
 
 
-def log_ticks(axis, lo: float | None = None, hi: float | None = None) -> None:
+def log_ticks(axis, lo: float | None = None, hi: float | None = None, max_labels: int | None = None) -> None:
     """Labelled ticks on a log ``axis`` (``ax.xaxis`` / ``ax.yaxis``) for its current limits
-    (or ``lo``, ``hi``): at 10^k with unlabelled minor ticks when the axis spans more than
-    about three decades, else at 1, 2, 5 × 10^k (1…9 × 10^k under half a decade), labelled as
-    plain numbers. Call it after the limits are final."""
+    (or ``lo``, ``hi``), as plain numbers: at m × 10^k for the densest of m ∈ {1…9}, {1, 2, 5},
+    {1, 3}, {1} that gives at most ``max_labels`` labels (default 10 on a y axis, 7 on an x
+    axis, whose labels are wider), else at every or every other 10^k; unlabelled minor ticks at
+    2…9 × 10^k. Call it after the limits are final."""
     from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
 
     a, b = axis.get_view_interval() if lo is None or hi is None else (lo, hi)
     a, b = sorted((float(a), float(b)))
     if not (a > 0 and np.isfinite(b)):
         return
-    decades = math.log10(b / a)
-    if decades > 3.2:
-        axis.set_major_locator(LogLocator(base=10))
-        axis.set_minor_locator(LogLocator(base=10, subs=np.arange(2, 10)))
-        axis.set_minor_formatter(NullFormatter())
-        return
-    subs = (1, 2, 5) if decades > 0.7 else (1, 2, 3, 4, 5, 6, 7, 8, 9)
+    if max_labels is None:
+        max_labels = 7 if axis.axis_name == "x" else 10
     e0, e1 = math.floor(math.log10(a)) - 1, math.ceil(math.log10(b)) + 1
-    ticks = [m * 10.0**e for e in range(e0, e1 + 1) for m in subs]
-    ticks = [t for t in ticks if a * (1 - 1e-9) <= t <= b * (1 + 1e-9)]
-    axis.set_major_locator(FixedLocator(ticks))
-    axis.set_major_formatter(FuncFormatter(lambda v, _pos: _num_label(v)))
+    ticks = []
+    for subs in ((1, 2, 3, 4, 5, 6, 7, 8, 9), (1, 2, 5), (1, 3), (1,)):
+        ticks = [m * 10.0**e for e in range(e0, e1 + 1) for m in subs]
+        ticks = [t for t in ticks if a * (1 - 1e-9) <= t <= b * (1 + 1e-9)]
+        if len(ticks) <= max_labels:
+            break
+    if len(ticks) > max_labels or len(ticks) < 2:  # wide axis (or less than a decade): let LogLocator pick
+        axis.set_major_locator(LogLocator(base=10, numticks=max_labels))
+    else:
+        axis.set_major_locator(FixedLocator(ticks))
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: _num_label(v)))  # plain 10, 100 (no mathtext)
     axis.set_minor_locator(LogLocator(base=10, subs=np.arange(2, 10)))
     axis.set_minor_formatter(NullFormatter())
 
@@ -445,6 +448,7 @@ def plot_sample_complexity(
         nn = nn[np.isfinite(nn) & (nn > 0)]
         if nn.size:  # the zeros' markers take no part in autoscaling: the x range is every n
             ax.set_xlim(nn.min() / 1.2, nn.max() * 1.2)
+            log_ticks(ax.xaxis)
     ylab = metric_label(metric) + (f" ({stat}, 95% CI)" if stat == "iqm" else " (mean, 95% CI)")
     any_zero, any_clip = notes if notes is not None else (any_zero, any_clip)
     note = "; ".join(t for t, on in ((ZERO_NOTE, any_zero), (CLIP_NOTE, any_clip)) if on)
@@ -915,6 +919,7 @@ def plot_best_of_n(
 
         ax.set_xscale("log", base=2)
         ax.xaxis.set_major_formatter(ScalarFormatter())  # 1, 2, 4, … rather than 2^k
+        _ticks_at(ax.xaxis, Nvals.to_numpy(dtype=float))  # few sizes: labelled 1, 2, 4 (not 1.0)
     ax.set_xlabel(r"$N$ (best-of-$N$ samples per prompt)")
     ax.set_ylabel(metric_label(metric) if metric is not None else "value")
     ax.set_title("best-of-$N$ by reward model" + (f" ({model_col})" if model_col != "estimator" else ""),
