@@ -48,10 +48,14 @@ def _quickstart(args) -> int:
     path, table = make_report(args.out)
     import pandas as pd
     ratio = pd.read_csv(io.StringIO(_ratio_csv(args.out)))
-    print(f"N_ε = pairs a route needs for mean exact suboptimality J(π*) − J(π̂) ≤ ε = {ratio['eps'].iloc[0]}; "
+    print(f"N_ε = pairs a route needs for mean exact suboptimality J(π*) − J(π̂) ≤ ε = {ratio['eps'].iloc[0]};\n"
           f"ratio = N_ε(offline)/N_ε(online), 95% bootstrap CI over {summary['units'] // len(ratio)} seeds:")
     print(ratio.drop(columns="eps").to_string(index=False))
-    print(f"verdict: {table['verdict'].iloc[0]} — {table['detail'].iloc[0]}")
+    import textwrap
+    v = table.iloc[0]
+    print(textwrap.fill(f"verdict: {v['verdict']} — {v['detail']}", 100, subsequent_indent="  "))
+    if v.get("in_words"):
+        print(textwrap.fill(f"  = {v['in_words']}", 100, subsequent_indent="    "))
     print(f"report: {path}  figures: {path.parent / 'figures'}  ({time.perf_counter() - t0:.1f} s)")
     return 0
 
@@ -77,22 +81,37 @@ def _incomplete_line(root) -> str | None:
 
 
 def _plot(args) -> int:
-    from .experiments.report import make_figures
+    from .experiments.figcache import read_report_cache
     incomplete = _incomplete_line(args.dir)
-    for f in make_figures(args.dir):
+    hit = read_report_cache(args.dir, f"plot-{args.style}")  # unchanged: no SciPy, matplotlib
+    if hit is not None:
+        files = [os.path.join(args.dir, f) for f in hit["files"]]
+    else:
+        from .experiments.report import make_figures
+        files = make_figures(args.dir, style=args.style)
+    for f in files:
         print(f)
     return EXIT_INCOMPLETE if incomplete and not args.partial else 0
 
 
 def _report(args) -> int:
-    from .experiments.report import make_report
+    from .experiments.figcache import read_report_cache
+    if args.format not in ("md", "html"):
+        raise ValueError(f"report: --format must be md or html, got {args.format!r}")
     incomplete = _incomplete_line(args.dir)
-    path, table = make_report(args.dir)
-    print(table.to_string(index=False))
-    print(f"report: {path}")
+    hit = read_report_cache(args.dir, args.format)  # unchanged results: no SciPy, matplotlib
+    if hit is not None:
+        text, path = hit["terminal"], os.path.join(args.dir, hit["path"])
+        failed = any(str(v["verdict"]).startswith("FAIL") for v in hit["verdicts"])
+    else:
+        from .experiments.report import format_verdicts, make_report
+        p, table = make_report(args.dir, fmt=args.format)
+        text, path, failed = format_verdicts(table), str(p), bool(table["verdict"].str.startswith("FAIL").any())
+    print(text)
+    print(f"report: {path}" + ("  (results unchanged: nothing recomputed)" if hit is not None else ""))
     if incomplete and not args.partial:
         return EXIT_INCOMPLETE
-    return 0 if not table["verdict"].str.startswith("FAIL").any() else 1
+    return 1 if failed else 0
 
 
 def _check(args) -> int:
@@ -482,8 +501,11 @@ def _run(args) -> int:
     except KeyboardInterrupt as e:  # Ctrl-C: 130; SIGTERM: 143; SIGHUP: 129 (128 + the signal)
         print(f"genver: {e or 'interrupted before any unit was saved'}", file=sys.stderr)
         return 128 + int(getattr(e, "signum", signal.SIGINT))
-    print(f"{summary['cells']} cells ({summary['units_run']} of {summary['units']} units run now) "
-          f"in {summary['seconds']:.1f} s -> {summary['out']}")
+    if summary["units_run"] == 0:
+        print(f"nothing to do: all {summary['units']} units ({summary['cells']} cells) are already in {summary['out']}")
+    else:
+        print(f"{summary['cells']} cells ({summary['units_run']} of {summary['units']} units run now) "
+              f"in {summary['seconds']:.1f} s -> {summary['out']}")
     return 0
 
 
@@ -580,15 +602,24 @@ def build_parser() -> argparse.ArgumentParser:
     rr = sub.add_parser("repair", help="rebuild a lost manifest.json of a results directory from its shards")
     rr.add_argument("dir", help="results directory of `genver run`")
     rr.set_defaults(func=_repair)
-    pl = sub.add_parser("plot", help="write the figures of a results directory (PNG and PDF)")
+    pl = sub.add_parser("plot", help="write the figures of a results directory (PNG and PDF; --style paper: "
+                                     "vector PDF and SVG)",
+                        epilog="a figure whose inputs (results, code, style) are unchanged is not redrawn: "
+                               "the hash of its inputs is kept beside it, in NAME.sha256")
     pl.add_argument("dir", help="results directory of `genver run`")
+    pl.add_argument("--style", choices=["screen", "paper"], default="screen",
+                    help="screen (default): PNG and PDF under DIR/figures; paper: PDF and SVG at 3.3 in "
+                         "(NAME_col) and 6.9 in (NAME_full) wide, fonts embedded, under DIR/figures/paper")
     pl.add_argument("--partial", action="store_true",
                     help=f"exit 0 on an unfinished run (missing units or unreadable shards; default: exit "
                          f"{EXIT_INCOMPLETE})")
     pl.set_defaults(func=_plot)
-    rp = sub.add_parser("report", help="write DIR/report.md and print the verdict table (exit 1 on a FAIL, "
+    rp = sub.add_parser("report", help="write DIR/report.md (or .html) and print the verdicts (exit 1 on a FAIL, "
                                        f"{EXIT_INCOMPLETE} on an unfinished run)")
     rp.add_argument("dir", help="results directory of `genver run`")
+    rp.add_argument("--format", default="md", metavar="{md,html}",
+                    help="md (default): DIR/report.md, figures linked; html: DIR/report.html, one "
+                         "self-contained page (figures embedded), viewable offline")
     rp.add_argument("--partial", action="store_true",
                     help="report an unfinished run (missing units or unreadable shards) with the exit code of "
                          "its verdicts; it is marked INCOMPLETE either way")

@@ -1,9 +1,11 @@
-"""``genver plot`` and ``genver report``: figures and a Markdown report from a results directory.
+"""``genver plot`` and ``genver report``: figures and a Markdown or HTML report from a results directory.
 
-Figures (PNG and PDF, under ``DIR/figures/``):
+Figures (``style="screen"``: PNG and PDF under ``DIR/figures/``; ``style="paper"``: vector PDF
+and SVG under ``DIR/figures/paper/``, ``<name>_col`` 3.3 in and ``<name>_full`` 6.9 in wide,
+fonts embedded):
 
 * ``sample_complexity`` — mean suboptimality ``J_β(π*) − J_β(π̂)`` vs ``n`` (log-log), one line per
-  estimator with 95% stratified-bootstrap bands, one panel per setting;
+  estimator with 95% stratified-bootstrap bands, one panel per setting titled by its knobs;
 * ``ratio`` — the sample-efficiency ratio ``N_ε(offline)/N_ε(online)`` vs the first swept knob
   with its CI and the finite-class prediction ``log|Π|/log|R|`` (or ``dim Π/dim R``);
 * ``n_epsilon`` — ``N_ε`` of each estimator vs the knob;
@@ -14,11 +16,19 @@ Figures (PNG and PDF, under ``DIR/figures/``):
 * ``curves_<metric>`` — mean of ``bt_loglik``, ``bt_loglik_opt`` or ``optimal_mass`` vs ``n``
   with 95% bootstrap bands, one panel per setting.
 
-The report (``DIR/report.md``) holds the spec's expectation, the verdicts, the gap descriptors
-per setting, ``N_ε`` and the ratio per setting, log-log slopes, the mean of every metric at the
-largest ``n``, and the figures. Verdicts: the spec's ``[expect] ratio`` checked with
-:func:`genver.stats.gap_verdict`, and each ``[expect] order`` statement checked with
-:func:`genver.experiments.expect.check_order` (PASS | FAIL each).
+Every figure of a report gives an estimator label the same colour
+(:func:`genver.plots.estimator_styles` of all the labels). A figure is redrawn only when the
+hash of its inputs changed, and an unchanged report is not recomputed at all
+(:mod:`genver.experiments.figcache`).
+
+The report (``DIR/report.md``, or with ``fmt="html"`` ``DIR/report.html``: one self-contained
+page, figures embedded as ``data:`` URIs) holds the spec's expectation, the verdicts (each also
+in words, :func:`order_in_words` / :func:`ratio_in_words`), the gap descriptors per setting,
+``N_ε`` and the ratio per setting, log-log slopes, the mean of every metric at the largest
+``n``, the provenance (spec, hash, versions, commit, times) and the figures. Verdicts: the
+spec's ``[expect] ratio`` checked with :func:`genver.stats.gap_verdict`, and each ``[expect]
+order`` statement checked with :func:`genver.experiments.expect.check_order` (PASS | FAIL
+each). :func:`format_verdicts` lays them out for a terminal of 100 columns.
 """
 from __future__ import annotations
 
@@ -26,13 +36,15 @@ import pathlib
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from .. import plots, stats
+from . import figcache
 from .expect import check_order
 from .store import ResultStore, atomic_write_bytes
 
 __all__ = ["load_results", "make_figures", "make_report", "means_at_largest_n", "ratios_side_by_side", "verdict",
-           "verdicts"]
+           "verdicts", "format_verdicts", "order_in_words", "ratio_in_words", "REPORT_FORMATS", "VERDICT_COLUMNS"]
 
 N_BOOT = 1000
 
@@ -154,60 +166,172 @@ def means_at_largest_n(df, knobs=(), metric: str | None = None) -> pd.DataFrame:
     return means.reset_index().sort_values([*knobs, "setting_id"], kind="stable", ignore_index=True)
 
 
-def make_figures(root) -> list[pathlib.Path]:
-    """Write the figures of a results directory into ``DIR/figures`` (PNG and PDF)."""
+def make_figures(root, style: str = "screen") -> list[pathlib.Path]:
+    """Write the figures of a results directory: ``style="screen"`` PNG and PDF under
+    ``DIR/figures``; ``"paper"`` vector PDF and SVG under ``DIR/figures/paper``, each at one
+    column (``<name>_col``, 3.3 in) and the full page (``<name>_full``, 6.9 in) wide, fonts
+    embedded. A figure whose inputs are unchanged (:mod:`genver.experiments.figcache`) is not
+    redrawn. Returns every figure's files, drawn now or kept."""
+    hit = figcache.read_report_cache(root, f"plot-{style}")
+    if hit is not None:  # unchanged results, code and style: every figure is as drawn
+        return [pathlib.Path(root) / f for f in hit["files"]]
     man, df, settings = load_results(root)
-    ratio = _ratio(man, df, settings)
-    return _figures(root, man, df, settings, ratio, ratios_side_by_side(man, df, settings, ratio))
+    lazy = _Lazy(man, df, settings)
+    files = _figures(root, man, df, settings, lazy, style=style)
+    figcache.write_report_cache(root, f"plot-{style}", {
+        "path": "figures", "files": [str(pathlib.Path(f).relative_to(root)) for f in files]})
+    return files
 
 
-def _figures(root, man, df, settings, ratio, both) -> list[pathlib.Path]:
-    """The figures, from results already loaded and ratio tables already computed (``ratio``:
-    the main pair's; ``both``: :func:`ratios_side_by_side`)."""
+class _Lazy:
+    """The bootstrap tables of a report, each computed on first use (a figure whose inputs are
+    unchanged never asks for them)."""
+
+    def __init__(self, man, df, settings):
+        self.man, self.df, self.settings = man, df, settings
+        self._cache = {}
+
+    def _get(self, key, fn):
+        if key not in self._cache:
+            self._cache[key] = fn()
+        return self._cache[key]
+
+    @property
+    def ratio(self):
+        return self._get("ratio", lambda: _ratio(self.man, self.df, self.settings))
+
+    @property
+    def both(self):
+        return self._get("both", lambda: ratios_side_by_side(self.man, self.df, self.settings, self.ratio))
+
+    @property
+    def neps(self):
+        return self._get("neps", lambda: stats.n_epsilon(self.df, _eps(self.man), knobs=self.man["knobs"],
+                                                          n_boot=N_BOOT, random_state=0))
+
+    @property
+    def agg(self):
+        return self._get("agg", lambda: stats.aggregate(self.df, "suboptimality", knobs=self.man["knobs"],
+                                                         n_boot=N_BOOT, random_state=0))
+
+
+def _ratio_title(man, off="offline", on="online") -> str:
+    return (rf"{man['experiment']}: $N_\varepsilon(\mathrm{{{off}}})\,/\,N_\varepsilon(\mathrm{{{on}}})$, "
+            rf"$\varepsilon = {_eps(man)}$")
+
+
+def _figure_jobs(man, df, settings, lazy) -> list:
+    """``[(name, inputs, draw)]``: every figure the results call for, the tables its content
+    depends on (hashed to decide whether to redraw), and ``draw(width) -> Figure`` (``width``
+    in inches, ``None``: the screen size)."""
+    knobs = man["knobs"]
+    metrics = set(df["metric"])
+    styles = plots.estimator_styles(df["estimator"].unique())  # one colour per label in every figure
+    order = settings.sort_values(knobs, kind="stable")["setting_id"].tolist() if knobs else None
+    jobs = []
+
+    def single(draw_ax, width):
+        fig = Figure(figsize=(width, 0.75 * width) if width else (5.5, 4.0), layout="constrained")
+        draw_ax(fig.add_subplot())
+        return fig
+
+    if "suboptimality" in metrics:
+        sub = df[df["metric"] == "suboptimality"]
+
+        def grid(width):
+            return plots.sample_complexity_grid(lazy.agg, setting_ids=order, styles=styles, knobs=knobs,
+                                                width=width, ncols=2 if width and width < 4 else 4)
+        jobs.append(("sample_complexity", [sub, settings], grid))
+        if knobs:
+            def ratio_fig(width):
+                if lazy.ratio is None:
+                    return None
+                return single(lambda ax: (plots.plot_ratio_vs_knob(lazy.ratio, knobs[0], ax=ax),
+                                          ax.set_title(_ratio_title(man, *_main_pair(man)),
+                                                       fontsize=plots._fs("title"))), width)
+            jobs.append(("ratio", [sub, settings], ratio_fig))
+            if man.get("expect", {}).get("compare"):
+                def compare_fig(width):
+                    if lazy.both is None or lazy.both["pair"].nunique() < 2:
+                        return None
+                    return single(lambda ax: (plots.plot_ratio_vs_knob(lazy.both, knobs[0], ax=ax, hue="pair",
+                                                                       predicted=False),
+                                              ax.set_title(rf"{man['experiment']}: $N_\varepsilon$ ratios side "
+                                                           rf"by side, $\varepsilon = {_eps(man)}$",
+                                                           fontsize=plots._fs("title"))), width)
+                jobs.append(("ratio_compare", [sub, settings], compare_fig))
+
+            def neps_fig(width):
+                if lazy.ratio is None:
+                    return None
+                return single(lambda ax: plots.plot_n_epsilon(lazy.neps, knobs[0], ax=ax, styles=styles), width)
+            jobs.append(("n_epsilon", [sub], neps_fig))
+    if "beta" in knobs and {"expected_reward", "kl_to_reference"} <= metrics:
+        fr = df[df["metric"].isin(["expected_reward", "kl_to_reference"])]
+        jobs.append(("frontier", [fr],
+                     lambda width: single(lambda ax: plots.plot_frontier(fr, ax=ax, knob="beta", styles=styles), width)))
+    bon = df[df["metric"].str.startswith("bon_reward@")]
+    if len(bon):
+        def bon_fig(width, bon=bon):
+            ns = sorted(bon["n"].unique())
+            pick = sorted({ns[0], ns[len(ns) // 2], ns[-1]})  # smallest, middle and largest n
+            b = bon[bon["n"].isin(pick)].copy()
+            b["N"] = b["metric"].str.split("@").str[1].astype(int)
+            b["metric"] = "expected_reward"
+            b["panel"] = b["setting_id"].astype(str) + " n=" + b["n"].astype(int).astype(str).str.zfill(9)
+            fig = _panels(b, [*knobs, "n"], lambda g, ax: plots.plot_best_of_n(g, ax=ax, N_col="N", styles=styles),
+                          key="panel", width=width)
+            fig.suptitle(r"best-of-$N$ from $\pi_{\mathrm{ref}}$ ranked by each estimator's reward "
+                         r"($\mathbb{E}\,r^\star$, mean over seeds, 95% band)", fontsize=plots._fs("title"))
+            return fig
+        jobs.append(("best_of_n", [bon], bon_fig))
+    for m in CURVE_METRICS:
+        if m in metrics:
+            g = df[df["metric"] == m]
+
+            def curves(width, g=g, m=m):
+                def draw(gg, ax):
+                    plots.plot_best_of_n(gg, ax=ax, metric=m, N_col="n", styles=styles)
+                    ax.set_xlabel(plots.N_LABEL)
+                    ax.set_title("")
+                return _panels(g, knobs, draw, width=width)
+            jobs.append((f"curves_{m}", [g], curves))
+    return jobs
+
+
+def _figures(root, man, df, settings, lazy, style: str = "screen") -> list[pathlib.Path]:
+    """Draw (or keep, when their inputs hash as before) the figures; returns their files."""
     import matplotlib
     matplotlib.use("Agg", force=False)
     figdir = pathlib.Path(root) / "figures"
-    figdir.mkdir(exist_ok=True)
-    knobs = man["knobs"]
+    if style == "paper":
+        figdir = figdir / "paper"
+    elif style != "screen":
+        raise ValueError(f"--style must be screen or paper, got {style!r}")
+    figdir.mkdir(parents=True, exist_ok=True)
+    labels = sorted(map(str, df["estimator"].unique()))
+    common = [figcache.code_digest(), style, man["knobs"], man.get("expect", {}), man["experiment"], labels]
     out = []
-    if "suboptimality" in set(df["metric"]):
-        agg = stats.aggregate(df, "suboptimality", knobs=knobs, n_boot=N_BOOT, random_state=0)
-        order = settings.sort_values(knobs, kind="stable")["setting_id"].tolist() if knobs else None
-        fig = plots.sample_complexity_grid(agg, setting_ids=order)
-        out += plots.save_figure(fig, figdir / "sample_complexity")
-        if ratio is not None and knobs:
-            ax = plots.plot_ratio_vs_knob(ratio, knobs[0])
-            ax.set_title(f"{man['experiment']}: N_ε(offline)/N_ε(online), ε = {_eps(man)}")
-            out += plots.save_figure(ax, figdir / "ratio")
-            if both["pair"].nunique() > 1:  # every pair side by side, one colour each
-                ax = plots.plot_ratio_vs_knob(both, knobs[0], hue="pair", predicted=False)
-                ax.set_title(f"{man['experiment']}: N_ε ratios side by side, ε = {_eps(man)}")
-                out += plots.save_figure(ax, figdir / "ratio_compare")
-            neps = stats.n_epsilon(df, _eps(man), knobs=knobs, n_boot=N_BOOT, random_state=0)
-            out += plots.save_figure(plots.plot_n_epsilon(neps, knobs[0]), figdir / "n_epsilon")
-    if "beta" in knobs and {"expected_reward", "kl_to_reference"} <= set(df["metric"]):
-        out += plots.save_figure(plots.plot_frontier(df, knob="beta"), figdir / "frontier")
-    bon = df[df["metric"].str.startswith("bon_reward@")]
-    if len(bon):
-        ns = sorted(bon["n"].unique())
-        pick = sorted({ns[0], ns[len(ns) // 2], ns[-1]})  # smallest, middle and largest n
-        bon = bon[bon["n"].isin(pick)].copy()
-        bon["N"] = bon["metric"].str.split("@").str[1].astype(int)
-        bon["metric"] = "expected_reward"
-        bon["panel"] = bon["setting_id"].astype(str) + " n=" + bon["n"].astype(int).astype(str).str.zfill(9)
-        fig = _panels(bon, [*knobs, "n"], lambda g, ax: plots.plot_best_of_n(g, ax=ax, N_col="N"), key="panel")
-        fig.suptitle("best-of-N from π_ref ranked by each estimator's reward (E r*, mean over seeds, 95% band)",
-                     fontsize=9)
-        out += plots.save_figure(fig, figdir / "best_of_n")
-    for m in CURVE_METRICS:
-        if m in set(df["metric"]):
-            g = df[df["metric"] == m]
-
-            def draw(gg, ax, m=m):
-                plots.plot_best_of_n(gg, ax=ax, metric=m, N_col="n")
-                ax.set_xlabel(r"$n$ (preference pairs)")
-                ax.set_title("")
-            out += plots.save_figure(_panels(g, knobs, draw), figdir / f"curves_{m}")
+    for name, inputs, draw in _figure_jobs(man, df, settings, lazy):
+        if style == "screen":
+            variants = [(name, None, ("png", "pdf"))]
+        else:
+            variants = [(f"{name}_{w}", plots.PAPER_WIDTHS[w], ("pdf", "svg")) for w in plots.PAPER_WIDTHS]
+        files = [figdir / f"{stem}.{fmt}" for stem, _, fmts in variants for fmt in fmts]
+        key = figcache.digest(name, *common, *inputs)
+        if figcache.is_current(figdir / name, files, key):
+            out += files
+            continue
+        written = []
+        with plots.use_style(style):
+            for stem, width, fmts in variants:
+                fig = draw(width)
+                if fig is None:
+                    break
+                written += plots.save_figure(fig, figdir / stem, formats=fmts, tight=width is None)
+        if written:
+            figcache.store_digest(figdir / name, key)
+        out += written
     return out
 
 
@@ -215,25 +339,21 @@ def _figures(root, man, df, settings, ratio, both) -> list[pathlib.Path]:
 CURVE_METRICS = ("bt_loglik", "bt_loglik_opt", "optimal_mass")
 
 
-def _panels(df, knobs, draw, ncols: int = 3, key: str = "setting_id"):
+def _panels(df, knobs, draw, ncols: int = 4, key: str = "setting_id", width: float | None = None):
     """One panel per value of ``key`` (default: per setting, sorted), each drawn by
-    ``draw(rows, ax)`` and titled with its setting and knob values; returns the Figure."""
-    import math
-
-    from matplotlib.figure import Figure
-
+    ``draw(rows, ax)`` and titled with its knob values (:func:`genver.plots.setting_title`);
+    the grid is :func:`genver.plots.grid_shape` of the panel count. Returns the Figure."""
     ids = sorted(df[key].astype(str).unique())
-    k = max(len(ids), 1)
-    nc = min(ncols, k)
-    nr = math.ceil(k / nc)
-    fig = Figure(figsize=(4.2 * nc, 3.4 * nr + 0.4), layout="constrained")
+    nr, nc = plots.grid_shape(len(ids), 2 if width and width < 4 else ncols)
+    pw = width / nc if width else 4.2
+    fig = Figure(figsize=(pw * nc, 0.8 * pw * nr + 0.4), layout="constrained")
     axes = fig.subplots(nr, nc, squeeze=False)
     for i, sid in enumerate(ids):
         ax = axes[i // nc][i % nc]
         g = df[df[key].astype(str) == sid]
         draw(g, ax)
-        txt = ", ".join(f"{kk}={g[kk].iloc[0]}" for kk in knobs if kk in g.columns)
-        ax.set_title(f"setting {g['setting_id'].iloc[0]}" + (f": {txt}" if txt else ""), fontsize=8)
+        ax.set_title(plots.setting_title(g.iloc[0], [k for k in knobs if k in g.columns]),
+                     fontsize=plots._fs("title"))
     for j in range(len(ids), nr * nc):
         axes[j // nc][j % nc].set_visible(False)
     return fig
@@ -241,7 +361,8 @@ def _panels(df, knobs, draw, ncols: int = 3, key: str = "setting_id"):
 
 def verdicts(man, df, ratio) -> pd.DataFrame:
     """One row per expectation: the ratio (when the spec states one, or states nothing) and
-    each ``[expect] order`` statement. Columns: experiment, expected, verdict, detail."""
+    each ``[expect] order`` statement. Columns: experiment, expected, verdict, detail and
+    in_words (the expectation as a sentence, :func:`ratio_in_words` / :func:`order_in_words`)."""
     exp = man.get("expect", {})
     rows = []
     if exp.get("ratio") or not exp.get("order"):
@@ -251,7 +372,15 @@ def verdicts(man, df, ratio) -> pd.DataFrame:
     for r in check_order(exp.get("order", []), df, man["knobs"]):
         rows.append({"experiment": man["experiment"], "expected": r["statement"], "verdict": r["verdict"],
                      "detail": r["detail"]})
-    return pd.DataFrame(rows, columns=["experiment", "expected", "verdict", "detail"])
+    out = pd.DataFrame(rows, columns=["experiment", "expected", "verdict", "detail"])
+    off, on = _main_pair(man)
+    out["in_words"] = [ratio_in_words(e, off, on) if i == 0 and (exp.get("ratio") or not exp.get("order"))
+                       else order_in_words(e) for i, e in enumerate(out["expected"])]
+    return out
+
+
+#: columns of :func:`verdicts`
+VERDICT_COLUMNS = ["experiment", "expected", "verdict", "detail", "in_words"]
 
 
 def verdict(man, ratio, df=None) -> tuple[str, str]:
@@ -276,81 +405,299 @@ def verdict(man, ratio, df=None) -> tuple[str, str]:
 _TREND = stats._TREND
 
 
-def _md_table(df: pd.DataFrame, floatfmt="{:.4g}", sort=()) -> str:
+def _cell(v, floatfmt="{:.4g}") -> str:
+    if isinstance(v, (float, np.floating)):
+        return "—" if np.isnan(v) else floatfmt.format(v)
+    return str(v)
+
+
+def _sorted(df: pd.DataFrame, sort=()) -> pd.DataFrame:
     sort = [c for c in sort if c in df.columns]
-    if sort:
-        df = df.sort_values(sort, kind="stable")
+    return df.sort_values(sort, kind="stable") if sort else df
+
+
+def _md_table(df: pd.DataFrame, floatfmt="{:.4g}", sort=()) -> str:
+    df = _sorted(df, sort)
     cols = list(df.columns)
     lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
     for _, row in df.iterrows():
-        cells = []
-        for c in cols:
-            v = row[c]
-            if isinstance(v, (float, np.floating)):
-                cells.append("—" if np.isnan(v) else floatfmt.format(v))
-            else:
-                cells.append(str(v))
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(_cell(row[c], floatfmt) for c in cols) + " |")
     return "\n".join(lines)
 
 
-def make_report(root) -> tuple[pathlib.Path, pd.DataFrame]:
-    """Write ``DIR/report.md`` (figures included) and return it with the verdict table."""
-    root = pathlib.Path(root)
-    man, df, settings = load_results(root)
+# --------------------------------------------------------------------------- statements in words
+_LOWER_IS_BETTER = {"suboptimality", "kl_to_optimal"}
+_HIGHER_IS_BETTER = {"expected_reward", "win_rate", "bt_loglik", "bt_loglik_opt", "optimal_mass",
+                     "expected_bt_loglik"}
+
+
+def ratio_in_words(expect: str, off: str = "offline", on: str = "online") -> str:
+    """An ``[expect] ratio`` of ``N_ε(off)/N_ε(on)`` in words: ``"> 1"`` is "online needs fewer
+    pairs than offline in every setting"."""
+    import re
+
+    e = (expect or "").strip()
+    m = re.match(r"^(increasing|decreasing)\s+in\s+(\S+)$", e)
+    if m:
+        grows = m.group(1) == "increasing"
+        return (f"the more {m.group(2)}, the larger {on}'s saving in pairs: N_ε({off})/N_ε({on}) "
+                f"{'grows' if grows else 'shrinks'} with {m.group(2)}")
+    m = re.match(r"^(equals|==|=|>=|≥|<=|≤|>|<)\s*([0-9.eE+-]+)$", e)
+    if not m:
+        return ""
+    op, c = m.group(1), m.group(2)
+    if op in ("equals", "==", "="):
+        return (f"{off} and {on} need the same number of pairs" if float(c) == 1 else
+                f"{off} needs {c}× the pairs {on} needs") + " (within the CI, in every setting)"
+    fewer = {">": f"{on} needs fewer pairs than {off}", ">=": f"{on} needs no more pairs than {off}",
+             "≥": f"{on} needs no more pairs than {off}", "<": f"{off} needs fewer pairs than {on}",
+             "<=": f"{off} needs no more pairs than {on}", "≤": f"{off} needs no more pairs than {on}"}[op]
+    if float(c) != 1:
+        fewer += f" by a factor {'above' if op in ('>', '>=', '≥') else 'below'} {c}"
+    return fewer + " in every setting"
+
+
+def order_in_words(text: str) -> str:
+    """An ``[expect] order`` statement in words, the right way round for the metric: on
+    ``suboptimality`` (lower is better) ``offline > online`` reads "online is better than
+    offline (lower suboptimality)". ``""`` when the statement does not parse."""
+    from .expect import parse_order
+
+    try:
+        st = parse_order(text)
+    except ValueError:
+        return ""
+    metric = st.metric
+    quals = []
+    if st.where:
+        quals.append("where " + ", ".join(f"{k} = {v}" for k, v in st.where.items()))
+    if st.n_filter:
+        op, v = st.n_filter
+        quals.append("at the largest n" if v == "max" else
+                     f"{ {'eq': 'at n =', 'ge': 'for n ≥', 'le': 'for n ≤'}[op]} {v}")
+    tail = (" " + " ".join(quals)) if quals else ""
+    what = "more E r* at the same KL(π̂‖π_ref)" if metric == "frontier" else metric
+    if metric == "frontier" or metric in _HIGHER_IS_BETTER:
+        higher_better = True
+    elif metric in _LOWER_IS_BETTER:
+        higher_better = False
+    else:  # a metric of unknown direction: compare values, judge nothing
+        higher_better = None
+    parts = []
+    for a, op, b in st.pairs:
+        if st.trend_knob is not None:
+            if higher_better is None:
+                parts.append(f"{metric} of {a} minus {b} {op} with {st.trend_knob}")
+            else:
+                gainer = a if (op == "increasing") == bool(higher_better) else b
+                other = b if gainer == a else a
+                parts.append(f"{gainer}'s advantage over {other} on {metric} grows with {st.trend_knob}")
+            continue
+        if op in ("lt", "le"):  # read every comparison as "a > b"
+            a, b, op = b, a, {"lt": "gt", "le": "ge"}[op]
+        if op == "eq":
+            parts.append(f"{a} and {b} are equally good on {what}")
+            continue
+        if higher_better is None:
+            parts.append(f"{a} has {'higher' if op == 'gt' else 'no lower'} {metric} than {b}")
+            continue
+        better, worse = (a, b) if higher_better else (b, a)
+        direction = "higher" if higher_better else "lower"
+        if metric == "frontier":
+            parts.append(f"{better} is better than {worse}: {what}" if op == "gt"
+                         else f"{better} is at least as good as {worse}: never significantly less E r* at the same KL")
+        elif op == "gt":
+            parts.append(f"{better} is better than {worse} ({direction} {metric})")
+        else:
+            parts.append(f"{better} is at least as good as {worse} (never significantly "
+                         f"{'lower' if higher_better else 'higher'} {metric})")
+    return "; ".join(parts) + tail
+
+
+def format_verdicts(table: pd.DataFrame, width: int = 100) -> str:
+    """The verdict table for a terminal of ``width`` columns: a header (experiment, counts), per
+    expectation a line
+    ``VERDICT  statement``, the statement in words, then the detail wrapped and indented."""
+    import textwrap
+
+    ind = " " * 8
+    out = []
+    if len(table):
+        counts = table["verdict"].value_counts()
+        out += textwrap.wrap(f"{table['experiment'].iloc[0]}: {len(table)} expectation{'s' * (len(table) > 1)}, "
+                             + ", ".join(f"{n} {k}" for k, n in counts.items()), width)
+    for _, v in table.iterrows():
+        words = v.get("in_words", "")
+        head = f"{v['verdict']:<7} {v['expected'] or '(no [expect] ratio)'}"
+        out += textwrap.wrap(head, width, subsequent_indent=ind, break_on_hyphens=False)
+        if words:
+            out += textwrap.wrap("= " + words, width, initial_indent=ind, subsequent_indent=ind + "  ")
+        for part in str(v["detail"]).split(" | "):
+            out += textwrap.wrap(part, width, initial_indent=ind,
+                                 subsequent_indent=ind + "  ", break_on_hyphens=False)
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- the report
+def _sections(root, man, df, settings, lazy, table) -> list:
+    """The report as data: ``[(heading or None, [block, ...])]``, each block a paragraph (str)
+    or a table (DataFrame); rendered by :func:`_render_md` and :func:`_render_html`."""
     knobs = man["knobs"]
     eps = _eps(man)
-    ratio = _ratio(man, df, settings)  # every ratio table is computed once (bootstrap) and reused
-    both = ratios_side_by_side(man, df, settings, ratio)
-    figures = _figures(root, man, df, settings, ratio, both)
-    table = verdicts(man, df, ratio)
-    incomplete = completeness_line(root, man)
-    lines = []
-    if incomplete:  # the first line says so, and every verdict is marked
-        table["verdict"] = table["verdict"] + " (partial data)"
-        lines += [f"**{incomplete}**", ""]
-    lines += [f"# {man['experiment']}", ""]
+    ratio = lazy.ratio
     spec = man.get("spec", {}).get("experiment", {})
-    if spec.get("description"):
-        lines += [spec["description"], ""]
-    lines += [f"**Expected:** {man.get('expected') or '—'}", ""]
+    head = [spec["description"]] if spec.get("description") else []
+    head.append(f"**Expected:** {man.get('expected') or '—'}")
     for _, v in table.iterrows():
         what = f"`{v['expected']}`: " if v["expected"] else ""
-        lines += [f"**Verdict:** {what}{v['verdict']} — {v['detail']}", ""]
-    lines += [
-              f"Seeds and sizes: {df['seed'].nunique()} seeds, n ∈ {sorted(df['n'].unique().tolist())}; "
-              f"{'smoke run; ' if man.get('smoke') else ''}genver {man['versions']['genver']}, "
-              f"commit {man.get('git_commit') or 'unknown'}. All metrics are exact (enumeration); "
-              f"uncertainty is over data seeds (95% stratified bootstrap, {N_BOOT} resamples).", ""]
+        words = f" ({v['in_words']})" if v.get("in_words") else ""
+        head.append(f"**Verdict:** {what}{v['verdict']}{words} — {v['detail']}")
+    head.append(f"Seeds and sizes: {df['seed'].nunique()} seeds, n ∈ {sorted(df['n'].unique().tolist())}; "
+                f"{'smoke run; ' if man.get('smoke') else ''}genver {man['versions']['genver']}, "
+                f"commit {man.get('git_commit') or 'unknown'}. All metrics are exact (enumeration); "
+                f"uncertainty is over data seeds (95% stratified bootstrap, {N_BOOT} resamples).")
+    secs = [(None, head)]
     desc_cols = [c for c in ["setting_id", *knobs, "log_size_R", "log_size_Pi", "n_params_R", "n_params_Pi",
                              "predicted_ratio", "containment_residual"] if c in settings.columns]
-    lines += ["## Gap descriptors", "", _md_table(settings[desc_cols], sort=knobs), ""]
+    secs.append(("Gap descriptors", [_sorted(settings[desc_cols], knobs)]))
     if ratio is not None:
         cols = [c for c in ["setting_id", *knobs, "N_offline", "N_online", "ratio", "ratio_lo", "ratio_hi",
                             "ratio_kind", "predicted_ratio"] if c in ratio.columns]
-        lines += [f"## Sample-efficiency ratio N_ε(offline)/N_ε(online), ε = {eps}", "", _md_table(ratio[cols], sort=knobs), ""]
+        blocks = [_sorted(ratio[cols], knobs)]
         if knobs:  # which settings are only bounds (a route not reaching ε by the largest n)
             cens = stats.censored_settings(ratio, knobs[0])
-            lines += [f"N_ε of the {_aggregate(man)}{' curve' if _aggregate(man) == 'mean' else ' of per-seed N_ε'}; "
-                      + (f"censored (not reaching ε by the largest n): {stats.censored_text(cens, knobs[0])}."
-                         if cens else "no setting is censored."), ""]
+            blocks.append(f"N_ε of the {_aggregate(man)}{' curve' if _aggregate(man) == 'mean' else ' of per-seed N_ε'}; "
+                          + (f"censored (not reaching ε by the largest n): {stats.censored_text(cens, knobs[0])}."
+                             if cens else "no setting is censored."))
+        secs.append((f"Sample-efficiency ratio N_ε(offline)/N_ε(online), ε = {eps}", blocks))
         for off, on in man.get("expect", {}).get("compare", []):
-            r = both[both["pair"] == f"{off} / {on}"]
-            if not len(r):
-                continue
-            c2 = [c for c in cols if c in r.columns]
-            lines += [f"## Sample-efficiency ratio N_ε({off})/N_ε({on}), ε = {eps}", "", _md_table(r[c2], sort=knobs), ""]
+            r = lazy.both[lazy.both["pair"] == f"{off} / {on}"]
+            if len(r):
+                secs.append((f"Sample-efficiency ratio N_ε({off})/N_ε({on}), ε = {eps}",
+                             [_sorted(r[[c for c in cols if c in r.columns]], knobs)]))
     if "suboptimality" in set(df["metric"]):
         slope = stats.loglog_slope(df, "suboptimality", knobs=knobs)
         cols = [c for c in ["setting_id", *knobs, "estimator", "slope", "slope_se", "n_points"] if c in slope.columns]
-        lines += ["## Log-log slope of suboptimality vs n", "", _md_table(slope[cols], sort=[*knobs, "estimator"]), ""]
+        secs.append(("Log-log slope of suboptimality vs n", [_sorted(slope[cols], [*knobs, "estimator"])]))
     means = means_at_largest_n(df, knobs)
-    lines += [f"## Mean of each metric over seeds at the largest n = {int(df['n'].max())}", "",
-              _md_table(means, sort=[*knobs, "estimator"]), ""]
+    secs.append((f"Mean of each metric over seeds at the largest n = {int(df['n'].max())}",
+                 [_sorted(means, [*knobs, "estimator"])]))
+    prov = {"results": str(pathlib.Path(root).resolve().name), "spec": man.get("spec_path", "—"),
+            "spec hash": man.get("spec_hash", "—"), "smoke": man.get("smoke", False),
+            "genver": man["versions"].get("genver"), "git commit": man.get("git_commit") or "unknown",
+            "started": man.get("started"), "finished": man.get("finished"),
+            "executor": man.get("executor_last_run", "—"),
+            **{f"version {k}": v for k, v in man["versions"].items() if k != "genver"}}
+    secs.append(("Provenance", [pd.DataFrame({"item": list(prov), "value": [str(v) for v in prov.values()]})]))
+    return secs
+
+
+def _render_md(man, secs, figures, banner: str | None = None) -> str:
+    lines = ([f"**{banner}**", ""] if banner else []) + [f"# {man['experiment']}", ""]
+    for heading, blocks in secs:
+        if heading:
+            lines += [f"## {heading}", ""]
+        for b in blocks:
+            lines += [b if isinstance(b, str) else _md_table(b), ""]
     lines += ["## Figures", ""]
     for f in figures:
         if f.suffix == ".png":
             lines += [f"![{f.stem}](figures/{f.name})", ""]
-    path = root / "report.md"
-    atomic_write_bytes(path, "\n".join(lines).encode())
+    return "\n".join(lines)
+
+
+_CSS = """body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}h1{font-size:1.6em}h2{font-size:1.2em;margin-top:1.8em;
+border-bottom:1px solid #ddd}table{border-collapse:collapse;font-size:.85em;margin:.5em 0;display:block;
+overflow-x:auto}th,td{border:1px solid #ccc;padding:.2em .5em;text-align:right}th{background:#f3f3f3}
+td.t{text-align:left}figure{margin:1em 0}figure img{max-width:100%}figcaption{font-size:.85em;color:#555}
+.PASS{color:#0b6e2e;font-weight:600}.FAIL{color:#b00020;font-weight:600}.NOT{color:#8a6d00;font-weight:600}
+code{background:#f4f4f4;padding:0 .2em}"""
+
+
+def _render_html(man, secs, figures, table, banner: str | None = None) -> str:
+    """One self-contained page: styles inline, figures as ``data:`` URIs (PNG), no link out."""
+    import base64
+    import html
+    import re
+
+    esc = html.escape
+
+    def para(text):
+        t = esc(text)
+        t = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", t)
+        return "<p>" + re.sub(r"`(.+?)`", r"<code>\1</code>", t) + "</p>"
+
+    def tab(df):
+        head = "".join(f"<th>{esc(str(c))}</th>" for c in df.columns)
+        rows = []
+        for _, r in df.iterrows():
+            cells = []
+            for c in df.columns:
+                v = r[c]
+                cls = "" if isinstance(v, (int, float, np.number)) and not isinstance(v, bool) else ' class="t"'
+                cells.append(f"<td{cls}>{esc(_cell(v))}</td>")
+            rows.append("<tr>" + "".join(cells) + "</tr>")
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+    body = ([para(f"**{banner}**")] if banner else []) + [f"<h1>{esc(man['experiment'])}</h1>"]
+    vt = ["<table class='verdicts'><thead><tr><th>verdict</th><th>expected</th><th>in words</th><th>detail</th>"
+          "</tr></thead><tbody>"]
+    for _, v in table.iterrows():
+        cls = str(v["verdict"]).split()[0]
+        vt.append(f"<tr><td class='t {cls}'>{esc(v['verdict'])}</td><td class='t'><code>{esc(v['expected'])}</code>"
+                  f"</td><td class='t'>{esc(v.get('in_words', ''))}</td><td class='t'>{esc(v['detail'])}</td></tr>")
+    vt.append("</tbody></table>")
+    for i, (heading, blocks) in enumerate(secs):
+        if heading:
+            body.append(f"<h2>{esc(heading)}</h2>")
+        for b in blocks:
+            if isinstance(b, str):
+                if i == 0 and b.startswith("**Verdict:**"):
+                    continue  # the verdict table below says it with the words
+                body.append(para(b))
+            else:
+                body.append(tab(b))
+        if i == 0:
+            body += ["<h2>Verdicts</h2>", "".join(vt)]
+    body.append("<h2>Figures</h2>")
+    for f in figures:
+        if f.suffix == ".png":
+            uri = "data:image/png;base64," + base64.b64encode(f.read_bytes()).decode()
+            body.append(f"<figure id='fig-{esc(f.stem)}'><img alt='{esc(f.stem)}' src='{uri}'>"
+                        f"<figcaption>{esc(f.stem)} (PDF beside it: figures/{esc(f.stem)}.pdf)</figcaption></figure>")
+    return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+            f"<title>{esc(man['experiment'])}: genver report</title><style>{_CSS}</style></head>"
+            f"<body>{''.join(body)}</body></html>\n")
+
+
+REPORT_FORMATS = ("md", "html")
+
+
+def make_report(root, fmt: str = "md") -> tuple[pathlib.Path, pd.DataFrame]:
+    """Write ``DIR/report.md`` (``fmt="md"``, figures linked) or ``DIR/report.html`` (``"html"``:
+    one self-contained page, figures embedded) and return it with the verdict table (columns
+    experiment, expected, verdict, detail, in_words). Unchanged results are not recomputed:
+    the report and its verdicts come from ``DIR/.report-cache.json``
+    (:mod:`genver.experiments.figcache`), and only figures whose inputs changed are redrawn."""
+    if fmt not in REPORT_FORMATS:
+        raise ValueError(f"--format must be one of {', '.join(REPORT_FORMATS)}, got {fmt!r}")
+    root = pathlib.Path(root)
+    hit = figcache.read_report_cache(root, fmt)
+    if hit is not None:
+        return root / hit["path"], pd.DataFrame(hit["verdicts"], columns=VERDICT_COLUMNS)
+    man, df, settings = load_results(root)
+    lazy = _Lazy(man, df, settings)  # every ratio table is computed once (bootstrap) and reused
+    figures = _figures(root, man, df, settings, lazy)
+    table = verdicts(man, df, lazy.ratio)
+    incomplete = completeness_line(root, man)
+    if incomplete:  # every verdict is marked, and the report opens with the line
+        table["verdict"] = table["verdict"] + " (partial data)"
+    secs = _sections(root, man, df, settings, lazy, table)
+    path = root / f"report.{fmt}"
+    text = (_render_md(man, secs, figures, banner=incomplete) if fmt == "md"
+            else _render_html(man, secs, figures, table, banner=incomplete))
+    atomic_write_bytes(path, text.encode())
+    figcache.write_report_cache(root, fmt, {"path": path.name, "verdicts": table.to_dict("records"),
+                                            "terminal": format_verdicts(table)})
     return path, table

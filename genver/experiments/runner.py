@@ -77,17 +77,22 @@ class Progress:
 
     def __init__(self, total: int, stream=None, enabled: bool = True):
         self.total, self.done, self.t0 = total, 0, time.perf_counter()
+        self.done0 = 0  # cells already done when this run started (not in the rate)
         self.stream = stream or sys.stderr
         self.enabled = enabled
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self._last_decile = -1
+
+    def start(self) -> None:
+        """Count from here: the cells done so far (a resume's) are not part of the rate."""
+        self.done0, self.t0 = self.done, time.perf_counter()
 
     def update(self, k: int) -> None:
         self.done += k
         if not self.enabled or (k == 0 and self.done < self.total):
             return
         el = time.perf_counter() - self.t0
-        rate = self.done / el if el > 0 else float("inf")
+        rate = (self.done - self.done0) / el if el > 0 else float("inf")
         eta = (self.total - self.done) / rate if rate > 0 else float("inf")
         frac = self.done / self.total if self.total else 1.0
         bar = "#" * int(24 * frac) + "." * (24 - int(24 * frac))
@@ -109,6 +114,29 @@ def settings_table(spec: Spec) -> pd.DataFrame:
         rows.append({"experiment": spec.name, "setting_id": setting_id(p), **{k: p[k] for k in spec.knobs},
                      **describe(inst)})
     return pd.DataFrame(rows)
+
+
+def _first_difference(old: dict, new: dict, old_smoke, new_smoke) -> str:
+    """``"key a.b: was X, now Y"`` for the first differing key (depth first, keys sorted) of
+    the stored and the given spec, ``--smoke`` first."""
+    if bool(old_smoke) != bool(new_smoke):
+        return f"--smoke: was {'on' if old_smoke else 'off'}, now {'on' if new_smoke else 'off'}"
+
+    def walk(a, b, path):
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b), key=str):
+                key = f"{path}.{k}" if path else str(k)
+                if k not in a:
+                    return f"key {key}: was absent, now {b[k]!r}"
+                if k not in b:
+                    return f"key {key}: was {a[k]!r}, now absent"
+                found = walk(a[k], b[k], key)
+                if found:
+                    return found
+            return None
+        return None if a == b else f"key {path}: was {a!r}, now {b!r}"
+
+    return walk(old, new, "") or "the spec hash differs (no key differs: the spec format changed)"
 
 
 def _check_device(spec, device: str) -> str:
@@ -221,7 +249,8 @@ def _run_locked(spec, spec_path, store, lock, ex, *, resume, smoke, progress, st
     if resume and exists:
         man = store.read_manifest()
         if man.get("spec_hash") != spec.hash():
-            raise ValueError(f"{store.root}: was started with a different spec (or --smoke setting); refusing to mix results")
+            raise ValueError(f"{store.root}: was started with a different spec (or --smoke setting); refusing to mix "
+                             f"results: {_first_difference(man.get('spec', {}), spec.raw['spec'], man.get('smoke'), smoke)}")
         if _check_versions(store, man, current, allow_version_change):
             man["contributors"] = _contributors(man) + [current]
             print(f"genver: {store.root}: continuing with {_describe_provenance(current)} "
@@ -247,8 +276,9 @@ def _run_locked(spec, spec_path, store, lock, ex, *, resume, smoke, progress, st
     done = store.done_units()
     todo = [(sid, p, s) for s in range(spec.seeds) for sid, p in settings if (sid, s) not in done]
     per = spec.n_cells_per_unit
-    bar = Progress(n_units * per, stream=stream, enabled=progress)
-    bar.update((n_units - len(todo)) * per)
+    bar = Progress(n_units * per, stream=stream, enabled=progress and bool(todo))
+    bar.done = (n_units - len(todo)) * per  # a resume's finished cells: shown, not in the rate
+    bar.start()  # a no-op resume prints no bar (genver run says "nothing to do")
     t0 = time.perf_counter()
     seen = set()
     buffered = []  # finished units not yet written: (sid, seed, table)
