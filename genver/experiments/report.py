@@ -31,8 +31,8 @@ from .. import plots, stats
 from .expect import check_order
 from .store import ResultStore, atomic_write_bytes
 
-__all__ = ["load_results", "make_figures", "make_report", "means_at_largest_n", "ratios_side_by_side", "verdict",
-           "verdicts"]
+__all__ = ["load_results", "make_figures", "make_report", "means_at_largest_n", "ratios_side_by_side",
+           "scaling_law_section", "verdict", "verdicts"]
 
 N_BOOT = 1000
 
@@ -292,6 +292,8 @@ def make_report(root) -> tuple[pathlib.Path, pd.DataFrame]:
     means = means_at_largest_n(df, knobs)
     lines += [f"## Mean of each metric over seeds at the largest n = {int(df['n'].max())}", "",
               _md_table(means, sort=[*knobs, "estimator"]), ""]
+    section, table = scaling_law_section(root, man, df, settings, table)
+    lines += section
     lines += ["## Figures", ""]
     for f in figures:
         if f.suffix == ".png":
@@ -299,3 +301,56 @@ def make_report(root) -> tuple[pathlib.Path, pd.DataFrame]:
     path = root / "report.md"
     atomic_write_bytes(path, "\n".join(lines).encode())
     return path, table
+
+
+def scaling_law_section(root, man, df, settings, table: pd.DataFrame) -> tuple[list, pd.DataFrame]:
+    """The "Scaling laws" section of the report when the spec sets ``[expect] scaling_law``
+    (:func:`genver.scaling.scaling_laws`: ``N_ε ∝ dim^a`` per route against each ``against``
+    descriptor and the ratio against ``ratio_against``, Tobit fits with paired seed-bootstrap
+    CIs, the bound's exponent): Markdown lines (the fits table, one plain sentence per fit, the
+    figure ``figures/scaling_law.png``) and the verdict ``table`` with one row per fit
+    (verdict ``AGREES`` | ``DISAGREES`` | ``UNDEFINED``: measurements, never a FAIL). Without
+    the key: ``([], table)`` unchanged."""
+    opts = man.get("expect", {}).get("scaling_law")
+    if opts is None:
+        return [], table
+    from matplotlib.figure import Figure
+
+    from .. import scaling
+
+    exp = man["expect"]
+    if "offline" in exp or "online" in exp or df.groupby(["setting_id", "route"])["estimator"].nunique().max() > 1:
+        by, (off, on) = "estimator", _main_pair(man)  # the labels, as _ratio compares them
+    else:
+        by, off, on = "route", "offline", "online"
+    if not {off, on} <= set(df[by].unique()):
+        return ["## Scaling laws", "", f"No {off!r} and {on!r} {by}s to fit.", ""], table
+    res = scaling.scaling_laws(df, settings, float(opts.get("epsilon", _eps(man))),
+                               against=opts.get("against", scaling.DEFAULT_AGAINST),
+                               ratio_against=opts.get("ratio_against", scaling.DEFAULT_RATIO_AGAINST),
+                               offline=off, online=on, by=by, knobs=man["knobs"], n_boot=N_BOOT, random_state=0)
+    fits, points = res
+    panels = list(pd.unique(fits.loc[fits["route"] != "ratio", "against"])) + \
+        [("ratio", a) for a in pd.unique(fits.loc[fits["route"] == "ratio", "against"])]
+    fig = Figure(figsize=(5.2 * len(panels), 4.2), layout="constrained")
+    for ax, p in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
+        route, against = p if isinstance(p, tuple) else (None, p)
+        plots.plot_scaling_law(points, fits, ax=ax, against=against, routes=route)
+    figdir = pathlib.Path(root) / "figures"
+    png = [f for f in plots.save_figure(fig, figdir / "scaling_law") if f.suffix == ".png"][0]
+    cols = ["route", "against", "a", "a_lo", "a_hi", "predicted_a", "agrees", "n_points", "n_censored", "decades",
+            "method"]
+    lines = ["## Scaling laws", "",
+             f"Fits of log N_ε on log dim over the settings (ε = {fits['eps'].iloc[0]}); censored N_ε (a route "
+             "never reaching ε, or reaching it at the smallest n) enter as bounds in a censored-regression (Tobit) "
+             f"MLE, never as exact values; 95% CI over {N_BOOT} seed resamples shared by every setting and both "
+             "routes. The bound (N_ε ∝ dim/ε, or log|class|/ε) predicts `predicted_a` "
+             "(see `genver/scaling.py`).", "",
+             _md_table(fits[cols].assign(agrees=fits["agrees"].map({True: "yes", False: "no"}).fillna("—"))), ""]
+    lines += [f"- {m}" for m in fits["message"]] + ["", f"![{png.stem}](figures/{png.name})", ""]
+    verdict = {True: "AGREES", False: "DISAGREES"}
+    rows = pd.DataFrame({"experiment": man["experiment"],
+                         "expected": "scaling law: " + fits["route"] + " vs " + fits["against"],
+                         "verdict": fits["agrees"].map(verdict).fillna("UNDEFINED"),
+                         "detail": fits["message"]})
+    return lines, pd.concat([table, rows], ignore_index=True)
