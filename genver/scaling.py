@@ -342,8 +342,9 @@ def _ratio_interval(off, on):
     return L, U
 
 
-def _point_value(kind, y):
-    return float(np.exp(y)) if kind != _UNDEF else float("nan")
+def _point_value(kind, L, U) -> float:
+    """The value drawn for a point: exact, the lower bound (right) or the upper bound (left)."""
+    return {_EXACT: float(U), _RIGHT: float(L), _LEFT: float(U)}.get(int(kind), float("nan"))
 
 
 # --------------------------------------------------------------------------- public function
@@ -363,11 +364,13 @@ def scaling_laws(
     alpha: float = 0.05,
     random_state=0,
     min_decades: float = 4.0,
+    grid_jitter: bool = True,
 ) -> ScalingLaws:
     """Fit ``N_ε ∝ dim^a`` for each route against each descriptor in ``against``, and
     ``N_ε(offline)/N_ε(online) ∝ dim^a`` against each in ``ratio_against`` (``None``: no
     ratio fit), with paired seed-bootstrap CIs and the bound's predicted exponent (module
-    docstring).
+    docstring). ``grid_jitter=False`` keeps the replicates' ``N_ε`` on the grid (the CI then
+    carries the seed noise only).
 
     ``df``: the tidy results table (:mod:`genver.stats` conventions); ``settings``: one row per
     ``setting_id`` with the descriptor columns (``DIR/settings.parquet``). ``offline`` /
@@ -431,7 +434,7 @@ def scaling_laws(
                 n_lo[i], n_hi[i] = grid.min(), grid.max()
                 if b is not None:
                     boot[:, i] = b
-                    jittered[:, i] = _within_grid_interval(b, grid, u[:, i])
+                    jittered[:, i] = _within_grid_interval(b, grid, u[:, i]) if grid_jitter else b
                 if grid.size >= 2:
                     steps.append(float(np.median(np.diff(np.log(grid)))))
             obs[name] = (_route_interval(point, n_lo, n_hi), _route_interval(jittered, n_lo, n_hi), boot)
@@ -458,7 +461,7 @@ def scaling_laws(
             lo, hi = (_st._percentile_ci(boot_vals[:, i], alpha) if idx is not None else (np.nan, np.nan))
             points.append({"setting_id": sid, **{kk: _st._py(knob_vals.loc[sid, kk]) for kk in knobs},
                            "route": route, "label": labels[route], "against": name, "dim": dim[i],
-                           "N": _point_value(kind[i], y[i]), "N_lo": lo, "N_hi": hi,
+                           "N": _point_value(kind[i], L[i], U[i]), "N_lo": lo, "N_hi": hi,
                            "censoring": _KIND_NAMES[int(kind[i])], "eps": eps, "n_seeds": n_seeds[sid]})
         ok = np.isfinite(x) & (kind != _UNDEF)
         fits.append(_fit_row(route, labels[route], name, x, y, kind, kind_b, y_b, ok, sigma_floor[route],
