@@ -12,20 +12,20 @@ which the route's mean (over seeds) error curve first reaches ``ε``
 Each is set against a *class-dimension descriptor* ``dim(s)`` of the setting, a column of the
 sweep's ``settings`` table (:func:`genver.experiments.generators.describe`):
 
-=================  ===================================================  ========  ==========
-descriptor         meaning                                              class     family
-=================  ===================================================  ========  ==========
-``n_params_Pi``    identifiable parameters of ``Π``                     ``Π``     n_params
-``n_params_R``     identifiable parameters of ``R``                     ``R``     n_params
-``log_size_Pi``    ``log|Π|`` (finite classes)                          ``Π``     log_size
-``log_size_R``     ``log|R|``                                           ``R``     log_size
-``log_size_Pi_R``  ``log|Π(R)|`` (online's effective class, Thm 3.1)    ``R``     log_size
-``dim_ratio``      ``n_params_Pi / n_params_R``                         ratio     n_params
-``log_size_ratio`` ``log_size_Pi / log_size_R``                         ratio     log_size
-``predicted_ratio`` the bound's ratio as ``describe`` defines it:       ratio     predicted
-                   ``log|Π|/log|R|``, else ``dim Π/dim R``, else
-                   ``dim Π/log|R|``
-=================  ===================================================  ========  ==========
+===================  =================================================  =======  =========
+descriptor           meaning                                            class    family
+===================  =================================================  =======  =========
+``n_params_Pi``      identifiable parameters of ``Π``                   ``Π``    n_params
+``n_params_R``       identifiable parameters of ``R``                   ``R``    n_params
+``log_size_Pi``      ``log|Π|`` (finite classes)                        ``Π``    log_size
+``log_size_R``       ``log|R|``                                         ``R``    log_size
+``log_size_Pi_R``    ``log|Π(R)|`` (online's class, Theorem 3.1)        ``R``    log_size
+``dim_ratio``        ``n_params_Pi / n_params_R``                       ratio    n_params
+``log_size_ratio``   ``log_size_Pi / log_size_R``                       ratio    log_size
+``predicted_ratio``  the bound's ratio as ``describe`` defines it:      ratio    predicted
+                     ``log|Π|/log|R|``, else ``dim Π/dim R``, else
+                     ``dim Π/log|R|``
+===================  =================================================  =======  =========
 
 Model and estimator
 -------------------
@@ -49,7 +49,8 @@ never enter the fit as exact values. The log-likelihood is
     ``u_s = (y_s − α − a x_s)/σ`` (``y_s`` the bound for a censored point),
 
 maximised in Olsen's (1978) parametrisation ``γ = (α, a)/σ``, ``τ = 1/σ``, where ``−ℓ`` is
-convex: L-BFGS-B then finds the global maximum. ``σ`` is floored at the grid's rounding
+convex: damped Newton steps with the analytic Hessian then find the global maximum
+(checked against a direct Nelder–Mead maximisation of ``ℓ`` in ``tests/naive.py``). ``σ`` is floored at the grid's rounding
 error, ``σ_min = Δ/√12`` for a route (``Δ`` the median log-spacing of the ``n`` grid: ``N_ε``
 is rounded up to the grid, a uniform error of width ``Δ``) and ``Δ/√6`` for the ratio
 (two roundings): otherwise exact points lying on a line would send ``σ → 0`` and the
@@ -78,7 +79,8 @@ intervals of ``N_ε`` or ``ρ`` (``inf`` where more than ``α/2`` of them never 
 
 The bound's prediction
 ----------------------
-Standard learning theory for MLE (Section 3, item 6 of the project's notes on the paper):
+Standard learning theory for MLE (not a theorem of Swamy et al.; their Section 3 argues the
+online route searches the smaller class):
 ``N_ε ≈ C·log|class|/ε`` for a finite class, ``C·dim/ε`` for a parametric one, with the
 offline route learning over ``Π`` and the online route, by Theorem 3.1, over ``Π(R) ≅ R``.
 The bound's predicted ``log N`` per setting is therefore ``log dim_Π`` (offline), ``log dim_R``
