@@ -384,7 +384,7 @@ def scaling_laws(
       intercept + a log dim``), ``sigma``, ``method`` ("ols" | "tobit" | "undefined"),
       ``n_points`` (settings in the fit), ``n_exact``, ``n_censored``,
       ``n_censored_consistent``, ``n_undefined`` (settings left out: undefined value or
-      descriptor), ``frac_boot``, ``decades``, ``centre_dim``, ``centre_N`` (the fitted line at
+      descriptor), ``frac_boot`` (NaN without resamples: one seed or no fit), ``decades``, ``centre_dim``, ``centre_N`` (the fitted line at
       the mean ``log dim``), ``predicted_a``, ``agrees`` (nullable boolean), ``message``.
     * ``points``: ``setting_id``, ``*knobs``, ``route``, ``label``, ``against``, ``dim``,
       ``N`` (``N_ε`` or the ratio; the bound for a censored point), ``N_lo``, ``N_hi``,
@@ -483,7 +483,8 @@ def _fit_row(route, label, against, x, y, kind, kind_b, y_b, ok, sigma_min, pred
     n_cens = int(ok.sum()) - n_exact
     method = "undefined" if np.isnan(a) else ("ols" if n_cens == 0 else "tobit")
     boot = np.full(n_boot, np.nan)
-    if not np.isnan(a):
+    resampled = not np.isnan(a) and bool((kind_b != _UNDEF).any())  # False with one seed
+    if resampled:
         seen = {}  # N_ε is a grid quantity: many replicates repeat a configuration, fitted once
         for b in range(kind_b.shape[0]):
             okb = np.isfinite(x) & (kind_b[b] != _UNDEF)
@@ -492,7 +493,7 @@ def _fit_row(route, label, against, x, y, kind, kind_b, y_b, ok, sigma_min, pred
                 seen[key] = censored_fit(x[okb], y_b[b][okb], kind_b[b][okb], sigma_min, start=(al, a, sig))[1]
             boot[b] = seen[key]
     a_lo, a_hi = _st._percentile_ci(boot, alpha)
-    frac = float(np.isfinite(boot).mean()) if not np.isnan(a) else 0.0
+    frac = float(np.isfinite(boot).mean()) if resampled else float("nan")
     consistent = 0
     if not np.isnan(a):
         fit_y = al + a * xs
@@ -520,7 +521,7 @@ def _fit_row(route, label, against, x, y, kind, kind_b, y_b, ok, sigma_min, pred
         msg = f"{what} vs {against}: measured a = {a:.2f} {ci}, bound predicts {pred_txt}: {verdict}"
         if n_cens:
             msg += f" ({n_cens} of {n_exact + n_cens} points censored, Tobit fit; line respects {consistent})"
-        if frac < 1:
+        if resampled and frac < 1:
             msg += f"; {round((1 - frac) * n_boot)} of {n_boot} resamples undefined, left out of the CI"
     if route == "ratio" and not (decades >= min_decades):
         msg += f"; covers {decades:.2f} decades of {against} (fewer than the {min_decades:g} asked)"

@@ -234,6 +234,19 @@ def test_same_random_state_same_numbers():
     pd.testing.assert_frame_equal(a.points, b.points)
 
 
+def test_one_seed_gives_an_estimate_without_a_ci_and_an_empty_table_gives_undefined_rows():
+    dPi = np.geomspace(1, 1e3, 6)
+    df, settings = tables({"offline": 20 * dPi, "online": 20 * dPi}, {"n_params_Pi": dPi, "n_params_R": dPi},
+                          FINE, seeds=1)
+    off = fit(scaling_laws(df, settings, eps=1.0, n_boot=50, against="n_params_Pi", ratio_against=None),
+              "offline", "n_params_Pi")
+    assert off["a"] == pytest.approx(1.0, abs=0.05) and np.isnan(off["a_lo"]) and np.isnan(off["frac_boot"])
+    assert pd.isna(off["agrees"]) and "[CI undefined: one seed]" in off["message"]
+    assert off["message"].endswith("bound predicts 1: not comparable")
+    empty = scaling_laws(df.iloc[:0], settings, eps=1.0, n_boot=10)
+    assert len(empty.fits) == 5 and (empty.fits["method"] == "undefined").all() and empty.points.empty
+
+
 def test_bad_arguments_name_themselves():
     dPi = np.geomspace(1, 1e3, 4)
     df, settings = tables({"offline": dPi, "online": dPi}, {"n_params_Pi": dPi, "n_params_R": dPi}, FINE)
