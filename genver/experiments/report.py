@@ -31,8 +31,8 @@ from .. import plots, stats
 from .expect import check_order
 from .store import ResultStore, atomic_write_bytes
 
-__all__ = ["load_results", "make_figures", "make_report", "means_at_largest_n", "ratios_side_by_side",
-           "scaling_law_section", "verdict", "verdicts"]
+__all__ = ["load_results", "make_figures", "make_report", "means_at_largest_n", "ratios_side_by_side", "verdict",
+           "verdicts"]
 
 N_BOOT = 1000
 
@@ -301,6 +301,9 @@ def make_report(root) -> tuple[pathlib.Path, pd.DataFrame]:
     path = root / "report.md"
     atomic_write_bytes(path, "\n".join(lines).encode())
     return path, table
+
+
+__all__ += ["scaling_law_section"]
 
 
 def scaling_law_section(root, man, df, settings, table: pd.DataFrame) -> tuple[list, pd.DataFrame]:
