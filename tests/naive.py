@@ -687,3 +687,45 @@ def tabular_reward_mle_dense(P, T, pairs, counts, l2, max_iter=200):
                 t *= 0.5
         r = r + t * d
     return centred(r).reshape(P, T)
+
+
+def censored_normal_regression(x, y, kind, sigma=None):
+    """Maximum-likelihood ``(alpha, a, sigma)`` of ``y = alpha + a*x + sigma*z``, ``z ~ N(0,1)``,
+    written straight from the likelihood: an exact point (kind 0) contributes the normal
+    density of its residual, a right-censored one (kind 1, ``y`` its lower bound) the
+    probability ``P(Y > y) = Φ((mu - y)/sigma)``, a left-censored one (kind 2, ``y`` its upper
+    bound) ``P(Y <= y) = Φ((y - mu)/sigma)``, with ``Φ(t) = erfc(-t/√2)/2``. Nelder-Mead from
+    the exact points' least-squares line, over ``(alpha, a, log sigma)``, or over ``(alpha, a)``
+    with ``sigma`` held fixed when given."""
+    from scipy import optimize
+
+    x = [float(v) for v in x]
+    y = [float(v) for v in y]
+    kind = [int(k) for k in kind]
+
+    def log_phi_cdf(t):
+        return math.log(max(0.5 * math.erfc(-t / math.sqrt(2.0)), 1e-300))
+
+    def nll(params):
+        alpha, a = params[0], params[1]
+        s = sigma if sigma is not None else math.exp(params[2])
+        total = 0.0
+        for xi, yi, ki in zip(x, y, kind):
+            mu = alpha + a * xi
+            if ki == 0:
+                total += math.log(s) + 0.5 * math.log(2 * math.pi) + 0.5 * ((yi - mu) / s) ** 2
+            elif ki == 1:
+                total -= log_phi_cdf((mu - yi) / s)
+            else:
+                total -= log_phi_cdf((yi - mu) / s)
+        return total
+
+    ex = [i for i, k in enumerate(kind) if k == 0]
+    xm = sum(x[i] for i in ex) / len(ex)
+    ym = sum(y[i] for i in ex) / len(ex)
+    a0 = sum((x[i] - xm) * (y[i] - ym) for i in ex) / sum((x[i] - xm) ** 2 for i in ex)
+    start = [ym - a0 * xm, a0] + ([] if sigma is not None else [0.0])
+    res = optimize.minimize(nll, start, method="Nelder-Mead",
+                            options={"xatol": 1e-11, "fatol": 1e-13, "maxiter": 40000, "maxfev": 40000})
+    s = sigma if sigma is not None else math.exp(res.x[2])
+    return float(res.x[0]), float(res.x[1]), float(s)

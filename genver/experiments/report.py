@@ -693,7 +693,11 @@ def make_report(root, fmt: str = "md") -> tuple[pathlib.Path, pd.DataFrame]:
     incomplete = completeness_line(root, man)
     if incomplete:  # every verdict is marked, and the report opens with the line
         table["verdict"] = table["verdict"] + " (partial data)"
+    scaling_sec, table, scaling_files = scaling_law_section(root, man, df, settings, table)
     secs = _sections(root, man, df, settings, lazy, table)
+    if scaling_sec is not None:  # before the provenance, which closes the report
+        secs.insert(len(secs) - 1, scaling_sec)
+    figures = [*figures, *scaling_files]
     path = root / f"report.{fmt}"
     text = (_render_md(man, secs, figures, banner=incomplete) if fmt == "md"
             else _render_html(man, secs, figures, table, banner=incomplete))
@@ -701,3 +705,58 @@ def make_report(root, fmt: str = "md") -> tuple[pathlib.Path, pd.DataFrame]:
     figcache.write_report_cache(root, fmt, {"path": path.name, "verdicts": table.to_dict("records"),
                                             "terminal": format_verdicts(table)})
     return path, table
+
+
+__all__ += ["scaling_law_section"]
+
+
+def scaling_law_section(root, man, df, settings, table: pd.DataFrame) -> tuple[tuple | None, pd.DataFrame, list]:
+    """The "Scaling laws" section of the report when the spec sets ``[expect] scaling_law``
+    (:func:`genver.scaling.scaling_laws`: ``N_ε ∝ dim^a`` per route against each ``against``
+    descriptor and the ratio against ``ratio_against``, Tobit fits with paired seed-bootstrap
+    CIs, the bound's exponent): the section ``(heading, blocks)`` (a paragraph, the fits table, one
+    plain sentence per fit), the verdict ``table`` with one row per fit appended (verdict
+    ``AGREES`` | ``DISAGREES`` | ``UNDEFINED``: measurements, never a FAIL) and the figure files
+    (``figures/scaling_law.*``). Without the key: ``(None, table, [])`` unchanged."""
+    opts = man.get("expect", {}).get("scaling_law")
+    if opts is None:
+        return None, table, []
+    from matplotlib.figure import Figure
+
+    from .. import scaling
+
+    exp = man["expect"]
+    if "offline" in exp or "online" in exp or df.groupby(["setting_id", "route"])["estimator"].nunique().max() > 1:
+        by, (off, on) = "estimator", _main_pair(man)  # the labels, as _ratio compares them
+    else:
+        by, off, on = "route", "offline", "online"
+    if not {off, on} <= set(df[by].unique()):
+        return ("Scaling laws", [f"No {off!r} and {on!r} {by}s to fit."]), table, []
+    res = scaling.scaling_laws(df, settings, float(opts.get("epsilon", _eps(man))),
+                               against=opts.get("against", scaling.DEFAULT_AGAINST),
+                               ratio_against=opts.get("ratio_against", scaling.DEFAULT_RATIO_AGAINST),
+                               offline=off, online=on, by=by, knobs=man["knobs"], n_boot=N_BOOT, random_state=0)
+    fits, points = res
+    panels = list(pd.unique(fits.loc[fits["route"] != "ratio", "against"])) + \
+        [("ratio", a) for a in pd.unique(fits.loc[fits["route"] == "ratio", "against"])]
+    fig = Figure(figsize=(5.2 * len(panels), 4.2), layout="constrained")
+    for ax, p in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
+        route, against = p if isinstance(p, tuple) else (None, p)
+        plots.plot_scaling_law(points, fits, ax=ax, against=against, routes=route)
+    figdir = pathlib.Path(root) / "figures"
+    files = list(plots.save_figure(fig, figdir / "scaling_law"))
+    cols = ["route", "against", "a", "a_lo", "a_hi", "predicted_a", "agrees", "n_points", "n_censored", "decades",
+            "method"]
+    blocks = [f"Fits of log N_ε on log dim over the settings (ε = {fits['eps'].iloc[0]}); censored N_ε (a route "
+              "never reaching ε, or reaching it at the smallest n) enter as bounds in a censored-regression (Tobit) "
+              f"MLE, never as exact values; 95% CI over {N_BOOT} seed resamples shared by every setting and both "
+              "routes. The bound (N_ε ∝ dim/ε, or log|class|/ε) predicts `predicted_a` "
+              "(see `genver/scaling.py`).",
+              fits[cols].assign(agrees=fits["agrees"].map({True: "yes", False: "no"}).fillna("—")),
+              *[f"- {m}" for m in fits["message"]]]
+    verdict = {True: "AGREES", False: "DISAGREES"}
+    rows = pd.DataFrame({"experiment": man["experiment"],
+                         "expected": "scaling law: " + fits["route"] + " vs " + fits["against"],
+                         "verdict": fits["agrees"].map(verdict).fillna("UNDEFINED"),
+                         "detail": fits["message"], "in_words": ""})
+    return ("Scaling laws", blocks), pd.concat([table, rows], ignore_index=True), files

@@ -44,6 +44,8 @@ A spec has these tables (unknown keys anywhere are errors that name the key)::
              "bt_loglik: global > local at n = max", "frontier: online > offline"]
     compare = [["neural offline", "neural online"]]   # more (offline, online) label pairs whose
                                        #   ratios the report shows beside the main one
+    scaling_law = { against = ["n_params_Pi", "n_params_R"], ratio_against = "dim_ratio" }
+                                       # fit N_ε ∝ dim^a (see below; every key optional)
 
     [smoke]                            # dotted overrides applied by --smoke (validated always)
     "estimators.0.l2" = 0.1            # (estimators.I.KEY: option KEY of the I-th estimator, from 0)
@@ -59,6 +61,16 @@ matched ``KL(π̂‖π_ref)`` along a swept ``beta``; ``A - B increasing in KNOB
 the Spearman correlation between a knob and the mean difference. Full syntax and statistics:
 :mod:`genver.experiments.expect`. ``genver report`` prints PASS/FAIL for the ratio and for each
 statement.
+
+``[expect] scaling_law`` makes ``genver report`` add a "Scaling laws" section (a table, one
+sentence per fit and the figure ``figures/scaling_law``) and one terminal row per fit: each
+route's ``N_ε`` against each descriptor in ``against`` (a name or a list; default
+``["n_params_Pi", "n_params_R"]``) and ``N_ε(offline)/N_ε(online)`` against ``ratio_against``
+(default ``"dim_ratio"``), with bootstrap CIs on the exponent and the learning-theory bound's
+prediction (:mod:`genver.scaling`, where the descriptors and the censoring rule are
+defined). ``epsilon`` overrides ``[expect] epsilon`` for these fits. The rows read
+``AGREES`` / ``DISAGREES`` / ``UNDEFINED``: measurements, never a FAIL. The spec needs an
+offline and an online route (or ``[expect] offline`` / ``online`` labels).
 
 ``[data] population = true`` replaces the sampled pairs by their exact expected counts at each
 ``n`` (every estimator solves its population objective; see
@@ -99,7 +111,7 @@ _EXPERIMENT_KEYS = {"name": str, "generator": str, "description": str, "expected
 _DATA_KEYS = {"sizes": (list, dict), "seeds": int, "root_seed": int, "temperature": float, "deterministic": bool,
               "population": bool}
 _EXPECT_KEYS = {"ratio": str, "epsilon": float, "offline": str, "online": str, "order": list, "compare": list,
-                "aggregate": str}
+                "aggregate": str, "scaling_law": dict}
 #: largest number of pairs in one data stream (memory guard)
 MAX_N = 10**7
 #: most replicate seeds of a spec (the unit list is seeds × settings; bootstrap CIs need far fewer)
@@ -342,6 +354,7 @@ def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False, memory_li
     _check_expect(src, expect, list(grid))
     _check_order(src, expect, {e["label"]: e["name"] for e in estimators}, metrics, list(grid))
     _check_compare(src, expect, {e["label"] for e in estimators})
+    _check_scaling_law(src, expect, estimators)
     spec = Spec(name=exp["name"], generator=exp["generator"], description=exp.get("description", ""),
                 expected=exp.get("expected", ""), instance=instance, grid=grid, sizes=sizes, seeds=seeds,
                 root_seed=data.get("root_seed", 0), temperature=temperature,
@@ -396,6 +409,33 @@ def _check_compare(src, expect: dict, labels: set):
             if lab not in labels:
                 raise SpecError(f"{src}: [expect] compare[{i}]: unknown estimator label {lab!r} "
                                 f"(labels: {', '.join(sorted(labels))})")
+
+
+def _check_scaling_law(src, expect: dict, estimators: list):
+    """``[expect] scaling_law``: keys, descriptor names (:data:`genver.scaling.DESCRIPTORS`)
+    and an offline/online pair to fit."""
+    opts = expect.get("scaling_law")
+    if opts is None:
+        return
+    from ..scaling import DESCRIPTORS
+
+    where = "expect.scaling_law"
+    _check_keys(src, where, opts, {"against": (str, list), "ratio_against": (str, list), "epsilon": float})
+    for key in ("against", "ratio_against"):
+        names = opts.get(key, [])
+        names = [names] if isinstance(names, str) else names
+        if key in opts and not names:
+            raise SpecError(f"{src}: [{where}] {key}: empty list")
+        for name in names:
+            if name not in DESCRIPTORS:
+                raise SpecError(f"{src}: [{where}] {key}: unknown descriptor {name!r} "
+                                f"(choose from {', '.join(DESCRIPTORS)})")
+    if "epsilon" in opts and not opts["epsilon"] > 0:
+        raise SpecError(f"{src}: [{where}] epsilon: must be > 0, got {opts['epsilon']}")
+    routes = {e["route"] for e in estimators}
+    if not ({"offline", "online"} <= routes or "offline" in expect or "online" in expect):
+        raise SpecError(f"{src}: [{where}]: needs an offline and an online route to fit "
+                        f"(estimators' routes: {', '.join(sorted(routes))})")
 
 
 def _check_order(src, expect: dict, labels: dict, metrics: list, knobs: list):

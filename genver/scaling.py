@@ -1,0 +1,534 @@
+r"""Scaling laws: how ``N_ε`` grows with the class dimension, against the learning-theory bound.
+
+Quantities
+----------
+For every setting ``s`` of a sweep (one grid point) and each route — offline (MLE / DPO over
+``Π``) and online (reward MLE over ``R``, then exact soft RL) — ``N_ε(s)`` is the sample size at
+which the route's mean (over seeds) error curve first reaches ``ε``
+(:func:`genver.stats.n_epsilon`; a grid quantity, the true crossing lies in
+``(n_{j−1}, n_j]``). The third quantity is the sample-efficiency ratio
+``ρ(s) = N_ε(offline)/N_ε(online)`` (:func:`genver.stats.efficiency_ratio`).
+
+Each is set against a *class-dimension descriptor* ``dim(s)`` of the setting, a column of the
+sweep's ``settings`` table (:func:`genver.experiments.generators.describe`):
+
+===================  =================================================  =======  =========
+descriptor           meaning                                            class    family
+===================  =================================================  =======  =========
+``n_params_Pi``      identifiable parameters of ``Π``                   ``Π``    n_params
+``n_params_R``       identifiable parameters of ``R``                   ``R``    n_params
+``log_size_Pi``      ``log|Π|`` (finite classes)                        ``Π``    log_size
+``log_size_R``       ``log|R|``                                         ``R``    log_size
+``log_size_Pi_R``    ``log|Π(R)|`` (online's class, Theorem 3.1)        ``R``    log_size
+``dim_ratio``        ``n_params_Pi / n_params_R``                       ratio    n_params
+``log_size_ratio``   ``log_size_Pi / log_size_R``                       ratio    log_size
+``predicted_ratio``  the bound's ratio as ``describe`` defines it:      ratio    predicted
+                     ``log|Π|/log|R|``, else ``dim Π/dim R``, else
+                     ``dim Π/log|R|``
+===================  =================================================  =======  =========
+
+Model and estimator
+-------------------
+The scaling law ``N_ε ∝ dim^a`` is the linear model, over settings,
+
+    ``y_s = α + a·x_s + σ·z_s``,   ``y_s = log N_ε(s)`` (or ``log ρ(s)``),  ``x_s = log dim(s)``,
+
+with ``z_s ~ N(0, 1)`` i.i.d. Without censoring its maximum-likelihood ``(α, a)`` is ordinary
+least squares, computed in closed form.
+
+**Censoring rule (Tobit-style censored-regression MLE).** A route that never reaches ``ε`` by
+the largest grid ``n`` only says ``N_ε > n_max``: a right-censored observation at ``log n_max``.
+A route that already meets ``ε`` at the smallest ``n`` says ``N_ε ≤ n_min``: left-censored at
+``log n_min``. For the ratio, each route is an interval — exact ``[N, N]``, right
+``(n_max, ∞)``, left ``(0, n_min]`` — and ``ρ ∈ (L_off/U_on, U_off/L_on)``: exact, right-censored
+(a lower bound, e.g. offline censored), left-censored (an upper bound, e.g. online censored),
+or undefined (both ends open, e.g. neither route reaches ``ε``; left out and counted). Bounds
+never enter the fit as exact values. The log-likelihood is
+
+    ``ℓ = Σ_exact [−log σ − ½ u_s²] + Σ_right log Φ(−u_s) + Σ_left log Φ(u_s)``,
+    ``u_s = (y_s − α − a x_s)/σ`` (``y_s`` the bound for a censored point),
+
+maximised in Olsen's (1978) parametrisation ``γ = (α, a)/σ``, ``τ = 1/σ``, where ``−ℓ`` is
+convex: damped Newton steps with the analytic Hessian then find the global maximum
+(checked against a direct Nelder–Mead maximisation of ``ℓ`` in ``tests/naive.py``). ``σ`` is floored at the grid's rounding
+error, ``σ_min = Δ/√12`` for a route (``Δ`` the median log-spacing of the ``n`` grid: ``N_ε``
+is rounded up to the grid, a uniform error of width ``Δ``) and ``Δ/√6`` for the ratio
+(two roundings): otherwise exact points lying on a line would send ``σ → 0`` and the
+likelihood to infinity. Identifiability: at least 2 exact points at distinct ``dim``,
+otherwise ``a`` is NaN (undefined, never a number made up from bounds alone). With no
+censored point the MLE is the OLS fit.
+``n_censored_consistent`` counts the censored points whose bound the fitted line respects
+(it lies above a lower bound / below an upper bound at that ``dim``).
+
+Bootstrap
+---------
+Settings of one sweep share their random draws per replicate seed (common random numbers,
+:mod:`genver.experiments.cells`), and a seed is the same preference data for both routes.
+So each of ``B`` replicates draws ``k`` seed labels with replacement *once* and applies them to
+every setting and both routes (paired across settings and routes, as
+:func:`genver.stats.efficiency_ratio` pairs the routes), recomputes every ``N_ε`` from the
+resampled mean curves (:func:`genver.stats.n_epsilon`'s machinery: replicates that never reach
+``ε`` are censored in that replicate), re-classifies the censoring and refits. Since ``N_ε`` is
+known only to its grid interval ``(n_{j−1}, n_j]``, each replicate's exact ``N_ε`` is drawn
+log-uniformly within it (independently per setting and route, from the same random state),
+so the CI carries the grid's rounding as well as the seed noise (a point estimate from grid
+values alone would look exact on a coarse grid with quiet seeds). The CI on
+``a`` is the percentile interval of the replicate fits that are defined (``frac_boot`` is
+their fraction; the others are left out). Points' CIs are the same replicates' percentile
+intervals of ``N_ε`` or ``ρ`` (``inf`` where more than ``α/2`` of them never reach ``ε``).
+
+The bound's prediction
+----------------------
+Standard learning theory for MLE (not a theorem of Swamy et al.; their Section 3 argues the
+online route searches the smaller class):
+``N_ε ≈ C·log|class|/ε`` for a finite class, ``C·dim/ε`` for a parametric one, with the
+offline route learning over ``Π`` and the online route, by Theorem 3.1, over ``Π(R) ≅ R``.
+The bound's predicted ``log N`` per setting is therefore ``log dim_Π`` (offline), ``log dim_R``
+(online) or ``log dim_Π − log dim_R`` (ratio) in the descriptor's family (``n_params`` or
+``log_size``; ``predicted_ratio`` itself for the ratio), and **predicted_a** is the OLS slope
+of that predicted ``log N`` on ``x_s`` over the settings in the fit. Against the route's own
+class dimension it is exactly 1 (the ratio: 1 against ``dim Π/dim R``); against the other
+class it is 0 when the route's own class is the same in every setting; NaN where the family
+has no finite value (e.g. ``log|R|`` of a linear class). ``agrees`` is whether the
+``1 − α`` CI ``[a_lo, a_hi]`` contains ``predicted_a`` (NA when either is undefined), and
+``message`` says it plainly: ``offline N_ε vs n_params_Pi: measured a = 0.62 [0.51, 0.70],
+bound predicts 1: disagrees``.
+
+Range: ``decades = log10(max dim / min dim)`` over the settings in the fit; the ratio's row
+notes when it is below ``min_decades`` (the issue asks for at least 4 decades of
+``dim(Π)/dim(R)``).
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.special import log_ndtr
+
+from genver import stats as _st
+from genver._validation import as_generator
+
+__all__ = ["DESCRIPTORS", "DEFAULT_AGAINST", "DEFAULT_RATIO_AGAINST", "ScalingLaws", "scaling_laws", "censored_fit", "descriptor_values"]
+
+#: descriptor -> (class it measures: "Pi" | "R" | "ratio", family: "n_params" | "log_size" | "predicted")
+DESCRIPTORS = {
+    "n_params_Pi": ("Pi", "n_params"),
+    "n_params_R": ("R", "n_params"),
+    "log_size_Pi": ("Pi", "log_size"),
+    "log_size_R": ("R", "log_size"),
+    "log_size_Pi_R": ("R", "log_size"),
+    "dim_ratio": ("ratio", "n_params"),
+    "log_size_ratio": ("ratio", "log_size"),
+    "predicted_ratio": ("ratio", "predicted"),
+}
+
+#: descriptors fitted by default: each route against both classes' dimensions, the ratio against theirs
+DEFAULT_AGAINST = ("n_params_Pi", "n_params_R")
+DEFAULT_RATIO_AGAINST = "dim_ratio"
+
+_FIT_COLS = ["route", "label", "against", "eps", "metric", "rule", "a", "a_lo", "a_hi", "intercept", "sigma",
+             "method", "n_points", "n_exact", "n_censored", "n_censored_consistent", "n_undefined", "frac_boot",
+             "decades", "centre_dim", "centre_N", "predicted_a", "agrees", "message"]
+_POINT_COLS = ["route", "label", "against", "dim", "N", "N_lo", "N_hi", "censoring", "eps", "n_seeds"]
+_EXACT, _RIGHT, _LEFT, _UNDEF = 0, 1, 2, 3
+_KIND_NAMES = {_EXACT: "exact", _RIGHT: "right", _LEFT: "left", _UNDEF: "undefined"}
+
+
+class ScalingLaws(NamedTuple):
+    """``fits``: one row per (route, against); ``points``: one row per (setting, route, against)."""
+
+    fits: pd.DataFrame
+    points: pd.DataFrame
+
+
+# --------------------------------------------------------------------------- descriptors
+def descriptor_values(settings: pd.DataFrame, name: str) -> pd.Series:
+    """The descriptor ``name`` per setting (index ``setting_id``); the ratios are computed from
+    their parts (NaN where a part is missing or not positive)."""
+    if name not in DESCRIPTORS:
+        raise ValueError(f"against: unknown descriptor {name!r} (choose from {', '.join(DESCRIPTORS)})")
+    s = settings.drop_duplicates("setting_id").set_index("setting_id")
+
+    def col(c):
+        return pd.to_numeric(s[c], errors="coerce").astype(float) if c in s.columns else pd.Series(np.nan, s.index)
+    if name == "dim_ratio":
+        return col("n_params_Pi") / col("n_params_R")
+    if name == "log_size_ratio":
+        return col("log_size_Pi") / col("log_size_R")
+    return col(name)
+
+
+def _predicted_logN(settings: pd.DataFrame, route: str, against: str) -> pd.Series:
+    """The bound's ``log N`` (up to a constant) per setting for ``route`` in the family of ``against``."""
+    family = DESCRIPTORS[against][1]
+    if family == "predicted":
+        v = descriptor_values(settings, "predicted_ratio") if route == "ratio" else None
+        if v is None:
+            s = settings.drop_duplicates("setting_id").set_index("setting_id")
+            return pd.Series(np.nan, s.index)
+        return _log(v)
+    pi, r = (descriptor_values(settings, f"{family}_{c}") for c in ("Pi", "R"))
+    return {"offline": _log(pi), "online": _log(r), "ratio": _log(pi) - _log(r)}[route]
+
+
+def _log(v: pd.Series) -> pd.Series:
+    v = v.astype(float)
+    return np.log(v.where(np.isfinite(v) & (v > 0)))
+
+
+# --------------------------------------------------------------------------- censored regression
+def _ols(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """(intercept, slope, residual sd) of OLS of ``y`` on ``x``."""
+    xm, ym = x.mean(), y.mean()
+    sxx = float(((x - xm) ** 2).sum())
+    a = float(((x - xm) * (y - ym)).sum() / sxx)
+    alpha = float(ym - a * xm)
+    rss = float(((y - alpha - a * x) ** 2).sum())
+    return alpha, a, math.sqrt(rss / x.size)
+
+
+def censored_fit(x, y, kind, sigma_min: float, start=None) -> tuple[float, float, float]:
+    """Maximum-likelihood ``(α, a, σ)`` of ``y = α + a x + σ z`` with right- (``kind`` 1) and
+    left-censored (2) points at their bounds ``y``, exact points (0); undefined points (3) are
+    ignored. ``σ ≥ sigma_min``. NaNs when fewer than 2 exact points lie at distinct ``x`` or
+    the optimiser fails (see the module docstring). ``start``: ``(α, a, σ)`` to start Newton
+    from (default: the exact points' OLS line); the optimum does not depend on it (convexity)."""
+    x, y, kind = (np.asarray(v) for v in (x, y, kind))
+    use = kind != _UNDEF
+    x, y, kind = x[use].astype(float), y[use].astype(float), kind[use]
+    ex = kind == _EXACT
+    nan3 = (float("nan"),) * 3
+    if ex.sum() < 2 or np.ptp(x[ex]) == 0:
+        return nan3
+    alpha0, a0, sd0 = _ols(x[ex], y[ex])
+    if ex.all():
+        return alpha0, a0, max(sd0, sigma_min)
+    xc = x.mean()
+    X = np.column_stack([np.ones_like(x), x - xc])
+    if start is not None and np.all(np.isfinite(start)):
+        alpha0, a0, sd0 = start
+    sig0 = max(sd0, sigma_min)
+    theta = _tobit_newton(X, y, kind, np.array([(alpha0 + a0 * xc) / sig0, a0 / sig0, 1.0 / sig0]),
+                          tau_max=1.0 / sigma_min)
+    if theta is None:
+        return nan3
+    g0, g1, tau = theta
+    a = g1 / tau
+    return float(g0 / tau - a * xc), float(a), float(1.0 / tau)
+
+
+def _tobit_terms(theta, X, y, ex, right, value_only: bool = False):
+    """``−ℓ`` (up to a constant), its gradient and Hessian in ``θ = (γ, τ)``:
+    ``u = τ y − Xγ``; exact ``−log τ + u²/2``; right ``−log Φ(−u)``; left ``−log Φ(u)``.
+    With ``w = −u`` (right) or ``u`` (left) and the inverse Mills ratio ``m = φ(w)/Φ(w)``:
+    ``∂f/∂u = u | m | −m`` and ``∂²f/∂u² = 1 | m(w + m)`` (exact | censored); ``∇u = (−X, y)``."""
+    tau = theta[2]
+    u = tau * y - X @ theta[:2]
+    w = np.where(right, -u, u)
+    cen = ~ex
+    logphi = log_ndtr(w[cen])
+    f = -ex.sum() * math.log(tau) + 0.5 * float((u[ex] ** 2).sum()) - float(logphi.sum())
+    if value_only:
+        return f
+    m = np.exp(-0.5 * w[cen] ** 2 - 0.5 * math.log(2 * math.pi) - logphi)
+    d1, d2 = u.copy(), np.ones_like(u)
+    d1[cen] = np.where(right[cen], m, -m)
+    d2[cen] = m * (w[cen] + m)
+    J = np.column_stack([-X, y])  # ∇u per point
+    grad = d1 @ J
+    grad[2] -= ex.sum() / tau
+    hess = (J * d2[:, None]).T @ J
+    hess[2, 2] += ex.sum() / tau**2
+    return f, grad, hess
+
+
+def _tobit_newton(X, y, kind, theta, tau_max: float, tol: float = 1e-20, max_iter: int = 100):
+    """Minimise the convex ``−ℓ(γ, τ)`` over ``0 < τ ≤ tau_max`` by damped Newton steps
+    (backtracking to the feasible set and Armijo decrease). Convexity makes the constrained
+    optimum either interior or on ``τ = tau_max``: first solve with ``τ`` fixed there (Newton
+    in ``γ``); if ``∂(−ℓ)/∂τ > 0`` at that point the optimum is interior and is found from it
+    in all three coordinates. An interior start is tried in all three coordinates first (a
+    stationary point is the optimum). ``None`` when Newton does not converge."""
+    ex, right = kind == _EXACT, kind == _RIGHT
+    theta = theta.astype(float).copy()
+    theta[2] = min(theta[2], tau_max)
+
+    def solve(theta, free):
+        for _ in range(max_iter):
+            f, g, H = _tobit_terms(theta, X, y, ex, right)
+            gi, Hi = g[free], H[np.ix_(free, free)]
+            try:
+                step = -np.linalg.solve(Hi, gi)
+            except np.linalg.LinAlgError:
+                return None
+            decrement = float(-gi @ step)
+            if not np.isfinite(decrement):
+                return None
+            if decrement <= tol * max(1.0, abs(f)):
+                return theta
+            t = 1.0
+            if decrement > 1e-10 * max(1.0, abs(f)):  # damped phase; near the optimum the full step
+                while True:                             # is taken (Armijo cannot see below rounding)
+                    cand = theta.copy()
+                    cand[free] += t * step
+                    if 0 < cand[2] <= tau_max and _tobit_terms(cand, X, y, ex, right, value_only=True) <= \
+                            f - 1e-4 * t * decrement:
+                        break
+                    t *= 0.5
+                    if t < 1e-12:
+                        return None
+            else:
+                cand = theta.copy()
+                cand[free] += step
+                if not 0 < cand[2] <= tau_max:
+                    return theta
+            theta = cand
+        return None
+
+    if theta[2] < tau_max:  # an interior start: a stationary point found from it is the optimum
+        found = solve(theta, np.array([True, True, True]))
+        if found is not None:
+            return found
+    theta[2] = tau_max
+    theta = solve(theta, np.array([True, True, False]))
+    if theta is None:
+        return None
+    if _tobit_terms(theta, X, y, ex, right)[1][2] > 0:  # −ℓ rises with τ: interior optimum
+        theta = solve(theta, np.array([True, True, True]))
+    return theta
+
+
+# --------------------------------------------------------------------------- intervals and kinds
+def _route_interval(N: np.ndarray, n_min: float, n_max: float) -> tuple[np.ndarray, np.ndarray]:
+    """``N_ε`` values (inf: not reached, NaN: no rows) as intervals ``(L, U)``."""
+    N = np.asarray(N, dtype=float)
+    L = np.where(N == n_min, 0.0, N)
+    U = N.copy()
+    L = np.where(np.isinf(N), n_max, L)
+    U = np.where(np.isnan(N), np.inf, U)
+    L = np.where(np.isnan(N), 0.0, L)
+    return L, U
+
+
+def _classify(L: np.ndarray, U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(kind, log-value) of intervals: exact (L = U), right (L > 0, U = ∞), left (L = 0,
+    U < ∞), undefined (both open)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        exact = (L == U) & np.isfinite(U) & (U > 0)
+        right = ~exact & (L > 0) & np.isinf(U)
+        left = ~exact & (L == 0) & np.isfinite(U) & (U > 0)
+        kind = np.select([exact, right, left], [_EXACT, _RIGHT, _LEFT], _UNDEF)
+        y = np.where(exact | left, np.log(np.where(U > 0, U, 1.0)), np.log(np.where(L > 0, L, 1.0)))
+    return kind, np.where(kind == _UNDEF, np.nan, y)
+
+
+def _within_grid_interval(boot: np.ndarray, grid: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Replicate ``N_ε`` on the grid (``n_j``; inf: not reached) moved to
+    ``n_{j−1}·(n_j/n_{j−1})^u``, ``u ∈ (0, 1]``: log-uniform in the interval ``(n_{j−1}, n_j]``
+    where the crossing lies. ``N_ε = n_min`` (left-censored) and inf stay as they are."""
+    out = boot.copy()
+    j = np.searchsorted(grid, boot)
+    ok = np.isfinite(boot) & (j > 0) & (j < grid.size)
+    lower = grid[np.maximum(j[ok] - 1, 0)]
+    out[ok] = np.exp(np.log(lower) + u[ok] * (np.log(boot[ok]) - np.log(lower)))
+    return out
+
+
+def _ratio_interval(off, on):
+    (Lo, Uo), (Ln, Un) = off, on
+    with np.errstate(divide="ignore", invalid="ignore"):
+        L = np.where(np.isinf(Un), 0.0, Lo / Un)
+        U = np.where(Ln == 0, np.inf, Uo / np.where(Ln == 0, 1.0, Ln))
+    return L, U
+
+
+def _point_value(kind, L, U) -> float:
+    """The value drawn for a point: exact, the lower bound (right) or the upper bound (left)."""
+    return {_EXACT: float(U), _RIGHT: float(L), _LEFT: float(U)}.get(int(kind), float("nan"))
+
+
+# --------------------------------------------------------------------------- public function
+def scaling_laws(
+    df: pd.DataFrame,
+    settings: pd.DataFrame,
+    eps: float,
+    against: str | Sequence[str] = DEFAULT_AGAINST,
+    ratio_against: str | Sequence[str] | None = DEFAULT_RATIO_AGAINST,
+    offline: str = "offline",
+    online: str = "online",
+    by: str = "route",
+    knobs: Sequence[str] = (),
+    metric: str = "suboptimality",
+    rule: str = "first",
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    random_state=0,
+    min_decades: float = 4.0,
+    grid_jitter: bool = True,
+) -> ScalingLaws:
+    """Fit ``N_ε ∝ dim^a`` for each route against each descriptor in ``against``, and
+    ``N_ε(offline)/N_ε(online) ∝ dim^a`` against each in ``ratio_against`` (``None``: no
+    ratio fit), with paired seed-bootstrap CIs and the bound's predicted exponent (module
+    docstring). ``grid_jitter=False`` keeps the replicates' ``N_ε`` on the grid (the CI then
+    carries the seed noise only).
+
+    ``df``: the tidy results table (:mod:`genver.stats` conventions); ``settings``: one row per
+    ``setting_id`` with the descriptor columns (``DIR/settings.parquet``). ``offline`` /
+    ``online`` are labels in column ``by`` (``"route"`` or ``"estimator"``, as in
+    :func:`genver.stats.efficiency_ratio`). Returns :class:`ScalingLaws` ``(fits, points)``:
+
+    * ``fits``: ``route`` ("offline" | "online" | "ratio"), ``label``, ``against``, ``eps``,
+      ``metric``, ``rule``, ``a``, ``a_lo``, ``a_hi``, ``intercept`` (natural log: ``log N =
+      intercept + a log dim``), ``sigma``, ``method`` ("ols" | "tobit" | "undefined"),
+      ``n_points`` (settings in the fit), ``n_exact``, ``n_censored``,
+      ``n_censored_consistent``, ``n_undefined`` (settings left out: undefined value or
+      descriptor), ``frac_boot`` (NaN without resamples: one seed or no fit), ``decades``, ``centre_dim``, ``centre_N`` (the fitted line at
+      the mean ``log dim``), ``predicted_a``, ``agrees`` (nullable boolean), ``message``.
+    * ``points``: ``setting_id``, ``*knobs``, ``route``, ``label``, ``against``, ``dim``,
+      ``N`` (``N_ε`` or the ratio; the bound for a censored point), ``N_lo``, ``N_hi``,
+      ``censoring`` ("exact" | "right" | "left" | "undefined"), ``eps``, ``n_seeds``.
+    """
+    against = [against] if isinstance(against, str) else list(against)
+    ratio_against = [] if ratio_against is None else (
+        [ratio_against] if isinstance(ratio_against, str) else list(ratio_against))
+    for name in [*against, *ratio_against]:
+        if name not in DESCRIPTORS:
+            raise ValueError(f"against: unknown descriptor {name!r} (choose from {', '.join(DESCRIPTORS)})")
+    if by not in ("estimator", "route"):
+        raise ValueError(f"by must be 'estimator' or 'route', got {by!r}")
+    if not isinstance(settings, pd.DataFrame) or "setting_id" not in settings.columns:
+        raise ValueError("settings must be a DataFrame with a 'setting_id' column (DIR/settings.parquet)")
+    n_boot = _st._check_n_boot(n_boot)
+    alpha = _st._check_alpha(alpha)
+    rule = _st._check_rule(rule)
+    eps = float(eps)
+    if not eps > 0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    knobs = _st._as_knobs(knobs)
+    d = _st._prepare(df, metric, knobs)
+    d = d[d[by].isin([offline, online])]
+    if by == "route" and not d.empty and (d.groupby(["setting_id", "route"])["estimator"].nunique() > 1).any():
+        raise ValueError("by='route' needs one estimator per route and setting; name the labels with by='estimator'")
+    sids = sorted(d["setting_id"].unique(), key=str)
+    seeds = pd.Index(sorted(pd.unique(d["seed"])))
+    k = seeds.size
+    rng = as_generator(random_state)
+    idx = rng.integers(0, k, size=(n_boot, k)) if k >= 2 else None
+
+    # per setting and route: point N_ε and replicate N_ε (one seed resample for everything)
+    obs = {}  # route -> ((L, U) per setting, (L, U) per replicate and setting, replicate values)
+    steps = []
+    with _st._quiet():
+        for name, lab in (("offline", offline), ("online", online)):
+            S = len(sids)
+            point, n_lo, n_hi = np.full(S, np.nan), np.full(S, np.nan), np.full(S, np.nan)
+            boot, jittered = np.full((n_boot, S), np.nan), np.full((n_boot, S), np.nan)
+            u = 1.0 - rng.random((n_boot, S))  # in (0, 1]: position within the grid interval
+            for i, sid in enumerate(sids):
+                g = d[(d["setting_id"] == sid) & (d[by] == lab)]
+                if g.empty:  # no rows: an undefined point
+                    continue
+                mat, grid, _ = _st._seed_matrix(g, seeds=seeds)
+                p, b = _st._neps_point_and_boot(mat, grid, eps, rule, idx)
+                point[i] = np.inf if np.isnan(p) else p  # not reached: +inf (extended reals)
+                n_lo[i], n_hi[i] = grid.min(), grid.max()
+                if b is not None:
+                    boot[:, i] = b
+                    jittered[:, i] = _within_grid_interval(b, grid, u[:, i]) if grid_jitter else b
+                if grid.size >= 2:
+                    steps.append(float(np.median(np.diff(np.log(grid)))))
+            obs[name] = (_route_interval(point, n_lo, n_hi), _route_interval(jittered, n_lo, n_hi), boot)
+        (ivo, ivbo, bo), (ivn, ivbn, bn) = obs["offline"], obs["online"]
+        obs["ratio"] = (_ratio_interval(ivo, ivn), _ratio_interval(ivbo, ivbn), _st._ratio(bo, bn))
+
+    delta = float(np.median(steps)) if steps else 0.0
+    sigma_floor = {"offline": delta / math.sqrt(12), "online": delta / math.sqrt(12), "ratio": delta / math.sqrt(6)}
+    labels = {"offline": offline, "online": online, "ratio": f"{offline} / {online}"}
+    n_seeds = {sid: int(d.loc[d["setting_id"] == sid, "seed"].nunique()) for sid in sids}
+    knob_vals = (d.drop_duplicates("setting_id").set_index("setting_id")[knobs] if knobs
+                 else pd.DataFrame(index=pd.Index(sids, name="setting_id")))
+
+    fits, points = [], []
+    jobs = [(r, a) for a in against for r in ("offline", "online")] + [("ratio", a) for a in ratio_against]
+    for route, name in jobs:
+        (L, U), (Lb, Ub), boot_vals = obs[route]
+        kind, y = _classify(L, U)
+        kind_b, y_b = _classify(Lb, Ub)
+        dim = descriptor_values(settings, name).reindex(sids).to_numpy(dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x = np.where(np.isfinite(dim) & (dim > 0), np.log(dim), np.nan)
+        for i, sid in enumerate(sids):
+            lo, hi = (_st._percentile_ci(boot_vals[:, i], alpha) if idx is not None else (np.nan, np.nan))
+            points.append({"setting_id": sid, **{kk: _st._py(knob_vals.loc[sid, kk]) for kk in knobs},
+                           "route": route, "label": labels[route], "against": name, "dim": dim[i],
+                           "N": _point_value(kind[i], L[i], U[i]), "N_lo": lo, "N_hi": hi,
+                           "censoring": _KIND_NAMES[int(kind[i])], "eps": eps, "n_seeds": n_seeds[sid]})
+        ok = np.isfinite(x) & (kind != _UNDEF)
+        fits.append(_fit_row(route, labels[route], name, x, y, kind, kind_b, y_b, ok, sigma_floor[route],
+                             _predicted_logN(settings, route, name).reindex(sids).to_numpy(dtype=float),
+                             eps, metric, rule, alpha, min_decades, n_boot))
+    fit_df = pd.DataFrame(fits, columns=_FIT_COLS)
+    fit_df["agrees"] = fit_df["agrees"].astype("boolean")
+    pt_df = pd.DataFrame(points, columns=["setting_id", *knobs, *_POINT_COLS])
+    return ScalingLaws(fit_df, pt_df)
+
+
+def _fit_row(route, label, against, x, y, kind, kind_b, y_b, ok, sigma_min, pred_logN, eps, metric, rule,
+             alpha, min_decades, n_boot) -> dict:
+    xs, ys, ks = x[ok], y[ok], kind[ok]
+    al, a, sig = censored_fit(xs, ys, ks, sigma_min)
+    n_exact = int((ks == _EXACT).sum())
+    n_cens = int(ok.sum()) - n_exact
+    method = "undefined" if np.isnan(a) else ("ols" if n_cens == 0 else "tobit")
+    boot = np.full(n_boot, np.nan)
+    resampled = not np.isnan(a) and bool((kind_b != _UNDEF).any())  # False with one seed
+    if resampled:
+        seen = {}  # N_ε is a grid quantity: many replicates repeat a configuration, fitted once
+        for b in range(kind_b.shape[0]):
+            okb = np.isfinite(x) & (kind_b[b] != _UNDEF)
+            key = (okb.tobytes(), kind_b[b][okb].tobytes(), y_b[b][okb].tobytes())
+            if key not in seen:
+                seen[key] = censored_fit(x[okb], y_b[b][okb], kind_b[b][okb], sigma_min, start=(al, a, sig))[1]
+            boot[b] = seen[key]
+    a_lo, a_hi = _st._percentile_ci(boot, alpha)
+    frac = float(np.isfinite(boot).mean()) if resampled else float("nan")
+    consistent = 0
+    if not np.isnan(a):
+        fit_y = al + a * xs
+        consistent = int((((ks == _RIGHT) & (fit_y >= ys)) | ((ks == _LEFT) & (fit_y <= ys))).sum())
+    dims = np.exp(xs)
+    decades = float(np.log10(dims.max() / dims.min())) if dims.size else float("nan")
+    xc = float(xs.mean()) if xs.size else float("nan")
+    pm = np.isfinite(pred_logN[ok])
+    if pm.all() and xs.size >= 2 and np.ptp(xs) > 0:
+        pred = _ols(xs, pred_logN[ok])[1]
+        pred = float(np.round(pred, 12))
+    else:
+        pred = float("nan")
+    agrees = None
+    if np.isfinite(pred) and not (np.isnan(a_lo) or np.isnan(a_hi)):
+        agrees = bool(a_lo - 1e-12 <= pred <= a_hi + 1e-12)
+    what = {"offline": "offline N_ε", "online": "online N_ε", "ratio": "N_ε(offline)/N_ε(online)"}[route]
+    if np.isnan(a):
+        msg = (f"{what} vs {against}: exponent undefined (fewer than 2 exact points at distinct {against}; "
+               f"{n_exact} exact, {n_cens} censored)")
+    else:
+        ci = f"[{a_lo:.2f}, {a_hi:.2f}]" if not np.isnan(a_lo) else "[CI undefined: one seed]"
+        verdict = {True: "agrees", False: "disagrees", None: "not comparable"}[agrees]
+        pred_txt = f"{pred:.3g}" if np.isfinite(pred) else "nothing (descriptor undefined)"
+        msg = f"{what} vs {against}: measured a = {a:.2f} {ci}, bound predicts {pred_txt}: {verdict}"
+        if n_cens:
+            msg += f" ({n_cens} of {n_exact + n_cens} points censored, Tobit fit; line respects {consistent})"
+        if resampled and frac < 1:
+            msg += f"; {round((1 - frac) * n_boot)} of {n_boot} resamples undefined, left out of the CI"
+    if route == "ratio" and not (decades >= min_decades):
+        msg += f"; covers {decades:.2f} decades of {against} (fewer than the {min_decades:g} asked)"
+    return {"route": route, "label": label, "against": against, "eps": eps, "metric": metric, "rule": rule,
+            "a": a, "a_lo": a_lo, "a_hi": a_hi, "intercept": al, "sigma": sig, "method": method,
+            "n_points": int(ok.sum()), "n_exact": n_exact, "n_censored": n_cens,
+            "n_censored_consistent": consistent, "n_undefined": int((~ok).sum()), "frac_boot": frac,
+            "decades": decades, "centre_dim": float(np.exp(xc)) if np.isfinite(xc) else float("nan"),
+            "centre_N": float(np.exp(al + a * xc)) if not np.isnan(a) else float("nan"),
+            "predicted_a": pred, "agrees": agrees, "message": msg}
