@@ -1061,6 +1061,18 @@ _SCALING_X = {
 }
 
 
+def _include(ax, x, ys):
+    """Make autoscaling see points drawn with a dodged (offset) transform."""
+    x = np.asarray(x, dtype=float)
+    for y in ys:
+        y = np.asarray(y, dtype=float)
+        ok = np.isfinite(x) & np.isfinite(y)
+        if ax.get_yscale() == "log":
+            ok &= y > 0
+        if ok.any():
+            ax.update_datalim(np.column_stack([x[ok], y[ok]]))
+
+
 def plot_scaling_law(
     points: pd.DataFrame,
     fits: pd.DataFrame | None = None,
@@ -1092,7 +1104,7 @@ def plot_scaling_law(
         routes = [r for r in present if r != "ratio"] or present
     elif isinstance(routes, str):
         routes = [routes]
-    styles = _style_map(routes)
+    styles = estimator_styles(routes)
     f = fits[(fits["against"] == against)] if fits is not None and len(fits) else None
     vals = d.loc[d["route"].isin(routes), ["N", "N_lo", "N_hi"]].to_numpy(dtype=float).ravel() if len(d) else []
     fin = np.asarray(vals, dtype=float)
@@ -1108,8 +1120,9 @@ def plot_scaling_law(
         kind = g["censoring"].to_numpy()
         ex = (kind == "exact") & np.isfinite(x) & np.isfinite(y)
         if ex.any():
-            yerr = _errbar_limits(y[ex], g["N_lo"].to_numpy(dtype=float)[ex], g["N_hi"].to_numpy(dtype=float)[ex],
-                                  floor, ceil)
+            yerr = _cut_ci(y[ex], g["N_lo"].to_numpy(dtype=float)[ex], g["N_hi"].to_numpy(dtype=float)[ex],
+                           floor, ceil)[0]
+            yerr = np.where(np.isfinite(yerr), yerr, 0.0)
             _include(ax, x[ex], [y[ex] - yerr[0], y[ex] + yerr[1]])
             ax.errorbar(x[ex], y[ex], yerr=yerr, fmt=st["marker"], color=st["color"], ms=5, capsize=3, lw=1.2,
                         transform=tr)

@@ -346,5 +346,5 @@ def test_report_section_and_figure_end_to_end(tmp_path):
     # without the key: no section, the verdict table as it was
     man = {**ResultStore(out).read_manifest()}
     man["expect"] = {k: v for k, v in man["expect"].items() if k != "scaling_law"}
-    lines, same = scaling_law_section(out, man, None, None, table.iloc[:1])
-    assert lines == [] and same.equals(table.iloc[:1])
+    section, same, files = scaling_law_section(out, man, None, None, table.iloc[:1])
+    assert section is None and files == [] and same.equals(table.iloc[:1])
