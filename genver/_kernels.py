@@ -28,7 +28,13 @@ Math
   float range (tested), where LLVM cannot vectorise libm's ``exp``/``log1p`` calls.
 * Backward induction on the prefix tree (token-level soft RL), in units of β:
   ``v_H = r/β``; ``v_h(s) = log Σ_a π_ref(a|s) e^{v_{h+1}(s·a)}``;
-  ``log π*(a|s) = log π_ref(a|s) + v_{h+1}(s·a) − v_h(s)``; ``V_h = β v_h``.
+  ``log π*(a|s) = log π_ref(a|s) + v_{h+1}(s·a) − v_h(s)``; ``V_h = β v_h``. Each node:
+  ``t_a = log π_ref(a|s) + v_{h+1}(s·a)``, ``m = max_a t_a``, ``v_h = m + log Σ_a e^{t_a − m}``
+  (``−∞`` when every ``t_a`` is; then ``π*(·|s)`` is uniform), swept in subtrees of at most
+  ``_BI_LEAVES`` leaves so the sweep touches each input and output once, with the vectorised
+  :func:`exp_block` and :func:`log_block`.
+* Policy metrics (:func:`policy_row_stats`): per row, ``KL(p‖q) = Σ_{p>0} p (log p − log q)``
+  (``+∞`` if some ``p > 0 = q``) and ``Σ_y p r`` in one pass, pairwise-summed.
 * Bradley–Terry log-likelihood of the scores ``f_k`` of class member ``k`` on pair counts
   ``(i⁺_j, i⁻_j, c_j)``: ``ℓ_k = Σ_j c_j log σ(s·(f_k[i⁺_j] − f_k[i⁻_j]) + o_j)``; DPO uses
   ``f_k = log π_k``, ``s = β`` and ``o_j = −β(log π_ref[i⁺_j] − log π_ref[i⁻_j])``. Reversing a
@@ -838,6 +844,7 @@ def policy_row_stats(lp, lq, r, with_r, kl_out, er_out):
     not depend on the driver or the thread count. No allocation beyond ~1,000 doubles per row."""
     k = _policy_rows_par if _parallel(lp.size) else _policy_rows_ser
     k(lp, lq, r, bool(with_r), kl_out, er_out)
+
 
 
 # -- instance generation --------------------------------------------------------------------

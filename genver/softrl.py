@@ -20,7 +20,16 @@ so that ``β log Z_r(x) = V_0(x)``. Two identities follow and are tested:
 * telescoping: ``Σ_h β log π*(a_h|s_h)/π_ref(a_h|s_h) = r(x,y) − V_0(x)``.
 
 Conventions: ``0·log 0 = 0``; ``KL(p‖q) = +∞`` when ``p`` puts mass where ``q`` has none,
-and then ``J_β = −∞``.
+and then ``J_β = −∞``; a KL within its own rounding floor ``8·eps·Σ_y p(|log p| + |log q|)``
+is exactly 0 (:func:`kl_rows`).
+
+Scale: for ``T = V**H`` completions per prompt, backward induction
+(:func:`genver._kernels.backward_induction`) works prompt by prompt in subtrees of a few
+thousand leaves: besides its outputs (values, token conditionals and sequence log-probs of
+``π*``, all of them needed) it allocates a few thousand doubles, whatever ``T``. ``J_β``,
+``KL`` and ``E_π r`` read the ``(P, T)`` log-probabilities once, fused in one kernel
+(:func:`genver._kernels.policy_row_stats`), with no ``(P, T)`` temporaries (inputs that are
+not C-contiguous float64, or that need broadcasting, are copied once).
 """
 from __future__ import annotations
 

@@ -147,3 +147,4 @@ def test_policy_row_stats_identical_for_any_driver_and_thread_count():
     want = naive.J_beta_per_prompt(pol.logp, r, ref.logp, 0.5)
     np.testing.assert_allclose(outs[0][1], want, rtol=1e-12)
     assert math.isfinite(float(outs[0][0].sum()))
+
