@@ -15,7 +15,14 @@ All quantities are sums over every completion (no sampling):
   every policy evaluated against the same instance only sums its own masses ``a``;
 * Bradley–Terry log-likelihood of a reward ``r``: on held-out pairs (an estimate from data,
   mean per pair), or its exact expectation under ``μ`` with labels from ``r*``:
-  ``E_x Σ_{y1,y2} μ μ [σ(Δ*) log σ(Δ) + σ(−Δ*) log σ(−Δ)]``, ``Δ = r(y1) − r(y2)``.
+  ``E_x Σ_{y1,y2} μ μ [σ(Δ*) log σ(Δ) + σ(−Δ*) log σ(−Δ)]``, ``Δ = r(y1) − r(y2)``; the
+  expectation costs ``O(T²)`` per prompt and is refused above ``MAX_PAIR_WORK``.
+
+Suboptimality, KL and expected reward read each ``(P, T)`` array once, prompt by prompt, in
+one fused kernel (see :mod:`genver.softrl`); memory beyond the inputs stays ``O(1)`` per prompt
+(plus π* itself when it is not passed as ``optimal``). The win rate forms the policy's
+probabilities once (one ``(P, T)`` array, ``np.exp``: its numbers are bitwise those of the
+per-call grouping, tested) before grouping them.
 """
 from __future__ import annotations
 

@@ -20,7 +20,16 @@ so that ``β log Z_r(x) = V_0(x)``. Two identities follow and are tested:
 * telescoping: ``Σ_h β log π*(a_h|s_h)/π_ref(a_h|s_h) = r(x,y) − V_0(x)``.
 
 Conventions: ``0·log 0 = 0``; ``KL(p‖q) = +∞`` when ``p`` puts mass where ``q`` has none,
-and then ``J_β = −∞``.
+and then ``J_β = −∞``; a KL within its own rounding floor ``8·eps·Σ_y p(|log p| + |log q|)``
+is exactly 0 (:func:`kl_rows`).
+
+Scale: for ``T = V**H`` completions per prompt, backward induction
+(:func:`genver._kernels.backward_induction`) works prompt by prompt in subtrees of a few
+thousand leaves: besides its outputs (values, token conditionals and sequence log-probs of
+``π*``, all of them needed) it allocates a few thousand doubles, whatever ``T``. ``J_β``,
+``KL`` and ``E_π r`` read the ``(P, T)`` log-probabilities once, fused in one kernel
+(:func:`genver._kernels.policy_row_stats`), with no ``(P, T)`` temporaries (inputs that are
+not C-contiguous float64, or that need broadcasting, are copied once).
 """
 from __future__ import annotations
 
@@ -102,6 +111,35 @@ def soft_optimal(reward, ref: Policy, beta: float) -> SoftOptimal:
 
 
 # -- objectives on raw arrays (shared by classes and estimators) ------------------------
+def _as_rows(a: np.ndarray, shape: tuple) -> np.ndarray:
+    """``a`` as C-contiguous rows ``(R_a, T)`` whose row ``i % R_a`` is row ``i`` of ``a``
+    broadcast to ``shape`` (no copy when ``a`` is contiguous and its shape a suffix of ``shape``)."""
+    if a.shape != shape[len(shape) - a.ndim:]:
+        a = np.broadcast_to(a, shape)
+    rows = np.ascontiguousarray(a, dtype=np.float64).reshape(-1, shape[-1]).view()
+    rows.setflags(write=False)  # one compiled signature for every caller
+    return rows
+
+
+def _row_stats(logp, logq, reward=None):
+    """Per row over the last axis (leading axes broadcast): ``(KL(p‖q), Σ_y p r)`` in one fused
+    pass (:func:`genver._kernels.policy_row_stats`); the second is None without ``reward``."""
+    lp = np.asarray(logp, dtype=np.float64)
+    lq = np.asarray(logq, dtype=np.float64)
+    shape = np.broadcast_shapes(lp.shape, lq.shape)
+    r = None if reward is None else np.asarray(reward, dtype=np.float64)
+    if r is not None:
+        shape = np.broadcast_shapes(shape, r.shape)
+    lead = shape[:-1]
+    lp2 = _as_rows(lp, shape)
+    lq2 = _as_rows(lq, shape)
+    r2 = lq2 if r is None else _as_rows(r, shape)
+    kl_out = np.empty(lp2.shape[0])
+    er_out = np.empty(lp2.shape[0])
+    _kernels.policy_row_stats(lp2, lq2, r2, r is not None, kl_out, er_out)
+    return kl_out.reshape(lead), (None if r is None else er_out.reshape(lead))
+
+
 def kl_rows(logp: np.ndarray, logq: np.ndarray) -> np.ndarray:
     """Per-row ``KL(p‖q)`` over the last axis; broadcasts leading axes. The support of ``p``
     is read from the log (``logp > -inf``), never from an ``exp`` that may underflow.
@@ -110,16 +148,9 @@ def kl_rows(logp: np.ndarray, logq: np.ndarray) -> np.ndarray:
     ``|KL| ≤ 8·eps·Σ_y p(y)(|log p(y)| + |log q(y)|)``, is reported as exactly 0: two
     computations of the same policy (e.g. backward induction and the closed form) differ by
     ``~1e-16`` in each log-probability, which would otherwise show up as a spurious ``1e-17``
-    suboptimality."""
-    p = np.exp(logp)
-    supp = ~np.isneginf(logp)
-    with np.errstate(invalid="ignore"):
-        terms = np.where(supp, p * (logp - logq), 0.0)
-        finite = supp & np.isfinite(logq)
-        scale = np.where(finite, p * (np.abs(logp) + np.abs(np.where(finite, logq, 0.0))), 0.0).sum(axis=-1)
-    terms = np.where(supp & np.isneginf(logq), np.inf, terms)
-    out = terms.sum(axis=-1)
-    return np.where(np.isfinite(out) & (np.abs(out) <= 8 * np.finfo(float).eps * scale), 0.0, out)
+    suboptimality. One fused pass per row (no temporaries of the rows' size); the sums are
+    pairwise, as numpy's."""
+    return _row_stats(logp, logq)[0]
 
 
 def rho_weighted(vals: np.ndarray, rho: np.ndarray) -> np.ndarray:
@@ -131,9 +162,8 @@ def rho_weighted(vals: np.ndarray, rho: np.ndarray) -> np.ndarray:
 def J_beta_arrays(logp: np.ndarray, reward: np.ndarray, ref_logp: np.ndarray, beta: float,
                   rho: np.ndarray) -> np.ndarray:
     """``J_β`` of policies given as log-prob arrays ``(..., P, T)``; returns shape ``(...)``."""
-    p = np.exp(logp)
-    per_prompt = (p * reward).sum(axis=-1) - beta * kl_rows(logp, ref_logp)
-    return rho_weighted(per_prompt, rho)
+    k, er = _row_stats(logp, ref_logp, reward)
+    return rho_weighted(er - beta * k, rho)
 
 
 def J_beta(policy: Policy, reward, ref: Policy, beta: float, prompt_weights=None,
@@ -145,7 +175,8 @@ def J_beta(policy: Policy, reward, ref: Policy, beta: float, prompt_weights=None
     beta = check_beta(beta)
     r = sp.check_array("reward", reward)
     rho = check_prompt_weights(prompt_weights, sp.P)
-    vals = (policy.probs * r).sum(axis=-1) - beta * kl_rows(policy.logp, ref.logp)
+    k, er = _row_stats(policy.logp, ref.logp, r)
+    vals = er - beta * k
     return vals if per_prompt else float(rho_weighted(vals, rho))
 
 
@@ -166,4 +197,4 @@ def expected_reward(policy: Policy, reward, prompt_weights=None) -> float:
     policy = _check_policy("policy", policy)
     r = policy.space.check_array("reward", reward)
     rho = check_prompt_weights(prompt_weights, policy.space.P)
-    return float((policy.probs * r).sum(axis=-1) @ rho)
+    return float(_row_stats(policy.logp, policy.logp, r)[1] @ rho)

@@ -729,3 +729,47 @@ def censored_normal_regression(x, y, kind, sigma=None):
                             options={"xatol": 1e-11, "fatol": 1e-13, "maxiter": 40000, "maxfev": 40000})
     s = sigma if sigma is not None else math.exp(res.x[2])
     return float(res.x[0]), float(res.x[1]), float(s)
+
+
+# ----------------------------------------------------------- position-factorised (additive) worlds
+def factorised_soft_optimal(ref_pos_logp, w, beta):
+    """Closed form for an additive reward ``r(y) = sum_h w[h, a_h]`` and a reference that
+    picks token a at position h with probability ``exp(ref_pos_logp[h, a])`` whatever the
+    prefix: pi* factorises, ``pi*_h(a) = pi_ref,h(a) exp(w[h, a]/beta) / z_h`` and
+    ``log Z = sum_h log z_h``.  Returns (log pi*_h as (H, V), log Z)."""
+    ref_pos_logp = np.asarray(ref_pos_logp, dtype=float)
+    w = np.asarray(w, dtype=float)
+    out = np.empty_like(w)
+    log_Z = 0.0
+    for h in range(w.shape[0]):
+        terms = [float(ref_pos_logp[h, a]) + float(w[h, a]) / beta for a in range(w.shape[1])]
+        lz = _logsumexp_list(terms)
+        log_Z += lz
+        for a in range(w.shape[1]):
+            out[h, a] = terms[a] - lz
+    return out, log_Z
+
+
+def factorised_kl(logp_pos, logq_pos):
+    """KL between two position-factorised distributions: the sum of the per-position KLs."""
+    total = 0.0
+    for h in range(len(logp_pos)):
+        for a in range(len(logp_pos[h])):
+            p = math.exp(float(logp_pos[h][a]))
+            if p > 0.0:
+                total += p * (float(logp_pos[h][a]) - float(logq_pos[h][a]))
+    return total
+
+
+def factorised_count_pmf(logp_pos, token):
+    """Distribution of the number of positions holding ``token`` under a position-factorised
+    policy (Poisson-binomial, by dynamic programming over positions)."""
+    pmf = [1.0]
+    for h in range(len(logp_pos)):
+        q = math.exp(float(logp_pos[h][token]))
+        new = [0.0] * (len(pmf) + 1)
+        for k, m in enumerate(pmf):
+            new[k] += m * (1.0 - q)
+            new[k + 1] += m * q
+        pmf = new
+    return np.array(pmf)

@@ -1,0 +1,150 @@
+"""Soft RL and the exact metrics at T = 2**20 completions per prompt (closed forms of an additive
+world), the blocked backward induction and the fused metric kernels against tests/naive.py on
+small trees, and their independence of blocking, driver and thread count."""
+import math
+
+import numba
+import numpy as np
+import pytest
+
+import naive
+from conftest import assert_logp_equal, random_logp
+from genver import _kernels
+from genver.metrics import kl_to_reference, reward_levels, suboptimality, win_rate
+from genver.policy import Policy, random_policy
+from genver.softrl import J_beta, expected_reward, kl, kl_rows, soft_optimal
+from genver.spaces import TreeSpace
+
+
+def _digits(V, H):
+    """tokens a_h of every completion y (H, T): y = Σ_h a_h V**(H-1-h)."""
+    y = np.arange(V**H)
+    return np.stack([(y // V ** (H - 1 - h)) % V for h in range(H)])
+
+
+def test_additive_world_at_a_million_completions_matches_closed_forms():
+    V, H, beta = 2, 20, 0.7
+    sp = TreeSpace(1, V, H)
+    rng = np.random.default_rng(20)
+    ref_pos = np.log(rng.dirichlet(np.ones(V), size=H))  # (H, V): π_ref,h(a), whatever the prefix
+    w = rng.integers(0, 2, size=(H, V)).astype(float)  # integer weights: few distinct rewards
+    w[:, 0] = 0.0  # r(y) = number of positions h with a_h = 1 and w[h, 1] = 1
+    cond = np.concatenate([np.broadcast_to(ref_pos[h], (V**h, V)) for h in range(H)])[None]
+    ref = Policy.from_cond(sp, cond)
+    dig = _digits(V, H)
+    r = w[np.arange(H)[:, None], dig].sum(axis=0)[None]
+    opt_pos, log_Z = naive.factorised_soft_optimal(ref_pos, w, beta)
+
+    so = soft_optimal(r, ref, beta)
+    np.testing.assert_allclose(so.log_Z, [log_Z], rtol=1e-13)
+    for h in (0, 7, H - 1):  # every node's conditional is the position's
+        np.testing.assert_allclose(so.policy.token_logp(h)[0], np.broadcast_to(opt_pos[h], (V**h, V)), atol=1e-12)
+    want_logp = opt_pos[np.arange(H)[:, None], dig].sum(axis=0)
+    np.testing.assert_allclose(so.policy.logp[0], want_logp, atol=1e-11)
+
+    opt = so.policy
+    assert J_beta(opt, r, ref, beta) == pytest.approx(beta * log_Z, rel=1e-12)
+    assert kl(opt, ref) == pytest.approx(naive.factorised_kl(opt_pos, ref_pos), rel=1e-11)
+    assert kl_to_reference(ref, opt) == pytest.approx(naive.factorised_kl(ref_pos, opt_pos), rel=1e-11)
+    assert suboptimality(ref, r, ref, beta, optimal=opt) == pytest.approx(
+        beta * naive.factorised_kl(ref_pos, opt_pos), rel=1e-11)
+    assert suboptimality(opt, r, ref, beta, optimal=opt) == 0.0  # the rounding floor: exactly 0
+    want_er = float((np.exp(opt_pos) * w).sum())
+    assert expected_reward(opt, r) == pytest.approx(want_er, rel=1e-12)
+    # win rate: r = count of rewarded positions holding token 1 (Poisson-binomial under each policy)
+    rewarded = w[:, 1] == 1.0
+    pa = naive.factorised_count_pmf(opt_pos[rewarded], 1)
+    pb = naive.factorised_count_pmf(ref_pos[rewarded], 1)
+    k = np.arange(pa.size)
+    want_wr = float(pa @ (1.0 / (1.0 + np.exp(-(k[:, None] - k[None, :])))) @ pb)
+    assert win_rate(opt, ref, r, levels=reward_levels(r, ref)) == pytest.approx(want_wr, rel=1e-12)
+
+
+@pytest.mark.parametrize("P,V,H", [(2, 2, 5), (2, 3, 4), (1, 4, 3), (3, 2, 7)])
+def test_blocked_backward_induction_matches_naive_and_is_blocking_independent(P, V, H, monkeypatch):
+    """Subtrees of 1, V, V², … leaves (several rounds, forward and backward) give the same bits
+    as one block, and match the brute-force recursion with zero-probability reference tokens and
+    tied rewards."""
+    rng = np.random.default_rng(10 * V + H)
+    sp = TreeSpace(P, V, H)
+    ref = Policy(sp, random_logp(rng, sp, zero_frac=0.3, zero_prefix=True))
+    r = np.round(rng.normal(size=sp.shape), 1)  # ties
+    want = naive.soft_optimal(r, ref.logp, 0.6, V, H)
+    outs = []
+    for leaves in (V, V**2, 4096):
+        monkeypatch.setattr(_kernels, "_BI_LEAVES", leaves)
+        so = soft_optimal(r, ref, 0.6)
+        outs.append((so.values, so.policy.cond, so.policy.logp))
+        assert_logp_equal(so.policy.logp, want["logp"], atol=1e-12)
+        np.testing.assert_allclose(so.log_Z, want["log_Z"], rtol=1e-13)
+    for a, b in zip(outs[0], outs[-1]):
+        assert a.tobytes() == b.tobytes()
+    for a, b in zip(outs[1], outs[-1]):
+        assert a.tobytes() == b.tobytes()
+
+
+def test_log_block_and_exp_block_against_libm():
+    x = np.concatenate([[0.0, 1.0, 2.0, 3.0, 16.0, 256.0, 2.0**1000], 1.0 + 255.0 * np.random.default_rng(1).random(10_000)])
+    out = np.empty_like(x)
+    _kernels.log_block(x, out, np.empty(x.size, np.int64))
+    assert out[0] == -np.inf and out[1] == 0.0
+    with np.errstate(divide="ignore"):
+        want = np.log(x)
+    np.testing.assert_allclose(out[1:], want[1:], rtol=0, atol=4.5e-16 * (1 + np.abs(want[1:])).max())
+    assert np.max(np.abs(out[1:] - want[1:]) / (1 + np.abs(want[1:]))) <= 2e-16
+
+
+@pytest.mark.parametrize("T", [1, 7, 8, 100, 128, 129, 1000, 5000])
+def test_kl_rows_fused_matches_brute_force_and_conventions(T):
+    rng = np.random.default_rng(T)
+    lp = rng.normal(size=(4, T))
+    lp -= np.log(np.exp(lp).sum(1, keepdims=True))
+    lq = rng.normal(size=(4, T))
+    lq -= np.log(np.exp(lq).sum(1, keepdims=True))
+    if T > 2:
+        lp[1, ::3] = -np.inf  # p has zeros: 0·log 0 = 0
+        lq[2, 1::2] = -np.inf  # q has zeros where p has mass: +∞
+        lp[3, ::2] = -np.inf  # and both
+        lq[3, ::2] = -np.inf
+    lp -= np.log(np.exp(lp).sum(1, keepdims=True))
+    lq -= np.log(np.exp(lq).sum(1, keepdims=True))
+    got = kl_rows(lp, lq)
+    want = naive.kl_per_prompt(lp, lq)
+    for g, wv in zip(got, want):
+        if np.isinf(wv):
+            assert g == np.inf
+        else:
+            assert g == pytest.approx(wv, rel=1e-13, abs=1e-15)
+    np.testing.assert_array_equal(kl_rows(lp, lp), 0.0)  # rounding floor
+    # broadcasting leading axes, as the finite-class code uses it
+    stacked = kl_rows(np.stack([lp, lq]), lq)
+    assert stacked.shape == (2, 4)
+    assert stacked.tobytes() == np.stack([got, kl_rows(lq, lq)]).tobytes()
+    # a deliberately broken reference (plain exp sum without the support rule) disagrees
+    if T > 2:
+        with np.errstate(invalid="ignore"):
+            broken = (np.exp(lp) * (lp - lq)).sum(1)
+        assert not np.isfinite(broken[1]) and np.isfinite(got[1])
+
+
+def test_policy_row_stats_identical_for_any_driver_and_thread_count():
+    rng = np.random.default_rng(3)
+    sp = TreeSpace(16, 2, 12)  # P·T = 65,536: the parallel driver
+    pol, ref = random_policy(sp, rng), random_policy(sp, rng)
+    r = rng.normal(size=sp.shape)
+    old = numba.get_num_threads()
+    outs = []
+    try:
+        for n in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(n)
+            outs.append((kl(pol, ref, per_prompt=True), J_beta(pol, r, ref, 0.5, per_prompt=True)))
+    finally:
+        numba.set_num_threads(old)
+    with _kernels.serial_kernels():
+        outs.append((kl(pol, ref, per_prompt=True), J_beta(pol, r, ref, 0.5, per_prompt=True)))
+    for o in outs[1:]:
+        assert o[0].tobytes() == outs[0][0].tobytes() and o[1].tobytes() == outs[0][1].tobytes()
+    want = naive.J_beta_per_prompt(pol.logp, r, ref.logp, 0.5)
+    np.testing.assert_allclose(outs[0][1], want, rtol=1e-12)
+    assert math.isfinite(float(outs[0][0].sum()))
+
