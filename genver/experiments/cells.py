@@ -80,6 +80,9 @@ the implicit reward ``β log π̂/π_ref`` (DPO-style estimators):
                        ``r̂`` (exact; ``[metrics] best_of_n = [..]`` adds one per ``N``);
                        values of ``r̂`` within a relative 1e-8 are ties (broken uniformly), so
                        solver rounding never decides a ranking
+``opt_residual``       *fit* metric: the fit's optimisation residual, the gap of its own
+                       objective to that objective's optimum over every policy on the same data
+                       (neural fits, :mod:`genver.neural.residual`; no row for exact solvers)
 =====================  =====================================================================
 """
 from __future__ import annotations
@@ -339,8 +342,11 @@ _REWARD_METRICS = {
     "bt_loglik": lambda r, inst: M.expected_bt_loglik(r, inst.reward_true, inst.sampler, inst.data_weights),
     "bt_loglik_opt": _bt_loglik_opt,
 }
-#: metric name -> "policy" | "reward" (plus the family ``bon_reward@N``, kind "reward")
-METRIC_KINDS = {**{m: "policy" for m in _POLICY_METRICS}, **{m: "reward" for m in _REWARD_METRICS}}
+#: metrics a fit reports about itself (``FitResult.extra[name]``; no row where it has none)
+_FIT_METRICS = ("opt_residual",)
+#: metric name -> "policy" | "reward" | "fit" (plus the family ``bon_reward@N``, kind "reward")
+METRIC_KINDS = {**{m: "policy" for m in _POLICY_METRICS}, **{m: "reward" for m in _REWARD_METRICS},
+                **{m: "fit" for m in _FIT_METRICS}}
 BON_METRIC = re.compile(r"^bon_reward@([1-9][0-9]*)$")
 
 
@@ -352,8 +358,12 @@ def metric_kind(name: str) -> str | None:
 
 def _evaluate(name: str, res: FitResult, inst: Instance):
     """The metric's value, or None when it does not apply to this fit (no row is written)."""
-    if metric_kind(name) == "policy":
+    kind = metric_kind(name)
+    if kind == "policy":
         return None if res.policy is None else float(_POLICY_METRICS[name](res.policy, inst))
+    if kind == "fit":
+        v = res.extra.get(name)
+        return None if v is None else float(v)
     r = fit_reward(res, inst)
     if r is None:
         return None

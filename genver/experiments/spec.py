@@ -88,7 +88,7 @@ __all__ = ["Spec", "load_spec", "parse_spec", "setting_id", "SpecError", "METRIC
 
 #: fixed metric names (see genver.experiments.cells); plus the family "bon_reward@N"
 METRICS = ("suboptimality", "kl_to_optimal", "kl_to_reference", "expected_reward", "win_rate", "optimal_mass",
-           "bt_loglik", "bt_loglik_opt")
+           "bt_loglik", "bt_loglik_opt", "opt_residual")
 _DEFAULT_METRICS = ("suboptimality", "kl_to_optimal", "kl_to_reference", "expected_reward", "win_rate")
 _TABLES = {"experiment", "instance", "grid", "data", "estimators", "metrics", "expect", "smoke"}
 _EXPERIMENT_KEYS = {"name": str, "generator": str, "description": str, "expected": str}

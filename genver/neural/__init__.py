@@ -24,6 +24,7 @@ _EXPORTS = {
     "GlobalReward": "rewards", "LinearReward": "rewards", "LocalReward": "rewards", "reward_table": "rewards",
     "TrainConfig": "train", "TrainLog": "train", "resolve_device": "train", "train_sft": "train", "dpo_loss": "train",
     "train_dpo": "train", "train_reward": "train", "train_rl": "train", "train_online_dpo": "train",
+    "train_rl_exact": "train", "exact_objective": "train", "StopRule": "train",
     "NEURAL_ESTIMATORS": "estimators",
 }
 __all__ = sorted(_EXPORTS)

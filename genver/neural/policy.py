@@ -60,6 +60,26 @@ def tokens_of(space: TreeSpace, idx, device) -> torch.Tensor:
     return torch.as_tensor(space.decode(np.asarray(idx, dtype=np.int64)), dtype=torch.long, device=device)
 
 
+def _node_reads(space: TreeSpace):
+    """Where :meth:`NeuralPolicy.exact` reads each internal node: node ``(h, j)`` (flat index
+    ``offset(h) + j``) from prefix ``j·V**(H−1−h)`` of the depth-``(H−1)`` enumeration, at
+    position ``h``. Returns (prefix index, position), each (n_internal,)."""
+    V, H = space.V, space.H
+    pre = np.concatenate([np.arange(V**h) * V ** (H - 1 - h) for h in range(H)])
+    pos = np.concatenate([np.full(V**h, h) for h in range(H)])
+    return pre, pos
+
+
+def _path_nodes(space: TreeSpace):
+    """The node at depth ``h`` on the path of each completion ``y`` and the token taken there:
+    (H, T) node indices ``offset(h) + ⌊y / V**(H−h)⌋`` and (H, T) tokens ``a_{h+1}``."""
+    V, H = space.V, space.H
+    y = np.arange(space.T)
+    nodes = np.stack([space.offset(h) + y // V ** (H - h) for h in range(H)])
+    toks = np.stack([(y // V ** (H - 1 - h)) % V for h in range(H)])
+    return nodes, toks
+
+
 class NeuralPolicy:
     """``π_θ = softmax(log π_ref + g_θ)`` at every node (module docstring).
 
@@ -84,6 +104,7 @@ class NeuralPolicy:
         dev = next(model.parameters()).device
         self.ref_cond = torch.as_tensor(np.array(ref.cond), dtype=torch.float32, device=dev)  # (P, n_internal, V)
         self.ref_logp = torch.as_tensor(np.array(ref.logp), dtype=torch.float32, device=dev)  # (P, T)
+        self._paths = None  # index tensors of logp_table, built on first use
 
     @property
     def device(self) -> torch.device:
@@ -137,25 +158,53 @@ class NeuralPolicy:
                 f"{max_sequences}; use genver.neural.monte_carlo_estimate for a sampled estimate")
         was_training = self.model.training
         self.model.eval()
-        prefixes = tokens_of(TreeSpace(1, V, H - 1), np.arange(n_pre), self.device) if H > 1 else \
-            torch.empty((1, 0), dtype=torch.long, device=self.device)
+        flat_x, flat_p = self._prefix_batch()
         g = torch.empty((P, n_pre, H, V), dtype=torch.float64)
-        flat_x = torch.arange(P, device=self.device).repeat_interleave(n_pre)
-        flat_p = prefixes.repeat(P, 1)
         out = g.view(P * n_pre, H, V)
         for s in range(0, P * n_pre, batch_size):
             b = slice(s, s + batch_size)
             out[b] = self.model(flat_x[b], flat_p[b]).double().cpu()
         self.model.train(was_training)
-        cond = np.empty((P, sp.n_internal, V))
-        gn = g.numpy()
-        for h in range(H):
-            reps = np.arange(V**h) * V ** (H - 1 - h)  # the prefix p = j·V**(H−1−h) reads node (h, j)
-            off = sp.offset(h)
-            cond[:, off : off + V**h, :] = gn[:, reps, h, :]
+        pre, pos = _node_reads(sp)
+        cond = g.numpy()[:, pre, pos, :]  # (P, n_internal, V): node k read from prefix pre[k] at position pos[k]
         cond += self.ref.cond
         cond -= logsumexp_rows(cond)[..., None]
         return Policy.from_cond(sp, cond)
+
+    def _prefix_batch(self):
+        """Every prompt with every depth-``(H−1)`` prefix: prompts (P·V**(H−1),), prefixes
+        (P·V**(H−1), H−1), prompt-major."""
+        sp = self.space
+        n_pre = sp.V ** (sp.H - 1)
+        prefixes = tokens_of(TreeSpace(1, sp.V, sp.H - 1), np.arange(n_pre), self.device) if sp.H > 1 else \
+            torch.empty((1, 0), dtype=torch.long, device=self.device)
+        return torch.arange(sp.P, device=self.device).repeat_interleave(n_pre), prefixes.repeat(sp.P, 1)
+
+    def logp_table(self, max_sequences: int = MAX_ENUMERATION) -> torch.Tensor:
+        """``log π_θ(y|x)`` for every prompt and completion, (P, T) float64 on the device,
+        **differentiable** in ``θ``: one batched forward pass over the ``P·V**(H−1)``
+        depth-``(H−1)`` prefixes (as :meth:`exact`, whose distribution it equals up to
+        float64 rounding), node conditionals ``log_softmax(log π_ref + g_θ)`` in float64, and
+        ``log π_θ(y|x) = Σ_h log π_θ(a_{h+1} | x, a_1..a_h)`` gathered along each path. This is
+        what the exact-gradient trainer (:func:`genver.neural.train.train_rl_exact`)
+        differentiates; one pass holds the activations of all ``P·V**(H−1)`` sequences."""
+        sp = self.space
+        n_seq = sp.P * sp.V ** (sp.H - 1)
+        if n_seq > max_sequences:
+            raise ValueError(f"logp_table needs P·V**(H-1) = {n_seq} forward sequences, more than max_sequences = "
+                             f"{max_sequences}; this task is beyond enumeration (use train_rl's REINFORCE-LOO)")
+        if self._paths is None:
+            pre, pos = _node_reads(sp)
+            nodes, toks = _path_nodes(sp)
+            dev = self.device
+            self._paths = (torch.as_tensor(pre, device=dev), torch.as_tensor(pos, device=dev),
+                           torch.as_tensor(nodes, device=dev), torch.as_tensor(toks, device=dev),
+                           torch.as_tensor(np.array(self.ref.cond), dtype=torch.float64, device=dev))
+        pre, pos, nodes, toks, ref_cond = self._paths
+        flat_x, flat_p = self._prefix_batch()
+        g = self._forward(flat_x, flat_p).view(sp.P, -1, sp.H, sp.V)  # (P, V**(H−1), H, V)
+        cond = F.log_softmax(ref_cond + g[:, pre, pos, :].double(), dim=-1)  # (P, n_internal, V)
+        return cond[:, nodes, toks].sum(dim=1)  # (P, H, T) summed over depth → (P, T)
 
 
 def monte_carlo_estimate(policy: NeuralPolicy, reward, n_samples: int, *, prompt_weights=None, seed: int = 0,
