@@ -267,3 +267,73 @@ def test_online_dpo_default_improves_on_the_reference_in_the_shipped_neural_worl
     # the paper's top-vs-bottom pairing is still available, and here it ends worse than π_ref itself
     tb = ESTIMATORS["neural_online_dpo"][0](inst, c, np.random.default_rng(3), {**o, "labels": "top_bottom"})
     assert M.suboptimality(tb.policy, inst.reward_true, inst.ref, inst.beta) > ref_gap  # it collapses
+
+
+# -- beyond enumeration ---------------------------------------------------------------------
+def _long_world(P=2, V=3, H=3, seed=0, beta=0.7):
+    from genver.neural.long import LONG_SCHEMA, long_linear
+
+    p = {k: d for k, (_, d) in LONG_SCHEMA.items()}
+    p.update(P=P, V=V, H=H, beta=beta, w_scale=1.0, n_eval=4096)
+    return long_linear(p, np.random.default_rng(seed))
+
+
+@pytest.mark.parametrize("H", [2, 3, 4])
+def test_long_world_partition_function_matches_enumeration(H):
+    w = _long_world(H=H, seed=H)
+    exact = naive.long_linear_log_partition(w.ref_logq, w.w_star, w.beta)
+    assert np.max(np.abs(w.log_partition() - exact)) < 1e-10
+    # the features on the fly equal the naive ones (numpy and torch paths)
+    y = w.sample_ref(np.zeros(50, dtype=np.int64), np.random.default_rng(1))
+    f_np, f_t = w.features(y), w.features(torch.tensor(y), torch).numpy()
+    assert np.array_equal(f_np, f_t)
+    assert np.array_equal(f_np[:, 0], (y == 0).sum(axis=1)) and np.array_equal(f_np[:, -1], y[:, 0] == y[:, -1])
+
+
+def test_positional_policy_is_a_distribution_and_its_monte_carlo_gap_matches_the_exact_one():
+    from genver.neural import PositionalNeuralPolicy, monte_carlo_estimate
+
+    w = _long_world(P=2, V=3, H=3, seed=4)
+    sp = w.space
+    torch.manual_seed(0)
+    m = TinyTransformer(TransformerConfig(sp.P, sp.V, sp.H, d_model=16, n_layers=1, n_heads=2))
+    torch.nn.init.normal_(m.lm_head.weight, std=1.0)
+    pol = PositionalNeuralPolicy(m, w.ref_logq)
+    x = torch.arange(sp.P).repeat_interleave(sp.T)
+    y = torch.tensor(sp.decode(np.tile(np.arange(sp.T), sp.P)))
+    with torch.no_grad():
+        logp = pol.seq_logp(x, y).double().numpy().reshape(sp.P, sp.T)
+        ref = pol.ref_seq_logp(x, y).double().numpy()
+    assert np.allclose(np.exp(logp).sum(axis=1), 1.0, atol=1e-5)
+    assert np.allclose(ref, w.ref_logp(x.numpy(), y.numpy()), atol=1e-5)
+    # exact J_β(π_θ; r*) by enumeration of this tiny world, against the sampled estimate
+    r = w.reward(x.numpy(), y.numpy()).reshape(sp.P, sp.T)
+    p = np.exp(logp)
+    J = float(np.mean((p * (r - w.beta * (logp - ref.reshape(sp.P, sp.T)))).sum(axis=1)))
+    gap_exact = w.optimal_value() - J
+    est = w.evaluate(pol, seed=3)
+    mean, se = est["suboptimality"]
+    assert est["estimate"] == "monte_carlo" and 0 < se < 0.1 and gap_exact > 0.05
+    assert abs(mean - gap_exact) < 4.5 * se, (mean, gap_exact, se)
+    with pytest.raises(ValueError, match="beyond enumeration"):
+        pol.exact()
+    assert monte_carlo_estimate(pol, w.reward, 100, seed=0)["estimate"] == "monte_carlo"
+
+
+def test_neural_long_smoke_runs_end_to_end_with_rows_labelled_as_estimates(tmp_path):
+    from genver.experiments.report import make_report
+    from genver.experiments.runner import run
+    from genver.experiments.store import ResultStore
+
+    out = tmp_path / "nl"
+    run(SIMS / "neural_long.toml", out, smoke=True, device="cpu", progress=False)
+    df = ResultStore(out).load()
+    assert set(df["estimator"]) == {"neural_offline_mc", "neural_online_mc"}
+    assert set(df["metric"]) == {"suboptimality", "suboptimality_se", "expected_reward", "expected_reward_se",
+                                 "kl_to_reference", "kl_to_reference_se"}
+    assert np.isfinite(df["value"]).all() and not df["converged"].any()
+    assert (df.loc[df["metric"].str.endswith("_se"), "value"] > 0).all()
+    path, _ = make_report(out)
+    text = path.read_text()
+    assert "Monte-Carlo estimates" in text and "All metrics are exact" not in text
+    assert (out / "figures" / "sample_complexity.png").exists()

@@ -442,6 +442,8 @@ def unit_columns(spec, params: dict, sid: str, seed: int) -> dict:
     """The cells of :func:`run_unit` as ``{column: list}`` (``{}`` without rows): the executors
     pass these on and the result store builds one frame per batch of units, not one per unit."""
     inst = make_instance(spec.generator, params, spec.root_seed, seed)
+    if getattr(inst, "sampled", False):  # beyond enumeration: the world samples and evaluates (genver.neural.long)
+        return inst.unit_columns(spec, params, sid, seed)
     population = getattr(spec, "population", False)
     data_of = _data(spec, inst, seed)
     paths = {}

@@ -270,8 +270,12 @@ def make_report(root) -> tuple[pathlib.Path, pd.DataFrame]:
     lines += [
               f"Seeds and sizes: {df['seed'].nunique()} seeds, n ∈ {sorted(df['n'].unique().tolist())}; "
               f"{'smoke run; ' if man.get('smoke') else ''}genver {man['versions']['genver']}, "
-              f"commit {man.get('git_commit') or 'unknown'}. All metrics are exact (enumeration); "
-              f"uncertainty is over data seeds (95% stratified bootstrap, {N_BOOT} resamples).", ""]
+              f"commit {man.get('git_commit') or 'unknown'}. "
+              + ("Metrics are **Monte-Carlo estimates** (sampled policies, a task beyond enumeration); each "
+                 "has a `<metric>_se` row with its standard error; "
+                 if "estimate" in settings.columns and (settings["estimate"] == "monte_carlo").any()
+                 else "All metrics are exact (enumeration); ")
+              + f"uncertainty is over data seeds (95% stratified bootstrap, {N_BOOT} resamples).", ""]
     desc_cols = [c for c in ["setting_id", *knobs, "log_size_R", "log_size_Pi", "n_params_R", "n_params_Pi",
                              "predicted_ratio", "containment_residual"] if c in settings.columns]
     lines += ["## Gap descriptors", "", _md_table(settings[desc_cols], sort=knobs), ""]

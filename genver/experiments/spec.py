@@ -390,9 +390,11 @@ def _check_sizes(spec: Spec):
     settings that pass the checks below) its seed-0 instance, so a bad generator parameter
     (e.g. an unknown ``case``) is a SpecError naming the setting."""
     from ..spaces import TreeSpace
+    from .generators import SAMPLED
+    limit = {"max_entries": SAMPLED[spec.generator]} if spec.generator in SAMPLED else {}  # worlds without tables
     for p in spec.settings():
         try:
-            TreeSpace(p["P"], p["V"], p["H"])
+            TreeSpace(p["P"], p["V"], p["H"], **limit)
         except ValueError as e:
             raise SpecError(f"{spec.source}: setting {setting_id(p)} (P={p['P']}, V={p['V']}, H={p['H']}): {e}") from None
         for k, v in p.items():

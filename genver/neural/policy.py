@@ -29,7 +29,8 @@ from ..policy import Policy, logsumexp_rows
 from ..spaces import TreeSpace
 from .model import TinyTransformer
 
-__all__ = ["NeuralPolicy", "MAX_ENUMERATION", "monte_carlo_estimate", "node_indices", "completion_index", "tokens_of"]
+__all__ = ["NeuralPolicy", "PositionalNeuralPolicy", "MAX_ENUMERATION", "monte_carlo_estimate", "node_indices",
+           "completion_index", "tokens_of"]
 
 #: Largest ``P·V**(H−1)`` prefixes enumerated by :meth:`NeuralPolicy.exact`.
 MAX_ENUMERATION = 2**22
@@ -207,13 +208,61 @@ class NeuralPolicy:
         return cond[:, nodes, toks].sum(dim=1)  # (P, H, T) summed over depth → (P, T)
 
 
+class PositionalNeuralPolicy(NeuralPolicy):
+    """``π_θ = softmax(log q_{x,h} + g_θ)`` over a *position-wise* reference
+    ``π_ref(a | x, a_1..a_h) = q_{x,h+1}(a)`` given as log-probabilities (P, H, V): no table over
+    the tree, so tasks of any size (``V**H`` beyond every enumeration limit) can be trained and
+    sampled; :meth:`exact` and :meth:`logp_table` are refused (use :func:`monte_carlo_estimate`)."""
+
+    def __init__(self, model: TinyTransformer, ref_logq):
+        c = model.cfg
+        q = np.asarray(ref_logq, dtype=np.float64)
+        if q.shape != (c.P, c.H, c.V):
+            raise ValueError(f"ref_logq must have shape (P, H, V) = {(c.P, c.H, c.V)}, got {q.shape}")
+        if not np.allclose(np.exp(q).sum(axis=2), 1.0, atol=1e-9):
+            raise ValueError("ref_logq: each q_{x,h} must be a probability vector (log-probabilities)")
+        self.model = model
+        self._forward = model
+        self.ref = None
+        self.space = TreeSpace(c.P, c.V, c.H, max_entries=2**62)  # index arithmetic only, never a (P, T) table
+        dev = next(model.parameters()).device
+        self.ref_q = torch.as_tensor(q, dtype=torch.float32, device=dev)  # (P, H, V)
+        self._paths = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.ref_q.device
+
+    def token_logits(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.ref_q[x] + self._forward(x, y[:, :-1]).float()
+
+    def ref_seq_logp(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.ref_q[x].gather(2, y[:, :, None]).squeeze(2).sum(dim=1)
+
+    @torch.no_grad()
+    def sample(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        y = torch.empty((x.shape[0], 0), dtype=torch.long, device=x.device)
+        for h in range(self.space.H):
+            logits = self._forward(x, y)[:, -1, :].float() + self.ref_q[x, h]
+            y = torch.cat([y, torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)], dim=1)
+        return y
+
+    def exact(self, *a, **k):
+        raise ValueError("a positional-reference policy is for tasks beyond enumeration: no exact evaluation "
+                         "(use genver.neural.monte_carlo_estimate)")
+
+    logp_table = exact
+
+
 def monte_carlo_estimate(policy: NeuralPolicy, reward, n_samples: int, *, prompt_weights=None, seed: int = 0,
-                         batch_size: int = 4096) -> dict:
+                         batch_size: int = 4096, beta: float | None = None) -> dict:
     """Sampled estimates, for tasks too large to enumerate, of ``E_x E_{π_θ} r`` and
     ``E_x KL(π_θ ‖ π_ref) = E[log π_θ(y|x) − log π_ref(y|x)]``: ``n_samples`` draws of
     ``x ~ ρ``, ``y ~ π_θ(·|x)``; each value is ``(mean, standard error = sd/√n)``.
-    ``reward(x, y)`` maps a prompt tensor (B,) and tokens (B, H) to rewards (B,). The output is
-    marked ``"estimate": "monte_carlo"``: these are not exact values."""
+    ``reward(x, y)`` maps a prompt tensor (B,) and tokens (B, H) to rewards (B,). With ``beta``
+    also ``J_β = E[r − β(log π_θ − log π_ref)]``, its standard error from the same draws (not
+    from the other two: they are correlated). The output is marked
+    ``"estimate": "monte_carlo"``: these are not exact values."""
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
         raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
     sp = policy.space
@@ -229,6 +278,10 @@ def monte_carlo_estimate(policy: NeuralPolicy, reward, n_samples: int, *, prompt
             rs.append(torch.as_tensor(reward(x, y), dtype=torch.float64).cpu())
             kls.append((policy.seq_logp(x, y) - policy.ref_seq_logp(x, y)).double().cpu())
     out = {"estimate": "monte_carlo", "n_samples": n_samples}
-    for name, v in (("expected_reward", torch.cat(rs)), ("kl_to_reference", torch.cat(kls))):
+    r, k = torch.cat(rs), torch.cat(kls)
+    values = [("expected_reward", r), ("kl_to_reference", k)]
+    if beta is not None:
+        values.append(("J_beta", r - float(beta) * k))
+    for name, v in values:
         out[name] = (float(v.mean()), float(v.std(unbiased=True)) / math.sqrt(n_samples))
     return out
