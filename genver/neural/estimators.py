@@ -11,17 +11,31 @@ and, for the reward-model routes, the reward model enumerated over every ``(x, y
 ``neural_sft_preferred``  SFT on the preferred completions (:func:`train_sft`)
 ``neural_rm_rl``     reward model (``rm`` = ``global``: transformer + scalar head; ``linear``: the
                      instance's verifier features ``φ``; ``local``: ``β log π/π_ref`` of a
-                     DPO-trained policy), then REINFORCE-LOO + KL from ``π_ref`` (:func:`train_rl`)
+                     DPO-trained policy), then KL-regularised RL from ``π_ref``: REINFORCE-LOO
+                     (``rl = "reinforce"``, :func:`train_rl`) or exact gradients of ``J_β``
+                     over every completion (``rl = "exact"``, :func:`train_rl_exact`; enumerable
+                     tasks only)
 ``neural_online_dpo``  the same reward model, then online DPO with ``K`` on-policy samples per
-                     prompt, top vs bottom by ``r̂`` (``labels = "bradley_terry"``: two samples
-                     labelled by a Bradley–Terry draw from ``r̂``; :func:`train_online_dpo`)
+                     prompt, soft Bradley–Terry labels from ``r̂`` on all their pairs
+                     (``labels = "soft"``, default), one Bradley–Terry draw per disjoint pair
+                     (``"bradley_terry"``) or the paper's top vs bottom (``"top_bottom"``, which
+                     collapses: :func:`train_online_dpo`)
 ===================  ===========================================================================
 
 Options (all optional): ``d_model`` (64), ``n_layers`` (2), ``n_heads`` (4) of both the policy
 and the global reward model; ``steps`` (300), ``lr`` (3e-3), ``batch_size`` (512),
-``weight_decay`` (0), ``schedule`` (``constant`` | ``linear`` decay), ``compile`` (false) — one
+``weight_decay`` (0), ``schedule`` (``constant`` | ``linear`` decay), ``compile`` (false),
+``optimizer`` (``adamw`` | ``lbfgs``: full batch), ``stop`` (default true for ``lbfgs``: a
+:class:`StopRule` with ``stop_window`` (50), ``stop_tol`` (1e-7), ``gap_tol`` (1e-6)) — one
 :class:`TrainConfig` for every trainer of the cell; ``rm`` (``global``), ``rm_steps`` /
-``rl_steps`` (default ``steps``), ``K`` (8), ``rounds`` (20), ``labels`` (``top_bottom``).
+``rl_steps`` (default ``steps``), ``rm_optimizer`` (default ``optimizer``), ``rm_l2`` (0: the
+ridge ``½ l2 ‖w‖²`` of the tabular ``reward_mle``), ``rl`` (``reinforce``), ``K`` (8),
+``rounds`` (20), ``labels`` (``soft``).
+
+Every fit records ``extra["opt_residual"]`` (the sweep metric ``opt_residual``,
+:mod:`genver.neural.residual`): for the RL routes ``J_β(π*_{r̂}; r̂) − J_β(π̂; r̂)``, for DPO and
+SFT their log-likelihood's gap per pair to its supremum over every policy on the same data —
+so a row says how much of its error is optimisation rather than statistics.
 
 Randomness: one seed in ``[0, 2**62)`` per network and per trainer, drawn from the cell's numpy
 generator in a fixed order, so a cell is bitwise reproducible on the CPU (on CUDA, up to the
@@ -30,7 +44,7 @@ weights on every device) and, on the CPU, run with one intra-op thread (option `
 the numbers do not depend on the thread count or on the number of sweep workers. These fits are
 trained, not certified optima: ``converged`` is False, ``iterations`` the number of optimiser
 steps, ``objective`` minus the last trainer's final loss; ``extra`` records the device, the
-parameter count, tokens and seconds.
+parameter count, tokens, seconds, why the last trainer stopped (``stopped``) and the residual.
 """
 from __future__ import annotations
 

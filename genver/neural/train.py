@@ -14,10 +14,22 @@ minibatch of the same loss). Losses, with ``Δ_θ(y) = log π_θ(y|x) − log π
                     ``R_i = r̂(x, y_i) − β Δ_θ(y_i)`` (no gradient), ``A_i = R_i − mean_{j≠i} R_j``,
                     loss ``−Σ_x ρ(x) (1/K) Σ_i A_i log π_θ(y_i|x)`` — an unbiased gradient of
                     ``J_β(π_θ; r̂) = E_x[E_{π_θ} r̂ − β KL(π_θ ‖ π_ref)]``
+:func:`train_rl_exact`  exact-gradient RL for enumerable tasks: loss ``−J_β(π_θ; r̂)`` computed over
+                    every completion from one forward pass of all ``P·V**(H−1)`` prefixes
+                    (:func:`exact_objective`), or the reverse-KL projection ``E_x KL(π_θ ‖ π*_{r̂})``
+                    (the same minimisers); no sampling variance
 :func:`train_online_dpo`  ``rounds`` rounds; each samples ``K`` completions per prompt from the
-                    current ``π_θ``, pairs them (top vs bottom by ``r̂``, or Bradley–Terry labels
-                    drawn from ``r̂``), then takes ``steps/rounds`` DPO steps on those pairs
+                    current ``π_θ``, labels their pairs from ``r̂`` (soft Bradley–Terry, the
+                    default; one Bradley–Terry draw; or top vs bottom), then takes
+                    ``steps/rounds`` DPO steps on those pairs
 ==================  ================================================================================
+
+Optimisers (:class:`TrainConfig`): minibatch AdamW (``steps`` steps), or full-batch L-BFGS with a
+strong-Wolfe line search on the exact empirical loss (``optimizer = "lbfgs"``: ``steps``
+evaluations at most; the sampling trainers refuse it). A :class:`StopRule` ends training on an
+exactly computed loss: a plateau (AdamW halves its learning rate first, L-BFGS restarts its
+history), a small gradient, or — where the optimum is known, as for RL against a table ``r̂`` —
+a certified gap below ``gap_tol``.
 
 Seeding: every trainer takes ``seed`` and draws minibatches and samples from its own
 ``torch.Generator`` on the model's device, so CPU runs are bitwise reproducible (CUDA runs up to
