@@ -25,7 +25,8 @@ and, for the reward-model routes, the reward model enumerated over every ``(x, y
 Options (all optional): ``d_model`` (64), ``n_layers`` (2), ``n_heads`` (4) of both the policy
 and the global reward model; ``steps`` (300), ``lr`` (3e-3), ``batch_size`` (512),
 ``weight_decay`` (0), ``schedule`` (``constant`` | ``linear`` decay), ``compile`` (false),
-``optimizer`` (``adamw`` | ``lbfgs``: full batch), ``stop`` (default true for ``lbfgs``: a
+``optimizer`` (``adamw`` | ``lbfgs``: full batch), ``stop`` (default true for ``lbfgs`` and for
+``rl = "exact"``: a
 :class:`StopRule` with ``stop_window`` (50), ``stop_tol`` (1e-7), ``gap_tol`` (1e-6)) — one
 :class:`TrainConfig` for every trainer of the cell; ``rm`` (``global``), ``rm_steps`` /
 ``rl_steps`` (default ``steps``), ``rm_optimizer`` (default ``optimizer``), ``rm_l2`` (0: the
@@ -181,10 +182,11 @@ def neural_rm_rl(inst, data: PairCounts, rng, o) -> FitResult:
     with _threads(dev, o):
         rm, logs = _reward_model(inst, data, rng, o, dev)
         pol = _new_policy(inst, o, rng, dev)
-        cfg = _train_config(o, "rl_steps")
+        exact = o.get("rl", "reinforce") == "exact"
+        cfg = _train_config({"stop": True, **o} if exact else o, "rl_steps")  # exact RL stops by default
         rl_seed = _seed(rng)  # drawn for either trainer, so the networks' seeds do not depend on `rl`
         r_hat = reward_table(rm, inst.space, dev)
-        if o.get("rl", "reinforce") == "exact":
+        if exact:
             logs.append(train_rl_exact(pol, r_hat, inst.beta, cfg, prompt_weights=inst.prompt_weights))
         else:
             logs.append(train_rl(pol, rm, inst.beta, cfg, K=o.get("K", 8), prompt_weights=inst.prompt_weights,
