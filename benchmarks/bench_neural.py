@@ -15,6 +15,13 @@ Sections (each printed as a table; ``--json`` prints one JSON object at the end)
    cells run with one), ratio = CPU ÷ device. Peak GPU memory of the whole script.
 3. **Reduced sweep.** ``neural_gap_horizon`` with ``--seeds`` seeds and sizes ``--sizes`` on the
    device; prints the tabular and the neural sample-efficiency ratios side by side.
+4. **Exact-gradient RL.** :func:`train_rl_exact` (``J_β`` over every completion from one
+   forward pass of all ``P·V**(H−1)`` prefixes, AdamW) on ``P = 4, V = 8, H = 6`` (131,072
+   sequences per step) with the throughput model: tokens/s = sequences × H per step ÷ time per
+   step, median of ``--reps`` blocks [min, max].
+5. **Beyond enumeration.** One ``neural_long`` cell at its shipped size (``V = 16, H = 8``, the
+   largest ``n``, both neural estimators, Monte-Carlo evaluation with ``n_eval`` samples) on the
+   device: wall time and the estimated suboptimalities with their standard errors.
 """
 from __future__ import annotations
 
@@ -38,12 +45,13 @@ from genver import metrics as M  # noqa: E402
 from genver.experiments.cells import ESTIMATORS, make_instance  # noqa: E402
 from genver.experiments.spec import load_spec  # noqa: E402
 from genver.neural import (GlobalReward, NeuralPolicy, TinyTransformer, TrainConfig, TransformerConfig,  # noqa: E402
-                           resolve_device, train_dpo, train_reward)
+                           resolve_device, train_dpo, train_reward, train_rl_exact)
 from genver.policy import random_policy  # noqa: E402
 from genver.preferences import PairCounts, sample_preferences  # noqa: E402
 from genver.spaces import TreeSpace  # noqa: E402
 
 SPEC = ROOT / "sims" / "neural_gap_horizon.toml"
+LONG_SPEC = ROOT / "sims" / "neural_long.toml"
 
 
 def _summary(values):
@@ -70,6 +78,41 @@ def throughput(device, *, d_model, n_layers, batch, steps, reps, quick, compile=
         fn(0)  # warm-up (allocations, autocast caches)
         rates = [fn(s + 1).tokens_per_second for s in range(reps)]
         out[name + "_tokens_per_s"] = _summary(rates)
+    return out
+
+
+def exact_rl_throughput(device, *, d_model, n_layers, steps, reps, quick):
+    sp = TreeSpace(4, 8, 6) if not quick else TreeSpace(2, 4, 4)
+    ref = random_policy(sp, 1)
+    r = np.random.default_rng(2).standard_normal(sp.shape)
+    torch.manual_seed(0)
+    pol = NeuralPolicy(TinyTransformer(TransformerConfig(sp.P, sp.V, sp.H, d_model=d_model, n_layers=n_layers,
+                                                         n_heads=4)).to(device), ref)
+    cfg = TrainConfig(steps=steps, lr=1e-3)
+    train_rl_exact(pol, r, 1.0, cfg)  # warm-up
+    rates = [train_rl_exact(pol, r, 1.0, cfg).tokens_per_second for _ in range(reps)]
+    return {"n_params": pol.model.n_params(), "task": f"P={sp.P} V={sp.V} H={sp.H}",
+            "sequences_per_step": sp.P * sp.V ** (sp.H - 1), "tokens_per_s": _summary(rates)}
+
+
+def long_cell(device, quick):
+    from genver.experiments.cells import make_instance as make
+
+    spec = load_spec(LONG_SPEC, smoke=quick)
+    params = spec.settings()[0]
+    world = make(spec.generator, params, spec.root_seed, 0)
+    n = max(spec.sizes)
+    data = world.preferences(n, np.random.default_rng(1)).counts()
+    from genver.neural.long import fit_long
+
+    out = {"cell": f"neural_long V={world.space.V} H={world.space.H} n={n} n_eval={world.n_eval}"}
+    for e in spec.estimators:
+        t0 = time.perf_counter()
+        pol = fit_long(world, e["name"], data, np.random.default_rng(2), {**e["options"], "_device": str(device)})
+        t_fit = time.perf_counter() - t0
+        est = world.evaluate(pol, seed=3)
+        out[e["label"]] = {"train_seconds": t_fit, "eval_seconds": time.perf_counter() - t0 - t_fit,
+                           "suboptimality": est["suboptimality"], "kl_to_reference": est["kl_to_reference"]}
     return out
 
 
@@ -136,7 +179,7 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--sizes", default="[64, 1024, 4096]")
     ap.add_argument("--compile", action="store_true", help="also measure throughput with torch.compile")
-    ap.add_argument("--skip", default="", help="comma-separated sections to skip: throughput,cell,sweep")
+    ap.add_argument("--skip", default="", help="comma-separated sections to skip: throughput,cell,sweep,exact,long")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     if a.quick:
@@ -173,6 +216,22 @@ def main(argv=None):
         for row in r["ratios"]:
             print(f"  {row['pair']:<34} H={row['H']}  ratio {row['ratio']:.3g} [{row['ratio_lo']:.3g}, "
                   f"{row['ratio_hi']:.3g}] ({row['kind']})")
+    if "exact" not in skip:
+        r = exact_rl_throughput(device, d_model=a.d_model, n_layers=a.n_layers, steps=a.steps, reps=a.reps,
+                                quick=a.quick)
+        res["exact_rl"] = r
+        s = r["tokens_per_s"]
+        print(f"exact-gradient RL on {device} ({r['n_params']:,} parameters, {r['task']}, "
+              f"{r['sequences_per_step']} sequences/step): {s['median']:.3e} tokens/s [{s['min']:.3e}, {s['max']:.3e}]")
+    if "long" not in skip:
+        r = long_cell(device, a.quick)
+        res["long"] = r
+        print(f"cell {r['cell']} on {device} (Monte-Carlo estimates ± standard error):")
+        for k, v in r.items():
+            if isinstance(v, dict):
+                (m, se), (kl, kse) = v["suboptimality"], v["kl_to_reference"]
+                print(f"  {k:<20} train {v['train_seconds']:.1f} s, evaluate {v['eval_seconds']:.1f} s: "
+                      f"suboptimality {m:.4f} ± {se:.4f}, KL to π_ref {kl:.3f} ± {kse:.3f}")
     if device.type == "cuda":
         res["peak_gpu_memory_bytes"] = torch.cuda.max_memory_allocated()
         print(f"peak GPU memory: {res['peak_gpu_memory_bytes'] / 2**20:.1f} MiB")

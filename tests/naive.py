@@ -773,3 +773,45 @@ def factorised_count_pmf(logp_pos, token):
             new[k + 1] += m * q
         pmf = new
     return np.array(pmf)
+
+
+def bt_supremum_by_vanishing_ridge(pairs, n_nodes, eps=1e-9):
+    """``sup_f sum_i c_i log sigma(f[a_i] - f[b_i])`` over ``f in R^n_nodes`` for one prompt,
+    approached from below: maximise the objective minus ``eps/2 |f|^2`` (which has a unique
+    finite maximiser) by BFGS and return the *unpenalised* objective there. ``pairs`` is a list
+    of ``(a, b, c)``: ``a`` beat ``b`` with count ``c``. As ``eps -> 0`` the value tends to the
+    supremum (from below, within O(eps log^2(1/eps)) per pair)."""
+    from scipy.optimize import minimize
+
+    def ll(f):
+        return sum(c * -math.log1p(math.exp(-(f[a] - f[b]))) if f[a] - f[b] > -30 else c * (f[a] - f[b])
+                   for a, b, c in pairs)
+
+    def neg(f):
+        g = np.zeros(n_nodes)
+        for a, b, c in pairs:
+            s = c / (1.0 + math.exp(min(f[a] - f[b], 700.0)))  # c * sigma(-(f_a - f_b))
+            g[a] += s
+            g[b] -= s
+        return -(ll(f) - 0.5 * eps * float(f @ f)), -(g - eps * f)
+
+    res = minimize(neg, np.zeros(n_nodes), jac=True, method="BFGS", options={"gtol": 1e-12, "maxiter": 10000})
+    return ll(res.x)
+
+
+def long_linear_log_partition(ref_logq, w, beta):
+    """``log Z(x) = log sum_y pi_ref(y|x) exp(r*(y)/beta)`` for the position-wise reference
+    ``pi_ref(y|x) = prod_h q_{x,h}(a_h)`` (``ref_logq`` (P, H, V)) and
+    ``r*(y) = sum_v w_v #{h: a_h = v} + w_V [#{h: a_h = 0} odd] + w_{V+1} [a_1 = a_H]``,
+    by enumerating every completion. Returns (P,)."""
+    P, H, V = ref_logq.shape
+    out = np.empty(P)
+    for x in range(P):
+        terms = []
+        for y in itertools.product(range(V), repeat=H):
+            counts = [sum(1 for a in y if a == v) for v in range(V)]
+            r = sum(w[v] * counts[v] for v in range(V)) + w[V] * (counts[0] % 2) + w[V + 1] * (y[0] == y[-1])
+            terms.append(sum(ref_logq[x, h, a] for h, a in enumerate(y)) + r / beta)
+        m = max(terms)
+        out[x] = m + math.log(sum(math.exp(t - m) for t in terms))
+    return out

@@ -26,7 +26,8 @@ metric of a picked member, keyed by the member's log-probs and the instance's ``
 Estimators (``name``: what runs, with the instance's classes ``R``, ``Π``, ``Π(R)``):
 
 ==================  ============================================================================
-``dpo``             offline MLE over ``Π``
+``dpo``             offline MLE over ``Π`` (option ``warm_start``, tabular ``Π``: each size's Newton
+                    starts from the previous size's fit — the same optimum, fewer steps at scale)
 ``dpo_restricted``  offline MLE over ``Π(R)`` (proper learning; equals ``rm_rl`` by Theorem 3.1)
 ``dpo_2x``          DPO on doubled counts (the "two epochs" control)
 ``dpo_gd``          budget-limited DPO: ``steps`` gradient-ascent steps of size ``lr`` on the
@@ -80,6 +81,9 @@ the implicit reward ``β log π̂/π_ref`` (DPO-style estimators):
                        ``r̂`` (exact; ``[metrics] best_of_n = [..]`` adds one per ``N``);
                        values of ``r̂`` within a relative 1e-8 are ties (broken uniformly), so
                        solver rounding never decides a ranking
+``opt_residual``       *fit* metric: the fit's optimisation residual, the gap of its own
+                       objective to that objective's optimum over every policy on the same data
+                       (neural fits, :mod:`genver.neural.residual`; no row for exact solvers)
 =====================  =====================================================================
 """
 from __future__ import annotations
@@ -115,7 +119,7 @@ def _l2(o):
 
 
 def _dpo(inst, data, rng, o):
-    return dpo(data, inst.policy_class, inst.ref, inst.beta, l2=_l2(o))
+    return dpo(data, inst.policy_class, inst.ref, inst.beta, l2=_l2(o), x0=o.get("_x0"))
 
 
 def _dpo_restricted(inst, data, rng, o):
@@ -209,7 +213,7 @@ def _reward_mle(inst, data, rng, o):
 _L2 = {"l2": float}
 #: name -> (function(instance, data, rng, options) -> FitResult, {option: type or set of allowed strings})
 ESTIMATORS = {
-    "dpo": (_dpo, _L2),
+    "dpo": (_dpo, {**_L2, "warm_start": bool}),
     "dpo_restricted": (_dpo_restricted, _L2),
     "dpo_2x": (_dpo_2x, _L2),
     "dpo_gd": (_dpo_gd, {**_L2, "steps": int, "lr": float, "normalise": bool}),
@@ -339,8 +343,11 @@ _REWARD_METRICS = {
     "bt_loglik": lambda r, inst: M.expected_bt_loglik(r, inst.reward_true, inst.sampler, inst.data_weights),
     "bt_loglik_opt": _bt_loglik_opt,
 }
-#: metric name -> "policy" | "reward" (plus the family ``bon_reward@N``, kind "reward")
-METRIC_KINDS = {**{m: "policy" for m in _POLICY_METRICS}, **{m: "reward" for m in _REWARD_METRICS}}
+#: metrics a fit reports about itself (``FitResult.extra[name]``; no row where it has none)
+_FIT_METRICS = ("opt_residual",)
+#: metric name -> "policy" | "reward" | "fit" (plus the family ``bon_reward@N``, kind "reward")
+METRIC_KINDS = {**{m: "policy" for m in _POLICY_METRICS}, **{m: "reward" for m in _REWARD_METRICS},
+                **{m: "fit" for m in _FIT_METRICS}}
 BON_METRIC = re.compile(r"^bon_reward@([1-9][0-9]*)$")
 
 
@@ -352,8 +359,12 @@ def metric_kind(name: str) -> str | None:
 
 def _evaluate(name: str, res: FitResult, inst: Instance):
     """The metric's value, or None when it does not apply to this fit (no row is written)."""
-    if metric_kind(name) == "policy":
+    kind = metric_kind(name)
+    if kind == "policy":
         return None if res.policy is None else float(_POLICY_METRICS[name](res.policy, inst))
+    if kind == "fit":
+        v = res.extra.get(name)
+        return None if v is None else float(v)
     r = fit_reward(res, inst)
     if r is None:
         return None
@@ -439,6 +450,8 @@ def unit_columns(spec, params: dict, sid: str, seed: int) -> dict:
     """The cells of :func:`run_unit` as ``{column: list}`` (``{}`` without rows): the executors
     pass these on and the result store builds one frame per batch of units, not one per unit."""
     inst = make_instance(spec.generator, params, spec.root_seed, seed)
+    if getattr(inst, "sampled", False):  # beyond enumeration: the world samples and evaluates (genver.neural.long)
+        return inst.unit_columns(spec, params, sid, seed)
     population = getattr(spec, "population", False)
     data_of = _data(spec, inst, seed)
     paths = {}
@@ -459,6 +472,7 @@ def unit_columns(spec, params: dict, sid: str, seed: int) -> dict:
     # (metric, id of the policy object) -> (the object, value) for this unit: the paths share one object
     # per picked member; the object is held, so its id is not reused by another while the unit runs
     values = {}
+    warm = {}  # estimator k -> the logits of its fit at the previous size (option warm_start)
     for i, n in enumerate(spec.sizes):
         counts = None
         for k, est in enumerate(spec.estimators):
@@ -472,9 +486,13 @@ def unit_columns(spec, params: dict, sid: str, seed: int) -> dict:
                 opts = est["options"]
                 if est["name"] in NEURAL_SCHEMAS:
                     opts = {**opts, "_device": getattr(spec, "device", "auto")}
+                if opts.get("warm_start") and warm.get(k) is not None:
+                    opts = {**opts, "_x0": warm[k]}
                 t0 = time.perf_counter()
                 res = fn(inst, counts, rng, opts)
                 wall = time.perf_counter() - t0
+                if opts.get("warm_start") and res.policy is not None:
+                    warm[k] = res.policy.logp - inst.ref.logp  # the next size starts here
             pol, pkey = res.policy, None
             label, route, conv = est["label"], est["route"], bool(res.converged)
             for m, policy_kind in is_policy:

@@ -38,6 +38,9 @@ smaller than ``Π``, the restricted class ``Π(R)``.
                    the policy class log-linear on the same choice of features (``π*_{r*} ∈ Π``
                    iff realisable); ``case`` = ``none`` | ``policy`` | ``reward`` | ``both``
                    names what is misspecified (``both``: ``R = R(Π)``, both misspecified).
+``long_linear``    beyond enumeration (e.g. ``V = 16, H = 8``): ``linear_gap``'s features on a
+                   position-wise reference, no tables; only neural estimators, evaluated by
+                   Monte-Carlo estimates with standard errors (:mod:`genver.neural.long`)
 ``sparse_reward``  Shi et al. (2025), statistical part: one prompt, ``V`` actions (``H = 1``),
                    Gaussian features ``φ ∈ ℝ^d`` (unit-norm columns), ``r* = Σ_{j∈S} ±s φ_j``
                    with ``|S| = k``; ``R`` = every such ``k``-sparse signed reward
@@ -384,6 +387,13 @@ GENERATORS = {
 }
 for _name, (_fn, _schema) in list(GENERATORS.items()):
     GENERATORS[_name] = (_with_data_prompts(_fn), {**_schema, **_OPTIONAL})
+# beyond enumeration: a sampled world (no tables; its units are run and evaluated by the world itself,
+# Monte-Carlo estimates with standard errors; genver.neural.long)
+from ..neural.long import LONG_SCHEMA, NO_TABLES, long_linear  # noqa: E402  (numpy only: validates without PyTorch)
+
+GENERATORS["long_linear"] = (long_linear, dict(LONG_SCHEMA))
+#: generators of sampled worlds -> the TreeSpace.max_entries their spaces are built with
+SAMPLED = {"long_linear": NO_TABLES}
 #: generators whose horizon is fixed at H = 1 (bandits)
 BANDITS = ("linear_bandit", "peaked_bandit", "dichotomy", "sparse_reward")
 

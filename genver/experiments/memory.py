@@ -14,8 +14,12 @@ reward tables, ``K_Π = K_R + n_distractors`` policy members (finite classes), `
     world    = 16·PT                 π_ref, its conditionals, r*, π*, the sampler, metric temporaries
     classes  = PT·(K_R + 3·K_Π)      reward tables; member log-probs and their cached RL parts (π, KL)
              + 2·d·PT                feature arrays (linear / log-linear classes)
-             + P·min(T, 2n)²         dense per-prompt Laplacian blocks of the tabular fits
+             + P·min(T, 2n, D)²      dense Laplacian blocks of the tabular fits (D = DENSE_MAX of
+                                     genver._solve; larger prompts are solved sparse, below)
     streams  = 12·n                  the pair stream (x, y⁺, y⁻), its counts, a copy
+             + 10·n                  the tabular fits' sparse Newton systems over the distinct
+                                     pairs (CSR matrix, component labels, CG vectors; ~1.3 GiB
+                                     measured for a DPO fit of 10⁷ pairs at T = 2²⁰)
     metrics  = 4·S·K_Π               likelihood paths, picks, metrics per size
 
 The run needs ``workers × unit + RUN_OVERHEAD`` (the interpreter, numba's kernels, the
@@ -87,10 +91,12 @@ def unit_bytes(spec, p: dict) -> dict:
     if p.get("per_prompt"):
         d *= P
     n = max(spec.sizes)
-    m = min(T, 2 * n)
+    from .._solve import DENSE_MAX
+    tabular = spec.generator != "finite_gap"
+    m = min(T, 2 * n, DENSE_MAX)
     return {"world": 8 * 16 * PT,
-            "classes": 8 * (PT * (K_R + 3 * K_Pi) + 2 * d * PT + (P * m * m if spec.generator != "finite_gap" else 0)),
-            "streams": 8 * 12 * n,
+            "classes": 8 * (PT * (K_R + 3 * K_Pi) + 2 * d * PT + (P * m * m if tabular else 0)),
+            "streams": 8 * (12 + (10 if tabular else 0)) * n,
             "metrics": 8 * 4 * len(spec.sizes) * K_Pi}
 
 
@@ -116,8 +122,12 @@ def _key(spec, part: str, p: dict) -> str:
 
 def check_memory(spec, workers: int = 1, limit=None) -> int:
     """Refuse (``SpecError``) a run whose estimate exceeds the limit (see the module
-    docstring); returns the estimate in bytes."""
+    docstring); returns the estimate in bytes. A sampled world (``generators.SAMPLED``: no
+    ``(P, T)`` tables, evaluated by Monte Carlo) is not estimated: 0."""
+    from .generators import SAMPLED
     from .spec import SpecError, setting_id
+    if spec.generator in SAMPLED:
+        return 0
     lim, where = memory_limit(limit)
     worst, worst_p = None, None
     for p in spec.settings():

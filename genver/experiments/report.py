@@ -554,8 +554,12 @@ def _sections(root, man, df, settings, lazy, table) -> list:
         head.append(f"**Verdict:** {what}{v['verdict']}{words} — {v['detail']}")
     head.append(f"Seeds and sizes: {df['seed'].nunique()} seeds, n ∈ {sorted(df['n'].unique().tolist())}; "
                 f"{'smoke run; ' if man.get('smoke') else ''}genver {man['versions']['genver']}, "
-                f"commit {man.get('git_commit') or 'unknown'}. All metrics are exact (enumeration); "
-                f"uncertainty is over data seeds (95% stratified bootstrap, {N_BOOT} resamples).")
+                f"commit {man.get('git_commit') or 'unknown'}. "
+                + ("Metrics are **Monte-Carlo estimates** (sampled policies, a task beyond enumeration); each "
+                   "has a `<metric>_se` row with its standard error; "
+                   if "estimate" in settings.columns and (settings["estimate"] == "monte_carlo").any()
+                   else "All metrics are exact (enumeration); ")
+                + f"uncertainty is over data seeds (95% stratified bootstrap, {N_BOOT} resamples).")
     secs = [(None, head)]
     desc_cols = [c for c in ["setting_id", *knobs, "log_size_R", "log_size_Pi", "n_params_R", "n_params_Pi",
                              "predicted_ratio", "containment_residual"] if c in settings.columns]

@@ -112,7 +112,7 @@ def settings_table(spec: Spec) -> pd.DataFrame:
     for p in spec.settings():
         inst = make_instance(spec.generator, p, spec.root_seed, 0)
         rows.append({"experiment": spec.name, "setting_id": setting_id(p), **{k: p[k] for k in spec.knobs},
-                     **describe(inst)})
+                     **(inst.describe() if getattr(inst, "sampled", False) else describe(inst))})
     return pd.DataFrame(rows)
 
 

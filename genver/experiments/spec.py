@@ -13,6 +13,8 @@ A spec has these tables (unknown keys anywhere are errors that name the key)::
 
     [grid]                             # swept generator parameters: lists, cartesian product
     n_distractors = [0, 16, 256]
+    zip = { V = [2, 4, 16], H = [8, 4, 2] }   # optional: lists of one length swept together (one
+                                       #   setting per position, times the product of the rest)
 
     [data]
     sizes = [8, 16, 32]                # or { start = 8, stop = 4096, num = 10 } (log-spaced ints)
@@ -104,7 +106,7 @@ __all__ = ["Spec", "load_spec", "parse_spec", "setting_id", "SpecError", "METRIC
 
 #: fixed metric names (see genver.experiments.cells); plus the family "bon_reward@N"
 METRICS = ("suboptimality", "kl_to_optimal", "kl_to_reference", "expected_reward", "win_rate", "optimal_mass",
-           "bt_loglik", "bt_loglik_opt")
+           "bt_loglik", "bt_loglik_opt", "opt_residual")
 _DEFAULT_METRICS = ("suboptimality", "kl_to_optimal", "kl_to_reference", "expected_reward", "win_rate")
 _TABLES = {"experiment", "instance", "grid", "data", "estimators", "metrics", "expect", "smoke"}
 _EXPERIMENT_KEYS = {"name": str, "generator": str, "description": str, "expected": str}
@@ -146,16 +148,20 @@ class Spec:
 
     @property
     def knobs(self) -> list:
-        return list(self.grid)
+        return _knobs(self.grid)
 
     def settings(self) -> list[dict]:
-        """Every grid point as full generator parameters (defaults, instance, then grid)."""
+        """Every grid point as full generator parameters (defaults, instance, then grid): the
+        cartesian product of the grid's lists, and of the rows of its ``zip`` table (whose lists
+        vary together)."""
         defaults = {k: d for k, (_, d) in GENERATORS[self.generator][1].items() if d is not None}
-        keys = list(self.grid)
+        keys = [k for k in self.grid if k != "zip"]
+        zipped = self.grid.get("zip", {})
+        rows = [dict(zip(zipped, vals)) for vals in zip(*zipped.values())] if zipped else [{}]
         out = []
         for combo in itertools.product(*(self.grid[k] for k in keys)):
-            p = {**defaults, **self.instance, **dict(zip(keys, combo))}
-            out.append(p)
+            for row in rows:
+                out.append({**defaults, **self.instance, **dict(zip(keys, combo)), **row})
         return out
 
     def hash(self) -> str:
@@ -164,6 +170,14 @@ class Spec:
     @property
     def n_cells_per_unit(self) -> int:
         return len(self.sizes) * len(self.estimators)
+
+
+def _knobs(grid: dict) -> list:
+    """The swept parameters: the grid's keys, with the ``zip`` table's keys in its place."""
+    out = []
+    for k, v in grid.items():
+        out += list(v) if k == "zip" and isinstance(v, dict) else [k]
+    return out
 
 
 def setting_id(params: dict) -> str:
@@ -279,18 +293,29 @@ def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False, memory_li
     grid = raw.get("grid", {})
     if not isinstance(grid, dict):
         raise SpecError(f"{src}: [grid] must be a table")
-    for k, v in grid.items():
+    zipped = grid.get("zip", {})
+    if "zip" in grid and (not isinstance(zipped, dict) or not zipped):
+        raise SpecError(f"{src}: [grid] zip: expected a table of equal-length lists (parameters swept "
+                        f"together, e.g. zip = {{ V = [2, 4], H = [16, 8] }}), got {zipped!r}")
+    flat = [(k, v, f"[grid] {k}") for k, v in grid.items() if k != "zip"] + \
+        [(k, v, f"[grid] zip.{k}") for k, v in zipped.items()]
+    for k, v, where in flat:
         if k not in schema:
-            raise SpecError(f"{src}: [grid] {k}: unknown generator parameter (allowed: {', '.join(sorted(schema))})")
+            raise SpecError(f"{src}: {where}: unknown generator parameter (allowed: {', '.join(sorted(schema))})")
         if not isinstance(v, list):
-            raise SpecError(f"{src}: [grid] {k}: expected a list of values, got {type(v).__name__}")
+            raise SpecError(f"{src}: {where}: expected a list of values, got {type(v).__name__}")
         if not v:
-            raise SpecError(f"{src}: [grid] {k}: empty list")
+            raise SpecError(f"{src}: {where}: empty list")
         for item in v:
             if not _type_ok(item, schema[k][0]):
-                raise SpecError(f"{src}: [grid] {k}: expected {_tname(schema[k][0])} values, got {item!r}")
+                raise SpecError(f"{src}: {where}: expected {_tname(schema[k][0])} values, got {item!r}")
         if k in instance:
-            raise SpecError(f"{src}: [grid] {k}: also set in [instance]")
+            raise SpecError(f"{src}: {where}: also set in [instance]")
+        if where.startswith("[grid] zip") and k in grid:
+            raise SpecError(f"{src}: {where}: also a [grid] list")
+    if len({len(v) for v in zipped.values()}) > 1:
+        raise SpecError(f"{src}: [grid] zip: the lists must have one length (they vary together), got "
+                        + ", ".join(f"{k}: {len(v)}" for k, v in zipped.items()))
     data = raw.get("data", {})
     _check_keys(src, "data", data, _DATA_KEYS)
     if "sizes" not in data:
@@ -351,8 +376,8 @@ def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False, memory_li
     if expect.get("aggregate", "mean") not in AGGREGATES:
         raise SpecError(f"{src}: [expect] aggregate: must be one of {', '.join(AGGREGATES)}, "
                         f"got {expect['aggregate']!r}")
-    _check_expect(src, expect, list(grid))
-    _check_order(src, expect, {e["label"]: e["name"] for e in estimators}, metrics, list(grid))
+    _check_expect(src, expect, _knobs(grid))
+    _check_order(src, expect, {e["label"]: e["name"] for e in estimators}, metrics, _knobs(grid))
     _check_compare(src, expect, {e["label"] for e in estimators})
     _check_scaling_law(src, expect, estimators)
     spec = Spec(name=exp["name"], generator=exp["generator"], description=exp.get("description", ""),
@@ -482,11 +507,13 @@ def _check_sizes(spec: Spec, memory_limit=None):
     then build each setting's seed-0 instance, so a bad generator parameter (e.g. an unknown
     ``case``) is a SpecError naming the setting."""
     from ..spaces import TreeSpace
+    from .generators import SAMPLED
     from .memory import check_memory
+    limit = {"max_entries": SAMPLED[spec.generator]} if spec.generator in SAMPLED else {}  # worlds without tables
     settings = spec.settings()
     for p in settings:
         try:
-            TreeSpace(p["P"], p["V"], p["H"])
+            TreeSpace(p["P"], p["V"], p["H"], **limit)
         except ValueError as e:
             raise SpecError(f"{spec.source}: setting {setting_id(p)} (P={p['P']}, V={p['V']}, H={p['H']}): {e}") from None
         for k, v in p.items():

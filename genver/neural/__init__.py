@@ -9,7 +9,10 @@ Requires PyTorch (``pip install 'genver[neural]'``). Submodules:
 * :mod:`~genver.neural.rewards` — global, linear-feature and local reward models;
 * :mod:`~genver.neural.train` — SFT, offline DPO, reward-model training, REINFORCE-LOO + KL,
   online DPO (one :class:`TrainConfig`);
-* :mod:`~genver.neural.estimators` — the four sweep estimators (``neural_dpo``, …).
+* :mod:`~genver.neural.estimators` — the four sweep estimators (``neural_dpo``, …);
+* :mod:`~genver.neural.residual` — optimisation residuals of the fits (the ``opt_residual`` rows);
+* :mod:`~genver.neural.long` — the ``long_linear`` world beyond enumeration, evaluated by
+  Monte-Carlo estimates with standard errors.
 
 Names are imported lazily, so ``import genver.neural.schema`` (used to validate specs) works
 without PyTorch.
@@ -20,10 +23,12 @@ import importlib
 
 _EXPORTS = {
     "TransformerConfig": "model", "TinyTransformer": "model",
-    "NeuralPolicy": "policy", "monte_carlo_estimate": "policy", "MAX_ENUMERATION": "policy",
+    "NeuralPolicy": "policy", "PositionalNeuralPolicy": "policy", "monte_carlo_estimate": "policy",
+    "MAX_ENUMERATION": "policy", "FeatureReward": "rewards",
     "GlobalReward": "rewards", "LinearReward": "rewards", "LocalReward": "rewards", "reward_table": "rewards",
     "TrainConfig": "train", "TrainLog": "train", "resolve_device": "train", "train_sft": "train", "dpo_loss": "train",
     "train_dpo": "train", "train_reward": "train", "train_rl": "train", "train_online_dpo": "train",
+    "train_rl_exact": "train", "exact_objective": "train", "StopRule": "train",
     "NEURAL_ESTIMATORS": "estimators",
 }
 __all__ = sorted(_EXPORTS)

@@ -11,17 +11,32 @@ and, for the reward-model routes, the reward model enumerated over every ``(x, y
 ``neural_sft_preferred``  SFT on the preferred completions (:func:`train_sft`)
 ``neural_rm_rl``     reward model (``rm`` = ``global``: transformer + scalar head; ``linear``: the
                      instance's verifier features ``φ``; ``local``: ``β log π/π_ref`` of a
-                     DPO-trained policy), then REINFORCE-LOO + KL from ``π_ref`` (:func:`train_rl`)
+                     DPO-trained policy), then KL-regularised RL from ``π_ref``: REINFORCE-LOO
+                     (``rl = "reinforce"``, :func:`train_rl`) or exact gradients of ``J_β``
+                     over every completion (``rl = "exact"``, :func:`train_rl_exact`; enumerable
+                     tasks only)
 ``neural_online_dpo``  the same reward model, then online DPO with ``K`` on-policy samples per
-                     prompt, top vs bottom by ``r̂`` (``labels = "bradley_terry"``: two samples
-                     labelled by a Bradley–Terry draw from ``r̂``; :func:`train_online_dpo`)
+                     prompt, soft Bradley–Terry labels from ``r̂`` on all their pairs
+                     (``labels = "soft"``, default), one Bradley–Terry draw per disjoint pair
+                     (``"bradley_terry"``) or the paper's top vs bottom (``"top_bottom"``, which
+                     collapses: :func:`train_online_dpo`)
 ===================  ===========================================================================
 
 Options (all optional): ``d_model`` (64), ``n_layers`` (2), ``n_heads`` (4) of both the policy
 and the global reward model; ``steps`` (300), ``lr`` (3e-3), ``batch_size`` (512),
-``weight_decay`` (0), ``schedule`` (``constant`` | ``linear`` decay), ``compile`` (false) — one
+``weight_decay`` (0), ``schedule`` (``constant`` | ``linear`` decay), ``compile`` (false),
+``optimizer`` (``adamw`` | ``lbfgs``: full batch), ``stop`` (default true for ``lbfgs`` and for
+``rl = "exact"``: a
+:class:`StopRule` with ``stop_window`` (50), ``stop_tol`` (1e-7), ``gap_tol`` (1e-6)) — one
 :class:`TrainConfig` for every trainer of the cell; ``rm`` (``global``), ``rm_steps`` /
-``rl_steps`` (default ``steps``), ``K`` (8), ``rounds`` (20), ``labels`` (``top_bottom``).
+``rl_steps`` (default ``steps``), ``rm_optimizer`` (default ``optimizer``), ``rm_l2`` (0: the
+ridge ``½ l2 ‖w‖²`` of the tabular ``reward_mle``), ``rl`` (``reinforce``), ``K`` (8),
+``rounds`` (20), ``labels`` (``soft``).
+
+Every fit records ``extra["opt_residual"]`` (the sweep metric ``opt_residual``,
+:mod:`genver.neural.residual`): for the RL routes ``J_β(π*_{r̂}; r̂) − J_β(π̂; r̂)``, for DPO and
+SFT their log-likelihood's gap per pair to its supremum over every policy on the same data —
+so a row says how much of its error is optimisation rather than statistics.
 
 Randomness: one seed in ``[0, 2**62)`` per network and per trainer, drawn from the cell's numpy
 generator in a fixed order, so a cell is bitwise reproducible on the CPU (on CUDA, up to the
@@ -30,7 +45,7 @@ weights on every device) and, on the CPU, run with one intra-op thread (option `
 the numbers do not depend on the thread count or on the number of sweep workers. These fits are
 trained, not certified optima: ``converged`` is False, ``iterations`` the number of optimiser
 steps, ``objective`` minus the last trainer's final loss; ``extra`` records the device, the
-parameter count, tokens and seconds.
+parameter count, tokens, seconds, why the last trainer stopped (``stopped``) and the residual.
 """
 from __future__ import annotations
 
@@ -45,9 +60,11 @@ from ..estimators.base import FitResult
 from ..preferences import PairCounts
 from .model import TinyTransformer, TransformerConfig
 from .policy import NeuralPolicy
+from .residual import dpo_residual, rl_residual, sft_residual
 from .rewards import GlobalReward, LinearReward, LocalReward, reward_table
 from .schema import NEURAL_SCHEMAS
-from .train import TrainConfig, resolve_device, train_dpo, train_online_dpo, train_reward, train_rl, train_sft
+from .train import (ONLINE_DPO_LABELS, StopRule, TrainConfig, resolve_device, train_dpo, train_online_dpo,
+                    train_reward, train_rl, train_rl_exact, train_sft)
 
 __all__ = ["NEURAL_ESTIMATORS", "neural_dpo", "neural_sft_preferred", "neural_rm_rl", "neural_online_dpo"]
 
@@ -76,10 +93,17 @@ def _config(inst, o) -> TransformerConfig:
                              n_heads=o.get("n_heads", 4))
 
 
-def _train_config(o, steps_key: str = "steps") -> TrainConfig:
+def _train_config(o, steps_key: str = "steps", optimizer_key: str = "optimizer") -> TrainConfig:
+    optimizer = o.get(optimizer_key, o.get("optimizer", "adamw"))
+    stop = None
+    if o.get("stop", optimizer == "lbfgs"):
+        d = StopRule()
+        stop = StopRule(window=o.get("stop_window", d.window), tol=o.get("stop_tol", d.tol),
+                        gap_tol=o.get("gap_tol", d.gap_tol))
     return TrainConfig(steps=o.get(steps_key, o.get("steps", 300)), lr=o.get("lr", 3e-3),
                        batch_size=o.get("batch_size", 512), weight_decay=o.get("weight_decay", 0.0),
-                       compile=o.get("compile", False), schedule=o.get("schedule", "constant"))
+                       compile=o.get("compile", False), schedule=o.get("schedule", "constant"),
+                       optimizer=optimizer, stop=stop)
 
 
 def _build(factory, seed: int, device):
@@ -94,15 +118,20 @@ def _new_policy(inst, o, rng, device) -> NeuralPolicy:
     return NeuralPolicy(_build(lambda: TinyTransformer(cfg), _seed(rng), device), inst.ref)
 
 
-def _result(name, policy: NeuralPolicy, logs, t0, device, reward=None) -> FitResult:
+def _result(name, policy: NeuralPolicy, logs, t0, device, reward=None, residual=None) -> FitResult:
+    """The fit: the exact distribution of the network, ``reward`` the enumerated reward model,
+    ``residual(π̂) -> float`` its optimisation residual (:mod:`genver.neural.residual`;
+    ``extra["opt_residual"]``, read by the sweep metric ``opt_residual``)."""
     pol = policy.exact()
     steps = sum(len(lg.losses) for lg in logs)
+    extra = {"device": str(device), "n_params": policy.model.n_params(), "tokens": sum(lg.tokens for lg in logs),
+             "train_seconds": sum(lg.seconds for lg in logs), "estimate": "trained network",
+             "stopped": logs[-1].stopped}
+    if residual is not None:
+        extra["opt_residual"] = float(residual(pol))
     return FitResult(name, objective=-float(logs[-1].losses[-1]) if logs[-1].losses else float("nan"),
                      policy=pol, reward=reward, converged=False, iterations=steps,
-                     wall_time=time.perf_counter() - t0,
-                     extra={"device": str(device), "n_params": policy.model.n_params(),
-                            "tokens": sum(lg.tokens for lg in logs),
-                            "train_seconds": sum(lg.seconds for lg in logs), "estimate": "trained network"})
+                     wall_time=time.perf_counter() - t0, extra=extra)
 
 
 def _device(o) -> torch.device:
@@ -114,7 +143,8 @@ def neural_dpo(inst, data: PairCounts, rng, o) -> FitResult:
     with _threads(dev, o):
         pol = _new_policy(inst, o, rng, dev)
         log = train_dpo(pol, data, inst.beta, _train_config(o), seed=_seed(rng))
-        return _result("neural_dpo", pol, [log], t0, dev)
+        return _result("neural_dpo", pol, [log], t0, dev,
+                       residual=lambda p: dpo_residual(p, data, inst.ref, inst.beta))
 
 
 def neural_sft_preferred(inst, data: PairCounts, rng, o) -> FitResult:
@@ -122,23 +152,24 @@ def neural_sft_preferred(inst, data: PairCounts, rng, o) -> FitResult:
     with _threads(dev, o):
         pol = _new_policy(inst, o, rng, dev)
         log = train_sft(pol, data.x, data.y_pos, data.count, _train_config(o), seed=_seed(rng))
-        return _result("neural_sft_preferred", pol, [log], t0, dev)
+        return _result("neural_sft_preferred", pol, [log], t0, dev,
+                       residual=lambda p: sft_residual(p, data.x, data.y_pos, data.count))
 
 
 def _reward_model(inst, data, rng, o, dev):
     """(trained reward model, its training logs)."""
     kind = o.get("rm", "global")
-    cfg = _train_config(o, "rm_steps")
+    cfg = _train_config(o, "rm_steps", "rm_optimizer")
     if kind == "global":
         arch = _config(inst, o)
         rm = _build(lambda: GlobalReward(arch), _seed(rng), dev)
-        return rm, [train_reward(rm, data, cfg, seed=_seed(rng))]
+        return rm, [train_reward(rm, data, cfg, seed=_seed(rng), l2=o.get("rm_l2", 0.0))]
     if kind == "linear":
         if not isinstance(inst.reward_class, LinearRewardClass):
             raise ValueError(f"rm = 'linear' needs a linear verifier class R (features φ); this instance's R is "
                              f"{type(inst.reward_class).__name__}")
         rm = _build(lambda: LinearReward(inst.space, inst.reward_class.phi), _seed(rng), dev)
-        return rm, [train_reward(rm, data, cfg, seed=_seed(rng))]
+        return rm, [train_reward(rm, data, cfg, seed=_seed(rng), l2=o.get("rm_l2", 0.0))]
     if kind == "local":
         teacher = _new_policy(inst, o, rng, dev)
         log = train_dpo(teacher, data, inst.beta, cfg, seed=_seed(rng))
@@ -151,9 +182,17 @@ def neural_rm_rl(inst, data: PairCounts, rng, o) -> FitResult:
     with _threads(dev, o):
         rm, logs = _reward_model(inst, data, rng, o, dev)
         pol = _new_policy(inst, o, rng, dev)
-        logs.append(train_rl(pol, rm, inst.beta, _train_config(o, "rl_steps"), K=o.get("K", 8),
-                             prompt_weights=inst.prompt_weights, seed=_seed(rng)))
-        return _result("neural_rm_rl", pol, logs, t0, dev, reward=reward_table(rm, inst.space, dev))
+        exact = o.get("rl", "reinforce") == "exact"
+        cfg = _train_config({"stop": True, **o} if exact else o, "rl_steps")  # exact RL stops by default
+        rl_seed = _seed(rng)  # drawn for either trainer, so the networks' seeds do not depend on `rl`
+        r_hat = reward_table(rm, inst.space, dev)
+        if exact:
+            logs.append(train_rl_exact(pol, r_hat, inst.beta, cfg, prompt_weights=inst.prompt_weights))
+        else:
+            logs.append(train_rl(pol, rm, inst.beta, cfg, K=o.get("K", 8), prompt_weights=inst.prompt_weights,
+                                 seed=rl_seed))
+        return _result("neural_rm_rl", pol, logs, t0, dev, reward=r_hat,
+                       residual=lambda p: rl_residual(p, r_hat, inst.ref, inst.beta, inst.prompt_weights))
 
 
 def neural_online_dpo(inst, data: PairCounts, rng, o) -> FitResult:
@@ -162,9 +201,11 @@ def neural_online_dpo(inst, data: PairCounts, rng, o) -> FitResult:
         rm, logs = _reward_model(inst, data, rng, o, dev)
         pol = _new_policy(inst, o, rng, dev)
         logs.append(train_online_dpo(pol, rm, inst.beta, _train_config(o, "rl_steps"), K=o.get("K", 8),
-                                     rounds=o.get("rounds", 20), labels=o.get("labels", "top_bottom"),
+                                     rounds=o.get("rounds", 20), labels=o.get("labels", ONLINE_DPO_LABELS),
                                      prompt_weights=inst.prompt_weights, seed=_seed(rng)))
-        return _result("neural_online_dpo", pol, logs, t0, dev, reward=reward_table(rm, inst.space, dev))
+        r_hat = reward_table(rm, inst.space, dev)
+        return _result("neural_online_dpo", pol, logs, t0, dev, reward=r_hat,
+                       residual=lambda p: rl_residual(p, r_hat, inst.ref, inst.beta, inst.prompt_weights))
 
 
 #: name -> (function, option schema) in the format of :data:`genver.experiments.cells.ESTIMATORS`

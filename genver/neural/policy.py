@@ -29,7 +29,8 @@ from ..policy import Policy, logsumexp_rows
 from ..spaces import TreeSpace
 from .model import TinyTransformer
 
-__all__ = ["NeuralPolicy", "MAX_ENUMERATION", "monte_carlo_estimate", "node_indices", "completion_index", "tokens_of"]
+__all__ = ["NeuralPolicy", "PositionalNeuralPolicy", "MAX_ENUMERATION", "monte_carlo_estimate", "node_indices",
+           "completion_index", "tokens_of"]
 
 #: Largest ``P·V**(H−1)`` prefixes enumerated by :meth:`NeuralPolicy.exact`.
 MAX_ENUMERATION = 2**22
@@ -60,6 +61,26 @@ def tokens_of(space: TreeSpace, idx, device) -> torch.Tensor:
     return torch.as_tensor(space.decode(np.asarray(idx, dtype=np.int64)), dtype=torch.long, device=device)
 
 
+def _node_reads(space: TreeSpace):
+    """Where :meth:`NeuralPolicy.exact` reads each internal node: node ``(h, j)`` (flat index
+    ``offset(h) + j``) from prefix ``j·V**(H−1−h)`` of the depth-``(H−1)`` enumeration, at
+    position ``h``. Returns (prefix index, position), each (n_internal,)."""
+    V, H = space.V, space.H
+    pre = np.concatenate([np.arange(V**h) * V ** (H - 1 - h) for h in range(H)])
+    pos = np.concatenate([np.full(V**h, h) for h in range(H)])
+    return pre, pos
+
+
+def _path_nodes(space: TreeSpace):
+    """The node at depth ``h`` on the path of each completion ``y`` and the token taken there:
+    (H, T) node indices ``offset(h) + ⌊y / V**(H−h)⌋`` and (H, T) tokens ``a_{h+1}``."""
+    V, H = space.V, space.H
+    y = np.arange(space.T)
+    nodes = np.stack([space.offset(h) + y // V ** (H - h) for h in range(H)])
+    toks = np.stack([(y // V ** (H - 1 - h)) % V for h in range(H)])
+    return nodes, toks
+
+
 class NeuralPolicy:
     """``π_θ = softmax(log π_ref + g_θ)`` at every node (module docstring).
 
@@ -84,6 +105,7 @@ class NeuralPolicy:
         dev = next(model.parameters()).device
         self.ref_cond = torch.as_tensor(np.array(ref.cond), dtype=torch.float32, device=dev)  # (P, n_internal, V)
         self.ref_logp = torch.as_tensor(np.array(ref.logp), dtype=torch.float32, device=dev)  # (P, T)
+        self._paths = None  # index tensors of logp_table, built on first use
 
     @property
     def device(self) -> torch.device:
@@ -137,34 +159,110 @@ class NeuralPolicy:
                 f"{max_sequences}; use genver.neural.monte_carlo_estimate for a sampled estimate")
         was_training = self.model.training
         self.model.eval()
-        prefixes = tokens_of(TreeSpace(1, V, H - 1), np.arange(n_pre), self.device) if H > 1 else \
-            torch.empty((1, 0), dtype=torch.long, device=self.device)
+        flat_x, flat_p = self._prefix_batch()
         g = torch.empty((P, n_pre, H, V), dtype=torch.float64)
-        flat_x = torch.arange(P, device=self.device).repeat_interleave(n_pre)
-        flat_p = prefixes.repeat(P, 1)
         out = g.view(P * n_pre, H, V)
         for s in range(0, P * n_pre, batch_size):
             b = slice(s, s + batch_size)
             out[b] = self.model(flat_x[b], flat_p[b]).double().cpu()
         self.model.train(was_training)
-        cond = np.empty((P, sp.n_internal, V))
-        gn = g.numpy()
-        for h in range(H):
-            reps = np.arange(V**h) * V ** (H - 1 - h)  # the prefix p = j·V**(H−1−h) reads node (h, j)
-            off = sp.offset(h)
-            cond[:, off : off + V**h, :] = gn[:, reps, h, :]
+        pre, pos = _node_reads(sp)
+        cond = g.numpy()[:, pre, pos, :]  # (P, n_internal, V): node k read from prefix pre[k] at position pos[k]
         cond += self.ref.cond
         cond -= logsumexp_rows(cond)[..., None]
         return Policy.from_cond(sp, cond)
 
+    def _prefix_batch(self):
+        """Every prompt with every depth-``(H−1)`` prefix: prompts (P·V**(H−1),), prefixes
+        (P·V**(H−1), H−1), prompt-major."""
+        sp = self.space
+        n_pre = sp.V ** (sp.H - 1)
+        prefixes = tokens_of(TreeSpace(1, sp.V, sp.H - 1), np.arange(n_pre), self.device) if sp.H > 1 else \
+            torch.empty((1, 0), dtype=torch.long, device=self.device)
+        return torch.arange(sp.P, device=self.device).repeat_interleave(n_pre), prefixes.repeat(sp.P, 1)
+
+    def logp_table(self, max_sequences: int = MAX_ENUMERATION) -> torch.Tensor:
+        """``log π_θ(y|x)`` for every prompt and completion, (P, T) float64 on the device,
+        **differentiable** in ``θ``: one batched forward pass over the ``P·V**(H−1)``
+        depth-``(H−1)`` prefixes (as :meth:`exact`, whose distribution it equals up to
+        float64 rounding), node conditionals ``log_softmax(log π_ref + g_θ)`` in float64, and
+        ``log π_θ(y|x) = Σ_h log π_θ(a_{h+1} | x, a_1..a_h)`` gathered along each path. This is
+        what the exact-gradient trainer (:func:`genver.neural.train.train_rl_exact`)
+        differentiates; one pass holds the activations of all ``P·V**(H−1)`` sequences."""
+        sp = self.space
+        n_seq = sp.P * sp.V ** (sp.H - 1)
+        if n_seq > max_sequences:
+            raise ValueError(f"logp_table needs P·V**(H-1) = {n_seq} forward sequences, more than max_sequences = "
+                             f"{max_sequences}; this task is beyond enumeration (use train_rl's REINFORCE-LOO)")
+        if self._paths is None:
+            pre, pos = _node_reads(sp)
+            nodes, toks = _path_nodes(sp)
+            dev = self.device
+            self._paths = (torch.as_tensor(pre, device=dev), torch.as_tensor(pos, device=dev),
+                           torch.as_tensor(nodes, device=dev), torch.as_tensor(toks, device=dev),
+                           torch.as_tensor(np.array(self.ref.cond), dtype=torch.float64, device=dev))
+        pre, pos, nodes, toks, ref_cond = self._paths
+        flat_x, flat_p = self._prefix_batch()
+        g = self._forward(flat_x, flat_p).view(sp.P, -1, sp.H, sp.V)  # (P, V**(H−1), H, V)
+        cond = F.log_softmax(ref_cond + g[:, pre, pos, :].double(), dim=-1)  # (P, n_internal, V)
+        return cond[:, nodes, toks].sum(dim=1)  # (P, H, T) summed over depth → (P, T)
+
+
+class PositionalNeuralPolicy(NeuralPolicy):
+    """``π_θ = softmax(log q_{x,h} + g_θ)`` over a *position-wise* reference
+    ``π_ref(a | x, a_1..a_h) = q_{x,h+1}(a)`` given as log-probabilities (P, H, V): no table over
+    the tree, so tasks of any size (``V**H`` beyond every enumeration limit) can be trained and
+    sampled; :meth:`exact` and :meth:`logp_table` are refused (use :func:`monte_carlo_estimate`)."""
+
+    def __init__(self, model: TinyTransformer, ref_logq):
+        c = model.cfg
+        q = np.asarray(ref_logq, dtype=np.float64)
+        if q.shape != (c.P, c.H, c.V):
+            raise ValueError(f"ref_logq must have shape (P, H, V) = {(c.P, c.H, c.V)}, got {q.shape}")
+        if not np.allclose(np.exp(q).sum(axis=2), 1.0, atol=1e-9):
+            raise ValueError("ref_logq: each q_{x,h} must be a probability vector (log-probabilities)")
+        self.model = model
+        self._forward = model
+        self.ref = None
+        self.space = TreeSpace(c.P, c.V, c.H, max_entries=2**62)  # index arithmetic only, never a (P, T) table
+        dev = next(model.parameters()).device
+        self.ref_q = torch.as_tensor(q, dtype=torch.float32, device=dev)  # (P, H, V)
+        self._paths = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.ref_q.device
+
+    def token_logits(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.ref_q[x] + self._forward(x, y[:, :-1]).float()
+
+    def ref_seq_logp(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.ref_q[x].gather(2, y[:, :, None]).squeeze(2).sum(dim=1)
+
+    @torch.no_grad()
+    def sample(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        y = torch.empty((x.shape[0], 0), dtype=torch.long, device=x.device)
+        for h in range(self.space.H):
+            logits = self._forward(x, y)[:, -1, :].float() + self.ref_q[x, h]
+            y = torch.cat([y, torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)], dim=1)
+        return y
+
+    def exact(self, *a, **k):
+        raise ValueError("a positional-reference policy is for tasks beyond enumeration: no exact evaluation "
+                         "(use genver.neural.monte_carlo_estimate)")
+
+    logp_table = exact
+
 
 def monte_carlo_estimate(policy: NeuralPolicy, reward, n_samples: int, *, prompt_weights=None, seed: int = 0,
-                         batch_size: int = 4096) -> dict:
+                         batch_size: int = 4096, beta: float | None = None) -> dict:
     """Sampled estimates, for tasks too large to enumerate, of ``E_x E_{π_θ} r`` and
     ``E_x KL(π_θ ‖ π_ref) = E[log π_θ(y|x) − log π_ref(y|x)]``: ``n_samples`` draws of
     ``x ~ ρ``, ``y ~ π_θ(·|x)``; each value is ``(mean, standard error = sd/√n)``.
-    ``reward(x, y)`` maps a prompt tensor (B,) and tokens (B, H) to rewards (B,). The output is
-    marked ``"estimate": "monte_carlo"``: these are not exact values."""
+    ``reward(x, y)`` maps a prompt tensor (B,) and tokens (B, H) to rewards (B,). With ``beta``
+    also ``J_β = E[r − β(log π_θ − log π_ref)]``, its standard error from the same draws (not
+    from the other two: they are correlated). The output is marked
+    ``"estimate": "monte_carlo"``: these are not exact values."""
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
         raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
     sp = policy.space
@@ -180,6 +278,10 @@ def monte_carlo_estimate(policy: NeuralPolicy, reward, n_samples: int, *, prompt
             rs.append(torch.as_tensor(reward(x, y), dtype=torch.float64).cpu())
             kls.append((policy.seq_logp(x, y) - policy.ref_seq_logp(x, y)).double().cpu())
     out = {"estimate": "monte_carlo", "n_samples": n_samples}
-    for name, v in (("expected_reward", torch.cat(rs)), ("kl_to_reference", torch.cat(kls))):
+    r, k = torch.cat(rs), torch.cat(kls)
+    values = [("expected_reward", r), ("kl_to_reference", k)]
+    if beta is not None:
+        values.append(("J_beta", r - float(beta) * k))
+    for name, v in values:
         out[name] = (float(v.mean()), float(v.std(unbiased=True)) / math.sqrt(n_samples))
     return out

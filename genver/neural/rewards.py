@@ -25,7 +25,7 @@ from ..spaces import TreeSpace
 from .model import TinyTransformer, TransformerConfig
 from .policy import NeuralPolicy, completion_index, tokens_of
 
-__all__ = ["GlobalReward", "LinearReward", "LocalReward", "reward_table"]
+__all__ = ["GlobalReward", "LinearReward", "FeatureReward", "LocalReward", "reward_table"]
 
 
 class GlobalReward(nn.Module):
@@ -53,6 +53,19 @@ class LinearReward(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.phi[x, completion_index(self.space, y)] @ self.w
+
+
+class FeatureReward(nn.Module):
+    """``w·φ(x, y)`` with ``φ`` computed from the tokens by ``world.features(y, torch)`` (no
+    table: tasks beyond enumeration, :mod:`genver.neural.long`), ``w`` initialised at 0."""
+
+    def __init__(self, world):
+        super().__init__()
+        self.world = world
+        self.w = nn.Parameter(torch.zeros(world.w_star.size))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.world.features(y, torch) @ self.w
 
 
 class LocalReward(nn.Module):
