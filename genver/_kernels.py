@@ -964,3 +964,24 @@ def merge_pair_counts(keys, cnt, new, new_cnt, T, keys_out, cnt_out, x_out, pos_
         x_out[m] = x
         pos_out[m] = rest - x * T
         m += 1
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def sym_upper_matvec(indptr, indices, data, diag, p, q):
+    """``q = (D + U + Uᵀ) p`` for a strictly upper-triangular CSR matrix ``U`` (``indptr``,
+    ``indices``, ``data``) and a diagonal ``diag``, in one pass over ``U``'s entries: row ``i``
+    gathers ``U[i, j] p[j]`` into ``q[i]`` and scatters ``U[i, j] p[i]`` into ``q[j]`` (the
+    Laplacian-plus-ridge product of the conjugate-gradient path of ``genver._solve``). Serial:
+    the same bits for any thread count."""
+    n = p.size
+    for i in range(n):
+        q[i] = diag[i] * p[i]
+    for i in range(n):
+        pi = p[i]
+        s = q[i]
+        for k in range(indptr[i], indptr[i + 1]):
+            j = indices[k]
+            d = data[k]
+            s += d * p[j]
+            q[j] += d * pi
+        q[i] = s

@@ -49,6 +49,8 @@ from scipy import linalg, optimize, sparse
 from scipy.sparse import csgraph
 from threadpoolctl import ThreadpoolController
 
+from . import _kernels
+
 GTOL = 1e-9
 TIE_RTOL = 1e-12
 SAME_POLICY_ATOL = 1e-12
@@ -321,7 +323,7 @@ class LaplacianRidge:
             U = self._upper(elo, ehi, coords.size)
         self._cg = {"coords": coords, "comp": cg_comp, "K": int(large_comp.sum()),
                     "pairs": None if pairs.size == a.size else pairs, "edge": edge_of_pair, "elo": elo,
-                    "U": U, "UT": U.T}
+                    "U": U}
         return label
 
     @staticmethod
@@ -355,7 +357,7 @@ class LaplacianRidge:
 
     def _conjugate_gradients(self, w, lam, b):
         cg = self._cg
-        U, UT, comp, K = cg["U"], cg["UT"], cg["comp"], cg["K"]
+        U, comp, K = cg["U"], cg["comp"], cg["K"]
         ns = b.size
         W = np.bincount(cg["edge"], weights=w, minlength=U.data.size)
         np.negative(W, out=U.data)
@@ -379,6 +381,7 @@ class LaplacianRidge:
                 return s[comp]
 
         x = np.zeros(ns)
+        q = np.empty(ns)
         r = b.copy()
         z = r * dinv
         p = z.copy()
@@ -388,9 +391,7 @@ class LaplacianRidge:
         active = rr > tol2
         it = 0
         while active.any() and it < CG_MAX_ITER:
-            q = diag * p
-            q += U @ p
-            q += UT @ p
+            _kernels.sym_upper_matvec(U.indptr, U.indices, U.data, diag, p, q)
             pq = dot(p, q)
             alpha = np.where(active, rz / np.where(active, pq, 1.0), 0.0)
             x += spread(alpha) * p

@@ -366,15 +366,9 @@ def _dpo_objective(c: PairCounts, flat, ref: Policy, beta: float, l2: float):
     return objective
 
 
-def dpo(data, policy_class, ref: Policy, beta: float, *, l2: float | None = None, x0=None) -> FitResult:
+def dpo(data, policy_class, ref: Policy, beta: float, *, l2: float | None = None) -> FitResult:
     """Offline MLE (DPO) over a finite, soft-optimal (finite or linear ``R``), tabular or
-    log-linear policy class.
-
-    ``x0`` (tabular class only): the logits ``z`` of ``π = softmax(log π_ref + z)`` Newton starts
-    from, shape ``(P, T)`` (default 0, i.e. ``π_ref``) — e.g. ``log π̂ − log π_ref`` of the fit
-    at the previous of nested sample sizes. The objective is strictly concave modulo per-prompt
-    constants, so the optimum is the same from any start (to the certificate
-    ``max|∇| ≤ 1e-13·N``); only the number of Newton steps and the last bits change."""
+    log-linear policy class."""
     t0 = time.perf_counter()
     c = _counts(data)
     sp = c.space
@@ -406,8 +400,6 @@ def dpo(data, policy_class, ref: Policy, beta: float, *, l2: float | None = None
         return FitResult("dpo", rm.objective, policy=pol, reward=rm.reward, params=rm.params,
                          converged=rm.converged, iterations=rm.iterations, grad_norm=rm.grad_norm,
                          wall_time=time.perf_counter() - t0, extra=rm.extra)
-    if x0 is not None and not isinstance(policy_class, TabularPolicyClass):
-        raise ValueError(f"dpo: x0 (a warm start) applies to the tabular class only, not {type(policy_class).__name__}")
     if isinstance(policy_class, TabularPolicyClass):
         l2 = check_l2(DEFAULT_L2 if l2 is None else l2, positive=True)
         lr = ref.logp
@@ -421,13 +413,7 @@ def dpo(data, policy_class, ref: Policy, beta: float, *, l2: float | None = None
         # −∇²_z = β²(L_w + λC), w from the reward margins f(y⁺) − f(y⁻) = β(z(y⁺) − z(y⁻))
         solve = _logit_newton_solve(c, lambda z: _bt_weights(beta * (z[pos] - z[neg_]), c.count), l2, beta * beta,
                                     (pos, neg_))
-        if x0 is None:
-            z0 = np.zeros(sp.P * sp.T)
-        else:
-            z0 = np.array(x0, dtype=np.float64).reshape(-1)
-            if z0.size != sp.P * sp.T or not np.isfinite(z0).all():
-                raise ValueError(f"x0 must be {sp.P}×{sp.T} finite logits, got shape {np.shape(x0)}")
-        res = newton(neg, solve, z0, _gtol(c))
+        res = newton(neg, solve, np.zeros(sp.P * sp.T), _gtol(c))
         s = lr + res.x.reshape(sp.shape)
         pol = Policy(sp, s - logsumexp_rows(s)[:, None])
         return FitResult("dpo", -res.fun, policy=pol, reward=beta * (pol.logp - lr),

@@ -26,8 +26,7 @@ metric of a picked member, keyed by the member's log-probs and the instance's ``
 Estimators (``name``: what runs, with the instance's classes ``R``, ``Π``, ``Π(R)``):
 
 ==================  ============================================================================
-``dpo``             offline MLE over ``Π`` (option ``warm_start``, tabular ``Π``: each size's Newton
-                    starts from the previous size's fit — the same optimum, fewer steps at scale)
+``dpo``             offline MLE over ``Π``
 ``dpo_restricted``  offline MLE over ``Π(R)`` (proper learning; equals ``rm_rl`` by Theorem 3.1)
 ``dpo_2x``          DPO on doubled counts (the "two epochs" control)
 ``dpo_gd``          budget-limited DPO: ``steps`` gradient-ascent steps of size ``lr`` on the
@@ -119,7 +118,7 @@ def _l2(o):
 
 
 def _dpo(inst, data, rng, o):
-    return dpo(data, inst.policy_class, inst.ref, inst.beta, l2=_l2(o), x0=o.get("_x0"))
+    return dpo(data, inst.policy_class, inst.ref, inst.beta, l2=_l2(o))
 
 
 def _dpo_restricted(inst, data, rng, o):
@@ -213,7 +212,7 @@ def _reward_mle(inst, data, rng, o):
 _L2 = {"l2": float}
 #: name -> (function(instance, data, rng, options) -> FitResult, {option: type or set of allowed strings})
 ESTIMATORS = {
-    "dpo": (_dpo, {**_L2, "warm_start": bool}),
+    "dpo": (_dpo, _L2),
     "dpo_restricted": (_dpo_restricted, _L2),
     "dpo_2x": (_dpo_2x, _L2),
     "dpo_gd": (_dpo_gd, {**_L2, "steps": int, "lr": float, "normalise": bool}),
@@ -472,7 +471,6 @@ def unit_columns(spec, params: dict, sid: str, seed: int) -> dict:
     # (metric, id of the policy object) -> (the object, value) for this unit: the paths share one object
     # per picked member; the object is held, so its id is not reused by another while the unit runs
     values = {}
-    warm = {}  # estimator k -> the logits of its fit at the previous size (option warm_start)
     for i, n in enumerate(spec.sizes):
         counts = None
         for k, est in enumerate(spec.estimators):
@@ -486,13 +484,9 @@ def unit_columns(spec, params: dict, sid: str, seed: int) -> dict:
                 opts = est["options"]
                 if est["name"] in NEURAL_SCHEMAS:
                     opts = {**opts, "_device": getattr(spec, "device", "auto")}
-                if opts.get("warm_start") and warm.get(k) is not None:
-                    opts = {**opts, "_x0": warm[k]}
                 t0 = time.perf_counter()
                 res = fn(inst, counts, rng, opts)
                 wall = time.perf_counter() - t0
-                if opts.get("warm_start") and res.policy is not None:
-                    warm[k] = res.policy.logp - inst.ref.logp  # the next size starts here
             pol, pkey = res.policy, None
             label, route, conv = est["label"], est["route"], bool(res.converged)
             for m, policy_kind in is_policy:
