@@ -227,7 +227,6 @@ def _fit(args) -> int:
     from .classes import SoftOptimalPolicyClass, TabularPolicyClass, TabularRewardClass
     from .estimators import dpo, ipo, reward_mle, rm_rl
     from .io import load_instance, load_pairs
-    from .preferences import Preferences
     from .metrics import (evaluate, expected_bt_loglik, expected_reward, kl_to_optimal,
                           kl_to_reference)
 
@@ -237,14 +236,10 @@ def _fit(args) -> int:
     inst = load_instance(args.instance)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        data = load_pairs(args.pairs, inst.space)  # pairs y⁺ = y⁻: kept with a warning
-        if args.self_pairs != "keep":
-            caught.clear()
-            try:
-                data = Preferences.from_array(inst.space, data.as_array(), name=f"{args.pairs}: pairs",
-                                              self_pairs=args.self_pairs)
-            except ValueError as e:
-                raise ValueError(f"{e} (--self-pairs error)") from None
+        try:  # pairs y⁺ = y⁻: dropped (default) or kept, with a note; or refused
+            data = load_pairs(args.pairs, inst.space, self_pairs="note" if args.self_pairs == "keep" else args.self_pairs)
+        except ValueError as e:
+            raise ValueError(f"{e} (--self-pairs error)" if args.self_pairs == "error" else str(e)) from None
     est, pc, rc, defaulted = _resolve_classes(args, inst)
     sp, ref, beta, rho = inst.space, inst.ref, inst.beta, inst.prompt_weights
     notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
@@ -565,10 +560,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--tau", type=float, default=None, help="IPO target 1/(2τ) (ipo only; default 1)")
     f.add_argument("--average", default=None, metavar="{sequence,token}",
                    help="IPO log-probabilities summed (sequence, default) or averaged over the H tokens (ipo only)")
-    f.add_argument("--self-pairs", choices=["keep", "drop", "error"], default="keep",
+    f.add_argument("--self-pairs", choices=["keep", "drop", "error"], default="drop",
                    help="pairs with preferred == dispreferred (no preference: probability 1/2 under every reward, "
-                        "so they change no fit): keep them (default; a note counts them), drop them (a note too), "
-                        "or refuse the file")
+                        "so they change no fit): drop them (default; a note counts them), keep them (a note too: "
+                        "each adds log 1/2 to the objective), or refuse the file")
     f.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     f.set_defaults(func=_fit)
     r = sub.add_parser("run", help="run a sweep spec (TOML) into a results directory, resumably",

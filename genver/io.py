@@ -235,13 +235,14 @@ def load_instance(path) -> Instance:
     return _validate_instance(fname, d)
 
 
-def load_pairs(path, space: TreeSpace) -> Preferences:
-    """Read and validate a pairs ``.npz`` (key ``pairs``, (N, 3) integers) for ``space``."""
+def load_pairs(path, space: TreeSpace, self_pairs: str = "drop") -> Preferences:
+    """Read and validate a pairs ``.npz`` (key ``pairs``, (N, 3) integers) for ``space``; rows
+    ``y⁺ = y⁻`` are handled as ``self_pairs`` says (see :meth:`Preferences.from_array`)."""
     fname, d = _read_npz(path, PAIRS_KEYS)
     if "pairs" not in d:
         raise ValueError(f"{fname}: pairs: missing required key (the file has: {', '.join(d) or 'no keys'})")
     with _context(fname, "pairs"):
-        return Preferences.from_array(space, d["pairs"], name="pairs")
+        return Preferences.from_array(space, d["pairs"], name="pairs", self_pairs=self_pairs)
 
 
 def _as_array(v):
@@ -287,7 +288,7 @@ def save_pairs(path, pairs, space: TreeSpace | None = None) -> None:
         arr = np.asarray(pairs)
         if space is not None:
             with _context(fname, "pairs"):
-                Preferences.from_array(space, arr, name="pairs")
+                Preferences.from_array(space, arr, name="pairs", self_pairs="keep")  # saved as given; loading decides
         elif arr.ndim != 2 or arr.shape[1] != 3 or not np.issubdtype(arr.dtype, np.integer):
             raise ValueError(f"{fname}: pairs: must be an (N, 3) integer array, got shape {arr.shape}, dtype {arr.dtype}")
     with open(fname, "wb") as f:

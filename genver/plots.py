@@ -1013,6 +1013,8 @@ def save_figure(fig, path_stem, *, dpi: int = 150, formats: Sequence[str] = ("pn
     its own size (the layout already fits the content; no second "tight" pass). Other figures
     are saved with the content's bounding box unless ``tight=False``. Returns the written
     paths."""
+    from .experiments.store import file_mode
+
     if hasattr(fig, "figure") and not isinstance(fig, Figure):
         fig = fig.figure
     stem = Path(path_stem)
@@ -1031,7 +1033,7 @@ def save_figure(fig, path_stem, *, dpi: int = 150, formats: Sequence[str] = ("pn
             with os.fdopen(fd, "wb") as fh:
                 fig.savefig(fh, format=fmt, dpi=dpi, bbox_inches="tight" if tight else None,
                             metadata={"Creator": "genver"} if fmt in ("pdf", "svg") else None)
-            os.chmod(tmp, 0o644)  # mkstemp creates 0600
+            os.chmod(tmp, file_mode())  # mkstemp creates 0600; the umask decides, as for open()
             os.replace(tmp, target)
         except BaseException:
             try:

@@ -78,7 +78,7 @@ class Preferences:
         return int(self.x.shape[0])
 
     @classmethod
-    def from_array(cls, space: TreeSpace, pairs, name: str = "pairs", self_pairs: str = "note") -> "Preferences":
+    def from_array(cls, space: TreeSpace, pairs, name: str = "pairs", self_pairs: str = "drop") -> "Preferences":
         """From an ``(N, 3)`` integer array of (prompt, preferred, dispreferred): pairs a user
         supplies.
 
@@ -88,11 +88,11 @@ class Preferences:
         the likelihoods, ``(1/(2τ))²`` to IPO's loss) and nothing to a gradient. Pairs drawn as
         ``y1, y2 ~ μ`` i.i.d. contain them routinely (the samplers' streams do, and the
         finite-class paths count them on purpose, see :mod:`genver.estimators.mle`); in other
-        data they may be a bug upstream. ``"note"`` (default) keeps them and says so with a
-        ``UserWarning`` that counts them (``genver fit`` prints it as a note): the objective is
-        the one of the pairs as given; ``"drop"`` removes them, with the warning; ``"error"``
-        refuses them (``ValueError`` naming the first row); ``"keep"`` keeps them silently (for
-        sampled streams)."""
+        data they may be a bug upstream. ``"drop"`` (default) removes them and says so with a
+        ``UserWarning`` that counts them (``genver fit`` prints it as a note); ``"note"`` keeps
+        them, with the warning (the objective is then the one of the pairs as given);
+        ``"error"`` refuses them (``ValueError`` naming the first row); ``"keep"`` keeps them
+        silently (for sampled streams)."""
         if self_pairs not in SELF_PAIRS:
             raise ValueError(f"self_pairs must be one of {', '.join(SELF_PAIRS)}, got {self_pairs!r}")
         a = np.asarray(pairs)

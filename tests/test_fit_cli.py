@@ -79,6 +79,8 @@ def make_pairs(rng, inst, n):
     p_ref = np.exp(inst["ref_logp"])
     y1 = np.array([rng.choice(T, p=p_ref[i]) for i in x])
     y2 = np.array([rng.choice(T, p=p_ref[i]) for i in x])
+    while (same := y1 == y2).any():  # two different completions: genver fit drops self-pairs by default
+        y2[same] = [rng.choice(T, p=p_ref[i]) for i in x[same]]
     r = inst["reward_true"]
     first = rng.random(n) < 1 / (1 + np.exp(-(r[x, y1] - r[x, y2])))
     return np.stack([x, np.where(first, y1, y2), np.where(first, y2, y1)], axis=1).astype(np.int64)

@@ -463,9 +463,10 @@ def test_results_files_respect_the_umask(tmp_path, umask, mode):
         make_report(out)
     finally:
         os.umask(old)
-    files = [p for p in out.rglob("*") if p.is_file() and p.parent.name != "figures"]  # figures: plots.py
+    files = [p for p in out.rglob("*") if p.is_file()]
     assert {"manifest.json", "settings.parquet", "report.md", LOCK_NAME} <= {p.name for p in files}
     assert any(p.parent.name == "shards" for p in files)
+    assert any(p.parent.name == "figures" and p.suffix == ".png" for p in files)
     for p in files:
         assert p.stat().st_mode & 0o777 == mode, p
 
@@ -483,6 +484,36 @@ def test_finite_pick_keeps_tiny_log_likelihoods_apart():
     assert finite_pick(np.array([-1e-119 * (1 + 1e-14), -1e-119]), members[:2]) == (0, True, 2)
     assert finite_pick(np.array([0.3, 0.3 + 5e-13, -2.0]), members) == (0, True, 2)
 
+
+
+def test_finite_dpo_at_saturated_likelihood_picks_the_exact_argmax():
+    """The issue's case end to end: β = 10, one pair, three members whose DPO margins 44, 136,
+    274 give log-likelihoods log σ(z) ≈ −e^{−z} (−7.8e-20, −8.6e-60, −1.0e-119). The kernel's
+    log σ keeps them apart (log1p, not log(1 + ·)), so member 2 wins alone — on the one-size
+    fit and on the nested-sizes path alike."""
+    import math
+
+    from genver.classes import FinitePolicyClass
+    from genver.estimators.mle import dpo, dpo_path
+    from genver.policy import uniform_policy
+    from genver.preferences import Preferences
+    from genver.spaces import TreeSpace
+
+    sp, beta, margins = TreeSpace(1, 2, 1), 10.0, (44.0, 136.0, 274.0)
+    ref = uniform_policy(sp)
+    members = np.stack([[[-np.logaddexp(0, -z / beta), -np.logaddexp(0, z / beta)]] for z in margins])
+    cls = FinitePolicyClass(sp, members)
+    data = Preferences.from_array(sp, np.array([[0, 0, 1]]))
+    res = dpo(data, cls, ref, beta)
+    want = [-math.exp(-z) for z in margins]  # log σ(z) = −log1p(e^{−z}) = −e^{−z}(1 − …)
+    assert np.allclose(res.extra["loglik_all"], want, rtol=1e-12, atol=0)
+    assert (res.policy_index, res.set_valued) == (2, False)
+    for a in (data.x, data.y_pos, data.y_neg):
+        a.setflags(write=False)
+    (path,) = dpo_path(data, [1], cls, ref, beta)
+    assert path.policy_index == 2 and math.isclose(path.objective, want[2], rel_tol=1e-12)
+    # the former term, log(1 + e^{−|z|}), rounds every member to exactly 0 (a three-way tie): caught
+    assert [min(z, 0.0) - math.log(1.0 + math.exp(-z)) for z in margins] == [0.0, 0.0, 0.0]
 
 # -- 12, 13, 14. genver fit: undefined is reported as undefined -------------------------------------
 #: features of the four completions of one prompt: completion 0 can be ranked above every other
@@ -538,22 +569,23 @@ def test_self_pairs_are_noted_dropped_or_refused_in_the_api_and_the_cli(tmp_path
     sp = TreeSpace(1, 2, 2)
     a = np.array([[0, 1, 2], [0, 3, 3], [0, 2, 1], [0, 0, 0]])
     with pytest.warns(UserWarning, match=r"2 of 4 pairs have preferred == dispreferred \(first: row 1\).*kept"):
-        kept = Preferences.from_array(sp, a)
+        kept = Preferences.from_array(sp, a, self_pairs="note")
     assert len(kept) == 4
     with pytest.warns(UserWarning, match="dropped"):
-        dropped = Preferences.from_array(sp, a, self_pairs="drop")
+        dropped = Preferences.from_array(sp, a)  # the default
     assert dropped.as_array().tolist() == [[0, 1, 2], [0, 2, 1]]
     with pytest.raises(ValueError, match=r"pairs\[1\] = \[0, 3, 3\]: preferred == dispreferred \(and 1 more"):
         Preferences.from_array(sp, a, self_pairs="error")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(Preferences.from_array(sp, a, self_pairs="keep")) == 4  # sampled streams: silent
-    # the CLI: a note (kept: the objective is that of the file's pairs), drop, or refuse
+    # the CLI: drop with a note (default), keep with a note (the objective is that of the file's
+    # pairs), or refuse
     argv = _linear_files(tmp_path, [[0, 1, 2], [0, 3, 3], [0, 2, 1], [0, 0, 0]])
-    assert main([*argv, "--estimator", "rm_rl", "--l2", "0.1", "--json"]) == 0
+    assert main([*argv, "--estimator", "rm_rl", "--l2", "0.1", "--json", "--self-pairs", "keep"]) == 0
     keep = json.loads(capsys.readouterr().out)
     assert keep["n_pairs"] == 4 and any("2 of 4 pairs have preferred == dispreferred" in n for n in keep["notes"])
-    assert main([*argv, "--estimator", "rm_rl", "--l2", "0.1", "--json", "--self-pairs", "drop"]) == 0
+    assert main([*argv, "--estimator", "rm_rl", "--l2", "0.1", "--json"]) == 0
     drop = json.loads(capsys.readouterr().out)
     assert drop["n_pairs"] == 2 and any("dropped" in n for n in drop["notes"])
     # the fit does not change: a self-pair adds log σ(0) = −log 2 to every objective, nothing else
@@ -561,4 +593,4 @@ def test_self_pairs_are_noted_dropped_or_refused_in_the_api_and_the_cli(tmp_path
     assert keep["objective"] == pytest.approx(drop["objective"] - 2 * np.log(2), rel=1e-12)
     assert main([*argv, "--estimator", "rm_rl", "--self-pairs", "error"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "pairs.npz: pairs[1] = [0, 3, 3]: preferred == dispreferred" in err[0]
+    assert len(err) == 1 and "pairs.npz: pairs: pairs[1] = [0, 3, 3]: preferred == dispreferred" in err[0]
