@@ -987,3 +987,22 @@ def sym_upper_matvec(indptr, indices, data, diag, p, q):
             s += d * p[j]
             q[j] += d * pi
         q[i] = s
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def pair_laplacian_times(pos, neg, w, phi, out):
+    """``out = L_w φ`` for the weighted pair Laplacian ``L_w = Σ_k w_k (e_{a_k} − e_{b_k})(e_{a_k} −
+    e_{b_k})ᵀ`` (``a = pos``, ``b = neg``; flat coordinates) and a dense ``φ`` of shape
+    ``(n, d)``, in one pass over the pairs, ``O(pairs·d)`` time and no ``(pairs, d)`` array
+    (the linear reward MLE's Hessian ``Dᵀ diag(w) D = φᵀ L_w φ`` with ``D = φ[a] − φ[b]``).
+    Serial: the same bits for any thread count."""
+    out[:] = 0.0
+    d = phi.shape[1]
+    for k in range(pos.shape[0]):
+        a = pos[k]
+        b = neg[k]
+        wk = w[k]
+        for j in range(d):
+            t = wk * (phi[a, j] - phi[b, j])
+            out[a, j] += t
+            out[b, j] -= t

@@ -184,3 +184,63 @@ def test_ipo_sparse_equals_dense():
         sparse = ipo(c, TabularPolicyClass(sp), ref, tau=0.8, l2=0.1)
     np.testing.assert_allclose(sparse.policy.logp, dense.policy.logp, rtol=0, atol=1e-10)
     assert sparse.grad_norm <= _solve.NEWTON_RTOL * c.count.sum()
+
+
+# -- the linear reward MLE without the (pairs × d) difference matrix ---------------------------
+def _linear_ridge_logistic_reference(phi, pairs, counts, l2):
+    """argmax_w Σ_k c_k log σ((φ_{a_k} − φ_{b_k})·w) − (l2/2)‖w‖² by scipy's BFGS on the plain
+    formula (pairs as a Python loop), polished by Newton steps on the dense D-matrix Hessian."""
+    from scipy import optimize
+    D = np.array([phi[a] - phi[b] for a, b in pairs])
+
+    def f(w):
+        z = D @ w
+        return -(counts @ np.array([naive.log_sigmoid(v) for v in z]) - 0.5 * l2 * w @ w)
+
+    w = optimize.minimize(f, np.zeros(phi.shape[1]), method="BFGS", options={"gtol": 1e-10}).x
+    for _ in range(20):
+        s = 1.0 / (1.0 + np.exp(D @ w))
+        g = D.T @ (counts * s) - l2 * w
+        H = (D.T * (counts * s * (1 - s))) @ D + l2 * np.eye(D.shape[1])
+        w = w + np.linalg.solve(H, g)
+    return w
+
+
+def test_linear_reward_mle_by_features_equals_the_difference_matrix_path(monkeypatch):
+    from genver.classes import LinearRewardClass
+    from genver.estimators import mle
+    from genver.preferences import Preferences
+    from genver.spaces import TreeSpace
+
+    rng = np.random.default_rng(7)
+    sp = TreeSpace(2, 2, 4)
+    phi = rng.standard_normal((2, 16, 5))
+    R = LinearRewardClass(sp, phi)
+    a = np.column_stack([rng.integers(0, 2, 300), rng.integers(0, 16, 300), rng.integers(0, 16, 300)])
+    a[:5, 2] = a[:5, 1]  # self-pairs (kept: they add a constant) and repeats (300 draws of 512 pairs)
+    data = Preferences.from_array(sp, a, self_pairs="keep").counts()
+    dense = reward_mle(data, R, l2=0.1)
+    monkeypatch.setattr(mle, "LINEAR_PAIRS_DENSE_MAX", 0)
+    feat = reward_mle(data, R, l2=0.1)
+    assert feat.extra["solver"] == "newton (features)" and dense.extra["solver"] == "newton"
+    assert feat.converged and feat.grad_norm <= 1e-13 * 300
+    assert np.abs(feat.params - dense.params).max() <= 1e-10
+    assert feat.objective == pytest.approx(dense.objective, rel=1e-13)
+    flat = phi.reshape(32, 5)
+    ref = _linear_ridge_logistic_reference(flat, list(zip(data.pos_flat, data.neg_flat)), data.count, 0.1)
+    assert np.abs(feat.params - ref).max() <= 1e-9
+    # λ = 0 keeps the D path (row space, separability LP) whatever the size
+    assert reward_mle(data, R, l2=0.0).extra["solver"] in ("newton", "lbfgs")
+
+
+def test_pair_laplacian_times_is_the_dense_laplacian_product():
+    from genver import _kernels
+    rng = np.random.default_rng(3)
+    n, d, M = 12, 3, 40
+    a, b = rng.integers(0, n, M), rng.integers(0, n, M)
+    w = rng.random(M)
+    phi = rng.standard_normal((n, d))
+    out = np.empty((n, d))
+    _kernels.pair_laplacian_times(a, b, w, phi, out)
+    L = naive.laplacian_ridge_matrix(n, a, b, w, 0.0)
+    assert np.abs(out - L @ phi).max() <= 1e-12
