@@ -143,7 +143,9 @@ pd.DataFrame({est: o["metrics"] for est, o in cli.items()})
 
 # %%
 inst = load_instance(WORK / "instance.npz")
-data = load_pairs(WORK / "pairs.npz", inst.space)
+# the pairs were drawn y1, y2 ~ π_ref i.i.d., so some have y⁺ = y⁻: keep them as genver's own
+# streams do (they change no fit; load_pairs drops them, with a note, by default)
+data = load_pairs(WORK / "pairs.npz", inst.space, self_pairs="keep")
 Pi = TabularPolicyClass(inst.space)
 off = dpo(data, Pi, inst.ref, inst.beta, l2=0.01)
 on = rm_rl(data, inst.reward_features, Pi, inst.ref, inst.beta, l2=0.01)

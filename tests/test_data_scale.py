@@ -44,7 +44,7 @@ def _random_stream(seed, read_only=False):
     pairs = np.stack([rng.integers(0, P, n), rng.integers(0, few, n), rng.integers(0, few, n)], axis=1)
     self_pair = rng.random(n) < 0.2
     pairs[self_pair, 2] = pairs[self_pair, 1]
-    data = Preferences.from_array(sp, pairs)
+    data = Preferences.from_array(sp, pairs, self_pairs="keep")
     if read_only:
         for a in (data.x, data.y_pos, data.y_neg):
             a.setflags(write=False)
@@ -102,7 +102,7 @@ def test_nested_counts_fall_back_when_keys_overflow():
     sp = TreeSpace(1, 2, 31, max_entries=2**32)                     # P·T² = 2**62: no int64 key
     rng = np.random.default_rng(0)
     pairs = np.stack([np.zeros(60, np.int64), rng.integers(2**31 - 4, 2**31, 60), rng.integers(0, 3, 60)], axis=1)
-    data = Preferences.from_array(sp, pairs)
+    data = Preferences.from_array(sp, pairs, self_pairs="keep")
     nested = NestedCounts(data)
     for n in (5, 30, 60):
         got = nested.at(n)

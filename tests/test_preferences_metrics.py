@@ -151,7 +151,7 @@ def test_class_bt_loglik_kernel_vs_naive():
     rng = np.random.default_rng(4)
     sp = TreeSpace(2, 2, 2)
     pairs = _random_pairs(rng, sp, 60)  # includes repeats and y+ == y-
-    c = Preferences.from_array(sp, pairs).counts()
+    c = Preferences.from_array(sp, pairs, self_pairs="keep").counts()
     scores = rng.normal(size=(5, sp.P, sp.T)) * 3
     flat = np.ascontiguousarray(scores.reshape(5, -1))
     zero = np.zeros(len(c.count))
@@ -173,7 +173,7 @@ def test_bt_loglik_grad_vs_naive_and_finite_differences():
     rng = np.random.default_rng(5)
     sp = TreeSpace(2, 2, 2)
     pairs = _random_pairs(rng, sp, 40)
-    c = Preferences.from_array(sp, pairs).counts()
+    c = Preferences.from_array(sp, pairs, self_pairs="keep").counts()
     f = rng.normal(size=sp.P * sp.T)
     for scale in (1.0, 0.37):
         grad = np.empty_like(f)
@@ -200,7 +200,7 @@ def test_class_bt_loglik_bitwise_identical_across_threads():
     rng = np.random.default_rng(6)
     sp = TreeSpace(2, 3, 2)
     pairs = _random_pairs(rng, sp, 400)
-    c = Preferences.from_array(sp, pairs).counts()
+    c = Preferences.from_array(sp, pairs, self_pairs="keep").counts()
     scores = rng.normal(size=(64, sp.P * sp.T))
     offset = rng.normal(size=len(c.count))
     outs = []
