@@ -488,9 +488,10 @@ def test_finite_pick_keeps_tiny_log_likelihoods_apart():
 
 def test_finite_dpo_at_saturated_likelihood_picks_the_exact_argmax():
     """The issue's case end to end: β = 10, one pair, three members whose DPO margins 44, 136,
-    274 give log-likelihoods log σ(z) ≈ −e^{−z} (−7.8e-20, −8.6e-60, −1.0e-119). The kernel's
-    log σ keeps them apart (log1p, not log(1 + ·)), so member 2 wins alone — on the one-size
-    fit and on the nested-sizes path alike."""
+    274 give log-likelihoods log σ(z) ≈ −e^{−z} (−7.8e-20, −8.6e-60, −1.0e-119). The vectorised
+    kernel rounds all three to 0; the members it leaves tied are recomputed term by term with
+    log1p (mle._finite_loglik_pick), so member 2 wins alone — on the one-size fit and on the
+    nested-sizes path alike."""
     import math
 
     from genver.classes import FinitePolicyClass

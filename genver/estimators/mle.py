@@ -98,7 +98,8 @@ from ..classes import (FinitePolicyClass, FiniteRewardClass, LinearRewardClass, 
                        SoftOptimalPolicyClass, TabularPolicyClass, TabularRewardClass)
 from ..policy import Policy, logsumexp_rows
 from ..preferences import PairCounts, Preferences, _pair_keys
-from .._solve import NEWTON_RTOL, LaplacianRidge, check_l2, converged, finite_pick, lbfgs, newton
+from .._solve import (NEWTON_RTOL, LaplacianRidge, check_l2, converged, finite_pick, lbfgs, newton,
+                      tie_tolerance)
 from .base import FitResult
 
 __all__ = ["dpo", "ipo", "reward_mle", "rl_step", "rm_rl", "DEFAULT_L2", "dpo_path", "reward_mle_path",
@@ -218,6 +219,31 @@ def _linear_bt_newton(neg, D: np.ndarray, count: np.ndarray, l2: float, gtol: fl
     return newton(neg, solve, np.zeros(d), gtol)
 
 
+def _finite_loglik_pick(scores: np.ndarray, members: np.ndarray, c: PairCounts, offset: np.ndarray, scale: float):
+    """``(loglik_all, k, set_valued, n_maximisers)`` of a finite class: every member's
+    Bradley–Terry log-likelihood by the vectorised kernel (absolute error ≤ 3e-16 a term), the
+    pick of :func:`genver._solve.finite_pick`, and — where that leaves several members tied — the
+    tied members recomputed with every term accurate relative to itself
+    (``_kernels.class_bt_loglik_exact``) and picked again. So saturated members (log-likelihoods
+    such as −1e-19, −1e-59, −1e-119, which the vectorised sum rounds to one 0) are told apart,
+    while the common case costs nothing extra. A member with ``π(y⁺) = π(y⁻) = 0`` (NaN) scores
+    ``−∞``: it cannot explain that pair."""
+    out = np.empty(scores.shape[0])
+    _kernels.class_bt_loglik(scores, c.pos_flat, c.neg_flat, offset, c.count, scale, out)
+    out[np.isnan(out)] = -np.inf
+    k, set_valued, n_max = finite_pick(out, members)
+    if n_max > 1 and np.isfinite(out[k]):
+        vmax = float(out.max())
+        ties = np.flatnonzero(out >= vmax - tie_tolerance(out, vmax))
+        exact = np.empty(ties.size)
+        _kernels.class_bt_loglik_exact(scores, ties, c.pos_flat, c.neg_flat, offset, c.count, float(scale), exact)
+        exact[np.isnan(exact)] = -np.inf
+        out = out.copy()
+        out[ties] = exact
+        k, set_valued, n_max = finite_pick(out, members)
+    return out, k, set_valued, n_max
+
+
 # -- reward MLE ---------------------------------------------------------------------------
 #: Largest ``distinct pairs × d`` for which the linear reward MLE builds ``D = φ(y⁺) − φ(y⁻)``
 #: (2**22 float64 = 32 MiB); above it (and ``λ > 0``) :func:`_linear_reward_mle_by_features`.
@@ -272,11 +298,8 @@ def reward_mle(data, reward_class, *, l2: float | None = None) -> FitResult:
     if reward_class.space != sp:
         raise ValueError("data and reward_class live on different spaces")
     if isinstance(reward_class, FiniteRewardClass):
-        K = reward_class.size
-        out = np.empty(K)
-        _kernels.class_bt_loglik(reward_class.tables.reshape(K, -1), c.pos_flat, c.neg_flat,
-                                 np.zeros(c.count.size), c.count, 1.0, out)
-        k, set_valued, n_max = finite_pick(out, reward_class.tables)
+        out, k, set_valued, n_max = _finite_loglik_pick(reward_class.tables.reshape(reward_class.size, -1),
+                                                        reward_class.tables, c, np.zeros(c.count.size), 1.0)
         return FitResult("reward_mle", float(out[k]), reward=reward_class.tables[k], reward_index=k,
                          set_valued=set_valued, wall_time=time.perf_counter() - t0,
                          extra={"n_maximisers": n_max, "loglik_all": out})
@@ -428,12 +451,8 @@ def dpo(data, policy_class, ref: Policy, beta: float, *, l2: float | None = None
     elif not (np.isfinite(ref.logp.ravel()[c.pos_flat]).all() and np.isfinite(ref.logp.ravel()[c.neg_flat]).all()):
         raise ValueError("ref must give positive probability to every completion in the data")
     if fin is not None:
-        K = fin.size
-        out = np.empty(K)
-        _kernels.class_bt_loglik(fin.logp.reshape(K, -1), c.pos_flat, c.neg_flat,
-                                 _pair_offsets(ref, c, beta), c.count, beta, out)
-        out[np.isnan(out)] = -np.inf  # a member with π(y⁺) = π(y⁻) = 0 cannot explain that pair
-        k, set_valued, n_max = finite_pick(out, fin.logp)
+        out, k, set_valued, n_max = _finite_loglik_pick(fin.logp.reshape(fin.size, -1), fin.logp, c,
+                                                        _pair_offsets(ref, c, beta), beta)
         # member k of Π(R) is π*_{r_k}
         rk = k if isinstance(policy_class, SoftOptimalPolicyClass) else None
         return FitResult("dpo", float(out[k]), policy=fin.member(k), policy_index=k, reward_index=rk,
