@@ -1,7 +1,8 @@
 """Slow, obviously-correct brute-force references for testing ``genver``.
 
-Everything here is written directly from the mathematical definitions in
-``/work/shared/paper-notes.md`` (sections 1-3) with plain Python loops,
+Everything here is written directly from the mathematical definitions stated in the module
+docstrings of ``genver.softrl``, ``genver.preferences`` and ``genver.estimators.mle`` with plain
+Python loops,
 ``itertools.product`` over all completions and ``math.log`` / ``math.exp``.
 Nothing is imported from ``genver``: these functions are meant to be an
 independent check of the fast implementation, so clarity beats speed.
