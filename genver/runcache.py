@@ -1,0 +1,193 @@
+"""Run state: the memos of one run (:class:`RunCache`) and the one rule for their keys
+(:func:`cache_key`).
+
+A sweep's units share more than their code: the settings of one seed draw the same world, the
+same reward class and — for knobs that act after the data are drawn, such as the number of
+distractors — the same preference stream and nested classes (common random numbers, see
+:mod:`genver.experiments.generators`), and the routes of one unit often pick the same class
+member. A :class:`RunCache` holds those shared values for the length of one run: the runner (or
+an executor's batch of units) creates one and passes it down, as the ``cache=`` argument, to the
+functions that can reuse work. A library function called without a cache computes everything
+afresh and keeps nothing: outside a run genver holds no memory between calls.
+
+Each memo of a cache is named (``"pair_streams"``, ``"instances"``, …) and bounded in bytes,
+least-recently-used first out. A key determines its value *exactly*: :func:`cache_key` digests
+the parameters, seeds, generator states and the bytes of every array the value depends on, so a
+hit returns what the computation would have returned, bit for bit, and no number depends on
+whether, or in which order, units ran before.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import numpy as np
+
+__all__ = ["RunCache", "cache_key", "nbytes_of", "DEFAULT_BUDGETS"]
+
+T = TypeVar("T")
+
+#: bytes each named memo may hold; a name not listed gets ``DEFAULT_BUDGET``
+DEFAULT_BUDGETS: dict[str, int] = {
+    "pair_streams": 16 * 2**20,
+    "policy_metrics": 16 * 2**20,
+    "distractor_pools": 32 * 2**20,
+    "stream_derived": 32 * 2**20,
+    "lineage_rl_parts": 48 * 2**20,
+}
+DEFAULT_BUDGET = 32 * 2**20
+
+
+def _encode(part: Any, out: list[bytes]) -> None:
+    """Append a canonical, type-tagged encoding of ``part`` to ``out`` (recursive)."""
+    if part is None or isinstance(part, bool):
+        out.append(b"N" if part is None else (b"T" if part else b"F"))
+    elif isinstance(part, (int, np.integer)):
+        s = str(int(part)).encode()
+        out.append(b"i%d:" % len(s) + s)
+    elif isinstance(part, (float, np.floating)):
+        out.append(b"f" + struct.pack("<d", float(part)))  # exact: -0.0, nan payloads, inf differ
+    elif isinstance(part, str):
+        s = part.encode()
+        out.append(b"s%d:" % len(s) + s)
+    elif isinstance(part, (bytes, bytearray, memoryview)):
+        b = bytes(part)
+        out.append(b"b%d:" % len(b) + b)
+    elif isinstance(part, np.ndarray):
+        a = np.ascontiguousarray(part)
+        if a.dtype == object:
+            raise TypeError("cache_key: object arrays have no canonical bytes")
+        head = f"a{a.dtype.str}{a.shape}".encode()
+        out.append(b"%d:" % len(head) + head)
+        out.append(hashlib.blake2b(a.tobytes(), digest_size=32).digest())
+    elif isinstance(part, np.random.Generator):
+        _encode(("Generator", json.dumps(part.bit_generator.state, sort_keys=True, default=int)), out)
+    elif isinstance(part, Mapping):
+        items = sorted(part.items(), key=lambda kv: repr(kv[0]))
+        out.append(b"d%d:" % len(items))
+        for k, v in items:
+            _encode(k, out)
+            _encode(v, out)
+    elif isinstance(part, (tuple, list)):
+        out.append(b"t%d:" % len(part))
+        for v in part:
+            _encode(v, out)
+    elif hasattr(part, "cache_token"):
+        _encode(("token", type(part).__qualname__, part.cache_token()), out)
+    else:
+        raise TypeError(f"cache_key: cannot key a {type(part).__name__} (give it a cache_token() method)")
+
+
+def cache_key(*parts: Any) -> bytes:
+    """A 32-byte digest that determines ``parts`` exactly: ``None``, booleans, integers,
+    floats (by their bits), strings, bytes, numpy arrays (dtype, shape and contents), numpy
+    generators (their bit-generator state), mappings (in sorted key order), tuples / lists, and
+    objects with a ``cache_token()`` method, nested freely. Two keys are equal iff their parts
+    are (up to BLAKE2b collisions)."""
+    out: list[bytes] = []
+    _encode(parts, out)
+    return hashlib.blake2b(b"".join(out), digest_size=32).digest()
+
+
+def nbytes_of(value: Any) -> int:
+    """The bytes a cached value holds: its arrays' sizes (recursively through tuples, lists and
+    dicts) plus a small constant per object."""
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, (tuple, list)):
+        return 64 + sum(nbytes_of(v) for v in value)
+    if isinstance(value, dict):
+        return 64 + sum(nbytes_of(v) for v in value.values())
+    return 64
+
+
+class _Memo:
+    """A thread-safe LRU map ``key -> value`` holding at most ``max_bytes``."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.entries: OrderedDict = OrderedDict()
+        self.nbytes = 0
+
+    def get(self, key):
+        hit = self.entries.get(key)
+        if hit is None:
+            return None
+        self.entries.move_to_end(key)
+        return hit
+
+    def put(self, key, value, nbytes: int) -> None:
+        if nbytes > self.max_bytes:
+            return  # a value larger than the whole budget is not kept
+        old = self.entries.pop(key, None)
+        if old is not None:
+            self.nbytes -= old[1]
+        self.entries[key] = (value, nbytes)
+        self.nbytes += nbytes
+        while self.nbytes > self.max_bytes:
+            self.nbytes -= self.entries.popitem(last=False)[1][1]
+
+
+class RunCache:
+    """The memos of one run: named LRU maps with byte budgets (``budgets``, defaults
+    :data:`DEFAULT_BUDGETS`). Thread-safe; ``make`` runs outside the lock, so two threads may
+    both compute a missing value (they compute the same one)."""
+
+    def __init__(self, budgets: Mapping[str, int] | None = None):
+        self._budgets = {**DEFAULT_BUDGETS, **(budgets or {})}
+        self._memos: dict[str, _Memo] = {}
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def _memo(self, name: str) -> _Memo:
+        memo = self._memos.get(name)
+        if memo is None:
+            memo = self._memos[name] = _Memo(self._budgets.get(name, DEFAULT_BUDGET))
+        return memo
+
+    def get(self, name: str, key: bytes, default: Any = None) -> Any:
+        """The value stored under ``key`` in memo ``name``, or ``default``."""
+        with self._lock:
+            hit = self._memo(name).get(key)
+            if hit is None:
+                self.misses += 1
+                return default
+            self.hits += 1
+            return hit[0]
+
+    def put(self, name: str, key: bytes, value: Any, nbytes: int | None = None) -> None:
+        """Store ``value`` (``nbytes``: its size, default :func:`nbytes_of`) unless it alone
+        exceeds the memo's budget; evict least recently used entries beyond the budget."""
+        size = nbytes_of(value) if nbytes is None else int(nbytes)
+        with self._lock:
+            self._memo(name).put(key, value, size)
+
+    def get_or_make(self, name: str, key: bytes, make: Callable[[], T], nbytes: int | None = None) -> T:
+        """``make()``, memoised under ``key`` in memo ``name``."""
+        sentinel = object()
+        value = self.get(name, key, sentinel)
+        if value is sentinel:
+            value = make()
+            self.put(name, key, value, nbytes)
+        return value
+
+    def nbytes(self, name: str | None = None) -> int:
+        """Bytes held by memo ``name`` (all memos when None)."""
+        with self._lock:
+            memos = self._memos.values() if name is None else [self._memo(name)]
+            return sum(m.nbytes for m in memos)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(m.entries) for m in self._memos.values())
+
+    def clear(self) -> None:
+        """Drop every value."""
+        with self._lock:
+            self._memos.clear()
