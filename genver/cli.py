@@ -24,6 +24,7 @@ import math
 import os
 import sys
 import time
+import textwrap
 
 import numpy as np
 
@@ -486,10 +487,12 @@ class _SignalsAsInterrupts:
 def _run(args) -> int:
     import signal
 
+    from .experiments.catalog import resolve_spec
     from .experiments.runner import run
+    spec = resolve_spec(args.spec)
     try:
         with _SignalsAsInterrupts():
-            summary = run(args.spec, args.out, workers=args.workers, resume=args.resume, smoke=args.smoke,
+            summary = run(spec, args.out, workers=args.workers, resume=args.resume, smoke=args.smoke,
                           executor=args.executor, scheduler=args.scheduler, device=args.device,
                           flush_seconds=_flush_seconds_from_env(), allow_version_change=args.allow_version_change,
                           memory_limit=args.memory_limit)
@@ -501,6 +504,20 @@ def _run(args) -> int:
     else:
         print(f"{summary['cells']} cells ({summary['units_run']} of {summary['units']} units run now) "
               f"in {summary['seconds']:.1f} s -> {summary['out']}")
+    return 0
+
+
+def _specs(args) -> int:
+    from .experiments.catalog import shipped_specs, spec_summaries
+    rows = spec_summaries()
+    if args.paths:
+        paths = shipped_specs()
+        for name, _ in rows:
+            print(f"{name}\t{paths[name]}")
+        return 0
+    width = max(len(n) for n, _ in rows)
+    for name, question in rows:
+        print(textwrap.fill(question, 100, initial_indent=f"{name:<{width}}  ", subsequent_indent=" " * (width + 2)))
     return 0
 
 
@@ -571,7 +588,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "together, one shard, once this many seconds have passed since the last write "
                               "(and at the end, on Ctrl-C and on errors); a SIGKILL loses at most that much "
                               "finished work; 0 writes each unit as it finishes.")
-    r.add_argument("spec", help="experiment spec, e.g. sims/gap_finite.toml")
+    r.add_argument("spec", help="experiment spec: a TOML file (e.g. sims/gap_finite.toml) or the name of a "
+                                "shipped spec (e.g. gap_finite; `genver specs` lists them)")
     r.add_argument("--out", required=True, metavar="DIR", help="results directory (new or, with --resume, the same)")
     r.add_argument("--workers", type=int, default=1,
                    help="worker processes of --executor local or dask-local, threads of --executor threads (default 1)")
@@ -594,6 +612,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refuse the run when its memory estimate exceeds SIZE (e.g. 8G; 'off': no check; "
                         "default: GENVER_MEMORY_LIMIT, else the machine's available memory)")
     r.set_defaults(func=_run)
+    sp = sub.add_parser("specs", help="list the shipped experiment specs (run one with `genver run NAME --out DIR`)")
+    sp.add_argument("--paths", action="store_true", help="print NAME<TAB>PATH of each spec file instead")
+    sp.set_defaults(func=_specs)
     rr = sub.add_parser("repair", help="rebuild a lost manifest.json of a results directory from its shards")
     rr.add_argument("dir", help="results directory of `genver run`")
     rr.set_defaults(func=_repair)
@@ -635,6 +656,9 @@ def main(argv=None) -> int:
         return 0
     try:
         return args.func(args)
+    except BrokenPipeError:  # `genver specs | head`: the reader left; say nothing, as cat would
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except ValueError as e:  # bad input: one clear line, exit code 2
         print(f"genver: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@ A spec has these tables (unknown keys anywhere are errors that name the key)::
     [experiment]
     name = "gap_finite"                # used in results and file names
     generator = "finite_gap"           # see genver.experiments.generators.GENERATORS
+    question = "one line: what the experiment asks (listed by `genver specs`)"
     description = "..."
     expected = "one line: the qualitative result this experiment should show"
 
@@ -109,7 +110,7 @@ METRICS = ("suboptimality", "kl_to_optimal", "kl_to_reference", "expected_reward
            "bt_loglik", "bt_loglik_opt", "opt_residual")
 _DEFAULT_METRICS = ("suboptimality", "kl_to_optimal", "kl_to_reference", "expected_reward", "win_rate")
 _TABLES = {"experiment", "instance", "grid", "data", "estimators", "metrics", "expect", "smoke"}
-_EXPERIMENT_KEYS = {"name": str, "generator": str, "description": str, "expected": str}
+_EXPERIMENT_KEYS = {"name": str, "generator": str, "question": str, "description": str, "expected": str}
 _DATA_KEYS = {"sizes": (list, dict), "seeds": int, "root_seed": int, "temperature": float, "deterministic": bool,
               "population": bool}
 _EXPECT_KEYS = {"ratio": str, "epsilon": float, "offline": str, "online": str, "order": list, "compare": list,
