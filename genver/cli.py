@@ -521,6 +521,15 @@ def _specs(args) -> int:
     return 0
 
 
+def _completion(args) -> int:
+    try:
+        import shtab
+    except ImportError:
+        raise ValueError("genver completion needs the shtab package: pip install 'genver[completion]'") from None
+    print(shtab.complete(build_parser(), shell=args.shell), end="")
+    return 0
+
+
 def _repair(args) -> int:
     from .experiments.runner import repair
     repair(args.dir)
@@ -615,6 +624,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("specs", help="list the shipped experiment specs (run one with `genver run NAME --out DIR`)")
     sp.add_argument("--paths", action="store_true", help="print NAME<TAB>PATH of each spec file instead")
     sp.set_defaults(func=_specs)
+    co = sub.add_parser("completion", help="print a shell completion script (needs genver[completion])",
+                        epilog="e.g. genver completion bash > ~/.local/share/bash-completion/completions/genver")
+    co.add_argument("shell", choices=["bash", "zsh", "tcsh"], help="the shell to complete for")
+    co.set_defaults(func=_completion)
     rr = sub.add_parser("repair", help="rebuild a lost manifest.json of a results directory from its shards")
     rr.add_argument("dir", help="results directory of `genver run`")
     rr.set_defaults(func=_repair)
