@@ -541,6 +541,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Exact prefix-tree simulations of the generation–verification gap: when does reward-model "
         "+ RL fine-tuning need fewer preference samples than direct likelihood (DPO)?"))
     p.add_argument("--version", action="version", version=f"genver {__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="log library events to stderr (-v: what runs and why, e.g. the executor chosen, shards "
+                        "removed on resume; -vv: debugging detail); the normal output is unchanged")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     q = sub.add_parser("quickstart", help="run the bundled small gap experiment, plot it and report")
     q.add_argument("--out", default="genver-quickstart", metavar="DIR",
@@ -661,12 +664,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _configure_logging(verbosity: int) -> None:
+    """Send the ``genver`` logger's records to stderr at INFO (``-v``) or DEBUG (``-vv``); with
+    neither, only warnings, as Python's default would show them."""
+    import logging
+    logger = logging.getLogger("genver")
+    for h in [h for h in logger.handlers if getattr(h, "_genver_cli", False)]:
+        logger.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._genver_cli = True
+    handler.setFormatter(logging.Formatter("genver: %(levelname)s: %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbosity >= 2 else logging.INFO if verbosity == 1 else logging.WARNING)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
+    _configure_logging(args.verbose)
     try:
         return args.func(args)
     except BrokenPipeError:  # `genver specs | head`: the reader left; say nothing, as cat would
