@@ -38,7 +38,7 @@ import time
 
 import numpy as np
 
-from genver._solve import LaplacianRidge, _blas_one_thread, laplacian_dense_max
+from genver._solve import LaplacianRidge, blas_one_thread, laplacian_dense_max
 from genver.classes import TabularPolicyClass, TabularRewardClass
 from genver.estimators import dpo, reward_mle
 from genver.policy import Policy
@@ -204,7 +204,7 @@ def bench_2e20(ns=(10**6, 10**7), whiches=("dpo", "reward_mle", "sft", "maxent_i
 def bench_threshold(reps, ms=(64, 128, 192, 256, 320, 384, 512, 768)):
     rng = np.random.default_rng(0)
     out = {"load_before": load(), "m": list(ms)}
-    with _blas_one_thread():
+    with blas_one_thread():
         for dens in (8, 2):
             rows = []
             for m in ms:
