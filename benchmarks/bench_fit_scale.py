@@ -18,6 +18,13 @@ Keys:
   steps, final max-abs gradient and status, peak resident memory (``VmHWM``) of the process
   and before the fit (the pairs alone). Tabular SFT and MaxEnt-IRL with as many
   demonstrations, for their memory. Target ≤ 2 GiB.
+* ``forcing`` — the inexact-Newton forcing term (``genver._solve.newton(..., inexact=True)``,
+  what the tabular DPO and reward-MLE fits use) against exact Newton with every conjugate-
+  gradient solve to ``CG_RTOL`` (the fits before it; here by dropping ``inexact`` in the fits'
+  call of :func:`genver._solve.newton`), at ``T = 2^16`` and ``2^18`` with ``n = T`` and ``8T``
+  uniform pairs (``n ≈ T``: the sparse random pair graph of ~105 CG iterations per exact
+  Newton step), timed in turns: ratio exact ÷ inexact, CG iterations and Newton steps of
+  each, max difference of the optima (``log π`` / ``r``).
 * ``dense_threshold`` — one Newton-system solve (``LaplacianRidge.solve``) of one component of
   ``m`` coordinates with ``8m`` and ``2m`` random pairs, dense vs conjugate gradients; the
   crossover sets ``genver._solve.DENSE_MAX``.
@@ -39,6 +46,7 @@ import time
 import numpy as np
 
 from genver._solve import LaplacianRidge, blas_one_thread, laplacian_dense_max
+from genver.estimators import mle
 from genver.classes import TabularPolicyClass, TabularRewardClass
 from genver.estimators import dpo, reward_mle
 from genver.policy import Policy
@@ -201,6 +209,54 @@ def bench_2e20(ns=(10**6, 10**7), whiches=("dpo", "reward_mle", "sft", "maxent_i
     return out
 
 
+def _fit_counting(which, c, exact: bool):
+    """``(fit, CG iterations)``; ``exact``: every Newton system to ``CG_RTOL`` (the fits before
+    the forcing term)."""
+    newton, init, its = mle.newton, LaplacianRidge.__init__, []
+
+    def init_counting(self, *a, **k):
+        init(self, *a, **k)
+        its.append(self)
+    LaplacianRidge.__init__ = init_counting
+    if exact:
+        mle.newton = lambda *a, inexact=False, hess_min=0.0, **k: newton(*a, **k)
+    try:
+        res = fit(which, c)
+    finally:
+        mle.newton, LaplacianRidge.__init__ = newton, init
+    return res, sum(lap.cg_iterations for lap in its)
+
+
+def bench_forcing(reps, Hs=(16, 18), mults=(1, 8)):
+    out = {"load_before": load(), "rows": []}
+    fit("dpo", pairs(10, 2**10))  # compile
+    for H in Hs:
+        for mult in mults:
+            c = pairs(H, mult * 2**H, cover=False)
+            for which in ("dpo", "reward_mle"):
+                t = {True: [], False: []}
+                got = {}
+                for _ in range(max(1, reps if H <= 16 else 1)):
+                    for exact in (True, False):
+                        t0 = time.perf_counter()
+                        got[exact] = _fit_counting(which, c, exact)
+                        t[exact].append(time.perf_counter() - t0)
+                (a, ia), (b, ib) = got[True], got[False]
+                va = a.policy.logp if which == "dpo" else a.reward
+                vb = b.policy.logp if which == "dpo" else b.reward
+                row = {"which": which, "H": H, "n": mult * 2**H, **ratio(np.array(t[True]), np.array(t[False])),
+                       "exact_s": float(np.median(t[True])), "inexact_s": float(np.median(t[False])),
+                       "cg_iterations": [ia, ib], "newton_steps": [a.iterations, b.iterations],
+                       "grad_norm": [a.grad_norm, b.grad_norm], "max_abs_diff": float(np.abs(va - vb).max())}
+                out["rows"].append(row)
+                print(f"  {which:10s} T = 2^{H}, n = {mult}T: exact {row['exact_s']:.2f} s / inexact "
+                      f"{row['inexact_s']:.2f} s = {row['median']:.2f} [{row['min']:.2f}, {row['max']:.2f}]; "
+                      f"CG {ia} / {ib}, Newton {a.iterations} / {b.iterations}, max|g| {a.grad_norm:.1e} / "
+                      f"{b.grad_norm:.1e}, max|diff| {row['max_abs_diff']:.1e} (load {load()})", flush=True)
+    out["load_after"] = load()
+    return out
+
+
 def bench_threshold(reps, ms=(64, 128, 192, 256, 320, 384, 512, 768)):
     rng = np.random.default_rng(0)
     out = {"load_before": load(), "m": list(ms)}
@@ -232,16 +288,17 @@ def main():
     ap.add_argument("--dense-reps", type=int, default=1, help="timed fits of the dense path (vs_dense)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--only", nargs="*", default=None,
-                    help="any of: threshold vs_dense slope 2e20")
+                    help="any of: threshold vs_dense slope 2e20 forcing")
     ap.add_argument("--child", nargs=3, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args.child[0], int(args.child[1]), int(args.child[2]))
         return
-    keys = args.only or ["threshold", "vs_dense", "slope", "2e20"]
+    keys = args.only or ["threshold", "vs_dense", "forcing", "slope", "2e20"]
     res = {}
     for key, fn in (("threshold", lambda: bench_threshold(max(args.reps, 5))),
                     ("vs_dense", lambda: bench_vs_dense(args.reps, args.dense_reps)),
+                    ("forcing", lambda: bench_forcing(args.reps)),
                     ("slope", lambda: bench_slope(args.reps)),
                     ("2e20", bench_2e20)):
         if key in keys:

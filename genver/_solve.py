@@ -54,6 +54,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import linalg, optimize, sparse
 from scipy.sparse import csgraph
+from numba import njit
 from threadpoolctl import ThreadpoolController
 
 from . import _kernels
@@ -447,49 +448,106 @@ class LaplacianRidge:
         del W
         dinv = 1.0 / diag
 
-        if K == 1:
-            def dot(u, v):
-                return np.array([u @ v])
-
-            def spread(s):
-                return s[0]
-        else:
-            def dot(u, v):
-                return np.bincount(comp, weights=u * v, minlength=K)
-
-            def spread(s):
-                return s[comp]
-
-        x = np.zeros(ns)
-        q = np.empty(ns)
-        r = b.copy()
-        z = r * dinv
-        p = z.copy()
-        rz = dot(r, z)
-        tol2 = (rtol * rtol) * dot(b, b)
-        rr = dot(r, r)
-        active = rr > tol2
-        it = 0
-        while active.any() and it < CG_MAX_ITER:
-            _kernels.sym_upper_matvec(U.indptr, U.indices, U.data, diag, p, q)
-            pq = dot(p, q)
-            alpha = np.where(active, rz / np.where(active, pq, 1.0), 0.0)
-            x += spread(alpha) * p
-            r -= spread(alpha) * q
-            rr = dot(r, r)
-            active &= rr > tol2
-            np.multiply(r, dinv, out=z)
-            rz_new = dot(r, z)
-            beta = np.where(active, rz_new / np.where(active, rz, 1.0), 0.0)
-            p *= spread(beta)
-            p += z
-            rz = rz_new
-            it += 1
+        tol2 = (rtol * rtol) * np.bincount(comp, weights=b * b, minlength=K)
+        x = np.empty(ns)
+        rr = np.empty(K)
+        it = _cg_kernel(U.indptr, U.indices, U.data, diag, dinv, comp, b, tol2, CG_MAX_ITER, x, rr)
         with np.errstate(invalid="ignore", divide="ignore"):
             rel = np.sqrt(rr / np.where(tol2 > 0, tol2, np.inf)) * rtol
         self.last_cg = (it, float(np.max(rel, initial=0.0)))
         self.cg_iterations += it
         return x
+
+
+@njit(cache=True, nogil=True, fastmath=_kernels.FASTMATH)
+def _cg_kernel(indptr, indices, data, diag, dinv, comp, b, tol2, max_iter, x, rr):
+    """Jacobi-preconditioned conjugate gradients for ``(D + U + Uᵀ) x = b`` (see
+    :class:`LaplacianRidge`) on ``K = tol2.size`` components at once (``comp[i]`` = component of
+    coordinate ``i``): per-component inner products and step lengths, component ``k`` frozen once
+    ``‖r_k‖₂² ≤ tol2[k]``. Writes ``x`` (from ``x = 0``) and the final ``rr[k] = ‖r_k‖₂²``;
+    returns the iterations. One pass for the product (``_kernels.sym_upper_matvec``), one for
+    ``pᵀq``, one for the ``x``, ``r``, ``z`` updates with ``‖r‖²`` and ``rᵀz``, one for ``p``;
+    serial, sums in index order: the same bits for any thread count."""
+    ns = b.shape[0]
+    K = tol2.shape[0]
+    r = b.copy()
+    z = np.empty(ns)
+    p = np.empty(ns)
+    q = np.empty(ns)
+    rz = np.zeros(K)
+    rzn = np.zeros(K)
+    pq = np.zeros(K)
+    alpha = np.zeros(K)
+    beta = np.zeros(K)
+    active = np.zeros(K, dtype=np.bool_)
+    rr[:] = 0.0
+    for i in range(ns):
+        x[i] = 0.0
+        zi = r[i] * dinv[i]
+        z[i] = zi
+        p[i] = zi
+        rz[comp[i]] += r[i] * zi
+        rr[comp[i]] += r[i] * r[i]
+    n_active = 0
+    for k in range(K):
+        active[k] = rr[k] > tol2[k]
+        n_active += active[k]
+    it = 0
+    while n_active > 0 and it < max_iter:
+        _kernels.sym_upper_matvec(indptr, indices, data, diag, p, q)
+        if K == 1:
+            s = 0.0
+            for i in range(ns):
+                s += p[i] * q[i]
+            pq[0] = s
+        else:
+            pq[:] = 0.0
+            for i in range(ns):
+                pq[comp[i]] += p[i] * q[i]
+        for k in range(K):
+            alpha[k] = rz[k] / pq[k] if active[k] else 0.0
+        if K == 1:
+            a = alpha[0]
+            s_rr = 0.0
+            s_rz = 0.0
+            for i in range(ns):
+                x[i] += a * p[i]
+                ri = r[i] - a * q[i]
+                r[i] = ri
+                zi = ri * dinv[i]
+                z[i] = zi
+                s_rr += ri * ri
+                s_rz += ri * zi
+            rr[0] = s_rr
+            rzn[0] = s_rz
+        else:
+            rr[:] = 0.0
+            rzn[:] = 0.0
+            for i in range(ns):
+                k = comp[i]
+                a = alpha[k]
+                x[i] += a * p[i]
+                ri = r[i] - a * q[i]
+                r[i] = ri
+                zi = ri * dinv[i]
+                z[i] = zi
+                rr[k] += ri * ri
+                rzn[k] += ri * zi
+        n_active = 0
+        for k in range(K):
+            active[k] = active[k] and rr[k] > tol2[k]
+            beta[k] = rzn[k] / rz[k] if active[k] else 0.0
+            rz[k] = rzn[k]
+            n_active += active[k]
+        if K == 1:
+            bt = beta[0]
+            for i in range(ns):
+                p[i] = z[i] + bt * p[i]
+        else:
+            for i in range(ns):
+                p[i] = z[i] + beta[comp[i]] * p[i]
+        it += 1
+    return it
 
 
 def converged(grad_norm: float, n: float) -> bool:
