@@ -31,7 +31,10 @@ Keys:
 
 Pairs are built directly as :class:`~genver.preferences.PairCounts` (sort + count), not
 through the sampler. Each timing is the median of ``--reps`` repetitions after a warm-up
-(the 2^20 fits: one run each); the load average is printed before and after.
+(the 2^20 fits: one run each); the load average is printed before and after. ``--clock cpu``
+times by the process's CPU time instead of the wall clock (every kernel on these paths is
+serial and BLAS is limited to one thread, so it is the fit's own work; a busy machine inflates
+it far less than the wall time).
 """
 from __future__ import annotations
 
@@ -57,6 +60,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_perf import ratio  # noqa: E402
 
 L2 = 1e-2
+_clock = time.perf_counter  # --clock cpu: time.process_time (serial kernels, BLAS on one thread)
 
 
 def load() -> str:
@@ -97,9 +101,9 @@ def timed(fn, reps):
     fn()  # warm-up (compiles)
     ts = []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0 = _clock()
         fn()
-        ts.append(time.perf_counter() - t0)
+        ts.append(_clock() - t0)
     return np.array(ts)
 
 
@@ -156,9 +160,9 @@ def bench_vs_dense(reps, dense_reps, H=12):
 
 
 def _once_call(fn):
-    t0 = time.perf_counter()
+    t0 = _clock()
     fn()
-    return time.perf_counter() - t0
+    return _clock() - t0
 
 
 def _vmhwm_gib() -> float:
@@ -238,9 +242,9 @@ def bench_forcing(reps, Hs=(16, 18), mults=(1, 8)):
                 got = {}
                 for _ in range(max(1, reps if H <= 16 else 1)):
                     for exact in (True, False):
-                        t0 = time.perf_counter()
+                        t0 = _clock()
                         got[exact] = _fit_counting(which, c, exact)
-                        t[exact].append(time.perf_counter() - t0)
+                        t[exact].append(_clock() - t0)
                 (a, ia), (b, ib) = got[True], got[False]
                 va = a.policy.logp if which == "dpo" else a.reward
                 vb = b.policy.logp if which == "dpo" else b.reward
@@ -287,10 +291,15 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--dense-reps", type=int, default=1, help="timed fits of the dense path (vs_dense)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="time fits by wall clock or by this process's CPU time (cpu: less inflated on a "
+                         "busy machine; the fits are single-threaded)")
     ap.add_argument("--only", nargs="*", default=None,
                     help="any of: threshold vs_dense slope 2e20 forcing")
     ap.add_argument("--child", nargs=3, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    global _clock
+    _clock = time.process_time if args.clock == "cpu" else time.perf_counter
     if args.child:
         child(args.child[0], int(args.child[1]), int(args.child[2]))
         return
