@@ -18,13 +18,23 @@ Keys:
   steps, final max-abs gradient and status, peak resident memory (``VmHWM``) of the process
   and before the fit (the pairs alone). Tabular SFT and MaxEnt-IRL with as many
   demonstrations, for their memory. Target ≤ 2 GiB.
+* ``forcing`` — the inexact-Newton forcing term (``genver._solve.newton(..., inexact=True)``,
+  what the tabular DPO and reward-MLE fits use) against exact Newton with every conjugate-
+  gradient solve to ``CG_RTOL`` (the fits before it; here by dropping ``inexact`` in the fits'
+  call of :func:`genver._solve.newton`), at ``T = 2^16`` and ``2^18`` with ``n = T`` and ``8T``
+  uniform pairs (``n ≈ T``: the sparse random pair graph of ~105 CG iterations per exact
+  Newton step), timed in turns: ratio exact ÷ inexact, CG iterations and Newton steps of
+  each, max difference of the optima (``log π`` / ``r``).
 * ``dense_threshold`` — one Newton-system solve (``LaplacianRidge.solve``) of one component of
   ``m`` coordinates with ``8m`` and ``2m`` random pairs, dense vs conjugate gradients; the
   crossover sets ``genver._solve.DENSE_MAX``.
 
 Pairs are built directly as :class:`~genver.preferences.PairCounts` (sort + count), not
 through the sampler. Each timing is the median of ``--reps`` repetitions after a warm-up
-(the 2^20 fits: one run each); the load average is printed before and after.
+(the 2^20 fits: one run each); the load average is printed before and after. ``--clock cpu``
+times by the process's CPU time instead of the wall clock (every kernel on these paths is
+serial and BLAS is limited to one thread, so it is the fit's own work; a busy machine inflates
+it far less than the wall time).
 """
 from __future__ import annotations
 
@@ -38,7 +48,8 @@ import time
 
 import numpy as np
 
-from genver._solve import LaplacianRidge, _blas_one_thread, laplacian_dense_max
+from genver._solve import LaplacianRidge, blas_one_thread, laplacian_dense_max
+from genver.estimators import mle
 from genver.classes import TabularPolicyClass, TabularRewardClass
 from genver.estimators import dpo, reward_mle
 from genver.policy import Policy
@@ -49,6 +60,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_perf import ratio  # noqa: E402
 
 L2 = 1e-2
+_clock = time.perf_counter  # --clock cpu: time.process_time (serial kernels, BLAS on one thread)
 
 
 def load() -> str:
@@ -89,9 +101,9 @@ def timed(fn, reps):
     fn()  # warm-up (compiles)
     ts = []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0 = _clock()
         fn()
-        ts.append(time.perf_counter() - t0)
+        ts.append(_clock() - t0)
     return np.array(ts)
 
 
@@ -148,9 +160,9 @@ def bench_vs_dense(reps, dense_reps, H=12):
 
 
 def _once_call(fn):
-    t0 = time.perf_counter()
+    t0 = _clock()
     fn()
-    return time.perf_counter() - t0
+    return _clock() - t0
 
 
 def _vmhwm_gib() -> float:
@@ -201,10 +213,58 @@ def bench_2e20(ns=(10**6, 10**7), whiches=("dpo", "reward_mle", "sft", "maxent_i
     return out
 
 
+def _fit_counting(which, c, exact: bool):
+    """``(fit, CG iterations)``; ``exact``: every Newton system to ``CG_RTOL`` (the fits before
+    the forcing term)."""
+    newton, init, its = mle.newton, LaplacianRidge.__init__, []
+
+    def init_counting(self, *a, **k):
+        init(self, *a, **k)
+        its.append(self)
+    LaplacianRidge.__init__ = init_counting
+    if exact:
+        mle.newton = lambda *a, inexact=False, hess_min=0.0, **k: newton(*a, **k)
+    try:
+        res = fit(which, c)
+    finally:
+        mle.newton, LaplacianRidge.__init__ = newton, init
+    return res, sum(lap.cg_iterations for lap in its)
+
+
+def bench_forcing(reps, Hs=(16, 18), mults=(1, 8)):
+    out = {"load_before": load(), "rows": []}
+    fit("dpo", pairs(10, 2**10))  # compile
+    for H in Hs:
+        for mult in mults:
+            c = pairs(H, mult * 2**H, cover=False)
+            for which in ("dpo", "reward_mle"):
+                t = {True: [], False: []}
+                got = {}
+                for _ in range(max(1, reps if H <= 16 else 1)):
+                    for exact in (True, False):
+                        t0 = _clock()
+                        got[exact] = _fit_counting(which, c, exact)
+                        t[exact].append(_clock() - t0)
+                (a, ia), (b, ib) = got[True], got[False]
+                va = a.policy.logp if which == "dpo" else a.reward
+                vb = b.policy.logp if which == "dpo" else b.reward
+                row = {"which": which, "H": H, "n": mult * 2**H, **ratio(np.array(t[True]), np.array(t[False])),
+                       "exact_s": float(np.median(t[True])), "inexact_s": float(np.median(t[False])),
+                       "cg_iterations": [ia, ib], "newton_steps": [a.iterations, b.iterations],
+                       "grad_norm": [a.grad_norm, b.grad_norm], "max_abs_diff": float(np.abs(va - vb).max())}
+                out["rows"].append(row)
+                print(f"  {which:10s} T = 2^{H}, n = {mult}T: exact {row['exact_s']:.2f} s / inexact "
+                      f"{row['inexact_s']:.2f} s = {row['median']:.2f} [{row['min']:.2f}, {row['max']:.2f}]; "
+                      f"CG {ia} / {ib}, Newton {a.iterations} / {b.iterations}, max|g| {a.grad_norm:.1e} / "
+                      f"{b.grad_norm:.1e}, max|diff| {row['max_abs_diff']:.1e} (load {load()})", flush=True)
+    out["load_after"] = load()
+    return out
+
+
 def bench_threshold(reps, ms=(64, 128, 192, 256, 320, 384, 512, 768)):
     rng = np.random.default_rng(0)
     out = {"load_before": load(), "m": list(ms)}
-    with _blas_one_thread():
+    with blas_one_thread():
         for dens in (8, 2):
             rows = []
             for m in ms:
@@ -231,17 +291,23 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--dense-reps", type=int, default=1, help="timed fits of the dense path (vs_dense)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="time fits by wall clock or by this process's CPU time (cpu: less inflated on a "
+                         "busy machine; the fits are single-threaded)")
     ap.add_argument("--only", nargs="*", default=None,
-                    help="any of: threshold vs_dense slope 2e20")
+                    help="any of: threshold vs_dense slope 2e20 forcing")
     ap.add_argument("--child", nargs=3, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    global _clock
+    _clock = time.process_time if args.clock == "cpu" else time.perf_counter
     if args.child:
         child(args.child[0], int(args.child[1]), int(args.child[2]))
         return
-    keys = args.only or ["threshold", "vs_dense", "slope", "2e20"]
+    keys = args.only or ["threshold", "vs_dense", "forcing", "slope", "2e20"]
     res = {}
     for key, fn in (("threshold", lambda: bench_threshold(max(args.reps, 5))),
                     ("vs_dense", lambda: bench_vs_dense(args.reps, args.dense_reps)),
+                    ("forcing", lambda: bench_forcing(args.reps)),
                     ("slope", lambda: bench_slope(args.reps)),
                     ("2e20", bench_2e20)):
         if key in keys:

@@ -3,9 +3,9 @@ with the block Laplacian-plus-ridge solve of the tabular problems, the convergen
 the ridge-weight check and the finite-class argmax rule.
 
 * :func:`lbfgs` runs scipy's L-BFGS-B with exact gradients, ``ftol = 0`` (stop on the gradient
-  only) and BLAS limited to one thread: genver's problems make many tiny BLAS calls, and a
-  multi-threaded BLAS on a busy 2-core machine turned a 0.18 s sweep unit into 2–12 s
-  (measured), without ever helping.
+  only) and BLAS limited to one thread (:func:`blas_one_thread`, through threadpoolctl):
+  genver's problems make many tiny BLAS calls, and a multi-threaded BLAS on a busy 2-core
+  machine turned a 0.18 s sweep unit into 2–12 s (measured), without ever helping.
 * :func:`newton` minimises a smooth convex ``F`` by damped Newton steps ``x ← x − t H(x)⁻¹∇F(x)``
   (globally convergent: Armijo backtracking on ``F``, ``t ∈ {1, ½, ¼, …}``). L-BFGS's line
   searches compare objective values, which float64 cannot resolve once the predicted decrease
@@ -16,6 +16,13 @@ the ridge-weight check and the finite-class argmax rule.
   ``max|g| ≤ gtol`` and the Newton step ``max|H⁻¹g| ≤ 1e-12 (1 + max|x|)`` (with a small ridge
   the curvature is tiny and a small gradient alone does not pin ``x`` down), or when ``max|g|``
   no longer decreases (the rounding floor of the gradient, ~1e-16 times the summed counts).
+  With ``inexact=True`` it is an inexact Newton method for iterative inner solvers: far from
+  the optimum the step's linear system is solved only to a relative residual ``η_k`` (the
+  Eisenstat–Walker forcing term, 0.5 at first and tightening like ``(‖g_k‖/‖g_{k−1}‖)²``), and
+  once ``max|g| ≤ gtol`` just accurately enough that the stop test holds for the *exact* step
+  (a residual bound through a lower bound on the Hessian, ``hess_min``); the stopping rules and
+  the certificate are unchanged. On the tabular fits' sparse pair graphs this cut conjugate-
+  gradient iterations ~7× at the same optimum (``benchmarks/bench_fit_scale.py``, ``forcing``).
 * :class:`LaplacianRidge` solves ``(L_w + λI) u = b`` for a block-diagonal weighted graph
   Laplacian ``L_w = Σ_k w_k (e_{a_k} − e_{b_k})(e_{a_k} − e_{b_k})ᵀ`` (blocks = prompts), the
   Hessian of every tabular Bradley–Terry/IPO problem (see :mod:`genver.estimators.mle`), in
@@ -24,10 +31,10 @@ the ridge-weight check and the finite-class argmax rule.
   array. A larger prompt is split into the connected components of its pair graph (the matrix
   is block diagonal over them); components up to :data:`DENSE_MAX` join the dense batches, larger
   ones are solved by Jacobi-preconditioned conjugate gradients on the matrix in CSR storage, to
-  relative residual :data:`CG_RTOL`. :data:`DENSE_MAX` is the measured crossover of the two
+  relative residual :data:`CG_RTOL` (or a looser forcing term from :func:`newton`). :data:`DENSE_MAX` is the measured crossover of the two
   (``benchmarks/bench_fit_scale.py``); :func:`laplacian_dense_max` overrides it (tests,
-  benchmarks). The inner solves are inexact only by ``CG_RTOL``: :func:`newton` certifies by the
-  exactly evaluated gradient, so the certificate does not depend on the path.
+  benchmarks). The inner solves are inexact (by ``CG_RTOL`` or the forcing term): :func:`newton`
+  certifies by the exactly evaluated gradient, so the certificate does not depend on the path.
 * :func:`converged`: max-abs gradient ≤ ``1e-6·max(1, N)`` for an objective summed over ``N``
   samples (L-BFGS-B's own flag also reports line-search stalls at machine precision).
 * :func:`finite_pick`: the lowest index among members within ``TIE_RTOL = 1e-12`` of the best
@@ -47,6 +54,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import linalg, optimize, sparse
 from scipy.sparse import csgraph
+from numba import njit
 from threadpoolctl import ThreadpoolController
 
 from . import _kernels
@@ -57,7 +65,12 @@ SAME_POLICY_ATOL = 1e-12
 _controller = None
 
 
-def _blas_one_thread():
+def blas_one_thread():
+    """Context manager limiting every BLAS library loaded in this process to one thread
+    (threadpoolctl's ``limit(limits=1, user_api="blas")``; one shared
+    ``ThreadpoolController``), restored on exit. The limit is process-wide: callers that run
+    fits in several threads (``genver.experiments.executors``) hold it around all of them.
+    See the module docstring for why genver's solvers want it."""
     global _controller
     if _controller is None:
         _controller = ThreadpoolController()
@@ -66,7 +79,7 @@ def _blas_one_thread():
 
 def lbfgs(fun, x0, gtol: float = GTOL, max_iter: int = 20000):
     """Minimise ``fun(x) -> (value, gradient)``; returns ``(result, max-abs gradient)``."""
-    with _blas_one_thread():
+    with blas_one_thread():
         res = optimize.minimize(fun, x0, jac=True, method="L-BFGS-B",
                                 options={"gtol": gtol, "ftol": 0.0, "maxiter": max_iter, "maxcor": 30})
     gnorm = float(np.abs(res.jac).max()) if res.jac.size else 0.0
@@ -80,7 +93,8 @@ class NewtonResult:
     ``grad_norm = max|jac|`` and ``status`` — ``"gtol"`` (``grad_norm ≤ gtol``), ``"rounding"``
     (``max|g|`` stopped decreasing in the rounding regime), ``"line search"`` (no step of the
     backtracking sequence decreased ``F``) or ``"max_iter"``. ``"gtol"`` also requires the Newton step
-    ``max|H⁻¹g| ≤ xtol (1 + max|x|)``."""
+    ``max|H⁻¹g| ≤ xtol (1 + max|x|)``. ``nsolve_loose``: Newton systems solved to a forcing
+    term rather than tightly (``inexact=True``)."""
 
     x: np.ndarray
     fun: float
@@ -89,6 +103,7 @@ class NewtonResult:
     nfev: int
     grad_norm: float
     status: str
+    nsolve_loose: int = 0
 
 
 #: Relative gradient target of :func:`newton` for objectives summed over ``N`` samples:
@@ -97,9 +112,34 @@ NEWTON_RTOL = 1e-13
 _ARMIJO = 1e-4
 _ROUNDING_DECREMENT = 1e-9  # gᵀH⁻¹g below this × (1 + |F|): F cannot judge the step; use max|g|
 _MAX_HALVINGS = 60
+_LOOSE_STOP_MIN = 1e-10  # a stop-test solve looser than this, or the tightest one
 
 
-def newton(fun, solve, x0, gtol: float, xtol: float = 1e-12, max_iter: int = 200) -> NewtonResult:
+#: Inexact Newton (:func:`newton` with ``inexact=True``): the forcing term ``η_k`` — the relative
+#: residual ``‖H d + g‖₂ ≤ η_k ‖g‖₂`` to which an iterative inner solve may stop — starts at
+#: ``FORCING_MAX`` and follows Eisenstat & Walker's choice 2 (SIAM J. Sci. Comput. 17, 1996):
+#: ``η_k = FORCING_GAMMA (‖g_k‖₂/‖g_{k−1}‖₂)²``, kept ≥ ``FORCING_GAMMA η_{k−1}²`` while that is
+#: above 0.1 (no sudden over-solving after one lucky step), capped at ``FORCING_MAX``.
+FORCING_MAX = 0.5
+FORCING_GAMMA = 0.9
+
+
+def _forcing(g2, g2_prev, eta_prev, gtol):
+    """The Eisenstat–Walker forcing term (see :data:`FORCING_MAX`) for ``‖g_k‖₂ = g2``, floored at
+    ``0.1·gtol/g2`` (a residual of 2-norm — hence max-norm — below a tenth of the gradient target
+    buys nothing before the tight end game)."""
+    if g2_prev is None:
+        eta = FORCING_MAX
+    else:
+        eta = FORCING_GAMMA * (g2 / g2_prev) ** 2
+        safeguard = FORCING_GAMMA * eta_prev * eta_prev
+        if safeguard > 0.1:
+            eta = max(eta, safeguard)
+    return min(FORCING_MAX, max(eta, 0.1 * gtol / g2))
+
+
+def newton(fun, solve, x0, gtol: float, xtol: float = 1e-12, max_iter: int = 200, *,
+           inexact: bool = False, hess_min: float = 0.0) -> NewtonResult:
     """Minimise a smooth convex ``F`` by damped Newton.
 
     ``fun(x) -> (F(x), ∇F(x))``; ``solve(x, g) -> H(x)⁻¹ g`` for the Hessian ``H(x)`` (positive
@@ -109,10 +149,27 @@ def newton(fun, solve, x0, gtol: float, xtol: float = 1e-12, max_iter: int = 200
     ``F(x + t d) ≤ F(x) − 1e-4 t δ`` (Armijo; globally convergent for convex ``F``), else the
     first with ``max|∇F(x + t d)| < max|∇F(x)|`` (once ``max|g| ≤ gtol``: only ``t = 1``, and
     only if it halves ``max|g|``). Stops at ``max|g| ≤ gtol`` and
-    ``max|d| ≤ xtol (1 + max|x|)``, or when no step is accepted (see :class:`NewtonResult`). BLAS limited to one thread as in :func:`lbfgs`.
+    ``max|d| ≤ xtol (1 + max|x|)``, or when no step is accepted (see :class:`NewtonResult`). BLAS
+    limited to one thread as in :func:`lbfgs`.
+
+    ``inexact=True`` (inexact Newton, for iterative inner solvers): ``solve(x, g, rtol)`` may
+    return ``d̃`` with ``‖H d̃ − g‖₂ ≤ rtol ‖g‖₂``; ``rtol=None`` asks for the solver's tightest
+    solve (for :class:`LaplacianRidge`, :data:`CG_RTOL`, as with ``inexact=False``). While
+    ``max|g| > gtol``, ``rtol`` is the forcing term ``η_k`` of :data:`FORCING_MAX`. Once
+    ``max|g| ≤ gtol`` the solve serves the stop test, which must hold for the *exact* step
+    ``d``: with ``hess_min > 0``, a lower bound on ``H``'s eigenvalues on the subspace the
+    iterates move in, ``‖d̃ − d‖₂ ≤ rtol ‖g‖₂ / hess_min``, so the solve may stop at
+    ``rtol = 0.1 · hess_min · xtol (1 + max|x|) / ‖g‖₂`` and the test reads
+    ``max|d̃| + rtol ‖g‖₂ / hess_min ≤ xtol (1 + max|x|)`` (implying the exact one); where that
+    ``rtol`` is below 1e-10, or ``hess_min = 0``, the solve is the tightest and the test as for
+    ``inexact=False``. A loose step that no backtracking accepts is recomputed tightly before
+    the method gives up. So the stopping rules and the certificate are those of the exact
+    method; only the path is cheaper. ``nsolve_loose`` in the result counts the loose solves.
     """
     x = np.array(x0, dtype=np.float64)
-    with _blas_one_thread():
+    g2_prev = eta = None
+    n_loose = 0
+    with blas_one_thread():
         f, g = fun(x)
         nfev, nit = 1, 0
         gn = float(np.abs(g).max()) if g.size else 0.0
@@ -123,37 +180,55 @@ def newton(fun, solve, x0, gtol: float, xtol: float = 1e-12, max_iter: int = 200
                 break
             if nit >= max_iter:
                 break
-            d = -solve(x, g)
-            if gn <= gtol and float(np.abs(d).max()) <= xtol * (1.0 + float(np.abs(x).max())):
-                status = "gtol"
+            rtol = None
+            xstop = xtol * (1.0 + float(np.abs(x).max()))
+            if inexact:
+                g2 = float(np.sqrt(g @ g))
+                if gn > gtol:
+                    eta = rtol = _forcing(g2, g2_prev, eta, gtol)
+                    g2_prev = g2
+                elif hess_min > 0.0 and 0.1 * hess_min * xstop / g2 >= _LOOSE_STOP_MIN:
+                    rtol = min(FORCING_MAX, 0.1 * hess_min * xstop / g2)
+            while True:  # once, or twice when a loose step is not accepted: then tightly
+                d = -(solve(x, g, rtol) if inexact else solve(x, g))
+                n_loose += rtol is not None
+                d_err = 0.0 if rtol is None else rtol * g2 / hess_min if hess_min > 0.0 else np.inf
+                if gn <= gtol and float(np.abs(d).max()) + d_err <= xstop:
+                    status = "gtol"
+                    break
+                delta = -float(g @ d)
+                by_value = delta > _ROUNDING_DECREMENT * (1.0 + abs(f))
+                # below gtol only a full step that halves max|g| counts as progress (anything less
+                # is rounding noise; without this rule noise steps could go on until max_iter)
+                floor = not by_value and gn <= gtol
+                t, accepted = 1.0, False
+                for _ in range(1 if floor else _MAX_HALVINGS):
+                    xn = x + t * d
+                    fn, gnew = fun(xn)
+                    nfev += 1
+                    gnn = float(np.abs(gnew).max())
+                    if by_value:
+                        ok = np.isfinite(fn) and fn <= f - _ARMIJO * t * delta
+                    else:
+                        ok = np.isfinite(fn) and gnn <= (0.5 * gn if floor else gn) and gnn < gn
+                    if ok:
+                        accepted = True
+                        break
+                    t *= 0.5
+                    if not by_value and t < 1e-3:
+                        break
+                if accepted or rtol is None:
+                    break
+                rtol = None
+            if status == "gtol":
                 break
-            delta = -float(g @ d)
-            by_value = delta > _ROUNDING_DECREMENT * (1.0 + abs(f))
-            # below gtol only a full step that halves max|g| counts as progress (anything less
-            # is rounding noise; without this rule noise steps could go on until max_iter)
-            floor = not by_value and gn <= gtol
-            t, accepted = 1.0, False
-            for _ in range(1 if floor else _MAX_HALVINGS):
-                xn = x + t * d
-                fn, gnew = fun(xn)
-                nfev += 1
-                gnn = float(np.abs(gnew).max())
-                if by_value:
-                    ok = np.isfinite(fn) and fn <= f - _ARMIJO * t * delta
-                else:
-                    ok = np.isfinite(fn) and gnn <= (0.5 * gn if floor else gn) and gnn < gn
-                if ok:
-                    accepted = True
-                    break
-                t *= 0.5
-                if not by_value and t < 1e-3:
-                    break
             if not accepted:
                 status = "line search" if by_value else "rounding"
                 break
             x, f, g, gn = xn, fn, gnew, gnn
             nit += 1
-    return NewtonResult(x=x, fun=float(f), jac=g, nit=nit, nfev=nfev, grad_norm=gn, status=status)
+    return NewtonResult(x=x, fun=float(f), jac=g, nit=nit, nfev=nfev, grad_norm=gn, status=status,
+                        nsolve_loose=n_loose)
 
 
 #: Prompts and pair-graph components of at most this many touched coordinates are solved dense
@@ -255,9 +330,11 @@ class LaplacianRidge:
       at 8 pairs per coordinate, ~100 at 1, from ``T = 2^12`` to ``2^20``). Algebraic multigrid
       (``pyamg``) was 3–70× slower for one solve at ``T = 2^18``, its setup included.
 
-    Conjugate gradients are inexact by ``CG_RTOL``: the Newton method that uses this solver
+    Conjugate gradients are inexact by ``CG_RTOL`` (or by the looser ``rtol`` that an
+    inexact-Newton caller passes to :meth:`solve`): the Newton method that uses this solver
     (:func:`newton`) certifies its result by the exactly evaluated gradient, never by the
-    step. ``last_cg`` holds ``(iterations, max relative residual)`` of the latest sparse solve.
+    step. ``last_cg`` holds ``(iterations, max relative residual)`` of the latest sparse solve,
+    ``cg_iterations`` the iterations of all solves so far.
     """
 
     def __init__(self, block, a, b, max_entries: int = 1 << 21, dense_max=None):
@@ -275,6 +352,7 @@ class LaplacianRidge:
             raise ValueError(f"dense_max must be >= 0, got {dense_max}")
         self.n = block.size
         self.last_cg = (0, 0.0)
+        self.cg_iterations = 0
         _, label, sizes = np.unique(block, return_inverse=True, return_counts=True)
         label = label.ravel().astype(np.int64)
         self._cg = None
@@ -332,9 +410,12 @@ class LaplacianRidge:
         np.cumsum(np.bincount(elo, minlength=n), out=indptr[1:])
         return sparse.csr_array((np.zeros(ehi.size), ehi, indptr), shape=(n, n))
 
-    def solve(self, w, lam: float, rhs) -> np.ndarray:
-        """``u = (L_w + λI)⁻¹ rhs`` (``rhs`` of length ``n``)."""
+    def solve(self, w, lam: float, rhs, rtol=None) -> np.ndarray:
+        """``u = (L_w + λI)⁻¹ rhs`` (``rhs`` of length ``n``). ``rtol``: the relative residual at
+        which conjugate gradients may stop (an inexact-Newton forcing term); ``None`` or anything
+        below :data:`CG_RTOL`: :data:`CG_RTOL`. The dense blocks are always solved exactly."""
         rhs = np.asarray(rhs, dtype=np.float64)
+        rtol = CG_RTOL if rtol is None else max(float(rtol), CG_RTOL)
         w = np.asarray(w, dtype=np.float64)
         out = np.empty(self.n)
         for B, m, coords, cpos, pairs, idx4, diag in self._batches:
@@ -352,10 +433,10 @@ class LaplacianRidge:
         if self._cg is not None:
             cg = self._cg
             out[cg["coords"]] = self._conjugate_gradients(w if cg["pairs"] is None else w[cg["pairs"]], lam,
-                                                          rhs[cg["coords"]])
+                                                          rhs[cg["coords"]], rtol)
         return out
 
-    def _conjugate_gradients(self, w, lam, b):
+    def _conjugate_gradients(self, w, lam, b, rtol):
         cg = self._cg
         U, comp, K = cg["U"], cg["comp"], cg["K"]
         ns = b.size
@@ -367,48 +448,106 @@ class LaplacianRidge:
         del W
         dinv = 1.0 / diag
 
-        if K == 1:
-            def dot(u, v):
-                return np.array([u @ v])
-
-            def spread(s):
-                return s[0]
-        else:
-            def dot(u, v):
-                return np.bincount(comp, weights=u * v, minlength=K)
-
-            def spread(s):
-                return s[comp]
-
-        x = np.zeros(ns)
-        q = np.empty(ns)
-        r = b.copy()
-        z = r * dinv
-        p = z.copy()
-        rz = dot(r, z)
-        tol2 = (CG_RTOL * CG_RTOL) * dot(b, b)
-        rr = dot(r, r)
-        active = rr > tol2
-        it = 0
-        while active.any() and it < CG_MAX_ITER:
-            _kernels.sym_upper_matvec(U.indptr, U.indices, U.data, diag, p, q)
-            pq = dot(p, q)
-            alpha = np.where(active, rz / np.where(active, pq, 1.0), 0.0)
-            x += spread(alpha) * p
-            r -= spread(alpha) * q
-            rr = dot(r, r)
-            active &= rr > tol2
-            np.multiply(r, dinv, out=z)
-            rz_new = dot(r, z)
-            beta = np.where(active, rz_new / np.where(active, rz, 1.0), 0.0)
-            p *= spread(beta)
-            p += z
-            rz = rz_new
-            it += 1
+        tol2 = (rtol * rtol) * np.bincount(comp, weights=b * b, minlength=K)
+        x = np.empty(ns)
+        rr = np.empty(K)
+        it = _cg_kernel(U.indptr, U.indices, U.data, diag, dinv, comp, b, tol2, CG_MAX_ITER, x, rr)
         with np.errstate(invalid="ignore", divide="ignore"):
-            rel = np.sqrt(rr / np.where(tol2 > 0, tol2, np.inf)) * CG_RTOL
+            rel = np.sqrt(rr / np.where(tol2 > 0, tol2, np.inf)) * rtol
         self.last_cg = (it, float(np.max(rel, initial=0.0)))
+        self.cg_iterations += it
         return x
+
+
+@njit(cache=True, nogil=True, fastmath=_kernels.FASTMATH)
+def _cg_kernel(indptr, indices, data, diag, dinv, comp, b, tol2, max_iter, x, rr):
+    """Jacobi-preconditioned conjugate gradients for ``(D + U + Uᵀ) x = b`` (see
+    :class:`LaplacianRidge`) on ``K = tol2.size`` components at once (``comp[i]`` = component of
+    coordinate ``i``): per-component inner products and step lengths, component ``k`` frozen once
+    ``‖r_k‖₂² ≤ tol2[k]``. Writes ``x`` (from ``x = 0``) and the final ``rr[k] = ‖r_k‖₂²``;
+    returns the iterations. One pass for the product (``_kernels.sym_upper_matvec``), one for
+    ``pᵀq``, one for the ``x``, ``r``, ``z`` updates with ``‖r‖²`` and ``rᵀz``, one for ``p``;
+    serial, sums in index order: the same bits for any thread count."""
+    ns = b.shape[0]
+    K = tol2.shape[0]
+    r = b.copy()
+    z = np.empty(ns)
+    p = np.empty(ns)
+    q = np.empty(ns)
+    rz = np.zeros(K)
+    rzn = np.zeros(K)
+    pq = np.zeros(K)
+    alpha = np.zeros(K)
+    beta = np.zeros(K)
+    active = np.zeros(K, dtype=np.bool_)
+    rr[:] = 0.0
+    for i in range(ns):
+        x[i] = 0.0
+        zi = r[i] * dinv[i]
+        z[i] = zi
+        p[i] = zi
+        rz[comp[i]] += r[i] * zi
+        rr[comp[i]] += r[i] * r[i]
+    n_active = 0
+    for k in range(K):
+        active[k] = rr[k] > tol2[k]
+        n_active += active[k]
+    it = 0
+    while n_active > 0 and it < max_iter:
+        _kernels.sym_upper_matvec(indptr, indices, data, diag, p, q)
+        if K == 1:
+            s = 0.0
+            for i in range(ns):
+                s += p[i] * q[i]
+            pq[0] = s
+        else:
+            pq[:] = 0.0
+            for i in range(ns):
+                pq[comp[i]] += p[i] * q[i]
+        for k in range(K):
+            alpha[k] = rz[k] / pq[k] if active[k] else 0.0
+        if K == 1:
+            a = alpha[0]
+            s_rr = 0.0
+            s_rz = 0.0
+            for i in range(ns):
+                x[i] += a * p[i]
+                ri = r[i] - a * q[i]
+                r[i] = ri
+                zi = ri * dinv[i]
+                z[i] = zi
+                s_rr += ri * ri
+                s_rz += ri * zi
+            rr[0] = s_rr
+            rzn[0] = s_rz
+        else:
+            rr[:] = 0.0
+            rzn[:] = 0.0
+            for i in range(ns):
+                k = comp[i]
+                a = alpha[k]
+                x[i] += a * p[i]
+                ri = r[i] - a * q[i]
+                r[i] = ri
+                zi = ri * dinv[i]
+                z[i] = zi
+                rr[k] += ri * ri
+                rzn[k] += ri * zi
+        n_active = 0
+        for k in range(K):
+            active[k] = active[k] and rr[k] > tol2[k]
+            beta[k] = rzn[k] / rz[k] if active[k] else 0.0
+            rz[k] = rzn[k]
+            n_active += active[k]
+        if K == 1:
+            bt = beta[0]
+            for i in range(ns):
+                p[i] = z[i] + bt * p[i]
+        else:
+            for i in range(ns):
+                p[i] = z[i] + beta[comp[i]] * p[i]
+        it += 1
+    return it
 
 
 def converged(grad_norm: float, n: float) -> bool:

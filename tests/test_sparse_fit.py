@@ -244,3 +244,71 @@ def test_pair_laplacian_times_is_the_dense_laplacian_product():
     _kernels.pair_laplacian_times(a, b, w, phi, out)
     L = naive.laplacian_ridge_matrix(n, a, b, w, 0.0)
     assert np.abs(out - L @ phi).max() <= 1e-12
+
+
+# -- inexact Newton on the conjugate-gradient path -------------------------------------------
+def bt_ridge_objective(a, b, count, lam):
+    """``F(v) = −Σ_k c_k log σ(v_a − v_b) + (λ/2)‖v‖²`` and its gradient, in plain numpy."""
+    def fun(v):
+        d = v[a] - v[b]
+        s = 0.5 * (1.0 - np.tanh(0.5 * d))  # σ(−d)
+        g = lam * v
+        np.add.at(g, a, -count * s)
+        np.add.at(g, b, count * s)
+        return float(count @ np.logaddexp(0.0, -d) + 0.5 * lam * v @ v), g
+
+    def weights(v):
+        d = v[a] - v[b]
+        return count * 0.25 / np.cosh(0.5 * d) ** 2  # c σ(d) σ(−d)
+    return fun, weights
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_inexact_newton_on_cg_path_reaches_the_exact_optimum(seed):
+    """Random pair graphs with components, repeated and reversed pairs, self-pairs and an
+    isolated block: Newton with forcing-term conjugate gradients (every component on the CG
+    path) lands on the optimum of exact Newton with dense solves of the loop-built matrix, to
+    1e-10; the loose solves really ran, tightened, and stopped at the residual asked for."""
+    block, a, b, rng = random_pair_graph(seed)
+    n = block.size
+    lam = [0.37, 1e-2, 1e-3][seed]
+    count = rng.integers(1, 6, a.size).astype(np.float64) * 3.0
+    fun, weights = bt_ridge_objective(a, b, count, lam)
+    gtol = _solve.NEWTON_RTOL * count.sum()
+    exact = _solve.newton(fun, lambda v, g: np.linalg.solve(naive.laplacian_ridge_matrix(n, a, b, weights(v), lam), g),
+                          np.zeros(n), gtol)
+    lap = LaplacianRidge(block, a, b, dense_max=0)
+    seen = []
+
+    def solve(v, g, rtol):
+        u = lap.solve(weights(v), lam, g, rtol)
+        resid = g - naive.laplacian_ridge_matrix(n, a, b, weights(v), lam) @ u
+        seen.append((rtol, float(np.linalg.norm(resid) / np.linalg.norm(g))))
+        return u
+    res = _solve.newton(fun, solve, np.zeros(n), gtol, inexact=True, hess_min=lam)
+    for r in (exact, res):
+        assert r.status == "gtol" and r.grad_norm <= gtol
+    np.testing.assert_allclose(res.x, exact.x, rtol=0, atol=1e-10 * max(1.0, np.abs(exact.x).max()))
+    loose = [(rt, got) for rt, got in seen if rt is not None]
+    assert res.nsolve_loose == len(loose) >= 3 and loose[0][0] == _solve.FORCING_MAX
+    assert min(rt for rt, _ in loose) < 1e-2
+    for rt, got in seen:  # each solve met its residual target (components: ≤ per component, so overall)
+        assert got <= (rt if rt is not None else _solve.CG_RTOL) * (1 + 1e-6) + 1e-15
+
+
+def test_laplacian_solve_rtol_loosens_cg_and_is_floored_at_cg_rtol():
+    block, a, b, rng = random_pair_graph(5)
+    n, lam = block.size, 1e-2
+    w = rng.uniform(0.0, 3.0, a.size)
+    rhs = rng.standard_normal(n)
+    A = naive.laplacian_ridge_matrix(n, a, b, w, lam)
+    lap = LaplacianRidge(block, a, b, dense_max=0)
+    tight = lap.solve(w, lam, rhs)
+    it_tight = lap.last_cg[0]
+    loose = lap.solve(w, lam, rhs, 1e-3)
+    it_loose = lap.last_cg[0]
+    assert np.linalg.norm(rhs - A @ loose) <= 1e-3 * np.linalg.norm(rhs)
+    assert np.linalg.norm(rhs - A @ tight) <= _solve.CG_RTOL * np.linalg.norm(rhs) * 10
+    assert it_loose < it_tight and np.abs(loose - tight).max() > 1e-12  # it really stopped early
+    np.testing.assert_array_equal(lap.solve(w, lam, rhs, 1e-20), tight)  # below CG_RTOL: CG_RTOL
+    assert lap.cg_iterations == 2 * it_tight + it_loose

@@ -60,9 +60,10 @@ Solvers and well-posedness rules
   block diagonal over the connected components of the pair graph (a refinement of the
   prompts); prompts and components of at most ``DENSE_MAX`` (a few hundred, the measured
   crossover) touched completions are dense Cholesky/LU solves, larger components
-  Jacobi-preconditioned conjugate gradients on a sparse (CSR) matrix to a relative residual of
-  1e-13 — Newton stays exact because its stopping rule reads the exactly evaluated gradient,
-  never the step. Untouched completions get no matrix row (their Newton component is the
+  Jacobi-preconditioned conjugate gradients on a sparse (CSR) matrix (DPO and reward MLE: to
+  an inexact-Newton forcing term, then as tightly as the stop test needs; IPO: to a relative
+  residual of 1e-13) — Newton stays exact because its stopping rule reads the exactly evaluated
+  gradient and bounds the exact step, never trusting a loose one. Untouched completions get no matrix row (their Newton component is the
   closed form ``g/λ`` for DPO and IPO, and they are not variables of the reward MLE), and each
   objective/gradient evaluation is ``O(pairs + P·T)``: a fit needs ``O(P·T + distinct pairs)``
   memory (``benchmarks/bench_fit_scale.py``: ``T = 2^20`` with ``10^7`` pairs).
@@ -151,16 +152,17 @@ def _logit_newton_solve(c: PairCounts, weights, lam: float, scale2: float, flat=
     """``solve(z, g)`` for :func:`newton` on a tabular logit problem with ``−∇²_z =
     scale2·(L_w + λC)``, ``w = weights(z)``: on ``1⊥`` (the gradient's per-prompt mean is
     removed first, and the step's afterwards) ``(L_w + λI)⁻¹`` on each prompt's touched
-    block, ``1/λ`` elsewhere."""
+    block, ``1/λ`` elsewhere; ``rtol``: the inexact-Newton forcing term for
+    :meth:`LaplacianRidge.solve`."""
     sp = c.space
     cov, _, _, lap = _touched_system(c, flat)
 
-    def solve(zflat, g):
+    def solve(zflat, g, rtol=None):
         g = g.reshape(sp.shape)
         g = (g - g.mean(axis=1, keepdims=True)).ravel()
         u = g / lam
         if cov.size:
-            u[cov] = lap.solve(weights(zflat), lam, g[cov])
+            u[cov] = lap.solve(weights(zflat), lam, g[cov], rtol)
         u = u.reshape(sp.shape)
         return (u - u.mean(axis=1, keepdims=True)).ravel() / scale2  # rounding leaks into 1: drop it
 
@@ -348,14 +350,14 @@ def reward_mle(data, reward_class, *, l2: float | None = None) -> FitResult:
         def bmean(u):  # per-prompt mean over the touched coordinates
             return (np.bincount(blk, u, minlength=sp.P) / size)[blk]
 
-        def solve(v, g):  # −∇² = L_w + λI, w from the margins v(y⁺) − v(y⁻)
+        def solve(v, g, rtol=None):  # −∇² = L_w + λI, w from the margins v(y⁺) − v(y⁻)
             # per-prompt constants have curvature λ only; their Newton component is exactly the
             # current mean v̄ (the Bradley–Terry gradient sums to 0 in a prompt, so ḡ = λv̄):
             # take it as v̄, not as ḡ/λ, which would amplify rounding in ḡ by 1/λ
-            u = lap.solve(_bt_weights(v[pos] - v[neg_], c.count), l2, g - bmean(g))
+            u = lap.solve(_bt_weights(v[pos] - v[neg_], c.count), l2, g - bmean(g), rtol)
             return u - bmean(u) + bmean(v)
 
-        res = newton(neg, solve, np.zeros(cov.size), _gtol(c))
+        res = newton(neg, solve, np.zeros(cov.size), _gtol(c), inexact=True, hess_min=l2)
         r = np.zeros(sp.P * sp.T)
         r[cov] = res.x
         return FitResult("reward_mle", -res.fun, reward=r.reshape(sp.shape),
@@ -479,7 +481,7 @@ def dpo(data, policy_class, ref: Policy, beta: float, *, l2: float | None = None
         # −∇²_z = β²(L_w + λC), w from the reward margins f(y⁺) − f(y⁻) = β(z(y⁺) − z(y⁻))
         solve = _logit_newton_solve(c, lambda z: _bt_weights(beta * (z[pos] - z[neg_]), c.count), l2, beta * beta,
                                     (pos, neg_))
-        res = newton(neg, solve, np.zeros(sp.P * sp.T), _gtol(c))
+        res = newton(neg, solve, np.zeros(sp.P * sp.T), _gtol(c), inexact=True, hess_min=beta * beta * l2)
         s = lr + res.x.reshape(sp.shape)
         pol = Policy(sp, s - logsumexp_rows(s)[:, None])
         return FitResult("dpo", -res.fun, policy=pol, reward=beta * (pol.logp - lr),

@@ -296,11 +296,11 @@ class ThreadUnitExecutor(Executor):
                         done.put(e)
                         return
 
-        from .._solve import _blas_one_thread
+        from .._solve import blas_one_thread
         # BLAS on one thread for the whole map, not only inside each fit: threadpoolctl's limit is
         # process-wide, and one unit leaving its fit's limit would otherwise lift it for another
         # unit still fitting (multi-threaded BLAS may sum in another order: other bits)
-        with _kernels.serial_kernels(), _blas_one_thread():
+        with _kernels.serial_kernels(), blas_one_thread():
             threads = [threading.Thread(target=work, name=f"genver-unit-{i}", daemon=True)
                        for i in range(min(self.workers, len(by_seed)))]
             for t in threads:
