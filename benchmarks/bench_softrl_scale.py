@@ -193,7 +193,7 @@ def bench_metrics(reps, max_log2T):
             "kl_to_reference": lambda: kl(pol, ref),
             "suboptimality": lambda: M.suboptimality(pol, r, ref, beta, optimal=opt),
             "expected_reward": lambda: expected_reward(pol, r),
-            "win_rate": lambda: M.win_rate(pol, ref, r, levels=levels),
+            "win_rate": lambda: M.win_rate(pol, r, ref, levels=levels),
         }
         ts = interleaved(fns, reps)
         res = {k: {**stats(v), "vs_copy": float(np.median(v) / np.median(ts["copy_logp"]))} for k, v in ts.items()}

@@ -223,42 +223,6 @@ def grouped_win_rate(vals_a, mass_a, vals_b, mass_b, starts_a, starts_b, out):
     k(vals_a, mass_a, vals_b, mass_b, starts_a, starts_b, out)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH_ORDERED)
-def _expected_bt_loglik_prompt(p, r_model, r_true, mu, out):
-    T = r_model.shape[1]
-    s = 0.0
-    for i in range(T):
-        if mu[p, i] == 0.0:
-            continue
-        inner = 0.0
-        for j in range(T):
-            d = r_model[p, i] - r_model[p, j]
-            dt = r_true[p, i] - r_true[p, j]
-            inner += mu[p, j] * (sigmoid(dt) * log_sigmoid(d) + sigmoid(-dt) * log_sigmoid(-d))
-        s += mu[p, i] * inner
-    out[p] = s
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH, parallel=True)
-def _expected_bt_loglik_par(r_model, r_true, mu, out):
-    for p in prange(r_model.shape[0]):
-        _expected_bt_loglik_prompt(p, r_model, r_true, mu, out)
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _expected_bt_loglik_ser(r_model, r_true, mu, out):
-    for p in range(r_model.shape[0]):
-        _expected_bt_loglik_prompt(p, r_model, r_true, mu, out)
-
-
-def expected_bt_loglik(r_model, r_true, mu, out):
-    """Per prompt: Σ_{y1,y2} μ1 μ2 [σ(r*1−r*2) log σ(r1−r2) + σ(r*2−r*1) log σ(r2−r1)]
-    (serial when ``P·T²`` is below ``_PARALLEL_MIN_WORK``)."""
-    P, T = r_model.shape
-    k = _expected_bt_loglik_par if _parallel(P * T * T) else _expected_bt_loglik_ser
-    k(r_model, r_true, mu, out)
-
-
 # -- vectorisable log-sigmoid ------------------------------------------------------------
 # libm's exp/log1p are opaque calls that LLVM cannot vectorise (numba ships no SVML here), so
 # the stream kernel evaluates log σ(z) = min(z, 0) − log1p(e^{−|z|}) with polynomials in two
@@ -1020,3 +984,122 @@ def class_bt_loglik_exact(scores, members, pos, neg, offset, count, scale, out):
         for j in range(pos.shape[0]):
             s += count[j] * log_sigmoid(scale * (scores[k, pos[j]] - scores[k, neg[j]]) + offset[j])
         out[i] = s
+
+
+# -- exact metrics at scale: level masses, grouped Bradley–Terry likelihood, token conditionals --
+@njit(cache=True, nogil=True)
+def level_mass_add(level, w, mass):
+    """``mass[level[i]] += w[i]`` for ``i`` in order (``np.bincount(level, weights=w)`` added
+    into ``mass``, the same bits: each level's terms are summed in index order)."""
+    for i in range(level.shape[0]):
+        mass[level[i]] += w[i]
+
+
+@njit(cache=True, nogil=True)
+def first_appearance_order(inv, K, rank_out):
+    """For the level index ``inv[y] ∈ [0, K)`` of every ``y``: ``rank_out[k]`` = the rank of
+    level ``k`` when the levels are ordered by their first ``y``; returns the first ``y`` of
+    each level in that order (length ``K``)."""
+    first = np.full(K, -1, np.int64)
+    n = 0
+    for y in range(inv.shape[0]):
+        k = inv[y]
+        if first[k] < 0:
+            first[k] = y
+            rank_out[k] = n
+            n += 1
+    out = np.empty(K, np.int64)
+    for k in range(K):
+        out[rank_out[k]] = first[k]
+    return out
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH_ORDERED)
+def _grouped_bt_loglik_prompt(p, r_model, r_true, mass, starts, out):
+    s = 0.0
+    for i in range(starts[p], starts[p + 1]):
+        if mass[i] == 0.0:
+            continue
+        inner = 0.0
+        for j in range(starts[p], starts[p + 1]):
+            d = r_model[i] - r_model[j]
+            dt = r_true[i] - r_true[j]
+            inner += mass[j] * (sigmoid(dt) * log_sigmoid(d) + sigmoid(-dt) * log_sigmoid(-d))
+        s += mass[i] * inner
+    out[p] = s
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, parallel=True)
+def _grouped_bt_loglik_par(r_model, r_true, mass, starts, out):
+    for p in prange(out.shape[0]):
+        _grouped_bt_loglik_prompt(p, r_model, r_true, mass, starts, out)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _grouped_bt_loglik_ser(r_model, r_true, mass, starts, out):
+    for p in range(out.shape[0]):
+        _grouped_bt_loglik_prompt(p, r_model, r_true, mass, starts, out)
+
+
+def grouped_bt_loglik(r_model, r_true, mass, starts, work, out):
+    """Per prompt p: ``Σ_{g,h} M_g M_h [σ(r*_g − r*_h) log σ(r_g − r_h) + σ(r*_h − r*_g) log σ(r_h −
+    r_g)]`` over the prompt's segment ``[starts[p], starts[p+1])`` of groups (joint values
+    ``(r_g, r*_g)`` and μ-masses ``M_g``, flat over prompts); groups of mass 0 are skipped in the
+    outer sum. ``work`` = ``Σ_p K_p²`` picks the serial driver below ``_PARALLEL_MIN_WORK``.
+    With one completion per group, in completion order, this is term for term the ungrouped
+    ``O(T²)`` double sum."""
+    k = _grouped_bt_loglik_par if _parallel(work) else _grouped_bt_loglik_ser
+    k(r_model, r_true, mass, starts, out)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH_ORDERED)
+def _token_cond_prompt(p, logp, V, H, logV, buf, cond_out):
+    """Prefix marginals bottom-up (``buf`` holds depth ``h+1``'s, overwritten in place by depth
+    ``h``'s: node ``j`` reads entries ``jV … jV+V−1 ≥ j``) and ``log π(a|s) = M(s·a) − M(s)``."""
+    n_child = V**H
+    src = logp[p]
+    for h in range(H - 1, -1, -1):
+        n = n_child // V
+        off = (V**h - 1) // (V - 1)
+        for j in range(n):
+            m = -np.inf
+            for a in range(V):
+                m = max(m, src[j * V + a])
+            ms = m if np.isfinite(m) else 0.0
+            s = 0.0
+            for a in range(V):
+                s += math.exp(src[j * V + a] - ms)
+            parent = math.log(s) + ms  # log 0 = −inf: every child has probability 0
+            if np.isfinite(parent):
+                for a in range(V):
+                    cond_out[p, off + j, a] = src[j * V + a] - parent
+            else:
+                for a in range(V):
+                    cond_out[p, off + j, a] = -logV
+            buf[j] = parent
+        src = buf
+        n_child = n
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, parallel=True)
+def _token_cond_par(logp, V, H, logV, cond_out):
+    for p in prange(logp.shape[0]):
+        _token_cond_prompt(p, logp, V, H, logV, np.empty(max(logp.shape[1] // V, 1)), cond_out)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _token_cond_ser(logp, V, H, logV, cond_out):
+    buf = np.empty(max(logp.shape[1] // V, 1))
+    for p in range(logp.shape[0]):
+        _token_cond_prompt(p, logp, V, H, logV, buf, cond_out)
+
+
+def token_conditionals(logp, V, H, cond_out):
+    """``cond_out`` (P, n_internal, V) ← ``log π(a|x,s)`` from sequence log-probabilities ``logp``
+    (P, T = V**H): per prompt, the prefix marginals ``M(s) = log Σ_a e^{M(s·a)}`` (``m = max_a``,
+    ``m + log Σ_a e^{M(s·a) − m}``, ``a`` in order; ``m = 0`` when every child is ``−∞``) and
+    ``M(s·a) − M(s)``, or ``−log V`` where ``M(s) = −∞``. One buffer of ``T/V`` doubles per prompt
+    (``O(T)`` memory); prompts in parallel when ``P·T ≥ _PARALLEL_MIN_WORK``, each prompt serial
+    (the same bits for any driver or thread count)."""
+    k = _token_cond_par if _parallel(logp.size) else _token_cond_ser
+    k(logp, V, H, math.log(V), cond_out)

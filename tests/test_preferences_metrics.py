@@ -225,14 +225,14 @@ def test_win_rate_vs_naive_with_ties():
     pi = Policy(sp, random_logp(rng, sp, zero_frac=0.3))
     r = rng.integers(-1, 2, size=sp.shape).astype(float)  # three values: heavy ties
     rho = np.array([0.3, 0.7])
-    assert win_rate(pi, ref, r, rho) == pytest.approx(naive.win_rate(pi.logp, ref.logp, r, rho), abs=1e-13)
+    assert win_rate(pi, r, ref, rho) == pytest.approx(naive.win_rate(pi.logp, ref.logp, r, rho), abs=1e-13)
     r2 = rng.normal(size=sp.shape)
-    assert win_rate(pi, ref, r2) == pytest.approx(naive.win_rate(pi.logp, ref.logp, r2), abs=1e-13)
-    assert win_rate(ref, ref, r2) == pytest.approx(0.5, abs=1e-13)
-    assert win_rate(pi, ref, np.full(sp.shape, 3.0)) == pytest.approx(0.5, abs=1e-13)
+    assert win_rate(pi, r2, ref) == pytest.approx(naive.win_rate(pi.logp, ref.logp, r2), abs=1e-13)
+    assert win_rate(ref, r2, ref) == pytest.approx(0.5, abs=1e-13)
+    assert win_rate(pi, np.full(sp.shape, 3.0), ref) == pytest.approx(0.5, abs=1e-13)
     # hand case: pi on y=1, ref uniform on {0,1}, r = (0, ln 3) -> 0.5*0.75 + 0.5*0.5
     sp1 = TreeSpace(1, 2, 1)
-    assert win_rate(Policy.from_probs(sp1, [[0.0, 1.0]]), uniform_policy(sp1), [[0.0, math.log(3.0)]]) \
+    assert win_rate(Policy.from_probs(sp1, [[0.0, 1.0]]), [[0.0, math.log(3.0)]], uniform_policy(sp1)) \
         == pytest.approx(0.625, rel=1e-14)
 
 

@@ -57,7 +57,7 @@ def test_additive_world_at_a_million_completions_matches_closed_forms():
     pb = naive.factorised_count_pmf(ref_pos[rewarded], 1)
     k = np.arange(pa.size)
     want_wr = float(pa @ (1.0 / (1.0 + np.exp(-(k[:, None] - k[None, :])))) @ pb)
-    assert win_rate(opt, ref, r, levels=reward_levels(r, ref)) == pytest.approx(want_wr, rel=1e-12)
+    assert win_rate(opt, r, ref, levels=reward_levels(r, ref)) == pytest.approx(want_wr, rel=1e-12)
 
 
 @pytest.mark.parametrize("P,V,H", [(2, 2, 5), (2, 3, 4), (1, 4, 3), (3, 2, 7)])
