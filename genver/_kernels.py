@@ -996,22 +996,23 @@ def level_mass_add(level, w, mass):
 
 
 @njit(cache=True, nogil=True)
-def first_appearance_order(inv, K, rank_out):
-    """For the level index ``inv[y] ∈ [0, K)`` of every ``y``: ``rank_out[k]`` = the rank of
-    level ``k`` when the levels are ordered by their first ``y``; returns the first ``y`` of
-    each level in that order (length ``K``)."""
-    first = np.full(K, -1, np.int64)
+def first_appearance_groups(code, n_codes, gid_out):
+    """Groups of equal ``code[y] ∈ [0, n_codes)`` numbered in order of first appearance:
+    ``gid_out[y]`` = the group of ``y``; returns each group's first ``y`` (one pass, a table of
+    ``n_codes`` entries)."""
+    rank = np.full(n_codes, -1, np.int64)
+    first = np.empty(min(n_codes, code.shape[0]), np.int64)
     n = 0
-    for y in range(inv.shape[0]):
-        k = inv[y]
-        if first[k] < 0:
-            first[k] = y
-            rank_out[k] = n
+    for y in range(code.shape[0]):
+        c = code[y]
+        g = rank[c]
+        if g < 0:
+            g = n
+            rank[c] = n
+            first[n] = y
             n += 1
-    out = np.empty(K, np.int64)
-    for k in range(K):
-        out[rank_out[k]] = first[k]
-    return out
+        gid_out[y] = g
+    return first[:n]
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH_ORDERED)

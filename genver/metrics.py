@@ -215,16 +215,25 @@ def heldout_bt_loglik(reward, data: Preferences) -> float:
 
 def _joint_groups(rm: np.ndarray, rt: np.ndarray, logmu: np.ndarray):
     """One prompt's groups of completions with ``μ > 0`` and equal ``(r, r*)``, in order of
-    first appearance: ``(r_g, r*_g, M_g)`` with ``M_g = Σ_{y ∈ g} μ(y)`` in completion order."""
-    keep = np.flatnonzero(logmu > -np.inf)
-    rm, rt, logmu = rm[keep], rt[keep], logmu[keep]
+    first appearance: ``(r_g, r*_g, M_g)`` with ``M_g = Σ_{y ∈ g} μ(y)`` in completion order.
+    The joint value's index ``code = i*·U + i`` (``i``, ``i*``: the levels of ``r`` and ``r*``,
+    ``U`` of them for ``r``) numbers the groups in one pass when ``U·U* ≤ 4T``; otherwise the
+    codes are first compressed to their distinct values (one more sort)."""
+    if not np.isfinite(logmu).all():
+        keep = np.flatnonzero(logmu > -np.inf)
+        rm, rt, logmu = rm[keep], rt[keep], logmu[keep]
     um, im = _row_levels(rm)
-    ut, it = _row_levels(rt)
-    code = it * um.size + im  # the joint value's index; < T² ≤ 2**62 (TreeSpace's bound)
-    uc, inv = _row_levels(code)
-    rank = np.empty(uc.size, dtype=np.int64)
-    first = _kernels.first_appearance_order(inv, uc.size, rank)
-    return rm[first], rt[first], _level_mass(rank[inv], logmu, uc.size)
+    ut, code = _row_levels(rt)
+    code *= um.size
+    code += im  # < T² ≤ 2**62 (TreeSpace's bound)
+    del im
+    n_codes = um.size * ut.size
+    if n_codes > 4 * code.size:
+        uc, code = _row_levels(code)
+        n_codes = uc.size
+    gid = np.empty(code.size, dtype=np.int64)
+    first = _kernels.first_appearance_groups(code, n_codes, gid)
+    return rm[first], rt[first], _level_mass(gid, logmu, first.size)
 
 
 def expected_bt_loglik(reward, reward_true, sampler: Policy, prompt_weights=None) -> float:
