@@ -1104,3 +1104,26 @@ def token_conditionals(logp, V, H, cond_out):
     (the same bits for any driver or thread count)."""
     k = _token_cond_par if _parallel(logp.size) else _token_cond_ser
     k(logp, V, H, math.log(V), cond_out)
+
+
+@njit(cache=True, nogil=True)
+def level_index(u, row, offset, out):
+    """``out[y] = offset + i`` with ``u[i] = row[y]`` for sorted distinct ``u`` holding every value
+    of ``row`` (``np.searchsorted(u, row) + offset``): a branch-free binary search whose halving
+    steps depend on ``len(u)`` only, run on 16 entries at a time so the searches overlap."""
+    n = u.shape[0]
+    T = row.shape[0]
+    B = 16
+    lo = np.zeros(B, np.int64)
+    for y0 in range(0, T, B):
+        m = min(B, T - y0)
+        for k in range(m):
+            lo[k] = 0
+        length = n
+        while length > 1:
+            half = length >> 1
+            for k in range(m):
+                lo[k] += half * (u[lo[k] + half] <= row[y0 + k])
+            length -= half
+        for k in range(m):
+            out[y0 + k] = lo[k] + offset

@@ -85,11 +85,14 @@ def _level_mass(level: np.ndarray, logp: np.ndarray, n_levels: int) -> np.ndarra
     return mass
 
 
-def _row_levels(row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(u, inv)``: the sorted distinct values of ``row`` and each entry's index in them
-    (``np.unique(row, return_inverse=True)``, by one sort and a binary search per entry)."""
+def _row_levels(row: np.ndarray, out: np.ndarray | None = None, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``(u, offset + inv)``: the sorted distinct values of ``row`` and each entry's index in them
+    (``np.unique(row, return_inverse=True)``, by one sort and a binary search per entry,
+    :func:`genver._kernels.level_index`), the indices written into ``out`` when given."""
     u = np.unique(row)
-    return u, np.searchsorted(u, row)
+    out = np.empty(row.size, dtype=np.int64) if out is None else out
+    _kernels.level_index(u, np.ascontiguousarray(row), offset, out)
+    return u, out
 
 
 def _opt_logp(reward, ref: Policy, beta):
@@ -161,8 +164,7 @@ def reward_levels(reward, ref: Policy) -> RewardLevels:
     vals, starts = [], [0]
     level = np.empty(sp.P * sp.T, dtype=np.int64)
     for x in range(sp.P):
-        u, inv = _row_levels(r[x])
-        np.add(inv, starts[-1], out=level[x * sp.T : (x + 1) * sp.T])
+        u, _ = _row_levels(r[x], level[x * sp.T : (x + 1) * sp.T], starts[-1])
         vals.append(u)
         starts.append(starts[-1] + u.size)
     values = np.concatenate(vals)

@@ -197,3 +197,16 @@ def test_level_masses_block_by_block_are_bitwise_bincount():
         s = lv.starts[x]
         np.testing.assert_array_equal(lv.values[s : lv.starts[x + 1]], u)
         np.testing.assert_array_equal(lv.level[x * sp.T : (x + 1) * sp.T], inv + s)
+
+
+@pytest.mark.parametrize("n_levels", [1, 2, 3, 17, 1000])
+def test_level_index_is_searchsorted(n_levels):
+    """The branch-free binary search of the reward levels: ``np.searchsorted`` on every entry
+    (lengths not a multiple of its block of 16; one level; repeated values)."""
+    rng = np.random.default_rng(n_levels)
+    u = np.unique(rng.normal(size=n_levels))
+    for size in (1, 15, 16, 33, 4099):
+        row = u[rng.integers(0, u.size, size)]
+        out = np.empty(size, dtype=np.int64)
+        _kernels.level_index(u, row, 7, out)
+        np.testing.assert_array_equal(out, np.searchsorted(u, row) + 7)
