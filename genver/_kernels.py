@@ -44,6 +44,12 @@ Math
   probabilities and KL terms do not depend on ``r`` and are computed once per (class,
   reference).
 * Distractors ``π*_{r_k}``: ``log π_ref + r_k/β`` minus its per-prompt log-sum-exp.
+* Exact metrics at scale: level masses ``a_i = Σ_{y: level(y) = i} w_y`` in completion order
+  (:func:`level_mass_add`, as ``np.bincount``); each completion's level by a branch-free binary
+  search (:func:`level_index`); the expected Bradley–Terry log-likelihood over groups of equal
+  ``(r, r*)`` numbered by first appearance (:func:`first_appearance_groups`,
+  :func:`grouped_bt_loglik`); token conditionals ``log π(a|s) = M(s·a) − M(s)`` from the prefix
+  marginals ``M(s) = log Σ_a e^{M(s·a)}``, bottom-up per prompt (:func:`token_conditionals`).
 """
 from __future__ import annotations
 
