@@ -17,10 +17,11 @@ Run by hand (never in CI):  python benchmarks/bench_softrl_scale.py [--reps 7] [
   (float64, CPU) ÷ the kernel, at every size above. Target ≥ 1.5. Reported as missing (not a
   crash) when jax is not installed (``pip install 'genver[bench]'``).
 * Metrics (P = 1, V = 2, H = 20 and 24): J_β, KL(π̂‖π_ref), suboptimality (π* given), win rate
-  (reward levels given; building them is timed apart), expected reward, each against a copy
-  of the policy's log-probabilities (T doubles), with the peak memory each adds (VmHWM, reset
-  through /proc/self/clear_refs). The expected Bradley–Terry log-likelihood is O(T²) per
-  prompt and refuses these sizes (``MAX_PAIR_WORK``); that is reported.
+  (reward levels given), building the reward levels, expected reward, the expected
+  Bradley–Terry log-likelihood (``r = r*``: as many joint values as reward levels, ~1,000),
+  ``Policy.cond`` from the sequence log-probabilities (and ``policy_cond_numpy``, the per-depth
+  numpy version it replaced), each against a copy of the policy's log-probabilities (T
+  doubles), with the peak memory each adds (VmHWM, reset through /proc/self/clear_refs).
 
 Each timing: median [min, max] of ``--reps`` runs after a warm-up, contenders timed in turns
 (``bench_perf.interleaved``); ratios' min/max are (min baseline ÷ max genver, max ÷ min). The
@@ -38,7 +39,7 @@ import numpy as np
 
 from genver import _kernels
 from genver import metrics as M
-from genver.policy import random_policy
+from genver.policy import Policy, logsumexp_rows, random_policy
 from genver.softrl import J_beta, expected_reward, kl, soft_optimal
 from genver.spaces import TreeSpace
 
@@ -172,6 +173,25 @@ def peak_added_mib(fn) -> float:
     return (_rss_kib("VmHWM") - before) / 1024
 
 
+def numpy_cond(pol):
+    """``Policy.cond`` before the kernel: per depth, a reshape + ``logsumexp_rows`` of the whole
+    (P, ·) level (``O(P·T)`` temporaries); the baseline of ``policy_cond``."""
+    sp = pol.space
+    P, V, H = sp.P, sp.V, sp.H
+    cond = np.empty((P, sp.n_internal, V))
+    child = pol.logp
+    for h in range(H - 1, -1, -1):
+        c = child.reshape(P, V**h, V)
+        parent = logsumexp_rows(c)
+        with np.errstate(invalid="ignore"):
+            ch = c - parent[..., None]
+        ch[~np.isfinite(parent)] = -np.log(V)
+        off = sp.offset(h)
+        cond[:, off : off + V**h, :] = ch
+        child = parent
+    return cond
+
+
 def bench_metrics(reps, max_log2T):
     out = {}
     beta = 0.5
@@ -186,6 +206,7 @@ def bench_metrics(reps, max_log2T):
         pol = random_policy(sp, 5)  # the policy evaluated (π̂)
         levels = M.reward_levels(r, ref)
         dst = np.empty_like(pol.logp)
+        bare = lambda: Policy._trusted(sp, pol.logp)  # noqa: E731  (no cached conditionals)
         fns = {
             "copy_logp": lambda: np.copyto(dst, pol.logp),
             "soft_optimal": lambda: soft_optimal(r, ref, beta),
@@ -193,20 +214,17 @@ def bench_metrics(reps, max_log2T):
             "kl_to_reference": lambda: kl(pol, ref),
             "suboptimality": lambda: M.suboptimality(pol, r, ref, beta, optimal=opt),
             "expected_reward": lambda: expected_reward(pol, r),
-            "win_rate": lambda: M.win_rate(pol, ref, r, levels=levels),
+            "win_rate": lambda: M.win_rate(pol, r, ref, levels=levels),
+            "reward_levels": lambda: M.reward_levels(r, ref),
+            "expected_bt_loglik": lambda: M.expected_bt_loglik(r, r, ref),
+            "policy_cond": lambda: bare().cond,
+            "policy_cond_numpy": lambda: numpy_cond(pol),
         }
         ts = interleaved(fns, reps)
         res = {k: {**stats(v), "vs_copy": float(np.median(v) / np.median(ts["copy_logp"]))} for k, v in ts.items()}
         for k, fn in fns.items():
             res[k]["peak_added_MiB"] = peak_added_mib(fn)
-        t0 = time.perf_counter()
-        M.reward_levels(r, ref)
-        res["reward_levels_build"] = {"median_s": time.perf_counter() - t0, "levels": int(levels.values.size)}
-        try:
-            M.expected_bt_loglik(r, r, ref)
-            res["expected_bt_loglik"] = "ran"
-        except ValueError as e:
-            res["expected_bt_loglik"] = f"refused: {e}"
+        res["reward_levels"]["levels"] = int(levels.values.size)
         out[f"T2^{H}"] = res
     return {"softrl_metrics": out}
 

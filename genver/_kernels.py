@@ -44,6 +44,12 @@ Math
   probabilities and KL terms do not depend on ``r`` and are computed once per (class,
   reference).
 * Distractors ``π*_{r_k}``: ``log π_ref + r_k/β`` minus its per-prompt log-sum-exp.
+* Exact metrics at scale: level masses ``a_i = Σ_{y: level(y) = i} w_y`` in completion order
+  (:func:`level_mass_add`, as ``np.bincount``); each completion's level by a branch-free binary
+  search (:func:`level_index`); the expected Bradley–Terry log-likelihood over groups of equal
+  ``(r, r*)`` numbered by first appearance (:func:`first_appearance_groups`,
+  :func:`grouped_bt_loglik`); token conditionals ``log π(a|s) = M(s·a) − M(s)`` from the prefix
+  marginals ``M(s) = log Σ_a e^{M(s·a)}``, bottom-up per prompt (:func:`token_conditionals`).
 """
 from __future__ import annotations
 
@@ -221,42 +227,6 @@ def grouped_win_rate(vals_a, mass_a, vals_b, mass_b, starts_a, starts_b, out):
     par = _parallel(vals_a.shape[0] * vals_b.shape[0] // max(out.shape[0], 1))  # ≈ P · Σ_p n_a n_b / P
     k = _grouped_win_rate_par if par else _grouped_win_rate_ser
     k(vals_a, mass_a, vals_b, mass_b, starts_a, starts_b, out)
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH_ORDERED)
-def _expected_bt_loglik_prompt(p, r_model, r_true, mu, out):
-    T = r_model.shape[1]
-    s = 0.0
-    for i in range(T):
-        if mu[p, i] == 0.0:
-            continue
-        inner = 0.0
-        for j in range(T):
-            d = r_model[p, i] - r_model[p, j]
-            dt = r_true[p, i] - r_true[p, j]
-            inner += mu[p, j] * (sigmoid(dt) * log_sigmoid(d) + sigmoid(-dt) * log_sigmoid(-d))
-        s += mu[p, i] * inner
-    out[p] = s
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH, parallel=True)
-def _expected_bt_loglik_par(r_model, r_true, mu, out):
-    for p in prange(r_model.shape[0]):
-        _expected_bt_loglik_prompt(p, r_model, r_true, mu, out)
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _expected_bt_loglik_ser(r_model, r_true, mu, out):
-    for p in range(r_model.shape[0]):
-        _expected_bt_loglik_prompt(p, r_model, r_true, mu, out)
-
-
-def expected_bt_loglik(r_model, r_true, mu, out):
-    """Per prompt: Σ_{y1,y2} μ1 μ2 [σ(r*1−r*2) log σ(r1−r2) + σ(r*2−r*1) log σ(r2−r1)]
-    (serial when ``P·T²`` is below ``_PARALLEL_MIN_WORK``)."""
-    P, T = r_model.shape
-    k = _expected_bt_loglik_par if _parallel(P * T * T) else _expected_bt_loglik_ser
-    k(r_model, r_true, mu, out)
 
 
 # -- vectorisable log-sigmoid ------------------------------------------------------------
@@ -1020,3 +990,146 @@ def class_bt_loglik_exact(scores, members, pos, neg, offset, count, scale, out):
         for j in range(pos.shape[0]):
             s += count[j] * log_sigmoid(scale * (scores[k, pos[j]] - scores[k, neg[j]]) + offset[j])
         out[i] = s
+
+
+# -- exact metrics at scale: level masses, grouped Bradley–Terry likelihood, token conditionals --
+@njit(cache=True, nogil=True)
+def level_mass_add(level, w, mass):
+    """``mass[level[i]] += w[i]`` for ``i`` in order (``np.bincount(level, weights=w)`` added
+    into ``mass``, the same bits: each level's terms are summed in index order)."""
+    for i in range(level.shape[0]):
+        mass[level[i]] += w[i]
+
+
+@njit(cache=True, nogil=True)
+def first_appearance_groups(code, n_codes, gid_out):
+    """Groups of equal ``code[y] ∈ [0, n_codes)`` numbered in order of first appearance:
+    ``gid_out[y]`` = the group of ``y``; returns each group's first ``y`` (one pass, a table of
+    ``n_codes`` entries)."""
+    rank = np.full(n_codes, -1, np.int64)
+    first = np.empty(min(n_codes, code.shape[0]), np.int64)
+    n = 0
+    for y in range(code.shape[0]):
+        c = code[y]
+        g = rank[c]
+        if g < 0:
+            g = n
+            rank[c] = n
+            first[n] = y
+            n += 1
+        gid_out[y] = g
+    return first[:n]
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH_ORDERED)
+def _grouped_bt_loglik_prompt(p, r_model, r_true, mass, starts, out):
+    s = 0.0
+    for i in range(starts[p], starts[p + 1]):
+        if mass[i] == 0.0:
+            continue
+        inner = 0.0
+        for j in range(starts[p], starts[p + 1]):
+            d = r_model[i] - r_model[j]
+            dt = r_true[i] - r_true[j]
+            inner += mass[j] * (sigmoid(dt) * log_sigmoid(d) + sigmoid(-dt) * log_sigmoid(-d))
+        s += mass[i] * inner
+    out[p] = s
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, parallel=True)
+def _grouped_bt_loglik_par(r_model, r_true, mass, starts, out):
+    for p in prange(out.shape[0]):
+        _grouped_bt_loglik_prompt(p, r_model, r_true, mass, starts, out)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _grouped_bt_loglik_ser(r_model, r_true, mass, starts, out):
+    for p in range(out.shape[0]):
+        _grouped_bt_loglik_prompt(p, r_model, r_true, mass, starts, out)
+
+
+def grouped_bt_loglik(r_model, r_true, mass, starts, work, out):
+    """Per prompt p: ``Σ_{g,h} M_g M_h [σ(r*_g − r*_h) log σ(r_g − r_h) + σ(r*_h − r*_g) log σ(r_h −
+    r_g)]`` over the prompt's segment ``[starts[p], starts[p+1])`` of groups (joint values
+    ``(r_g, r*_g)`` and μ-masses ``M_g``, flat over prompts); groups of mass 0 are skipped in the
+    outer sum. ``work`` = ``Σ_p K_p²`` picks the serial driver below ``_PARALLEL_MIN_WORK``.
+    With one completion per group, in completion order, this is term for term the ungrouped
+    ``O(T²)`` double sum."""
+    k = _grouped_bt_loglik_par if _parallel(work) else _grouped_bt_loglik_ser
+    k(r_model, r_true, mass, starts, out)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH_ORDERED)
+def _token_cond_prompt(p, logp, V, H, logV, buf, cond_out):
+    """Prefix marginals bottom-up (``buf`` holds depth ``h+1``'s, overwritten in place by depth
+    ``h``'s: node ``j`` reads entries ``jV … jV+V−1 ≥ j``) and ``log π(a|s) = M(s·a) − M(s)``."""
+    n_child = V**H
+    src = logp[p]
+    for h in range(H - 1, -1, -1):
+        n = n_child // V
+        off = (V**h - 1) // (V - 1)
+        for j in range(n):
+            m = -np.inf
+            for a in range(V):
+                m = max(m, src[j * V + a])
+            ms = m if np.isfinite(m) else 0.0
+            s = 0.0
+            for a in range(V):
+                s += math.exp(src[j * V + a] - ms)
+            parent = math.log(s) + ms  # log 0 = −inf: every child has probability 0
+            if np.isfinite(parent):
+                for a in range(V):
+                    cond_out[p, off + j, a] = src[j * V + a] - parent
+            else:
+                for a in range(V):
+                    cond_out[p, off + j, a] = -logV
+            buf[j] = parent
+        src = buf
+        n_child = n
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, parallel=True)
+def _token_cond_par(logp, V, H, logV, cond_out):
+    for p in prange(logp.shape[0]):
+        _token_cond_prompt(p, logp, V, H, logV, np.empty(max(logp.shape[1] // V, 1)), cond_out)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _token_cond_ser(logp, V, H, logV, cond_out):
+    buf = np.empty(max(logp.shape[1] // V, 1))
+    for p in range(logp.shape[0]):
+        _token_cond_prompt(p, logp, V, H, logV, buf, cond_out)
+
+
+def token_conditionals(logp, V, H, cond_out):
+    """``cond_out`` (P, n_internal, V) ← ``log π(a|x,s)`` from sequence log-probabilities ``logp``
+    (P, T = V**H): per prompt, the prefix marginals ``M(s) = log Σ_a e^{M(s·a)}`` (``m = max_a``,
+    ``m + log Σ_a e^{M(s·a) − m}``, ``a`` in order; ``m = 0`` when every child is ``−∞``) and
+    ``M(s·a) − M(s)``, or ``−log V`` where ``M(s) = −∞``. One buffer of ``T/V`` doubles per prompt
+    (``O(T)`` memory); prompts in parallel when ``P·T ≥ _PARALLEL_MIN_WORK``, each prompt serial
+    (the same bits for any driver or thread count)."""
+    k = _token_cond_par if _parallel(logp.size) else _token_cond_ser
+    k(logp, V, H, math.log(V), cond_out)
+
+
+@njit(cache=True, nogil=True)
+def level_index(u, row, offset, out):
+    """``out[y] = offset + i`` with ``u[i] = row[y]`` for sorted distinct ``u`` holding every value
+    of ``row`` (``np.searchsorted(u, row) + offset``): a branch-free binary search whose halving
+    steps depend on ``len(u)`` only, run on 16 entries at a time so the searches overlap."""
+    n = u.shape[0]
+    T = row.shape[0]
+    B = 16
+    lo = np.zeros(B, np.int64)
+    for y0 in range(0, T, B):
+        m = min(B, T - y0)
+        for k in range(m):
+            lo[k] = 0
+        length = n
+        while length > 1:
+            half = length >> 1
+            for k in range(m):
+                lo[k] += half * (u[lo[k] + half] <= row[y0 + k])
+            length -= half
+        for k in range(m):
+            out[y0 + k] = lo[k] + offset

@@ -16,13 +16,29 @@ All quantities are sums over every completion (no sampling):
 * Bradley–Terry log-likelihood of a reward ``r``: on held-out pairs (an estimate from data,
   mean per pair), or its exact expectation under ``μ`` with labels from ``r*``:
   ``E_x Σ_{y1,y2} μ μ [σ(Δ*) log σ(Δ) + σ(−Δ*) log σ(−Δ)]``, ``Δ = r(y1) − r(y2)``; the
-  expectation costs ``O(T²)`` per prompt and is refused above ``MAX_PAIR_WORK``.
+  double sum is exact over groups: completions with equal ``(r(x,y), r*(x,y))`` are one group
+  ``g`` with μ-mass ``M_g``, and the sum is ``Σ_{g,h} M_g M_h [σ(r*_g − r*_h) log σ(r_g − r_h) +
+  σ(r*_h − r*_g) log σ(r_h − r_g)]`` over the ``K`` distinct joint values of the prompt's
+  completions with ``μ > 0`` (``O(K²)``: the untouched completions of a tabular fit share one
+  value, feature-based rewards have few). Refused when ``Σ_x K_x² > MAX_PAIR_WORK``.
 
-Suboptimality, KL and expected reward read each ``(P, T)`` array once, prompt by prompt, in
-one fused kernel (see :mod:`genver.softrl`); memory beyond the inputs stays ``O(1)`` per prompt
-(plus π* itself when it is not passed as ``optimal``). The win rate forms the policy's
-probabilities once (one ``(P, T)`` array, ``np.exp``: its numbers are bitwise those of the
-per-call grouping, tested) before grouping them.
+Argument order, every metric: the policy (or reward) evaluated, the true reward ``r*``, the
+reference ``π_ref`` (or the sampler μ), β, then the prompt weights — e.g.
+``win_rate(policy, reward, ref)``, ``suboptimality(policy, reward, ref, beta)``; each omits what
+it does not take. A :class:`~genver.policy.Policy` passed where a reward belongs (the old
+``win_rate(policy, ref, reward)``) raises ``TypeError`` naming the order.
+
+Memory and the hot path, ``T`` completions per prompt: suboptimality, KL and expected reward
+read each ``(P, T)`` array once, prompt by prompt, in one fused kernel (see
+:mod:`genver.softrl`); memory beyond the inputs stays ``O(1)`` per prompt (plus π* itself when
+it is not passed as ``optimal``). The win rate's masses ``a_i`` are summed block by block
+(``_MASS_BLOCK`` completions: ``np.exp`` of the block into one small buffer, then a kernel adds
+each term to its level in completion order, as ``np.bincount`` did), so no ``(P, T)`` array
+of probabilities is formed and the numbers are bitwise those of ``np.bincount(level,
+weights=np.exp(logp))``. :func:`reward_levels` finds each prompt's values with one sort
+(``np.unique``) and each completion's level by binary search. :func:`expected_bt_loglik`
+groups prompt by prompt (``O(T)`` temporaries); with no ties and every ``μ > 0`` its groups are
+the completions in order and its sum is term for term the ungrouped one.
 """
 from __future__ import annotations
 
@@ -39,8 +55,44 @@ from .softrl import _check_policy, expected_reward, kl, kl_rows, rho_weighted, s
 __all__ = ["suboptimality", "kl_to_optimal", "kl_to_reference", "expected_reward", "win_rate",
            "RewardLevels", "reward_levels", "heldout_bt_loglik", "expected_bt_loglik", "evaluate"]
 
-#: Largest P·U² (win rate) or P·T² (expected log-likelihood) evaluated exactly.
+#: Largest number of value pairs evaluated exactly: ``P·U²`` (win rate, ``U`` reward levels of the
+#: largest prompt) or ``Σ_x K_x²`` (expected log-likelihood, ``K_x`` joint values of prompt ``x``).
 MAX_PAIR_WORK = 2**33
+#: Completions per block of the level masses (one buffer of this many doubles per call).
+_MASS_BLOCK = 1 << 16
+
+
+def _check_order(fn: str, order: str, **rewards) -> None:
+    """``TypeError`` when a Policy sits in one of ``fn``'s reward slots (``rewards``: name ->
+    value): an argument order from before every metric took ``(policy, reward, ref, beta, …)``,
+    e.g. the old ``win_rate(policy, ref, reward)``, refused rather than misread."""
+    for name, value in rewards.items():
+        if isinstance(value, Policy):
+            raise TypeError(f"{fn}: {name} must be a reward array, got a Policy; the argument order is "
+                            f"{fn}({order})")
+
+
+def _level_mass(level: np.ndarray, logp: np.ndarray, n_levels: int) -> np.ndarray:
+    """``Σ_{y in level i} e^{logp[y]}`` per level (``level``, ``logp`` flat), each level's terms
+    added in completion order: ``np.bincount(level, weights=np.exp(logp), minlength=n_levels)``
+    bit for bit, with ``np.exp`` of ``_MASS_BLOCK`` entries at a time instead of the whole array."""
+    mass = np.zeros(n_levels)
+    buf = np.empty(min(_MASS_BLOCK, level.size))
+    for i0 in range(0, level.size, _MASS_BLOCK):
+        i1 = min(i0 + _MASS_BLOCK, level.size)
+        w = np.exp(logp[i0:i1], out=buf[: i1 - i0])
+        _kernels.level_mass_add(level[i0:i1], w, mass)
+    return mass
+
+
+def _row_levels(row: np.ndarray, out: np.ndarray | None = None, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``(u, offset + inv)``: the sorted distinct values of ``row`` and each entry's index in them
+    (``np.unique(row, return_inverse=True)``, by one sort and a binary search per entry,
+    :func:`genver._kernels.level_index`), the indices written into ``out`` when given."""
+    u = np.unique(row)
+    out = np.empty(row.size, dtype=np.int64) if out is None else out
+    _kernels.level_index(u, np.ascontiguousarray(row), offset, out)
+    return u, out
 
 
 def _opt_logp(reward, ref: Policy, beta):
@@ -51,12 +103,14 @@ def suboptimality(policy: Policy, reward, ref: Policy, beta: float, prompt_weigh
                   optimal: Policy | None = None) -> float:
     """``J_β(π*; r*) − J_β(π̂; r*) = β E_x KL(π̂ ‖ π*_{r*})`` (≥ 0). ``optimal`` may pass the
     precomputed ``π*_{r*}`` when many policies are evaluated against one instance."""
+    _check_order("suboptimality", "policy, reward, ref, beta, prompt_weights", reward=reward)
     return check_beta(beta) * kl_to_optimal(policy, reward, ref, beta, prompt_weights, optimal=optimal)
 
 
 def kl_to_optimal(policy: Policy, reward, ref: Policy, beta: float, prompt_weights=None, *,
                   optimal: Policy | None = None) -> float:
     """``E_x KL(π̂ ‖ π*_{r*})`` (``optimal``: a precomputed ``π*_{r*}``)."""
+    _check_order("kl_to_optimal", "policy, reward, ref, beta, prompt_weights", reward=reward)
     policy = _check_policy("policy", policy)
     _check_policy("ref", ref, policy.space)
     rho = check_prompt_weights(prompt_weights, policy.space.P)
@@ -89,6 +143,11 @@ class RewardLevels:
         level's terms are added in completion order, as ``np.bincount`` of one prompt's row."""
         return np.bincount(self.level, weights=probs.ravel(), minlength=self.values.size)
 
+    def mass_of(self, policy: Policy) -> np.ndarray:
+        """``a_i`` of ``policy``: ``self.mass(policy.probs)`` bit for bit, without forming the
+        ``(P, T)`` probabilities (:func:`_level_mass`)."""
+        return _level_mass(self.level, policy.logp.ravel(), self.values.size)
+
     def matches(self, reward: np.ndarray, ref: Policy) -> bool:
         """Whether these levels were built from this ``r*`` and ``π_ref`` (equal arrays;
         ``O(P·T)``, cheaper than regrouping)."""
@@ -97,30 +156,31 @@ class RewardLevels:
 
 def reward_levels(reward, ref: Policy) -> RewardLevels:
     """:class:`RewardLevels` of ``reward`` (= ``r*``) and the reference ``ref``."""
+    _check_order("reward_levels", "reward, ref", reward=reward)
     if not isinstance(ref, Policy):
         raise ValueError("ref must be a genver Policy object")
     sp = ref.space
     r = sp.check_array("reward", reward)
-    ref_probs = ref.probs
-    vals, masses, levels, starts = [], [], [], [0]
+    vals, starts = [], [0]
+    level = np.empty(sp.P * sp.T, dtype=np.int64)
     for x in range(sp.P):
-        u, inv = np.unique(r[x], return_inverse=True)
+        u, _ = _row_levels(r[x], level[x * sp.T : (x + 1) * sp.T], starts[-1])
         vals.append(u)
-        masses.append(np.bincount(inv, weights=ref_probs[x], minlength=u.size))
-        levels.append(inv + starts[-1])
         starts.append(starts[-1] + u.size)
+    values = np.concatenate(vals)
     arrays = {"reward": r.copy(), "ref_logp": ref.logp.copy(),  # private copies: the levels cannot go stale
-              "values": np.concatenate(vals), "ref_mass": np.concatenate(masses),
-              "starts": np.asarray(starts, dtype=np.int64), "level": np.concatenate(levels).astype(np.int64)}
+              "values": values, "ref_mass": _level_mass(level, ref.logp.ravel(), values.size),
+              "starts": np.asarray(starts, dtype=np.int64), "level": level}
     for a in arrays.values():
         a.setflags(write=False)
     return RewardLevels(**arrays)
 
 
-def win_rate(policy: Policy, ref: Policy, reward, prompt_weights=None, *, levels: RewardLevels | None = None) -> float:
-    """``E_x P_{y~π̂, y'~π_ref}(y ≻ y')`` under Bradley–Terry with ``r*`` (exact). ``levels``
-    may pass the precomputed :func:`reward_levels` of ``(reward, ref)`` when many policies are
-    evaluated against one instance (the same number, to the bit)."""
+def win_rate(policy: Policy, reward, ref: Policy, prompt_weights=None, *, levels: RewardLevels | None = None) -> float:
+    """``E_x P_{y~π̂, y'~π_ref}(y ≻ y')`` under Bradley–Terry with ``r*`` = ``reward`` (exact).
+    ``levels`` may pass the precomputed :func:`reward_levels` of ``(reward, ref)`` when many
+    policies are evaluated against one instance (the same number, to the bit)."""
+    _check_order("win_rate", "policy, reward, ref, prompt_weights", reward=reward)
     if not isinstance(policy, Policy) or not isinstance(ref, Policy):
         raise ValueError("policy and ref must be genver Policy objects")
     sp = policy.space
@@ -137,7 +197,7 @@ def win_rate(policy: Policy, ref: Policy, reward, prompt_weights=None, *, levels
         raise ValueError(f"win_rate: {work} reward-value pairs exceed the exact-evaluation limit {MAX_PAIR_WORK}")
     out = np.empty(sp.P)
     v, s = levels.values, levels.starts
-    _kernels.grouped_win_rate(v, levels.mass(policy.probs), v, levels.ref_mass, s, s, out)
+    _kernels.grouped_win_rate(v, levels.mass_of(policy), v, levels.ref_mass, s, s, out)
     return float(out @ rho)
 
 
@@ -155,22 +215,56 @@ def heldout_bt_loglik(reward, data: Preferences) -> float:
     return float(total / len(data))
 
 
+def _joint_groups(rm: np.ndarray, rt: np.ndarray, logmu: np.ndarray):
+    """One prompt's groups of completions with ``μ > 0`` and equal ``(r, r*)``, in order of
+    first appearance: ``(r_g, r*_g, M_g)`` with ``M_g = Σ_{y ∈ g} μ(y)`` in completion order.
+    The joint value's index ``code = i*·U + i`` (``i``, ``i*``: the levels of ``r`` and ``r*``,
+    ``U`` of them for ``r``) numbers the groups in one pass when ``U·U* ≤ 4T``; otherwise the
+    codes are first compressed to their distinct values (one more sort)."""
+    if not np.isfinite(logmu).all():
+        keep = np.flatnonzero(logmu > -np.inf)
+        rm, rt, logmu = rm[keep], rt[keep], logmu[keep]
+    um, im = _row_levels(rm)
+    ut, code = _row_levels(rt)
+    code *= um.size
+    code += im  # < T² ≤ 2**62 (TreeSpace's bound)
+    del im
+    n_codes = um.size * ut.size
+    if n_codes > 4 * code.size:
+        uc, code = _row_levels(code)
+        n_codes = uc.size
+    gid = np.empty(code.size, dtype=np.int64)
+    first = _kernels.first_appearance_groups(code, n_codes, gid)
+    return rm[first], rt[first], _level_mass(gid, logmu, first.size)
+
+
 def expected_bt_loglik(reward, reward_true, sampler: Policy, prompt_weights=None) -> float:
     """Exact expected per-pair Bradley–Terry log-likelihood of ``reward`` when pairs come from
-    ``sampler`` (= μ) and labels from ``reward_true`` (= r*)."""
+    ``sampler`` (= μ) and labels from ``reward_true`` (= r*), summed over the groups of equal
+    ``(r, r*)`` (module docstring): ``O(Σ_x K_x²)`` for ``K_x`` joint values, refused above
+    ``MAX_PAIR_WORK``."""
+    _check_order("expected_bt_loglik", "reward, reward_true, sampler, prompt_weights",
+                 reward=reward, reward_true=reward_true)
     if not isinstance(sampler, Policy):
         raise ValueError(f"sampler must be a genver Policy, got {type(sampler).__name__}")
     sp = sampler.space
     r = sp.check_array("reward", reward)
     rt = sp.check_array("reward_true", reward_true)
     rho = check_prompt_weights(prompt_weights, sp.P)
-    if sp.P * sp.T * sp.T > MAX_PAIR_WORK:
+    groups = [_joint_groups(r[x], rt[x], sampler.logp[x]) for x in range(sp.P)]
+    K = np.array([g[0].size for g in groups], dtype=np.int64)
+    work = int((K * K).sum())
+    if work > MAX_PAIR_WORK:
         raise ValueError(
-            f"expected_bt_loglik: P*T^2 = {sp.P * sp.T * sp.T} exceeds the exact-evaluation limit "
-            f"{MAX_PAIR_WORK}; use heldout_bt_loglik on sampled pairs"
+            f"expected_bt_loglik: the prompts have up to K = {int(K.max())} distinct (reward, reward_true) "
+            f"values among the completions with sampler mass > 0; the exact double sum over them costs "
+            f"sum_x K_x^2 = {work} pair terms, above the exact-evaluation limit MAX_PAIR_WORK = {MAX_PAIR_WORK}; "
+            f"use heldout_bt_loglik on sampled pairs"
         )
+    starts = np.concatenate([[0], np.cumsum(K)])
+    rm_g, rt_g, mass = (np.concatenate([g[i] for g in groups]) for i in range(3))
     out = np.empty(sp.P)
-    _kernels.expected_bt_loglik(r, rt, np.ascontiguousarray(sampler.probs), out)
+    _kernels.grouped_bt_loglik(rm_g, rt_g, mass, starts, work, out)
     return float(out @ rho)
 
 
@@ -183,5 +277,5 @@ def evaluate(policy: Policy, reward, ref: Policy, beta: float, prompt_weights=No
         "kl_to_optimal": k,
         "kl_to_reference": kl_to_reference(policy, ref, prompt_weights),
         "expected_reward": expected_reward(policy, reward, prompt_weights),
-        "win_rate": win_rate(policy, ref, reward, prompt_weights),
+        "win_rate": win_rate(policy, reward, ref, prompt_weights),
     }

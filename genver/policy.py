@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _kernels
 from ._validation import as_generator, check_beta
 from .spaces import TreeSpace
 
@@ -151,21 +152,13 @@ class Policy:
 
     @property
     def cond(self) -> np.ndarray:
-        """Flat token conditionals ``log π(a|x,s)``, shape (P, n_internal, V)."""
+        """Flat token conditionals ``log π(a|x,s)``, shape (P, n_internal, V): the prefix
+        marginals ``log π(s|x)`` bottom-up, prompt by prompt, in one kernel
+        (:func:`genver._kernels.token_conditionals`, ``O(T)`` memory beyond the result)."""
         if self._cond is None:
             sp = self.space
-            P, V, H = sp.P, sp.V, sp.H
-            cond = np.empty((P, sp.n_internal, V))
-            child = self.logp  # marginals at depth h+1, starting at H
-            for h in range(H - 1, -1, -1):
-                c = child.reshape(P, V**h, V)
-                parent = logsumexp_rows(c)
-                with np.errstate(invalid="ignore"):
-                    ch = c - parent[..., None]
-                ch[~np.isfinite(parent)] = -np.log(V)
-                off = sp.offset(h)
-                cond[:, off : off + V**h, :] = ch
-                child = parent
+            cond = np.empty((sp.P, sp.n_internal, sp.V))
+            _kernels.token_conditionals(self.logp, sp.V, sp.H, cond)
             cond.setflags(write=False)
             self._cond = cond
         return self._cond

@@ -3,10 +3,13 @@ r"""Scaling laws: how ``N_ε`` grows with the class dimension, against the learn
 Quantities
 ----------
 For every setting ``s`` of a sweep (one grid point) and each route — offline (MLE / DPO over
-``Π``) and online (reward MLE over ``R``, then exact soft RL) — ``N_ε(s)`` is the sample size at
-which the route's mean (over seeds) error curve first reaches ``ε``
-(:func:`genver.stats.n_epsilon`; a grid quantity, the true crossing lies in
-``(n_{j−1}, n_j]``). The third quantity is the sample-efficiency ratio
+``Π``) and online (reward MLE over ``R``, then exact soft RL) — ``N_ε(s)`` is, as the spec's
+``[expect] aggregate`` names it (:mod:`genver.stats`): the sample size at which the route's mean
+(over seeds) error curve first reaches ``ε`` (``"mean"``, the default;
+:func:`genver.stats.n_epsilon`; a grid quantity, the true crossing lies in ``(n_{j−1}, n_j]``),
+or the ``"median"`` / ``"iqm"`` of the seeds' own ``N_ε`` in the extended reals
+(:func:`genver.stats.n_epsilon_per_seed`; ``+∞`` — right-censored — when that aggregate is).
+The third quantity is the sample-efficiency ratio
 ``ρ(s) = N_ε(offline)/N_ε(online)`` (:func:`genver.stats.efficiency_ratio`).
 
 Each is set against a *class-dimension descriptor* ``dim(s)`` of the setting, a column of the
@@ -67,10 +70,12 @@ Settings of one sweep share their random draws per replicate seed (common random
 So each of ``B`` replicates draws ``k`` seed labels with replacement *once* and applies them to
 every setting and both routes (paired across settings and routes, as
 :func:`genver.stats.efficiency_ratio` pairs the routes), recomputes every ``N_ε`` from the
-resampled mean curves (:func:`genver.stats.n_epsilon`'s machinery: replicates that never reach
-``ε`` are censored in that replicate), re-classifies the censoring and refits. Since ``N_ε`` is
-known only to its grid interval ``(n_{j−1}, n_j]``, each replicate's exact ``N_ε`` is drawn
-log-uniformly within it (independently per setting and route, from the same random state),
+resampled seeds (the mean curve's, or the median / IQM of the resampled seeds' own ``N_ε``:
+:func:`genver.stats.n_epsilon`'s machinery; replicates that never reach ``ε`` are censored in
+that replicate), re-classifies the censoring and refits. Since ``N_ε`` is known only to its
+grid interval ``(n_{j−1}, n_j]``, each replicate's exact ``N_ε`` is drawn log-uniformly within
+it (independently per setting and route, from the same random state; for the median / IQM each
+resampled seed's ``N_ε`` is drawn within its own interval before aggregating),
 so the CI carries the grid's rounding as well as the seed noise (a point estimate from grid
 values alone would look exact on a coarse grid with quiet seeds). The CI on
 ``a`` is the percentile interval of the replicate fits that are defined (``frac_boot`` is
@@ -110,7 +115,7 @@ from scipy.special import log_ndtr
 from genver import stats as _st
 from genver._validation import as_generator
 
-__all__ = ["DESCRIPTORS", "DEFAULT_AGAINST", "DEFAULT_RATIO_AGAINST", "ScalingLaws", "scaling_laws", "censored_fit", "descriptor_values"]
+__all__ = ["AGGREGATE_WORDS", "DESCRIPTORS", "DEFAULT_AGAINST", "DEFAULT_RATIO_AGAINST", "ScalingLaws", "scaling_laws", "censored_fit", "descriptor_values"]
 
 #: descriptor -> (class it measures: "Pi" | "R" | "ratio", family: "n_params" | "log_size" | "predicted")
 DESCRIPTORS = {
@@ -128,10 +133,13 @@ DESCRIPTORS = {
 DEFAULT_AGAINST = ("n_params_Pi", "n_params_R")
 DEFAULT_RATIO_AGAINST = "dim_ratio"
 
-_FIT_COLS = ["route", "label", "against", "eps", "metric", "rule", "a", "a_lo", "a_hi", "intercept", "sigma",
+_FIT_COLS = ["route", "label", "against", "eps", "metric", "rule", "aggregate", "a", "a_lo", "a_hi", "intercept", "sigma",
              "method", "n_points", "n_exact", "n_censored", "n_censored_consistent", "n_undefined", "frac_boot",
              "decades", "centre_dim", "centre_N", "predicted_a", "agrees", "message"]
-_POINT_COLS = ["route", "label", "against", "dim", "N", "N_lo", "N_hi", "censoring", "eps", "n_seeds"]
+_POINT_COLS = ["route", "label", "against", "dim", "N", "N_lo", "N_hi", "censoring", "eps", "n_seeds", "aggregate"]
+#: how each aggregate is named in messages, the report and the figure
+AGGREGATE_WORDS = {"mean": "N_ε of the mean curve", "median": "median of the seeds' N_ε",
+                   "iqm": "IQM of the seeds' N_ε"}
 _EXACT, _RIGHT, _LEFT, _UNDEF = 0, 1, 2, 3
 _KIND_NAMES = {_EXACT: "exact", _RIGHT: "right", _LEFT: "left", _UNDEF: "undefined"}
 
@@ -336,6 +344,15 @@ def _within_grid_interval(boot: np.ndarray, grid: np.ndarray, u: np.ndarray) -> 
     return out
 
 
+def _jittered_seed_aggregate(mat, grid, eps, rule, idx, how, rng) -> np.ndarray:
+    """Replicate median / IQM of the resampled seeds' own ``N_ε``, each moved log-uniformly
+    within its grid interval first (:func:`_within_grid_interval`); ``+inf``: not reached."""
+    v = _st._per_seed_neps(mat, grid, eps, rule)[idx]  # (n_boot, k); inf: not reached, NaN: no rows
+    v = _within_grid_interval(v, grid, 1.0 - rng.random(v.shape))
+    out = _st._aggregate_neps(v, how)
+    return np.where(np.isnan(out), np.inf, out)
+
+
 def _ratio_interval(off, on):
     (Lo, Uo), (Ln, Un) = off, on
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -367,12 +384,16 @@ def scaling_laws(
     random_state=0,
     min_decades: float = 4.0,
     grid_jitter: bool = True,
+    aggregate: str = "mean",
 ) -> ScalingLaws:
     """Fit ``N_ε ∝ dim^a`` for each route against each descriptor in ``against``, and
     ``N_ε(offline)/N_ε(online) ∝ dim^a`` against each in ``ratio_against`` (``None``: no
     ratio fit), with paired seed-bootstrap CIs and the bound's predicted exponent (module
     docstring). ``grid_jitter=False`` keeps the replicates' ``N_ε`` on the grid (the CI then
-    carries the seed noise only).
+    carries the seed noise only). ``aggregate``: which ``N_ε`` is fitted — of the mean curve
+    (``"mean"``) or the ``"median"`` / ``"iqm"`` of the seeds' own ``N_ε`` (a spec's
+    ``[expect] aggregate``; named in ``fits["aggregate"]`` and, when not the mean, at the end of
+    each message).
 
     ``df``: the tidy results table (:mod:`genver.stats` conventions); ``settings``: one row per
     ``setting_id`` with the descriptor columns (``DIR/settings.parquet``). ``offline`` /
@@ -380,7 +401,7 @@ def scaling_laws(
     :func:`genver.stats.efficiency_ratio`). Returns :class:`ScalingLaws` ``(fits, points)``:
 
     * ``fits``: ``route`` ("offline" | "online" | "ratio"), ``label``, ``against``, ``eps``,
-      ``metric``, ``rule``, ``a``, ``a_lo``, ``a_hi``, ``intercept`` (natural log: ``log N =
+      ``metric``, ``rule``, ``aggregate``, ``a``, ``a_lo``, ``a_hi``, ``intercept`` (natural log: ``log N =
       intercept + a log dim``), ``sigma``, ``method`` ("ols" | "tobit" | "undefined"),
       ``n_points`` (settings in the fit), ``n_exact``, ``n_censored``,
       ``n_censored_consistent``, ``n_undefined`` (settings left out: undefined value or
@@ -388,7 +409,7 @@ def scaling_laws(
       the mean ``log dim``), ``predicted_a``, ``agrees`` (nullable boolean), ``message``.
     * ``points``: ``setting_id``, ``*knobs``, ``route``, ``label``, ``against``, ``dim``,
       ``N`` (``N_ε`` or the ratio; the bound for a censored point), ``N_lo``, ``N_hi``,
-      ``censoring`` ("exact" | "right" | "left" | "undefined"), ``eps``, ``n_seeds``.
+      ``censoring`` ("exact" | "right" | "left" | "undefined"), ``eps``, ``n_seeds``, ``aggregate``.
     """
     against = [against] if isinstance(against, str) else list(against)
     ratio_against = [] if ratio_against is None else (
@@ -403,6 +424,7 @@ def scaling_laws(
     n_boot = _st._check_n_boot(n_boot)
     alpha = _st._check_alpha(alpha)
     rule = _st._check_rule(rule)
+    aggregate = _st._check_aggregate(aggregate)
     eps = float(eps)
     if not eps > 0:
         raise ValueError(f"eps must be > 0, got {eps}")
@@ -431,12 +453,17 @@ def scaling_laws(
                 if g.empty:  # no rows: an undefined point
                     continue
                 mat, grid, _ = _st._seed_matrix(g, seeds=seeds)
-                p, b = _st._neps_point_and_boot(mat, grid, eps, rule, idx)
+                p, b = _st._neps_point_and_boot(mat, grid, eps, rule, idx, aggregate)
                 point[i] = np.inf if np.isnan(p) else p  # not reached: +inf (extended reals)
                 n_lo[i], n_hi[i] = grid.min(), grid.max()
                 if b is not None:
                     boot[:, i] = b
-                    jittered[:, i] = _within_grid_interval(b, grid, u[:, i]) if grid_jitter else b
+                    if not grid_jitter:
+                        jittered[:, i] = b
+                    elif aggregate == "mean":
+                        jittered[:, i] = _within_grid_interval(b, grid, u[:, i])
+                    else:
+                        jittered[:, i] = _jittered_seed_aggregate(mat, grid, eps, rule, idx, aggregate, rng)
                 if grid.size >= 2:
                     steps.append(float(np.median(np.diff(np.log(grid)))))
             obs[name] = (_route_interval(point, n_lo, n_hi), _route_interval(jittered, n_lo, n_hi), boot)
@@ -464,11 +491,12 @@ def scaling_laws(
             points.append({"setting_id": sid, **{kk: _st._py(knob_vals.loc[sid, kk]) for kk in knobs},
                            "route": route, "label": labels[route], "against": name, "dim": dim[i],
                            "N": _point_value(kind[i], L[i], U[i]), "N_lo": lo, "N_hi": hi,
-                           "censoring": _KIND_NAMES[int(kind[i])], "eps": eps, "n_seeds": n_seeds[sid]})
+                           "censoring": _KIND_NAMES[int(kind[i])], "eps": eps, "n_seeds": n_seeds[sid],
+                           "aggregate": aggregate})
         ok = np.isfinite(x) & (kind != _UNDEF)
         fits.append(_fit_row(route, labels[route], name, x, y, kind, kind_b, y_b, ok, sigma_floor[route],
                              _predicted_logN(settings, route, name).reindex(sids).to_numpy(dtype=float),
-                             eps, metric, rule, alpha, min_decades, n_boot))
+                             eps, metric, rule, alpha, min_decades, n_boot, aggregate))
     fit_df = pd.DataFrame(fits, columns=_FIT_COLS)
     fit_df["agrees"] = fit_df["agrees"].astype("boolean")
     pt_df = pd.DataFrame(points, columns=["setting_id", *knobs, *_POINT_COLS])
@@ -476,7 +504,7 @@ def scaling_laws(
 
 
 def _fit_row(route, label, against, x, y, kind, kind_b, y_b, ok, sigma_min, pred_logN, eps, metric, rule,
-             alpha, min_decades, n_boot) -> dict:
+             alpha, min_decades, n_boot, aggregate="mean") -> dict:
     xs, ys, ks = x[ok], y[ok], kind[ok]
     al, a, sig = censored_fit(xs, ys, ks, sigma_min)
     n_exact = int((ks == _EXACT).sum())
@@ -525,7 +553,10 @@ def _fit_row(route, label, against, x, y, kind, kind_b, y_b, ok, sigma_min, pred
             msg += f"; {round((1 - frac) * n_boot)} of {n_boot} resamples undefined, left out of the CI"
     if route == "ratio" and not (decades >= min_decades):
         msg += f"; covers {decades:.2f} decades of {against} (fewer than the {min_decades:g} asked)"
+    if aggregate != "mean":
+        msg += f"; N_ε: {AGGREGATE_WORDS[aggregate]}"
     return {"route": route, "label": label, "against": against, "eps": eps, "metric": metric, "rule": rule,
+            "aggregate": aggregate,
             "a": a, "a_lo": a_lo, "a_hi": a_hi, "intercept": al, "sigma": sig, "method": method,
             "n_points": int(ok.sum()), "n_exact": n_exact, "n_censored": n_cens,
             "n_censored_consistent": consistent, "n_undefined": int((~ok).sum()), "frac_boot": frac,

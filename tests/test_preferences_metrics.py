@@ -225,14 +225,14 @@ def test_win_rate_vs_naive_with_ties():
     pi = Policy(sp, random_logp(rng, sp, zero_frac=0.3))
     r = rng.integers(-1, 2, size=sp.shape).astype(float)  # three values: heavy ties
     rho = np.array([0.3, 0.7])
-    assert win_rate(pi, ref, r, rho) == pytest.approx(naive.win_rate(pi.logp, ref.logp, r, rho), abs=1e-13)
+    assert win_rate(pi, r, ref, rho) == pytest.approx(naive.win_rate(pi.logp, ref.logp, r, rho), abs=1e-13)
     r2 = rng.normal(size=sp.shape)
-    assert win_rate(pi, ref, r2) == pytest.approx(naive.win_rate(pi.logp, ref.logp, r2), abs=1e-13)
-    assert win_rate(ref, ref, r2) == pytest.approx(0.5, abs=1e-13)
-    assert win_rate(pi, ref, np.full(sp.shape, 3.0)) == pytest.approx(0.5, abs=1e-13)
+    assert win_rate(pi, r2, ref) == pytest.approx(naive.win_rate(pi.logp, ref.logp, r2), abs=1e-13)
+    assert win_rate(ref, r2, ref) == pytest.approx(0.5, abs=1e-13)
+    assert win_rate(pi, np.full(sp.shape, 3.0), ref) == pytest.approx(0.5, abs=1e-13)
     # hand case: pi on y=1, ref uniform on {0,1}, r = (0, ln 3) -> 0.5*0.75 + 0.5*0.5
     sp1 = TreeSpace(1, 2, 1)
-    assert win_rate(Policy.from_probs(sp1, [[0.0, 1.0]]), uniform_policy(sp1), [[0.0, math.log(3.0)]]) \
+    assert win_rate(Policy.from_probs(sp1, [[0.0, 1.0]]), [[0.0, math.log(3.0)]], uniform_policy(sp1)) \
         == pytest.approx(0.625, rel=1e-14)
 
 
@@ -250,6 +250,98 @@ def test_expected_and_heldout_bt_loglik_vs_naive():
     assert expected_bt_loglik(rm, rt, mu) < best
     data = sample_preferences(rt, mu, 200, random_state=1)
     assert heldout_bt_loglik(rm, data) == pytest.approx(naive.bt_loglik(rm, data.as_array()) / 200, rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_grouped_expected_bt_loglik_vs_naive_with_ties_and_zero_mass(seed):
+    """The double sum over groups of equal (r, r*) against the O(T²) naive sum: random rewards,
+    heavy ties in one or both rewards (integers), zero-mass completions and prefixes."""
+    rng = np.random.default_rng(100 + seed)
+    sp = TreeSpace(3, [2, 3, 2, 4, 2, 3][seed], [3, 2, 4, 2, 2, 3][seed])
+    mu = Policy(sp, random_logp(rng, sp, zero_frac=0.3, zero_prefix=True))
+    rho = rng.dirichlet(np.ones(sp.P))
+    cont = rng.normal(size=sp.shape)
+    ties = rng.integers(-1, 2, size=sp.shape).astype(float)
+    ties2 = rng.integers(0, 2, size=sp.shape) * 0.7
+    for rm, rt in ((cont, rng.normal(size=sp.shape)), (ties, cont), (cont, ties), (ties, ties2), (ties, ties)):
+        want = naive.expected_bt_loglik(rm, rt, mu.logp, rho)
+        assert expected_bt_loglik(rm, rt, mu, rho) == pytest.approx(want, abs=1e-13)
+
+
+def _structured_bt_world(H=20, p1=0.3):
+    """μ(y) = Π_h p(a_h) with p(1) = p1 on V = 2, H = 20 (T = 2**20); with ``c1``, ``c2`` the
+    numbers of 1-tokens in the first and the second half, ``r = 0.5·c1`` and ``r* = 0.3·c1 +
+    0.8·c2``: 11 × 11 = 121 joint values, while r alone takes 11."""
+    sp = TreeSpace(1, 2, H)
+    y = np.arange(sp.T, dtype=np.int64)
+    half = H // 2
+    c1, c2 = np.bitwise_count(y >> half).astype(float), np.bitwise_count(y & (2**half - 1)).astype(float)
+    logmu = (c1 + c2) * math.log(p1) + (H - c1 - c2) * math.log(1 - p1)
+    return sp, Policy(sp, logmu[None]), (0.5 * c1)[None], (0.3 * c1 + 0.8 * c2)[None], half, p1
+
+
+def _structured_bt_closed_form(half, p1):
+    """Σ over level counts: c1, c2, c1', c2' independent Binomial(half, p1) under μ."""
+    from scipy.stats import binom
+    c = np.arange(half + 1)
+    b = binom.pmf(c, half, p1)
+    C1, C2 = np.meshgrid(c, c, indexing="ij")
+    w = (b[:, None] * b[None, :]).ravel()
+    rm, rt = 0.5 * C1.ravel(), 0.3 * C1.ravel() + 0.8 * C2.ravel()
+    d, dt = rm[:, None] - rm[None, :], rt[:, None] - rt[None, :]
+    bracket = expit(dt) * -np.logaddexp(0.0, -d) + expit(-dt) * -np.logaddexp(0.0, d)
+    return float(w @ bracket @ w)
+
+
+def test_expected_bt_loglik_at_a_million_completions_matches_level_counts(monkeypatch):
+    """T = 2**20 (once refused as O(T²)): exact, equal to the closed form over the binomial level
+    counts; a grouping by r alone (ignoring r*) is caught by the same comparison."""
+    from genver import metrics as M
+    sp, mu, rm, rt, half, p1 = _structured_bt_world()
+    want = _structured_bt_closed_form(half, p1)
+    assert expected_bt_loglik(rm, rt, mu) == pytest.approx(want, rel=1e-12, abs=1e-13)
+    real = M._joint_groups
+
+    def by_r_only(rm_row, rt_row, logmu):  # broken: groups by r, keeps the first member's r*
+        g_rm, _, mass = real(rm_row, np.zeros_like(rt_row), logmu)
+        first = [int(np.flatnonzero(rm_row == v)[0]) for v in g_rm]
+        return g_rm, rt_row[first], mass
+    monkeypatch.setattr(M, "_joint_groups", by_r_only)
+    broken = expected_bt_loglik(rm, rt, mu)
+    assert abs(broken - want) > 1e-3
+
+
+def test_expected_bt_loglik_refuses_only_on_distinct_joint_values(monkeypatch):
+    """The limit is on Σ_x K_x² (K_x distinct (r, r*) values with μ > 0), not on P·T²; the
+    error states K, the limit and why."""
+    from genver import metrics as M
+    rng = np.random.default_rng(5)
+    sp = TreeSpace(2, 2, 6)  # P·T² = 8,192
+    mu = random_policy(sp, rng)
+    rt = rng.integers(0, 3, size=sp.shape).astype(float)
+    rm = rng.integers(0, 2, size=sp.shape).astype(float)  # at most 6 joint values per prompt
+    monkeypatch.setattr(M, "MAX_PAIR_WORK", 72)
+    assert expected_bt_loglik(rm, rt, mu) == pytest.approx(naive.expected_bt_loglik(rm, rt, mu.logp), abs=1e-13)
+    with pytest.raises(ValueError, match=r"up to K = 64 distinct \(reward, reward_true\) values.*"
+                                         r"sum_x K_x\^2 = 8192.*MAX_PAIR_WORK = 72.*heldout_bt_loglik"):
+        expected_bt_loglik(rng.normal(size=sp.shape), rt, mu)
+
+
+def test_metrics_refuse_the_old_argument_order():
+    """Every metric takes (policy, reward, ref, beta, …): a Policy where a reward belongs (the
+    old ``win_rate(policy, ref, reward)``) is a TypeError that names the order, never misread."""
+    rng, sp, ref, r = _world(3)
+    pi = random_policy(sp, rng)
+    with pytest.raises(TypeError, match=r"win_rate: reward must be a reward array, got a Policy; "
+                                        r"the argument order is win_rate\(policy, reward, ref, prompt_weights\)"):
+        win_rate(pi, ref, r)
+    with pytest.raises(TypeError, match=r"suboptimality\(policy, reward, ref, beta"):
+        suboptimality(pi, ref, r, 1.0)
+    with pytest.raises(TypeError, match=r"kl_to_optimal\(policy, reward, ref, beta"):
+        kl_to_optimal(pi, ref, r, 1.0)
+    with pytest.raises(TypeError, match=r"expected_bt_loglik\(reward, reward_true, sampler"):
+        expected_bt_loglik(r, ref, r)
+    assert win_rate(pi, r, ref) == pytest.approx(naive.win_rate(pi.logp, ref.logp, r), abs=1e-13)
 
 
 def test_suboptimality_kl_and_evaluate():

@@ -57,7 +57,7 @@ def test_additive_world_at_a_million_completions_matches_closed_forms():
     pb = naive.factorised_count_pmf(ref_pos[rewarded], 1)
     k = np.arange(pa.size)
     want_wr = float(pa @ (1.0 / (1.0 + np.exp(-(k[:, None] - k[None, :])))) @ pb)
-    assert win_rate(opt, ref, r, levels=reward_levels(r, ref)) == pytest.approx(want_wr, rel=1e-12)
+    assert win_rate(opt, r, ref, levels=reward_levels(r, ref)) == pytest.approx(want_wr, rel=1e-12)
 
 
 @pytest.mark.parametrize("P,V,H", [(2, 2, 5), (2, 3, 4), (1, 4, 3), (3, 2, 7)])
@@ -148,3 +148,65 @@ def test_policy_row_stats_identical_for_any_driver_and_thread_count():
     np.testing.assert_allclose(outs[0][1], want, rtol=1e-12)
     assert math.isfinite(float(outs[0][0].sum()))
 
+
+
+def test_policy_cond_kernel_at_a_million_completions_and_for_any_driver():
+    """A policy that factorises over positions, π(y) = Π_h p_h(a_h), has π(a|s) = p_h(a) at every
+    node of depth h (closed form); at T = 2**20 the kernel's conditionals are exactly that (to
+    rounding), and on a small tree with unreachable prefixes the serial and parallel drivers give
+    the same bits as each other and the naive conditionals to 1e-12."""
+    V, H = 2, 20
+    sp = TreeSpace(1, V, H)
+    rng = np.random.default_rng(11)
+    p = rng.dirichlet(np.ones(V), size=H)  # p_h(a)
+    logp = np.log(p)[np.arange(H)[:, None], _digits(V, H)].sum(0)[None]
+    cond = Policy(sp, logp).cond
+    for h in range(H):
+        off = sp.offset(h)
+        np.testing.assert_allclose(cond[0, off : off + V**h], np.broadcast_to(np.log(p[h]), (V**h, V)),
+                                   rtol=0, atol=1e-12)
+    small = TreeSpace(3, 3, 4)
+    lp = random_logp(rng, small, zero_frac=0.3, zero_prefix=True)
+    outs = []
+    for k in (_kernels._token_cond_ser, _kernels._token_cond_par):
+        out = np.empty((small.P, small.n_internal, small.V))
+        k(lp, small.V, small.H, math.log(small.V), out)
+        outs.append(out)
+    assert outs[0].tobytes() == outs[1].tobytes()
+    naive_c = naive.token_conditionals(lp, small.V, small.H)
+    for (x, prefix), want in naive_c.items():
+        h = len(prefix)
+        j = sum(a * small.V ** (h - 1 - i) for i, a in enumerate(prefix))
+        assert_logp_equal(outs[0][x, small.offset(h) + j], want, atol=1e-12)
+
+
+def test_level_masses_block_by_block_are_bitwise_bincount():
+    """The win rate's level masses, summed over blocks of ``_MASS_BLOCK`` entries, are
+    ``np.bincount`` of the whole probability array bit for bit (rows longer than a block)."""
+    from genver import metrics as M
+    sp = TreeSpace(2, 2, 17)  # P·T = 2**18: four blocks
+    rng = np.random.default_rng(4)
+    ref, pol = random_policy(sp, rng), Policy(sp, random_logp(rng, sp, zero_frac=0.2))
+    r = np.round(rng.normal(size=sp.shape), 1)
+    lv = reward_levels(r, ref)
+    assert sp.P * sp.T > 2 * M._MASS_BLOCK
+    assert lv.mass_of(pol).tobytes() == lv.mass(pol.probs).tobytes()
+    assert lv.ref_mass.tobytes() == lv.mass(ref.probs).tobytes()
+    for x in range(sp.P):  # the levels are np.unique's (as numbers: which of 0.0 and -0.0 names
+        u, inv = np.unique(r[x], return_inverse=True)  # their level depends on the sort)
+        s = lv.starts[x]
+        np.testing.assert_array_equal(lv.values[s : lv.starts[x + 1]], u)
+        np.testing.assert_array_equal(lv.level[x * sp.T : (x + 1) * sp.T], inv + s)
+
+
+@pytest.mark.parametrize("n_levels", [1, 2, 3, 17, 1000])
+def test_level_index_is_searchsorted(n_levels):
+    """The branch-free binary search of the reward levels: ``np.searchsorted`` on every entry
+    (lengths not a multiple of its block of 16; one level; repeated values)."""
+    rng = np.random.default_rng(n_levels)
+    u = np.unique(rng.normal(size=n_levels))
+    for size in (1, 15, 16, 33, 4099):
+        row = u[rng.integers(0, u.size, size)]
+        out = np.empty(size, dtype=np.int64)
+        _kernels.level_index(u, row, 7, out)
+        np.testing.assert_array_equal(out, np.searchsorted(u, row) + 7)

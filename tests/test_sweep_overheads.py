@@ -121,8 +121,8 @@ def test_win_rate_with_levels_is_bitwise_the_per_call_grouping():
         for _ in range(3):  # several policies against one (r*, π_ref)
             pi = Policy(sp, random_logp(rng, sp, zero_frac=0.4))
             old = _old_win_rate(pi, ref, r, rho)
-            assert win_rate(pi, ref, r, rho) == old
-            assert win_rate(pi, ref, r, rho, levels=lv) == old
+            assert win_rate(pi, r, ref, rho) == old
+            assert win_rate(pi, r, ref, rho, levels=lv) == old
             assert old == pytest.approx(naive.win_rate(pi.logp, ref.logp, r, rho), abs=1e-13)
 
 
@@ -131,18 +131,18 @@ def test_win_rate_refuses_levels_of_another_reward_or_reference():
     pi = Policy(sp, random_logp(rng, sp))
     lv = reward_levels(r, ref)
     with pytest.raises(ValueError, match="levels were not built"):
-        win_rate(pi, ref, r + 1.0, rho, levels=lv)
+        win_rate(pi, r + 1.0, ref, rho, levels=lv)
     with pytest.raises(ValueError, match="levels were not built"):
-        win_rate(pi, pi, r, rho, levels=lv)
+        win_rate(pi, r, pi, rho, levels=lv)
     with pytest.raises(ValueError, match="levels were not built"):
-        win_rate(pi, ref, r, rho, levels=(lv.values, lv.ref_mass))
+        win_rate(pi, r, ref, rho, levels=(lv.values, lv.ref_mass))
     # the levels keep their own copies: changing the caller's array cannot make them stale
     r_mut = r.copy()
     lv2 = reward_levels(r_mut, ref)
     r_mut[0, 0] += 5.0
     with pytest.raises(ValueError, match="levels were not built"):
-        win_rate(pi, ref, r_mut, rho, levels=lv2)
-    assert win_rate(pi, ref, r, rho, levels=lv2) == _old_win_rate(pi, ref, r, rho)
+        win_rate(pi, r_mut, ref, rho, levels=lv2)
+    assert win_rate(pi, r, ref, rho, levels=lv2) == _old_win_rate(pi, ref, r, rho)
     for a in (lv.values, lv.ref_mass, lv.starts, lv.level, lv.reward, lv.ref_logp):
         assert not a.flags.writeable
     assert isinstance(lv, RewardLevels)

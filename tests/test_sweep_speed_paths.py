@@ -283,8 +283,9 @@ def test_serial_and_parallel_drivers_are_bitwise_identical(shape):
     assert outs[0] == outs[1]
     mu = np.exp(ref.logp)
     a, b = np.empty(sp.P), np.empty(sp.P)
-    _kernels._expected_bt_loglik_ser(r, r2, mu, a)
-    _kernels._expected_bt_loglik_par(r, r2, mu, b)
+    one_per_group = np.arange(0, sp.P * sp.T + 1, sp.T)  # every completion its own group
+    _kernels._grouped_bt_loglik_ser(r.ravel(), r2.ravel(), mu.ravel(), one_per_group, a)
+    _kernels._grouped_bt_loglik_par(r.ravel(), r2.ravel(), mu.ravel(), one_per_group, b)
     assert a.tobytes() == b.tobytes()
     assert a @ np.full(sp.P, 1 / sp.P) == pytest.approx(naive.expected_bt_loglik(r, r2, ref.logp), rel=1e-12)
     n_a, n_b = rng.integers(1, 30, sp.P), rng.integers(1, 30, sp.P)
@@ -315,7 +316,7 @@ def test_serial_kernels_switch_sends_every_dispatcher_to_its_serial_driver(monke
     problems go parallel again."""
     calls = []
     for name in ("_backward_induction_par", "_stream_par", "_soft_optimal_par", "_class_bt_par",
-                 "_expected_bt_loglik_par", "_grouped_win_rate_par"):
+                 "_grouped_bt_loglik_par", "_grouped_win_rate_par"):
         real = getattr(_kernels, name)
         monkeypatch.setattr(_kernels, name, lambda *a, _n=name, _f=real: calls.append(_n) or _f(*a))
     sp = TreeSpace(4, 4, 5)  # P·T = 4,096 entries per member

@@ -49,7 +49,7 @@ def test_nonfinite_reward(bad):
         lambda: J_beta(REF, r, REF, 1.0),
         lambda: expected_reward(REF, r),
         lambda: sample_preferences(r, REF, 5, 0),
-        lambda: win_rate(REF, REF, r),
+        lambda: win_rate(REF, r, REF),
         lambda: expected_bt_loglik(r, R, REF),
         lambda: TabularPolicyClass(SP).rl_argmax(r, REF, 1.0),
         lambda: random_policy_class(SP, 2, 0).rl_argmax(r, REF, 1.0),
@@ -65,7 +65,7 @@ def test_nonfinite_reward(bad):
 def test_reward_shape_mismatch():
     r = np.zeros((2, 3))
     for call in (lambda: soft_optimal(r, REF, 1.0), lambda: J_beta(REF, r, REF, 1.0),
-                 lambda: sample_preferences(r, REF, 5, 0), lambda: win_rate(REF, REF, r),
+                 lambda: sample_preferences(r, REF, 5, 0), lambda: win_rate(REF, r, REF),
                  lambda: heldout_bt_loglik(r, Preferences.from_array(SP, [[0, 1, 2]]))):
         with pytest.raises(ValueError, match=r"reward must have shape \(P, T\) = \(2, 4\), got \(2, 3\)"):
             call()
@@ -94,7 +94,7 @@ def test_mismatched_spaces_and_shapes():
     with pytest.raises(ValueError, match="ref lives on"):
         kl_to_optimal(REF, R, ref_other, 1.0)
     with pytest.raises(ValueError, match="ref"):
-        win_rate(REF, ref_other, R)
+        win_rate(REF, R, ref_other)
     with pytest.raises(ValueError, match="policy lives on .* but ref on"):
         induced_reward(REF, ref_other, 1.0)
     with pytest.raises(ValueError, match=r"prompt_weights must have shape \(P,\) = \(2,\)"):

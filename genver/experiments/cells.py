@@ -334,7 +334,7 @@ _POLICY_METRICS = {
                                                        optimal=inst.optimal),
     "kl_to_reference": lambda pol, inst: M.kl_to_reference(pol, inst.ref, inst.prompt_weights),
     "expected_reward": lambda pol, inst: M.expected_reward(pol, inst.reward_true, inst.prompt_weights),
-    "win_rate": lambda pol, inst: M.win_rate(pol, inst.ref, inst.reward_true, inst.prompt_weights,
+    "win_rate": lambda pol, inst: M.win_rate(pol, inst.reward_true, inst.ref, inst.prompt_weights,
                                              levels=inst.reward_levels),
     "optimal_mass": _optimal_mass,
 }

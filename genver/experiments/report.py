@@ -739,7 +739,8 @@ def scaling_law_section(root, man, df, settings, table: pd.DataFrame) -> tuple[t
     res = scaling.scaling_laws(df, settings, float(opts.get("epsilon", _eps(man))),
                                against=opts.get("against", scaling.DEFAULT_AGAINST),
                                ratio_against=opts.get("ratio_against", scaling.DEFAULT_RATIO_AGAINST),
-                               offline=off, online=on, by=by, knobs=man["knobs"], n_boot=N_BOOT, random_state=0)
+                               offline=off, online=on, by=by, knobs=man["knobs"], n_boot=N_BOOT, random_state=0,
+                               aggregate=exp.get("aggregate", "mean"))
     fits, points = res
     panels = list(pd.unique(fits.loc[fits["route"] != "ratio", "against"])) + \
         [("ratio", a) for a in pd.unique(fits.loc[fits["route"] == "ratio", "against"])]
@@ -747,11 +748,13 @@ def scaling_law_section(root, man, df, settings, table: pd.DataFrame) -> tuple[t
     for ax, p in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
         route, against = p if isinstance(p, tuple) else (None, p)
         plots.plot_scaling_law(points, fits, ax=ax, against=against, routes=route)
+        ax.set_title(f"{ax.get_title()}; {scaling.AGGREGATE_WORDS[exp.get('aggregate', 'mean')]}", fontsize=9)
     figdir = pathlib.Path(root) / "figures"
     files = list(plots.save_figure(fig, figdir / "scaling_law"))
     cols = ["route", "against", "a", "a_lo", "a_hi", "predicted_a", "agrees", "n_points", "n_censored", "decades",
             "method"]
-    blocks = [f"Fits of log N_ε on log dim over the settings (ε = {fits['eps'].iloc[0]}); censored N_ε (a route "
+    blocks = [f"Fits of log N_ε on log dim over the settings (ε = {fits['eps'].iloc[0]}; N_ε: "
+              f"{scaling.AGGREGATE_WORDS[exp.get('aggregate', 'mean')]}, the spec's `[expect] aggregate`); censored N_ε (a route "
               "never reaching ε, or reaching it at the smallest n) enter as bounds in a censored-regression (Tobit) "
               f"MLE, never as exact values; 95% CI over {N_BOOT} seed resamples shared by every setting and both "
               "routes. The bound (N_ε ∝ dim/ε, or log|class|/ε) predicts `predicted_a` "
