@@ -418,7 +418,7 @@ def log_block(x, out, bits):
 # driver's items. Every node's arithmetic is the same whatever the blocking, the driver or the
 # thread count: m = max_a t_a (a in order), s = Σ_a e^{t_a − m} (a in order, each term rounded
 # before it is added), v = m + log s.
-_BI_LEAVES = 4096
+_BI_LEAVES = 1 << 16  # long streams for the prefetcher; scratch L/V + L/V² doubles (384 KiB at V=2)
 _BI_NODES = 64  # nodes per token-major block (V > 2): V·64 doubles of t stay in L1
 
 
@@ -621,15 +621,15 @@ def _bi_subtree(src, div, scaled, rc, lpi, vals, beta, V, d_leaf, k, b, logV, w)
     ``scaled``, else already in units of β) at depth ``d_leaf``; the subtree's root is node ``b``
     at depth ``d_leaf − k``. Writes log π*(a|s) into ``lpi`` and ``V_h(s) = β v_h(s)`` into
     ``vals`` (the prompt's flat node layout) and returns ``v`` at the root. ``w``: scratch of
-    (2·V**(k−1) + (3V+2)·_BI_NODES doubles, see :func:`_bi_items`)."""
-    nleaf = V**k
-    half = nleaf // V
+    ``V**(k−1) + V**(k−2) + (3V+2)·_BI_NODES`` doubles or more (:func:`_bi_items`)."""
+    half = V ** (k - 1)
     NB = _BI_NODES
-    va = w[0:half]
-    vb = w[half : 2 * half]
-    t = w[2 * half : 2 * half + 3 * V * NB]
-    mm = w[2 * half + 3 * V * NB : 2 * half + 3 * V * NB + NB]
-    ss = w[2 * half + 3 * V * NB + NB : 2 * half + 3 * V * NB + 2 * NB]
+    va = w[0:half]  # even levels (n = V**(k-1), V**(k-3), …)
+    vb = w[half : half + half // V]  # odd levels
+    o = w.shape[0] - (3 * V + 2) * NB
+    t = w[o : o + 3 * V * NB]
+    mm = w[o + 3 * V * NB : o + 3 * V * NB + NB]
+    ss = w[o + 3 * V * NB + NB : o + 3 * V * NB + 2 * NB]
     x = src
     n = half
     for lev in range(k):
@@ -655,17 +655,24 @@ def _bi_subtree(src, div, scaled, rc, lpi, vals, beta, V, d_leaf, k, b, logV, w)
 def _bi_forward_subtree(root, lpi, dst, V, d_root, k, b, w):
     """Sequence log-probabilities below node ``b`` at depth ``d_root``, ``k`` levels down:
     ``dst[i] = root + Σ log π*(a|s)`` along the path to the subtree's leaf ``i``, added top-down in
-    path order (prefix + next token). Intermediate levels live in ``w`` (≥ 2·V**(k−1))."""
+    path order (prefix + next token). Intermediate levels live in ``w`` (≥ V**(k−1) + V**(k−2)):
+    level ``k − 2`` in the first V**(k−1), ``k − 3`` after it, and so on alternately."""
     half = V ** (k - 1)
-    cur = w[0:half]
-    nxt = w[half : 2 * half]
+    wa = w[0:half]
+    wb = w[half : half + half // V]
+    cur = wb if k >= 2 and k % 2 == 0 else wa  # the buffer level 0 does not write
     cur[0] = root
     n = 1
     for lev in range(k):
         depth = d_root + lev
         g0 = (V**depth - 1) // (V - 1) + b * n
         lps = lpi[g0 * V : (g0 + n) * V]
-        out = dst if lev == k - 1 else nxt
+        if lev == k - 1:
+            out = dst
+        elif (k - 2 - lev) % 2 == 0:
+            out = wa
+        else:
+            out = wb
         if V == 2:
             for j in range(n):
                 q = max(2 * j, 0)
@@ -678,7 +685,7 @@ def _bi_forward_subtree(root, lpi, dst, V, d_root, k, b, w):
                 q = max(j * V, 0)
                 for a in range(V):
                     out[q + a] = c + lps[q + a]
-        cur, nxt = out, cur
+        cur = out
         n *= V
 
 
@@ -739,9 +746,10 @@ def _bi_item(it, r, backward, reward, ref_cond, beta, V, levels, d_leaf, off, ro
 @njit(cache=True, nogil=True, fastmath=FASTMATH_POLY, error_model="numpy")
 def _bi_items(lo, hi, r, backward, reward, ref_cond, beta, V, levels, d_leaf, off, roots, values_out,
               logpi_out, logp_out, K):
-    """Items ``lo … hi−1`` of round ``r`` with one scratch buffer (2·V**(K−1) + (3V+2)·_BI_NODES
-    doubles)."""
-    w = np.empty(2 * V ** (K - 1) + (3 * V + 2) * _BI_NODES)
+    """Items ``lo … hi−1`` of round ``r`` with one scratch buffer of V**(K−1) + V**(K−2) +
+    (3V+2)·_BI_NODES doubles."""
+    half = V ** (K - 1)
+    w = np.empty(half + half // V + (3 * V + 2) * _BI_NODES)
     logV = math.log(V)
     for i in range(hi - lo):
         it = lo + i if backward else hi - 1 - i  # forward: last written first (still in L3)
@@ -749,7 +757,7 @@ def _bi_items(lo, hi, r, backward, reward, ref_cond, beta, V, levels, d_leaf, of
                  logpi_out, logp_out, logV, w)
 
 
-_BI_CHUNKS = 16  # parallel items per round: contiguous runs of subtrees, one scratch buffer each
+_BI_CHUNKS = 4  # parallel items per round: contiguous runs of subtrees, one scratch buffer each
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH_POLY, error_model="numpy", parallel=True)
