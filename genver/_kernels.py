@@ -31,8 +31,11 @@ Math
   ``log π*(a|s) = log π_ref(a|s) + v_{h+1}(s·a) − v_h(s)``; ``V_h = β v_h``. Each node:
   ``t_a = log π_ref(a|s) + v_{h+1}(s·a)``, ``m = max_a t_a``, ``v_h = m + log Σ_a e^{t_a − m}``
   (``−∞`` when every ``t_a`` is; then ``π*(·|s)`` is uniform), swept in subtrees of at most
-  ``_BI_LEAVES`` leaves so the sweep touches each input and output once, with the vectorised
-  :func:`exp_block` and :func:`log_block`.
+  ``_BI_LEAVES`` leaves so the sweep touches each input and output once; each level of a subtree
+  is one fused, vectorised pass over its nodes with the polynomial ``e^x`` and ``log x`` of
+  :func:`exp_block` and :func:`log_block` inlined (:func:`_exp_poly`, :func:`_log_poly`: the same
+  operations, hence the same bits); for ``V = 2`` one exponential per node (``e^{t_max − m} =
+  e^0 = 1`` exactly).
 * Policy metrics (:func:`policy_row_stats`): per row, ``KL(p‖q) = Σ_{p>0} p (log p − log q)``
   (``+∞`` if some ``p > 0 = q``) and ``Σ_y p r`` in one pass, pairwise-summed.
 * Bradley–Terry log-likelihood of the scores ``f_k`` of class member ``k`` on pair counts
@@ -95,8 +98,8 @@ def sigmoid(z):
 # one by problem size, so the choice never depends on the thread count, and the two drivers
 # give bitwise identical results (tested): the win-rate and expected-likelihood bodies are
 # compiled without ``reassoc`` (FASTMATH_ORDERED) so that LLVM cannot vectorise their sums
-# differently in the two drivers; backward induction's sums run over V children and compile
-# identically either way (it keeps FASTMATH, and its results are unchanged).
+# differently in the two drivers; backward induction's sums run over V children in order (its
+# drivers share one item body, :func:`_bi_items`).
 _PARALLEL_MIN_WORK = 1 << 15
 #: ``[False]`` while units run side by side in threads (``genver.experiments.executors``): numba's
 #: default ``workqueue`` layer cannot start parallel regions from two threads at once, so every
@@ -409,17 +412,22 @@ def log_block(x, out, bits):
 # -- backward induction (token-level soft RL) ------------------------------------------------
 # Each level of a subtree is ONE pass over its nodes: t_a = log π_ref(a|s) + v(s·a), the max, the
 # exponentials, their sum, the log and log π*(a|s) for a node's V children, with the polynomial
-# e^x and log x of exp_block / log_block inlined (same operations, same bits). V = 2 has its own
-# pass (one exponential per node: the larger child's e^{t − m} is e^0 = 1 exactly); other V work
-# on blocks of _BI_NODES nodes transposed token-major in L1 (every reduction over a is a vector
-# operation across the block's nodes). The tree is swept in subtrees of at most _BI_LEAVES
-# leaves, so each input and output is read or written once; the subtrees of one round are
-# independent (each writes its own slice of the outputs and one root), so they are the parallel
-# driver's items. Every node's arithmetic is the same whatever the blocking, the driver or the
-# thread count: m = max_a t_a (a in order), s = Σ_a e^{t_a − m} (a in order, each term rounded
-# before it is added), v = m + log s.
-_BI_LEAVES = 1 << 16  # long streams for the prefetcher; scratch L/V + L/V² doubles (384 KiB at V=2)
-_BI_NODES = 64  # nodes per token-major block (V > 2): V·64 doubles of t stay in L1
+# e^x and log x of exp_block / log_block inlined (same operations, same bits). Three passes:
+# V = 2 (:func:`_bi_level_pair`, vectorised across nodes; one exponential per node, since the
+# larger child's e^{t − m} is e^0 = 1 exactly), 8 ≤ V ≤ 16 (:func:`_bi_level_rows`, node-major
+# blocks) and any other V (:func:`_bi_level`, blocks of _BI_NODES nodes transposed token-major
+# in L1). The tree is swept in rounds of subtrees of at most _BI_LEAVES leaves, so each input
+# and output is read or written once (log π*(a|s) once more by the forward pass); the subtrees
+# of one round are independent (each writes its own slice of the outputs and one root), so they
+# are the parallel driver's items. Every node's arithmetic is the same whatever the blocking,
+# the pass, the driver or the thread count: m = max_a t_a (exact in any order), s = Σ_a
+# e^{t_a − m} (a in order, each term rounded before it is added: :func:`_add_rounded`),
+# v = m + log s; the results are bit for bit those of the previous 16-pass kernel.
+# Time: the polynomial e^x and log x dominate (~35 cycles per 8-wide AVX-512 vector each, so
+# ~9 cycles per node at V = 2), and one core is compute-bound at V = 2 and V = 16, not
+# memory-bound (profile in benchmarks/README.md).
+_BI_LEAVES = 1 << 16  # long streams for the prefetcher (4,096 was 1.3–1.7× slower); scratch ≤ 384 KiB
+_BI_NODES = 64  # nodes per block of the V > 2 passes: ≤ 3·V·64 doubles, in L1 for V ≤ 16
 
 
 @intrinsic
@@ -805,7 +813,8 @@ def backward_induction(reward, ref_cond, beta, V, H, values_out, logpi_out, logp
     section comment). The parallel driver (``P·T ≥ _PARALLEL_MIN_WORK``) splits each round's
     (prompt, subtree) items into up to ``_BI_CHUNKS`` contiguous runs; every item's arithmetic is
     the same in both drivers and for any thread count. No allocation beyond the subtrees' roots
-    (``P·T/_BI_LEAVES`` doubles) and one scratch of ~2·``_BI_LEAVES``/V doubles per run."""
+    (``P·T/_BI_LEAVES`` doubles) and one scratch of ``_BI_LEAVES·(1/V + 1/V²)`` doubles per run
+    (at most 384 KiB), whatever ``T``."""
     k = _backward_induction_par if _parallel(reward.size) else _backward_induction_ser
     k(reward, ref_cond, float(beta), V, H, values_out, logpi_out, logp_out, int(_BI_LEAVES))
 
