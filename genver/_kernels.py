@@ -613,9 +613,12 @@ def _bi_level_rows(x, div, scaled, rcs, lps, vs, vnext, n, V, beta, logV, t, mm,
             ss[j] = s
         for j in range(nb):
             ls = mm[j] + _log_poly(ss[j])
+            ss[j] = ls
             vs[j0 + j] = beta * ls
             vnext[j0 + j] = ls
+        for j in range(nb):
             q = max(j * V, 0)
+            ls = ss[j]
             for a in range(V):
                 me[q + a] = ls
         for i in range(nbV):
