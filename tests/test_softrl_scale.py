@@ -238,3 +238,16 @@ def test_inlined_exp_and_log_give_the_bits_of_exp_block_and_log_block():
     got = np.array([_kernels._log_poly(v) for v in y])
     assert got.tobytes() == want.tobytes()
     assert got[0] == -np.inf and got[1] == 0.0
+
+
+def test_add_rounded_keeps_the_product_rounded_where_a_plain_add_fuses_it():
+    """The in-order sums of the level passes add each exponential after rounding it (as a sum
+    over a stored array does): ``_add_rounded(s, a·b)`` is ``s + RN(a·b)``, while the same add
+    compiled with the package's ``contract`` flag becomes one FMA, with other bits."""
+    rounded = numba.njit(fastmath=_kernels.FASTMATH_POLY)(lambda s, a, b: _kernels._add_rounded(s, a * b))
+    fused = numba.njit(fastmath=_kernels.FASTMATH_POLY)(lambda s, a, b: s + a * b)
+    rng = np.random.default_rng(4)
+    s, a, b = rng.random(2000), rng.random(2000), rng.random(2000)
+    want = np.array([float(si) + float(ai) * float(bi) for si, ai, bi in zip(s, a, b)])  # Python: product rounded
+    assert np.array([rounded(*v) for v in zip(s, a, b)]).tobytes() == want.tobytes()
+    assert np.any(np.array([fused(*v) for v in zip(s, a, b)]) != want)  # the check can fail
