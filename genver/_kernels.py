@@ -702,35 +702,33 @@ def _bi_forward_subtree(root, lpi, dst, V, d_root, k, b, w):
 
 @njit(cache=True, nogil=True)
 def _bi_rounds(V, H, leaves):
-    """The sweep's rounds, bottom-up: ``levels[r]`` levels per subtree in round ``r``, whose
-    subtrees' leaves sit at depth ``d_leaf[r]`` and roots at ``d_leaf[r] − levels[r]``; the roots'
-    values of round r are kept at ``roots[off[r] : off[r] + V**(d_leaf[r] − levels[r])]``."""
-    K = 1  # levels per subtree: the most with V**K <= leaves
+    """The sweep's rounds, bottom-up, as one int64 array ``(3, nr + 1)`` and ``K``: round ``r``'s
+    subtrees have ``rounds[0, r]`` levels, their leaves at depth ``rounds[1, r]`` and their roots'
+    values at ``roots[rounds[2, r] : rounds[2, r + 1]]`` (``V**(depth of the roots)`` of them);
+    ``K`` is the most levels with ``V**K ≤ leaves``."""
+    K = 1
     while K < H and V ** (K + 1) <= leaves:
         K += 1
     nr = (H + K - 1) // K
-    levels = np.empty(nr, np.int64)
-    d_leaf = np.empty(nr, np.int64)
-    off = np.empty(nr + 1, np.int64)
+    rounds = np.zeros((3, nr + 1), np.int64)
     d = H
-    off[0] = 0
     for r in range(nr):
         k = min(K, d)
-        levels[r] = k
-        d_leaf[r] = d
-        off[r + 1] = off[r] + V ** (d - k)
+        rounds[0, r] = k
+        rounds[1, r] = d
+        rounds[2, r + 1] = rounds[2, r] + V ** (d - k)
         d -= k
-    return levels, d_leaf, off, K
+    return rounds, K
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH_POLY, error_model="numpy")
-def _bi_item(it, r, backward, reward, ref_cond, beta, V, levels, d_leaf, off, roots, values_out,
-             logpi_out, logp_out, logV, w):
+def _bi_item(it, r, backward, reward, ref_cond, beta, V, rounds, roots, values_out, logpi_out,
+             logp_out, logV, w):
     """Subtree ``b`` of prompt ``p`` (``it = p·n_sub + b``) of round ``r``: backward (its values
     and conditionals, and its root's ``v`` into ``roots``) or forward (its sequence log-probs
     below its root's, read from ``roots``)."""
-    k = levels[r]
-    dl = d_leaf[r]
+    k = rounds[0, r]
+    dl = rounds[1, r]
     n_sub = V ** (dl - k)
     p = it // n_sub
     b = it - p * n_sub
@@ -738,34 +736,42 @@ def _bi_item(it, r, backward, reward, ref_cond, beta, V, levels, d_leaf, off, ro
     n_int = ref_cond.shape[1]
     rc = ref_cond[p].reshape(n_int * V)
     lpi = logpi_out[p].reshape(n_int * V)
+    o = rounds[2, r]
     if backward:
         if r == 0:
             src = reward[p, b * nl : (b + 1) * nl]
-            roots[p, off[0] + b] = _bi_subtree(src, beta, True, rc, lpi, values_out[p], beta, V, dl, k, b, logV, w)
+            roots[p, o + b] = _bi_subtree(src, beta, True, rc, lpi, values_out[p], beta, V, dl, k, b, logV, w)
         else:
-            src = roots[p, off[r - 1] + b * nl : off[r - 1] + (b + 1) * nl]
-            roots[p, off[r] + b] = _bi_subtree(src, 1.0, False, rc, lpi, values_out[p], beta, V, dl, k, b, logV, w)
+            o1 = rounds[2, r - 1]
+            src = roots[p, o1 + b * nl : o1 + (b + 1) * nl]
+            roots[p, o + b] = _bi_subtree(src, 1.0, False, rc, lpi, values_out[p], beta, V, dl, k, b, logV, w)
     else:
         if r == 0:
             dst = logp_out[p, b * nl : (b + 1) * nl]
         else:
-            dst = roots[p, off[r - 1] + b * nl : off[r - 1] + (b + 1) * nl]
-        root = roots[p, off[r] + b] if r < levels.shape[0] - 1 else 0.0
+            o1 = rounds[2, r - 1]
+            dst = roots[p, o1 + b * nl : o1 + (b + 1) * nl]
+        root = roots[p, o + b] if r < rounds.shape[1] - 2 else 0.0
         _bi_forward_subtree(root, lpi, dst, V, dl - k, k, b, w)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH_POLY, error_model="numpy")
-def _bi_items(lo, hi, r, backward, reward, ref_cond, beta, V, levels, d_leaf, off, roots, values_out,
-              logpi_out, logp_out, K):
-    """Items ``lo … hi−1`` of round ``r`` with one scratch buffer of V**(K−1) + V**(K−2) +
-    (3V+2)·_BI_NODES doubles."""
-    half = V ** (K - 1)
-    w = np.empty(half + half // V + (3 * V + 2) * _BI_NODES)
+def _bi_items(lo, hi, r, backward, reward, ref_cond, beta, V, rounds, roots, values_out, logpi_out,
+              logp_out, w):
+    """Items ``lo … hi−1`` of round ``r`` with the scratch ``w`` (:func:`_bi_scratch` doubles)."""
     logV = math.log(V)
     for i in range(hi - lo):
         it = lo + i if backward else hi - 1 - i  # forward: last written first (still in L3)
-        _bi_item(it, r, backward, reward, ref_cond, beta, V, levels, d_leaf, off, roots, values_out,
-                 logpi_out, logp_out, logV, w)
+        _bi_item(it, r, backward, reward, ref_cond, beta, V, rounds, roots, values_out, logpi_out,
+                 logp_out, logV, w)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _bi_scratch(V, K):
+    """Scratch doubles of one run of items: V**(K−1) + V**(K−2) for the levels, (3V+2)·_BI_NODES
+    for the blocks of the V > 2 passes."""
+    half = V ** (K - 1)
+    return half + half // V + (3 * V + 2) * _BI_NODES
 
 
 _BI_CHUNKS = 4  # parallel items per round: contiguous runs of subtrees, one scratch buffer each
@@ -774,38 +780,44 @@ _BI_CHUNKS = 4  # parallel items per round: contiguous runs of subtrees, one scr
 @njit(cache=True, nogil=True, fastmath=FASTMATH_POLY, error_model="numpy", parallel=True)
 def _backward_induction_par(reward, ref_cond, beta, V, H, values_out, logpi_out, logp_out, leaves=_BI_LEAVES):
     P = reward.shape[0]
-    levels, d_leaf, off, K = _bi_rounds(V, H, leaves)
-    nr = levels.shape[0]
-    roots = np.empty((P, off[nr]))
+    rounds, K = _bi_rounds(V, H, leaves)
+    nr = rounds.shape[1] - 1
+    ws = _bi_scratch(V, K)
+    roots = np.empty((P, rounds[2, nr]))
+    w0 = np.empty(ws)
     for step in range(2 * nr):  # rounds bottom-up (backward), then top-down (forward)
         backward = step < nr
         r = step if backward else 2 * nr - 1 - step
-        n_it = P * V ** (d_leaf[r] - levels[r])
+        n_it = P * V ** (rounds[1, r] - rounds[0, r])
         n_ch = min(n_it, _BI_CHUNKS)
         if n_ch == 1:
-            _bi_items(0, n_it, r, backward, reward, ref_cond, beta, V, levels, d_leaf, off, roots,
-                      values_out, logpi_out, logp_out, K)
+            _bi_items(0, n_it, r, backward, reward, ref_cond, beta, V, rounds, roots, values_out,
+                      logpi_out, logp_out, w0)
         else:
             for i in prange(n_ch):
                 c = np.int64(i)
                 if not backward:
                     c = n_ch - 1 - c
+                w = np.empty(ws)
                 _bi_items(c * n_it // n_ch, (c + 1) * n_it // n_ch, r, backward, reward, ref_cond, beta, V,
-                          levels, d_leaf, off, roots, values_out, logpi_out, logp_out, K)
+                          rounds, roots, values_out, logpi_out, logp_out, w)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH_POLY, error_model="numpy")
 def _backward_induction_ser(reward, ref_cond, beta, V, H, values_out, logpi_out, logp_out, leaves=_BI_LEAVES):
     P = reward.shape[0]
-    levels, d_leaf, off, K = _bi_rounds(V, H, leaves)
-    nr = levels.shape[0]
-    roots = np.empty((P, off[nr]))
+    rounds, K = _bi_rounds(V, H, leaves)
+    nr = rounds.shape[1] - 1
+    R = rounds[2, nr]
+    buf = np.empty(P * R + _bi_scratch(V, K))  # the roots, then the scratch: one allocation
+    roots = buf[: P * R].reshape((P, R))
+    w = buf[P * R :]
     for step in range(2 * nr):
         backward = step < nr
         r = step if backward else 2 * nr - 1 - step
-        n_it = P * V ** (d_leaf[r] - levels[r])
-        _bi_items(0, n_it, r, backward, reward, ref_cond, beta, V, levels, d_leaf, off, roots,
-                  values_out, logpi_out, logp_out, K)
+        n_it = P * V ** (rounds[1, r] - rounds[0, r])
+        _bi_items(0, n_it, r, backward, reward, ref_cond, beta, V, rounds, roots, values_out,
+                  logpi_out, logp_out, w)
 
 
 def backward_induction(reward, ref_cond, beta, V, H, values_out, logpi_out, logp_out):
