@@ -54,7 +54,9 @@ CLOCK = [time.perf_counter]  # set by --clock
 def interleaved(fns: dict, reps: int) -> dict:
     """``bench_perf.interleaved`` on the clock chosen with ``--clock``: ``cpu`` (process CPU time,
     all threads) is robust to a busy machine, which inflates every wall time by the number of
-    runnable processes per core; every contender here but jax runs on one thread."""
+    runnable processes per core. genver's backward induction takes its parallel driver at every
+    size here (two threads on 2 cores: its wall time gains from the second core, its CPU time
+    does not), jax runs XLA's threads, numpy and the copy one thread."""
     for fn in fns.values():
         fn()
     ts = {k: [] for k in fns}

@@ -31,8 +31,11 @@ Math
   ``log π*(a|s) = log π_ref(a|s) + v_{h+1}(s·a) − v_h(s)``; ``V_h = β v_h``. Each node:
   ``t_a = log π_ref(a|s) + v_{h+1}(s·a)``, ``m = max_a t_a``, ``v_h = m + log Σ_a e^{t_a − m}``
   (``−∞`` when every ``t_a`` is; then ``π*(·|s)`` is uniform), swept in subtrees of at most
-  ``_BI_LEAVES`` leaves so the sweep touches each input and output once, with the vectorised
-  :func:`exp_block` and :func:`log_block`.
+  ``_BI_LEAVES`` leaves so the sweep touches each input and output once; each level of a subtree
+  is one fused, vectorised pass over its nodes with the polynomial ``e^x`` and ``log x`` of
+  :func:`exp_block` and :func:`log_block` inlined (:func:`_exp_poly`, :func:`_log_poly`: the same
+  operations, hence the same bits); for ``V = 2`` one exponential per node (``e^{t_max − m} =
+  e^0 = 1`` exactly).
 * Policy metrics (:func:`policy_row_stats`): per row, ``KL(p‖q) = Σ_{p>0} p (log p − log q)``
   (``+∞`` if some ``p > 0 = q``) and ``Σ_y p r`` in one pass, pairwise-summed.
 * Bradley–Terry log-likelihood of the scores ``f_k`` of class member ``k`` on pair counts
@@ -59,7 +62,10 @@ import os
 
 import numba
 import numpy as np
+from llvmlite import ir as llvmir
 from numba import njit, prange
+from numba.core import types
+from numba.extending import intrinsic
 
 # Threading layer: numba's OpenMP workers spin after every parallel region and starve the
 # BLAS calls inside scipy's L-BFGS on a small machine (one gap_verifier unit: 10 s with
@@ -98,8 +104,8 @@ def sigmoid(z):
 # one by problem size, so the choice never depends on the thread count, and the two drivers
 # give bitwise identical results (tested): the win-rate and expected-likelihood bodies are
 # compiled without ``reassoc`` (FASTMATH_ORDERED) so that LLVM cannot vectorise their sums
-# differently in the two drivers; backward induction's sums run over V children and compile
-# identically either way (it keeps FASTMATH, and its results are unchanged).
+# differently in the two drivers; backward induction's sums run over V children in order (its
+# drivers share one item body, :func:`_bi_items`).
 _PARALLEL_MIN_WORK = 1 << 15
 #: ``[False]`` while units run side by side in threads (``genver.experiments.executors``): numba's
 #: default ``workqueue`` layer cannot start parallel regions from two threads at once, so every
@@ -374,164 +380,426 @@ def log_block(x, out, bits):
 
 
 # -- backward induction (token-level soft RL) ------------------------------------------------
-# The tree is swept in subtrees of at most _BI_LEAVES leaves: all levels of one subtree are
-# computed while its values are in L1/L2 (a buffer of _BI_LEAVES entries), so the sweep reads
-# reward and log π_ref and writes V_h, log π* and log π*(y) once each (what a copy of the same
-# bytes moves); the subtrees' root values are then swept the same way, up to the root. The
-# forward pass (sequence log-probabilities) expands the same subtrees top-down. Every node's
-# arithmetic is the same whatever the blocking: m = max_a t_a, s = Σ_a e^{t_a − m} (a in order),
-# v = m + log s, with e^x by :func:`exp_block` and log by :func:`log_block` (vectorised).
-_BI_LEAVES = 4096
+# Each level of a subtree is ONE pass over its nodes: t_a = log π_ref(a|s) + v(s·a), the max, the
+# exponentials, their sum, the log and log π*(a|s) for a node's V children, with the polynomial
+# e^x and log x of exp_block / log_block inlined (same operations, same bits). Three passes:
+# V = 2 (:func:`_bi_level_pair`, vectorised across nodes; one exponential per node, since the
+# larger child's e^{t − m} is e^0 = 1 exactly), 8 ≤ V ≤ 16 (:func:`_bi_level_rows`, node-major
+# blocks) and any other V (:func:`_bi_level`, blocks of _BI_NODES nodes transposed token-major
+# in L1). The tree is swept in rounds of subtrees of at most _BI_LEAVES leaves, so each input
+# and output is read or written once (log π*(a|s) once more by the forward pass); the subtrees
+# of one round are independent (each writes its own slice of the outputs and one root), so they
+# are the parallel driver's items. Every node's arithmetic is the same whatever the blocking,
+# the pass, the driver or the thread count: m = max_a t_a (exact in any order), s = Σ_a
+# e^{t_a − m} (a in order, each term rounded before it is added: :func:`_add_rounded`),
+# v = m + log s; the results are bit for bit those of the previous 16-pass kernel.
+# Time: the polynomial e^x and log x dominate (~35 cycles per 8-wide AVX-512 vector each, so
+# ~9 cycles per node at V = 2), and one core is compute-bound at V = 2 and V = 16, not
+# memory-bound (profile in benchmarks/README.md).
+_BI_LEAVES = 1 << 16  # long streams for the prefetcher (4,096 was 1.3–1.7× slower); scratch ≤ 384 KiB
+_BI_NODES = 64  # nodes per block of the V > 2 passes: ≤ 3·V·64 doubles, in L1 for V ≤ 16
+
+
+@intrinsic
+def _f64_from_bits(typingctx, u):
+    """The float64 whose bit pattern is the int64 ``u`` (an LLVM bitcast, no memory round trip:
+    a loop that builds 2^n this way stays one vectorisable pass)."""
+    if u != types.int64:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], llvmir.DoubleType())
+    return types.float64(types.int64), codegen
+
+
+@intrinsic
+def _bits_from_f64(typingctx, x):
+    """The int64 bit pattern of the float64 ``x`` (an LLVM bitcast)."""
+    if x != types.float64:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], llvmir.IntType(64))
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _add_rounded(typingctx, a, b):
+    """``a + b`` as an ``fadd`` carrying only ``nsz``: without ``contract`` LLVM cannot fuse it with
+    a product that feeds it, so ``s + e`` rounds ``e`` first, as a sum over a stored array does
+    (numba adds its fastmath flags only to instructions that carry none)."""
+    if a != types.float64 or b != types.float64:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.fadd(args[0], args[1], flags=("nsz",))
+    return types.float64(types.float64, types.float64), codegen
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH_POLY, error_model="numpy", inline="always")
+def _exp_poly(x):
+    """``e^x``, the operations of :func:`exp_block` on one entry (the same bits)."""
+    xc = max(x if x == x else 0.0, -_EXP_CLAMP)
+    er, b1, b2 = _exp_split(xc)
+    v = er * _f64_from_bits(b1) * _f64_from_bits(b2)
+    return v if x == x else x
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH_POLY, error_model="numpy", inline="always")
+def _log_poly(x):
+    """``log x``, the operations of :func:`log_block` on one entry (the same bits)."""
+    u = _bits_from_f64(x)
+    k = np.float64((u >> 52) - 1023)
+    f = _f64_from_bits((u & 0x000FFFFFFFFFFFFF) | 0x3FF0000000000000)
+    v = k * _LN2_HI + (k * _LN2_LO + _log1p_unit(f - 1.0))
+    return v if x > 0.0 else -np.inf
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH_POLY, error_model="numpy", inline="always")
+def _lse_pair(t0, t1):
+    """``m + log(e^{t0 − m} + e^{t1 − m})``, ``m = max(t0, t1)`` (``0`` if both are ``−∞``, which
+    gives ``−∞``): the larger term is ``e^0 = 1`` exactly, so one exponential."""
+    m = max(t0, t1)
+    lo = min(t0, t1)
+    fin = m > -np.inf
+    m = m if fin else 0.0
+    s = _add_rounded(1.0, _exp_poly(lo - m)) if fin else 0.0
+    return m + _log_poly(s)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH_POLY, error_model="numpy")
-def _bi_subtree(src, div, rc, lpi, vals, beta, V, d_leaf, k, b, logV, w):
-    """Backward induction over the ``k`` levels above the ``V**k`` leaves ``src / div`` (in
-    units of β) at depth ``d_leaf``; the subtree's root is node ``b`` at depth ``d_leaf − k``.
-    Writes log π*(a|s) into ``lpi`` and ``V_h(s) = β v_h(s)`` into ``vals`` (the prompt's flat
-    node layout) and returns ``v`` at the root. ``w``: scratch (8, ≥ V**k). Loops index slices
-    from 0 (``max(·, 0)`` where a product is involved), so numba emits no wrap-around tests and
-    LLVM vectorises them."""
-    nleaf = V**k
-    v = w[0]
-    t = w[1]
-    d = w[2]
-    e = w[3]
-    mm = w[4]
-    ls = w[5]
-    b1 = w[6].view(np.int64)
-    b2 = w[7].view(np.int64)
-    for i in range(nleaf):
-        v[i] = src[i] / div
-    n = nleaf // V
+def _bi_level_pair(x, div, scaled, rcs, lps, vs, vnext, n, beta, logV):
+    """One level of ``n`` nodes, V = 2: children values ``x[2j + a]`` (``/ div`` if ``scaled``),
+    ``rcs``/``lps`` the level's log π_ref / log π* conditionals (2n), ``vs`` its ``V_h`` (n) and
+    ``vnext`` its ``v_h`` (units of β, the next level's children)."""
+    if scaled:
+        for j in range(n):
+            q = max(2 * j, 0)  # provably ≥ 0: no wrap-around test, so LLVM vectorises
+            t0 = rcs[q] + x[q] / div
+            t1 = rcs[q + 1] + x[q + 1] / div
+            ls = _lse_pair(t0, t1)
+            fin = ls > -np.inf
+            lps[q] = t0 - ls if fin else -logV
+            lps[q + 1] = t1 - ls if fin else -logV
+            vs[j] = beta * ls
+            vnext[j] = ls
+    else:
+        for j in range(n):
+            q = max(2 * j, 0)
+            t0 = rcs[q] + x[q]
+            t1 = rcs[q + 1] + x[q + 1]
+            ls = _lse_pair(t0, t1)
+            fin = ls > -np.inf
+            lps[q] = t0 - ls if fin else -logV
+            lps[q + 1] = t1 - ls if fin else -logV
+            vs[j] = beta * ls
+            vnext[j] = ls
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH_POLY, error_model="numpy")
+def _bi_level(x, div, scaled, rcs, lps, vs, vnext, n, V, beta, logV, t, mm, ss):
+    """:func:`_bi_level_pair` for any V, in blocks of ``_BI_NODES`` nodes: ``t`` (V·_BI_NODES)
+    holds the block token-major (entry (j, a) at ``a·_BI_NODES + j``), ``mm``/``ss`` the block's
+    maxima and sums, so every loop runs across the block's nodes."""
+    NB = _BI_NODES
+    for j0 in range(0, n, NB):
+        nb = min(NB, n - j0)
+        xb = x[j0 * V : (j0 + nb) * V]
+        rb = rcs[j0 * V : (j0 + nb) * V]
+        lb = lps[j0 * V : (j0 + nb) * V]
+        for a in range(V):
+            ta = t[a * NB : a * NB + nb]
+            if scaled:
+                for j in range(nb):
+                    q = max(j * V, 0) + a
+                    ta[j] = rb[q] + xb[q] / div
+            else:
+                for j in range(nb):
+                    q = max(j * V, 0) + a
+                    ta[j] = rb[q] + xb[q]
+            if a == 0:
+                for j in range(nb):
+                    mm[j] = ta[j]
+            else:
+                for j in range(nb):
+                    mm[j] = max(mm[j], ta[j])
+        for j in range(nb):
+            mm[j] = mm[j] if mm[j] > -np.inf else 0.0  # all −∞: e^{t − 0} = 0, no NaN
+            ss[j] = 0.0
+        for a in range(V):
+            ta = t[a * NB : a * NB + nb]
+            for j in range(nb):
+                ss[j] = _add_rounded(ss[j], _exp_poly(ta[j] - mm[j]))
+        for j in range(nb):
+            ls = mm[j] + _log_poly(ss[j])
+            ss[j] = ls
+            vs[j0 + j] = beta * ls
+            vnext[j0 + j] = ls
+        for a in range(V):
+            ta = t[a * NB : a * NB + nb]
+            for j in range(nb):
+                ls = ss[j]
+                lb[max(j * V, 0) + a] = ta[j] - ls if ls > -np.inf else -logV
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH_POLY, error_model="numpy")
+def _bi_level_rows(x, div, scaled, rcs, lps, vs, vnext, n, V, beta, logV, t, mm, ss):
+    """:func:`_bi_level` with the block kept node-major (faster for 8 ≤ V ≤ 16): ``t`` (3·V·_BI_NODES)
+    holds t, e^{t − m} and a per-entry copy of the node's m (then of its v), so the elementwise
+    loops (t, e^{t − m}, log π*) run over the block's V·nb contiguous entries and only the max and
+    the in-order sum run node by node."""
+    NB = _BI_NODES
+    for j0 in range(0, n, NB):
+        nb = min(NB, n - j0)
+        nbV = nb * V
+        xb = x[j0 * V : (j0 + nb) * V]
+        rb = rcs[j0 * V : (j0 + nb) * V]
+        lb = lps[j0 * V : (j0 + nb) * V]
+        tt = t[0:nbV]
+        e = t[nbV : 2 * nbV]
+        me = t[2 * nbV : 3 * nbV]
+        if scaled:
+            for i in range(nbV):
+                tt[i] = rb[i] + xb[i] / div
+        else:
+            for i in range(nbV):
+                tt[i] = rb[i] + xb[i]
+        for j in range(nb):
+            q = max(j * V, 0)
+            m = tt[q]
+            for a in range(1, V):
+                m = max(m, tt[q + a])
+            m = m if m > -np.inf else 0.0  # all −∞: e^{t − 0} = 0, no NaN
+            mm[j] = m
+            for a in range(V):
+                me[q + a] = m
+        for i in range(nbV):
+            e[i] = _exp_poly(tt[i] - me[i])
+        for j in range(nb):
+            q = max(j * V, 0)
+            s = 0.0
+            for a in range(V):
+                s = _add_rounded(s, e[q + a])
+            ss[j] = s
+        for j in range(nb):
+            ls = mm[j] + _log_poly(ss[j])
+            ss[j] = ls
+            vs[j0 + j] = beta * ls
+            vnext[j0 + j] = ls
+        for j in range(nb):
+            q = max(j * V, 0)
+            ls = ss[j]
+            for a in range(V):
+                me[q + a] = ls
+        for i in range(nbV):
+            ls = me[i]
+            lb[i] = tt[i] - ls if ls > -np.inf else -logV
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH_POLY, error_model="numpy")
+def _bi_subtree(src, div, scaled, rc, lpi, vals, beta, V, d_leaf, k, b, logV, w):
+    """Backward induction over the ``k`` levels above the ``V**k`` leaves ``src`` (``/ div`` if
+    ``scaled``, else already in units of β) at depth ``d_leaf``; the subtree's root is node ``b``
+    at depth ``d_leaf − k``. Writes log π*(a|s) into ``lpi`` and ``V_h(s) = β v_h(s)`` into
+    ``vals`` (the prompt's flat node layout) and returns ``v`` at the root. ``w``: scratch of
+    ``V**(k−1) + V**(k−2) + (3V+2)·_BI_NODES`` doubles or more (:func:`_bi_items`)."""
+    half = V ** (k - 1)
+    NB = _BI_NODES
+    va = w[0:half]  # even levels (n = V**(k-1), V**(k-3), …)
+    vb = w[half : half + half // V]  # odd levels
+    o = w.shape[0] - (3 * V + 2) * NB
+    t = w[o : o + 3 * V * NB]
+    mm = w[o + 3 * V * NB : o + 3 * V * NB + NB]
+    ss = w[o + 3 * V * NB + NB : o + 3 * V * NB + 2 * NB]
+    x = src
+    n = half
     for lev in range(k):
         depth = d_leaf - 1 - lev
         g0 = (V**depth - 1) // (V - 1) + b * n  # flat index of the level's first node
-        nV = n * V
-        rcs = rc[g0 * V : g0 * V + nV]
-        lps = lpi[g0 * V : g0 * V + nV]
+        rcs = rc[g0 * V : (g0 + n) * V]
+        lps = lpi[g0 * V : (g0 + n) * V]
         vs = vals[g0 : g0 + n]
-        # t, d, e hold the level "token-major": entry (node j, token a) at a·n + j, so that
-        # every reduction over a is a vector operation across the level's nodes
-        for a in range(V):
-            ta = t[a * n : (a + 1) * n]
-            for j in range(n):
-                q = max(j * V, 0) + a
-                ta[j] = rcs[q] + v[q]
-        for j in range(n):
-            mm[j] = t[j]
-        for a in range(1, V):
-            ta = t[a * n : (a + 1) * n]
-            for j in range(n):
-                mm[j] = max(mm[j], ta[j])
-        for j in range(n):
-            mm[j] = mm[j] if mm[j] > -np.inf else 0.0  # all −∞: e^{t − 0} = 0, no NaN
-        for a in range(V):
-            ta = t[a * n : (a + 1) * n]
-            da = d[a * n : (a + 1) * n]
-            for j in range(n):
-                da[j] = ta[j] - mm[j]
-        exp_block(d[:nV], e[:nV], b1[:nV], b2[:nV])
-        for j in range(n):
-            ls[j] = 0.0
-        for a in range(V):
-            ea = e[a * n : (a + 1) * n]
-            for j in range(n):
-                ls[j] += ea[j]  # s = Σ_a e_a, a in order
-        for j in range(n):
-            d[j] = ls[j]
-        log_block(d[:n], ls[:n], b1[:n])
-        for j in range(n):
-            ls[j] = mm[j] + ls[j]
-        for a in range(V):
-            ta = t[a * n : (a + 1) * n]
-            for j in range(n):
-                lse = ls[j]
-                lps[max(j * V, 0) + a] = ta[j] - lse if lse > -np.inf else -logV
-        for j in range(n):
-            vs[j] = beta * ls[j]
-            v[j] = ls[j]
+        out = va if lev % 2 == 0 else vb
+        sc = scaled and lev == 0
+        if V == 2:
+            _bi_level_pair(x, div, sc, rcs, lps, vs, out, n, beta, logV)
+        elif 8 <= V <= 16:
+            _bi_level_rows(x, div, sc, rcs, lps, vs, out, n, V, beta, logV, t, mm, ss)
+        else:
+            _bi_level(x, div, sc, rcs, lps, vs, out, n, V, beta, logV, t, mm, ss)
+        x = out
         n //= V
-    return v[0]
+    return x[0]
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH_POLY, error_model="numpy")
-def _bi_forward_subtree(lp, lpi, V, d_root, k, b, w):
+def _bi_forward_subtree(root, lpi, dst, V, d_root, k, b, w):
     """Sequence log-probabilities below node ``b`` at depth ``d_root``, ``k`` levels down:
-    ``lp[b·V**k + i] = lp[b] + Σ log π*(a|s)`` along the path, added top-down in path order
-    (prefix + next token). Reads ``lp[b]`` first; intermediate levels live in ``w`` (2, ≥ V**k)."""
-    cur = w[0]
-    nxt = w[1]
-    cur[0] = lp[b]
+    ``dst[i] = root + Σ log π*(a|s)`` along the path to the subtree's leaf ``i``, added top-down in
+    path order (prefix + next token). Intermediate levels live in ``w`` (≥ V**(k−1) + V**(k−2)):
+    level ``k − 2`` in the first V**(k−1), ``k − 3`` after it, and so on alternately."""
+    half = V ** (k - 1)
+    wa = w[0:half]
+    wb = w[half : half + half // V]
+    cur = wb if k >= 2 and k % 2 == 0 else wa  # the buffer level 0 does not write
+    cur[0] = root
     n = 1
     for lev in range(k):
         depth = d_root + lev
         g0 = (V**depth - 1) // (V - 1) + b * n
         lps = lpi[g0 * V : (g0 + n) * V]
-        dst = lp[b * n * V : (b + 1) * n * V] if lev == k - 1 else nxt
-        for a in range(V):  # token-major, so each loop runs across the level's nodes
+        if lev == k - 1:
+            out = dst
+        elif (k - 2 - lev) % 2 == 0:
+            out = wa
+        else:
+            out = wb
+        if V == 2:
             for j in range(n):
-                q = max(j * V, 0) + a
-                dst[q] = cur[j] + lps[q]
-        cur, nxt = nxt, cur
+                q = max(2 * j, 0)
+                c = cur[j]
+                out[q] = c + lps[q]
+                out[q + 1] = c + lps[q + 1]
+        else:
+            for j in range(n):
+                c = cur[j]
+                q = max(j * V, 0)
+                for a in range(V):
+                    out[q + a] = c + lps[q + a]
+        cur = out
         n *= V
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH_POLY, error_model="numpy")
-def _backward_induction_prompt(p, reward, ref_cond, beta, V, H, leaves, values_out, logpi_out, logp_out):
-    K = 1  # levels per subtree: the most with V**K <= leaves
+@njit(cache=True, nogil=True)
+def _bi_rounds(V, H, leaves):
+    """The sweep's rounds, bottom-up, as one int64 array ``(3, nr + 1)`` and ``K``: round ``r``'s
+    subtrees have ``rounds[0, r]`` levels, their leaves at depth ``rounds[1, r]`` and their roots'
+    values at ``roots[rounds[2, r] : rounds[2, r + 1]]`` (``V**(depth of the roots)`` of them);
+    ``K`` is the most levels with ``V**K ≤ leaves``."""
+    K = 1
     while K < H and V ** (K + 1) <= leaves:
         K += 1
+    nr = (H + K - 1) // K
+    rounds = np.zeros((3, nr + 1), np.int64)
+    d = H
+    for r in range(nr):
+        k = min(K, d)
+        rounds[0, r] = k
+        rounds[1, r] = d
+        rounds[2, r + 1] = rounds[2, r] + V ** (d - k)
+        d -= k
+    return rounds, K
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH_POLY, error_model="numpy")
+def _bi_item(it, r, backward, reward, ref_cond, beta, V, rounds, roots, values_out, logpi_out,
+             logp_out, logV, w):
+    """Subtree ``b`` of prompt ``p`` (``it = p·n_sub + b``) of round ``r``: backward (its values
+    and conditionals, and its root's ``v`` into ``roots``) or forward (its sequence log-probs
+    below its root's, read from ``roots``)."""
+    k = rounds[0, r]
+    dl = rounds[1, r]
+    n_sub = V ** (dl - k)
+    p = it // n_sub
+    b = it - p * n_sub
+    nl = V**k
     n_int = ref_cond.shape[1]
     rc = ref_cond[p].reshape(n_int * V)
     lpi = logpi_out[p].reshape(n_int * V)
-    vals = values_out[p]
-    lp = logp_out[p]
+    o = rounds[2, r]
+    if backward:
+        if r == 0:
+            src = reward[p, b * nl : (b + 1) * nl]
+            roots[p, o + b] = _bi_subtree(src, beta, True, rc, lpi, values_out[p], beta, V, dl, k, b, logV, w)
+        else:
+            o1 = rounds[2, r - 1]
+            src = roots[p, o1 + b * nl : o1 + (b + 1) * nl]
+            roots[p, o + b] = _bi_subtree(src, 1.0, False, rc, lpi, values_out[p], beta, V, dl, k, b, logV, w)
+    else:
+        if r == 0:
+            dst = logp_out[p, b * nl : (b + 1) * nl]
+        else:
+            o1 = rounds[2, r - 1]
+            dst = roots[p, o1 + b * nl : o1 + (b + 1) * nl]
+        root = roots[p, o + b] if r < rounds.shape[1] - 2 else 0.0
+        _bi_forward_subtree(root, lpi, dst, V, dl - k, k, b, w)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH_POLY, error_model="numpy")
+def _bi_items(lo, hi, r, backward, reward, ref_cond, beta, V, rounds, roots, values_out, logpi_out,
+              logp_out, w):
+    """Items ``lo … hi−1`` of round ``r`` with the scratch ``w`` (:func:`_bi_scratch` doubles)."""
     logV = math.log(V)
-    w = np.empty((8, V**K))
-    # backward: rounds of at most K levels; the roots of one round are the next round's leaves
-    # (stored in lp[0 : V**d], read before they are overwritten)
-    d_leaf = H
-    src = reward[p]
-    div = beta
-    while d_leaf > 0:
-        k = min(K, d_leaf)
-        nl = V**k
-        for b in range(V ** (d_leaf - k)):
-            lp[b] = _bi_subtree(src[b * nl : (b + 1) * nl], div, rc, lpi, vals, beta, V, d_leaf, k, b, logV, w)
-        src = lp
-        div = 1.0
-        d_leaf -= k
-    # forward: the same rounds top-down; a subtree reads its root lp[b] and writes lp[b·V**k ...)
-    # (subtrees in descending b, so no unread root is overwritten)
-    lp[0] = 0.0
-    n_rounds = (H + K - 1) // K
-    for r in range(n_rounds - 1, -1, -1):
-        d_hi = H - r * K  # this round spans depths [d_lo, d_hi]
-        d_lo = max(0, d_hi - K)
-        for b in range(V**d_lo - 1, -1, -1):
-            _bi_forward_subtree(lp, lpi, V, d_lo, d_hi - d_lo, b, w)
+    for i in range(hi - lo):
+        it = lo + i if backward else hi - 1 - i  # forward: last written first (still in L3)
+        _bi_item(it, r, backward, reward, ref_cond, beta, V, rounds, roots, values_out, logpi_out,
+                 logp_out, logV, w)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _bi_scratch(V, K):
+    """Scratch doubles of one run of items: V**(K−1) + V**(K−2) for the levels, (3V+2)·_BI_NODES
+    for the blocks of the V > 2 passes."""
+    half = V ** (K - 1)
+    return half + half // V + (3 * V + 2) * _BI_NODES
+
+
+_BI_CHUNKS = 4  # parallel items per round: contiguous runs of subtrees, one scratch buffer each
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH_POLY, error_model="numpy", parallel=True)
 def _backward_induction_par(reward, ref_cond, beta, V, H, values_out, logpi_out, logp_out, leaves=_BI_LEAVES):
-    for p in prange(reward.shape[0]):
-        _backward_induction_prompt(p, reward, ref_cond, beta, V, H, leaves, values_out, logpi_out, logp_out)
+    P = reward.shape[0]
+    rounds, K = _bi_rounds(V, H, leaves)
+    nr = rounds.shape[1] - 1
+    ws = _bi_scratch(V, K)
+    roots = np.empty((P, rounds[2, nr]))
+    w0 = np.empty(ws)
+    for step in range(2 * nr):  # rounds bottom-up (backward), then top-down (forward)
+        backward = step < nr
+        r = step if backward else 2 * nr - 1 - step
+        n_it = P * V ** (rounds[1, r] - rounds[0, r])
+        n_ch = min(n_it, _BI_CHUNKS)
+        if n_ch == 1:
+            _bi_items(0, n_it, r, backward, reward, ref_cond, beta, V, rounds, roots, values_out,
+                      logpi_out, logp_out, w0)
+        else:
+            for i in prange(n_ch):
+                c = np.int64(i)
+                if not backward:
+                    c = n_ch - 1 - c
+                w = np.empty(ws)
+                _bi_items(c * n_it // n_ch, (c + 1) * n_it // n_ch, r, backward, reward, ref_cond, beta, V,
+                          rounds, roots, values_out, logpi_out, logp_out, w)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH_POLY, error_model="numpy")
 def _backward_induction_ser(reward, ref_cond, beta, V, H, values_out, logpi_out, logp_out, leaves=_BI_LEAVES):
-    for p in range(reward.shape[0]):
-        _backward_induction_prompt(p, reward, ref_cond, beta, V, H, leaves, values_out, logpi_out, logp_out)
+    P = reward.shape[0]
+    rounds, K = _bi_rounds(V, H, leaves)
+    nr = rounds.shape[1] - 1
+    R = rounds[2, nr]
+    buf = np.empty(P * R + _bi_scratch(V, K))  # the roots, then the scratch: one allocation
+    roots = buf[: P * R].reshape((P, R))
+    w = buf[P * R :]
+    for step in range(2 * nr):
+        backward = step < nr
+        r = step if backward else 2 * nr - 1 - step
+        n_it = P * V ** (rounds[1, r] - rounds[0, r])
+        _bi_items(0, n_it, r, backward, reward, ref_cond, beta, V, rounds, roots, values_out,
+                  logpi_out, logp_out, w)
 
 
 def backward_induction(reward, ref_cond, beta, V, H, values_out, logpi_out, logp_out):
     """reward (P,T); ref_cond (P,n_int,V) log π_ref(a|s); values_out (P,n_int) = V_h(s);
     logpi_out (P,n_int,V) = log π*(a|s); logp_out (P,T) = Σ_h log π*(a_h|s_h) by a forward
-    pass (also the sweep's only scratch of size T). Nodes are flat, depth by depth. Subtrees of
-    at most ``_BI_LEAVES`` leaves; one prompt per ``prange`` item (serial below
-    ``_PARALLEL_MIN_WORK`` entries of ``reward``). No allocation beyond ~8·``_BI_LEAVES``
-    doubles per prompt."""
+    pass. Nodes are flat, depth by depth. Rounds of subtrees of at most ``_BI_LEAVES`` leaves,
+    bottom-up then top-down; each level of a subtree is one fused pass over its nodes (see the
+    section comment). The parallel driver (``P·T ≥ _PARALLEL_MIN_WORK``) splits each round's
+    (prompt, subtree) items into up to ``_BI_CHUNKS`` contiguous runs; every item's arithmetic is
+    the same in both drivers and for any thread count. No allocation beyond the subtrees' roots
+    (``P·T/_BI_LEAVES`` doubles) and one scratch of ``_BI_LEAVES·(1/V + 1/V²)`` doubles per run
+    (at most 384 KiB), whatever ``T``."""
     k = _backward_induction_par if _parallel(reward.size) else _backward_induction_ser
     k(reward, ref_cond, float(beta), V, H, values_out, logpi_out, logp_out, int(_BI_LEAVES))
 

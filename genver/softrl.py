@@ -24,9 +24,13 @@ and then ``J_β = −∞``; a KL within its own rounding floor ``8·eps·Σ_y p(
 is exactly 0 (:func:`kl_rows`).
 
 Scale: for ``T = V**H`` completions per prompt, backward induction
-(:func:`genver._kernels.backward_induction`) works prompt by prompt in subtrees of a few
-thousand leaves: besides its outputs (values, token conditionals and sequence log-probs of
-``π*``, all of them needed) it allocates a few thousand doubles, whatever ``T``. ``J_β``,
+(:func:`genver._kernels.backward_induction`) sweeps each prompt in rounds of subtrees of at most
+2¹⁶ leaves, bottom-up for the values and conditionals (one fused pass per level of a subtree:
+``max``, polynomial ``exp``, in-order sum, ``log`` and ``log π*(a|s)`` together) and top-down for
+the sequence log-probs; a round's subtrees are independent, so large trees use both cores with
+the same bits as one. Besides its outputs (values, token conditionals and sequence log-probs of
+``π*``, all of them needed) it allocates the subtrees' roots (``P·T/2¹⁶`` doubles) and a scratch
+of ``~2¹⁶/V`` doubles per parallel run, whatever ``T``. ``J_β``,
 ``KL`` and ``E_π r`` read the ``(P, T)`` log-probabilities once, fused in one kernel
 (:func:`genver._kernels.policy_row_stats`), with no ``(P, T)`` temporaries (inputs that are
 not C-contiguous float64, or that need broadcasting, are copied once).

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import naive
-from conftest import assert_logp_equal, random_logp
+from conftest import assert_logp_equal, naive_cond_array, random_logp
 from genver import _kernels
 from genver.metrics import kl_to_reference, reward_levels, suboptimality, win_rate
 from genver.policy import Policy, random_policy
@@ -60,7 +60,7 @@ def test_additive_world_at_a_million_completions_matches_closed_forms():
     assert win_rate(opt, r, ref, levels=reward_levels(r, ref)) == pytest.approx(want_wr, rel=1e-12)
 
 
-@pytest.mark.parametrize("P,V,H", [(2, 2, 5), (2, 3, 4), (1, 4, 3), (3, 2, 7)])
+@pytest.mark.parametrize("P,V,H", [(2, 2, 5), (2, 3, 4), (1, 4, 3), (3, 2, 7), (1, 8, 3), (2, 16, 2)])
 def test_blocked_backward_induction_matches_naive_and_is_blocking_independent(P, V, H, monkeypatch):
     """Subtrees of 1, V, V², … leaves (several rounds, forward and backward) give the same bits
     as one block, and match the brute-force recursion with zero-probability reference tokens and
@@ -210,3 +210,106 @@ def test_level_index_is_searchsorted(n_levels):
         out = np.empty(size, dtype=np.int64)
         _kernels.level_index(u, row, 7, out)
         np.testing.assert_array_equal(out, np.searchsorted(u, row) + 7)
+
+
+# -- the level passes of backward induction: V = 2 (pairs), 8 ≤ V ≤ 16 (node-major rows), other V
+# (token-major blocks), each against the brute-force recursion and the additive closed form
+
+
+@pytest.mark.parametrize("P,V,H", [(2, 2, 6), (1, 3, 4), (2, 5, 3), (1, 8, 3), (2, 16, 2), (1, 17, 2)])
+def test_every_level_path_matches_naive_values_conditionals_and_sequences(P, V, H):
+    """Zero-probability reference tokens, whole unreachable prefixes (uniform π*) and tied rewards."""
+    rng = np.random.default_rng(100 * V + H)
+    sp = TreeSpace(P, V, H)
+    ref = Policy(sp, random_logp(rng, sp, zero_frac=0.3, zero_prefix=True))
+    r = np.round(rng.normal(size=sp.shape), 1)
+    beta = 0.45
+    so = soft_optimal(r, ref, beta)
+    nv = naive.soft_optimal(r, ref.logp, beta, V, H)
+    for h in range(H):
+        want = np.array([[nv["V"][(x, s)] for s in naive._all_prefixes(V, H, h)] for x in range(P)])
+        np.testing.assert_allclose(so.V(h), want, rtol=1e-13, atol=1e-13)
+    assert_logp_equal(so.policy.cond, naive_cond_array(sp, nv["cond"]), atol=1e-12)
+    assert_logp_equal(so.policy.logp, nv["logp"], atol=1e-12)
+    assert np.isneginf(so.policy.cond).any()  # the zero-probability tokens were exercised
+
+
+@pytest.mark.parametrize("P,V,H", [(1, 16, 4), (1, 8, 5), (2, 3, 9), (1, 2, 16), (2, 4, 7)])
+def test_every_level_path_matches_the_additive_closed_form_at_size(P, V, H):
+    """``r(y) = Σ_h w[h, a_h]`` under a position-wise reference: π* factorises (closed form in
+    tests/naive.py); sizes large enough for several subtree rounds and the parallel driver."""
+    sp = TreeSpace(P, V, H)
+    rng = np.random.default_rng(V + 10 * H)
+    ref_pos = np.log(rng.dirichlet(np.ones(V), size=H))
+    w = rng.normal(size=(H, V))
+    cond = np.concatenate([np.broadcast_to(ref_pos[h], (V**h, V)) for h in range(H)])
+    ref = Policy.from_cond(sp, np.broadcast_to(cond, (P,) + cond.shape))
+    dig = _digits(V, H)
+    r = np.broadcast_to(w[np.arange(H)[:, None], dig].sum(axis=0), sp.shape)
+    opt_pos, log_Z = naive.factorised_soft_optimal(ref_pos, w, 0.8)
+    so = soft_optimal(r, ref, 0.8)
+    np.testing.assert_allclose(so.log_Z, log_Z, rtol=1e-13)
+    for h in range(H):
+        np.testing.assert_allclose(so.policy.token_logp(h), np.broadcast_to(opt_pos[h], (P, V**h, V)), atol=1e-12)
+    want_logp = opt_pos[np.arange(H)[:, None], dig].sum(axis=0)
+    np.testing.assert_allclose(so.policy.logp, np.broadcast_to(want_logp, sp.shape), atol=1e-11)
+
+
+@pytest.mark.parametrize("V,H,leaves", [(2, 11, 8), (3, 6, 9), (16, 3, 16), (9, 3, 9)])
+def test_parallel_driver_is_bitwise_the_serial_one_for_any_thread_count(V, H, leaves):
+    """Each round's subtrees are the parallel driver's items (several per prompt here): the same
+    bits as the serial driver with 1 and 2 threads."""
+    rng = np.random.default_rng(V * H)
+    sp = TreeSpace(2, V, H)
+    ref = Policy(sp, random_logp(rng, sp, zero_frac=0.2, zero_prefix=True))
+    r = rng.normal(size=sp.shape)
+    rc = ref.cond
+
+    def run(driver):
+        out = (np.empty((sp.P, sp.n_internal)), np.empty((sp.P, sp.n_internal, V)), np.empty(sp.shape))
+        driver(r, rc, 0.3, V, H, *out, leaves)
+        return b"".join(a.tobytes() for a in out)
+
+    want = run(_kernels._backward_induction_ser)
+    old = numba.get_num_threads()
+    try:
+        for n in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(n)
+            assert run(_kernels._backward_induction_par) == want
+    finally:
+        numba.set_num_threads(old)
+    assert_logp_equal(np.frombuffer(want[-8 * sp.P * sp.T:]).reshape(sp.shape),
+                      naive.soft_optimal_closed_form(r, ref.logp, 0.3), atol=1e-10)
+
+
+def test_inlined_exp_and_log_give_the_bits_of_exp_block_and_log_block():
+    """The fused level passes evaluate e^x and log x entry by entry (:func:`_kernels._exp_poly`,
+    :func:`_kernels._log_poly`): the operations, hence the bits, of the block versions, edge
+    cases included (−∞, the −750 clamp, subnormal results, NaN, log 0)."""
+    rng = np.random.default_rng(3)
+    x = np.concatenate([[0.0, -0.0, -np.inf, -750.0, -800.0, -745.0, -740.0, -708.5, 700.0, np.nan],
+                        rng.uniform(-760.0, 0.0, 5000), rng.uniform(-1.0, 1.0, 2000)])
+    want = np.empty_like(x)
+    _kernels.exp_block(x, want, np.empty(x.size, np.int64), np.empty(x.size, np.int64))
+    got = np.array([_kernels._exp_poly(v) for v in x])
+    assert got.tobytes() == want.tobytes()
+    assert got[0] == 1.0 and got[2] == 0.0 and np.isnan(got[9])  # e^0 = 1 exactly: the pair pass relies on it
+    y = np.concatenate([[0.0, 1.0, 2.0, 16.0, 2.0**1000], 1.0 + 255.0 * rng.random(5000), 1.0 + rng.random(2000)])
+    want = np.empty_like(y)
+    _kernels.log_block(y, want, np.empty(y.size, np.int64))
+    got = np.array([_kernels._log_poly(v) for v in y])
+    assert got.tobytes() == want.tobytes()
+    assert got[0] == -np.inf and got[1] == 0.0
+
+
+def test_add_rounded_keeps_the_product_rounded_where_a_plain_add_fuses_it():
+    """The in-order sums of the level passes add each exponential after rounding it (as a sum
+    over a stored array does): ``_add_rounded(s, a·b)`` is ``s + RN(a·b)``, while the same add
+    compiled with the package's ``contract`` flag becomes one FMA, with other bits."""
+    rounded = numba.njit(fastmath=_kernels.FASTMATH_POLY)(lambda s, a, b: _kernels._add_rounded(s, a * b))
+    fused = numba.njit(fastmath=_kernels.FASTMATH_POLY)(lambda s, a, b: s + a * b)
+    rng = np.random.default_rng(4)
+    s, a, b = rng.random(2000), rng.random(2000), rng.random(2000)
+    want = np.array([float(si) + float(ai) * float(bi) for si, ai, bi in zip(s, a, b)])  # Python: product rounded
+    assert np.array([rounded(*v) for v in zip(s, a, b)]).tobytes() == want.tobytes()
+    assert np.any(np.array([fused(*v) for v in zip(s, a, b)]) != want)  # the check can fail
