@@ -115,10 +115,8 @@ def _report(args) -> int:
 
 
 def _check(args) -> int:
-    from .theory.runner import main as check_main
-    argv = (["--quick"] if args.quick else []) + (["--only", args.only] if args.only else []) + \
-        (["--json"] if args.json else [])
-    return check_main(argv)
+    from .theory.runner import run_from_args
+    return run_from_args(args)
 
 
 ESTIMATORS = ("dpo", "ipo", "reward_mle", "rm_rl")
@@ -619,10 +617,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="report an unfinished run (missing units or unreadable shards) with the exit code of "
                          "its verdicts; it is marked INCOMPLETE either way")
     rp.set_defaults(func=_report)
-    c = sub.add_parser("check", help="run the executable checks of the paper's propositions (theory/)")
-    c.add_argument("--quick", action="store_true", help="the small version (< 60 s)")
-    c.add_argument("--only", metavar="ID", help="run one check")
-    c.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    from .theory.runner import DESCRIPTION, add_check_arguments
+    c = sub.add_parser("check", help="run the executable checks of the paper's propositions (theory/)",
+                       description=DESCRIPTION)
+    add_check_arguments(c)  # the one definition of its options (theory/runner.py)
     c.set_defaults(func=_check)
     return p
 

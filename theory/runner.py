@@ -7,6 +7,10 @@ rows of every check in ``df.attrs["rows"]`` (a DataFrame). ``main(argv)`` is the
 
     genver check [--quick] [--only ID [--only ID ...]] [--seed S] [--json]
 
+Its options are defined once, by :func:`add_check_arguments`, which ``genver check``
+(:mod:`genver.cli`) and ``python -m genver.theory.runner`` both use; :func:`run_from_args`
+runs parsed arguments.
+
 It prints the table (or JSON records with ``--json``), writes one progress line per check to
 stderr, and exits 0 only when every check passes (max discrepancy ≤ tolerance) and every broken
 variant is caught (broken discrepancy > tolerance); 1 otherwise; 2 for an unknown ``--only`` id.
@@ -25,7 +29,7 @@ import pandas as pd
 
 from ._common import CHECK_IDS, registry, summarise
 
-__all__ = ["run_checks", "format_table", "main"]
+__all__ = ["run_checks", "format_table", "main", "add_check_arguments", "run_from_args"]
 
 COLUMNS = ["id", "statement", "cases", "max_discrepancy", "tolerance", "broken_discrepancy", "passed", "seconds"]
 
@@ -164,9 +168,17 @@ def format_table(df: pd.DataFrame) -> str:
     return "\n".join(out)
 
 
+#: the description of ``genver check``
+DESCRIPTION = "Executable, falsifiable checks of the paper's propositions (theory/)."
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="genver check",
-                                description="Executable, falsifiable checks of the paper's propositions (theory/).")
+    return add_check_arguments(argparse.ArgumentParser(prog="genver check", description=DESCRIPTION))
+
+
+def add_check_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of ``genver check`` (the one definition: the CLI's subcommand and
+    :func:`main` add them with this function); returns ``p``."""
     p.add_argument("--quick", action="store_true", help="fewer random instances (well under a minute)")
     p.add_argument("--only", action="append", metavar="ID",
                    help=f"run only this check (repeatable); one of: {', '.join(CHECK_IDS)}")
@@ -181,6 +193,12 @@ def main(argv=None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as e:  # argparse exits 2 on usage errors, 0 on --help
         return int(e.code) if isinstance(e.code, int) else 2
+    return run_from_args(args)
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run the checks that arguments parsed with :func:`add_check_arguments` ask for; returns
+    the exit status (0 pass, 1 fail, 2 usage error)."""
     if args.only:
         unknown = [i for i in args.only if i not in CHECK_IDS]
         if unknown:
