@@ -7,9 +7,8 @@ rows of every check in ``df.attrs["rows"]`` (a DataFrame). ``main(argv)`` is the
 
     genver check [--quick] [--only ID [--only ID ...]] [--seed S] [--json]
 
-Its options are defined once, by :func:`add_check_arguments`, which ``genver check``
-(:mod:`genver.cli`) and ``python -m genver.theory.runner`` both use; :func:`run_from_args`
-runs parsed arguments.
+Its options are defined once, by :func:`genver.cli.add_check_arguments`, which the ``genver
+check`` subcommand and :func:`main` both use; :func:`run_from_args` runs parsed arguments.
 
 It prints the table (or JSON records with ``--json``), writes one progress line per check to
 stderr, and exits 0 only when every check passes (max discrepancy ≤ tolerance) and every broken
@@ -29,7 +28,7 @@ import pandas as pd
 
 from ._common import CHECK_IDS, registry, summarise
 
-__all__ = ["run_checks", "format_table", "main", "add_check_arguments", "run_from_args"]
+__all__ = ["run_checks", "format_table", "main", "run_from_args"]
 
 COLUMNS = ["id", "statement", "cases", "max_discrepancy", "tolerance", "broken_discrepancy", "passed", "seconds"]
 
@@ -168,23 +167,9 @@ def format_table(df: pd.DataFrame) -> str:
     return "\n".join(out)
 
 
-#: the description of ``genver check``
-DESCRIPTION = "Executable, falsifiable checks of the paper's propositions (theory/)."
-
-
 def _parser() -> argparse.ArgumentParser:
-    return add_check_arguments(argparse.ArgumentParser(prog="genver check", description=DESCRIPTION))
-
-
-def add_check_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The options of ``genver check`` (the one definition: the CLI's subcommand and
-    :func:`main` add them with this function); returns ``p``."""
-    p.add_argument("--quick", action="store_true", help="fewer random instances (well under a minute)")
-    p.add_argument("--only", action="append", metavar="ID",
-                   help=f"run only this check (repeatable); one of: {', '.join(CHECK_IDS)}")
-    p.add_argument("--seed", type=int, default=0, help="random_state passed to every check (default 0)")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON records instead of a table")
-    return p
+    from genver.cli import CHECK_DESCRIPTION, add_check_arguments
+    return add_check_arguments(argparse.ArgumentParser(prog="genver check", description=CHECK_DESCRIPTION))
 
 
 def main(argv=None) -> int:

@@ -102,7 +102,7 @@ def is_current(stem, outputs, key: str) -> bool:
 
 def store_digest(stem, key: str) -> None:
     """Record ``key`` beside the figure at ``stem`` (after its files are written)."""
-    from .store import atomic_write_bytes
+    from ..atomic import atomic_write_bytes
 
     atomic_write_bytes(_hash_file(pathlib.Path(stem)), (key + "\n").encode(), fsync=False)
 
@@ -125,7 +125,7 @@ def read_report_cache(root, fmt: str) -> dict | None:
 
 def write_report_cache(root, fmt: str, entry: dict) -> None:
     """Store ``entry`` (path, verdict rows, terminal text) for ``fmt`` with the results' digest."""
-    from .store import atomic_write_bytes
+    from ..atomic import atomic_write_bytes
 
     root = pathlib.Path(root)
     try:
