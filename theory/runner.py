@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import math
 import sys
@@ -33,67 +32,24 @@ __all__ = ["run_checks", "format_table", "main", "run_from_args"]
 COLUMNS = ["id", "statement", "cases", "max_discrepancy", "tolerance", "broken_discrepancy", "passed", "seconds"]
 
 
-_BLAS_SETTERS = [("openblas_set_num_threads", "openblas_get_num_threads"),
-                 ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
-                 ("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_")]
-
-
 @contextlib.contextmanager
 def single_threaded():
-    """Run numba kernels and OpenBLAS single-threaded inside the block, restoring both after.
+    """Run numba kernels and BLAS single-threaded inside the block, restoring both after.
 
     The checks solve thousands of tiny problems; with numba's OpenMP workers and OpenBLAS's
     threads both spinning, L-BFGS-B's small BLAS calls slow down 10–100× on a busy 2-core
-    machine (measured). Uses ``threadpoolctl`` when installed, otherwise calls OpenBLAS's
-    ``*_set_num_threads`` on the libraries already loaded (Linux); silently does nothing where
-    neither is possible. Results do not depend on numba's thread count (see ``_kernels``); the
-    last digits of L-BFGS solutions may depend on BLAS's."""
-    restore = []
+    machine (measured). BLAS is limited through ``threadpoolctl`` (a dependency). Results do
+    not depend on numba's thread count (see ``_kernels``); the last digits of L-BFGS solutions
+    may depend on BLAS's."""
+    import numba
+    from threadpoolctl import threadpool_limits
+    n0 = numba.get_num_threads()
+    numba.set_num_threads(1)
     try:
-        import numba
-        n0 = numba.get_num_threads()
-        numba.set_num_threads(1)
-        restore.append(lambda: numba.set_num_threads(n0))
-    except Exception:  # pragma: no cover - numba missing or already in a parallel region
-        pass
-    try:
-        from threadpoolctl import threadpool_limits
-        limiter = threadpool_limits(limits=1, user_api="blas")
-        restore.append(limiter.restore_original_limits)
-    except Exception:
-        restore.extend(_openblas_limit_ctypes())
-    try:
-        yield
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
     finally:
-        for f in reversed(restore):
-            try:
-                f()
-            except Exception:  # pragma: no cover
-                pass
-
-
-def _openblas_limit_ctypes():
-    undo = []
-    try:
-        with open("/proc/self/maps") as fh:
-            paths = sorted({ln.split()[-1] for ln in fh if "openblas" in ln.lower() and ln.split()[-1].startswith("/")})
-    except OSError:
-        return undo
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for set_name, get_name in _BLAS_SETTERS:
-            setter, getter = getattr(lib, set_name, None), getattr(lib, get_name, None)
-            if setter is None or getter is None:
-                continue
-            getter.restype = ctypes.c_int
-            n0 = int(getter())
-            setter(ctypes.c_int(1))
-            undo.append(lambda s=setter, n=n0: s(ctypes.c_int(n)))
-            break
-    return undo
+        numba.set_num_threads(n0)
 
 
 def run_checks(quick: bool = True, only=None, random_state=0, progress=None, *,

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib.util
 import math
 import multiprocessing as mp
 import os
@@ -84,16 +85,27 @@ _NUMBA_LOCK = threading.Lock()
 _UNITS_RUN = 0  # units run by this process (the first one loads the numba kernels)
 
 
+#: the packages genver installs (``[tool.setuptools] packages`` of pyproject.toml; a test keeps them equal)
+SOURCE_PACKAGES = ("genver", "genver.classes", "genver.estimators", "genver.experiments", "genver.neural",
+                   "genver.theory")
+
+
 def _genver_source_hash() -> str:
-    """SHA-1 (12 hex digits) of genver's Python sources: equal version strings, different code."""
+    """SHA-1 (12 hex digits) of genver's Python sources: equal version strings, different code.
+    Every module of :data:`SOURCE_PACKAGES` is hashed under its import name (``genver/theory/
+    runner.py``), wherever the import system finds it, so an editable install (``theory/`` beside
+    the package) and a wheel of the same commit (``genver/theory/`` inside it) agree."""
     global _SOURCE_HASH
     if _SOURCE_HASH is None:
-        root = pathlib.Path(__file__).resolve().parents[1]
         h = hashlib.sha1()
-        for p in sorted(root.rglob("*.py")):
-            if "__pycache__" in p.parts:
-                continue
-            h.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+        for pkg in SOURCE_PACKAGES:
+            spec = importlib.util.find_spec(pkg)
+            if spec is None or not spec.submodule_search_locations:
+                raise ImportError(f"genver source hash: package {pkg} not found")
+            prefix = pkg.replace(".", "/")
+            for folder in spec.submodule_search_locations:
+                for p in sorted(pathlib.Path(folder).glob("*.py")):
+                    h.update(f"{prefix}/{p.name}".encode() + b"\0" + p.read_bytes() + b"\0")
         _SOURCE_HASH = h.hexdigest()[:12]
     return _SOURCE_HASH
 
@@ -141,13 +153,13 @@ _THREAD_SAFE = None
 
 def _numba_thread_safe() -> bool:
     """Whether numba's threading layer allows parallel kernels from several threads at once
-    (``omp``, ``tbb``; ``workqueue`` aborts the process)."""
+    (``omp``, ``tbb``; ``workqueue`` aborts the process). ``numba.get_num_threads()`` starts the
+    layer (public API), after which ``numba.threading_layer()`` names it."""
     global _THREAD_SAFE
     if _THREAD_SAFE is None:
         try:
             import numba
-            from numba.np.ufunc.parallel import _launch_threads
-            _launch_threads()
+            numba.get_num_threads()
             _THREAD_SAFE = numba.threading_layer() in ("omp", "tbb")
         except Exception:  # noqa: BLE001 - unknown: be safe
             _THREAD_SAFE = False
@@ -307,11 +319,11 @@ class ThreadUnitExecutor(Executor):
                         done.put(e)
                         return
 
-        from .._solve import _blas_one_thread
+        from threadpoolctl import threadpool_limits
         # BLAS on one thread for the whole map, not only inside each fit: threadpoolctl's limit is
         # process-wide, and one unit leaving its fit's limit would otherwise lift it for another
         # unit still fitting (multi-threaded BLAS may sum in another order: other bits)
-        with _kernels.serial_kernels(), _blas_one_thread():
+        with _kernels.serial_kernels(), threadpool_limits(limits=1, user_api="blas"):
             threads = [threading.Thread(target=work, name=f"genver-unit-{i}", daemon=True)
                        for i in range(min(self.workers, len(by_seed)))]
             for t in threads:
