@@ -144,7 +144,18 @@ __all__ = [
     "gap_verdict",
     "SETTING_COLUMNS",
     "AGGREGATES",
+    "N_BOOT",
+    "percentile_ci",
+    "seed_entropy",
+    "group_rng",
+    "COMPARISONS",
+    "parse_comparison",
+    "RATIO_TREND",
 ]
+
+#: Bootstrap replicates of every CI genver reports: the default of every function here, of
+#: ``[expect] order`` statements (:mod:`genver.experiments.expect`) and of ``genver report``.
+N_BOOT = 2000
 
 #: Columns of the ``settings`` table that :func:`efficiency_ratio` carries over when present.
 SETTING_COLUMNS = (
@@ -197,12 +208,29 @@ def _quantile(values: np.ndarray, q: float) -> float:
     return float(a)  # a = -inf < b finite: any weight on -inf stays -inf
 
 
-def _percentile_ci(boot: np.ndarray, alpha: float) -> tuple[float, float]:
+def percentile_ci(boot, alpha: float = 0.05, axis: int | None = None):
+    """The ``1 − alpha`` percentile interval of bootstrap replicates ``boot``: the ``α/2`` and
+    ``1 − α/2`` quantiles by linear interpolation in the extended reals (±inf are values;
+    ``numpy.nanpercentile`` gives NaN between two infinities), NaN replicates left out, ``(NaN,
+    NaN)`` when none is left. ``axis=None``: over all of ``boot``, two floats; ``axis=0``: per
+    column of a (replicates, m) array, two arrays of shape (m,). The one interval rule of genver
+    (every CI of this module, ``[expect] order``, the figures)."""
     boot = np.asarray(boot, dtype=np.float64)
+    if axis is not None:
+        cols = np.moveaxis(boot, axis, -1).reshape(-1, boot.shape[axis]) if boot.ndim > 1 else boot[None]
+        pairs = [percentile_ci(c, alpha) for c in cols]
+        shape = np.delete(np.array(boot.shape), axis) if boot.ndim > 1 else ()
+        lo = np.array([q[0] for q in pairs]).reshape(shape)
+        hi = np.array([q[1] for q in pairs]).reshape(shape)
+        return lo, hi
     boot = boot[~np.isnan(boot)]
     if boot.size == 0:
         return float("nan"), float("nan")
     return _quantile(boot, alpha / 2), _quantile(boot, 1 - alpha / 2)
+
+
+#: a private alias kept for callers not yet on the public name
+_percentile_ci = percentile_ci
 
 
 class BootstrapCI(NamedTuple):
@@ -229,7 +257,7 @@ def _check_n_boot(n_boot) -> int:
 def stratified_bootstrap_ci(
     values_by_stratum,
     statistic: Callable = np.mean,
-    n_boot: int = 2000,
+    n_boot: int = N_BOOT,
     alpha: float = 0.05,
     random_state=None,
     *,
@@ -289,7 +317,7 @@ def stratified_bootstrap_ci(
         boot = np.empty(n_boot)
         for b in range(n_boot):
             boot[b] = float(_call([a[i[b]] for a, i in zip(arrs, idx)]))
-    lo, hi = _percentile_ci(boot, alpha)
+    lo, hi = percentile_ci(boot, alpha)
     return BootstrapCI(estimate, lo, hi)
 
 
@@ -340,14 +368,18 @@ def _key_tuple(key) -> tuple:
     return key if isinstance(key, tuple) else (key,)
 
 
-def _group_rng(base: int, key) -> np.random.Generator:
-    """A generator for one group, from the call's base entropy and the group's key, so a
+def group_rng(base: int, key) -> np.random.Generator:
+    """The one seeding rule of genver's bootstraps: a generator for one group (a cell, a
+    setting, a statement), from the call's entropy ``base`` (:func:`seed_entropy` of its
+    ``random_state``) and the group's ``key`` (a value or a tuple; compared as text), so a
     group's CI does not depend on which other groups the table holds or their order."""
     h = zlib.crc32(repr(tuple(str(_py(k)) for k in _key_tuple(key))).encode())
     return np.random.default_rng([base, h])
 
 
-def _base_entropy(random_state) -> int:
+def seed_entropy(random_state) -> int:
+    """One integer drawn from ``random_state`` (None | int | SeedSequence | Generator): the
+    ``base`` of :func:`group_rng` for one call."""
     return int(as_generator(random_state).integers(0, 2**63 - 1))
 
 
@@ -465,7 +497,7 @@ def aggregate(
     df: pd.DataFrame,
     metric: str = "suboptimality",
     knobs: Sequence[str] = (),
-    n_boot: int = 2000,
+    n_boot: int = N_BOOT,
     random_state=0,
     alpha: float = 0.05,
 ) -> pd.DataFrame:
@@ -485,7 +517,7 @@ def aggregate(
     cols = keys + ["metric"] + _AGG_STATS
     if d.empty:
         return pd.DataFrame(columns=cols)
-    base = _base_entropy(random_state)
+    base = seed_entropy(random_state)
     rows = []
     with _quiet():
         for key, g in d.groupby(keys, dropna=False, sort=True):
@@ -498,10 +530,10 @@ def aggregate(
                 row["mean"] = float(np.mean(v))
                 row["iqm"] = iqm(v)
                 if k >= 2:
-                    rng = _group_rng(base, key)
+                    rng = group_rng(base, key)
                     samp = v[rng.integers(0, k, size=(n_boot, k))]
-                    row["mean_lo"], row["mean_hi"] = _percentile_ci(samp.mean(1), alpha)
-                    row["iqm_lo"], row["iqm_hi"] = _percentile_ci(iqm(samp, axis=1), alpha)
+                    row["mean_lo"], row["mean_hi"] = percentile_ci(samp.mean(1), alpha)
+                    row["iqm_lo"], row["iqm_hi"] = percentile_ci(iqm(samp, axis=1), alpha)
                 else:
                     row["mean_lo"] = row["mean_hi"] = row["iqm_lo"] = row["iqm_hi"] = float("nan")
             rows.append(row)
@@ -542,7 +574,7 @@ def n_epsilon(
     eps,
     metric: str = "suboptimality",
     knobs: Sequence[str] = (),
-    n_boot: int = 2000,
+    n_boot: int = N_BOOT,
     random_state=0,
     alpha: float = 0.05,
     rule: str = "first",
@@ -569,13 +601,13 @@ def n_epsilon(
     cols = keys + _NEPS_STATS
     if d.empty:
         return pd.DataFrame(columns=cols)
-    base = _base_entropy(random_state)
+    base = seed_entropy(random_state)
     rows = []
     with _quiet():
         for key, g in d.groupby(keys, dropna=False, sort=True):
             mat, grid, _ = _seed_matrix(g)
             k = mat.shape[0]
-            idx = _group_rng(base, key).integers(0, k, size=(n_boot, k)) if k >= 2 else None
+            idx = group_rng(base, key).integers(0, k, size=(n_boot, k)) if k >= 2 else None
             for e in eps_values:
                 point, boot = _neps_point_and_boot(mat, grid, e, rule, idx)
                 row = dict(zip(keys, _key_tuple(key)))
@@ -586,7 +618,7 @@ def n_epsilon(
                     left_censored=bool(reached and point == grid.min()), n_seeds=k,
                 )
                 if boot is not None:
-                    row["N_eps_lo"], row["N_eps_hi"] = _percentile_ci(boot, alpha)
+                    row["N_eps_lo"], row["N_eps_hi"] = percentile_ci(boot, alpha)
                     row["frac_reached"] = float(np.isfinite(boot).mean())
                 else:
                     row["N_eps_lo"] = row["N_eps_hi"] = row["frac_reached"] = float("nan")
@@ -594,7 +626,7 @@ def n_epsilon(
                 row["frac_seeds_reached"] = float(np.isfinite(v).sum() / max(1, (~np.isnan(v)).sum()))
                 for how in ("median", "iqm"):
                     row[f"N_eps_{how}"] = float(_aggregate_neps(v, how))
-                    lo_hi = _percentile_ci(_aggregate_neps(v[idx], how), alpha) if idx is not None else (np.nan,) * 2
+                    lo_hi = percentile_ci(_aggregate_neps(v[idx], how), alpha) if idx is not None else (np.nan,) * 2
                     row[f"N_eps_{how}_lo"], row[f"N_eps_{how}_hi"] = lo_hi
                 rows.append(row)
     out = pd.DataFrame(rows, columns=cols)
@@ -705,7 +737,7 @@ def efficiency_ratio(
     offline: str = "offline",
     online: str = "online",
     knobs: Sequence[str] = (),
-    n_boot: int = 2000,
+    n_boot: int = N_BOOT,
     random_state=0,
     metric: str = "suboptimality",
     alpha: float = 0.05,
@@ -746,7 +778,7 @@ def efficiency_ratio(
     id_cols = _id_cols(d, knobs)
     extra = [c for c in SETTING_COLUMNS if c in d.columns and c not in id_cols]
     cols = id_cols + _RATIO_STATS
-    base = _base_entropy(random_state)
+    base = seed_entropy(random_state)
     rows = []
     with _quiet():
         for key, g in d.groupby(id_cols, dropna=False, sort=True):
@@ -764,7 +796,7 @@ def efficiency_ratio(
                 else:
                     mat, grid, _ = _seed_matrix(gg, seeds=seeds)
                     parts[lab] = (mat, grid)
-            idx = _group_rng(base, key).integers(0, k, size=(n_boot, k)) if k >= 2 else None
+            idx = group_rng(base, key).integers(0, k, size=(n_boot, k)) if k >= 2 else None
             extras = {c: g[c].iloc[0] for c in extra}
             for e in eps_values:
                 row = dict(zip(id_cols, _key_tuple(key)))
@@ -797,7 +829,7 @@ def efficiency_ratio(
                 )
                 if have_both and b_off is not None and b_on is not None:
                     rb = _ratio(b_off, b_on)
-                    row["ratio_lo"], row["ratio_hi"] = _percentile_ci(rb, alpha)
+                    row["ratio_lo"], row["ratio_hi"] = percentile_ci(rb, alpha)
                     row["frac_exact"] = float((np.isfinite(b_off) & np.isfinite(b_on)).mean())
                 else:
                     row["ratio_lo"] = row["ratio_hi"] = row["frac_exact"] = float("nan")
@@ -876,7 +908,7 @@ def ratio_trend(
     offline: str = "offline",
     online: str = "online",
     knobs: Sequence[str] = (),
-    n_boot: int = 2000,
+    n_boot: int = N_BOOT,
     random_state=0,
     metric: str = "suboptimality",
     alpha: float = 0.05,
@@ -934,7 +966,7 @@ def ratio_trend(
         B_off = np.stack([b[0] for b in boot], axis=-1)  # (n_boot, m)
         B_on = np.stack([b[1] for b in boot], axis=-1)
         taus = _censored_kendall(x, _ratio_intervals(B_off, B_on, P[2], P[3]))
-        lo, hi = _percentile_ci(taus, alpha)
+        lo, hi = percentile_ci(taus, alpha)
     return RatioTrend(knob, tau, lo, hi, int(x.size), n_boot, aggregate, tuple(sorted(censored)), alpha, pairs)
 
 
@@ -951,8 +983,30 @@ class Verdict:
         return bool(self.passed)
 
 
-_CMP = re.compile(r"^\s*(≥|>=|≤|<=|>|<|=|==|equals)\s*([-+0-9.eE]+)\s*$")
-_TREND = re.compile(r"^\s*(increasing|decreasing)\s+in\s+(\S+)\s*$")
+#: The one comparison grammar of genver's expectations: operator -> ``"ge" | "le" | "gt" |
+#: "lt" | "eq"``. ``[expect] ratio = "≥ C"`` (:func:`gap_verdict`) and ``[expect] order``
+#: statements ``A >= B`` / ``for n >= N`` (:mod:`genver.experiments.expect`) read it.
+COMPARISONS = {">=": "ge", "≥": "ge", "<=": "le", "≤": "le", ">": "gt", "<": "lt", "==": "eq", "=": "eq",
+               "equals": "eq"}
+#: ``"OP C"`` for a ratio expectation (longest operators first, so ``>=`` is not read as ``>``)
+RATIO_COMPARISON = re.compile(r"^\s*(" + "|".join(re.escape(o) for o in sorted(COMPARISONS, key=len, reverse=True))
+                              + r")\s*([-+0-9.eE]+)\s*$")
+#: ``"increasing in KNOB"`` / ``"decreasing in KNOB"`` for a ratio expectation
+RATIO_TREND = re.compile(r"^\s*(increasing|decreasing)\s+in\s+(\S+)\s*$")
+_CMP, _TREND = RATIO_COMPARISON, RATIO_TREND  # private aliases kept for callers not yet on the public names
+
+
+def parse_comparison(text: str) -> tuple[str, float] | None:
+    """``"≥ 2.5"`` -> ``("ge", 2.5)`` (:data:`COMPARISONS`); None when ``text`` is not ``OP C``
+    with a finite number ``C``."""
+    m = RATIO_COMPARISON.match(text)
+    if not m:
+        return None
+    try:
+        c = float(m.group(2))
+    except ValueError:
+        return None
+    return (COMPARISONS[m.group(1)], c) if math.isfinite(c) else None
 
 
 def gap_verdict(ratio_df: pd.DataFrame, expect: str, value_col: str = "ratio", *,
@@ -993,7 +1047,7 @@ def gap_verdict(ratio_df: pd.DataFrame, expect: str, value_col: str = "ratio", *
     if d.empty:
         return Verdict(False, f"no usable ratio to judge '{expect}'{note}")
 
-    m = _TREND.match(expect)
+    m = RATIO_TREND.match(expect)
     if m:
         direction, knob = m.groups()
         if knob not in d.columns:
@@ -1014,13 +1068,11 @@ def gap_verdict(ratio_df: pd.DataFrame, expect: str, value_col: str = "ratio", *
         return Verdict(passed, f"'{expect}': Spearman ρ({knob}, ratio) = {rho:+.3f} over "
                                f"{int(ok.sum())} settings → {'pass' if passed else 'fail'}{note}", rho)
 
-    m = _CMP.match(expect)
-    if not m:
+    parsed = parse_comparison(expect)
+    if parsed is None:
         raise ValueError(f"cannot parse expectation {expect!r}; use 'increasing in KNOB', "
                          "'decreasing in KNOB', 'equals C', '≥ C', '≤ C', '> C' or '< C'")
-    op, c = m.group(1), float(m.group(2))
-    op = {"=": "eq", "==": "eq", "equals": "eq", "≥": "ge", ">=": "ge", "≤": "le", "<=": "le",
-          ">": "gt", "<": "lt"}[op]
+    op, c = parsed
     r = d[value_col].astype(float).to_numpy()
     lo = d["ratio_lo"].astype(float).to_numpy() if "ratio_lo" in d.columns else np.full(r.size, np.nan)
     hi = d["ratio_hi"].astype(float).to_numpy() if "ratio_hi" in d.columns else np.full(r.size, np.nan)
