@@ -30,7 +30,8 @@ __all__ = ["code_digest", "results_digest", "frame_digest", "digest", "is_curren
 REPORT_CACHE = ".report-cache.json"
 _PKG = pathlib.Path(__file__).resolve().parent.parent
 #: modules whose source decides what a figure or report holds
-_CODE = ("plots.py", "stats.py", "experiments/report.py", "experiments/expect.py", "experiments/figcache.py")
+_CODE = ("plots.py", *(f"stats/{m}.py" for m in ("__init__", "bootstrap", "_tables", "curves", "ratios", "verdicts")),
+         "experiments/report.py", "experiments/expect.py", "experiments/figcache.py")
 
 
 def code_digest() -> str:
