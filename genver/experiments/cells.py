@@ -444,6 +444,27 @@ def _rm_rl_path(inst, data, sizes, o, cache):
 PATHS = {"dpo": _dpo_path, "dpo_restricted": _dpo_restricted_path, "rm_rl": _rm_rl_path}
 
 
+def _known_metrics(pol, values: dict, cache: RunCache | None, world, n_policy_metrics: int) -> dict | None:
+    """The ``{metric: value}`` dict of policy ``pol`` (None when there is no policy or no policy
+    metric): the unit's own (``values``: id -> (policy, dict)), else the run's (``cache``, memo
+    ``"policy_metrics"`` keyed by ``log π̂`` and the world), else a new one."""
+    if pol is None or not n_policy_metrics:
+        return None
+    hit = values.get(id(pol))
+    if hit is not None and hit[0] is pol:
+        return hit[1]
+    known = None
+    if cache is not None:
+        key = cache_key(pol.logp, world)
+        known = cache.get("policy_metrics", key)
+        if known is None:
+            known = {}
+            cache.put("policy_metrics", key, known, 128 * (1 + n_policy_metrics))
+    known = {} if known is None else known
+    values[id(pol)] = (pol, known)
+    return known
+
+
 def run_unit(spec, params: dict, sid: str, seed: int, *, cache: RunCache | None = None) -> pd.DataFrame:
     """All cells of one (setting, seed): tidy rows with the setting's knobs as columns
     (``cache``: the run's :class:`~genver.runcache.RunCache`, or None to keep nothing)."""
@@ -501,20 +522,7 @@ def unit_columns(spec, params: dict, sid: str, seed: int, *, cache: RunCache | N
                 wall = time.perf_counter() - t0
             pol = res.policy
             label, route, conv = est["label"], est["route"], bool(res.converged)
-            known = None  # {metric: value} of this policy
-            if pol is not None and n_policy_metrics:
-                hit = values.get(id(pol))
-                if hit is not None and hit[0] is pol:
-                    known = hit[1]
-                else:
-                    if cache is not None:
-                        key = cache_key(pol.logp, world)
-                        known = cache.get("policy_metrics", key)
-                        if known is None:
-                            known = {}
-                            cache.put("policy_metrics", key, known, 128 * (1 + n_policy_metrics))
-                    known = {} if known is None else known
-                    values[id(pol)] = (pol, known)
+            known = _known_metrics(pol, values, cache, world, n_policy_metrics)  # {metric: value} of this policy
             for m, policy_kind in is_policy:
                 memo = policy_kind and known is not None
                 v = known.get(m) if memo else None

@@ -239,17 +239,11 @@ def run(spec_path, out, *, workers: int = 1, resume: bool = False, smoke: bool =
                                cache=RunCache())
 
 
-def _run_locked(spec, spec_path, store, lock, ex, *, resume, smoke, progress, stream, flush_seconds,
-                allow_version_change, cache: RunCache) -> dict:
-    """The part of :func:`run` that holds the directory's lock."""
-    err = stream or sys.stderr
-    exists = _has_content(store.root)  # again, under the lock: another run may have written meanwhile
-    if exists and not resume:
-        raise ValueError(f"{store.root}: directory is not empty; use --resume to continue a run, or another --out")
+def _start_manifest(store, spec, spec_path, *, resume, exists, smoke, allow_version_change, n_units, err) -> None:
+    """Write a new run's manifest, or check a resumed run's spec and versions (adding this
+    genver as a contributor when allowed); set the provenance every shard will carry."""
     versions, commit = package_versions(), git_commit()
     current = _provenance_of(versions, commit)
-    settings = [(setting_id(p), p) for p in spec.settings()]
-    n_units = spec.seeds * len(settings)
     if resume and exists:
         man = store.read_manifest()
         if man.get("spec_hash") != spec.hash():
@@ -268,6 +262,19 @@ def _run_locked(spec, spec_path, store, lock, ex, *, resume, smoke, progress, st
         store.write_manifest(man)
     store.provenance = {"versions": versions, "git_commit": commit, "spec": spec.raw["spec"], "smoke": smoke,
                         "spec_hash": spec.hash(), "spec_path": str(spec_path)}
+
+
+def _run_locked(spec, spec_path, store, lock, ex, *, resume, smoke, progress, stream, flush_seconds,
+                allow_version_change, cache: RunCache) -> dict:
+    """The part of :func:`run` that holds the directory's lock."""
+    err = stream or sys.stderr
+    exists = _has_content(store.root)  # again, under the lock: another run may have written meanwhile
+    if exists and not resume:
+        raise ValueError(f"{store.root}: directory is not empty; use --resume to continue a run, or another --out")
+    settings = [(setting_id(p), p) for p in spec.settings()]
+    n_units = spec.seeds * len(settings)
+    _start_manifest(store, spec, spec_path, resume=resume, exists=exists, smoke=smoke,
+                    allow_version_change=allow_version_change, n_units=n_units, err=err)
     for name in store.prepare():
         print(f"genver: {store.root}: shard {name} was unreadable and is removed; its units run again", file=err)
     for line in store.repair_duplicates():
