@@ -97,7 +97,7 @@ from .._validation import check_beta, check_prompt_weights
 from ..classes import (FinitePolicyClass, FiniteRewardClass, LinearRewardClass, LogLinearPolicyClass,
                        SoftOptimalPolicyClass, TabularPolicyClass, TabularRewardClass)
 from ..policy import Policy, logsumexp_rows
-from ..preferences import PairCounts, Preferences, _pair_keys
+from ..preferences import PairCounts, Preferences, pair_keys
 from .._solve import (NEWTON_RTOL, LaplacianRidge, check_l2, converged, finite_pick, lbfgs, newton,
                       tie_tolerance)
 from .base import FitResult
@@ -613,7 +613,7 @@ def _stream(data: Preferences, sizes, cache: RunCache | None = None):
 
 def _segments(data: Preferences, sizes: np.ndarray, cache: RunCache | None = None):
     """:func:`_stream` for validated ``sizes``, memoised in ``cache``."""
-    if _pair_keys(data, 0, 0) is None:
+    if pair_keys(data, 0, 0) is None:
         T = data.space.T
         raise ValueError(f"nested sizes: P·T² = {data.space.P * T * T} ordered pairs overflow the int64 keys")
     return _derived(data, ("segments", sizes), lambda: _segments_of(data, sizes), cache)
@@ -627,7 +627,7 @@ def _segments_of(data: Preferences, sizes: np.ndarray):
     bounds = np.concatenate([[0], sizes])
     seg_keys, seg_cnt = [], []
     for lo, hi in zip(bounds[:-1], bounds[1:]):
-        k, c = np.unique(_pair_keys(data, int(lo), int(hi)), return_counts=True)
+        k, c = np.unique(pair_keys(data, int(lo), int(hi)), return_counts=True)
         seg_keys.append(k)
         seg_cnt.append(c)
     uniq = np.unique(np.concatenate(seg_keys))
