@@ -115,11 +115,24 @@ def _report(args) -> int:
     return 1 if failed else 0
 
 
+#: the description of ``genver check``
+CHECK_DESCRIPTION = "Executable, falsifiable checks of the paper's propositions (theory/)."
+
+
+def add_check_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of ``genver check``: the one definition, used by the subcommand here and by
+    ``genver.theory.runner.main``; returns ``p``. (The ids are checked when the checks run.)"""
+    p.add_argument("--quick", action="store_true", help="fewer random instances (well under a minute)")
+    p.add_argument("--only", action="append", metavar="ID",
+                   help="run only this check (repeatable); ids: the modules of theory/, e.g. reverse_kl")
+    p.add_argument("--seed", type=int, default=0, help="random_state passed to every check (default 0)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON records instead of a table")
+    return p
+
+
 def _check(args) -> int:
-    from .theory.runner import main as check_main
-    argv = (["--quick"] if args.quick else []) + (["--only", args.only] if args.only else []) + \
-        (["--json"] if args.json else [])
-    return check_main(argv)
+    from .theory.runner import run_from_args
+    return run_from_args(args)
 
 
 ESTIMATORS = ("dpo", "ipo", "reward_mle", "rm_rl")
@@ -656,10 +669,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="report an unfinished run (missing units or unreadable shards) with the exit code of "
                          "its verdicts; it is marked INCOMPLETE either way")
     rp.set_defaults(func=_report)
-    c = sub.add_parser("check", help="run the executable checks of the paper's propositions (theory/)")
-    c.add_argument("--quick", action="store_true", help="the small version (< 60 s)")
-    c.add_argument("--only", metavar="ID", help="run one check")
-    c.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    c = sub.add_parser("check", help="run the executable checks of the paper's propositions (theory/)",
+                       description=CHECK_DESCRIPTION)
+    add_check_arguments(c)
     c.set_defaults(func=_check)
     return p
 

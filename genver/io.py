@@ -39,6 +39,9 @@ Every problem raises ``ValueError`` with one line ``"<file>: <key>: <what is wro
 checks are the library's own (:meth:`TreeSpace.check_array`, :class:`Policy`,
 :func:`check_prompt_weights`, the class constructors, :meth:`Preferences.from_array`), with
 their messages prefixed by the file and key.
+
+Writing: :func:`save_instance` and :func:`save_pairs` write atomically (:mod:`genver.atomic`):
+the file appears whole or not at all, and a failed write leaves an existing file as it was.
 """
 from __future__ import annotations
 
@@ -49,12 +52,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._validation import check_beta, check_prompt_weights
+from .atomic import atomic_open
 from .classes import FinitePolicyClass, FiniteRewardClass, LinearRewardClass
 from .policy import Policy
 from .preferences import Preferences
 from .spaces import TreeSpace
 
-__all__ = ["Instance", "load_instance", "load_pairs", "save_instance", "save_pairs",
+__all__ = ["InstanceFile", "load_instance", "load_pairs", "save_instance", "save_pairs",
            "INSTANCE_KEYS", "PAIRS_KEYS"]
 
 REQUIRED_KEYS = ("ref_logp", "reward_true", "beta")
@@ -64,8 +68,10 @@ PAIRS_KEYS = ("pairs",)
 
 
 @dataclass(frozen=True)
-class Instance:
-    """A validated instance. ``token_level`` is False for a bandit file (no ``V``/``H``), whose
+class InstanceFile:
+    """A validated instance file (a sweep's instances are
+    :class:`genver.experiments.generators.Instance`). ``token_level`` is False for a bandit
+    file (no ``V``/``H``), whose
     ``space`` is then ``TreeSpace(P, V=T, H=1)``. Optional classes are ``None`` when absent."""
 
     path: str
@@ -156,7 +162,7 @@ def _int_scalar(fname: str, key: str, a: np.ndarray) -> int:
     return int(a)
 
 
-def _validate_instance(fname: str, d: dict) -> Instance:
+def _validate_instance(fname: str, d: dict) -> InstanceFile:
     for k in REQUIRED_KEYS:
         if k not in d:
             raise ValueError(f"{fname}: {k}: missing required key (the file has: {', '.join(d) or 'no keys'})")
@@ -223,12 +229,12 @@ def _validate_instance(fname: str, d: dict) -> Instance:
         a = _real_array(fname, "reward_features", np.asarray(d["reward_features"]), 3)
         with _context(fname, "reward_features", "phi"):
             features = LinearRewardClass(space, a)
-    return Instance(path=fname, space=space, ref=ref, reward_true=reward_true, beta=beta,
+    return InstanceFile(path=fname, space=space, ref=ref, reward_true=reward_true, beta=beta,
                     prompt_weights=rho, token_level=token_level, reward_class=reward_class,
                     policy_class=policy_class, reward_features=features)
 
 
-def load_instance(path) -> Instance:
+def load_instance(path) -> InstanceFile:
     """Read and validate an instance ``.npz`` (see the module docstring); ``ValueError`` with
     ``"<file>: <key>: ..."`` on any problem."""
     fname, d = _read_npz(path, INSTANCE_KEYS)
@@ -258,9 +264,9 @@ def _as_array(v):
 
 
 def save_instance(path, *, ref_logp, reward_true, beta, prompt_weights=None, V=None, H=None,
-                  reward_class=None, policy_class=None, reward_features=None) -> Instance:
+                  reward_class=None, policy_class=None, reward_features=None) -> InstanceFile:
     """Validate and write an instance ``.npz`` to exactly ``path``; returns the validated
-    :class:`Instance` (the one :func:`load_instance` will read back).
+    :class:`InstanceFile` (the one :func:`load_instance` will read back).
 
     ``ref_logp`` may be a :class:`Policy`, ``reward_class`` a :class:`FiniteRewardClass`,
     ``policy_class`` a :class:`FinitePolicyClass` and ``reward_features`` a
@@ -273,7 +279,7 @@ def save_instance(path, *, ref_logp, reward_true, beta, prompt_weights=None, V=N
         if v is not None:
             d[k] = _as_array(v)
     inst = _validate_instance(fname, d)  # refuse to write an invalid file
-    with open(fname, "wb") as f:  # a file object: numpy does not append ".npz"
+    with atomic_open(fname) as f:  # a file object: numpy does not append ".npz"
         np.savez(f, **d)
     return inst
 
@@ -291,5 +297,5 @@ def save_pairs(path, pairs, space: TreeSpace | None = None) -> None:
                 Preferences.from_array(space, arr, name="pairs", self_pairs="keep")  # saved as given; loading decides
         elif arr.ndim != 2 or arr.shape[1] != 3 or not np.issubdtype(arr.dtype, np.integer):
             raise ValueError(f"{fname}: pairs: must be an (N, 3) integer array, got shape {arr.shape}, dtype {arr.dtype}")
-    with open(fname, "wb") as f:
+    with atomic_open(fname) as f:
         np.savez(f, pairs=arr)

@@ -1013,7 +1013,7 @@ def save_figure(fig, path_stem, *, dpi: int = 150, formats: Sequence[str] = ("pn
     its own size (the layout already fits the content; no second "tight" pass). Other figures
     are saved with the content's bounding box unless ``tight=False``. Returns the written
     paths."""
-    from .experiments.store import file_mode
+    from .atomic import file_mode
 
     if hasattr(fig, "figure") and not isinstance(fig, Figure):
         fig = fig.figure

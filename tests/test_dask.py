@@ -16,7 +16,7 @@ distributed = pytest.importorskip("distributed")
 
 from conftest import StopAfter  # noqa: E402
 from genver.cli import main  # noqa: E402
-from genver.experiments import executors  # noqa: E402
+from genver.experiments import dask_executor, executors  # noqa: E402
 from genver.experiments.executors import ExecutorError, compare_versions, runtime_versions  # noqa: E402
 from genver.experiments.runner import run  # noqa: E402
 from genver.experiments.store import ResultStore  # noqa: E402
@@ -129,7 +129,7 @@ def test_worker_killed_mid_run_loses_nothing(tmp_path, cluster):
     assert 3 <= seen["saved"] < 24, "the kill landed mid-run"
     assert s["units_run"] == 24 and len(store.done_units()) == 24
     pd.testing.assert_frame_equal(_table(out), _table(tmp_path / "local"))
-    assert not list(store.shards.glob(".tmp-*"))
+    assert not list(store.shards.glob(".*"))  # no temporary file left (genver.atomic: .NAME.*.part)
     client.wait_for_workers(2, timeout=60)
 
 
@@ -147,7 +147,7 @@ def test_bad_scheduler_address_is_one_line_exit_2(tmp_path, capsys):
 def test_silent_listener_times_out_quickly(tmp_path, capsys, monkeypatch):
     """Something listens on the port but is no Dask scheduler: the short timeout, one line."""
     import socket
-    monkeypatch.setattr(executors, "CONNECT_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(dask_executor, "CONNECT_TIMEOUT_S", 1.0)
     with socket.socket() as srv:
         srv.bind(("127.0.0.1", 0))
         srv.listen(8)

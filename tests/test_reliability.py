@@ -595,3 +595,64 @@ def test_self_pairs_are_noted_dropped_or_refused_in_the_api_and_the_cli(tmp_path
     assert main([*argv, "--estimator", "rm_rl", "--self-pairs", "error"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pairs.npz: pairs: pairs[1] = [0, 3, 3]: preferred == dispreferred" in err[0]
+
+
+# -- the Dask version probe's source hash ----------------------------------------------------
+_HASH_PROBE = """
+import hashlib, json, pathlib, genver, genver.theory
+from genver.experiments.executors import _genver_source_hash
+root = pathlib.Path(genver.__file__).parent
+old = hashlib.sha1()  # the rule before: every .py under the genver folder
+for p in sorted(root.rglob("*.py")):
+    if "__pycache__" not in p.parts:
+        old.update(p.relative_to(root).as_posix().encode() + b"\\0" + p.read_bytes() + b"\\0")
+print(json.dumps({"hash": _genver_source_hash(), "old": old.hexdigest()[:12], "genver": genver.__file__,
+                  "theory": genver.theory.__file__}))
+"""
+
+
+@pytest.mark.slow
+def test_source_hash_is_the_same_for_an_editable_install_and_a_wheel_of_one_commit(tmp_path):
+    """One source tree installed editable (theory/ beside genver/, mapped to genver.theory) and
+    as a wheel (genver/theory/ inside the package): the source hash the Dask probe compares is
+    the same, where the old rule (every .py under the genver folder) differed."""
+    import shutil
+    import sysconfig
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "results*"))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "wheel"), str(src)],
+                   check=True, env=env, cwd=tmp_path, capture_output=True)
+    wheel = next((tmp_path / "wheel").glob("genver-*.whl"))
+    subprocess.run(pip + ["install", "--no-deps", "--no-index", "--target", str(tmp_path / "site"), str(wheel)],
+                   check=True, env=env, cwd=tmp_path, capture_output=True)
+    # an editable install into a fresh environment that sees this one's dependencies
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")], check=True)
+    venv_py = tmp_path / "venv" / "bin" / "python"
+    purelib = subprocess.run([venv_py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    pathlib.Path(purelib, "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run(pip + ["--python", str(venv_py), "install", "--no-deps", "--no-build-isolation", "-e", str(src)],
+                   check=True, env=env, cwd=tmp_path, capture_output=True)
+
+    def probe(python, **extra):
+        out = subprocess.run([python, "-c", _HASH_PROBE], check=True, capture_output=True, text=True,
+                             cwd=tmp_path, env={**env, **extra}).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    whl = probe(sys.executable, PYTHONPATH=str(tmp_path / "site"))
+    edi = probe(str(venv_py))
+    assert pathlib.Path(whl["theory"]).is_relative_to(tmp_path / "site" / "genver")
+    assert pathlib.Path(edi["genver"]).is_relative_to(src / "genver")
+    assert pathlib.Path(edi["theory"]).is_relative_to(src / "theory")
+    assert whl["hash"] == edi["hash"]
+    assert whl["old"] != edi["old"]  # the old rule told the two installs apart
+
+
+def test_source_packages_are_the_packages_pyproject_installs():
+    import tomllib
+
+    from genver.experiments.executors import SOURCE_PACKAGES
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    assert list(SOURCE_PACKAGES) == packages

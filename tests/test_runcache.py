@@ -60,3 +60,25 @@ def test_atomic_write_respects_umask_and_leaves_nothing_on_failure(tmp_path):
     assert (tmp_path / "f.bin").read_bytes() == b"abc" and os.listdir(tmp_path) == ["f.bin"]
     with pytest.raises(OSError, match="nodir"):
         atomic_write_bytes(tmp_path / "nodir" / "f", b"x")
+
+
+def test_io_save_functions_write_atomically(tmp_path, monkeypatch):
+    """genver.io's writers go through genver.atomic: a write that fails before the rename leaves
+    the previous file untouched and no temporary file behind."""
+    from genver import io
+    from genver.spaces import TreeSpace
+    sp = TreeSpace(1, 2, 1)
+    path = tmp_path / "pairs.npz"
+    io.save_pairs(path, np.array([[0, 0, 1]]), sp)
+    before = path.read_bytes()
+
+    def broken(a, b):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(os, "replace", broken)
+    with pytest.raises(OSError, match="No space left"):
+        io.save_pairs(path, np.array([[0, 1, 0], [0, 0, 1]]), sp)
+    with pytest.raises(OSError, match="No space left"):
+        io.save_instance(tmp_path / "inst.npz", ref_logp=np.log([[0.5, 0.5]]), reward_true=[[0.0, 1.0]], beta=1.0)
+    monkeypatch.undo()
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["pairs.npz"]
+    np.testing.assert_array_equal(io.load_pairs(path, sp).as_array(), [[0, 0, 1]])

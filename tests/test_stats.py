@@ -323,3 +323,33 @@ def test_gap_verdict():
     assert S.gap_verdict(nci[nci["D"] == 0], "equals 1")
     lb = nci.assign(ratio_kind="lower_bound")
     assert S.gap_verdict(lb, "≥ 1") and not S.gap_verdict(lb[lb["D"] > 0], "equals 1")
+
+
+def test_percentile_ci_per_column_in_the_extended_reals_is_the_rule_of_order_statements():
+    """One interval rule: per column, NaN replicates left out, ±inf as values (numpy's
+    nanpercentile gives NaN between two infinities); ``[expect] order`` uses it."""
+    from genver.experiments import expect
+    boot = np.array([[1.0, np.inf, np.nan], [2.0, np.inf, np.nan], [3.0, 5.0, np.nan], [np.nan, np.inf, np.nan]])
+    lo, hi = S.percentile_ci(boot, 0.5, axis=0)
+    # column 0: {1, 2, 3}: quantiles 0.25 and 0.75 -> 1.5, 2.5; column 1: {inf, inf, 5, inf} sorted
+    # (5, inf, inf, inf): 0.25 -> 5 + 0.75 (inf - 5) = inf, 0.75 -> inf; column 2: no replicate
+    np.testing.assert_array_equal(lo, [1.5, np.inf, np.nan])
+    np.testing.assert_array_equal(hi, [2.5, np.inf, np.nan])
+    with np.errstate(all="ignore"):
+        assert np.isnan(np.nanpercentile(boot[:, 1], 75))  # what the order statements used before
+    got = expect._ci(boot, np.zeros(3))
+    np.testing.assert_array_equal(got[0], S.percentile_ci(boot, 0.05, axis=0)[0])
+    np.testing.assert_array_equal(got[1], S.percentile_ci(boot, 0.05, axis=0)[1])
+    assert S.percentile_ci(boot[:, 0], 0.5) == (1.5, 2.5)
+    assert expect.N_BOOT == S.N_BOOT
+
+
+def test_one_comparison_grammar():
+    assert S.parse_comparison(">= 2") == ("ge", 2.0) and S.parse_comparison("≥2.5") == ("ge", 2.5)
+    assert S.parse_comparison("equals 1") == ("eq", 1.0) and S.parse_comparison("== 1") == ("eq", 1.0)
+    assert S.parse_comparison("< -1e-3") == ("lt", -1e-3) and S.parse_comparison("bigger") is None
+    assert S.parse_comparison(">= 1e") is None
+    from genver.experiments.expect import parse_order
+    for sym, op in (("≥", "ge"), (">=", "ge"), ("<=", "le"), ("=", "eq"), ("==", "eq"), (">", "gt"), ("<", "lt")):
+        assert parse_order(f"a {sym} b").pairs == [("a", op, "b")] and S.COMPARISONS[sym] == op
+    assert parse_order("a > b for n >= 64").n_filter == ("ge", 64)

@@ -1,7 +1,6 @@
 """Batched shards: the runner buffers finished units and writes several to one shard (every
 ``flush_seconds`` of work, at the end, on Ctrl-C and on errors). The table is the one a shard
-per unit gives, the unit list lives in the shard's footer, damaged shards rerun, and old
-single-unit shards still count."""
+per unit gives, the unit list lives in the shard's footer, and damaged shards rerun."""
 from __future__ import annotations
 
 import json
@@ -112,11 +111,11 @@ def test_ctrl_c_writes_the_finished_units_before_it_propagates(tmp_path, per_uni
 def test_a_unit_error_writes_the_finished_units_first(tmp_path, per_unit, monkeypatch):
     real, calls = executors.unit_columns, []
 
-    def fails_fourth(spec, params, sid, seed):
+    def fails_fourth(spec, params, sid, seed, **kw):
         calls.append((sid, seed))
         if len(calls) == 4:
             raise RuntimeError("unit exploded")
-        return real(spec, params, sid, seed)
+        return real(spec, params, sid, seed, **kw)
 
     monkeypatch.setattr(executors, "unit_columns", fails_fourth)
     out = tmp_path / "failed"
@@ -132,8 +131,8 @@ def test_a_unit_error_writes_the_finished_units_first(tmp_path, per_unit, monkey
 def test_a_unit_returned_twice_is_written_once(tmp_path, per_unit, monkeypatch):
     real = executors.InProcessExecutor.map
 
-    def twice(self, spec, units):
-        for r in real(self, spec, units):
+    def twice(self, spec, units, cache=None):
+        for r in real(self, spec, units, cache):
             yield r
             yield r
 
@@ -168,29 +167,6 @@ def test_damaged_or_renamed_batch_shards_are_removed_and_their_units_rerun(tmp_p
     second.rename(fake)
     assert ResultStore(out).done_units() == _all_units() - {(sid, seed) for sid, seed, _ in tables[3:]}
     assert ResultStore(out).prepare() == [fake.name] and not fake.exists()
-
-
-def test_old_single_unit_shards_still_count(tmp_path, per_unit):
-    """A results directory of the shard-per-unit layout (``<sid>__seed<k>.parquet``, no unit
-    list in the footer) resumes: its units are done, the rest run into batch shards."""
-    tables = _unit_tables(per_unit)
-    out = tmp_path / "old"
-    _copy_run(per_unit, out)
-    for sid, seed, df in tables[:5]:
-        df.to_parquet(out / "shards" / f"{sid}__seed{seed:05d}.parquet", index=False)
-    assert ResultStore(out).done_units() == {(sid, seed) for sid, seed, _ in tables[:5]}
-    s = run(SMOKE, out, smoke=True, resume=True, progress=False)
-    assert s["units_run"] == 3
-    assert sum(p.name.startswith("batch-") for p in _shards(out)) == 1
-    assert ResultStore(out).done_units() == _all_units()
-    pd.testing.assert_frame_equal(_no_time(out), _no_time(per_unit))
-    # a damaged old shard is still removed on resume, and its unit runs again
-    sid, seed, _ = tables[0]
-    old = out / "shards" / f"{sid}__seed{seed:05d}.parquet"
-    old.write_bytes(b"")
-    s = run(SMOKE, out, smoke=True, resume=True, progress=False)
-    assert s["units_run"] == 1 and not old.exists()
-    pd.testing.assert_frame_equal(_no_time(out), _no_time(per_unit))
 
 
 def test_flush_seconds_is_checked_and_read_from_the_environment(tmp_path, monkeypatch, capsys):

@@ -141,3 +141,25 @@ def test_main_broken_variant_not_caught_exit_1(monkeypatch, capsys):
     monkeypatch.setattr(telescoping, "TOLERANCE", 1e6)  # the broken variant now looks fine
     assert main(["--quick", "--only", "telescoping"]) == 1
     capsys.readouterr()
+
+
+def test_genver_check_takes_seed_and_repeated_only(capsys):
+    """`genver check` and `python -m genver.theory.runner` share one option definition: the CLI
+    accepts ``--seed`` and keeps every ``--only`` (it once rejected the first and kept only the
+    last ``--only``)."""
+    from genver.cli import build_parser
+    from genver.cli import main as cli_main
+    args = build_parser().parse_args(["check", "--quick", "--seed", "3", "--only", "reverse_kl",
+                                      "--only", "bt_partition"])
+    assert args.seed == 3 and args.only == ["reverse_kl", "bt_partition"] and args.quick
+    assert cli_main(["check", "--quick", "--seed", "1", "--only", "reverse_kl", "--only", "bt_partition",
+                     "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["seed"] == 1 and [c["id"] for c in doc["checks"]] == ["reverse_kl", "bt_partition"]
+    got = [c["broken_discrepancy"] for c in doc["checks"]]  # JSON keeps 10 significant digits
+    np.testing.assert_allclose(got, run_checks(quick=True, only=["reverse_kl", "bt_partition"],
+                                               random_state=1)["broken_discrepancy"], rtol=1e-8)
+    seed0 = run_checks(quick=True, only=["reverse_kl", "bt_partition"], random_state=0)["broken_discrepancy"]
+    assert not np.allclose(got, seed0, rtol=1e-8)  # the seed reached the checks
+    assert cli_main(["check", "--quick", "--seed", "-1", "--only", "reverse_kl"]) == 2
+    assert "--seed" in capsys.readouterr().err

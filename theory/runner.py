@@ -7,6 +7,9 @@ rows of every check in ``df.attrs["rows"]`` (a DataFrame). ``main(argv)`` is the
 
     genver check [--quick] [--only ID [--only ID ...]] [--seed S] [--json]
 
+Its options are defined once, by :func:`genver.cli.add_check_arguments`, which the ``genver
+check`` subcommand and :func:`main` both use; :func:`run_from_args` runs parsed arguments.
+
 It prints the table (or JSON records with ``--json``), writes one progress line per check to
 stderr, and exits 0 only when every check passes (max discrepancy ≤ tolerance) and every broken
 variant is caught (broken discrepancy > tolerance); 1 otherwise; 2 for an unknown ``--only`` id.
@@ -15,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import math
 import sys
@@ -25,72 +27,29 @@ import pandas as pd
 
 from ._common import CHECK_IDS, registry, summarise
 
-__all__ = ["run_checks", "format_table", "main"]
+__all__ = ["run_checks", "format_table", "main", "run_from_args"]
 
 COLUMNS = ["id", "statement", "cases", "max_discrepancy", "tolerance", "broken_discrepancy", "passed", "seconds"]
 
 
-_BLAS_SETTERS = [("openblas_set_num_threads", "openblas_get_num_threads"),
-                 ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
-                 ("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_")]
-
-
 @contextlib.contextmanager
 def single_threaded():
-    """Run numba kernels and OpenBLAS single-threaded inside the block, restoring both after.
+    """Run numba kernels and BLAS single-threaded inside the block, restoring both after.
 
     The checks solve thousands of tiny problems; with numba's OpenMP workers and OpenBLAS's
     threads both spinning, L-BFGS-B's small BLAS calls slow down 10–100× on a busy 2-core
-    machine (measured). Uses ``threadpoolctl`` when installed, otherwise calls OpenBLAS's
-    ``*_set_num_threads`` on the libraries already loaded (Linux); silently does nothing where
-    neither is possible. Results do not depend on numba's thread count (see ``_kernels``); the
-    last digits of L-BFGS solutions may depend on BLAS's."""
-    restore = []
+    machine (measured). BLAS is limited through ``threadpoolctl`` (a dependency). Results do
+    not depend on numba's thread count (see ``_kernels``); the last digits of L-BFGS solutions
+    may depend on BLAS's."""
+    import numba
+    from threadpoolctl import threadpool_limits
+    n0 = numba.get_num_threads()
+    numba.set_num_threads(1)
     try:
-        import numba
-        n0 = numba.get_num_threads()
-        numba.set_num_threads(1)
-        restore.append(lambda: numba.set_num_threads(n0))
-    except Exception:  # pragma: no cover - numba missing or already in a parallel region
-        pass
-    try:
-        from threadpoolctl import threadpool_limits
-        limiter = threadpool_limits(limits=1, user_api="blas")
-        restore.append(limiter.restore_original_limits)
-    except Exception:
-        restore.extend(_openblas_limit_ctypes())
-    try:
-        yield
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
     finally:
-        for f in reversed(restore):
-            try:
-                f()
-            except Exception:  # pragma: no cover
-                pass
-
-
-def _openblas_limit_ctypes():
-    undo = []
-    try:
-        with open("/proc/self/maps") as fh:
-            paths = sorted({ln.split()[-1] for ln in fh if "openblas" in ln.lower() and ln.split()[-1].startswith("/")})
-    except OSError:
-        return undo
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for set_name, get_name in _BLAS_SETTERS:
-            setter, getter = getattr(lib, set_name, None), getattr(lib, get_name, None)
-            if setter is None or getter is None:
-                continue
-            getter.restype = ctypes.c_int
-            n0 = int(getter())
-            setter(ctypes.c_int(1))
-            undo.append(lambda s=setter, n=n0: s(ctypes.c_int(n)))
-            break
-    return undo
+        numba.set_num_threads(n0)
 
 
 def run_checks(quick: bool = True, only=None, random_state=0, progress=None, *,
@@ -165,14 +124,8 @@ def format_table(df: pd.DataFrame) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="genver check",
-                                description="Executable, falsifiable checks of the paper's propositions (theory/).")
-    p.add_argument("--quick", action="store_true", help="fewer random instances (well under a minute)")
-    p.add_argument("--only", action="append", metavar="ID",
-                   help=f"run only this check (repeatable); one of: {', '.join(CHECK_IDS)}")
-    p.add_argument("--seed", type=int, default=0, help="random_state passed to every check (default 0)")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON records instead of a table")
-    return p
+    from genver.cli import CHECK_DESCRIPTION, add_check_arguments
+    return add_check_arguments(argparse.ArgumentParser(prog="genver check", description=CHECK_DESCRIPTION))
 
 
 def main(argv=None) -> int:
@@ -181,6 +134,12 @@ def main(argv=None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as e:  # argparse exits 2 on usage errors, 0 on --help
         return int(e.code) if isinstance(e.code, int) else 2
+    return run_from_args(args)
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run the checks that arguments parsed with :func:`add_check_arguments` ask for; returns
+    the exit status (0 pass, 1 fail, 2 usage error)."""
     if args.only:
         unknown = [i for i in args.only if i not in CHECK_IDS]
         if unknown:

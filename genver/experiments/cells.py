@@ -17,11 +17,13 @@ They depend only on the replicate seed and the cell — never on the setting, th
 the order of execution — so settings of one sweep share their random draws (common random
 numbers) and a cell's numbers are the same however the sweep is scheduled.
 
-Within a run, what settings share is computed once (run-scoped memos,
-:mod:`genver._memo`): the pair stream of a seed, keyed by everything it is drawn
-from (seeds, size, ``r*``, ``μ`` and the data weights, label temperature), and a policy
-metric of a picked member, keyed by the member's log-probs and the instance's ``r*``, ``π_ref``,
-``β`` and ``ρ``.
+Within a run, what settings share is computed once: the unit functions take the run's
+:class:`~genver.runcache.RunCache` as ``cache=`` and pass it on (to the generator, the nested-size
+paths and the RL step of finite classes). Here it holds the pair stream of a seed, keyed by
+everything it is drawn from (seeds, size, ``r*``, ``μ`` and the data weights, label
+temperature), and the policy metrics of a picked member, keyed by the member's log-probs and
+the instance's ``r*``, ``π_ref``, ``β`` and ``ρ``. Without a cache (``cache=None``, the default)
+a unit computes everything afresh and keeps nothing.
 
 Estimators (``name``: what runs, with the instance's classes ``R``, ``Π``, ``Π(R)``):
 
@@ -106,8 +108,8 @@ from ..estimators.online import dpo_2x, online_dpo, policy_gradient
 from ..neural.schema import NEURAL_ROUTES, NEURAL_SCHEMAS
 from ..preferences import NestedCounts, PairCounts, sample_preferences
 from ..softrl import soft_optimal
+from ..runcache import RunCache, cache_key
 from .generators import GENERATORS, Instance
-from .._memo import BoundedMemo
 
 __all__ = ["ESTIMATORS", "REWARD_ONLY", "METRIC_KINDS", "default_route", "make_instance", "run_unit", "unit_columns",
            "unit_frame", "seed_sequence", "population_counts", "metric_kind", "fit_reward"]
@@ -257,9 +259,12 @@ def seed_sequence(root_seed: int, *key) -> np.random.SeedSequence:
     return np.random.SeedSequence(root_seed, spawn_key=tuple(int(k) for k in key))
 
 
-def make_instance(generator: str, params: dict, root_seed: int, seed: int) -> Instance:
+def make_instance(generator: str, params: dict, root_seed: int, seed: int, *,
+                  cache: RunCache | None = None) -> Instance:
+    """The instance of replicate ``seed`` (generator ``spawn_key = (seed, 0)``); ``cache``: the
+    run's :class:`~genver.runcache.RunCache`, handed to the generator."""
     fn = GENERATORS[generator][0]
-    return fn(params, np.random.default_rng(seed_sequence(root_seed, seed, 0)))
+    return fn(params, np.random.default_rng(seed_sequence(root_seed, seed, 0)), cache=cache)
 
 
 def population_counts(reward_true, sampler, n: float, prompt_weights=None, *, temperature: float = 1.0,
@@ -373,35 +378,38 @@ def _evaluate(name: str, res: FitResult, inst: Instance):
     return float(_REWARD_METRICS[name](r, inst))
 
 
-def _bytes(a) -> bytes | None:
-    return None if a is None else np.ascontiguousarray(a, dtype=np.float64).tobytes()
+def _f64(a) -> np.ndarray | None:
+    return None if a is None else np.ascontiguousarray(a, dtype=np.float64)
 
 
-#: pair streams of this run: (root seed, seed, n, r*, μ, data weights, τ, deterministic) -> Preferences
-_STREAMS = BoundedMemo("pair_streams", 16 * 2**20)
-#: policy metrics of this run: (metric, log π̂, (P, V, H, r*, π_ref, β, ρ)) -> value
-_POLICY_VALUES = BoundedMemo("policy_metrics", 16 * 2**20)
+def _draw_stream(spec, inst: Instance, seed: int):
+    """The unit's stream of ``max(sizes)`` pairs (generator ``spawn_key = (seed, 1)``), read-only."""
+    data = sample_preferences(inst.reward_true, inst.sampler, max(spec.sizes),
+                              np.random.default_rng(seed_sequence(spec.root_seed, seed, 1)),
+                              prompt_weights=inst.data_weights, temperature=spec.temperature,
+                              deterministic=spec.deterministic)
+    for a in (data.x, data.y_pos, data.y_neg):
+        a.setflags(write=False)  # shared by the units of this seed
+    return data
 
 
-def _data(spec, inst: Instance, seed: int):
+def _data(spec, inst: Instance, seed: int, cache: RunCache | None = None):
     """``n -> PairCounts`` for the unit (nested heads of one stream, counted incrementally by
     :class:`genver.preferences.NestedCounts`, or population counts); the stream is
-    ``data_of.stream``."""
+    ``data_of.stream``. With a ``cache`` (memo ``"pair_streams"``: root seed, seed, size,
+    ``r*``, ``μ``, data weights, ``τ``, deterministic -> stream) the settings of a seed share it."""
     if getattr(spec, "population", False):
         return lambda n: population_counts(inst.reward_true, inst.sampler, n, inst.data_weights,
                                            temperature=spec.temperature, deterministic=spec.deterministic)
-    n_max = max(spec.sizes)
-    key = (spec.root_seed, seed, n_max, _bytes(inst.reward_true), _bytes(inst.sampler.logp), _bytes(inst.data_weights),
-           spec.temperature, spec.deterministic)
-    data = _STREAMS.get(key)
-    if data is None:
-        data = sample_preferences(inst.reward_true, inst.sampler, n_max,
-                                  np.random.default_rng(seed_sequence(spec.root_seed, seed, 1)),
-                                  prompt_weights=inst.data_weights, temperature=spec.temperature,
-                                  deterministic=spec.deterministic)
-        for a in (data.x, data.y_pos, data.y_neg):
-            a.setflags(write=False)  # shared by the units of this seed
-        _STREAMS.put(key, data, data.x.nbytes * 3)
+    if cache is None:
+        data = _draw_stream(spec, inst, seed)
+    else:
+        key = cache_key("pair_stream", spec.root_seed, seed, max(spec.sizes), _f64(inst.reward_true),
+                        _f64(inst.sampler.logp), _f64(inst.data_weights), spec.temperature, spec.deterministic)
+        data = cache.get("pair_streams", key)
+        if data is None:
+            data = _draw_stream(spec, inst, seed)
+            cache.put("pair_streams", key, data, data.x.nbytes * 3)
     # the unit asks for its sizes in increasing order: each extends the last counts (one sort of
     # the new segment, one merge); the stream is let go once its last pair is counted
     nested = NestedCounts(data, release=True)
@@ -412,32 +420,55 @@ def _data(spec, inst: Instance, seed: int):
     return data_of
 
 
-def _dpo_path(inst, data, sizes, o, cls=None):
+def _dpo_path(inst, data, sizes, o, cache, cls=None):
     cls = inst.policy_class if cls is None else cls
     if _policy_members(cls) is None:
         return None
-    return dpo_path(data, sizes, cls, inst.ref, inst.beta)
+    return dpo_path(data, sizes, cls, inst.ref, inst.beta, cache=cache)
 
 
-def _dpo_restricted_path(inst, data, sizes, o):
-    return None if inst.restricted_class is None else _dpo_path(inst, data, sizes, o, inst.restricted_class)
+def _dpo_restricted_path(inst, data, sizes, o, cache):
+    return None if inst.restricted_class is None else _dpo_path(inst, data, sizes, o, cache, inst.restricted_class)
 
 
-def _rm_rl_path(inst, data, sizes, o):
+def _rm_rl_path(inst, data, sizes, o, cache):
     if o.get("rl_prompts", "all") != "all" or not isinstance(inst.reward_class, FiniteRewardClass):
         return None
     return rm_rl_path(data, sizes, inst.reward_class, inst.policy_class, inst.ref, inst.beta,
-                      prompt_weights=inst.prompt_weights)
+                      prompt_weights=inst.prompt_weights, cache=cache)
 
 
-#: estimators with a nested-sizes fast path (finite classes): name -> function returning one
-#: FitResult per size, or None when the path does not apply; results equal the per-size fits
+#: estimators with a nested-sizes fast path (finite classes): name -> function(instance, stream,
+#: sizes, options, cache) returning one FitResult per size, or None when the path does not
+#: apply; results equal the per-size fits
 PATHS = {"dpo": _dpo_path, "dpo_restricted": _dpo_restricted_path, "rm_rl": _rm_rl_path}
 
 
-def run_unit(spec, params: dict, sid: str, seed: int) -> pd.DataFrame:
-    """All cells of one (setting, seed): tidy rows with the setting's knobs as columns."""
-    return unit_frame(unit_columns(spec, params, sid, seed))
+def _known_metrics(pol, values: dict, cache: RunCache | None, world, n_policy_metrics: int) -> dict | None:
+    """The ``{metric: value}`` dict of policy ``pol`` (None when there is no policy or no policy
+    metric): the unit's own (``values``: id -> (policy, dict)), else the run's (``cache``, memo
+    ``"policy_metrics"`` keyed by ``log π̂`` and the world), else a new one."""
+    if pol is None or not n_policy_metrics:
+        return None
+    hit = values.get(id(pol))
+    if hit is not None and hit[0] is pol:
+        return hit[1]
+    known = None
+    if cache is not None:
+        key = cache_key(pol.logp, world)
+        known = cache.get("policy_metrics", key)
+        if known is None:
+            known = {}
+            cache.put("policy_metrics", key, known, 128 * (1 + n_policy_metrics))
+    known = {} if known is None else known
+    values[id(pol)] = (pol, known)
+    return known
+
+
+def run_unit(spec, params: dict, sid: str, seed: int, *, cache: RunCache | None = None) -> pd.DataFrame:
+    """All cells of one (setting, seed): tidy rows with the setting's knobs as columns
+    (``cache``: the run's :class:`~genver.runcache.RunCache`, or None to keep nothing)."""
+    return unit_frame(unit_columns(spec, params, sid, seed, cache=cache))
 
 
 def unit_frame(columns: dict) -> pd.DataFrame:
@@ -445,30 +476,32 @@ def unit_frame(columns: dict) -> pd.DataFrame:
     return pd.DataFrame(columns) if columns else pd.DataFrame([])
 
 
-def unit_columns(spec, params: dict, sid: str, seed: int) -> dict:
+def unit_columns(spec, params: dict, sid: str, seed: int, *, cache: RunCache | None = None) -> dict:
     """The cells of :func:`run_unit` as ``{column: list}`` (``{}`` without rows): the executors
     pass these on and the result store builds one frame per batch of units, not one per unit."""
-    inst = make_instance(spec.generator, params, spec.root_seed, seed)
+    inst = make_instance(spec.generator, params, spec.root_seed, seed, cache=cache)
     if getattr(inst, "sampled", False):  # beyond enumeration: the world samples and evaluates (genver.neural.long)
         return inst.unit_columns(spec, params, sid, seed)
     population = getattr(spec, "population", False)
-    data_of = _data(spec, inst, seed)
+    data_of = _data(spec, inst, seed, cache)
     paths = {}
     if not population:
         for k, est in enumerate(spec.estimators):
             if est["name"] in PATHS:
-                paths[k] = PATHS[est["name"]](inst, data_of.stream, spec.sizes, est["options"])
+                paths[k] = PATHS[est["name"]](inst, data_of.stream, spec.sizes, est["options"], cache)
         del data_of.stream  # from here on only the counts need it (and let it go at the end)
     # one list per varying column; the unit's constant columns are filled in at the end
     knobs = {k: params[k] for k in spec.knobs}
     cols = {c: [] for c in ("n", "estimator", "route", "metric", "value", "converged", "wall_time")}
     c_n, c_est, c_route, c_metric, c_value, c_conv, c_wall = cols.values()
     # a picked finite member is evaluated once per run, whichever unit, estimator or size picked it
-    # (a policy metric is a function of log π̂ and the instance's r*, π_ref, β, ρ)
-    world = (inst.space.P, inst.space.V, inst.space.H, _bytes(inst.reward_true), _bytes(inst.ref.logp), float(inst.beta),
-             _bytes(inst.prompt_weights))
+    # (a policy metric is a function of log π̂ and the instance's r*, π_ref, β, ρ): with a cache, memo
+    # "policy_metrics" maps (log π̂, world) to a dict {metric: value}
+    world = None if cache is None else cache_key(inst.space.P, inst.space.V, inst.space.H, _f64(inst.reward_true),
+                                                 _f64(inst.ref.logp), float(inst.beta), _f64(inst.prompt_weights))
     is_policy = [(m, metric_kind(m) == "policy") for m in spec.metrics]
-    # (metric, id of the policy object) -> (the object, value) for this unit: the paths share one object
+    n_policy_metrics = sum(kind for _, kind in is_policy)
+    # id of the policy object -> (the object, {metric: value}) for this unit: the paths share one object
     # per picked member; the object is held, so its id is not reused by another while the unit runs
     values = {}
     for i, n in enumerate(spec.sizes):
@@ -487,23 +520,18 @@ def unit_columns(spec, params: dict, sid: str, seed: int) -> dict:
                 t0 = time.perf_counter()
                 res = fn(inst, counts, rng, opts)
                 wall = time.perf_counter() - t0
-            pol, pkey = res.policy, None
+            pol = res.policy
             label, route, conv = est["label"], est["route"], bool(res.converged)
+            known = _known_metrics(pol, values, cache, world, n_policy_metrics)  # {metric: value} of this policy
             for m, policy_kind in is_policy:
-                memo = policy_kind and pol is not None
-                hit = values.get((m, id(pol))) if memo else None
-                v = hit[1] if hit is not None and hit[0] is pol else None
-                if v is None and memo:
-                    pkey = pol.logp.tobytes() if pkey is None else pkey
-                    v = _POLICY_VALUES.get((m, pkey, world))
+                memo = policy_kind and known is not None
+                v = known.get(m) if memo else None
                 if v is None:
                     v = _evaluate(m, res, inst)
                     if memo and v is not None:
-                        _POLICY_VALUES.put((m, pkey, world), v, 128 + len(pkey))
+                        known[m] = v
                 if v is None:
                     continue
-                if memo:
-                    values[(m, id(pol))] = (pol, v)
                 c_n.append(n)
                 c_est.append(label)
                 c_route.append(route)

@@ -7,7 +7,8 @@ statement). Syntax::
                                 [at n = N | at n = max | for n >= N | for n <= N]
 
 * ``METRIC`` — a metric of the spec (default ``suboptimality``), or ``frontier`` (below).
-* ``A``, ``B``, … — estimator labels; ``OP`` ∈ ``>=  <=  >  <  =`` (also ``≥ ≤ ==``). A chain
+* ``A``, ``B``, … — estimator labels; ``OP`` ∈ ``>=  <=  >  <  =`` (also ``≥ ≤ ==``: the
+  symbols of genver's one comparison grammar, :data:`genver.stats.COMPARISONS`). A chain
   ``A >= B >= C`` is the statements ``A >= B`` and ``B >= C``. Comparisons are on the metric's
   values as they are (for ``suboptimality`` lower is better, for ``bt_loglik`` higher is better).
 * ``where`` keeps the settings whose knob equals the value (compared as text); ``at n`` /
@@ -15,7 +16,10 @@ statement). Syntax::
 
 Statistics. A *cell* is one (setting, n). Its statistic is the seed-paired mean difference
 ``D = mean_s [v_A(s) − v_B(s)]`` over the seeds both estimators have, with a 95% percentile
-bootstrap CI over seeds (1000 resamples, fixed random state). With one seed the CI is the point.
+bootstrap CI over seeds (:data:`genver.stats.N_BOOT` resamples; generators by genver.stats' one
+seeding rule, :func:`genver.stats.group_rng`, from random state 0 and the statement and cell;
+intervals by :func:`genver.stats.percentile_ci`, ±inf as extended reals). With one seed the CI
+is the point.
 ``tol = 1e-5·max(1, max |mean value|)`` absorbs solver rounding (near-deterministic optima, e.g.
 at β = 0.01, are flat to about 1e-6).
 
@@ -28,7 +32,7 @@ at β = 0.01, are flat to about 1e-6).
 A *trend* statement ``[METRIC:] A - B increasing in KNOB`` (or ``decreasing``; qualifiers as
 above) takes, per setting, the seed-paired mean difference ``A − B`` averaged over the selected
 ``n``, and the Spearman rank correlation ρ between ``KNOB`` and that difference over the
-settings. It rests on the bootstrap of ρ, not on the point: each of the 1000 replicates draws
+settings. It rests on the bootstrap of ρ, not on the point: each of the ``N_BOOT`` replicates draws
 the seed labels once (with replacement) for every setting — settings share their seeds, so the
 replicates are paired across settings — and recomputes every setting's difference and ρ (a
 replicate with all differences equal has ρ = 0; ties get average ranks). "increasing" passes
@@ -47,17 +51,18 @@ interpolation at the same KL (means over seeds, metrics ``expected_reward`` and
 from __future__ import annotations
 
 import re
-import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from ..stats import COMPARISONS, N_BOOT, group_rng, percentile_ci, seed_entropy
+
 __all__ = ["Statement", "parse_order", "check_order", "N_BOOT"]
 
-N_BOOT = 1000
-_OPS = {">=": "ge", "≥": "ge", "<=": "le", "≤": "le", ">": "gt", "<": "lt", "=": "eq", "==": "eq"}
-_OP_RE = re.compile(r"\s*(>=|<=|==|≥|≤|>|<|=)\s*")
+#: the symbolic operators of genver's comparison grammar (``equals`` is for ratio expectations)
+_SYMBOLS = sorted((o for o in COMPARISONS if not o.isalpha()), key=len, reverse=True)
+_OP_RE = re.compile(r"\s*(" + "|".join(re.escape(o) for o in _SYMBOLS) + r")\s*")
 _LABEL = re.compile(r"^[A-Za-z0-9_.@+\-]+$")
 _NQUAL = re.compile(r"\s+(at\s+n\s*=\s*(\d+|max)|for\s+n\s*(>=|<=|≥|≤)\s*(\d+))\s*$")
 _WHERE = re.compile(r"\s+where\s+(.+?)\s*$")
@@ -74,7 +79,8 @@ class Statement:
     trend_knob: str | None = None
 
 
-_TREND = re.compile(r"^\s*(\S+)\s+-\s+(\S+)\s+(increasing|decreasing)\s+in\s+(\S+)\s*$")
+#: ``A - B increasing in KNOB``: a trend of a difference (a ratio's trend: genver.stats.RATIO_TREND)
+_DIFF_TREND = re.compile(r"^\s*(\S+)\s+-\s+(\S+)\s+(increasing|decreasing)\s+in\s+(\S+)\s*$")
 
 
 def parse_order(text: str) -> Statement:
@@ -88,7 +94,7 @@ def parse_order(text: str) -> Statement:
         if m.group(2) is not None:
             n_filter = ("eq", "max" if m.group(2) == "max" else int(m.group(2)))
         else:
-            n_filter = ({">=": "ge", "≥": "ge", "<=": "le", "≤": "le"}[m.group(3)], int(m.group(4)))
+            n_filter = (COMPARISONS[m.group(3)], int(m.group(4)))
         rest = rest[: m.start()]
     where = {}
     m = _WHERE.search(rest)
@@ -106,13 +112,13 @@ def parse_order(text: str) -> Statement:
             if m2.group(2) is not None:
                 n_filter = ("eq", "max" if m2.group(2) == "max" else int(m2.group(2)))
             else:
-                n_filter = ({">=": "ge", "≥": "ge", "<=": "le", "≤": "le"}[m2.group(3)], int(m2.group(4)))
+                n_filter = (COMPARISONS[m2.group(3)], int(m2.group(4)))
             rest = rest[: m2.start()]
     metric = "suboptimality"
     m = _METRIC.match(rest)
     if m:
         metric, rest = m.group(1), m.group(2)
-    m = _TREND.match(rest)
+    m = _DIFF_TREND.match(rest)
     if m:
         a, b, direction, knob = m.groups()
         for lab in (a, b):
@@ -129,23 +135,25 @@ def parse_order(text: str) -> Statement:
     for lab in labels:
         if not _LABEL.match(lab):
             raise ValueError(f"{text!r}: {lab!r} is not an estimator label")
-    pairs = [(labels[i], _OPS[ops[i]], labels[i + 1]) for i in range(len(ops))]
+    pairs = [(labels[i], COMPARISONS[ops[i]], labels[i + 1]) for i in range(len(ops))]
     return Statement(text=text.strip(), metric=metric, pairs=pairs, where=where, n_filter=n_filter)
 
 
 # -- evaluation -------------------------------------------------------------------------------
+#: the statements' bootstraps draw from genver.stats' seeding rule with random state 0
+_ENTROPY = seed_entropy(0)
+
+
 def _rng(text: str, key) -> np.random.Generator:
-    return np.random.default_rng([zlib.crc32(text.encode()), zlib.crc32(repr(key).encode())])
+    return group_rng(_ENTROPY, (text, repr(key)))
 
 
 def _ci(boot: np.ndarray, point: np.ndarray):
-    """Percentile 95% CI per column; with no bootstrap (one seed) the point."""
+    """Percentile 95% CI per column (:func:`genver.stats.percentile_ci`); with no bootstrap (one
+    seed) the point."""
     if boot is None:
         return point.copy(), point.copy()
-    with np.errstate(all="ignore"), _warnings_off():
-        lo = np.nanpercentile(boot, 2.5, axis=0)
-        hi = np.nanpercentile(boot, 97.5, axis=0)
-    return lo, hi
+    return percentile_ci(boot, 0.05, axis=0)
 
 
 class _warnings_off:
@@ -261,7 +269,7 @@ def _judge_pair(st: Statement, A: str, op: str, B: str, df: pd.DataFrame, knobs)
         if boot is not None:
             with np.errstate(all="ignore"), _warnings_off():
                 bavg = np.nanmean(boot[:, keep], axis=1)
-            avg_lo, avg_hi = (float(v) for v in np.nanpercentile(bavg, [2.5, 97.5]))
+            avg_lo, avg_hi = percentile_ci(bavg, 0.05)
         else:
             avg_lo = avg_hi = avg_point
         if op in ("ge", "gt"):
@@ -318,7 +326,7 @@ def _judge_trend(st: Statement, df: pd.DataFrame, knobs) -> tuple[bool, str]:
             with np.errstate(all="ignore"), _warnings_off():
                 b = np.nanmean(per_seed[idx], axis=1)  # a replicate with none of this setting's seeds: NaN
             yb.append(b)
-            lo, hi = np.nanpercentile(b, [2.5, 97.5])
+            lo, hi = percentile_ci(b, 0.05)
         else:
             lo = hi = y
         parts.append((float(x), f"{knob}={x}: {y:+.4g} [{lo:+.4g}, {hi:+.4g}]"))
@@ -331,7 +339,7 @@ def _judge_trend(st: Statement, df: pd.DataFrame, knobs) -> tuple[bool, str]:
     if idx is None:
         return False, f"{head} over {len(xs)} settings, one seed: no bootstrap, the trend is not established ({listing})"
     boot = _spearman(x, np.stack(yb, axis=1))
-    lo, hi = np.nanpercentile(boot, [2.5, 97.5])
+    lo, hi = percentile_ci(boot, 0.05)
     ok = bool(rho > 0 and lo > 0) if direction == "increasing" else bool(rho < 0 and hi < 0)
     return ok, f"{head}, 95% paired seed-bootstrap CI [{lo:+.3f}, {hi:+.3f}] over {len(xs)} settings ({listing})"
 

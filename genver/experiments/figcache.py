@@ -30,7 +30,8 @@ __all__ = ["code_digest", "results_digest", "frame_digest", "digest", "is_curren
 REPORT_CACHE = ".report-cache.json"
 _PKG = pathlib.Path(__file__).resolve().parent.parent
 #: modules whose source decides what a figure or report holds
-_CODE = ("plots.py", "stats.py", "experiments/report.py", "experiments/expect.py", "experiments/figcache.py")
+_CODE = ("plots.py", *(f"stats/{m}.py" for m in ("__init__", "bootstrap", "_tables", "curves", "ratios", "verdicts")),
+         "experiments/report.py", "experiments/expect.py", "experiments/figcache.py")
 
 
 def code_digest() -> str:
@@ -102,7 +103,7 @@ def is_current(stem, outputs, key: str) -> bool:
 
 def store_digest(stem, key: str) -> None:
     """Record ``key`` beside the figure at ``stem`` (after its files are written)."""
-    from .store import atomic_write_bytes
+    from ..atomic import atomic_write_bytes
 
     atomic_write_bytes(_hash_file(pathlib.Path(stem)), (key + "\n").encode(), fsync=False)
 
@@ -125,7 +126,7 @@ def read_report_cache(root, fmt: str) -> dict | None:
 
 def write_report_cache(root, fmt: str, entry: dict) -> None:
     """Store ``entry`` (path, verdict rows, terminal text) for ``fmt`` with the results' digest."""
-    from .store import atomic_write_bytes
+    from ..atomic import atomic_write_bytes
 
     root = pathlib.Path(root)
     try:

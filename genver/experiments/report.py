@@ -41,7 +41,8 @@ from matplotlib.figure import Figure
 from .. import plots, stats
 from . import figcache
 from .expect import check_order
-from .store import ResultStore, atomic_write_bytes
+from ..atomic import atomic_write_bytes
+from .store import ResultStore
 
 __all__ = ["load_results", "make_figures", "make_report", "means_at_largest_n", "ratios_side_by_side", "verdict",
            "verdicts", "format_verdicts", "order_in_words", "ratio_in_words", "REPORT_FORMATS", "VERDICT_COLUMNS"]

@@ -10,7 +10,6 @@ Layout of ``DIR``::
                              ``<hash>`` a short hash of the whole list, which the file's Parquet
                              key-value metadata holds under ``genver_units`` (JSON
                              ``[[sid, seed], ...]``)
-    shards/<sid>__seed<k>.parquet   one unit (the layout before batches; still read and resumed)
 
 The runner (:func:`genver.experiments.runner.run`) buffers finished units and writes them as one
 batch shard once about ``flush_seconds`` (default 1 s) of wall time have passed since its last
@@ -19,11 +18,10 @@ error of a unit or worker propagates. So Ctrl-C and errors lose only the units i
 SIGKILL (or a crash of the machine) loses at most the buffered units: about ``flush_seconds``
 of work, which ``--resume`` runs again.
 
-Every file is written to a temporary name in the same directory and renamed into place
-(``os.replace`` is atomic on POSIX), so a killed run leaves complete shards or none — never a
-partial or duplicated one. A unit is done exactly when a shard lists it (a batch shard's
-footer, an old shard's name); a unit is written once; stray temporary files of a killed run
-are removed on resume. A Parquet file is built in memory (the bytes
+Every file is written through :mod:`genver.atomic` (a temporary name in the same directory,
+renamed into place: ``os.replace`` is atomic on POSIX), so a killed run leaves complete shards
+or none — never a partial or duplicated one. A unit is done exactly when a shard's footer lists
+it; a unit is written once; stray temporary files of a killed run are removed on resume. A Parquet file is built in memory (the bytes
 ``DataFrame.to_parquet(path, index=False)`` writes: the same pyarrow calls, plus the
 ``genver_units`` key for a shard) and written with one ``write``, and every file is flushed to
 disk (``fsync``) before its rename, so a crash of the machine, not only of the process, leaves
@@ -53,7 +51,7 @@ package versions and git commit that wrote it, the spec, its hash and the ``--sm
 enough for :func:`genver.experiments.runner.repair` to rebuild a lost ``manifest.json``.
 
 Files are created with the permissions the umask allows (``0o666 & ~umask``), as ``open``
-would create them (``tempfile.mkstemp`` alone makes them ``0o600``).
+would create them (:func:`genver.atomic.file_mode`).
 """
 from __future__ import annotations
 
@@ -66,15 +64,15 @@ import pathlib
 import re
 import socket
 import subprocess
-import tempfile
 import time
 
 import pandas as pd
 
-__all__ = ["ResultStore", "RunLock", "LockedError", "DuplicateUnitsError", "atomic_write_bytes", "parquet_bytes",
-           "package_versions", "git_commit", "file_mode", "LOCK_NAME", "STALE_LOCK_S", "PROVENANCE_KEY"]
+from ..atomic import atomic_write_bytes, file_mode
 
-_SHARD = re.compile(r"^(?P<sid>[0-9a-f]{10})__seed(?P<seed>\d+)\.parquet$")  # one unit (old layout)
+__all__ = ["ResultStore", "RunLock", "LockedError", "DuplicateUnitsError", "parquet_bytes",
+           "package_versions", "git_commit", "LOCK_NAME", "STALE_LOCK_S", "PROVENANCE_KEY"]
+
 _BATCH = re.compile(r"^batch-(?P<sid>[0-9a-f]{10})__seed(?P<seed>\d+)-(?P<n>\d+)-(?P<hash>[0-9a-f]{12})\.parquet$")
 UNITS_KEY = b"genver_units"  # Parquet key-value metadata of a batch shard: JSON [[sid, seed], ...]
 PROVENANCE_KEY = b"genver_provenance"  # JSON: versions, git_commit, spec, spec_hash, smoke of the writer
@@ -92,53 +90,12 @@ class DuplicateUnitsError(ValueError):
     """A unit appears in more than one shard."""
 
 
-def _umask() -> int:
-    try:  # Linux: read it without changing it (os.umask would, for a moment, for every thread)
-        for line in open("/proc/self/status"):
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    old = os.umask(0o022)
-    os.umask(old)
-    return old
-
-
-def file_mode() -> int:
-    """The mode a new file gets from ``open``: ``0o666 & ~umask``."""
-    return 0o666 & ~_umask()
-
-
 def _units_hash(units_json: bytes) -> str:
     return hashlib.sha256(units_json).hexdigest()[:12]
 
 
 def _units_json(units) -> bytes:
     return json.dumps([[sid, int(seed)] for sid, seed in units], separators=(",", ":")).encode()
-
-
-def atomic_write_bytes(path: pathlib.Path, data: bytes, *, fsync: bool = True) -> None:
-    """Write ``data`` to a temporary file next to ``path`` and rename it into place (flushed
-    to disk first unless ``fsync=False``)."""
-    path = pathlib.Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
-    except OSError as e:  # name the file that could not be written, not the temporary name
-        raise OSError(e.errno, e.strerror, str(path)) from None
-    try:
-        os.fchmod(fd, file_mode())
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(e, OSError) and e.errno is not None:  # name the file, not the temporary one
-            raise OSError(e.errno, e.strerror, str(path)) from None
-        raise
 
 
 def parquet_bytes(df: pd.DataFrame, metadata: dict | None = None) -> bytes:
@@ -194,16 +151,14 @@ def read_provenance(path) -> dict | None:
         return None
 
 
-def _read_units(path: pathlib.Path, batch, old) -> list[tuple[str, int]] | None:
-    """The units of the shard at ``path`` from its footer (``batch``/``old``: the name's match),
-    or None if the footer does not parse or does not match the name."""
+def _read_units(path: pathlib.Path, batch) -> list[tuple[str, int]] | None:
+    """The units of the shard at ``path`` from its footer (``batch``: the name's match), or
+    None if the footer does not parse or does not match the name."""
     import pyarrow.parquet as pq
     try:
         meta = pq.read_metadata(path)
     except Exception:  # noqa: BLE001 - any unreadable file counts as damaged, whatever pyarrow raises
         return None
-    if old:
-        return [(old["sid"], int(old["seed"]))]
     uj = (meta.metadata or {}).get(UNITS_KEY)
     if uj is None or _units_hash(uj) != batch["hash"]:
         return None
@@ -363,10 +318,10 @@ class ResultStore:
         whose Parquet footer does not parse or does not match its name (its units rerun).
         Returns the removed shards' names. (Units listed twice: :meth:`repair_duplicates`.)"""
         self.shards.mkdir(parents=True, exist_ok=True)
-        for p in self.shards.glob(".tmp-*"):  # leftovers of a killed run
+        for p in self.shards.glob(".*.part"):  # leftovers of a killed run (genver.atomic's temporary files)
             p.unlink()
         removed = []
-        for name, units in sorted(self._scan(check_old=True).items()):
+        for name, units in sorted(self._scan().items()):
             if units is None:
                 (self.shards / name).unlink()
                 self._footers.pop(name, None)
@@ -467,18 +422,15 @@ class ResultStore:
         return path
 
     def shard_units(self) -> dict[pathlib.Path, list[tuple[str, int]]]:
-        """Every readable shard and the ``(sid, seed)`` units it holds (batch shards: from the
-        footer, read once; old single-unit shards: from the name)."""
+        """Every readable shard and the ``(sid, seed)`` units it holds (from its footer, read once)."""
         return {self.shards / name: units for name, units in sorted(self._scan().items()) if units is not None}
 
     def done_units(self) -> set:
         return {u for units in self._scan().values() if units is not None for u in units}
 
-    def _scan(self, check_old: bool = False) -> dict:
+    def _scan(self) -> dict:
         """``{shard name: units, or None for a shard that is unreadable or does not match its
-        name}``. A batch shard's footer is read once (cached by name, size and mtime); an old
-        single-unit shard's unit comes from its name, and its footer is read only with
-        ``check_old``."""
+        name}``. A shard's footer is read once (cached by name, size and mtime)."""
         try:
             entries = list(os.scandir(self.shards))
         except FileNotFoundError:
@@ -486,11 +438,7 @@ class ResultStore:
         out = {}
         for e in entries:
             batch = _BATCH.match(e.name)
-            old = None if batch else _SHARD.match(e.name)
-            if old and not check_old:
-                out[e.name] = [(old["sid"], int(old["seed"]))]
-                continue
-            if not (batch or old):
+            if not batch:
                 continue
             try:
                 st = e.stat()
@@ -499,7 +447,7 @@ class ResultStore:
             key = (st.st_size, st.st_mtime_ns)
             hit = self._footers.get(e.name)
             if hit is None or hit[0] != key:
-                hit = self._footers[e.name] = (key, _read_units(pathlib.Path(e.path), batch, old))
+                hit = self._footers[e.name] = (key, _read_units(pathlib.Path(e.path), batch))
             out[e.name] = hit[1]
         return out
 

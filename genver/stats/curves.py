@@ -1,0 +1,241 @@
+"""Per-curve statistics over tidy results: mean / IQM with bootstrap CIs, N_ε (mean curve and
+per seed) and log-log slopes (definitions: :mod:`genver.stats`).
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .bootstrap import N_BOOT, _check_alpha, _check_n_boot, _quiet, group_rng, iqm, percentile_ci, seed_entropy
+from ._tables import (_aggregate_neps, _as_knobs, _check_rule, _eps_list, _first_reached, _id_cols, _key_tuple,
+                      _nanmean_rows, _per_seed_neps, _prepare, _py, _seed_matrix)
+
+
+# --------------------------------------------------------------------------- aggregate
+_AGG_STATS = ["n_seeds", "mean", "mean_lo", "mean_hi", "iqm", "iqm_lo", "iqm_hi"]
+
+
+def aggregate(
+    df: pd.DataFrame,
+    metric: str = "suboptimality",
+    knobs: Sequence[str] = (),
+    n_boot: int = N_BOOT,
+    random_state=0,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Per (setting_id, knobs..., estimator, route, n): mean and IQM over seeds with
+    ``1 − alpha`` percentile bootstrap CIs over seeds.
+
+    Columns: ``[experiment,] setting_id, *knobs, estimator, route, n, metric, n_seeds, mean,
+    mean_lo, mean_hi, iqm, iqm_lo, iqm_hi``. ``n_seeds`` counts non-NaN values; CIs are NaN with
+    fewer than 2. Each group's resamples come from ``random_state`` and the group's key, so they
+    do not depend on the rest of the table.
+    """
+    knobs = _as_knobs(knobs)
+    n_boot = _check_n_boot(n_boot)
+    alpha = _check_alpha(alpha)
+    d = _prepare(df, metric, knobs)
+    keys = _id_cols(d, knobs) + ["estimator", "route", "n"]
+    cols = keys + ["metric"] + _AGG_STATS
+    if d.empty:
+        return pd.DataFrame(columns=cols)
+    base = seed_entropy(random_state)
+    rows = []
+    with _quiet():
+        for key, g in d.groupby(keys, dropna=False, sort=True):
+            v = g["value"].to_numpy(dtype=np.float64)
+            k = v.size
+            row = dict(zip(keys, _key_tuple(key)))
+            row["metric"] = metric
+            row["n_seeds"] = k
+            with np.errstate(all="ignore"):
+                row["mean"] = float(np.mean(v))
+                row["iqm"] = iqm(v)
+                if k >= 2:
+                    rng = group_rng(base, key)
+                    samp = v[rng.integers(0, k, size=(n_boot, k))]
+                    row["mean_lo"], row["mean_hi"] = percentile_ci(samp.mean(1), alpha)
+                    row["iqm_lo"], row["iqm_hi"] = percentile_ci(iqm(samp, axis=1), alpha)
+                else:
+                    row["mean_lo"] = row["mean_hi"] = row["iqm_lo"] = row["iqm_hi"] = float("nan")
+            rows.append(row)
+    return pd.DataFrame(rows, columns=cols)
+
+
+# --------------------------------------------------------------------------- N_ε
+_NEPS_STATS = [
+    "eps", "metric", "rule", "N_eps", "reached", "censored_at", "n_min", "left_censored",
+    "N_eps_lo", "N_eps_hi", "frac_reached", "n_seeds",
+    "N_eps_median", "N_eps_median_lo", "N_eps_median_hi", "N_eps_iqm", "N_eps_iqm_lo", "N_eps_iqm_hi",
+    "frac_seeds_reached",
+]
+
+
+def _neps_point_and_boot(mat, grid, eps, rule, idx, aggregate="mean"):
+    """Point N_ε (NaN if not reached) and replicate N_ε (inf if not reached): of the mean curve
+    (``aggregate="mean"``), or the median / IQM of the seeds' own N_ε."""
+    if aggregate != "mean":
+        v = _per_seed_neps(mat, grid, eps, rule)
+        point = float(_aggregate_neps(v, aggregate))
+        point = float("nan") if np.isinf(point) else point
+        if idx is None or grid.size == 0:
+            return point, None
+        boot = _aggregate_neps(v[idx], aggregate)
+        return point, np.where(np.isnan(boot), np.inf, boot)
+    j = int(_first_reached(_nanmean_rows(mat), eps, rule)) if grid.size else -1
+    point = float(grid[j]) if j >= 0 else float("nan")
+    if idx is None or grid.size == 0:
+        return point, None
+    jb = _first_reached(_nanmean_rows(mat, idx), eps, rule)
+    boot = np.where(jb >= 0, grid[np.maximum(jb, 0)], np.inf)
+    return point, boot
+
+
+def n_epsilon(
+    df: pd.DataFrame,
+    eps,
+    metric: str = "suboptimality",
+    knobs: Sequence[str] = (),
+    n_boot: int = N_BOOT,
+    random_state=0,
+    alpha: float = 0.05,
+    rule: str = "first",
+) -> pd.DataFrame:
+    """N_ε per (setting, estimator, route) and ε: the smallest grid ``n`` whose mean (over
+    seeds) ``metric`` is ``≤ eps`` (see the module docstring for ``rule``, censoring and CIs),
+    and beside it the median and IQM of the seeds' own N_ε (:func:`n_epsilon_per_seed`).
+
+    ``eps`` may be a scalar or a sequence (one row per ε). Columns: ``[experiment,]
+    setting_id, *knobs, estimator, route, eps, metric, rule, N_eps, reached, censored_at,
+    n_min, left_censored, N_eps_lo, N_eps_hi, frac_reached, n_seeds, N_eps_median,
+    N_eps_median_lo, N_eps_median_hi, N_eps_iqm, N_eps_iqm_lo, N_eps_iqm_hi,
+    frac_seeds_reached``. The per-seed aggregates are extended reals (``+inf``: not reached,
+    see the module docstring); ``frac_seeds_reached`` is the fraction of seeds whose own curve
+    reaches ε. The resamples of a group are shared by all ε and all three aggregates.
+    """
+    knobs = _as_knobs(knobs)
+    n_boot = _check_n_boot(n_boot)
+    alpha = _check_alpha(alpha)
+    rule = _check_rule(rule)
+    eps_values = _eps_list(eps)
+    d = _prepare(df, metric, knobs)
+    keys = _id_cols(d, knobs) + ["estimator", "route"]
+    cols = keys + _NEPS_STATS
+    if d.empty:
+        return pd.DataFrame(columns=cols)
+    base = seed_entropy(random_state)
+    rows = []
+    with _quiet():
+        for key, g in d.groupby(keys, dropna=False, sort=True):
+            mat, grid, _ = _seed_matrix(g)
+            k = mat.shape[0]
+            idx = group_rng(base, key).integers(0, k, size=(n_boot, k)) if k >= 2 else None
+            for e in eps_values:
+                point, boot = _neps_point_and_boot(mat, grid, e, rule, idx)
+                row = dict(zip(keys, _key_tuple(key)))
+                reached = not np.isnan(point)
+                row.update(
+                    eps=e, metric=metric, rule=rule, N_eps=point, reached=reached,
+                    censored_at=float(grid.max()), n_min=float(grid.min()),
+                    left_censored=bool(reached and point == grid.min()), n_seeds=k,
+                )
+                if boot is not None:
+                    row["N_eps_lo"], row["N_eps_hi"] = percentile_ci(boot, alpha)
+                    row["frac_reached"] = float(np.isfinite(boot).mean())
+                else:
+                    row["N_eps_lo"] = row["N_eps_hi"] = row["frac_reached"] = float("nan")
+                v = _per_seed_neps(mat, grid, e, rule)
+                row["frac_seeds_reached"] = float(np.isfinite(v).sum() / max(1, (~np.isnan(v)).sum()))
+                for how in ("median", "iqm"):
+                    row[f"N_eps_{how}"] = float(_aggregate_neps(v, how))
+                    lo_hi = percentile_ci(_aggregate_neps(v[idx], how), alpha) if idx is not None else (np.nan,) * 2
+                    row[f"N_eps_{how}_lo"], row[f"N_eps_{how}_hi"] = lo_hi
+                rows.append(row)
+    out = pd.DataFrame(rows, columns=cols)
+    out["reached"] = out["reached"].astype(bool)
+    out["left_censored"] = out["left_censored"].astype(bool)
+    return out
+
+
+def n_epsilon_per_seed(
+    df: pd.DataFrame,
+    eps,
+    metric: str = "suboptimality",
+    knobs: Sequence[str] = (),
+    rule: str = "first",
+) -> pd.DataFrame:
+    """Each seed's own N_ε per (setting, estimator, route) and ε: the first grid ``n`` of that
+    seed's curve with ``metric ≤ eps`` (``rule="sustained"``: from which it stays ``≤ eps``).
+
+    Columns: ``[experiment,] setting_id, *knobs, estimator, route, seed, eps, metric, rule,
+    N_eps`` (``+inf`` when the seed never reaches ε: right-censored at ``censored_at``),
+    ``reached``, ``censored_at`` (the largest ``n`` of the setting's grid).
+    """
+    knobs = _as_knobs(knobs)
+    rule = _check_rule(rule)
+    eps_values = _eps_list(eps)
+    d = _prepare(df, metric, knobs)
+    keys = _id_cols(d, knobs) + ["estimator", "route"]
+    cols = keys + ["seed", "eps", "metric", "rule", "N_eps", "reached", "censored_at"]
+    rows = []
+    with _quiet():
+        for key, g in d.groupby(keys, dropna=False, sort=True):
+            mat, grid, seeds = _seed_matrix(g)
+            for e in eps_values:
+                for s, v in zip(seeds, _per_seed_neps(mat, grid, e, rule)):
+                    rows.append({**dict(zip(keys, _key_tuple(key))), "seed": _py(s), "eps": e, "metric": metric,
+                                 "rule": rule, "N_eps": float(v), "reached": bool(np.isfinite(v)),
+                                 "censored_at": float(grid.max())})
+    out = pd.DataFrame(rows, columns=cols)
+    out["reached"] = out["reached"].astype(bool)
+    return out
+
+
+# --------------------------------------------------------------------------- slopes
+def loglog_slope(
+    df: pd.DataFrame,
+    metric: str = "suboptimality",
+    knobs: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Per (setting, estimator, route): OLS slope of ``log m(n)`` on ``log n`` over the grid
+    points with finite mean ``m(n) > 0`` (see module docstring).
+
+    Columns: ``[experiment,] setting_id, *knobs, estimator, route, metric, slope, slope_se,
+    intercept, n_points, n_lo, n_hi`` (``intercept`` is on the natural-log scale; ``n_lo`` and
+    ``n_hi`` are the smallest and largest ``n`` used).
+    """
+    knobs = _as_knobs(knobs)
+    d = _prepare(df, metric, knobs)
+    keys = _id_cols(d, knobs) + ["estimator", "route"]
+    cols = keys + ["metric", "slope", "slope_se", "intercept", "n_points", "n_lo", "n_hi"]
+    if d.empty:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    with _quiet():
+        for key, g in d.groupby(keys, dropna=False, sort=True):
+            mat, grid, _ = _seed_matrix(g)
+            m = _nanmean_rows(mat)
+            ok = np.isfinite(m) & (m > 0) & (grid > 0)
+            x, y = np.log(grid[ok]), np.log(m[ok])
+            p = int(ok.sum())
+            row = dict(zip(keys, _key_tuple(key)))
+            row.update(metric=metric, n_points=p,
+                       n_lo=float(grid[ok].min()) if p else float("nan"),
+                       n_hi=float(grid[ok].max()) if p else float("nan"))
+            sxx = float(((x - x.mean()) ** 2).sum()) if p else 0.0
+            if p >= 2 and sxx > 0:
+                slope = float(((x - x.mean()) * (y - y.mean())).sum() / sxx)
+                intercept = float(y.mean() - slope * x.mean())
+                if p > 2:
+                    rss = float(((y - intercept - slope * x) ** 2).sum())
+                    se = math.sqrt(max(rss, 0.0) / (p - 2) / sxx)
+                else:
+                    se = float("nan")
+            else:
+                slope = intercept = se = float("nan")
+            row.update(slope=slope, slope_se=se, intercept=intercept)
+            rows.append(row)
+    return pd.DataFrame(rows, columns=cols)
