@@ -16,7 +16,8 @@ from conftest import random_logp
 from genver import _kernels
 from genver._validation import as_generator, check_beta, check_prompt_weights
 from genver.experiments import store as store_mod
-from genver.experiments.cells import _POLICY_METRICS, make_instance, run_unit
+from genver.experiments.cells import make_instance, run_unit
+from genver.experiments.registry import METRICS
 from genver.experiments.spec import parse_spec, setting_id
 from genver.experiments.store import ResultStore, parquet_bytes
 from genver.metrics import RewardLevels, reward_levels, win_rate
@@ -157,7 +158,7 @@ def test_instance_levels_are_computed_once_and_give_the_sweep_the_same_win_rates
     assert again.reward_levels is not inst.reward_levels
     for k in range(0, inst.policy_class.size, 7):
         pol = inst.policy_class.member(k)
-        assert _POLICY_METRICS["win_rate"](pol, inst) == _old_win_rate(pol, inst.ref, inst.reward_true,
+        assert METRICS["win_rate"].fn(pol, inst) == _old_win_rate(pol, inst.ref, inst.reward_true,
                                                                         inst.prompt_weights)
 
 
