@@ -34,7 +34,8 @@ from ._validation import as_generator, check_beta, check_positive_int, check_pro
 from .policy import Policy
 from .spaces import TreeSpace
 
-__all__ = ["Preferences", "PairCounts", "NestedCounts", "merge_counts", "sample_preferences", "SELF_PAIRS"]
+__all__ = ["Preferences", "PairCounts", "NestedCounts", "merge_counts", "sample_preferences", "SELF_PAIRS", "pair_keys",
+           "sample_completions"]
 
 #: what :meth:`Preferences.from_array` may do with pairs ``y⁺ = y⁻`` (``genver fit --self-pairs``)
 SELF_PAIRS = ("note", "drop", "error", "keep")
@@ -133,7 +134,7 @@ class Preferences:
 
     def counts(self) -> PairCounts:
         """Sufficient statistics: unique triples with counts."""
-        key = _pair_keys(self)
+        key = pair_keys(self)
         if key is not None:
             uniq, cnt = np.unique(key, return_counts=True)
             return _decode(self.space, uniq, cnt)
@@ -141,7 +142,7 @@ class Preferences:
         return PairCounts(self.space, trip[:, 0], trip[:, 1], trip[:, 2], cnt.astype(np.float64))
 
 
-def _pair_keys(data: Preferences, lo: int = 0, hi: int | None = None) -> np.ndarray | None:
+def pair_keys(data: Preferences, lo: int = 0, hi: int | None = None) -> np.ndarray | None:
     """The ordered keys ``(x·T + y⁺)·T + y⁻`` of pairs ``lo:hi`` (their order is the order of the
     triples), or None when ``P·T² ≥ 2**62`` (the key would overflow int64)."""
     T = data.space.T
@@ -183,7 +184,7 @@ class NestedCounts:
         self.n = 0
         self._keys = np.empty(0, dtype=np.int64)
         self._last = _decode(self.space, self._keys, np.empty(0, dtype=np.int64))
-        self._exact = _pair_keys(data, 0, 0) is not None
+        self._exact = pair_keys(data, 0, 0) is not None
 
     def at(self, n: int) -> PairCounts:
         n = check_positive_int(n, "n", minimum=0)
@@ -194,7 +195,7 @@ class NestedCounts:
                 raise ValueError(f"n = {n}: the stream was released after its last pair was counted")
             return self._data.head(n).counts()
         if n > self.n:
-            new, cnt = np.unique(_pair_keys(self._data, self.n, n), return_counts=True)
+            new, cnt = np.unique(pair_keys(self._data, self.n, n), return_counts=True)
             self._keys, self._last = merge_counts(self.space, self._keys, self._last, new, cnt)
             self.n = n
             if self.release and n == self.length:
@@ -227,7 +228,7 @@ def _completion_cdf(mu_probs: np.ndarray) -> np.ndarray:
     return cdf
 
 
-def _sample_completions(mu_probs: np.ndarray, x: np.ndarray, u: np.ndarray) -> np.ndarray:
+def sample_completions(mu_probs: np.ndarray, x: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Inverse-CDF draws ``y ~ μ(·|x)`` from uniforms ``u`` (see :func:`_search_cdf`)."""
     return _search_cdf(_completion_cdf(mu_probs), x, u)
 

@@ -22,7 +22,7 @@ from genver.experiments.spec import parse_spec, setting_id
 from genver.experiments.store import ResultStore, parquet_bytes
 from genver.metrics import RewardLevels, reward_levels, win_rate
 from genver.policy import Policy
-from genver.preferences import Preferences, _completion_cdf, _sample_completions, _search_cdf, sample_preferences
+from genver.preferences import Preferences, _completion_cdf, sample_completions, _search_cdf, sample_preferences
 from genver.spaces import TreeSpace
 
 
@@ -192,8 +192,8 @@ def test_search_matches_row_by_row_searchsorted_on_ties_and_edges():
         u[550:600] = np.nextafter(1.0, 0.0)
         want = np.array([min(np.searchsorted(cdf[xi], ui, side="right"), T - 1) for xi, ui in zip(x, u)])
         np.testing.assert_array_equal(_search_cdf(cdf, x, u), want)
-        np.testing.assert_array_equal(_sample_completions(probs, x, u), want)
-        np.testing.assert_array_equal(_sample_completions(probs, x, u), _old_sample_completions(probs, x, u))
+        np.testing.assert_array_equal(sample_completions(probs, x, u), want)
+        np.testing.assert_array_equal(sample_completions(probs, x, u), _old_sample_completions(probs, x, u))
         valid = u < 1.0  # a uniform draw lies in [0, 1): never a zero-mass completion
         assert not (probs[x[valid], _search_cdf(cdf, x[valid], u[valid])] == 0).any()
     assert _search_cdf(cdf, np.empty(0, np.int64), np.empty(0)).shape == (0,)

@@ -76,7 +76,7 @@ import numpy as np
 from .._validation import as_generator, check_beta, check_positive_int, check_prompt_weights
 from ..classes import induced_reward_class
 from ..policy import Policy
-from ..preferences import Preferences, _sample_completions
+from ..preferences import Preferences, sample_completions
 from ..spaces import TreeSpace
 from . import mle
 from .base import FitResult, timed
@@ -142,7 +142,7 @@ def sample_demonstrations(policy: Policy, n: int, random_state=None, prompt_weig
     rho = check_prompt_weights(prompt_weights, sp.P)
     rng = as_generator(random_state)
     x = rng.choice(sp.P, size=n, p=rho).astype(np.int64)
-    y = _sample_completions(policy.probs, x, rng.random(n)).astype(np.int64)
+    y = sample_completions(policy.probs, x, rng.random(n)).astype(np.int64)
     return Demonstrations(sp, x, y)
 
 
@@ -256,7 +256,7 @@ def spin(demos: Demonstrations, policy_class, ref: Policy, beta: float, *, round
     fit = None
     for t in range(rounds):
         u = rng.random(xs.size)
-        y_syn = _sample_completions(pi_t.probs, xs, u).astype(np.int64)
+        y_syn = sample_completions(pi_t.probs, xs, u).astype(np.int64)
         pairs = Preferences(sp, xs.copy(), ys.copy(), y_syn)
         if route == "offline":
             fit = mle.dpo(pairs, pclass, pi_t, beta, l2=l2)

@@ -33,7 +33,7 @@ from .._solve import check_l2, converged, lbfgs, newton
 from ..classes import LinearRewardClass, LogLinearPolicyClass
 from ..policy import Policy, logsumexp_rows, sequence_logp_from_cond
 from ..preferences import PairCounts
-from .base import FitResult, bt_weights as _bt_weights, newton_gtol as _gtol
+from .base import FitResult, bt_weights, newton_gtol
 from .solvers import (PolicyParametrisation, dpo_solver, gradient_solver, ipo_solver, irl_solver, reward_mle_solver,
                       sft_solver)
 
@@ -79,7 +79,7 @@ def _linear_bt_newton(neg, D: np.ndarray, count: np.ndarray, l2: float, gtol: fl
                 return None
 
     def solve(w, g):
-        wk = _bt_weights(Dl @ w, cl)
+        wk = bt_weights(Dl @ w, cl)
         if Q is None:
             H = (Dl.T * wk) @ Dl
             H[np.diag_indices(d)] += l2
@@ -119,12 +119,12 @@ def _linear_reward_mle_by_features(c: PairCounts, reward_class, phi: np.ndarray,
         return -(ll - 0.5 * l2 * w @ w), -(phi.T @ g - l2 * w)
 
     def solve(w, g):
-        _kernels.pair_laplacian_times(pos, neg_, _bt_weights(margins(w), c.count), phi, lphi)
+        _kernels.pair_laplacian_times(pos, neg_, bt_weights(margins(w), c.count), phi, lphi)
         H = phi.T @ lphi
         H[np.diag_indices(d)] += l2
         return linalg.solve(H, g, assume_a="pos", check_finite=False)
 
-    res = newton(negobj, solve, np.zeros(d), _gtol(c) if gtol is None else gtol)
+    res = newton(negobj, solve, np.zeros(d), newton_gtol(c) if gtol is None else gtol)
     w = res.x
     return FitResult("reward_mle", -res.fun, reward=reward_class.reward(w), params=w,
                      converged=converged(res.grad_norm, c.n_pairs), iterations=res.nit,
@@ -148,7 +148,7 @@ def _reward_mle(reward_class, c, l2):
         grad = D.T @ (c.count * s) - l2 * w
         return -(ll - 0.5 * l2 * w @ w), -grad
 
-    res = _linear_bt_newton(neg, D, c.count, l2, _gtol(c))
+    res = _linear_bt_newton(neg, D, c.count, l2, newton_gtol(c))
     if res is None:  # λ = 0 and the data are (quasi-)separable: no finite MLE, today's L-BFGS
         lb, g = lbfgs(neg, np.zeros(reward_class.n_params))
         w = lb.x

@@ -46,7 +46,7 @@ from .. import _kernels
 from .._memo import BoundedMemo
 from .._validation import check_beta
 from ..policy import Policy
-from ..preferences import Preferences, _pair_keys
+from ..preferences import Preferences, pair_keys
 from .._solve import finite_pick
 from . import finite, linear, soft_optimal, tabular  # noqa: F401  (the class families register their solvers)
 from .base import DEFAULT_L2, FitResult, as_counts, check_ref, timed
@@ -148,7 +148,7 @@ def _stream(data: Preferences, sizes):
 def _segments(data: Preferences, sizes: np.ndarray):
     n = int(sizes[-1])
     T = data.space.T
-    if _pair_keys(data, 0, 0) is None:
+    if pair_keys(data, 0, 0) is None:
         raise ValueError(f"nested sizes: P·T² = {data.space.P * T * T} ordered pairs overflow the int64 keys")
     tok = _stream_token(data)  # a read-only stream is recognised by its token, without copies
     x_, yp, yn = data.x[:n], data.y_pos[:n], data.y_neg[:n]
@@ -163,7 +163,7 @@ def _segments(data: Preferences, sizes: np.ndarray):
     bounds = np.concatenate([[0], sizes])
     seg_keys, seg_cnt = [], []
     for lo, hi in zip(bounds[:-1], bounds[1:]):
-        k, c = np.unique(_pair_keys(data, int(lo), int(hi)), return_counts=True)
+        k, c = np.unique(pair_keys(data, int(lo), int(hi)), return_counts=True)
         seg_keys.append(k)
         seg_cnt.append(c)
     uniq = np.unique(np.concatenate(seg_keys))

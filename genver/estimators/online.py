@@ -38,7 +38,7 @@ import numpy as np
 
 from .._validation import as_generator, check_beta, check_positive_int, check_prompt_weights
 from ..policy import Policy, sequence_logp_from_cond
-from ..preferences import PairCounts, Preferences, _sample_completions
+from ..preferences import PairCounts, Preferences, sample_completions
 from ..softrl import kl_rows, soft_optimal
 from .base import FitResult, as_counts, timed
 from .mle import dpo
@@ -79,7 +79,7 @@ def online_dpo(reward_hat, policy_class, ref: Policy, beta: float, *, K: int = 2
     history, res = [], None
     for _ in range(rounds):
         x = rng.choice(sp.P, size=m, p=rho).astype(np.int64)
-        ys = np.stack([_sample_completions(pi.probs, x, rng.random(m)) for _ in range(K)], axis=1)  # (m, K)
+        ys = np.stack([sample_completions(pi.probs, x, rng.random(m)) for _ in range(K)], axis=1)  # (m, K)
         rv = r_hat[x[:, None], ys]
         if labels == "top_bottom":
             rows = np.arange(m)
@@ -144,7 +144,7 @@ def policy_gradient(reward_hat, policy_class, ref: Policy, beta: float, *, steps
             g = np.exp(logp) * ret * rho[:, None]
         else:
             x = np.repeat(np.arange(sp.P), K)
-            y = _sample_completions(np.exp(logp), x, rng.random(x.size)).reshape(sp.P, K)
+            y = sample_completions(np.exp(logp), x, rng.random(x.size)).reshape(sp.P, K)
             R = ret[np.arange(sp.P)[:, None], y]
             adv = R - (R.sum(axis=1, keepdims=True) - R) / (K - 1)
             g = np.zeros(sp.shape)

@@ -50,7 +50,7 @@ from .._solve import LaplacianRidge, check_l2, converged, newton, NEWTON_RTOL
 from ..classes import TabularPolicyClass, TabularRewardClass
 from ..policy import Policy, logsumexp_rows, node_score_coeff
 from ..preferences import PairCounts
-from .base import DEFAULT_L2, FitResult, bt_weights as _bt_weights, newton_gtol as _gtol
+from .base import DEFAULT_L2, FitResult, bt_weights, newton_gtol
 from .solvers import (PolicyParametrisation, dpo_gd_solver, dpo_solver, gradient_solver, ipo_solver, irl_solver,
                       reward_mle_solver, sft_solver)
 
@@ -148,9 +148,9 @@ def _dpo(policy_class, c, ref, beta, l2):
         return -obj, -gz.ravel()
 
     # −∇²_z = β²(L_w + λC), w from the reward margins f(y⁺) − f(y⁻) = β(z(y⁺) − z(y⁻))
-    solve = _logit_newton_solve(c, lambda z: _bt_weights(beta * (z[pos] - z[neg_]), c.count), l2, beta * beta,
+    solve = _logit_newton_solve(c, lambda z: bt_weights(beta * (z[pos] - z[neg_]), c.count), l2, beta * beta,
                                 (pos, neg_))
-    res = newton(neg, solve, np.zeros(sp.P * sp.T), _gtol(c))
+    res = newton(neg, solve, np.zeros(sp.P * sp.T), newton_gtol(c))
     s = lr + res.x.reshape(sp.shape)
     pol = Policy(sp, s - logsumexp_rows(s)[:, None])
     return FitResult("dpo", -res.fun, policy=pol, reward=beta * (pol.logp - lr),
@@ -182,7 +182,7 @@ def _ipo(policy_class, c, ref, scale, target, l2, average):
 
     # quadratic in z: −∇²_z = 2s²L_c + λC = 2s²(L_c + (λ/2s²)C), constant weights (the counts)
     solve = _logit_newton_solve(c, lambda z: c.count, l2 / (2.0 * scale * scale), 2.0 * scale * scale)
-    res = newton(neg, solve, np.zeros(sp.P * sp.T), _gtol(c))
+    res = newton(neg, solve, np.zeros(sp.P * sp.T), newton_gtol(c))
     s = lr2 + res.x.reshape(sp.shape)
     pol = Policy(sp, s - logsumexp_rows(s)[:, None])
     return FitResult("ipo", -res.fun, policy=pol, converged=converged(res.grad_norm, c.n_pairs),
@@ -214,10 +214,10 @@ def _reward_mle(reward_class, c, l2):
         # per-prompt constants have curvature λ only; their Newton component is exactly the
         # current mean v̄ (the Bradley–Terry gradient sums to 0 in a prompt, so ḡ = λv̄):
         # take it as v̄, not as ḡ/λ, which would amplify rounding in ḡ by 1/λ
-        u = lap.solve(_bt_weights(v[pos] - v[neg_], c.count), l2, g - bmean(g))
+        u = lap.solve(bt_weights(v[pos] - v[neg_], c.count), l2, g - bmean(g))
         return u - bmean(u) + bmean(v)
 
-    res = newton(neg, solve, np.zeros(cov.size), _gtol(c))
+    res = newton(neg, solve, np.zeros(cov.size), newton_gtol(c))
     r = np.zeros(sp.P * sp.T)
     r[cov] = res.x
     return FitResult("reward_mle", -res.fun, reward=r.reshape(sp.shape),
