@@ -6,7 +6,7 @@ Run by hand (never in CI):  python benchmarks/bench_sweep.py [--reps 5] [--seeds
 * ``sweep_vs_numpy`` — the shipped ``gap_finite`` sweep with ``--seeds`` seeds (default 30, the
   shipped size: the numpy side takes ~40 s a round; ``--seeds 4`` for a quick look): numpy
   time (``naive_sweep.py``: every (seed, n) from scratch, one process) ÷ ``genver.run`` time
-  (warm: compiled kernels, empty memos), for two configurations — in process (``--executor
+  (warm: compiled kernels; each run makes its own cache), for two configurations — in process (``--executor
   local``, numba's parallel kernels) and two unit threads (``--executor threads --workers 2``)
   — over ``--reps`` interleaved rounds: median and [min, max] of the per-round ratios. Every
   value of each table must agree with numpy's to 1e-9. Target ≥ 50.
@@ -40,7 +40,7 @@ sys.path.insert(0, str(HERE))
 
 from genver.estimators import mle  # noqa: E402
 from genver.experiments.cells import _data, make_instance, run_unit  # noqa: E402
-from genver._memo import clear_memos  # noqa: E402
+from genver.runcache import RunCache  # noqa: E402
 from genver.experiments.runner import run  # noqa: E402
 from genver.experiments.spec import load_spec, parse_spec, setting_id  # noqa: E402
 from genver.experiments.store import ResultStore  # noqa: E402
@@ -63,8 +63,8 @@ CONFIGS = (("in-process", "local", 1), ("threads-2", "threads", 2))
 def sweep_vs_numpy(seeds, reps):
     """``reps`` interleaved rounds (genver in process, genver with two threads, numpy) after
     one warm-up of each, so that all see the same machine load; each configuration's ratio per
-    round (numpy time ÷ genver time), median [min, max]. Before each timed genver run the
-    run-scoped memos are emptied (``genver.run`` does so itself at start and end)."""
+    round (numpy time ÷ genver time), median [min, max]. Each timed genver run builds its own
+    instances in its own :class:`~genver.runcache.RunCache`, as a fresh `genver run` process would."""
     tmp = pathlib.Path(tempfile.mkdtemp())
     spec_path = tmp / "gap_finite.toml"
     spec_path.write_text(_spec_text("gap_finite", seeds))
@@ -76,7 +76,6 @@ def sweep_vs_numpy(seeds, reps):
     t_n = []
     for i in range(reps):
         for label, ex, w in CONFIGS:
-            clear_memos()  # each run builds its own instances, as a fresh `genver run` process would
             t0 = time.perf_counter()
             run(spec_path, tmp / f"{label}{i}", progress=False, executor=ex, workers=w)
             t_g[label].append(time.perf_counter() - t0)
@@ -124,24 +123,24 @@ def cold_warm(name):
 def _unit_seconds(raw, reps=3):
     """Median seconds of one unit (one setting, one seed, every size of ``raw``) from scratch;
     of drawing its pairs and counting the distinct ones (``sample_preferences`` and the stream's
-    segments); and of the unit once its instance and counted pairs are in the run-scoped memos
-    (the fits and metrics) — memos emptied before each repetition."""
+    segments); and of the unit once its instance and counted pairs are in a run cache (the fits
+    and metrics) — a new cache for each repetition."""
     spec = parse_spec(raw)
     p = spec.settings()[0]
     run_unit(spec, p, setting_id(p), 0)
     ts, tp, tr, U = [], [], [], []
     for s in range(reps):
-        clear_memos()
         t0 = time.perf_counter()
-        run_unit(spec, p, setting_id(p), s + 1)
+        run_unit(spec, p, setting_id(p), s + 1, cache=RunCache())
         ts.append(time.perf_counter() - t0)
-        clear_memos()
-        inst = make_instance(spec.generator, p, spec.root_seed, s + 1)
+        cache = RunCache()
+        inst = make_instance(spec.generator, p, spec.root_seed, s + 1, cache=cache)
         t0 = time.perf_counter()
-        U.append(mle._stream(_data(spec, inst, s + 1).stream, spec.sizes)[0].size)  # distinct unordered pairs
+        # distinct unordered pairs
+        U.append(mle._stream(_data(spec, inst, s + 1, cache).stream, spec.sizes, cache)[0].size)
         tp.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        run_unit(spec, p, setting_id(p), s + 1)
+        run_unit(spec, p, setting_id(p), s + 1, cache=cache)
         tr.append(time.perf_counter() - t0)
     return float(np.median(ts)), float(np.median(tp)), float(np.median(tr)), int(np.median(U))
 

@@ -34,6 +34,7 @@ T = TypeVar("T")
 
 #: bytes each named memo may hold; a name not listed gets ``DEFAULT_BUDGET``
 DEFAULT_BUDGETS: dict[str, int] = {
+    "instances": 24 * 2**20,  # the 16,384-distractor finite_gap instance with its RL parts is ~17 MB
     "pair_streams": 16 * 2**20,
     "policy_metrics": 16 * 2**20,
     "distractor_pools": 32 * 2**20,

@@ -9,6 +9,7 @@ import naive
 from genver import preferences as prefs
 from genver.estimators import mle
 from genver.preferences import NestedCounts, PairCounts, Preferences, merge_counts
+from genver.runcache import RunCache
 from genver.spaces import TreeSpace
 
 
@@ -138,12 +139,12 @@ def test_merge_counts_against_a_counter():
 def test_segments_equal_the_old_whole_stream_algorithm(read_only):
     for seed in range(80):
         data, sizes = _random_stream(seed, read_only)
-        mle._STREAM_MEMO[0] = None
-        got = mle._segments(data, sizes)
+        cache = RunCache()
+        got = mle._segments(data, sizes, cache)
         want = _old_segments(data, sizes)
         for g, w in zip((got[0], got[1], *got[2]), (want[0], want[1], *want[2])):
             assert g.dtype == w.dtype and g.tobytes() == w.tobytes()
-        assert mle._segments(data, sizes) is got                      # the same stream again: memo
+        assert mle._segments(data, sizes, cache) is got               # the same stream again: memo
 
 
 def test_blocked_search_and_labels_draw_the_old_stream(monkeypatch):

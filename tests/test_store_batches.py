@@ -112,11 +112,11 @@ def test_ctrl_c_writes_the_finished_units_before_it_propagates(tmp_path, per_uni
 def test_a_unit_error_writes_the_finished_units_first(tmp_path, per_unit, monkeypatch):
     real, calls = executors.unit_columns, []
 
-    def fails_fourth(spec, params, sid, seed):
+    def fails_fourth(spec, params, sid, seed, **kw):
         calls.append((sid, seed))
         if len(calls) == 4:
             raise RuntimeError("unit exploded")
-        return real(spec, params, sid, seed)
+        return real(spec, params, sid, seed, **kw)
 
     monkeypatch.setattr(executors, "unit_columns", fails_fourth)
     out = tmp_path / "failed"
@@ -132,8 +132,8 @@ def test_a_unit_error_writes_the_finished_units_first(tmp_path, per_unit, monkey
 def test_a_unit_returned_twice_is_written_once(tmp_path, per_unit, monkeypatch):
     real = executors.InProcessExecutor.map
 
-    def twice(self, spec, units):
-        for r in real(self, spec, units):
+    def twice(self, spec, units, cache=None):
+        for r in real(self, spec, units, cache):
             yield r
             yield r
 

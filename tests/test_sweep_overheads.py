@@ -24,6 +24,7 @@ from genver.metrics import RewardLevels, reward_levels, win_rate
 from genver.policy import Policy
 from genver.preferences import Preferences, _completion_cdf, sample_completions, _search_cdf, sample_preferences
 from genver.spaces import TreeSpace
+from genver.runcache import RunCache
 
 
 # --------------------------------------------------------- the implementations replaced
@@ -152,9 +153,10 @@ def test_win_rate_refuses_levels_of_another_reward_or_reference():
 def test_instance_levels_are_computed_once_and_give_the_sweep_the_same_win_rates():
     p = {"P": 3, "V": 2, "H": 3, "beta": 1.0, "K_R": 4, "scale": 0.5, "n_distractors": 40,
          "ref_concentration": 1.0, "sampler_concentration": 0.0}
-    inst = make_instance("finite_gap", p, 0, 3)
+    cache = RunCache()
+    inst = make_instance("finite_gap", p, 0, 3, cache=cache)
     assert inst.reward_levels is inst.reward_levels
-    again = make_instance("finite_gap", p, 0, 3)  # a memo hit: a fresh Instance, its own levels
+    again = make_instance("finite_gap", p, 0, 3, cache=cache)  # a memo hit: a fresh Instance, its own levels
     assert again.reward_levels is not inst.reward_levels
     for k in range(0, inst.policy_class.size, 7):
         pol = inst.policy_class.member(k)

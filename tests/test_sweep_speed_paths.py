@@ -15,6 +15,7 @@ from genver.classes import FinitePolicyClass, random_reward_class
 from genver.estimators.mle import _stream
 from genver.policy import Policy, logsumexp_rows, random_policy
 from genver.preferences import sample_preferences
+from genver.runcache import RunCache
 from genver.softrl import J_beta_arrays, kl_rows
 from genver.spaces import TreeSpace
 
@@ -346,9 +347,10 @@ def test_finite_gap_memo_returns_the_same_instance_and_generator_state():
     fresh_rng = np.random.default_rng(123)
     want = _finite_gap(p, fresh_rng)
     insts = []
+    cache = RunCache()
     for _ in range(3):  # a miss, then hits
         rng = np.random.default_rng(123)
-        insts.append(fn(p, rng))
+        insts.append(fn(p, rng, cache=cache))
         assert rng.bit_generator.state == fresh_rng.bit_generator.state
     for inst in insts:
         assert inst.policy_class.logp.tobytes() == want.policy_class.logp.tobytes()
@@ -359,17 +361,18 @@ def test_finite_gap_memo_returns_the_same_instance_and_generator_state():
     insts[1].data_prompt_weights = None  # a caller's change stays in its own copy
     assert insts[2].data_prompt_weights is not None
     other = dict(p, n_distractors=51)
-    assert fn(other, np.random.default_rng(123)).policy_class.size == p["K_R"] + 51
+    assert fn(other, np.random.default_rng(123), cache=cache).policy_class.size == p["K_R"] + 51
 
 
 def test_stream_memo_never_returns_a_stale_stream():
     sp, ref, Pi, d = _stream_world(9)
     sizes = [5, 50, 300]
-    a = _stream(d, sizes)
-    assert _stream(d, sizes) is a  # the unit's second path reuses it
+    cache = RunCache()
+    a = _stream(d, sizes, cache)
+    assert _stream(d, sizes, cache) is a  # the unit's second path reuses it
     i = int(np.flatnonzero(d.y_pos[:300] != d.y_neg[:300])[0])
     d.y_pos[i], d.y_neg[i] = d.y_neg[i], d.y_pos[i]  # the same object, changed in place
-    b = _stream(d, sizes)
+    b = _stream(d, sizes, cache)
     assert b is not a
-    c = _stream(d, [5, 60, 300])
+    c = _stream(d, [5, 60, 300], cache)
     assert not np.array_equal(c[2][2], b[2][2]) or not np.array_equal(c[2][0], b[2][0])

@@ -38,10 +38,10 @@ def test_a_unit_error_reaches_the_caller_and_finished_units_are_kept(tmp_path, m
     bad = (setting_id(spec.settings()[-1]), 2)  # the last setting of seed 2
     real = executors.unit_columns
 
-    def fails(spec, params, sid, seed):
+    def fails(spec, params, sid, seed, **kw):
         if (sid, seed) == bad:
             raise RuntimeError("unit exploded")
-        return real(spec, params, sid, seed)
+        return real(spec, params, sid, seed, **kw)
 
     monkeypatch.setattr(executors, "unit_columns", fails)
     out = tmp_path / "failed"
@@ -75,9 +75,9 @@ def test_units_of_a_seed_stay_on_one_thread_in_order(monkeypatch):
     seen = []
     real = executors.unit_columns
 
-    def record(spec, params, sid, seed):
+    def record(spec, params, sid, seed, **kw):
         seen.append((threading.current_thread().name, seed, sid))
-        return real(spec, params, sid, seed)
+        return real(spec, params, sid, seed, **kw)
 
     monkeypatch.setattr(executors, "unit_columns", record)
     out = list(executors.make_executor("threads", workers=2).map(spec, units))

@@ -14,7 +14,7 @@ itself; ``Π(R)`` of a finite ``R``), else ``None``: the estimators that enumera
 
 A policy class solves the RL step ``argmax_{π∈Π} J_β(π; r)`` (:meth:`PolicyClass.rl_argmax`);
 several rewards at once with :meth:`PolicyClass.rl_argmax_many` (the same results as one call
-per reward). A reward class draws a member for probes (:meth:`RewardClass.draw`).
+per reward; a run's ``cache`` lets a finite class reuse its reward-independent parts). A reward class draws a member for probes (:meth:`RewardClass.draw`).
 
 The likelihood estimators (DPO, IPO, reward MLE, SFT, MaxEnt IRL, policy gradient) dispatch
 on the class too, but their solvers live with the estimators (``genver.estimators``: one
@@ -29,6 +29,7 @@ import numpy as np
 
 if TYPE_CHECKING:  # annotations only
     from ..policy import Policy
+    from ..runcache import RunCache
     from ..spaces import TreeSpace
     from .policies import FinitePolicyClass, RLResult
     from .rewards import FiniteRewardClass
@@ -56,7 +57,8 @@ class PolicyClass(Protocol):
 
     def rl_argmax(self, reward, ref: Policy, beta: float, prompt_weights=None) -> RLResult: ...
 
-    def rl_argmax_many(self, rewards, ref: Policy, beta: float, prompt_weights=None) -> list[RLResult]: ...
+    def rl_argmax_many(self, rewards, ref: Policy, beta: float, prompt_weights=None, *,
+                       cache: RunCache | None = None) -> list[RLResult]: ...
 
 
 @runtime_checkable

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _kernels
-from .._memo import BoundedMemo
+from ..runcache import RunCache, cache_key
 from .._solve import finite_pick, lbfgs
 from .._validation import as_generator, check_beta, check_positive_int, check_prompt_weights
 from ..policy import Policy, logsumexp_rows, node_score_coeff, sequence_logp_from_cond
@@ -84,8 +84,10 @@ class _PolicyClassDefaults:
     def identifiable_dim(self):
         return self.n_params
 
-    def rl_argmax_many(self, rewards, ref: Policy, beta: float, prompt_weights=None) -> list[RLResult]:
-        """:meth:`rl_argmax` for each reward in turn."""
+    def rl_argmax_many(self, rewards, ref: Policy, beta: float, prompt_weights=None, *,
+                       cache: RunCache | None = None) -> list[RLResult]:
+        """:meth:`rl_argmax` for each reward in turn (``cache``: a run's
+        :class:`~genver.runcache.RunCache`, unused here)."""
         return [self.rl_argmax(r, ref, beta, prompt_weights) for r in rewards]
 
 
@@ -200,10 +202,6 @@ class LogLinearPolicyClass(_PolicyClassDefaults):
         return f"LogLinearPolicyClass(d={self.n_params}, {self.space!r})"
 
 
-#: RL parts of class lineages: (lineage token, log π_ref bytes) -> (π_k, KL_k) of its first members
-_LINEAGE_RL = BoundedMemo("lineage_rl_parts", 48 * 2**20)
-
-
 class FinitePolicyClass(_PolicyClassDefaults):
     """``K`` explicit policies, sequence log-probs ``logp`` of shape (K, P, T)."""
 
@@ -296,17 +294,19 @@ class FinitePolicyClass(_PolicyClassDefaults):
         return obj
 
     # -- RL ----------------------------------------------------------------------------
-    def _rl_arrays(self, ref: Policy):
+    def _rl_arrays(self, ref: Policy, cache: RunCache | None = None):
         """``(π_k, KL(π_k ‖ π_ref) per prompt)`` for every member: the reward-independent parts
         of ``J_β``, computed once per reference (the class is immutable) and reused by every
-        RL step against another reward."""
+        RL step against another reward. Given a run's ``cache`` (memo ``"lineage_rl_parts"``:
+        lineage token, ``log π_ref`` -> the parts of its first members), classes of one
+        lineage share the parts of their common members."""
         cached = getattr(self, "_rl_cache", None)
         if cached is not None and (cached[0] is ref.logp or np.array_equal(cached[0], ref.logp)):
             return cached[1], cached[2]
         ref_lp = np.ascontiguousarray(ref.logp, dtype=np.float64)
         K = self.size
-        key = None if self.lineage is None else (self.lineage[0], ref_lp.tobytes())
-        have = None if key is None else _LINEAGE_RL.get(key)
+        key = None if self.lineage is None or cache is None else cache_key(self.lineage[0], ref_lp)
+        have = None if key is None else cache.get("lineage_rl_parts", key)
         Kc = 0 if have is None else have[0].shape[0]
         if Kc >= K:  # a longer class of the lineage computed them
             probs, kl = have[0][:K], have[1][:K]
@@ -318,9 +318,9 @@ class FinitePolicyClass(_PolicyClassDefaults):
             _kernels.finite_rl_parts(self.logp[Kc:], ref_lp, probs[Kc:], kl[Kc:])
             probs.setflags(write=False)
             kl.setflags(write=False)
-            now = None if key is None else _LINEAGE_RL.get(key)
+            now = None if key is None else cache.get("lineage_rl_parts", key)
             if key is not None and (now is None or now[0].shape[0] < K):  # the longer parts replace the shorter
-                _LINEAGE_RL.put(key, (probs, kl), probs.nbytes + kl.nbytes)
+                cache.put("lineage_rl_parts", key, (probs, kl), probs.nbytes + kl.nbytes)
         self._rl_cache = (ref.logp, probs, kl)
         return probs, kl
 
@@ -329,12 +329,12 @@ class FinitePolicyClass(_PolicyClassDefaults):
         member, shape (K,)."""
         return self._J_many([reward], ref, beta, prompt_weights)[1][0]
 
-    def _J_many(self, rewards, ref: Policy, beta: float, prompt_weights=None):
+    def _J_many(self, rewards, ref: Policy, beta: float, prompt_weights=None, cache: RunCache | None = None):
         """``(rewards (m, P, T), J (m, K), β, ρ)`` for m rewards in one pass over the members."""
         checked = [_rl_common(self.space, ref, r, beta, prompt_weights) for r in rewards]
         beta, rho = checked[0][1], checked[0][2]
         R = np.ascontiguousarray(np.stack([c[0] for c in checked]), dtype=np.float64)
-        probs, kl = self._rl_arrays(ref)
+        probs, kl = self._rl_arrays(ref, cache)
         J = np.empty((len(rewards), self.size))
         _kernels.finite_J(probs, kl, R, beta, rho, J)
         return R, J, beta, rho
@@ -342,10 +342,12 @@ class FinitePolicyClass(_PolicyClassDefaults):
     def rl_argmax(self, reward, ref: Policy, beta: float, prompt_weights=None) -> RLResult:
         return self.rl_argmax_many([reward], ref, beta, prompt_weights)[0]
 
-    def rl_argmax_many(self, rewards, ref: Policy, beta: float, prompt_weights=None) -> list[RLResult]:
+    def rl_argmax_many(self, rewards, ref: Policy, beta: float, prompt_weights=None, *,
+                       cache: RunCache | None = None) -> list[RLResult]:
         """:meth:`rl_argmax` for several rewards, with ``J_β`` of every member against all of
-        them computed in one pass (the same numbers as one call per reward)."""
-        R, Js, beta, rho = self._J_many(rewards, ref, beta, prompt_weights)
+        them computed in one pass (the same numbers as one call per reward); ``cache``: a
+        run's :class:`~genver.runcache.RunCache` (see :meth:`_rl_arrays`)."""
+        R, Js, beta, rho = self._J_many(rewards, ref, beta, prompt_weights, cache)
         out = []
         for r, J in zip(R, Js):
             k, _, _ = finite_pick(J, self.logp)  # lowest index within rounding of the best

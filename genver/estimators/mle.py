@@ -43,7 +43,7 @@ import time
 import numpy as np
 
 from .. import _kernels
-from .._memo import BoundedMemo
+from ..runcache import RunCache, cache_key
 from .._validation import check_beta
 from ..policy import Policy
 from ..preferences import Preferences, pair_keys
@@ -127,14 +127,15 @@ def ipo(data, policy_class, ref: Policy, beta: float = 1.0, *, tau: float = 1.0,
 
 
 # -- nested sample sizes --------------------------------------------------------------------
-def _stream(data: Preferences, sizes):
+def _stream(data: Preferences, sizes, cache: RunCache | None = None):
     """The stream's unique *unordered* pairs and its segments between consecutive sizes.
 
     Returns ``(pos, neg, (seg_idx, seg_cnt, seg_ptr), sizes)``: unordered pair ``u`` is
     ``(x, a ≤ b)`` with flat indices ``pos_u = x·T + a``, ``neg_u = x·T + b``; an ordered pair
     of the stream is entry ``u`` when ``a ≻ b`` and ``U + u`` when ``b ≻ a``. Segment ``s`` holds
     the ordered pairs first seen or repeated between ``sizes[s−1]`` and ``sizes[s]`` (in the
-    order of their ordered keys) with their counts (see ``_kernels.class_bt_loglik_stream``)."""
+    order of their ordered keys) with their counts (see ``_kernels.class_bt_loglik_stream``).
+    Given a run's ``cache`` the paths of one stream share them (see :func:`_derived`)."""
     if not isinstance(data, Preferences):
         raise ValueError(f"data must be Preferences (a pair stream), got {type(data).__name__}")
     sizes = np.asarray(sizes, dtype=np.int64)
@@ -142,24 +143,22 @@ def _stream(data: Preferences, sizes):
         raise ValueError(f"sizes must be a non-empty increasing list of positive integers, got {sizes.tolist()}")
     if sizes[-1] > len(data):
         raise ValueError(f"sizes: {int(sizes[-1])} exceeds the {len(data)} pairs of the stream")
-    return _derived(data, ("stream", sizes.tobytes()), lambda: _segments(data, sizes))
+    return _segments(data, sizes, cache)
 
 
-def _segments(data: Preferences, sizes: np.ndarray):
-    n = int(sizes[-1])
-    T = data.space.T
+def _segments(data: Preferences, sizes: np.ndarray, cache: RunCache | None = None):
+    """:func:`_stream` for validated ``sizes``, memoised in ``cache``."""
     if pair_keys(data, 0, 0) is None:
+        T = data.space.T
         raise ValueError(f"nested sizes: P·T² = {data.space.P * T * T} ordered pairs overflow the int64 keys")
-    tok = _stream_token(data)  # a read-only stream is recognised by its token, without copies
-    x_, yp, yn = data.x[:n], data.y_pos[:n], data.y_neg[:n]
-    hit = _STREAM_MEMO[0]
-    if hit is not None and hit[0] == sizes.tobytes() and (
-            hit[1] == tok if tok is not None else
-            hit[1] is None and np.array_equal(hit[2], x_) and np.array_equal(hit[3], yp) and np.array_equal(hit[4], yn)):
-        return hit[5]  # the same stream for another estimator of the unit
+    return _derived(data, ("segments", sizes), lambda: _segments_of(data, sizes), cache)
+
+
+def _segments_of(data: Preferences, sizes: np.ndarray):
     # per segment between consecutive sizes (pair i is in segment s when sizes[s−1] ≤ i < sizes[s]):
     # its unique ordered keys (sorted) and counts, one sort per segment; the stream's unique keys
     # are their union (no sort of the whole stream, no inverse index of length n)
+    T = data.space.T
     bounds = np.concatenate([[0], sizes])
     seg_keys, seg_cnt = [], []
     for lo, hi in zip(bounds[:-1], bounds[1:]):
@@ -177,18 +176,9 @@ def _segments(data: Preferences, sizes: np.ndarray):
     ptr = np.concatenate([[0], np.cumsum([k.size for k in seg_keys])]).astype(np.int64)
     segments = (entry[np.searchsorted(uniq, np.concatenate(seg_keys))].astype(np.int64),
                 np.concatenate(seg_cnt).astype(np.float64), ptr)
-    out = (pos, neg, segments, sizes)
-    arrays = (None, None, None) if tok is not None else (x_.copy(), yp.copy(), yn.copy())
-    _STREAM_MEMO[0] = (sizes.tobytes(), tok, *arrays, out)
-    return out
+    return (pos, neg, segments, sizes)
 
 
-#: the last stream's pairs and segments (dpo_path and rm_rl_path of one unit share its stream)
-_STREAM_MEMO: list = [None]
-
-
-#: values derived from read-only streams: (stream token, key) -> value (see :func:`_derived`)
-_DERIVED = BoundedMemo("stream_derived", 32 * 2**20)
 _STREAM_TOKENS = itertools.count()
 
 
@@ -204,51 +194,44 @@ def _stream_token(data: Preferences) -> int | None:
     return tok
 
 
-def _nbytes(value) -> int:
-    if isinstance(value, np.ndarray):
-        return value.nbytes
-    if isinstance(value, (tuple, list)):
-        return 64 + sum(_nbytes(v) for v in value)
-    return 64
+def _stream_id(data: Preferences) -> tuple:
+    """What names a stream in a cache key: its token while its arrays are read-only (a sweep's
+    streams, ``genver.experiments.cells``: no pass over the pairs), else the pairs themselves."""
+    tok = _stream_token(data)
+    return ("stream token", tok) if tok is not None else ("stream pairs", data.x, data.y_pos, data.y_neg)
 
 
-def _derived(data: Preferences, key, make):
-    """``make()``, a function of the stream ``data`` (and ``key``), memoised for the run when
-    the stream's arrays are read-only: a sweep's settings share one read-only stream per seed
+def _derived(data: Preferences, key: tuple, make, cache: RunCache | None):
+    """``make()``, a function of the stream ``data`` (and ``key``), memoised in a run's
+    ``cache`` (memo ``"stream_derived"``): a sweep's settings share one read-only stream per seed
     (``genver.experiments.cells``) and derive its segments, the reward MLE path and the
-    likelihood paths of nested classes once. A writeable stream is recomputed, except through
-    the last-stream memo of :func:`_segments`."""
-    tok = _stream_token(data)
-    if tok is None:
+    likelihood paths of nested classes once. Without a cache it is computed afresh."""
+    if cache is None:
         return make()
-    value = _DERIVED.get((tok, key))
-    if value is None:
-        value = make()
-        _DERIVED.put((tok, key), value, _nbytes(value))
-    return value
+    return cache.get_or_make("stream_derived", cache_key(_stream_id(data), *key), make)
 
 
-def _class_path(fin: FinitePolicyClass, data: Preferences, pos, neg, offset, segments, sizes, scale):
-    """:func:`_path` over the members of ``fin``; for a class of a lineage (its members the
-    first ``K`` of a sequence shared by nested classes, ``FinitePolicyClass.lineage``) on a
-    read-only stream, the columns of members already computed for a class of the same lineage
-    are reused and only the new members' columns computed (each member's column is computed
-    alone by the kernel, so the values are the same bits)."""
+def _class_path(fin: FinitePolicyClass, data: Preferences, pos, neg, offset, segments, sizes, scale,
+                cache: RunCache | None = None):
+    """:func:`_path` over the members of ``fin``; given a run's ``cache``, for a class of a
+    lineage (its members the first ``K`` of a sequence shared by nested classes,
+    ``FinitePolicyClass.lineage``) the columns of members already computed for a class of the
+    same lineage on the same stream are reused and only the new members' columns computed (each
+    member's column is computed alone by the kernel, so the values are the same bits)."""
     scores = fin.logp.reshape(fin.size, -1)
-    tok = _stream_token(data)
-    if fin.lineage is None or tok is None:
+    if fin.lineage is None or cache is None:
         return _path(scores, pos, neg, offset, segments, sizes, scale)
-    key = (tok, ("lineage_path", sizes.tobytes(), fin.lineage[0], offset.tobytes(), float(scale)))
-    have = _DERIVED.get(key)
+    key = cache_key(_stream_id(data), "lineage_path", sizes, fin.lineage[0], offset, float(scale))
+    have = cache.get("stream_derived", key)
     K, Kc = fin.size, 0 if have is None else have.shape[1]
     if Kc >= K:
         return have[:, :K]
     new = _path(scores[Kc:], pos, neg, offset, segments, sizes, scale)
     ll = new if have is None else np.concatenate([have, new], axis=1)
     ll.setflags(write=False)
-    now = _DERIVED.get(key)
+    now = cache.get("stream_derived", key)
     if now is None or now.shape[1] < K:  # the longer path replaces the shorter
-        _DERIVED.put(key, ll, ll.nbytes)
+        cache.put("stream_derived", key, ll, ll.nbytes)
     return ll
 
 
@@ -273,18 +256,21 @@ def _path(scores, pos, neg, offset, segments, sizes, scale):
     return out
 
 
-def dpo_path(data: Preferences, sizes, policy_class, ref: Policy, beta: float) -> list[FitResult]:
-    """:func:`dpo` over a finite class on every prefix ``data.head(n)``, ``n`` in ``sizes``."""
+def dpo_path(data: Preferences, sizes, policy_class, ref: Policy, beta: float, *,
+             cache: RunCache | None = None) -> list[FitResult]:
+    """:func:`dpo` over a finite class on every prefix ``data.head(n)``, ``n`` in ``sizes``
+    (``cache``: a run's :class:`~genver.runcache.RunCache` for what the stream's other paths
+    and nested classes share; None computes afresh)."""
     t0 = time.perf_counter()
     beta = check_beta(beta)
     fin = policy_class.as_finite()
     if fin is None:
         raise ValueError("dpo_path needs a finite policy class (or Π(R) of a finite R)")
-    pos, neg, segments, sizes = _stream(data, sizes)
+    pos, neg, segments, sizes = _stream(data, sizes, cache)
     lr = ref.logp.ravel()
     if not (np.isfinite(lr[pos]).all() and np.isfinite(lr[neg]).all()):
         raise ValueError("ref must give positive probability to every completion in the data")
-    ll = _class_path(fin, data, pos, neg, -beta * (lr[pos] - lr[neg]), segments, sizes, beta)
+    ll = _class_path(fin, data, pos, neg, -beta * (lr[pos] - lr[neg]), segments, sizes, beta, cache)
     rk = fin is not policy_class  # Π(R) of a finite R: member k is π*_{r_k}
     wall = (time.perf_counter() - t0) / sizes.size
     out, members = [], {}
@@ -297,19 +283,20 @@ def dpo_path(data: Preferences, sizes, policy_class, ref: Policy, beta: float) -
     return out
 
 
-def reward_mle_path(data: Preferences, sizes, reward_class) -> list[FitResult]:
-    """:func:`reward_mle` over a finite class on every prefix ``data.head(n)``."""
+def reward_mle_path(data: Preferences, sizes, reward_class, *, cache: RunCache | None = None) -> list[FitResult]:
+    """:func:`reward_mle` over a finite class on every prefix ``data.head(n)`` (``cache``: as
+    in :func:`dpo_path`)."""
     t0 = time.perf_counter()
     if reward_class.as_finite() is None:
         raise ValueError("reward_mle_path needs a finite reward class")
-    pos, neg, segments, sizes = _stream(data, sizes)
+    pos, neg, segments, sizes = _stream(data, sizes, cache)
     K = reward_class.size
 
     def fit():
         ll = _path(reward_class.tables.reshape(K, -1), pos, neg, np.zeros(pos.size), segments, sizes, 1.0)
         return ll, _pick_rows(ll, reward_class.tables)
 
-    ll, picks = _derived(data, ("reward_mle_path", sizes.tobytes(), reward_class.tables.tobytes()), fit)
+    ll, picks = _derived(data, ("reward_mle_path", sizes, reward_class.tables), fit, cache)
     wall = (time.perf_counter() - t0) / sizes.size
     out = []
     for row, (k, set_valued, n_max) in zip(ll, picks):
@@ -319,14 +306,14 @@ def reward_mle_path(data: Preferences, sizes, reward_class) -> list[FitResult]:
 
 
 def rm_rl_path(data: Preferences, sizes, reward_class, policy_class, ref: Policy, beta: float, *,
-               prompt_weights=None) -> list[FitResult]:
+               prompt_weights=None, cache: RunCache | None = None) -> list[FitResult]:
     """:func:`rm_rl` with a finite ``R`` on every prefix; the RL step runs once per distinct
-    ``r̂``."""
+    ``r̂`` (``cache``: as in :func:`dpo_path`)."""
     t0 = time.perf_counter()
-    rms = reward_mle_path(data, sizes, reward_class)
+    rms = reward_mle_path(data, sizes, reward_class, cache=cache)
     need = list(dict.fromkeys(rm.reward_index for rm in rms))
     t1 = time.perf_counter()  # J_β against every distinct r̂ in one pass (finite Π), else one RL step each
-    many = policy_class.rl_argmax_many([reward_class.tables[j] for j in need], ref, beta, prompt_weights)
+    many = policy_class.rl_argmax_many([reward_class.tables[j] for j in need], ref, beta, prompt_weights, cache=cache)
     wall = (time.perf_counter() - t1) / len(need)
     rl_cache = {j: rl_fit(res, reward_class.tables[j], wall) for j, res in zip(need, many)}
     out = []

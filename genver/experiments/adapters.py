@@ -3,8 +3,9 @@ r"""The sweep signatures of genver's built-in estimators and metrics, named by t
 
 * ``fit(instance, counts, rng, options) -> FitResult`` — one estimator on one data set
   (``counts``: :class:`~genver.preferences.PairCounts`; ``rng``: the cell's generator);
-* ``path(instance, stream, sizes, options) -> list[FitResult] | None`` — the nested-sizes fast
-  path of an estimator over finite classes (``None`` where it does not apply);
+* ``path(instance, stream, sizes, options, cache) -> list[FitResult] | None`` — the nested-sizes fast
+  path of an estimator over finite classes (``None`` where it does not apply; ``cache``: the run's
+  :class:`~genver.runcache.RunCache`);
 * ``metric(π̂, instance)`` (policy metrics) or ``metric(r̂, instance)`` (reward metrics).
 """
 from __future__ import annotations
@@ -119,22 +120,22 @@ def fit_reward_mle(inst, data, rng, o):
     return reward_mle(data, cls, l2=_l2(o))
 
 
-def path_dpo(inst, data, sizes, o, cls=None):
+def path_dpo(inst, data, sizes, o, cache=None, cls=None):
     cls = inst.policy_class if cls is None else cls
     if cls.as_finite() is None:
         return None
-    return dpo_path(data, sizes, cls, inst.ref, inst.beta)
+    return dpo_path(data, sizes, cls, inst.ref, inst.beta, cache=cache)
 
 
-def path_dpo_restricted(inst, data, sizes, o):
-    return None if inst.restricted_class is None else path_dpo(inst, data, sizes, o, inst.restricted_class)
+def path_dpo_restricted(inst, data, sizes, o, cache=None):
+    return None if inst.restricted_class is None else path_dpo(inst, data, sizes, o, cache, inst.restricted_class)
 
 
-def path_rm_rl(inst, data, sizes, o):
+def path_rm_rl(inst, data, sizes, o, cache=None):
     if o.get("rl_prompts", "all") != "all" or inst.reward_class.as_finite() is None:
         return None
     return rm_rl_path(data, sizes, inst.reward_class, inst.policy_class, inst.ref, inst.beta,
-                      prompt_weights=inst.prompt_weights)
+                      prompt_weights=inst.prompt_weights, cache=cache)
 
 
 

@@ -17,11 +17,13 @@ They depend only on the replicate seed and the cell — never on the setting, th
 the order of execution — so settings of one sweep share their random draws (common random
 numbers) and a cell's numbers are the same however the sweep is scheduled.
 
-Within a run, what settings share is computed once (run-scoped memos,
-:mod:`genver._memo`): the pair stream of a seed, keyed by everything it is drawn
-from (seeds, size, ``r*``, ``μ`` and the data weights, label temperature), and a policy
-metric of a picked member, keyed by the member's log-probs and the instance's ``r*``, ``π_ref``,
-``β`` and ``ρ``.
+Within a run, what settings share is computed once: the unit functions take the run's
+:class:`~genver.runcache.RunCache` as ``cache=`` and pass it on (to the generator, the nested-size
+paths and the RL step of finite classes). Here it holds the pair stream of a seed, keyed by
+everything it is drawn from (seeds, size, ``r*``, ``μ`` and the data weights, label
+temperature), and the policy metrics of a picked member, keyed by the member's log-probs and
+the instance's ``r*``, ``π_ref``, ``β`` and ``ρ``. Without a cache (``cache=None``, the default)
+a unit computes everything afresh and keeps nothing.
 
 The estimators, metrics and generators a unit runs are the entries of
 :mod:`genver.experiments.registry` (their tables and schemas are documented there).
@@ -36,9 +38,9 @@ import pandas as pd
 from .._validation import check_prompt_weights
 from ..estimators.base import FitResult
 from ..preferences import NestedCounts, PairCounts, sample_preferences
+from ..runcache import RunCache, cache_key
 from .generators import Instance
 from .registry import ESTIMATORS, GENERATORS, metric_entry
-from .._memo import BoundedMemo
 
 __all__ = ["make_instance", "run_unit", "unit_columns", "unit_frame", "seed_sequence", "population_counts",
            "fit_reward"]
@@ -48,9 +50,12 @@ def seed_sequence(root_seed: int, *key) -> np.random.SeedSequence:
     return np.random.SeedSequence(root_seed, spawn_key=tuple(int(k) for k in key))
 
 
-def make_instance(generator: str, params: dict, root_seed: int, seed: int) -> Instance:
+def make_instance(generator: str, params: dict, root_seed: int, seed: int, *,
+                  cache: RunCache | None = None) -> Instance:
+    """The instance of replicate ``seed`` (generator ``spawn_key = (seed, 0)``); ``cache``: the
+    run's :class:`~genver.runcache.RunCache`, handed to the generator."""
     fn = GENERATORS[generator].fn
-    return fn(params, np.random.default_rng(seed_sequence(root_seed, seed, 0)))
+    return fn(params, np.random.default_rng(seed_sequence(root_seed, seed, 0)), cache=cache)
 
 
 def population_counts(reward_true, sampler, n: float, prompt_weights=None, *, temperature: float = 1.0,
@@ -98,35 +103,38 @@ def _evaluate(name: str, res: FitResult, inst: Instance):
     return None if r is None else float(entry.fn(r, inst))
 
 
-def _bytes(a) -> bytes | None:
-    return None if a is None else np.ascontiguousarray(a, dtype=np.float64).tobytes()
+def _f64(a) -> np.ndarray | None:
+    return None if a is None else np.ascontiguousarray(a, dtype=np.float64)
 
 
-#: pair streams of this run: (root seed, seed, n, r*, μ, data weights, τ, deterministic) -> Preferences
-_STREAMS = BoundedMemo("pair_streams", 16 * 2**20)
-#: policy metrics of this run: (metric, log π̂, (P, V, H, r*, π_ref, β, ρ)) -> value
-_POLICY_VALUES = BoundedMemo("policy_metrics", 16 * 2**20)
+def _draw_stream(spec, inst: Instance, seed: int):
+    """The unit's stream of ``max(sizes)`` pairs (generator ``spawn_key = (seed, 1)``), read-only."""
+    data = sample_preferences(inst.reward_true, inst.sampler, max(spec.sizes),
+                              np.random.default_rng(seed_sequence(spec.root_seed, seed, 1)),
+                              prompt_weights=inst.data_weights, temperature=spec.temperature,
+                              deterministic=spec.deterministic)
+    for a in (data.x, data.y_pos, data.y_neg):
+        a.setflags(write=False)  # shared by the units of this seed
+    return data
 
 
-def _data(spec, inst: Instance, seed: int):
+def _data(spec, inst: Instance, seed: int, cache: RunCache | None = None):
     """``n -> PairCounts`` for the unit (nested heads of one stream, counted incrementally by
     :class:`genver.preferences.NestedCounts`, or population counts); the stream is
-    ``data_of.stream``."""
+    ``data_of.stream``. With a ``cache`` (memo ``"pair_streams"``: root seed, seed, size,
+    ``r*``, ``μ``, data weights, ``τ``, deterministic -> stream) the settings of a seed share it."""
     if getattr(spec, "population", False):
         return lambda n: population_counts(inst.reward_true, inst.sampler, n, inst.data_weights,
                                            temperature=spec.temperature, deterministic=spec.deterministic)
-    n_max = max(spec.sizes)
-    key = (spec.root_seed, seed, n_max, _bytes(inst.reward_true), _bytes(inst.sampler.logp), _bytes(inst.data_weights),
-           spec.temperature, spec.deterministic)
-    data = _STREAMS.get(key)
-    if data is None:
-        data = sample_preferences(inst.reward_true, inst.sampler, n_max,
-                                  np.random.default_rng(seed_sequence(spec.root_seed, seed, 1)),
-                                  prompt_weights=inst.data_weights, temperature=spec.temperature,
-                                  deterministic=spec.deterministic)
-        for a in (data.x, data.y_pos, data.y_neg):
-            a.setflags(write=False)  # shared by the units of this seed
-        _STREAMS.put(key, data, data.x.nbytes * 3)
+    if cache is None:
+        data = _draw_stream(spec, inst, seed)
+    else:
+        key = cache_key("pair_stream", spec.root_seed, seed, max(spec.sizes), _f64(inst.reward_true),
+                        _f64(inst.sampler.logp), _f64(inst.data_weights), spec.temperature, spec.deterministic)
+        data = cache.get("pair_streams", key)
+        if data is None:
+            data = _draw_stream(spec, inst, seed)
+            cache.put("pair_streams", key, data, data.x.nbytes * 3)
     # the unit asks for its sizes in increasing order: each extends the last counts (one sort of
     # the new segment, one merge); the stream is let go once its last pair is counted
     nested = NestedCounts(data, release=True)
@@ -137,9 +145,10 @@ def _data(spec, inst: Instance, seed: int):
     return data_of
 
 
-def run_unit(spec, params: dict, sid: str, seed: int) -> pd.DataFrame:
-    """All cells of one (setting, seed): tidy rows with the setting's knobs as columns."""
-    return unit_frame(unit_columns(spec, params, sid, seed))
+def run_unit(spec, params: dict, sid: str, seed: int, *, cache: RunCache | None = None) -> pd.DataFrame:
+    """All cells of one (setting, seed): tidy rows with the setting's knobs as columns
+    (``cache``: the run's :class:`~genver.runcache.RunCache`, or None to keep nothing)."""
+    return unit_frame(unit_columns(spec, params, sid, seed, cache=cache))
 
 
 def unit_frame(columns: dict) -> pd.DataFrame:
@@ -147,31 +156,33 @@ def unit_frame(columns: dict) -> pd.DataFrame:
     return pd.DataFrame(columns) if columns else pd.DataFrame([])
 
 
-def unit_columns(spec, params: dict, sid: str, seed: int) -> dict:
+def unit_columns(spec, params: dict, sid: str, seed: int, *, cache: RunCache | None = None) -> dict:
     """The cells of :func:`run_unit` as ``{column: list}`` (``{}`` without rows): the executors
     pass these on and the result store builds one frame per batch of units, not one per unit."""
-    inst = make_instance(spec.generator, params, spec.root_seed, seed)
+    inst = make_instance(spec.generator, params, spec.root_seed, seed, cache=cache)
     if getattr(inst, "sampled", False):  # beyond enumeration: the world samples and evaluates (genver.neural.long)
         return inst.unit_columns(spec, params, sid, seed)
     population = getattr(spec, "population", False)
-    data_of = _data(spec, inst, seed)
+    data_of = _data(spec, inst, seed, cache)
     paths = {}
     if not population:
         for k, est in enumerate(spec.estimators):
             path = ESTIMATORS[est["name"]].path
             if path is not None:
-                paths[k] = path(inst, data_of.stream, spec.sizes, est["options"])
+                paths[k] = path(inst, data_of.stream, spec.sizes, est["options"], cache)
         del data_of.stream  # from here on only the counts need it (and let it go at the end)
     # one list per varying column; the unit's constant columns are filled in at the end
     knobs = {k: params[k] for k in spec.knobs}
     cols = {c: [] for c in ("n", "estimator", "route", "metric", "value", "converged", "wall_time")}
     c_n, c_est, c_route, c_metric, c_value, c_conv, c_wall = cols.values()
     # a picked finite member is evaluated once per run, whichever unit, estimator or size picked it
-    # (a policy metric is a function of log π̂ and the instance's r*, π_ref, β, ρ)
-    world = (inst.space.P, inst.space.V, inst.space.H, _bytes(inst.reward_true), _bytes(inst.ref.logp), float(inst.beta),
-             _bytes(inst.prompt_weights))
+    # (a policy metric is a function of log π̂ and the instance's r*, π_ref, β, ρ): with a cache, memo
+    # "policy_metrics" maps (log π̂, world) to a dict {metric: value}
+    world = None if cache is None else cache_key(inst.space.P, inst.space.V, inst.space.H, _f64(inst.reward_true),
+                                                 _f64(inst.ref.logp), float(inst.beta), _f64(inst.prompt_weights))
     is_policy = [(m, metric_entry(m).kind == "policy") for m in spec.metrics]
-    # (metric, id of the policy object) -> (the object, value) for this unit: the paths share one object
+    n_policy_metrics = sum(kind for _, kind in is_policy)
+    # id of the policy object -> (the object, {metric: value}) for this unit: the paths share one object
     # per picked member; the object is held, so its id is not reused by another while the unit runs
     values = {}
     for i, n in enumerate(spec.sizes):
@@ -190,23 +201,31 @@ def unit_columns(spec, params: dict, sid: str, seed: int) -> dict:
                 t0 = time.perf_counter()
                 res = entry.fit(inst, counts, rng, opts)
                 wall = time.perf_counter() - t0
-            pol, pkey = res.policy, None
+            pol = res.policy
             label, route, conv = est["label"], est["route"], bool(res.converged)
+            known = None  # {metric: value} of this policy
+            if pol is not None and n_policy_metrics:
+                hit = values.get(id(pol))
+                if hit is not None and hit[0] is pol:
+                    known = hit[1]
+                else:
+                    if cache is not None:
+                        key = cache_key(pol.logp, world)
+                        known = cache.get("policy_metrics", key)
+                        if known is None:
+                            known = {}
+                            cache.put("policy_metrics", key, known, 128 * (1 + n_policy_metrics))
+                    known = {} if known is None else known
+                    values[id(pol)] = (pol, known)
             for m, policy_kind in is_policy:
-                memo = policy_kind and pol is not None
-                hit = values.get((m, id(pol))) if memo else None
-                v = hit[1] if hit is not None and hit[0] is pol else None
-                if v is None and memo:
-                    pkey = pol.logp.tobytes() if pkey is None else pkey
-                    v = _POLICY_VALUES.get((m, pkey, world))
+                memo = policy_kind and known is not None
+                v = known.get(m) if memo else None
                 if v is None:
                     v = _evaluate(m, res, inst)
                     if memo and v is not None:
-                        _POLICY_VALUES.put((m, pkey, world), v, 128 + len(pkey))
+                        known[m] = v
                 if v is None:
                     continue
-                if memo:
-                    values[(m, id(pol))] = (pol, v)
                 c_n.append(n)
                 c_est.append(label)
                 c_route.append(route)

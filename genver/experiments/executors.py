@@ -46,7 +46,7 @@ import uuid
 from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, wait
 from typing import Iterator
 
-from .._memo import clear_memos
+from ..runcache import RunCache
 from .cells import unit_columns
 
 __all__ = ["EXECUTORS", "Executor", "ExecutorError", "InProcessExecutor", "ThreadUnitExecutor",
@@ -170,8 +170,9 @@ def _run_batch(spec, units: list, expected_versions: dict | None = None) -> list
     Pure: the result depends only on the arguments, so a task rerun after a worker died gives
     the same tables. Numba runs one thread per unit (as in the local pool); where numba's
     threading layer is not thread-safe (``workqueue``) and the worker has several threads,
-    units of this process run one at a time. The run-scoped memos (:mod:`genver._memo`) are
-    emptied when the batch ends, so a long-lived worker keeps nothing between runs.
+    units of this process run one at a time. The batch's units share one
+    :class:`~genver.runcache.RunCache`, dropped when the batch ends, so a long-lived worker keeps
+    nothing between batches.
     """
     if expected_versions is not None:
         msg = compare_versions(expected_versions, runtime_versions(), _worker_name())
@@ -182,18 +183,16 @@ def _run_batch(spec, units: list, expected_versions: dict | None = None) -> list
     lock = _NUMBA_LOCK if (_worker_threads() > 1 and not _numba_thread_safe()) else None
     global _UNITS_RUN
     out = []
-    try:
-        for sid, params, seed in units:
-            t0 = time.perf_counter()
-            if lock is None:
-                table = unit_columns(spec, params, sid, seed)
-            else:
-                with lock:
-                    table = unit_columns(spec, params, sid, seed)
-            out.append((sid, seed, table, time.perf_counter() - t0, _UNITS_RUN > 0))
-            _UNITS_RUN += 1
-    finally:
-        clear_memos()
+    cache = RunCache()
+    for sid, params, seed in units:
+        t0 = time.perf_counter()
+        if lock is None:
+            table = unit_columns(spec, params, sid, seed, cache=cache)
+        else:
+            with lock:
+                table = unit_columns(spec, params, sid, seed, cache=cache)
+        out.append((sid, seed, table, time.perf_counter() - t0, _UNITS_RUN > 0))
+        _UNITS_RUN += 1
     return out
 
 
@@ -205,19 +204,29 @@ def _worker_name() -> str:
         return f"pid {os.getpid()}"
 
 
+#: the run cache of a pool worker process: made by :func:`_init_pool_worker` and shared by the units
+#: the process runs; the process serves one ``map`` (one run) and ends with it
+_POOL_CACHE: RunCache | None = None
+
+
 def _init_pool_worker():
+    global _POOL_CACHE
     import numba
     numba.set_num_threads(1)
+    _POOL_CACHE = RunCache()
 
 
 def _pool_unit(spec, params: dict, sid: str, seed: int) -> tuple:
-    return sid, seed, unit_columns(spec, params, sid, seed)
+    return sid, seed, unit_columns(spec, params, sid, seed, cache=_POOL_CACHE)
 
 
 # -- the interface --------------------------------------------------------------------------
 class Executor:
     """Runs units and yields ``(sid, seed, table)`` as they finish. Use as a context manager:
-    entering it starts/connects and checks everything needed *before* any unit runs."""
+    entering it starts/connects and checks everything needed *before* any unit runs.
+    ``map(spec, units, cache=None)``: ``cache`` is the run's :class:`~genver.runcache.RunCache`
+    for the units run in this process (None: a new one for this map); units run in other
+    processes share one per process (local pool) or per task (Dask)."""
 
     name = "executor"
 
@@ -234,7 +243,7 @@ class Executor:
     def describe(self) -> str:
         return self.name
 
-    def map(self, spec, units: list) -> Iterator[tuple]:  # pragma: no cover - interface
+    def map(self, spec, units: list, cache: RunCache | None = None) -> Iterator[tuple]:  # pragma: no cover
         raise NotImplementedError
 
 
@@ -243,15 +252,16 @@ class InProcessExecutor(Executor):
 
     name = "local"
 
-    def map(self, spec, units):
+    def map(self, spec, units, cache: RunCache | None = None):
+        cache = RunCache() if cache is None else cache
         for sid, params, seed in units:
-            yield sid, seed, unit_columns(spec, params, sid, seed)
+            yield sid, seed, unit_columns(spec, params, sid, seed, cache=cache)
 
 
 class ThreadUnitExecutor(Executor):
     """``workers`` threads in this process. The units are grouped by seed; each thread takes the
     next seed and runs its settings in order, so they share that seed's stream and nested
-    classes through the run-scoped memos (:mod:`genver._memo`). While it runs, every kernel
+    classes through the run's :class:`~genver.runcache.RunCache` (one for all threads). While it runs, every kernel
     takes its serial driver (:func:`genver._kernels.serial_kernels`: numba's ``workqueue``
     layer cannot start parallel regions from two threads) and releases the GIL, so the threads
     use the cores; Python-level work still takes turns on the GIL. BLAS runs on one thread
@@ -268,10 +278,11 @@ class ThreadUnitExecutor(Executor):
     def describe(self) -> str:
         return f"threads ({self.workers})"
 
-    def map(self, spec, units):
+    def map(self, spec, units, cache: RunCache | None = None):
         import queue
 
         from .. import _kernels
+        cache = RunCache() if cache is None else cache
         by_seed: dict = {}
         for u in units:
             by_seed.setdefault(u[2], []).append(u)
@@ -291,7 +302,7 @@ class ThreadUnitExecutor(Executor):
                     if stop.is_set():
                         return
                     try:
-                        done.put((sid, seed, unit_columns(spec, params, sid, seed)))
+                        done.put((sid, seed, unit_columns(spec, params, sid, seed, cache=cache)))
                     except BaseException as e:  # noqa: BLE001 - handed to the consumer, who raises it
                         done.put(e)
                         return
@@ -334,9 +345,9 @@ class ProcessPoolUnitExecutor(Executor):
     def describe(self) -> str:
         return f"local ({self.workers} processes)"
 
-    def map(self, spec, units):
+    def map(self, spec, units, cache: RunCache | None = None):
         if len(units) <= 1:
-            yield from InProcessExecutor().map(spec, units)
+            yield from InProcessExecutor().map(spec, units, cache)
             return
         ctx = mp.get_context("spawn")
         with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_init_pool_worker) as pool:
@@ -516,7 +527,7 @@ class DaskExecutor(Executor):
         n = len(self.client.nthreads())
         return f"{self.name} ({where}, {n} workers, {self.threads()} threads)"
 
-    def map(self, spec, units):
+    def map(self, spec, units, cache: RunCache | None = None):  # each task has its own cache (_run_batch)
         from distributed import as_completed
         from distributed.scheduler import KilledWorker
         if not units:

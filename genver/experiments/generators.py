@@ -58,11 +58,15 @@ Optional parameters (schema default ``None``) enter a setting's parameters — a
 Randomness: ``instance_rng`` draws the world and classes in a fixed order (reference, reward
 class, true reward, distractors), so settings that differ only in a later knob (e.g. the number
 of distractors) share everything drawn before it — common random numbers across the sweep.
-``finite_gap`` is memoised on (parameters, generator state): the same call returns the same
-classes (in a fresh :class:`Instance`) and leaves the generator where the draws would have.
+Every generator is called as ``fn(params, rng, *, cache=None)``. Given a run's
+:class:`~genver.runcache.RunCache`, ``finite_gap`` memoises its instance on (parameters,
+generator state) — the same call returns the same classes (in a fresh :class:`Instance`) and
+leaves the generator where the draws would have — and its distractor pools; without one it
+draws everything afresh and keeps nothing.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
@@ -72,10 +76,10 @@ from ..classes import (FinitePolicyClass, FiniteRewardClass, LinearRewardClass, 
                        RewardClass, SoftOptimalPolicyClass, TabularPolicyClass, random_reward_class)
 from ..features import token_features, trajectory_features
 from ..policy import Policy, random_policy, uniform_policy
+from ..runcache import RunCache, cache_key
 from ..spaces import TreeSpace
-from .._memo import BoundedMemo
 
-__all__ = ["Instance", "describe", "with_data_prompts", "finite_gap", "linear_gap", "additive_target",
+__all__ = ["Instance", "describe", "with_data_prompts", "without_cache", "finite_gap", "linear_gap", "additive_target",
            "linear_bandit", "peaked_bandit", "dichotomy", "sparse_reward"]
 
 
@@ -132,78 +136,65 @@ def _sampler(p, sp, ref, rng):
     return ref if not c else random_policy(sp, rng, concentration=c)
 
 
-#: distractor pools of this run: (parameters but n_distractors, generator state before the
-#: distractor draws) -> (the largest Π(R) ∪ D built, generator state after its draws)
-_POOLS = BoundedMemo("distractor_pools", 32 * 2**20)
-
-
-def _finite_gap(p, rng) -> Instance:
+def _finite_gap(p, rng, cache: RunCache | None = None) -> Instance:
     sp, ref = _world(p, rng)
     R = random_reward_class(sp, p["K_R"], rng, scale=p["scale"])
     r_star = R.member(0)
     Pi_R = FinitePolicyClass.soft_optimal_of(R, ref, p["beta"])
-    Pi = _nested_distractors(p, Pi_R, ref, rng)
+    Pi = _nested_distractors(p, Pi_R, ref, rng, cache)
     return Instance(sp, ref, p["beta"], r_star, R, Pi, restricted_class=Pi_R, sampler=_sampler(p, sp, ref, rng))
 
 
-def _nested_distractors(p, Pi_R, ref, rng):
+def _nested_distractors(p, Pi_R, ref, rng, cache: RunCache | None):
     """``Π(R) ∪ D`` with ``|D| = n_distractors``. The distractors are drawn in order from the
     generator, so settings that differ only in ``n_distractors`` have nested classes: ``D`` for
-    fewer distractors is a prefix of ``D`` for more. Within a run the largest class built for a
-    seed is kept; a setting with at least as many distractors extends it by the missing draws,
-    continuing from the generator state it left (the same draws, the same state after), and
-    every class of the seed carries one lineage token (``FinitePolicyClass.lineage``), so the
-    likelihood paths and RL parts of the members they share are computed once. A setting with
-    fewer distractors than the kept class is drawn afresh (same values, same token)."""
+    fewer distractors is a prefix of ``D`` for more, and every class of a seed carries one
+    lineage token (``FinitePolicyClass.lineage``: a digest of the parameters but
+    ``n_distractors`` and of the generator state before the draws). Within a run (``cache``,
+    memo ``"distractor_pools"``) the largest class built for a seed is kept; a setting with at
+    least as many distractors extends it by the missing draws, continuing from the generator
+    state it left (the same draws, the same state after), so the likelihood paths and RL parts
+    of the members they share are computed once. A setting with fewer distractors than the kept
+    class is drawn afresh (same values, same token)."""
     n = p["n_distractors"]
     kw = {"ref": ref, "beta": p["beta"], "scale": p["scale"]}
-    key = (repr(sorted((k, v) for k, v in p.items() if k != "n_distractors")), repr(rng.bit_generator.state))
-    pool = _POOLS.get(key)
+    key = cache_key("finite_gap lineage", {k: v for k, v in p.items() if k != "n_distractors"}, rng)
+    pool = None if cache is None else cache.get("distractor_pools", key)
     if pool is not None and pool[0].size - Pi_R.size <= n:
         base, state = pool
         rng.bit_generator.state = state
         Pi = base.with_distractors(n - (base.size - Pi_R.size), rng, lineage=key, **kw)
     else:
         Pi = Pi_R.with_distractors(n, rng, lineage=key, **kw)
-    if n and (pool is None or Pi.size > pool[0].size):
-        _POOLS.put(key, (Pi, rng.bit_generator.state), Pi.logp.nbytes)
+    if cache is not None and n and (pool is None or Pi.size > pool[0].size):
+        cache.put("distractor_pools", key, (Pi, rng.bit_generator.state), Pi.logp.nbytes)
     return Pi
 
 
-class _Memo:
-    """Memo of a generator: ``(parameters, generator state) -> (instance, generator state
-    after)``, at most ``max_bytes`` of class arrays (a run-scoped
-    :class:`~genver._memo.BoundedMemo`). A sweep builds each setting's seed-0
-    instance up to three times (the spec check, the settings table, the unit); a hit returns a
-    fresh :class:`Instance` sharing the immutable classes and policies (so their per-reference
-    RL parts are computed once) and leaves the caller's generator in the state the generation
-    would have left it."""
-
-    def __init__(self, fn, max_bytes: int):
-        self.fn = fn
-        self.store = BoundedMemo(fn.__name__.lstrip("_"), max_bytes)
-
-    @staticmethod
-    def _size(inst: Instance) -> int:
-        # the policy class's log-probs, twice: its RL parts (π and KL) are cached on it when used
-        return 2 * getattr(inst.policy_class, "logp", np.empty(0)).nbytes + inst.reward_class.tables.nbytes
-
-    def __call__(self, p, rng) -> Instance:
-        key = (repr(sorted(p.items())), repr(rng.bit_generator.state))
-        hit = self.store.get(key)
-        if hit is None:
-            inst = self.fn(p, rng)
-            self.store.put(key, (inst, rng.bit_generator.state), self._size(inst))
-        else:
-            inst, state = hit
-            rng.bit_generator.state = state
-        return replace(inst, extra=dict(inst.extra))
+def _instance_bytes(inst: Instance) -> int:
+    # the policy class's log-probs, twice: its RL parts (π and KL) are cached on it when used
+    return 2 * getattr(inst.policy_class, "logp", np.empty(0)).nbytes + inst.reward_class.tables.nbytes
 
 
-#: ``finite_gap`` memoised (24 MiB: the 16,384-distractor instance with its RL parts is ~17 MB)
-finite_gap = _Memo(_finite_gap, 24 * 2**20)
-finite_gap.__name__ = "finite_gap"
-finite_gap.__doc__ = _finite_gap.__doc__
+def finite_gap(p, rng, *, cache: RunCache | None = None) -> Instance:
+    """The ``finite_gap`` instance. Given a run's ``cache`` it is memoised (memo
+    ``"instances"``) on ``(parameters, generator state) -> (instance, generator state after)``:
+    a sweep builds each setting's seed-0 instance up to three times (the spec check, the
+    settings table, the unit); a hit returns a fresh :class:`Instance` sharing the immutable
+    classes and policies (so their per-reference RL parts are computed once) and leaves the
+    caller's generator in the state the generation would have left it. Without a cache the
+    instance is drawn afresh."""
+    if cache is None:
+        return _finite_gap(p, rng)
+    key = cache_key("finite_gap", p, rng)
+    hit = cache.get("instances", key)
+    if hit is None:
+        inst = _finite_gap(p, rng, cache)
+        cache.put("instances", key, (inst, rng.bit_generator.state), _instance_bytes(inst))
+    else:
+        inst, state = hit
+        rng.bit_generator.state = state
+    return replace(inst, extra=dict(inst.extra))
 
 
 def _per_prompt(phi):
@@ -342,10 +333,12 @@ def sparse_reward(p, rng) -> Instance:
 
 def with_data_prompts(fn):
     """``fn`` with the optional ``data_prompts`` parameter applied after it ran (every enumerable
-    generator of :data:`genver.experiments.registry.GENERATORS` is wrapped so)."""
+    generator of :data:`genver.experiments.registry.GENERATORS` is wrapped so); the result is
+    called as ``gen(params, rng, *, cache=None)`` (the cache reaches generators that take one)."""
+    takes_cache = "cache" in inspect.signature(fn).parameters
 
-    def gen(p, rng) -> Instance:
-        inst = fn(p, rng)
+    def gen(p, rng, *, cache: RunCache | None = None) -> Instance:
+        inst = fn(p, rng, cache=cache) if takes_cache else fn(p, rng)
         k = p.get("data_prompts")
         if k is not None:
             P = inst.space.P
@@ -355,6 +348,16 @@ def with_data_prompts(fn):
             w[:k] = 1.0 / k
             inst.data_prompt_weights = w
         return inst
+
+    gen.__name__ = fn.__name__
+    gen.__doc__ = fn.__doc__
+    return gen
+
+
+def without_cache(fn):
+    """``fn(params, rng)`` called as every generator is, ``(params, rng, *, cache=None)``."""
+    def gen(p, rng, *, cache: RunCache | None = None):
+        return fn(p, rng)
 
     gen.__name__ = fn.__name__
     gen.__doc__ = fn.__doc__

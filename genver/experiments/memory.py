@@ -23,7 +23,7 @@ reward tables, ``K_Π = K_R + n_distractors`` policy members (finite classes), `
     metrics  = 4·S·K_Π               likelihood paths, picks, metrics per size
 
 The run needs ``workers × unit + RUN_OVERHEAD`` (the interpreter, numba's kernels, the
-run-scoped memos of :mod:`genver._memo`). The limit is the machine's available memory
+memos of the run's :class:`~genver.runcache.RunCache`). The limit is the machine's available memory
 (``MemAvailable`` of ``/proc/meminfo``, else ``os.sysconf``), or the override: ``genver run
 --memory-limit SIZE`` or the environment variable ``GENVER_MEMORY_LIMIT`` (``8G``, ``512M``,
 bytes; ``off`` disables the check). The coefficients are generous: the check is meant to

@@ -12,7 +12,7 @@ estimators' and metrics' sweep signatures are in :mod:`genver.experiments.adapte
   path_target, neural, cli)``; ``entry.fit`` is ``fit(instance, counts, rng, options) -> FitResult``, ``options`` the schema of its
   spec keys (``{option: type or frozenset of allowed strings}``), ``route`` its default route
   (``offline`` | ``online`` | ``other``), ``reward_only`` for estimators without a policy,
-  ``entry.path(instance, stream, sizes, options)`` an optional nested-sizes fast path (one
+  ``entry.path(instance, stream, sizes, options, cache)`` an optional nested-sizes fast path (one
   ``FitResult`` per size, equal to the per-size fits, or ``None`` where it does not apply) and
   ``neural`` for the PyTorch estimators (imported on first use: ``torch`` is an optional extra,
   so their entries validate without it); ``cli`` marks the estimators ``genver fit`` offers.
@@ -21,7 +21,7 @@ estimators' and metrics' sweep signatures are in :mod:`genver.experiments.adapte
   ``FitResult.extra``, no function);
   :func:`metric_entry` also resolves the family ``bon_reward@N``.
 * :data:`GENERATORS` — ``name -> GeneratorEntry(name, target, params, max_entries)``:
-  ``entry.fn(params, rng) -> Instance`` (:mod:`genver.experiments.generators`), ``params`` the
+  ``entry.fn(params, rng, *, cache=None) -> Instance`` (:mod:`genver.experiments.generators`), ``params`` the
   schema ``{parameter: (type, default)}`` (default ``None``: optional), ``max_entries`` the
   ``TreeSpace.max_entries`` of worlds without tables (``None``: enumerable).
 
@@ -136,7 +136,7 @@ class EstimatorEntry:
 
     @property
     def path(self) -> Callable | None:
-        """``path(instance, stream, sizes, options) -> list[FitResult] | None``, or None."""
+        """``path(instance, stream, sizes, options, cache) -> list[FitResult] | None``, or None."""
         return resolve(self.path_target, f"estimator {self.name}")
 
 
@@ -165,12 +165,11 @@ class GeneratorEntry:
 
     @property
     def fn(self) -> Callable:
-        """``fn(params, rng) -> Instance``."""
+        """``fn(params, rng, *, cache=None) -> Instance`` (``cache``: a run's
+        :class:`~genver.runcache.RunCache`, passed to generators that take one)."""
+        from .generators import with_data_prompts, without_cache
         fn = resolve(self.target, f"generator {self.name}")
-        if "data_prompts" not in self.params:
-            return fn
-        from .generators import with_data_prompts
-        return with_data_prompts(fn)
+        return with_data_prompts(fn) if "data_prompts" in self.params else without_cache(fn)
 
 
 # -- estimators ----------------------------------------------------------------------------

@@ -15,8 +15,10 @@ and ``--resume`` skips every unit found in a shard — also when the run is resu
 executor. A cell's numbers do not depend on the executor, the worker count or the order (see
 :mod:`genver.experiments.cells`). Units run seed by seed (every setting of seed 0, then of seed
 1, …), so that what the settings of a seed share — its pair stream, nested classes — is
-computed once while it sits in the run-scoped memos (:mod:`genver._memo`), which a run empties
-when it starts and when it ends.
+computed once while it sits in the run's :class:`~genver.runcache.RunCache`: :func:`run`
+creates one, uses it for the settings table and hands it to the executor (units run in other
+processes use their own, see :mod:`genver.experiments.executors`); it is dropped when the run
+ends, so nothing outlives the run.
 
 One writer at a time: the run holds the results directory's lock
 (:class:`~genver.experiments.store.RunLock`) from before it reads the directory until it ends. A
@@ -42,11 +44,11 @@ from contextlib import closing
 
 import pandas as pd
 
-from .._memo import run_scoped
 from .registry import ESTIMATORS
 from .cells import make_instance
 from .executors import make_executor
 from .generators import describe
+from ..runcache import RunCache
 from .memory import check_memory
 from .spec import Spec, load_spec, parse_spec, setting_id
 from .store import (LOCK_NAME, ResultStore, RunLock, git_commit, now_iso, package_versions,
@@ -106,11 +108,12 @@ class Progress:
             self.stream.flush()
 
 
-def settings_table(spec: Spec) -> pd.DataFrame:
-    """One row per setting: id, knobs and gap descriptors (from the seed-0 instance)."""
+def settings_table(spec: Spec, *, cache: RunCache | None = None) -> pd.DataFrame:
+    """One row per setting: id, knobs and gap descriptors (from the seed-0 instance; ``cache``:
+    the run's :class:`~genver.runcache.RunCache`, shared with the units)."""
     rows = []
     for p in spec.settings():
-        inst = make_instance(spec.generator, p, spec.root_seed, 0)
+        inst = make_instance(spec.generator, p, spec.root_seed, 0, cache=cache)
         rows.append({"experiment": spec.name, "setting_id": setting_id(p), **{k: p[k] for k in spec.knobs},
                      **(inst.describe() if getattr(inst, "sampled", False) else describe(inst))})
     return pd.DataFrame(rows)
@@ -200,7 +203,6 @@ def expected_units(spec: Spec) -> set:
     return {(sid, s) for s in range(spec.seeds) for sid in sids}
 
 
-@run_scoped
 def run(spec_path, out, *, workers: int = 1, resume: bool = False, smoke: bool = False,
         progress: bool = True, stream=None, executor: str = "local", scheduler: str | None = None,
         device: str = "auto", flush_seconds: float | None = None, allow_version_change: bool = False,
@@ -213,7 +215,8 @@ def run(spec_path, out, *, workers: int = 1, resume: bool = False, smoke: bool =
     ``flush_seconds`` (default :data:`FLUSH_SECONDS`): finished units are written together once
     this much wall time has passed since the last write (0: each unit as it finishes).
     ``allow_version_change``: resume a run written by other versions (see the module docstring).
-    ``memory_limit``: bytes or a size like ``"8G"`` instead of the available memory."""
+    ``memory_limit``: bytes or a size like ``"8G"`` instead of the available memory. The run's
+    memos live in one :class:`~genver.runcache.RunCache`, dropped when it returns or raises."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     flush_seconds = FLUSH_SECONDS if flush_seconds is None else float(flush_seconds)
@@ -232,11 +235,12 @@ def run(spec_path, out, *, workers: int = 1, resume: bool = False, smoke: bool =
         store.root.mkdir(parents=True, exist_ok=True)
         with RunLock(store.root) as lock:
             return _run_locked(spec, spec_path, store, lock, ex, resume=resume, smoke=smoke, progress=progress,
-                               stream=stream, flush_seconds=flush_seconds, allow_version_change=allow_version_change)
+                               stream=stream, flush_seconds=flush_seconds, allow_version_change=allow_version_change,
+                               cache=RunCache())
 
 
 def _run_locked(spec, spec_path, store, lock, ex, *, resume, smoke, progress, stream, flush_seconds,
-                allow_version_change) -> dict:
+                allow_version_change, cache: RunCache) -> dict:
     """The part of :func:`run` that holds the directory's lock."""
     err = stream or sys.stderr
     exists = _has_content(store.root)  # again, under the lock: another run may have written meanwhile
@@ -269,10 +273,9 @@ def _run_locked(spec, spec_path, store, lock, ex, *, resume, smoke, progress, st
     for line in store.repair_duplicates():
         print(f"genver: {store.root}: {line}", file=err)
     if not (store.root / "settings.parquet").exists():
-        store.write_settings(settings_table(spec))
+        store.write_settings(settings_table(spec, cache=cache))
     # seed-major: the settings of one seed run one after another, sharing that seed's stream and
-    # nested classes through the run-scoped memos (genver._memo) while they are fresh; only the
-    # units still to do are listed
+    # nested classes through the run's cache while they are fresh; only the units still to do are listed
     done = store.done_units()
     todo = [(sid, p, s) for s in range(spec.seeds) for sid, p in settings if (sid, s) not in done]
     per = spec.n_cells_per_unit
@@ -293,7 +296,7 @@ def _run_locked(spec, spec_path, store, lock, ex, *, resume, smoke, progress, st
         last_write = time.perf_counter()
 
     try:
-        with closing(ex.map(spec, todo)) as results:
+        with closing(ex.map(spec, todo, cache=cache)) as results:
             for sid, seed, table in results:
                 if (sid, seed) in seen:
                     continue  # a unit is written once, whatever reran it
