@@ -263,32 +263,8 @@ def _apply_smoke(src, raw: dict) -> dict:
     return raw
 
 
-def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False, memory_limit=None) -> Spec:
-    """Validate a spec dictionary (as read from TOML); raise :class:`SpecError` naming the key.
-    A ``[smoke]`` table is validated too, whether or not ``smoke`` is set; the run's memory
-    estimate (one worker) is checked against ``memory_limit`` (:mod:`genver.experiments.memory`)
-    before any instance is built."""
-    src = source
-    if not isinstance(raw, dict):
-        raise SpecError(f"{src}: a spec must be a TOML table")
-    for k in raw:
-        if k not in _TABLES:
-            raise SpecError(f"{src}: [{k}]: unknown table (allowed: {', '.join(sorted(_TABLES))})")
-    full_raw = raw
-    if smoke:
-        raw = _apply_smoke(src, raw)
-    exp = raw.get("experiment")
-    if exp is None:
-        raise SpecError(f"{src}: [experiment]: missing")
-    _check_keys(src, "experiment", exp, _EXPERIMENT_KEYS)
-    for k in ("name", "generator"):
-        if k not in exp:
-            raise SpecError(f"{src}: [experiment] {k}: missing")
-    if exp["generator"] not in GENERATORS:
-        raise SpecError(f"{src}: [experiment] generator: unknown {exp['generator']!r} (choose from {sorted(GENERATORS)})")
-    schema = GENERATORS[exp["generator"]].params
-    instance = raw.get("instance", {})
-    _check_keys(src, "instance", instance, {k: t for k, (t, _) in schema.items()})
+def _parse_grid(src, raw: dict, schema: dict, instance: dict) -> dict:
+    """The ``[grid]`` table, checked against the generator's parameter ``schema``."""
     grid = raw.get("grid", {})
     if not isinstance(grid, dict):
         raise SpecError(f"{src}: [grid] must be a table")
@@ -315,6 +291,11 @@ def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False, memory_li
     if len({len(v) for v in zipped.values()}) > 1:
         raise SpecError(f"{src}: [grid] zip: the lists must have one length (they vary together), got "
                         + ", ".join(f"{k}: {len(v)}" for k, v in zipped.items()))
+    return grid
+
+
+def _parse_data(src, raw: dict):
+    """``(data table, sizes, seeds, temperature)`` of the ``[data]`` table."""
     data = raw.get("data", {})
     _check_keys(src, "data", data, _DATA_KEYS)
     if "sizes" not in data:
@@ -329,6 +310,11 @@ def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False, memory_li
     if not temperature > 0:
         raise SpecError(f"{src}: [data] temperature: must be > 0, got {temperature}")
 
+    return data, sizes, seeds, temperature
+
+
+def _parse_estimators(src, raw: dict) -> list[dict]:
+    """The ``[[estimators]]`` tables, each checked against its registry entry's option schema."""
     ests = raw.get("estimators")
     if not ests or not isinstance(ests, list):
         raise SpecError(f"{src}: [[estimators]]: give at least one estimator table")
@@ -352,6 +338,11 @@ def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False, memory_li
         labels.add(label)
         opts = {k: v for k, v in e.items() if k not in ("name", "label", "route")}
         estimators.append({"name": name, "label": label, "route": route, "options": opts})
+    return estimators
+
+
+def _parse_metrics(src, raw: dict) -> list[str]:
+    """The ``[metrics]`` names (plus ``bon_reward@N`` for each ``best_of_n`` size), each a registry metric."""
     metrics_t = raw.get("metrics", {"names": list(_DEFAULT_METRICS)})
     _check_keys(src, "metrics", metrics_t, {"names": list, "best_of_n": list})
     metrics = list(metrics_t.get("names", [] if "best_of_n" in metrics_t else list(_DEFAULT_METRICS)))
@@ -367,6 +358,39 @@ def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False, memory_li
                             f"or bon_reward@N)")
     if len(set(metrics)) != len(metrics):
         raise SpecError(f"{src}: [metrics] names: duplicate metric in {metrics}")
+    return metrics
+
+
+def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False, memory_limit=None) -> Spec:
+    """Validate a spec dictionary (as read from TOML); raise :class:`SpecError` naming the key.
+    A ``[smoke]`` table is validated too, whether or not ``smoke`` is set; the run's memory
+    estimate (one worker) is checked against ``memory_limit`` (:mod:`genver.experiments.memory`)
+    before any instance is built."""
+    src = source
+    if not isinstance(raw, dict):
+        raise SpecError(f"{src}: a spec must be a TOML table")
+    for k in raw:
+        if k not in _TABLES:
+            raise SpecError(f"{src}: [{k}]: unknown table (allowed: {', '.join(sorted(_TABLES))})")
+    full_raw = raw
+    if smoke:
+        raw = _apply_smoke(src, raw)
+    exp = raw.get("experiment")
+    if exp is None:
+        raise SpecError(f"{src}: [experiment]: missing")
+    _check_keys(src, "experiment", exp, _EXPERIMENT_KEYS)
+    for k in ("name", "generator"):
+        if k not in exp:
+            raise SpecError(f"{src}: [experiment] {k}: missing")
+    if exp["generator"] not in GENERATORS:
+        raise SpecError(f"{src}: [experiment] generator: unknown {exp['generator']!r} (choose from {sorted(GENERATORS)})")
+    schema = GENERATORS[exp["generator"]].params
+    instance = raw.get("instance", {})
+    _check_keys(src, "instance", instance, {k: t for k, (t, _) in schema.items()})
+    grid = _parse_grid(src, raw, schema, instance)
+    data, sizes, seeds, temperature = _parse_data(src, raw)
+    estimators = _parse_estimators(src, raw)
+    metrics = _parse_metrics(src, raw)
     expect = raw.get("expect", {})
     _check_keys(src, "expect", expect, _EXPECT_KEYS)
     if expect.get("aggregate", "mean") not in AGGREGATES:
