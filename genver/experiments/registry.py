@@ -89,6 +89,7 @@ the implicit reward ``β log π̂/π_ref`` (DPO-style estimators):
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import re
 from dataclasses import dataclass, field
@@ -103,16 +104,21 @@ __all__ = ["EstimatorEntry", "MetricEntry", "GeneratorEntry", "ESTIMATORS", "MET
 
 def resolve(target: str | Callable | None, what: str = "") -> Callable | None:
     """``target`` itself if callable, else the attribute named by ``"package.module:attribute"``
-    (imported now; an ImportError becomes a ``ValueError`` naming ``what`` and the extra to
-    install)."""
+    (imported on first use, then remembered; an ImportError becomes a ``ValueError`` naming
+    ``what`` and the extra to install)."""
     if target is None or callable(target):
         return target
-    module, _, attr = target.partition(":")
     try:
-        return getattr(importlib.import_module(module), attr)
+        return _import(target)
     except ImportError as e:
-        extra = " pip install 'genver[neural]'" if module.startswith("genver.neural") else ""
+        extra = " pip install 'genver[neural]'" if target.startswith("genver.neural") else ""
         raise ValueError(f"{what or target} needs a missing package:{extra} ({e})") from e
+
+
+@functools.cache
+def _import(target: str) -> Callable:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 @dataclass(frozen=True)
