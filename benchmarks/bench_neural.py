@@ -42,7 +42,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from genver import metrics as M  # noqa: E402
-from genver.experiments.cells import ESTIMATORS, make_instance  # noqa: E402
+from genver.experiments.cells import make_instance  # noqa: E402
+from genver.experiments.registry import ESTIMATORS  # noqa: E402
 from genver.experiments.spec import load_spec  # noqa: E402
 from genver.neural import (GlobalReward, NeuralPolicy, TinyTransformer, TrainConfig, TransformerConfig,  # noqa: E402
                            resolve_device, train_dpo, train_reward, train_rl_exact)
@@ -130,7 +131,7 @@ def cell(device, cpu_threads, quick):
         subopt = {}
         for e in neural:
             opts = {**e["options"], "_device": dev, "_threads": cpu_threads}
-            res = ESTIMATORS[e["name"]][0](inst, data, np.random.default_rng(2), opts)
+            res = ESTIMATORS[e["name"]].fit(inst, data, np.random.default_rng(2), opts)
             subopt[e["label"]] = round(M.suboptimality(res.policy, inst.reward_true, inst.ref, inst.beta), 5)
         return time.perf_counter() - t0, subopt
 

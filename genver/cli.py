@@ -25,10 +25,15 @@ import os
 import sys
 import time
 import textwrap
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import __version__
+from .experiments.registry import ESTIMATORS as REGISTRY_ESTIMATORS
+
+if TYPE_CHECKING:  # annotations only (genver.classes imports numba)
+    from .classes import PolicyClass, RewardClass
 
 
 def _quickstart(args) -> int:
@@ -135,7 +140,8 @@ def _check(args) -> int:
     return run_from_args(args)
 
 
-ESTIMATORS = ("dpo", "ipo", "reward_mle", "rm_rl")
+#: the estimators ``genver fit`` offers (the registry's entries marked ``cli``)
+ESTIMATORS = tuple(sorted(name for name, e in REGISTRY_ESTIMATORS.items() if e.cli))
 POLICY_CLASSES = ("finite", "tabular", "soft-optimal")
 REWARD_CLASSES = ("finite", "linear", "tabular")
 #: ``genver fit`` evaluates the exact expected Bradley–Terry log-likelihood only up to this P·T².
@@ -231,10 +237,10 @@ def _jsonable(v):
     return v
 
 
-def _class_info(obj):
+def _class_info(obj: PolicyClass | RewardClass | None):
     if obj is None:
         return None
-    return {"size": getattr(obj, "size", None), "n_params": getattr(obj, "n_params", None)}
+    return {"size": obj.size, "n_params": obj.n_params}
 
 
 def _fit(args) -> int:

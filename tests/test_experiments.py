@@ -288,10 +288,11 @@ def test_describe_counts_identifiable_parameters_of_isomorphic_additive_classes(
     """additive_target: R (position-token rewards) and Π (position-token log-linear policies)
     are isomorphic; each has P·H·(V−1) identifiable parameters, so the predicted ratio is 1."""
     from genver.experiments.cells import make_instance
-    from genver.experiments.generators import GENERATORS, describe
+    from genver.experiments.generators import describe
+    from genver.experiments.registry import GENERATORS
 
     for P, V, H in [(2, 3, 2), (4, 3, 4), (1, 4, 3)]:
-        p = {k: d for k, (_, d) in GENERATORS["additive_target"][1].items() if d is not None}
+        p = {k: d for k, (_, d) in GENERATORS["additive_target"].params.items() if d is not None}
         p.update(P=P, V=V, H=H)
         d = describe(make_instance("additive_target", p, 0, 0))
         assert d["n_params_R"] == d["n_params_Pi"] == P * H * (V - 1)

@@ -15,7 +15,7 @@ from genver.classes import (FinitePolicyClass, FiniteRewardClass, LinearRewardCl
                             random_policy_class, random_reward_class)
 from genver.estimators import (DEFAULT_L2, Demonstrations, best_of_n, best_of_n_kl_bound, maxent_irl,
                                maxent_irl_rl, sample_demonstrations, sft, spin)
-from genver.estimators.imitation import _irl_tabular_objective, _sft_tabular_objective
+from genver.estimators.tabular import _irl_tabular_objective, _sft_tabular_objective
 from genver.features import token_features, trajectory_features
 from genver.policy import Policy, random_policy, uniform_policy
 from genver.spaces import TreeSpace

@@ -14,8 +14,9 @@ torch = pytest.importorskip("torch")  # the [neural] extra; part of the [test] e
 
 from genver import metrics as M  # noqa: E402
 from genver.estimators.mle import dpo_tabular_objective  # noqa: E402
-from genver.experiments.cells import ESTIMATORS, make_instance  # noqa: E402
-from genver.experiments.generators import GENERATORS  # noqa: E402
+from genver.experiments.cells import make_instance  # noqa: E402
+from genver.experiments.registry import ESTIMATORS  # noqa: E402
+from genver.experiments.registry import GENERATORS  # noqa: E402
 from genver.experiments.runner import run  # noqa: E402
 from genver.experiments.spec import SpecError, load_spec  # noqa: E402
 from genver.neural import (GlobalReward, LinearReward, LocalReward, NeuralPolicy, TinyTransformer,  # noqa: E402
@@ -47,7 +48,7 @@ def _model(sp, seed=0, d=16, heads=2, randomise_head=True):
 
 
 def _instance(name, **over):
-    p = {k: d for k, (_, d) in GENERATORS[name][1].items() if d is not None}
+    p = {k: d for k, (_, d) in GENERATORS[name].params.items() if d is not None}
     p.update(over)
     return make_instance(name, p, 0, 0)
 
@@ -181,7 +182,7 @@ def test_neural_routes_improve_over_the_reference_on_additive_target(name, opts)
     inst = _instance("additive_target", P=2, V=3, H=3)
     c = sample_preferences(inst.reward_true, inst.sampler, 1024, np.random.default_rng(1)).counts()
     o = {"steps": 120, "lr": 1e-2, "d_model": 16, "n_heads": 2, **opts}
-    res = ESTIMATORS[name][0](inst, c, np.random.default_rng(3), o)
+    res = ESTIMATORS[name].fit(inst, c, np.random.default_rng(3), o)
     ref_gap = M.suboptimality(inst.ref, inst.reward_true, inst.ref, inst.beta)
     gap = M.suboptimality(res.policy, inst.reward_true, inst.ref, inst.beta)
     assert gap < 0.6 * ref_gap, (gap, ref_gap)
@@ -194,7 +195,7 @@ def test_a_cell_is_reproducible_and_independent_of_the_thread_count():
     inst = _instance("additive_target", P=2, V=3, H=2)
     c = sample_preferences(inst.reward_true, inst.sampler, 200, np.random.default_rng(1)).counts()
     o = {"steps": 30, "d_model": 16, "n_heads": 2, "rm": "global"}
-    fit = ESTIMATORS["neural_rm_rl"][0]
+    fit = ESTIMATORS["neural_rm_rl"].fit
     n0 = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -212,7 +213,7 @@ def test_bad_neural_options_are_refused():
     inst = _instance("finite_gap", P=1, V=2, H=2, K_R=4, n_distractors=0)
     c = sample_preferences(inst.reward_true, inst.sampler, 50, np.random.default_rng(0)).counts()
     with pytest.raises(ValueError, match="rm = 'linear' needs a linear verifier"):
-        ESTIMATORS["neural_rm_rl"][0](inst, c, np.random.default_rng(0), {"rm": "linear", "steps": 2})
+        ESTIMATORS["neural_rm_rl"].fit(inst, c, np.random.default_rng(0), {"rm": "linear", "steps": 2})
     with pytest.raises(ValueError, match="steps"):
         TrainConfig(steps=0)
     with pytest.raises(ValueError, match="lr"):

@@ -17,8 +17,9 @@ torch = pytest.importorskip("torch")
 import naive  # noqa: E402
 from genver import metrics as M  # noqa: E402
 from genver.estimators import dpo, rm_rl  # noqa: E402
-from genver.experiments.cells import ESTIMATORS, make_instance  # noqa: E402
-from genver.experiments.generators import GENERATORS  # noqa: E402
+from genver.experiments.cells import make_instance  # noqa: E402
+from genver.experiments.registry import ESTIMATORS  # noqa: E402
+from genver.experiments.registry import GENERATORS  # noqa: E402
 from genver.experiments.spec import load_spec  # noqa: E402
 from genver.neural import (NeuralPolicy, StopRule, TinyTransformer, TrainConfig, TransformerConfig,  # noqa: E402
                            exact_objective, train_rl, train_rl_exact)
@@ -49,7 +50,7 @@ def _policy(sp, ref, seed=0, d=16, randomise_head=True, double=False):
 
 
 def _instance(name, **over):
-    p = {k: d for k, (_, d) in GENERATORS[name][1].items() if d is not None}
+    p = {k: d for k, (_, d) in GENERATORS[name].params.items() if d is not None}
     p.update(over)
     return make_instance(name, p, 0, 0)
 
@@ -238,7 +239,7 @@ def test_neural_rows_carry_the_optimisation_residual():
     c = sample_preferences(inst.reward_true, inst.sampler, 256, np.random.default_rng(1)).counts()
     o = {"d_model": 16, "n_heads": 2, "rm": "linear", "rl": "exact", "rm_optimizer": "lbfgs", "rm_l2": 0.01,
          "stop": True, "lr": 1e-2, "rl_steps": 600, "rm_steps": 200, "gap_tol": 1e-6}
-    res = ESTIMATORS["neural_rm_rl"][0](inst, c, np.random.default_rng(0), o)
+    res = ESTIMATORS["neural_rm_rl"].fit(inst, c, np.random.default_rng(0), o)
     tab = rm_rl(c, inst.reward_class, inst.policy_class, inst.ref, inst.beta, l2=0.01)
     assert np.max(np.abs((res.reward - res.reward.mean()) - (tab.reward - tab.reward.mean()))) < 1e-4  # same r̂
     assert abs(res.extra["opt_residual"] - M.suboptimality(res.policy, res.reward, inst.ref, inst.beta)) < 1e-12
@@ -246,7 +247,7 @@ def test_neural_rows_carry_the_optimisation_residual():
     # the residual is what separates the two routes' optimisation from their statistics
     assert abs(M.suboptimality(res.policy, inst.reward_true, inst.ref, inst.beta)
                - M.suboptimality(tab.policy, inst.reward_true, inst.ref, inst.beta)) < 1e-3
-    off = ESTIMATORS["neural_dpo"][0](inst, c, np.random.default_rng(0), {"d_model": 16, "n_heads": 2, "steps": 30})
+    off = ESTIMATORS["neural_dpo"].fit(inst, c, np.random.default_rng(0), {"d_model": 16, "n_heads": 2, "steps": 30})
     assert off.extra["opt_residual"] > 0.0
 
 
@@ -259,13 +260,13 @@ def test_online_dpo_default_improves_on_the_reference_in_the_shipped_neural_worl
     c = sample_preferences(inst.reward_true, inst.sampler, 512, np.random.default_rng(1)).counts()
     o = {"steps": 120, "lr": 1e-2, "batch_size": 128, "d_model": 16, "n_heads": 2, "rm": "linear",
          "rm_optimizer": "lbfgs"}
-    res = ESTIMATORS["neural_online_dpo"][0](inst, c, np.random.default_rng(3), o)
+    res = ESTIMATORS["neural_online_dpo"].fit(inst, c, np.random.default_rng(3), o)
     ref_gap = M.suboptimality(inst.ref, inst.reward_true, inst.ref, inst.beta)
     gap = M.suboptimality(res.policy, inst.reward_true, inst.ref, inst.beta)
     assert gap < 0.5 * ref_gap, (gap, ref_gap)
     assert res.extra["opt_residual"] >= 0.0
     # the paper's top-vs-bottom pairing is still available, and here it ends worse than π_ref itself
-    tb = ESTIMATORS["neural_online_dpo"][0](inst, c, np.random.default_rng(3), {**o, "labels": "top_bottom"})
+    tb = ESTIMATORS["neural_online_dpo"].fit(inst, c, np.random.default_rng(3), {**o, "labels": "top_bottom"})
     assert M.suboptimality(tb.policy, inst.reward_true, inst.ref, inst.beta) > ref_gap  # it collapses
 
 

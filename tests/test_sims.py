@@ -16,7 +16,7 @@ from genver.estimators import dpo, rl_step
 from genver.estimators.gradient import dpo_gd
 from genver.experiments.cells import make_instance, population_counts, run_unit
 from genver.experiments.expect import check_order, parse_order
-from genver.experiments.generators import GENERATORS
+from genver.experiments.registry import GENERATORS
 from genver.experiments.report import load_results, make_report
 from genver.experiments.runner import run
 from genver.experiments.spec import SpecError, load_spec, parse_spec, setting_id
@@ -210,7 +210,7 @@ def test_data_prompts_restrict_the_pairs_not_the_evaluation():
 
 
 def test_population_counts_are_the_expected_counts():
-    p = {k: d for k, (_, d) in GENERATORS["dichotomy"][1].items() if d is not None}
+    p = {k: d for k, (_, d) in GENERATORS["dichotomy"].params.items() if d is not None}
     inst = make_instance("dichotomy", p, 0, 0)
     c = population_counts(inst.reward_true, inst.sampler, 1000.0)
     assert abs(c.count.sum() - 1000.0) < 1e-8
@@ -223,7 +223,7 @@ def test_population_counts_are_the_expected_counts():
 
 
 def test_dpo_gd_reaches_exact_dpo_and_oracle_is_best_in_class():
-    p = {k: d for k, (_, d) in GENERATORS["linear_gap"][1].items() if d is not None}
+    p = {k: d for k, (_, d) in GENERATORS["linear_gap"].params.items() if d is not None}
     inst = make_instance("linear_gap", {**p, "H": 3}, 0, 0)
     c = sample_preferences(inst.reward_true, inst.sampler, 128, np.random.default_rng(0)).counts()
     ex = dpo(c, inst.policy_class, inst.ref, inst.beta, l2=0.01)

@@ -208,7 +208,7 @@ def _linear_ridge_logistic_reference(phi, pairs, counts, l2):
 
 def test_linear_reward_mle_by_features_equals_the_difference_matrix_path(monkeypatch):
     from genver.classes import LinearRewardClass
-    from genver.estimators import mle
+    from genver.estimators import linear
     from genver.preferences import Preferences
     from genver.spaces import TreeSpace
 
@@ -220,7 +220,7 @@ def test_linear_reward_mle_by_features_equals_the_difference_matrix_path(monkeyp
     a[:5, 2] = a[:5, 1]  # self-pairs (kept: they add a constant) and repeats (300 draws of 512 pairs)
     data = Preferences.from_array(sp, a, self_pairs="keep").counts()
     dense = reward_mle(data, R, l2=0.1)
-    monkeypatch.setattr(mle, "LINEAR_PAIRS_DENSE_MAX", 0)
+    monkeypatch.setattr(linear, "LINEAR_PAIRS_DENSE_MAX", 0)
     feat = reward_mle(data, R, l2=0.1)
     assert feat.extra["solver"] == "newton (features)" and dense.extra["solver"] == "newton"
     assert feat.converged and feat.grad_norm <= 1e-13 * 300

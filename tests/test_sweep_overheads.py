@@ -16,12 +16,13 @@ from conftest import random_logp
 from genver import _kernels
 from genver._validation import as_generator, check_beta, check_prompt_weights
 from genver.experiments import store as store_mod
-from genver.experiments.cells import _POLICY_METRICS, make_instance, run_unit
+from genver.experiments.cells import make_instance, run_unit
+from genver.experiments.registry import METRICS
 from genver.experiments.spec import parse_spec, setting_id
 from genver.experiments.store import ResultStore, parquet_bytes
 from genver.metrics import RewardLevels, reward_levels, win_rate
 from genver.policy import Policy
-from genver.preferences import Preferences, _completion_cdf, _sample_completions, _search_cdf, sample_preferences
+from genver.preferences import Preferences, _completion_cdf, sample_completions, _search_cdf, sample_preferences
 from genver.spaces import TreeSpace
 from genver.runcache import RunCache
 
@@ -159,7 +160,7 @@ def test_instance_levels_are_computed_once_and_give_the_sweep_the_same_win_rates
     assert again.reward_levels is not inst.reward_levels
     for k in range(0, inst.policy_class.size, 7):
         pol = inst.policy_class.member(k)
-        assert _POLICY_METRICS["win_rate"](pol, inst) == _old_win_rate(pol, inst.ref, inst.reward_true,
+        assert METRICS["win_rate"].fn(pol, inst) == _old_win_rate(pol, inst.ref, inst.reward_true,
                                                                         inst.prompt_weights)
 
 
@@ -193,8 +194,8 @@ def test_search_matches_row_by_row_searchsorted_on_ties_and_edges():
         u[550:600] = np.nextafter(1.0, 0.0)
         want = np.array([min(np.searchsorted(cdf[xi], ui, side="right"), T - 1) for xi, ui in zip(x, u)])
         np.testing.assert_array_equal(_search_cdf(cdf, x, u), want)
-        np.testing.assert_array_equal(_sample_completions(probs, x, u), want)
-        np.testing.assert_array_equal(_sample_completions(probs, x, u), _old_sample_completions(probs, x, u))
+        np.testing.assert_array_equal(sample_completions(probs, x, u), want)
+        np.testing.assert_array_equal(sample_completions(probs, x, u), _old_sample_completions(probs, x, u))
         valid = u < 1.0  # a uniform draw lies in [0, 1): never a zero-mass completion
         assert not (probs[x[valid], _search_cdf(cdf, x[valid], u[valid])] == 0).any()
     assert _search_cdf(cdf, np.empty(0, np.int64), np.empty(0)).shape == (0,)

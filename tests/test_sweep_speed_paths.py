@@ -340,8 +340,9 @@ def test_serial_kernels_switch_sends_every_dispatcher_to_its_serial_driver(monke
 
 
 def test_finite_gap_memo_returns_the_same_instance_and_generator_state():
-    from genver.experiments.generators import GENERATORS, _finite_gap
-    fn, schema = GENERATORS["finite_gap"]
+    from genver.experiments.generators import _finite_gap
+    from genver.experiments.registry import GENERATORS
+    fn, schema = GENERATORS["finite_gap"].fn, GENERATORS["finite_gap"].params
     p = {k: v for k, (_, v) in schema.items() if v is not None}
     p.update(P=3, V=2, H=3, n_distractors=50, data_prompts=2)
     fresh_rng = np.random.default_rng(123)

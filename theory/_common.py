@@ -39,7 +39,7 @@ import numpy as np
 
 __all__ = ["CHECK_IDS", "registry", "make_row", "summarise", "root_seed", "case_generators",
            "random_world", "world_settings", "coverage_of", "max_abs_logp_diff", "sample_sizes",
-           "SAME_POLICY_TV", "tv_distance", "finite_policy_gap"]
+           "SAME_POLICY_TV", "tv_distance", "finite_policy_gap", "random_finite_class"]
 
 #: Every check module, in the order the runner reports them.
 CHECK_IDS = (
@@ -223,3 +223,26 @@ def sample_sizes(rng: np.random.Generator, PT: int, k: int) -> list[int]:
     ns = {int(np.exp(rng.uniform(0.0, np.log(hi)))) for _ in range(k)}
     ns.add(int(rng.integers(1, max(2, PT))))
     return sorted(max(1, n) for n in ns)
+
+
+def random_finite_class(rng, w):
+    """A random finite policy class on the world ``w`` (:func:`random_world`): ``Π(R) ∪ D`` of a
+    random ``R`` with up to 60 distractors, or ``K`` random policies; on worlds with several
+    prompts, half the time with *twins* (members equal on prompt 0, different elsewhere)."""
+    from ..classes import FinitePolicyClass, random_policy_class, random_reward_class
+
+    sp, ref, beta = w["space"], w["ref"], w["beta"]
+    if rng.random() < 0.5:
+        R0 = random_reward_class(sp, int(rng.integers(2, 9)), rng, scale=w["reward_scale"])
+        Pi = FinitePolicyClass.soft_optimal_of(R0, ref, beta).with_distractors(
+            int(rng.integers(0, 61)), rng, ref=ref, beta=beta, scale=w["reward_scale"])
+    else:
+        Pi = random_policy_class(sp, int(rng.integers(2, 40)), rng, concentration=float(rng.uniform(0.5, 2)))
+    if sp.P > 1 and rng.random() < 0.5:  # twins: equal on prompt 0, different elsewhere
+        k = Pi.size
+        src = rng.integers(k, size=max(1, k // 3))
+        other = rng.integers(k, size=src.size)
+        tw = Pi.logp[src].copy()
+        tw[:, 1:] = Pi.logp[other][:, 1:]
+        Pi = FinitePolicyClass(sp, np.concatenate([Pi.logp, tw]))
+    return Pi

@@ -49,13 +49,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..classes import (FinitePolicyClass, LinearRewardClass, TabularPolicyClass, TabularRewardClass,
-                       induced_reward_class, random_policy_class, random_reward_class)
+from ..classes import (LinearRewardClass, TabularPolicyClass, TabularRewardClass, induced_reward_class,
+                       random_reward_class)
 from ..estimators import dpo, rm_rl
 from ..features import trajectory_features
 from ..preferences import sample_preferences
-from ._common import (case_generators, coverage_of, finite_policy_gap, make_row, max_abs_logp_diff, random_world,
-                      sample_sizes, world_settings)
+from ._common import (case_generators, coverage_of, finite_policy_gap, make_row, max_abs_logp_diff, random_finite_class,
+                      random_world, sample_sizes, world_settings)
 
 ID = "thm_2_2"
 STATEMENT = "R = R(Π) ⇒ offline DPO and online RM+RL have the same optima, for every N and coverage"
@@ -66,24 +66,6 @@ _TIE = 1e-12
 def _maximisers(ll):
     m = np.max(ll)
     return set(np.flatnonzero(ll >= m - _TIE * max(1.0, abs(m))).tolist())
-
-
-def _finite_class(rng, w):
-    sp, ref, beta = w["space"], w["ref"], w["beta"]
-    if rng.random() < 0.5:
-        R0 = random_reward_class(sp, int(rng.integers(2, 9)), rng, scale=w["reward_scale"])
-        Pi = FinitePolicyClass.soft_optimal_of(R0, ref, beta).with_distractors(
-            int(rng.integers(0, 61)), rng, ref=ref, beta=beta, scale=w["reward_scale"])
-    else:
-        Pi = random_policy_class(sp, int(rng.integers(2, 40)), rng, concentration=float(rng.uniform(0.5, 2)))
-    if sp.P > 1 and rng.random() < 0.5:  # twins: equal on prompt 0, different elsewhere
-        k = Pi.size
-        src = rng.integers(k, size=max(1, k // 3))
-        other = rng.integers(k, size=src.size)
-        tw = Pi.logp[src].copy()
-        tw[:, 1:] = Pi.logp[other][:, 1:]
-        Pi = FinitePolicyClass(sp, np.concatenate([Pi.logp, tw]))
-    return Pi
 
 
 def _finite_discrepancy(off, on, rm_loglik):
@@ -102,7 +84,7 @@ def check(quick: bool = True, random_state=None) -> list[dict]:
     for rng in case_generators(random_state, n_fin, stream=0):
         w = random_world(rng)
         sp, beta, ref = w["space"], w["beta"], w["ref"]
-        Pi = _finite_class(rng, w)
+        Pi = random_finite_class(rng, w)
         R_Pi = induced_reward_class(Pi, ref, beta)
         R_bad = random_reward_class(sp, Pi.size, rng, scale=float(np.std(R_Pi.tables)) + 1e-3)
         ns = sample_sizes(rng, sp.P * sp.T, 3)

@@ -54,9 +54,8 @@ from ..classes import (LinearRewardClass, TabularPolicyClass, TabularRewardClass
 from ..estimators import maxent_irl_rl, sample_demonstrations, sft, spin
 from ..features import trajectory_features
 from ..softrl import soft_optimal
-from ._common import (case_generators, finite_policy_gap, make_row, max_abs_logp_diff, random_world, sample_sizes,
-                      world_settings)
-from .thm_2_2 import _finite_class
+from ._common import (case_generators, finite_policy_gap, make_row, max_abs_logp_diff, random_finite_class,
+                      random_world, sample_sizes, world_settings)
 
 ID = "thm_2_3"
 STATEMENT = "R = R(Π) ⇒ SFT ≡ MaxEnt-IRL + soft RL, and SPIN offline ≡ online, for every N"
@@ -92,7 +91,7 @@ def check(quick: bool = True, random_state=None) -> list[dict]:
     for rng in case_generators(random_state, n_fin, stream=0):
         w = random_world(rng)
         sp, beta, ref = w["space"], w["beta"], w["ref"]
-        Pi = _finite_class(rng, w)
+        Pi = random_finite_class(rng, w)
         R_Pi = induced_reward_class(Pi, ref, beta)
         R_bad = random_reward_class(sp, Pi.size, rng, scale=float(np.std(R_Pi.tables)) + 1e-3)
         ns = sample_sizes(rng, sp.P * sp.T, 2)

@@ -73,6 +73,24 @@ def _residual(policy: Policy, target_logp, rho) -> float:
     return float(rho_weighted(kl_rows(policy.logp, target_logp), rho))
 
 
+class _PolicyClassDefaults:
+    """What a :class:`~genver.classes.base.PolicyClass` provides unless the family knows better."""
+
+    def as_finite(self) -> "FinitePolicyClass | None":
+        """The class as an explicit member list, or ``None`` (not a finite class)."""
+        return None
+
+    @property
+    def identifiable_dim(self):
+        return self.n_params
+
+    def rl_argmax_many(self, rewards, ref: Policy, beta: float, prompt_weights=None, *,
+                       cache: RunCache | None = None) -> list[RLResult]:
+        """:meth:`rl_argmax` for each reward in turn (``cache``: a run's
+        :class:`~genver.runcache.RunCache`, unused here)."""
+        return [self.rl_argmax(r, ref, beta, prompt_weights) for r in rewards]
+
+
 def _rl_by_lbfgs(negJ, x0, policy_of, r, ref, beta, rho, gtol, max_iter) -> RLResult:
     """Maximise ``J_β`` over a parametric class by L-BFGS; certify with the gradient norm and
     the reverse-KL residual to ``π*_r``."""
@@ -83,7 +101,7 @@ def _rl_by_lbfgs(negJ, x0, policy_of, r, ref, beta, rho, gtol, max_iter) -> RLRe
                     residual_kl=_residual(pol, target.logp, rho), grad_norm=gnorm, iterations=int(res.nit))
 
 
-class TabularPolicyClass:
+class TabularPolicyClass(_PolicyClassDefaults):
     """Every full-support token-level policy on ``space``."""
 
     kind = "tabular"
@@ -105,7 +123,7 @@ class TabularPolicyClass:
         return f"TabularPolicyClass({self.space!r})"
 
 
-class LogLinearPolicyClass:
+class LogLinearPolicyClass(_PolicyClassDefaults):
     """``π_θ(a|x,s) ∝ π_ref(a|x,s) exp(θ·ψ(x,s,a))``, ``psi`` of shape (P, n_internal, V, d)."""
 
     kind = "loglinear"
@@ -127,6 +145,17 @@ class LogLinearPolicyClass:
     @property
     def n_params(self) -> int:
         return self.psi.shape[3]
+
+    @property
+    def identifiable_dim(self):
+        """Parameters that change the policy: the rank of the token features centred over the
+        ``V`` actions of each node (a shift common to a node's actions cancels in its softmax);
+        ``n_params`` when ``psi`` has more than 2**24 entries (the rank would cost too much)."""
+        psi = self.psi
+        if psi.size > 2**24:
+            return self.n_params
+        centred = psi - psi.mean(axis=2, keepdims=True)
+        return float(np.linalg.matrix_rank(centred.reshape(-1, psi.shape[3])))
 
     def _check_theta(self, theta):
         t = np.asarray(theta, dtype=np.float64)
@@ -173,7 +202,7 @@ class LogLinearPolicyClass:
         return f"LogLinearPolicyClass(d={self.n_params}, {self.space!r})"
 
 
-class FinitePolicyClass:
+class FinitePolicyClass(_PolicyClassDefaults):
     """``K`` explicit policies, sequence log-probs ``logp`` of shape (K, P, T)."""
 
     kind = "finite"
@@ -205,6 +234,9 @@ class FinitePolicyClass:
     @property
     def log_size(self) -> float:
         return float(np.log(self.size))
+
+    def as_finite(self) -> "FinitePolicyClass":
+        return self
 
     def member(self, k: int) -> Policy:
         if not 0 <= k < self.size:
@@ -329,7 +361,7 @@ class FinitePolicyClass:
         return f"FinitePolicyClass(K={self.size}, {self.space!r})"
 
 
-class SoftOptimalPolicyClass:
+class SoftOptimalPolicyClass(_PolicyClassDefaults):
     """``Π(R)`` for a finite or linear reward class ``R`` (reference ``ref``, KL weight β)."""
 
     kind = "soft_optimal"
@@ -349,6 +381,11 @@ class SoftOptimalPolicyClass:
     @property
     def n_params(self):
         return self.reward_class.n_params
+
+    def as_finite(self) -> FinitePolicyClass | None:
+        """``Π(R)`` of a finite ``R`` as its member list (:meth:`to_finite`); ``None`` for a
+        linear ``R``."""
+        return self.to_finite() if isinstance(self.reward_class, FiniteRewardClass) else None
 
     def to_finite(self) -> FinitePolicyClass:
         if not isinstance(self.reward_class, FiniteRewardClass):

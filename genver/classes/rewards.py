@@ -47,6 +47,14 @@ class FiniteRewardClass:
         return float(np.log(self.size))
 
     n_params = None
+    identifiable_dim = None
+
+    def as_finite(self) -> "FiniteRewardClass":
+        return self
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        """A uniformly drawn member (one ``rng.integers`` draw)."""
+        return self.member(int(rng.integers(self.size)))
 
     def member(self, k: int) -> np.ndarray:
         if not 0 <= k < self.size:
@@ -78,6 +86,20 @@ class LinearRewardClass:
     def n_params(self) -> int:
         return self.phi.shape[2]
 
+    @property
+    def identifiable_dim(self) -> float:
+        """Parameters Bradley–Terry can identify: the rank of the features centred within each
+        prompt (per-prompt constants are invisible)."""
+        phi = self.phi - self.phi.mean(axis=1, keepdims=True)
+        return float(np.linalg.matrix_rank(phi.reshape(-1, phi.shape[2])))
+
+    def as_finite(self) -> None:
+        return None
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        """``w·φ`` with ``w ~ N(0, I_d)`` (one ``rng.standard_normal(d)`` draw)."""
+        return self.reward(rng.standard_normal(self.n_params))
+
     def reward(self, w) -> np.ndarray:
         w = np.asarray(w, dtype=np.float64)
         if w.shape != (self.n_params,):
@@ -102,6 +124,17 @@ class TabularRewardClass:
     @property
     def n_params(self) -> int:
         return self.space.P * (self.space.T - 1)
+
+    @property
+    def identifiable_dim(self) -> int:
+        return self.n_params
+
+    def as_finite(self) -> None:
+        return None
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        """A table with i.i.d. ``N(0, 1)`` entries."""
+        return rng.standard_normal(self.space.shape)
 
     def __repr__(self):
         return f"TabularRewardClass({self.space!r})"

@@ -1,4 +1,15 @@
-"""The result object every estimator returns.
+"""What every estimator shares: the result object, the data and reference checks, the timer,
+and the per-class solver dispatch.
+
+Each estimator is a short public function (a *front door*: it validates its arguments, then
+calls the solver of the class it was given) wrapped in :func:`timed`, and one
+``functools.singledispatch`` solver per estimator made by :func:`unsupported`; each class
+family registers its solvers in its own module (:mod:`genver.estimators.finite`,
+:mod:`~genver.estimators.tabular`, :mod:`~genver.estimators.linear`). A new class family is one
+module of ``@solver.register`` functions; a class without a solver is a ``ValueError`` that
+names the estimator and the class.
+
+The result object every estimator returns:
 
 ``policy`` is the fitted policy ``π̂`` (``None`` for pure reward estimators), ``reward`` the
 fitted reward table ``r̂`` (P, T) where there is one. ``objective`` is the maximised objective
@@ -13,11 +24,15 @@ the optimiser; exhaustive enumeration has ``grad_norm = 0`` and ``converged = Tr
 """
 from __future__ import annotations
 
+import functools
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..policy import Policy
+from .._solve import NEWTON_RTOL
+from ..preferences import PairCounts, Preferences
 
 
 @dataclass
@@ -36,3 +51,58 @@ class FitResult:
     identified: np.ndarray | None = None
     wall_time: float = 0.0
     extra: dict = field(default_factory=dict)
+
+
+#: Default ridge weight ``λ`` for the tabular classes (see :mod:`genver.estimators.tabular`).
+DEFAULT_L2 = 1e-2
+
+
+def as_counts(data) -> PairCounts:
+    """The sufficient statistics of preference data: ``data.counts()`` for a
+    :class:`~genver.preferences.Preferences` stream, ``data`` itself for
+    :class:`~genver.preferences.PairCounts`; anything else is a ``ValueError``."""
+    if isinstance(data, Preferences):
+        return data.counts()
+    if isinstance(data, PairCounts):
+        return data
+    raise ValueError(f"data must be Preferences or PairCounts, got {type(data).__name__}")
+
+
+def check_ref(ref, space, what: str = "the data's space") -> Policy:
+    """``ref`` if it is a :class:`~genver.policy.Policy` on ``space``, else a ``ValueError``."""
+    if not isinstance(ref, Policy) or ref.space != space:
+        raise ValueError(f"ref must be a Policy on {what}")
+    return ref
+
+
+def timed(fn):
+    """The estimators' shared epilogue: ``fn`` (validation, then the class's solver) is timed
+    and the wall time from entry to return is written into the :class:`FitResult` it returns."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs) -> FitResult:
+        t0 = time.perf_counter()
+        res = fn(*args, **kwargs)
+        res.wall_time = time.perf_counter() - t0
+        return res
+    return wrapper
+
+
+def unsupported(estimator: str, role: str):
+    """The default of an estimator's per-class solver (``functools.singledispatch``): a
+    ``ValueError`` naming the estimator and the class it has no solver for."""
+    def solver(cls, *args, **kwargs):
+        raise ValueError(f"{estimator}: unsupported {role} class {type(cls).__name__}")
+    solver.__name__ = f"{estimator}_solver"
+    return functools.singledispatch(solver)
+
+
+def bt_weights(d: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """``c σ(d) σ(−d)``: the Bradley–Terry curvature of each pair with margin ``d`` and count
+    ``c``, without overflow."""
+    e = np.exp(-np.abs(d))
+    return count * e / (1.0 + e) ** 2
+
+
+def newton_gtol(c: PairCounts) -> float:
+    """The Newton solvers' gradient tolerance on pair data: ``NEWTON_RTOL · max(1, N)``."""
+    return NEWTON_RTOL * max(1.0, float(c.count.sum()))

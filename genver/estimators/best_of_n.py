@@ -19,14 +19,12 @@ positive base mass keeps a positive, accurate mass.
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from .._validation import check_positive_int
 from ..policy import Policy
 from ..softrl import kl_rows
-from .base import FitResult
+from .base import FitResult, timed
 
 __all__ = ["best_of_n", "best_of_n_kl_bound"]
 
@@ -76,6 +74,7 @@ def _bon_row(lp: np.ndarray, r: np.ndarray, N: int) -> np.ndarray:
     return out
 
 
+@timed
 def best_of_n(base: Policy, reward, N: int) -> FitResult:
     """Exact distribution of best-of-``N`` sampling from ``base`` under ``reward`` (P, T).
 
@@ -83,7 +82,6 @@ def best_of_n(base: Policy, reward, N: int) -> FitResult:
     reward (prompts uniform), and ``extra``: ``N``, ``kl`` (uniform-prompt mean of
     ``KL(π_BoN ‖ base)``), ``kl_per_prompt`` and ``kl_bound`` (``log N − (N−1)/N``).
     """
-    t0 = time.perf_counter()
     if not isinstance(base, Policy):
         raise ValueError(f"base must be a genver Policy, got {type(base).__name__}")
     sp = base.space
@@ -96,6 +94,5 @@ def best_of_n(base: Policy, reward, N: int) -> FitResult:
     pol = Policy(sp, logp, name="best-of-N log-probabilities")
     klp = kl_rows(pol.logp, base.logp)
     return FitResult("best_of_n", float(np.mean((pol.probs * r).sum(axis=1))), policy=pol, reward=r,
-                     wall_time=time.perf_counter() - t0,
                      extra={"N": N, "kl": float(klp.mean()), "kl_per_prompt": klp,
                             "kl_bound": best_of_n_kl_bound(N)})

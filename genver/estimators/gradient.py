@@ -13,44 +13,36 @@ each logit moves by at most ``lr`` per step), the same rule as
 steps compares the *directions* of two objectives rather than their gradient scales.
 The gradient is exact: ``∂obj/∂z = β (g − π Σ_y g)`` with ``g = ∂obj/∂f``.
 
-The objective is :func:`genver.estimators.mle.dpo_tabular_objective`, the one the exact
+The objective is :func:`genver.estimators.tabular.dpo_tabular_objective`, the one the exact
 :func:`genver.estimators.dpo` maximises.
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
-from .._solve import check_l2
 from .._validation import check_beta, check_positive_int
-from ..classes import TabularPolicyClass
 from ..policy import Policy, logsumexp_rows
-from .base import FitResult
-from .mle import DEFAULT_L2, _counts, dpo_tabular_objective
+from . import mle  # noqa: F401  (the class families register their solvers)
+from .base import FitResult, as_counts, check_ref, timed
+from .solvers import dpo_gd_solver
 
 __all__ = ["dpo_gd"]
 
 
+@timed
 def dpo_gd(data, policy_class, ref: Policy, beta: float, *, steps: int = 100, lr: float = 1.0,
            l2: float | None = None, normalise: bool = False) -> FitResult:
     """DPO on the tabular class by ``steps`` gradient-ascent steps of size ``lr`` on the mean
     objective, starting at ``π_ref`` (see the module docstring). ``normalise=True`` takes
     steps ``lr·g/max|g|`` (every logit moves by at most ``lr`` per step), which makes step
     budgets comparable across objectives whose gradients have different scales."""
-    t0 = time.perf_counter()
-    c = _counts(data)
+    c = as_counts(data)
     sp = c.space
     beta = check_beta(beta)
     steps = check_positive_int(steps, "steps", minimum=0)
     lr = check_beta(lr, "lr")
-    if not isinstance(policy_class, TabularPolicyClass):
-        raise ValueError(f"dpo_gd supports the tabular class, got {type(policy_class).__name__}")
-    if not isinstance(ref, Policy) or ref.space != sp:
-        raise ValueError("ref must be a Policy on the data's space")
-    ref.require_full_support("ref")
-    l2 = check_l2(DEFAULT_L2 if l2 is None else l2, positive=True)
-    f = dpo_tabular_objective(c, ref, beta, l2)
+    check_ref(ref, sp)
+    f, l2 = dpo_gd_solver(policy_class, c, ref, beta, l2)  # the class's DPO objective of the logits z
     N = max(float(c.count.sum()), 1.0)
     z = np.zeros(sp.shape)
     history = []
@@ -65,5 +57,5 @@ def dpo_gd(data, policy_class, ref: Policy, beta: float, *, steps: int = 100, lr
     obj, gz, logp = f(z)
     pol = Policy(sp, logp - logsumexp_rows(logp)[:, None])
     return FitResult("dpo_gd", float(obj), policy=pol, reward=beta * (pol.logp - ref.logp), converged=False,
-                     iterations=steps, grad_norm=float(np.abs(gz).max()), wall_time=time.perf_counter() - t0,
+                     iterations=steps, grad_norm=float(np.abs(gz).max()),
                      extra={"l2": l2, "lr": lr, "normalise": normalise, "objective_history": history})

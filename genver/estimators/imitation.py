@@ -62,26 +62,27 @@ Solvers and well-posedness rules (the same conventions as :mod:`genver.estimator
 * Linear / log-linear classes: L-BFGS (``gtol = 1e-9``, ``ftol = 0``) with exact gradients;
   ``grad_norm`` is the max-abs gradient at the solution and ``converged`` is True when that
   gradient is ``≤ 1e-6·max(1, N)``.
+
+The solvers live with their class families (:mod:`genver.estimators.finite`,
+:mod:`~genver.estimators.tabular`, :mod:`~genver.estimators.linear`,
+:mod:`~genver.estimators.soft_optimal`); the functions here validate and dispatch.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from .._validation import as_generator, check_beta, check_positive_int, check_prompt_weights
-from ..classes import (FinitePolicyClass, FiniteRewardClass, LinearRewardClass, LogLinearPolicyClass,
-                       SoftOptimalPolicyClass, TabularPolicyClass, TabularRewardClass, induced_reward_class)
-from ..policy import Policy, logsumexp_rows, sequence_logp_from_cond
-from ..preferences import Preferences, _sample_completions
+from ..classes import induced_reward_class
+from ..policy import Policy
+from ..preferences import Preferences, sample_completions
 from ..spaces import TreeSpace
 from . import mle
-from .._solve import NEWTON_RTOL, check_l2, converged, finite_pick, lbfgs, newton
-from .base import FitResult
+from .base import FitResult, timed
+from .solvers import irl_solver, sft_solver
 
 __all__ = ["Demonstrations", "sample_demonstrations", "sft", "maxent_irl", "maxent_irl_rl", "spin"]
-
 
 
 # -- data ---------------------------------------------------------------------------------
@@ -141,7 +142,7 @@ def sample_demonstrations(policy: Policy, n: int, random_state=None, prompt_weig
     rho = check_prompt_weights(prompt_weights, sp.P)
     rng = as_generator(random_state)
     x = rng.choice(sp.P, size=n, p=rho).astype(np.int64)
-    y = _sample_completions(policy.probs, x, rng.random(n)).astype(np.int64)
+    y = sample_completions(policy.probs, x, rng.random(n)).astype(np.int64)
     return Demonstrations(sp, x, y)
 
 
@@ -165,213 +166,37 @@ def _check_class_space(name: str, cls, space: TreeSpace):
         raise ValueError(f"{name} lives on a different space than the demonstrations ({space!r})")
 
 
-def _flat_counts(C: np.ndarray):
-    flat = C.ravel()
-    idx = np.flatnonzero(flat)
-    return idx, flat[idx]
-
-
-def _identified(C: np.ndarray) -> np.ndarray:
-    return np.broadcast_to(C.sum(axis=1, keepdims=True) > 0, C.shape).copy()
-
-
-def _tabular_objective(C: np.ndarray, lr: np.ndarray, beta: float, l2: float):
-    """Penalised log-likelihood of ``π = softmax(log π_ref + u/β)`` as a function of the
-    reward-scale variable ``u`` (P, T): ``u = β z`` for SFT logits ``z``, ``u = r`` for MaxEnt
-    IRL (the same function). Returns ``f(u) -> (obj, grad, logp)``."""
-    Nx = C.sum(axis=1, keepdims=True)
-
-    def f(u):
-        s = lr + u / beta
-        logp = s - logsumexp_rows(s)[:, None]
-        uc = u - u.mean(axis=1, keepdims=True)  # = r_π − mean (constants cancel)
-        ll = float(np.sum(C * logp))
-        obj = ll - 0.5 * l2 * float(np.sum(uc * uc))
-        grad = (C - Nx * np.exp(logp)) / beta - l2 * uc
-        return obj, grad, logp
-
-    return f
-
-
-def _tabular_newton(C: np.ndarray, lr: np.ndarray, beta: float, l2: float, a: float):
-    """Maximise the tabular objective of :func:`_tabular_objective` over ``x`` with ``u = a·x``
-    (``a = β``: SFT logits; ``a = 1``: IRL reward) by :func:`genver._solve.newton`; the Newton
-    step is the per-prompt Sherman–Morrison solve of the module docstring. Returns the
-    :class:`~genver._solve.NewtonResult` (``fun``/``jac``: the negated objective and its
-    gradient in ``x``)."""
-    f = _tabular_objective(C, lr, beta, l2)
-    shape = C.shape
-    k = C.sum(axis=1, keepdims=True) / (beta * beta)
-
-    def neg(xflat):
-        obj, gu, _ = f(a * xflat.reshape(shape))
-        return -obj, -(a * gu).ravel()
-
-    def solve(xflat, g):  # H_x⁻¹ g with H_x = a² [(N_x/β²)(diag π − ππᵀ) + λ C_T] on 1⊥
-        s = lr + (a / beta) * xflat.reshape(shape)
-        p = np.exp(s - logsumexp_rows(s)[:, None])
-        g = g.reshape(shape)
-        g = g - g.mean(axis=1, keepdims=True)
-        m = k * p + l2  # M = diag(kπ + λ) > 0
-        mg, mp = g / m, p / m
-        denom = np.sum(p * (l2 / m), axis=1, keepdims=True)  # 1 − k πᵀM⁻¹π, > 0 for λ > 0
-        d = mg + (k * np.sum(p * mg, axis=1, keepdims=True) / denom) * mp
-        d = d - d.mean(axis=1, keepdims=True)
-        return (d / (a * a)).ravel()
-
-    return newton(neg, solve, np.zeros(C.size), NEWTON_RTOL * max(1.0, float(C.sum())))
-
-
-def _sft_tabular_objective(z, C, lr, beta, l2):
-    """SFT objective and gradient over the logits ``z`` (P, T) (exposed for tests)."""
-    obj, gu, _ = _tabular_objective(C, lr, beta, l2)(beta * z)
-    return obj, beta * gu
-
-
-def _irl_tabular_objective(r, C, lr, beta, l2):
-    """MaxEnt-IRL objective and gradient over the reward table ``r`` (exposed for tests)."""
-    obj, gu, _ = _tabular_objective(C, lr, beta, l2)(r)
-    return obj, gu
-
-
-def _linear_objective(C, lr, phi, beta, l2):
-    """MaxEnt-IRL log-likelihood over ``π*_w ∝ π_ref exp(w·φ/β)`` minus ``(λ/2)‖w‖²``."""
-    Nx = C.sum(axis=1)
-    supp = C > 0
-    Cphi = np.einsum("pt,ptd->d", C, phi)
-
-    def f(w):
-        s = lr + phi @ w / beta
-        logp = s - logsumexp_rows(s)[:, None]
-        p = np.exp(logp)
-        ll = float(np.sum(C[supp] * logp[supp]))
-        Ephi = np.einsum("pt,ptd->pd", p, phi)
-        grad = (Cphi - Nx @ Ephi) / beta - l2 * w
-        return ll - 0.5 * l2 * float(w @ w), grad, logp
-
-    return f
-
-
-def _linear_fit(C, lr, phi, beta, l2):
-    f = _linear_objective(C, lr, phi, beta, l2)
-
-    def neg(w):
-        obj, g, _ = f(w)
-        return -obj, -g
-
-    res, g = lbfgs(neg, np.zeros(phi.shape[2]))
-    _, _, logp = f(res.x)
-    return res, g, logp
-
-
 # -- SFT ----------------------------------------------------------------------------------
+@timed
 def sft(demos: Demonstrations, policy_class, ref: Policy, beta: float, *, l2: float | None = None) -> FitResult:
     """Supervised fine-tuning: ``argmax_{π∈Π} Σ_i log π(y_i|x_i) − pen(π)`` (see module docstring)."""
-    t0 = time.perf_counter()
     demos = _check_demos(demos)
     sp = demos.space
     beta = check_beta(beta)
     ref = _check_ref(ref, sp)
     _check_class_space("policy_class", policy_class, sp)
-    C = demos.counts()
-    n = len(demos)
-    fin = mle._policy_members(policy_class)
-    if fin is not None:
-        idx, cnt = _flat_counts(C)
-        ll = fin.logp.reshape(fin.size, -1)[:, idx] @ cnt if idx.size else np.zeros(fin.size)
-        k, set_valued, n_max = finite_pick(ll, fin.logp)
-        return FitResult("sft", float(ll[k]), policy=fin.member(k), policy_index=k, set_valued=set_valued,
-                         wall_time=time.perf_counter() - t0, extra={"n_maximisers": n_max, "loglik_all": ll})
-    if isinstance(policy_class, SoftOptimalPolicyClass):  # linear R: π_w ∝ π_ref e^{w·φ/β}
-        l2 = check_l2(0.0 if l2 is None else l2, positive=False)
-        pref = policy_class.ref
-        pref.require_full_support("policy_class.ref")
-        res, g, logp = _linear_fit(C, pref.logp, policy_class.reward_class.phi, policy_class.beta, l2)
-        w = res.x
-        return FitResult("sft", -float(res.fun), policy=policy_class.policy(w),
-                         reward=policy_class.reward_class.reward(w), params=w,
-                         converged=converged(g, n), iterations=int(res.nit), grad_norm=g,
-                         wall_time=time.perf_counter() - t0, extra={"l2": l2})
-    if isinstance(policy_class, TabularPolicyClass):
-        l2 = check_l2(mle.DEFAULT_L2 if l2 is None else l2, positive=True)
-        ref.require_full_support("ref")
-        lr = ref.logp
-        res = _tabular_newton(C, lr, beta, l2, beta)  # over the logits z (u = βz)
-        s = lr + res.x.reshape(sp.shape)
-        pol = Policy(sp, s - logsumexp_rows(s)[:, None])
-        return FitResult("sft", -res.fun, policy=pol, reward=beta * (pol.logp - lr),
-                         converged=converged(res.grad_norm, n), iterations=res.nit, grad_norm=res.grad_norm,
-                         identified=_identified(C), wall_time=time.perf_counter() - t0,
-                         extra={"l2": l2, "solver": "newton", "solver_status": res.status})
-    if isinstance(policy_class, LogLinearPolicyClass):
-        l2 = check_l2(0.0 if l2 is None else l2, positive=False)
-
-        def neg(theta):
-            cond = policy_class.cond(theta)
-            logp = sequence_logp_from_cond(sp, cond)
-            ll = float(np.sum(C[C > 0] * logp[C > 0]))
-            grad = policy_class.contract_score(cond, C) - l2 * theta
-            return -(ll - 0.5 * l2 * float(theta @ theta)), -grad
-
-        res, g = lbfgs(neg, np.zeros(policy_class.n_params))
-        pol = policy_class.policy(res.x)
-        return FitResult("sft", -float(res.fun), policy=pol, params=res.x, converged=converged(g, n),
-                         iterations=int(res.nit), grad_norm=g, wall_time=time.perf_counter() - t0,
-                         extra={"l2": l2})
-    raise ValueError(f"sft: unsupported policy class {type(policy_class).__name__}")
+    return sft_solver(policy_class, demos.counts(), len(demos), ref, beta, l2)
 
 
 # -- MaxEnt IRL (+ RL) ---------------------------------------------------------------------
+@timed
 def maxent_irl(demos: Demonstrations, reward_class, ref: Policy, beta: float, *,
                l2: float | None = None) -> FitResult:
     """Stage 1: ``r̂ ∈ argmax_{r∈R} Σ_i log π*_r(y_i|x_i) − pen(r)``. ``policy`` is the IRL
     model ``π*_{r̂}`` (soft-optimal with respect to ``ref`` — not yet projected onto a class)."""
-    t0 = time.perf_counter()
     demos = _check_demos(demos)
     sp = demos.space
     beta = check_beta(beta)
     ref = _check_ref(ref, sp)
     _check_class_space("reward_class", reward_class, sp)
-    C = demos.counts()
-    n = len(demos)
-    lr = ref.logp
-    if isinstance(reward_class, FiniteRewardClass):
-        K = reward_class.size
-        s = lr[None] + reward_class.tables / beta  # (K, P, T)
-        logp_all = s - logsumexp_rows(s)[..., None]
-        idx, cnt = _flat_counts(C)
-        ll = logp_all.reshape(K, -1)[:, idx] @ cnt if idx.size else np.zeros(K)
-        k, set_valued, n_max = finite_pick(ll, logp_all)
-        return FitResult("maxent_irl", float(ll[k]), policy=Policy._trusted(sp, np.ascontiguousarray(logp_all[k])),
-                         reward=reward_class.tables[k], reward_index=k, set_valued=set_valued,
-                         wall_time=time.perf_counter() - t0, extra={"n_maximisers": n_max, "loglik_all": ll})
-    if isinstance(reward_class, LinearRewardClass):
-        l2 = check_l2(0.0 if l2 is None else l2, positive=False)
-        ref.require_full_support("ref")
-        res, g, logp = _linear_fit(C, lr, reward_class.phi, beta, l2)
-        w = res.x
-        return FitResult("maxent_irl", -float(res.fun), policy=Policy._trusted(sp, logp), reward=reward_class.reward(w),
-                         params=w, converged=converged(g, n), iterations=int(res.nit), grad_norm=g,
-                         wall_time=time.perf_counter() - t0, extra={"l2": l2})
-    if isinstance(reward_class, TabularRewardClass):
-        l2 = check_l2(mle.DEFAULT_L2 if l2 is None else l2, positive=True)
-        ref.require_full_support("ref")
-        res = _tabular_newton(C, lr, beta, l2, 1.0)  # over the reward table r (u = r)
-        r = res.x.reshape(sp.shape)
-        r = r - r.mean(axis=1, keepdims=True)
-        _, _, logp = _tabular_objective(C, lr, beta, l2)(r)
-        return FitResult("maxent_irl", -res.fun, policy=Policy._trusted(sp, logp), reward=r,
-                         converged=converged(res.grad_norm, n), iterations=res.nit, grad_norm=res.grad_norm,
-                         identified=_identified(C), wall_time=time.perf_counter() - t0,
-                         extra={"l2": l2, "solver": "newton", "solver_status": res.status})
-    raise ValueError(f"maxent_irl: unsupported reward class {type(reward_class).__name__}")
+    return irl_solver(reward_class, demos.counts(), len(demos), ref, beta, l2)
 
 
+@timed
 def maxent_irl_rl(demos: Demonstrations, reward_class, policy_class, ref: Policy, beta: float, *,
                   l2: float | None = None, prompt_weights=None) -> FitResult:
     """The two-stage imitation route: MaxEnt-IRL reward over ``R``, then exact RL over ``Π``
     against ``r̂`` (reference ``ref``, weight ``beta``)."""
-    t0 = time.perf_counter()
     irl = maxent_irl(demos, reward_class, ref, beta, l2=l2)
     _check_class_space("policy_class", policy_class, demos.space)
     check_prompt_weights(prompt_weights, demos.space.P)
@@ -380,12 +205,13 @@ def maxent_irl_rl(demos: Demonstrations, reward_class, policy_class, ref: Policy
                      policy_index=rl.policy_index, reward_index=irl.reward_index, params=irl.params,
                      converged=irl.converged, iterations=irl.iterations + rl.iterations,
                      grad_norm=max(irl.grad_norm, rl.grad_norm), set_valued=irl.set_valued,
-                     identified=irl.identified, wall_time=time.perf_counter() - t0,
+                     identified=irl.identified,
                      extra={"rl_objective": rl.objective, "residual_kl": rl.extra["residual_kl"],
                             "irl_policy": irl.policy, **irl.extra})
 
 
 # -- SPIN ---------------------------------------------------------------------------------
+@timed
 def spin(demos: Demonstrations, policy_class, ref: Policy, beta: float, *, rounds: int = 3,
          n_synthetic: int = 1, random_state=None, route: str = "offline", reward_class=None,
          l2: float | None = None) -> FitResult:
@@ -401,7 +227,6 @@ def spin(demos: Demonstrations, policy_class, ref: Policy, beta: float, *, round
     (handled as its finite member list), tabular. ``extra`` holds ``policies`` (π_1..π_T),
     ``pairs`` (the Preferences of each round) and ``rounds`` (per-round summaries).
     """
-    t0 = time.perf_counter()
     demos = _check_demos(demos)
     sp = demos.space
     beta = check_beta(beta)
@@ -416,9 +241,9 @@ def spin(demos: Demonstrations, policy_class, ref: Policy, beta: float, *, round
     if reward_class is not None:
         _check_class_space("reward_class", reward_class, sp)
     ref.require_full_support("ref")
-    fin = mle._policy_members(policy_class)
+    fin = policy_class.as_finite()
     pclass = fin if fin is not None else policy_class
-    if not isinstance(pclass, (FinitePolicyClass, TabularPolicyClass)):
+    if fin is None and pclass.kind != "tabular":  # R(Π) (the online route) exists for these only
         raise ValueError(f"spin: unsupported policy class {type(policy_class).__name__} "
                          "(finite, soft-optimal of a finite R, or tabular)")
     if fin is not None and not np.isfinite(fin.logp).all():
@@ -431,7 +256,7 @@ def spin(demos: Demonstrations, policy_class, ref: Policy, beta: float, *, round
     fit = None
     for t in range(rounds):
         u = rng.random(xs.size)
-        y_syn = _sample_completions(pi_t.probs, xs, u).astype(np.int64)
+        y_syn = sample_completions(pi_t.probs, xs, u).astype(np.int64)
         pairs = Preferences(sp, xs.copy(), ys.copy(), y_syn)
         if route == "offline":
             fit = mle.dpo(pairs, pclass, pi_t, beta, l2=l2)
@@ -455,5 +280,4 @@ def spin(demos: Demonstrations, policy_class, ref: Policy, beta: float, *, round
                      reward_index=fit.reward_index, converged=all(d["converged"] for d in info),
                      iterations=sum(d["iterations"] for d in info),
                      grad_norm=max(d["grad_norm"] for d in info), set_valued=fit.set_valued,
-                     wall_time=time.perf_counter() - t0,
                      extra={"route": route, "rounds": info, "policies": policies, "pairs": pair_sets})

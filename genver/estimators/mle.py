@@ -27,63 +27,13 @@ vectorised log-sigmoid); ``wall_time`` is the path's time divided by the number 
 
 Solvers and well-posedness rules
 --------------------------------
-* Finite classes: exhaustive enumeration of every member's objective (numba kernel, one
-  ``prange`` item per member); the first maximiser wins (lowest index); ``set_valued`` reports
-  ties between members with different policies/rewards.
-* Tabular classes: the likelihood can be maximised at infinity and completions no pair
-  touches are unidentified, so both tabular routes use the **same ridge penalty on the reward
-  scale**, invariant to per-prompt constants (which Bradley–Terry cannot see):
-  ``pen(r) = (λ/2) Σ_x Σ_y (r(x,y) − r̄(x))²`` with ``r̄(x)`` the mean over the ``T``
-  completions, applied to ``r`` for the reward MLE and to ``r_π`` for DPO. The objective is
-  then strictly concave modulo constants and has one solution. For the reward MLE, since the
-  Bradley–Terry gradient sums to zero within each prompt, the maximiser has ``r̄(x) = 0`` and
-  every coordinate untouched by the data is exactly ``0 = r̄(x)``: genver solves only for the
-  touched coordinates. DPO is solved over the logits ``z`` of ``π = softmax(log π_ref + z)``
-  (all ``P·T`` of them), a different computation that must land on the same policy
-  (Theorem 2.2). ``identified`` marks the touched coordinates; ``λ`` must be ``> 0``.
-* Tabular solver: exact damped Newton (:func:`genver._solve.newton`), to ``max|∇| ≤ 1e-13·N``
-  or the float64 floor of the gradient (L-BFGS stalled at a few 1e-7). The Hessians are
-  block diagonal over prompts. With margins ``d_k = f(y⁺_k) − f(y⁻_k)`` of the pairs and
-  Bradley–Terry weights ``w_k = c_k σ(d_k) σ(−d_k)``, let ``L_w`` be the weighted graph
-  Laplacian of the pairs (``Σ_k w_k (e_{y⁺} − e_{y⁻})(e_{y⁺} − e_{y⁻})ᵀ`` per prompt) and
-  ``C = I − 11ᵀ/T`` the centring. Reward MLE (touched coordinates ``v``): ``−∇² = L_w + λI``.
-  DPO in the logits: ``f = β(z − A(z))`` with ``A`` the per-prompt log-partition; since the
-  objective's gradient in ``f``, ``g``, sums to zero within each prompt (Bradley–Terry and the
-  centred ridge are both blind to per-prompt constants), the log-partition curvature term
-  ``−β (Σ_y g_y) ∇²A`` vanishes and ``J = β(I − 1πᵀ)`` acts as ``β·I`` on both sides, so
-  ``−∇²_z = β² (L_w + λC)`` — singular only along the per-prompt constants, which leave ``π``
-  unchanged. On ``1⊥`` it equals ``β²(L_w + λI)``, whose untouched coordinates decouple:
-  the Newton step solves ``(L_w + λI)`` on the touched block and divides by ``λβ²`` elsewhere.
-  IPO: ``−∇²_z = 2s² L_c + λC`` (``s`` the length scale, weights the counts) — the objective is
-  quadratic in ``z`` and one Newton step is exact. Other classes keep L-BFGS. The systems
-  ``(L_w + λI) u = g`` are solved by :class:`genver._solve.LaplacianRidge`: the Laplacian is
-  block diagonal over the connected components of the pair graph (a refinement of the
-  prompts); prompts and components of at most ``DENSE_MAX`` (a few hundred, the measured
-  crossover) touched completions are dense Cholesky/LU solves, larger components
-  Jacobi-preconditioned conjugate gradients on a sparse (CSR) matrix (DPO and reward MLE: to
-  an inexact-Newton forcing term, then as tightly as the stop test needs; IPO: to a relative
-  residual of 1e-13) — Newton stays exact because its stopping rule reads the exactly evaluated
-  gradient and bounds the exact step, never trusting a loose one. Untouched completions get no matrix row (their Newton component is the
-  closed form ``g/λ`` for DPO and IPO, and they are not variables of the reward MLE), and each
-  objective/gradient evaluation is ``O(pairs + P·T)``: a fit needs ``O(P·T + distinct pairs)``
-  memory (``benchmarks/bench_fit_scale.py``: ``T = 2^20`` with ``10^7`` pairs).
-* Linear rewards / log-linear policies: ridge on the reward-scale parameters, ``(λ/2)‖w‖²``
-  for ``r_w = w·φ`` and ``(λ/2)‖βθ‖²`` for ``π_θ`` (whose local reward is
-  ``β θ·Σ_h ψ − normalisers``), so that isomorphic pairs — e.g. additive rewards on
-  position-token features and the position-token log-linear class under a position-factorised
-  ``π_ref`` — stay exactly equivalent (``λ ≥ 0``). Linear reward MLE (and DPO over ``Π(R)`` of a
-  linear ``R``, which is the same fit): ridge-logistic regression on ``D_k = φ(y⁺_k) − φ(y⁻_k)``,
-  concave, gradient ``Dᵀ(c ∘ σ(−Dw)) − λw`` and ``−∇² = Dᵀ diag(c σ(Dw)σ(−Dw)) D + λI``; solved
-  by exact damped Newton (dense ``d × d``; for ``λ = 0`` in the row space of ``D``, giving the
-  minimum-norm maximiser, see ``_linear_bt_newton``) to ``max|∇| ≤ 1e-13·N`` or the float64
-  floor (L-BFGS stalled at ~1e-7). With ``λ = 0`` and (weakly) separable data — some
-  identifiable direction ``v`` with ``D v ≥ 0`` — no finite MLE exists; genver then keeps its
-  former behaviour: L-BFGS from ``w = 0``, stopped where ``max|∇| ≤ 1e-9`` (margins of ~20–30
-  along the separating direction, an arbitrary point on the way to infinity), with
-  ``extra["mle_exists"] = False`` and ``extra["solver"] = "lbfgs"``. The log-linear fits use
-  L-BFGS with exact gradients. DPO over a log-linear class is concave when the per-node normalisers cancel between
-  ``y⁺`` and ``y⁻`` (e.g. position-token features), and otherwise reported with its gradient
-  norm.
+The functions here are front doors: they validate the data, the reference and ``β``, then call
+the solver the class family registered (:mod:`genver.estimators.solvers`), each documented
+with its math in the family's module: :mod:`genver.estimators.finite` (exhaustive enumeration,
+lowest index among ties), :mod:`genver.estimators.tabular` (the reward-scale ridge, exact
+Newton on the pair-graph Laplacian), :mod:`genver.estimators.linear` (ridge-logistic Newton
+for linear rewards, L-BFGS for log-linear policies) and :mod:`genver.estimators.soft_optimal`
+(``Π(R)``). The RL step is the class's own :meth:`rl_argmax` (:mod:`genver.classes`).
 """
 from __future__ import annotations
 
@@ -94,425 +44,70 @@ import numpy as np
 
 from .. import _kernels
 from ..runcache import RunCache, cache_key
-from .._validation import check_beta, check_prompt_weights
-from ..classes import (FinitePolicyClass, FiniteRewardClass, LinearRewardClass, LogLinearPolicyClass,
-                       SoftOptimalPolicyClass, TabularPolicyClass, TabularRewardClass)
-from ..policy import Policy, logsumexp_rows
-from ..preferences import PairCounts, Preferences, pair_keys
-from .._solve import (NEWTON_RTOL, LaplacianRidge, check_l2, converged, finite_pick, lbfgs, newton,
-                      tie_tolerance)
-from .base import FitResult
+from .._validation import check_beta
+from ..policy import Policy
+from ..preferences import Preferences, pair_keys
+from .._solve import finite_pick
+from . import finite, linear, soft_optimal, tabular  # noqa: F401  (the class families register their solvers)
+from .base import DEFAULT_L2, FitResult, as_counts, check_ref, timed
+from .solvers import dpo_solver, ipo_solver, reward_mle_solver
+from .tabular import dpo_tabular_objective
 
 __all__ = ["dpo", "ipo", "reward_mle", "rl_step", "rm_rl", "DEFAULT_L2", "dpo_path", "reward_mle_path",
-           "rm_rl_path", "dpo_tabular_objective"]
-
-#: Default ridge weight for the tabular classes (λ in the module docstring).
-DEFAULT_L2 = 1e-2
+           "rm_rl_path", "dpo_tabular_objective", "rl_fit"]
 
 
-def _counts(data) -> PairCounts:
-    if isinstance(data, Preferences):
-        return data.counts()
-    if isinstance(data, PairCounts):
-        return data
-    raise ValueError(f"data must be Preferences or PairCounts, got {type(data).__name__}")
-
-
-def _identified(space, c: PairCounts, flat=None) -> np.ndarray:
-    pos, neg = (c.pos_flat, c.neg_flat) if flat is None else flat
-    mask = np.zeros(space.P * space.T, dtype=bool)
-    mask[pos] = True
-    mask[neg] = True
-    return mask.reshape(space.shape)
-
-
-# -- tabular Newton plumbing (the Hessians are derived in the module docstring) -------------
-def _touched_system(c: PairCounts, flat=None):
-    """``(cov, pos, neg, lap)``: the touched flat coordinates ``cov`` (sorted, so grouped by
-    prompt), the pairs' positions in ``cov`` and the per-prompt :class:`LaplacianRidge` on them
-    (``flat``: the pairs' flat indices ``(c.pos_flat, c.neg_flat)`` when already at hand).
-    Untouched coordinates get no row: ``O(P·T)`` index vectors and ``O(pairs)`` work."""
-    sp = c.space
-    pos_flat, neg_flat = (c.pos_flat, c.neg_flat) if flat is None else flat
-    cov = np.flatnonzero(_identified(sp, c, (pos_flat, neg_flat)).ravel())
-    loc = np.full(sp.P * sp.T, -1, dtype=np.int64)
-    loc[cov] = np.arange(cov.size)
-    pos, neg = loc[pos_flat], loc[neg_flat]
-    del loc
-    return cov, pos, neg, LaplacianRidge(cov // sp.T, pos, neg)
-
-
-def _bt_weights(d: np.ndarray, count: np.ndarray) -> np.ndarray:
-    """``c σ(d) σ(−d)`` (the Bradley–Terry curvature of each pair), without overflow."""
-    e = np.exp(-np.abs(d))
-    return count * e / (1.0 + e) ** 2
-
-
-def _logit_newton_solve(c: PairCounts, weights, lam: float, scale2: float, flat=None):
-    """``solve(z, g)`` for :func:`newton` on a tabular logit problem with ``−∇²_z =
-    scale2·(L_w + λC)``, ``w = weights(z)``: on ``1⊥`` (the gradient's per-prompt mean is
-    removed first, and the step's afterwards) ``(L_w + λI)⁻¹`` on each prompt's touched
-    block, ``1/λ`` elsewhere; ``rtol``: the inexact-Newton forcing term for
-    :meth:`LaplacianRidge.solve`."""
-    sp = c.space
-    cov, _, _, lap = _touched_system(c, flat)
-
-    def solve(zflat, g, rtol=None):
-        g = g.reshape(sp.shape)
-        g = (g - g.mean(axis=1, keepdims=True)).ravel()
-        u = g / lam
-        if cov.size:
-            u[cov] = lap.solve(weights(zflat), lam, g[cov], rtol)
-        u = u.reshape(sp.shape)
-        return (u - u.mean(axis=1, keepdims=True)).ravel() / scale2  # rounding leaks into 1: drop it
-
-    return solve
-
-
-def _gtol(c: PairCounts) -> float:
-    return NEWTON_RTOL * max(1.0, float(c.count.sum()))
-
-
-def _linear_bt_newton(neg, D: np.ndarray, count: np.ndarray, l2: float, gtol: float):
-    """Newton solve of the linear reward MLE (ridge-logistic regression on the pair feature
-    differences ``D_k = φ(x_k, y⁺_k) − φ(x_k, y⁻_k)``, see the module docstring), or ``None``
-    when ``λ = 0`` and no finite maximiser exists.
-
-    ``−∇² = Dᵀ diag(w) D + λI`` with ``w_k = c_k σ(D_k·w) σ(−D_k·w)`` (dense ``d × d``). For
-    ``λ > 0`` it is positive definite (Cholesky solve). For ``λ = 0`` the objective is flat along
-    ``null(D)`` (of the pairs with ``c_k > 0``); the iterates stay in the row space ``S`` of ``D``
-    (orthonormal basis ``Q`` from an SVD, singular values below ``1e-10·s_max`` dropped) and the
-    step solves ``Qᵀ H Q`` there, so the result is the minimum-norm maximiser (the point
-    L-BFGS from 0 approached too). On ``S`` the objective is strictly concave and has a finite
-    maximiser unless some ``v ∈ S∖{0}`` has ``D v ≥ 0`` (weakly separable data: the likelihood
-    increases along ``v`` forever); that is decided by a linear programme,
-    ``max 1ᵀ(DQv) s.t. DQv ≥ 0, ‖v‖_∞ ≤ 1`` (> 1e-6·max(1, max|DQ|) means separable)."""
-    from scipy import linalg, optimize as _opt
-
-    live = count > 0
-    Dl, cl = D[live], count[live]
-    d = D.shape[1]
-    if l2 > 0.0:
-        Q = None
-    else:
-        if Dl.shape[0] == 0:
-            Q = np.zeros((d, 0))
-        else:
-            _, sv, Vt = np.linalg.svd(Dl, full_matrices=False)
-            Q = Vt[sv > 1e-10 * sv[0]].T if sv.size and sv[0] > 0 else np.zeros((d, 0))
-        if Q.shape[1]:
-            B = Dl @ Q
-            lp = _opt.linprog(-B.sum(axis=0), A_ub=-B, b_ub=np.zeros(B.shape[0]), bounds=[(-1.0, 1.0)] * Q.shape[1],
-                              method="highs")
-            if lp.status != 0 or -lp.fun > 1e-6 * max(1.0, float(np.abs(B).max())):
-                return None
-
-    def solve(w, g):
-        wk = _bt_weights(Dl @ w, cl)
-        if Q is None:
-            H = (Dl.T * wk) @ Dl
-            H[np.diag_indices(d)] += l2
-            return linalg.solve(H, g, assume_a="pos", check_finite=False)
-        if Q.shape[1] == 0:
-            return np.zeros(d)
-        B = Dl @ Q
-        return Q @ linalg.solve((B.T * wk) @ B, Q.T @ g, assume_a="pos", check_finite=False)
-
-    return newton(neg, solve, np.zeros(d), gtol)
-
-
-def _finite_loglik_pick(scores: np.ndarray, members: np.ndarray, c: PairCounts, offset: np.ndarray, scale: float):
-    """``(loglik_all, k, set_valued, n_maximisers)`` of a finite class: every member's
-    Bradley–Terry log-likelihood by the vectorised kernel (absolute error ≤ 3e-16 a term), the
-    pick of :func:`genver._solve.finite_pick`, and — where that leaves several members tied — the
-    tied members recomputed with every term accurate relative to itself
-    (``_kernels.class_bt_loglik_exact``) and picked again. So saturated members (log-likelihoods
-    such as −1e-19, −1e-59, −1e-119, which the vectorised sum rounds to one 0) are told apart,
-    while the common case costs nothing extra. A member with ``π(y⁺) = π(y⁻) = 0`` (NaN) scores
-    ``−∞``: it cannot explain that pair."""
-    out = np.empty(scores.shape[0])
-    _kernels.class_bt_loglik(scores, c.pos_flat, c.neg_flat, offset, c.count, scale, out)
-    out[np.isnan(out)] = -np.inf
-    k, set_valued, n_max = finite_pick(out, members)
-    if n_max > 1 and np.isfinite(out[k]):
-        vmax = float(out.max())
-        ties = np.flatnonzero(out >= vmax - tie_tolerance(out, vmax))
-        exact = np.empty(ties.size)
-        _kernels.class_bt_loglik_exact(scores, ties, c.pos_flat, c.neg_flat, offset, c.count, float(scale), exact)
-        exact[np.isnan(exact)] = -np.inf
-        out = out.copy()
-        out[ties] = exact
-        k, set_valued, n_max = finite_pick(out, members)
-    return out, k, set_valued, n_max
-
-
-# -- reward MLE ---------------------------------------------------------------------------
-#: Largest ``distinct pairs × d`` for which the linear reward MLE builds ``D = φ(y⁺) − φ(y⁻)``
-#: (2**22 float64 = 32 MiB); above it (and ``λ > 0``) :func:`_linear_reward_mle_by_features`.
-LINEAR_PAIRS_DENSE_MAX = 2**22
-
-
-def _linear_reward_mle_by_features(c: PairCounts, reward_class, phi: np.ndarray, l2: float, t0: float,
-                                   gtol: float | None = None) -> FitResult:
-    """The linear reward MLE with ``λ > 0`` without the ``(pairs × d)`` matrix ``D``: margins
-    ``D w = (φw)[y⁺] − (φw)[y⁻]``, gradient ``Dᵀ(c ∘ σ(−Dw)) − λw = φᵀ(scatter of c ∘ σ(−Dw) to
-    y⁺, minus to y⁻) − λw`` and ``−∇² = Dᵀ diag(w) D + λI = φᵀ L_w φ + λI`` with the weighted
-    pair Laplacian ``L_w`` (``_kernels.pair_laplacian_times``): ``O(P·T·d + pairs)`` memory,
-    ``O(pairs·d + P·T·d²)`` time per Newton step. The same objective and optimum as the ``D``
-    path (``λ > 0``: strictly concave, always a finite maximiser)."""
-    from scipy import linalg
-
-    pos, neg_ = c.pos_flat, c.neg_flat
-    n, d = phi.shape
-    lphi = np.empty((n, d))
-
-    def margins(w):
-        f = phi @ w
-        return f[pos] - f[neg_]
-
-    def negobj(w):
-        z = margins(w)
-        e = np.exp(-np.abs(z))
-        ll = c.count @ (np.minimum(z, 0.0) - np.log1p(e))
-        s = c.count / (1.0 + np.exp(np.clip(z, -700, 700)))  # c σ(−z)
-        g = np.bincount(pos, weights=s, minlength=n) - np.bincount(neg_, weights=s, minlength=n)
-        return -(ll - 0.5 * l2 * w @ w), -(phi.T @ g - l2 * w)
-
-    def solve(w, g):
-        _kernels.pair_laplacian_times(pos, neg_, _bt_weights(margins(w), c.count), phi, lphi)
-        H = phi.T @ lphi
-        H[np.diag_indices(d)] += l2
-        return linalg.solve(H, g, assume_a="pos", check_finite=False)
-
-    res = newton(negobj, solve, np.zeros(d), _gtol(c) if gtol is None else gtol)
-    w = res.x
-    return FitResult("reward_mle", -res.fun, reward=reward_class.reward(w), params=w,
-                     converged=converged(res.grad_norm, c.n_pairs), iterations=res.nit,
-                     grad_norm=res.grad_norm, wall_time=time.perf_counter() - t0,
-                     extra={"l2": l2, "solver": "newton (features)", "solver_status": res.status, "mle_exists": True})
-
-
+@timed
 def reward_mle(data, reward_class, *, l2: float | None = None) -> FitResult:
     """Bradley–Terry maximum likelihood over a reward class (finite, linear or tabular)."""
-    t0 = time.perf_counter()
-    c = _counts(data)
-    sp = c.space
-    if reward_class.space != sp:
+    c = as_counts(data)
+    if reward_class.space != c.space:
         raise ValueError("data and reward_class live on different spaces")
-    if isinstance(reward_class, FiniteRewardClass):
-        out, k, set_valued, n_max = _finite_loglik_pick(reward_class.tables.reshape(reward_class.size, -1),
-                                                        reward_class.tables, c, np.zeros(c.count.size), 1.0)
-        return FitResult("reward_mle", float(out[k]), reward=reward_class.tables[k], reward_index=k,
-                         set_valued=set_valued, wall_time=time.perf_counter() - t0,
-                         extra={"n_maximisers": n_max, "loglik_all": out})
-    if isinstance(reward_class, LinearRewardClass):
-        l2 = check_l2(0.0 if l2 is None else l2, positive=False)
-        phi = reward_class.phi.reshape(sp.P * sp.T, -1)
-        if l2 > 0 and c.count.size * phi.shape[1] > LINEAR_PAIRS_DENSE_MAX:
-            return _linear_reward_mle_by_features(c, reward_class, phi, l2, t0)
-        D = phi[c.pos_flat] - phi[c.neg_flat]  # (M, d)
-
-        def neg(w):
-            z = D @ w
-            ll = c.count @ np.where(z >= 0, -np.log1p(np.exp(-np.abs(z))), z - np.log1p(np.exp(-np.abs(z))))
-            s = 1.0 / (1.0 + np.exp(np.clip(z, -700, 700)))  # σ(−z)
-            grad = D.T @ (c.count * s) - l2 * w
-            return -(ll - 0.5 * l2 * w @ w), -grad
-
-        res = _linear_bt_newton(neg, D, c.count, l2, _gtol(c))
-        if res is None:  # λ = 0 and the data are (quasi-)separable: no finite MLE, today's L-BFGS
-            lb, g = lbfgs(neg, np.zeros(reward_class.n_params))
-            w = lb.x
-            return FitResult("reward_mle", -float(lb.fun), reward=reward_class.reward(w), params=w,
-                             converged=converged(g, c.n_pairs), iterations=int(lb.nit), grad_norm=g,
-                             wall_time=time.perf_counter() - t0,
-                             extra={"l2": l2, "solver": "lbfgs", "mle_exists": False})
-        w = res.x
-        return FitResult("reward_mle", -res.fun, reward=reward_class.reward(w), params=w,
-                         converged=converged(res.grad_norm, c.n_pairs), iterations=res.nit,
-                         grad_norm=res.grad_norm, wall_time=time.perf_counter() - t0,
-                         extra={"l2": l2, "solver": "newton", "solver_status": res.status, "mle_exists": True})
-    if isinstance(reward_class, TabularRewardClass):
-        l2 = check_l2(DEFAULT_L2 if l2 is None else l2, positive=True)
-        cov, pos, neg_, lap = _touched_system(c)
-        ident = np.zeros(sp.P * sp.T, dtype=bool)
-        ident[cov] = True
-        ident = ident.reshape(sp.shape)
-        grad = np.empty(cov.size)
-
-        def neg(v):
-            ll = _kernels.bt_loglik_grad(v, pos, neg_, c.count, 1.0, grad)
-            return -(ll - 0.5 * l2 * v @ v), -(grad - l2 * v)
-
-        blk = cov // sp.T
-        size = np.maximum(np.bincount(blk, minlength=sp.P), 1)
-
-        def bmean(u):  # per-prompt mean over the touched coordinates
-            return (np.bincount(blk, u, minlength=sp.P) / size)[blk]
-
-        def solve(v, g, rtol=None):  # −∇² = L_w + λI, w from the margins v(y⁺) − v(y⁻)
-            # per-prompt constants have curvature λ only; their Newton component is exactly the
-            # current mean v̄ (the Bradley–Terry gradient sums to 0 in a prompt, so ḡ = λv̄):
-            # take it as v̄, not as ḡ/λ, which would amplify rounding in ḡ by 1/λ
-            u = lap.solve(_bt_weights(v[pos] - v[neg_], c.count), l2, g - bmean(g), rtol)
-            return u - bmean(u) + bmean(v)
-
-        res = newton(neg, solve, np.zeros(cov.size), _gtol(c), inexact=True, hess_min=l2)
-        r = np.zeros(sp.P * sp.T)
-        r[cov] = res.x
-        return FitResult("reward_mle", -res.fun, reward=r.reshape(sp.shape),
-                         converged=converged(res.grad_norm, c.n_pairs), iterations=res.nit,
-                         grad_norm=res.grad_norm, identified=ident, wall_time=time.perf_counter() - t0,
-                         extra={"l2": l2, "solver": "newton", "solver_status": res.status})
-    raise ValueError(f"reward_mle: unsupported reward class {type(reward_class).__name__}")
+    return reward_mle_solver(reward_class, c, l2)
 
 
 # -- RL step and the online route ---------------------------------------------------------
-def rl_step(reward, policy_class, ref: Policy, beta: float, prompt_weights=None) -> FitResult:
-    """``argmax_{π∈Π} J_β(π; r)`` (exact: enumeration, backward induction or L-BFGS)."""
-    t0 = time.perf_counter()
-    res = policy_class.rl_argmax(reward, ref, beta, prompt_weights)
+def rl_fit(res, reward, wall_time: float = 0.0) -> FitResult:
+    """The :class:`FitResult` of an RL step from the class's :class:`~genver.classes.RLResult`
+    (``converged``: exact, or the optimiser's gradient norm ≤ 1e-6)."""
     return FitResult("rl_step", res.objective, policy=res.policy, reward=np.asarray(reward),
                      policy_index=res.index, params=res.params, iterations=res.iterations,
                      converged=res.params is None or res.grad_norm <= 1e-6,
-                     grad_norm=res.grad_norm, wall_time=time.perf_counter() - t0,
-                     extra={"residual_kl": res.residual_kl})
+                     grad_norm=res.grad_norm, wall_time=wall_time, extra={"residual_kl": res.residual_kl})
 
 
+@timed
+def rl_step(reward, policy_class, ref: Policy, beta: float, prompt_weights=None) -> FitResult:
+    """``argmax_{π∈Π} J_β(π; r)`` (exact: enumeration, backward induction or L-BFGS)."""
+    return rl_fit(policy_class.rl_argmax(reward, ref, beta, prompt_weights), reward)
+
+
+@timed
 def rm_rl(data, reward_class, policy_class, ref: Policy, beta: float, *, l2: float | None = None,
           prompt_weights=None) -> FitResult:
     """The online route: reward MLE over ``R``, then exact RL over ``Π`` against ``r̂``."""
-    t0 = time.perf_counter()
     rm = reward_mle(data, reward_class, l2=l2)
     rl = rl_step(rm.reward, policy_class, ref, beta, prompt_weights)
     return FitResult("rm_rl", rm.objective, policy=rl.policy, reward=rm.reward,
                      policy_index=rl.policy_index, reward_index=rm.reward_index, params=rm.params,
                      converged=rm.converged and rl.converged, iterations=rm.iterations + rl.iterations,
                      grad_norm=max(rm.grad_norm, rl.grad_norm), set_valued=rm.set_valued,
-                     identified=rm.identified, wall_time=time.perf_counter() - t0,
+                     identified=rm.identified,
                      extra={"rl_objective": rl.objective, "residual_kl": rl.extra["residual_kl"], **rm.extra})
 
 
 # -- offline: DPO and IPO -----------------------------------------------------------------
-def _policy_members(policy_class) -> FinitePolicyClass | None:
-    if isinstance(policy_class, FinitePolicyClass):
-        return policy_class
-    if isinstance(policy_class, SoftOptimalPolicyClass) and isinstance(policy_class.reward_class, FiniteRewardClass):
-        return policy_class.to_finite()
-    return None
-
-
-def _pair_offsets(ref: Policy, c: PairCounts, beta: float) -> np.ndarray:
-    lr = ref.logp.ravel()
-    return -beta * (lr[c.pos_flat] - lr[c.neg_flat])
-
-
-def dpo_tabular_objective(c: PairCounts, ref: Policy, beta: float, l2: float):
-    """``z ↦ (objective, ∂objective/∂z, log π_z)`` of tabular DPO over the logits ``z`` of
-    ``π_z = softmax(log π_ref + z)``: the Bradley–Terry log-likelihood of
-    ``f = r_π = β log π_z/π_ref`` (summed over pairs) minus ``(λ/2) Σ_x Σ_y (f − f̄(x))²``. Since
-    ``∂f_y/∂z_u = β(δ_yu − π_u)`` within a prompt, ``∂obj/∂z = β(g − π Σ_y g)``, ``g = ∂obj/∂f``.
-    Used by :func:`dpo` (Newton; Hessian in the module docstring) and
-    :func:`genver.estimators.gradient.dpo_gd` (plain steps)."""
-    return _dpo_objective(c, (c.pos_flat, c.neg_flat), ref, beta, l2)
-
-
-def _dpo_objective(c: PairCounts, flat, ref: Policy, beta: float, l2: float):
-    """:func:`dpo_tabular_objective` with the pairs' flat indices ``flat = (pos, neg)`` given."""
-    sp = c.space
-    lr = ref.logp
-    grad_f = np.empty(sp.P * sp.T)
-    pos, neg = flat
-
-    def objective(z):
-        s = lr + z
-        logp = s - logsumexp_rows(s)[:, None]
-        f = beta * (logp - lr)
-        ll = _kernels.bt_loglik_grad(f.ravel(), pos, neg, c.count, 1.0, grad_f)
-        fc = f - f.mean(axis=1, keepdims=True)
-        obj = ll - 0.5 * l2 * np.sum(fc * fc)
-        gf = grad_f.reshape(sp.shape) - l2 * fc
-        gz = beta * (gf - np.exp(logp) * gf.sum(axis=1, keepdims=True))
-        return obj, gz, logp
-
-    return objective
-
-
+@timed
 def dpo(data, policy_class, ref: Policy, beta: float, *, l2: float | None = None) -> FitResult:
     """Offline MLE (DPO) over a finite, soft-optimal (finite or linear ``R``), tabular or
     log-linear policy class."""
-    t0 = time.perf_counter()
-    c = _counts(data)
-    sp = c.space
+    c = as_counts(data)
     beta = check_beta(beta)
-    if not isinstance(ref, Policy) or ref.space != sp:
-        raise ValueError("ref must be a Policy on the data's space")
-    fin = _policy_members(policy_class)
-    if fin is None:
-        ref.require_full_support("ref")
-    elif not (np.isfinite(ref.logp.ravel()[c.pos_flat]).all() and np.isfinite(ref.logp.ravel()[c.neg_flat]).all()):
-        raise ValueError("ref must give positive probability to every completion in the data")
-    if fin is not None:
-        out, k, set_valued, n_max = _finite_loglik_pick(fin.logp.reshape(fin.size, -1), fin.logp, c,
-                                                        _pair_offsets(ref, c, beta), beta)
-        # member k of Π(R) is π*_{r_k}
-        rk = k if isinstance(policy_class, SoftOptimalPolicyClass) else None
-        return FitResult("dpo", float(out[k]), policy=fin.member(k), policy_index=k, reward_index=rk,
-                         set_valued=set_valued, wall_time=time.perf_counter() - t0,
-                         extra={"n_maximisers": n_max, "loglik_all": out})
-    if isinstance(policy_class, SoftOptimalPolicyClass):  # linear R: π_w ∝ π_ref e^{w·φ/β}
-        if beta != policy_class.beta or not np.array_equal(ref.logp, policy_class.ref.logp):
-            raise ValueError("Π(R) is defined for its own (ref, beta); DPO must use the same ones")
-        rm = reward_mle(c, policy_class.reward_class, l2=l2)
-        pol = policy_class.policy(rm.params)
-        return FitResult("dpo", rm.objective, policy=pol, reward=rm.reward, params=rm.params,
-                         converged=rm.converged, iterations=rm.iterations, grad_norm=rm.grad_norm,
-                         wall_time=time.perf_counter() - t0, extra=rm.extra)
-    if isinstance(policy_class, TabularPolicyClass):
-        l2 = check_l2(DEFAULT_L2 if l2 is None else l2, positive=True)
-        lr = ref.logp
-        pos, neg_ = c.pos_flat, c.neg_flat  # computed once, shared by the objective and the solver
-        objective = _dpo_objective(c, (pos, neg_), ref, beta, l2)
-
-        def neg(zflat):
-            obj, gz, _ = objective(zflat.reshape(sp.shape))
-            return -obj, -gz.ravel()
-
-        # −∇²_z = β²(L_w + λC), w from the reward margins f(y⁺) − f(y⁻) = β(z(y⁺) − z(y⁻))
-        solve = _logit_newton_solve(c, lambda z: _bt_weights(beta * (z[pos] - z[neg_]), c.count), l2, beta * beta,
-                                    (pos, neg_))
-        res = newton(neg, solve, np.zeros(sp.P * sp.T), _gtol(c), inexact=True, hess_min=beta * beta * l2)
-        s = lr + res.x.reshape(sp.shape)
-        pol = Policy(sp, s - logsumexp_rows(s)[:, None])
-        return FitResult("dpo", -res.fun, policy=pol, reward=beta * (pol.logp - lr),
-                         converged=converged(res.grad_norm, c.n_pairs), iterations=res.nit, grad_norm=res.grad_norm,
-                         identified=_identified(sp, c, (pos, neg_)), wall_time=time.perf_counter() - t0,
-                         extra={"l2": l2, "solver": "newton", "solver_status": res.status})
-    if isinstance(policy_class, LogLinearPolicyClass):
-        l2 = check_l2(0.0 if l2 is None else l2, positive=False)
-        if not np.array_equal(ref.logp, policy_class.ref.logp):
-            raise ValueError("ref must be the log-linear class's own reference policy")
-        from ..policy import sequence_logp_from_cond
-        lr = ref.logp
-        grad_f = np.empty(sp.P * sp.T)
-
-        def neg(theta):
-            cond = policy_class.cond(theta)
-            logp = sequence_logp_from_cond(sp, cond)
-            f = beta * (logp - lr)
-            ll = _kernels.bt_loglik_grad(f.ravel(), c.pos_flat, c.neg_flat, c.count, 1.0, grad_f)
-            lam = l2 * beta * beta  # ridge on the reward-scale parameters βθ
-            grad = beta * policy_class.contract_score(cond, grad_f.reshape(sp.shape)) - lam * theta
-            return -(ll - 0.5 * lam * theta @ theta), -grad
-
-        res, g = lbfgs(neg, np.zeros(policy_class.n_params))
-        pol = policy_class.policy(res.x)
-        return FitResult("dpo", -float(res.fun), policy=pol, reward=beta * (pol.logp - lr), params=res.x,
-                         converged=converged(g, c.n_pairs), iterations=int(res.nit), grad_norm=g,
-                         wall_time=time.perf_counter() - t0, extra={"l2": l2})
-    raise ValueError(f"dpo: unsupported policy class {type(policy_class).__name__}")
+    check_ref(ref, c.space)
+    return dpo_solver(policy_class, c, ref, beta, l2)
 
 
+@timed
 def ipo(data, policy_class, ref: Policy, beta: float = 1.0, *, tau: float = 1.0, average: str = "sequence",
         l2: float | None = None) -> FitResult:
     """IPO: least squares of the log-ratio margin ``h_π`` to the target ``1/(2τ)``.
@@ -520,77 +115,15 @@ def ipo(data, policy_class, ref: Policy, beta: float = 1.0, *, tau: float = 1.0,
     ``beta`` is unused by the IPO loss itself (kept for a uniform signature); ``average``
     selects summed (``"sequence"``) or length-averaged (``"token"``) log-probabilities.
     """
-    t0 = time.perf_counter()
-    c = _counts(data)
+    c = as_counts(data)
     sp = c.space
     tau = check_beta(tau, "tau")
-    if not isinstance(ref, Policy) or ref.space != sp:
-        raise ValueError("ref must be a Policy on the data's space")
+    check_ref(ref, sp)
     ref.require_full_support("ref")
     if average not in ("sequence", "token"):
         raise ValueError(f"average must be 'sequence' or 'token', got {average!r}")
     scale = 1.0 if average == "sequence" else 1.0 / sp.H
-    target = 1.0 / (2.0 * tau)
-    lr = ref.logp.ravel()
-    fin = _policy_members(policy_class)
-    if fin is not None:
-        h = scale * ((fin.logp.reshape(fin.size, -1)[:, c.pos_flat] - lr[c.pos_flat])
-                     - (fin.logp.reshape(fin.size, -1)[:, c.neg_flat] - lr[c.neg_flat]))
-        loss = ((h - target) ** 2) @ c.count
-        k, set_valued, n_max = finite_pick(-loss, fin.logp)
-        return FitResult("ipo", -float(loss[k]), policy=fin.member(k), policy_index=k, set_valued=set_valued,
-                         wall_time=time.perf_counter() - t0, extra={"n_maximisers": n_max, "average": average})
-    if isinstance(policy_class, TabularPolicyClass):
-        l2 = check_l2(DEFAULT_L2 if l2 is None else l2, positive=True)
-        lr2 = ref.logp
-
-        def neg(zflat):
-            s = lr2 + zflat.reshape(sp.shape)
-            logp = s - logsumexp_rows(s)[:, None]
-            u = (logp - lr2).ravel()  # log π/π_ref
-            h = scale * (u[c.pos_flat] - u[c.neg_flat])
-            resid = h - target
-            gu = np.zeros(sp.P * sp.T)
-            np.add.at(gu, c.pos_flat, -2.0 * scale * c.count * resid)
-            np.add.at(gu, c.neg_flat, 2.0 * scale * c.count * resid)
-            uc = (logp - lr2) - (logp - lr2).mean(axis=1, keepdims=True)
-            obj = -(c.count @ resid**2) - 0.5 * l2 * np.sum(uc * uc)
-            gu = gu.reshape(sp.shape) - l2 * uc
-            gz = gu - np.exp(logp) * gu.sum(axis=1, keepdims=True)
-            return -obj, -gz.ravel()
-
-        # quadratic in z: −∇²_z = 2s²L_c + λC = 2s²(L_c + (λ/2s²)C), constant weights (the counts)
-        solve = _logit_newton_solve(c, lambda z: c.count, l2 / (2.0 * scale * scale), 2.0 * scale * scale)
-        res = newton(neg, solve, np.zeros(sp.P * sp.T), _gtol(c))
-        s = lr2 + res.x.reshape(sp.shape)
-        pol = Policy(sp, s - logsumexp_rows(s)[:, None])
-        return FitResult("ipo", -res.fun, policy=pol, converged=converged(res.grad_norm, c.n_pairs),
-                         iterations=res.nit, grad_norm=res.grad_norm, identified=_identified(sp, c),
-                         wall_time=time.perf_counter() - t0,
-                         extra={"l2": l2, "average": average, "solver": "newton", "solver_status": res.status})
-    if isinstance(policy_class, LogLinearPolicyClass):
-        l2 = check_l2(0.0 if l2 is None else l2, positive=False)
-        if not np.array_equal(ref.logp, policy_class.ref.logp):
-            raise ValueError("ref must be the log-linear class's own reference policy")
-        from ..policy import sequence_logp_from_cond
-
-        def neg(theta):
-            cond = policy_class.cond(theta)
-            u = (sequence_logp_from_cond(sp, cond) - ref.logp).ravel()  # log π_θ/π_ref
-            resid = scale * (u[c.pos_flat] - u[c.neg_flat]) - target
-            gu = np.zeros(sp.P * sp.T)
-            np.add.at(gu, c.pos_flat, -2.0 * scale * c.count * resid)
-            np.add.at(gu, c.neg_flat, 2.0 * scale * c.count * resid)
-            obj = -(c.count @ resid**2) - 0.5 * l2 * theta @ theta
-            grad = policy_class.contract_score(cond, gu.reshape(sp.shape)) - l2 * theta
-            return -obj, -grad
-
-        res, g = lbfgs(neg, np.zeros(policy_class.n_params))
-        pol = policy_class.policy(res.x)
-        return FitResult("ipo", -float(res.fun), policy=pol, params=res.x, converged=converged(g, c.n_pairs),
-                         iterations=int(res.nit), grad_norm=g, wall_time=time.perf_counter() - t0,
-                         extra={"l2": l2, "average": average})
-    raise ValueError(f"ipo: unsupported policy class {type(policy_class).__name__}")
+    return ipo_solver(policy_class, c, ref, scale, 1.0 / (2.0 * tau), l2, average)
 
 
 # -- nested sample sizes --------------------------------------------------------------------
@@ -730,7 +263,7 @@ def dpo_path(data: Preferences, sizes, policy_class, ref: Policy, beta: float, *
     and nested classes share; None computes afresh)."""
     t0 = time.perf_counter()
     beta = check_beta(beta)
-    fin = _policy_members(policy_class)
+    fin = policy_class.as_finite()
     if fin is None:
         raise ValueError("dpo_path needs a finite policy class (or Π(R) of a finite R)")
     pos, neg, segments, sizes = _stream(data, sizes, cache)
@@ -738,7 +271,7 @@ def dpo_path(data: Preferences, sizes, policy_class, ref: Policy, beta: float, *
     if not (np.isfinite(lr[pos]).all() and np.isfinite(lr[neg]).all()):
         raise ValueError("ref must give positive probability to every completion in the data")
     ll = _class_path(fin, data, pos, neg, -beta * (lr[pos] - lr[neg]), segments, sizes, beta, cache)
-    rk = isinstance(policy_class, SoftOptimalPolicyClass)
+    rk = fin is not policy_class  # Π(R) of a finite R: member k is π*_{r_k}
     wall = (time.perf_counter() - t0) / sizes.size
     out, members = [], {}
     for row, (k, set_valued, n_max) in zip(ll, _pick_rows(ll, fin.logp)):
@@ -754,7 +287,7 @@ def reward_mle_path(data: Preferences, sizes, reward_class, *, cache: RunCache |
     """:func:`reward_mle` over a finite class on every prefix ``data.head(n)`` (``cache``: as
     in :func:`dpo_path`)."""
     t0 = time.perf_counter()
-    if not isinstance(reward_class, FiniteRewardClass):
+    if reward_class.as_finite() is None:
         raise ValueError("reward_mle_path needs a finite reward class")
     pos, neg, segments, sizes = _stream(data, sizes, cache)
     K = reward_class.size
@@ -778,22 +311,13 @@ def rm_rl_path(data: Preferences, sizes, reward_class, policy_class, ref: Policy
     ``r̂`` (``cache``: as in :func:`dpo_path`)."""
     t0 = time.perf_counter()
     rms = reward_mle_path(data, sizes, reward_class, cache=cache)
-    rl_cache: dict = {}
-    if isinstance(policy_class, FinitePolicyClass):  # J_β against every distinct r̂ in one pass
-        need = list(dict.fromkeys(rm.reward_index for rm in rms))
-        t1 = time.perf_counter()
-        many = policy_class.rl_argmax_many([reward_class.tables[j] for j in need], ref, beta, prompt_weights,
-                                           cache=cache)
-        wall = (time.perf_counter() - t1) / len(need)
-        for j, res in zip(need, many):  # as rl_step() wraps rl_argmax()
-            rl_cache[j] = FitResult("rl_step", res.objective, policy=res.policy, reward=reward_class.tables[j],
-                                    policy_index=res.index, params=res.params, iterations=res.iterations,
-                                    converged=True, grad_norm=res.grad_norm, wall_time=wall,
-                                    extra={"residual_kl": res.residual_kl})
+    need = list(dict.fromkeys(rm.reward_index for rm in rms))
+    t1 = time.perf_counter()  # J_β against every distinct r̂ in one pass (finite Π), else one RL step each
+    many = policy_class.rl_argmax_many([reward_class.tables[j] for j in need], ref, beta, prompt_weights, cache=cache)
+    wall = (time.perf_counter() - t1) / len(need)
+    rl_cache = {j: rl_fit(res, reward_class.tables[j], wall) for j, res in zip(need, many)}
     out = []
     for rm in rms:
-        if rm.reward_index not in rl_cache:
-            rl_cache[rm.reward_index] = rl_step(rm.reward, policy_class, ref, beta, prompt_weights)
         rl = rl_cache[rm.reward_index]
         out.append(FitResult("rm_rl", rm.objective, policy=rl.policy, reward=rm.reward,
                              policy_index=rl.policy_index, reward_index=rm.reward_index, params=rl.params,

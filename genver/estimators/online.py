@@ -34,35 +34,33 @@ pairs is the same data counted twice, i.e. DPO on doubled counts.
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from .._validation import as_generator, check_beta, check_positive_int, check_prompt_weights
-from ..classes import LogLinearPolicyClass, TabularPolicyClass
-from ..policy import Policy, logsumexp_rows, node_score_coeff, sequence_logp_from_cond
-from ..preferences import PairCounts, Preferences, _sample_completions
+from ..policy import Policy, sequence_logp_from_cond
+from ..preferences import PairCounts, Preferences, sample_completions
 from ..softrl import kl_rows, soft_optimal
-from .base import FitResult
-from .mle import _counts, dpo
+from .base import FitResult, as_counts, timed
+from .mle import dpo
+from .solvers import gradient_solver
 
 __all__ = ["online_dpo", "policy_gradient", "dpo_2x"]
 
 
 def dpo_2x(data, policy_class, ref: Policy, beta: float, *, l2: float | None = None) -> FitResult:
     """DPO run for two epochs, solved exactly: DPO on doubled pair counts."""
-    c = _counts(data)
+    c = as_counts(data)
     res = dpo(PairCounts(c.space, c.x, c.y_pos, c.y_neg, 2.0 * c.count), policy_class, ref, beta, l2=l2)
     res.estimator = "dpo_2x"
     return res
 
 
+@timed
 def online_dpo(reward_hat, policy_class, ref: Policy, beta: float, *, K: int = 25, rounds: int = 10,
                pairs_per_round: int = 64, labels: str = "top_bottom", accumulate: bool = True,
                start: Policy | None = None, l2: float | None = None, prompt_weights=None,
                random_state=None) -> FitResult:
     """Online DPO labelled by ``r̂`` (see the module docstring)."""
-    t0 = time.perf_counter()
     sp = ref.space
     r_hat = sp.check_array("reward_hat", reward_hat)
     beta = check_beta(beta)
@@ -81,7 +79,7 @@ def online_dpo(reward_hat, policy_class, ref: Policy, beta: float, *, K: int = 2
     history, res = [], None
     for _ in range(rounds):
         x = rng.choice(sp.P, size=m, p=rho).astype(np.int64)
-        ys = np.stack([_sample_completions(pi.probs, x, rng.random(m)) for _ in range(K)], axis=1)  # (m, K)
+        ys = np.stack([sample_completions(pi.probs, x, rng.random(m)) for _ in range(K)], axis=1)  # (m, K)
         rv = r_hat[x[:, None], ys]
         if labels == "top_bottom":
             rows = np.arange(m)
@@ -104,7 +102,6 @@ def online_dpo(reward_hat, policy_class, ref: Policy, beta: float, *, K: int = 2
         pi = res.policy
         history.append(float(kl_rows(pi.logp, target.logp) @ rho))
     res.estimator = "online_dpo"
-    res.wall_time = time.perf_counter() - t0
     res.extra.update(kl_to_target=history, n_pairs=pool.n_pairs, K=K, rounds=rounds, labels=labels)
     return res
 
@@ -119,13 +116,13 @@ def _merge_counts(a: PairCounts, b: PairCounts) -> PairCounts:
     return PairCounts(a.space, rest // T, rest % T, uniq % T, cnt)
 
 
+@timed
 def policy_gradient(reward_hat, policy_class, ref: Policy, beta: float, *, steps: int = 200, lr: float = 0.5,
                     K: int = 8, exact: bool = False, normalise: bool = False, prompt_weights=None,
                     random_state=None) -> FitResult:
     """KL-regularised policy gradient against ``r̂`` (tabular or log-linear class), starting
     at ``π_ref``; sampled REINFORCE-leave-one-out or the exact gradient. ``normalise=True``
     steps by ``lr·∇/max|∇|`` (each parameter moves by at most ``lr`` per step)."""
-    t0 = time.perf_counter()
     sp = ref.space
     r_hat = sp.check_array("reward_hat", reward_hat)
     beta = check_beta(beta)
@@ -135,20 +132,7 @@ def policy_gradient(reward_hat, policy_class, ref: Policy, beta: float, *, steps
     rho = check_prompt_weights(prompt_weights, sp.P)
     rng = as_generator(random_state)
     ref.require_full_support("ref")
-    if isinstance(policy_class, TabularPolicyClass):
-        params = np.array(ref.cond)  # per-node logits, π_0 = π_ref
-
-        def cond_of(p):
-            return p - logsumexp_rows(p)[..., None]
-
-        def grad_of(cond, g):
-            return node_score_coeff(sp, cond, g)
-    elif isinstance(policy_class, LogLinearPolicyClass):
-        params = np.zeros(policy_class.n_params)
-        cond_of = policy_class.cond
-        grad_of = policy_class.contract_score
-    else:
-        raise ValueError(f"policy_gradient supports tabular and log-linear classes, got {type(policy_class).__name__}")
+    params, cond_of, grad_of, reports_params = gradient_solver(policy_class, ref)
     target = soft_optimal(r_hat, ref, beta)
     J_star = float(beta * target.log_Z @ rho)
     history = []
@@ -160,7 +144,7 @@ def policy_gradient(reward_hat, policy_class, ref: Policy, beta: float, *, steps
             g = np.exp(logp) * ret * rho[:, None]
         else:
             x = np.repeat(np.arange(sp.P), K)
-            y = _sample_completions(np.exp(logp), x, rng.random(x.size)).reshape(sp.P, K)
+            y = sample_completions(np.exp(logp), x, rng.random(x.size)).reshape(sp.P, K)
             R = ret[np.arange(sp.P)[:, None], y]
             adv = R - (R.sum(axis=1, keepdims=True) - R) / (K - 1)
             g = np.zeros(sp.shape)
@@ -175,7 +159,6 @@ def policy_gradient(reward_hat, policy_class, ref: Policy, beta: float, *, steps
     pol = Policy.from_cond(sp, cond)
     J = float((pol.probs * (r_hat - beta * (pol.logp - ref.logp))).sum(axis=1) @ rho)
     return FitResult("policy_gradient", J, policy=pol, reward=r_hat,
-                     params=params if isinstance(policy_class, LogLinearPolicyClass) else None,
-                     converged=False, iterations=steps, wall_time=time.perf_counter() - t0,
+                     params=params if reports_params else None, converged=False, iterations=steps,
                      extra={"exact_gradient": exact, "gap_to_optimum": J_star - J, "gap_history": history,
                             "kl_to_target": float(kl_rows(pol.logp, target.policy.logp) @ rho)})

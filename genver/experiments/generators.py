@@ -72,15 +72,15 @@ from functools import cached_property
 
 import numpy as np
 
-from ..classes import (FinitePolicyClass, FiniteRewardClass, LinearRewardClass, LogLinearPolicyClass,
-                       SoftOptimalPolicyClass,
-                       TabularPolicyClass, random_reward_class)
+from ..classes import (FinitePolicyClass, FiniteRewardClass, LinearRewardClass, LogLinearPolicyClass, PolicyClass,
+                       RewardClass, SoftOptimalPolicyClass, TabularPolicyClass, random_reward_class)
 from ..features import token_features, trajectory_features
 from ..policy import Policy, random_policy, uniform_policy
 from ..runcache import RunCache, cache_key
 from ..spaces import TreeSpace
 
-__all__ = ["Instance", "GENERATORS", "BANDITS", "describe"]
+__all__ = ["Instance", "describe", "with_data_prompts", "without_cache", "finite_gap", "linear_gap", "additive_target",
+           "linear_bandit", "peaked_bandit", "dichotomy", "sparse_reward"]
 
 
 @dataclass
@@ -89,9 +89,9 @@ class Instance:
     ref: Policy
     beta: float
     reward_true: np.ndarray
-    reward_class: object
-    policy_class: object
-    restricted_class: object | None = None
+    reward_class: RewardClass
+    policy_class: PolicyClass
+    restricted_class: PolicyClass | None = None
     sampler: Policy | None = None
     prompt_weights: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
@@ -331,8 +331,9 @@ def sparse_reward(p, rng) -> Instance:
                     extra={"star_index": star})
 
 
-def _with_data_prompts(fn):
-    """Apply the optional ``data_prompts`` parameter after the generator ran; the result is
+def with_data_prompts(fn):
+    """``fn`` with the optional ``data_prompts`` parameter applied after it ran (every enumerable
+    generator of :data:`genver.experiments.registry.GENERATORS` is wrapped so); the result is
     called as ``gen(params, rng, *, cache=None)`` (the cache reaches generators that take one)."""
     takes_cache = "cache" in inspect.signature(fn).parameters
 
@@ -353,7 +354,7 @@ def _with_data_prompts(fn):
     return gen
 
 
-def _without_cache(fn):
+def without_cache(fn):
     """``fn(params, rng)`` called as every generator is, ``(params, rng, *, cache=None)``."""
     def gen(p, rng, *, cache: RunCache | None = None):
         return fn(p, rng)
@@ -363,68 +364,8 @@ def _without_cache(fn):
     return gen
 
 
-_WORLD = {"P": (int, 4), "V": (int, 2), "H": (int, 4), "beta": (float, 1.0),
-          "ref_concentration": (float, 1.0), "sampler_concentration": (float, 0.0)}
-_OPTIONAL = {"data_prompts": (int, None)}
-
-#: name -> (function(params, rng, *, cache=None) -> Instance, {parameter: (type, default)});
-#: default None marks an optional parameter
-GENERATORS = {
-    "finite_gap": (finite_gap, {**_WORLD, "K_R": (int, 4), "n_distractors": (int, 0), "scale": (float, 0.5)}),
-    "linear_gap": (linear_gap, {**_WORLD, "P": (int, 1),
-                                "features": (list, ["token_counts", "parity", "first_last_match"]),
-                                "d": (int, 4), "per_prompt": (bool, False), "w_scale": (float, 1.0),
-                                "normalise_reward": (bool, False),
-                                "uniform_ref": (bool, False)}),
-    "additive_target": (additive_target, {"P": (int, 4), "V": (int, 3), "H": (int, 4), "beta": (float, 1.0),
-                                          "scale": (float, 1.0), "sampler_concentration": (float, 0.0)}),
-    "linear_bandit": (linear_bandit, {"P": (int, 20), "V": (int, 4), "H": (int, 1), "beta": (float, 0.01),
-                                      "theta_star": (list, [1.0, 2.0]), "policy_features": (str, "matched")}),
-    "peaked_bandit": (peaked_bandit, {"P": (int, 1), "V": (int, 100), "H": (int, 1), "beta": (float, 0.1),
-                                      "ref_mode": (int, 20), "ref_width": (float, 10.0), "peak": (int, 80),
-                                      "scale": (float, 10.0)}),
-    "dichotomy": (dichotomy, {"P": (int, 1), "V": (int, 8), "H": (int, 1), "beta": (float, 1.0),
-                              "ref_concentration": (float, 1.0), "w_scale": (float, 1.0), "case": (str, "none")}),
-    "sparse_reward": (sparse_reward, {"P": (int, 1), "V": (int, 64), "H": (int, 1), "beta": (float, 1.0),
-                                      "ref_concentration": (float, 1.0), "d": (int, 16), "k": (int, 1),
-                                      "scale": (float, 1.0)}),
-}
-for _name, (_fn, _schema) in list(GENERATORS.items()):
-    GENERATORS[_name] = (_with_data_prompts(_fn), {**_schema, **_OPTIONAL})
-# beyond enumeration: a sampled world (no tables; its units are run and evaluated by the world itself,
-# Monte-Carlo estimates with standard errors; genver.neural.long)
-from ..neural.long import LONG_SCHEMA, NO_TABLES, long_linear  # noqa: E402  (numpy only: validates without PyTorch)
-
-GENERATORS["long_linear"] = (_without_cache(long_linear), dict(LONG_SCHEMA))
-#: generators of sampled worlds -> the TreeSpace.max_entries their spaces are built with
-SAMPLED = {"long_linear": NO_TABLES}
-#: generators whose horizon is fixed at H = 1 (bandits)
-BANDITS = ("linear_bandit", "peaked_bandit", "dichotomy", "sparse_reward")
-
-
-def _log_size(cls):
-    s = getattr(cls, "size", None)
-    return float(np.log(s)) if s else np.nan
-
-
-def _identifiable_dim(R) -> float:
-    """Parameters of a linear ``R`` that Bradley–Terry can identify: the rank of the features
-    centred within each prompt (per-prompt constants are invisible)."""
-    phi = R.phi - R.phi.mean(axis=1, keepdims=True)
-    return float(np.linalg.matrix_rank(phi.reshape(-1, phi.shape[2])))
-
-
-def _policy_identifiable_dim(Pi):
-    """Parameters of a log-linear ``Π`` that change the policy: the rank of the token features
-    centred over the ``V`` actions of each node (a shift common to a node's actions cancels in
-    its softmax). Other classes count their parameters as they are (the tabular class's
-    ``P(V**H − 1)`` already are)."""
-    n = getattr(Pi, "n_params", None)
-    psi = getattr(Pi, "psi", None)
-    if psi is None or not n or psi.size > 2**24:
-        return n
-    centred = psi - psi.mean(axis=2, keepdims=True)
-    return float(np.linalg.matrix_rank(centred.reshape(-1, psi.shape[3])))
+def _log_size(cls) -> float:
+    return float(np.log(cls.size)) if cls.size else np.nan
 
 
 def describe(inst: Instance, n_probe: int = 3, random_state=0) -> dict:
@@ -435,9 +376,9 @@ def describe(inst: Instance, n_probe: int = 3, random_state=0) -> dict:
     parametric ``Π``)."""
     R, Pi = inst.reward_class, inst.policy_class
     rng = np.random.default_rng(random_state)
-    # a linear R counts its identifiable dimension: the rank of the per-prompt-centred features
-    n_R = _identifiable_dim(R) if hasattr(R, "phi") else getattr(R, "n_params", None)
-    n_Pi = _policy_identifiable_dim(Pi)  # likewise a log-linear Π: softmax-invisible directions dropped
+    # parameters the data can see (genver.classes.base): a linear R the rank of its per-prompt-centred
+    # features, a log-linear Π without the softmax-invisible directions
+    n_R, n_Pi = R.identifiable_dim, Pi.identifiable_dim
     out = {"log_size_R": _log_size(R), "log_size_Pi": _log_size(Pi),
            "n_params_R": float(n_R) if n_R else np.nan,
            "n_params_Pi": float(n_Pi) if n_Pi else np.nan}
@@ -453,10 +394,7 @@ def describe(inst: Instance, n_probe: int = 3, random_state=0) -> dict:
         out["predicted_ratio"] = np.nan
     residual = 0.0
     for _ in range(n_probe):
-        if hasattr(R, "tables"):
-            r = R.member(int(rng.integers(R.size)))
-        else:
-            r = R.reward(rng.standard_normal(R.n_params))
+        r = R.draw(rng)
         residual = max(residual, Pi.rl_argmax(r, inst.ref, inst.beta, inst.prompt_weights).residual_kl)
     out["containment_residual"] = residual
     return out

@@ -34,6 +34,8 @@ from __future__ import annotations
 import os
 import re
 
+from .registry import GENERATORS
+
 __all__ = ["unit_bytes", "check_memory", "available_bytes", "parse_size", "memory_limit", "RUN_OVERHEAD"]
 
 #: bytes of a run outside its units: the interpreter and libraries, numba's kernels, the memos
@@ -122,11 +124,11 @@ def _key(spec, part: str, p: dict) -> str:
 
 def check_memory(spec, workers: int = 1, limit=None) -> int:
     """Refuse (``SpecError``) a run whose estimate exceeds the limit (see the module
-    docstring); returns the estimate in bytes. A sampled world (``generators.SAMPLED``: no
-    ``(P, T)`` tables, evaluated by Monte Carlo) is not estimated: 0."""
-    from .generators import SAMPLED
+    docstring); returns the estimate in bytes. A sampled world (``max_entries`` set in its
+    :data:`genver.experiments.registry.GENERATORS` entry: no ``(P, T)`` tables, evaluated by
+    Monte Carlo) is not estimated: 0."""
     from .spec import SpecError, setting_id
-    if spec.generator in SAMPLED:
+    if GENERATORS[spec.generator].max_entries is not None:
         return 0
     lim, where = memory_limit(limit)
     worst, worst_p = None, None

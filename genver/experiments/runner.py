@@ -44,7 +44,7 @@ from contextlib import closing
 
 import pandas as pd
 
-from ..neural.schema import NEURAL_SCHEMAS
+from .registry import ESTIMATORS
 from .cells import make_instance
 from .executors import make_executor
 from .generators import describe
@@ -146,7 +146,7 @@ def _check_device(spec, device: str) -> str:
     """The device neural estimators will use; refuses a missing PyTorch or CUDA up front."""
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
-    if not any(e["name"] in NEURAL_SCHEMAS for e in spec.estimators):
+    if not any(ESTIMATORS[e["name"]].neural for e in spec.estimators):
         return device
     try:
         from ..neural.train import resolve_device

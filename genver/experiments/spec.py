@@ -4,7 +4,7 @@ A spec has these tables (unknown keys anywhere are errors that name the key)::
 
     [experiment]
     name = "gap_finite"                # used in results and file names
-    generator = "finite_gap"           # see genver.experiments.generators.GENERATORS
+    generator = "finite_gap"           # see genver.experiments.registry.GENERATORS
     question = "one line: what the experiment asks (listed by `genver specs`)"
     description = "..."
     expected = "one line: the qualitative result this experiment should show"
@@ -26,7 +26,7 @@ A spec has these tables (unknown keys anywhere are errors that name the key)::
     population = false                 # exact expected pair counts instead of sampled pairs
 
     [[estimators]]                     # one table per estimator
-    name = "dpo"                       # see genver.experiments.cells.ESTIMATORS
+    name = "dpo"                       # see genver.experiments.registry.ESTIMATORS
     label = "offline"                  # column value (default: name)
     route = "offline"                  # offline | online | other (default from the name)
     l2 = 0.01                          # estimator options (types, or a set of allowed strings)
@@ -101,13 +101,12 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from ..stats import AGGREGATES
-from .generators import GENERATORS
+from .registry import ESTIMATORS, GENERATORS, METRICS as METRIC_ENTRIES, default_route, metric_kind
 
 __all__ = ["Spec", "load_spec", "parse_spec", "setting_id", "SpecError", "METRICS"]
 
-#: fixed metric names (see genver.experiments.cells); plus the family "bon_reward@N"
-METRICS = ("suboptimality", "kl_to_optimal", "kl_to_reference", "expected_reward", "win_rate", "optimal_mass",
-           "bt_loglik", "bt_loglik_opt", "opt_residual")
+#: fixed metric names (genver.experiments.registry.METRICS); plus the family "bon_reward@N"
+METRICS = tuple(METRIC_ENTRIES)
 _DEFAULT_METRICS = ("suboptimality", "kl_to_optimal", "kl_to_reference", "expected_reward", "win_rate")
 _TABLES = {"experiment", "instance", "grid", "data", "estimators", "metrics", "expect", "smoke"}
 _EXPERIMENT_KEYS = {"name": str, "generator": str, "question": str, "description": str, "expected": str}
@@ -155,7 +154,7 @@ class Spec:
         """Every grid point as full generator parameters (defaults, instance, then grid): the
         cartesian product of the grid's lists, and of the rows of its ``zip`` table (whose lists
         vary together)."""
-        defaults = {k: d for k, (_, d) in GENERATORS[self.generator][1].items() if d is not None}
+        defaults = {k: d for k, (_, d) in GENERATORS[self.generator].params.items() if d is not None}
         keys = [k for k in self.grid if k != "zip"]
         zipped = self.grid.get("zip", {})
         rows = [dict(zip(zipped, vals)) for vals in zip(*zipped.values())] if zipped else [{}]
@@ -265,32 +264,8 @@ def _apply_smoke(src, raw: dict) -> dict:
     return raw
 
 
-def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False, memory_limit=None) -> Spec:
-    """Validate a spec dictionary (as read from TOML); raise :class:`SpecError` naming the key.
-    A ``[smoke]`` table is validated too, whether or not ``smoke`` is set; the run's memory
-    estimate (one worker) is checked against ``memory_limit`` (:mod:`genver.experiments.memory`)
-    before any instance is built."""
-    src = source
-    if not isinstance(raw, dict):
-        raise SpecError(f"{src}: a spec must be a TOML table")
-    for k in raw:
-        if k not in _TABLES:
-            raise SpecError(f"{src}: [{k}]: unknown table (allowed: {', '.join(sorted(_TABLES))})")
-    full_raw = raw
-    if smoke:
-        raw = _apply_smoke(src, raw)
-    exp = raw.get("experiment")
-    if exp is None:
-        raise SpecError(f"{src}: [experiment]: missing")
-    _check_keys(src, "experiment", exp, _EXPERIMENT_KEYS)
-    for k in ("name", "generator"):
-        if k not in exp:
-            raise SpecError(f"{src}: [experiment] {k}: missing")
-    if exp["generator"] not in GENERATORS:
-        raise SpecError(f"{src}: [experiment] generator: unknown {exp['generator']!r} (choose from {sorted(GENERATORS)})")
-    schema = GENERATORS[exp["generator"]][1]
-    instance = raw.get("instance", {})
-    _check_keys(src, "instance", instance, {k: t for k, (t, _) in schema.items()})
+def _parse_grid(src, raw: dict, schema: dict, instance: dict) -> dict:
+    """The ``[grid]`` table, checked against the generator's parameter ``schema``."""
     grid = raw.get("grid", {})
     if not isinstance(grid, dict):
         raise SpecError(f"{src}: [grid] must be a table")
@@ -317,6 +292,11 @@ def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False, memory_li
     if len({len(v) for v in zipped.values()}) > 1:
         raise SpecError(f"{src}: [grid] zip: the lists must have one length (they vary together), got "
                         + ", ".join(f"{k}: {len(v)}" for k, v in zipped.items()))
+    return grid
+
+
+def _parse_data(src, raw: dict):
+    """``(data table, sizes, seeds, temperature)`` of the ``[data]`` table."""
     data = raw.get("data", {})
     _check_keys(src, "data", data, _DATA_KEYS)
     if "sizes" not in data:
@@ -330,8 +310,12 @@ def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False, memory_li
     temperature = float(data.get("temperature", 1.0))
     if not temperature > 0:
         raise SpecError(f"{src}: [data] temperature: must be > 0, got {temperature}")
-    from .cells import ESTIMATORS, default_route  # late import: cells imports the estimators
 
+    return data, sizes, seeds, temperature
+
+
+def _parse_estimators(src, raw: dict) -> list[dict]:
+    """The ``[[estimators]]`` tables, each checked against its registry entry's option schema."""
     ests = raw.get("estimators")
     if not ests or not isinstance(ests, list):
         raise SpecError(f"{src}: [[estimators]]: give at least one estimator table")
@@ -344,7 +328,7 @@ def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False, memory_li
         name = e["name"]
         if name not in ESTIMATORS:
             raise SpecError(f"{src}: [{where}] name: unknown estimator {name!r} (choose from {sorted(ESTIMATORS)})")
-        allowed = {"name": str, "label": str, "route": str, **ESTIMATORS[name][1]}
+        allowed = {"name": str, "label": str, "route": str, **ESTIMATORS[name].options}
         _check_keys(src, where, e, allowed)
         route = e.get("route", default_route(name))
         if route not in ("offline", "online", "other"):
@@ -355,8 +339,11 @@ def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False, memory_li
         labels.add(label)
         opts = {k: v for k, v in e.items() if k not in ("name", "label", "route")}
         estimators.append({"name": name, "label": label, "route": route, "options": opts})
-    from .cells import metric_kind
+    return estimators
 
+
+def _parse_metrics(src, raw: dict) -> list[str]:
+    """The ``[metrics]`` names (plus ``bon_reward@N`` for each ``best_of_n`` size), each a registry metric."""
     metrics_t = raw.get("metrics", {"names": list(_DEFAULT_METRICS)})
     _check_keys(src, "metrics", metrics_t, {"names": list, "best_of_n": list})
     metrics = list(metrics_t.get("names", [] if "best_of_n" in metrics_t else list(_DEFAULT_METRICS)))
@@ -372,6 +359,39 @@ def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False, memory_li
                             f"or bon_reward@N)")
     if len(set(metrics)) != len(metrics):
         raise SpecError(f"{src}: [metrics] names: duplicate metric in {metrics}")
+    return metrics
+
+
+def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False, memory_limit=None) -> Spec:
+    """Validate a spec dictionary (as read from TOML); raise :class:`SpecError` naming the key.
+    A ``[smoke]`` table is validated too, whether or not ``smoke`` is set; the run's memory
+    estimate (one worker) is checked against ``memory_limit`` (:mod:`genver.experiments.memory`)
+    before any instance is built."""
+    src = source
+    if not isinstance(raw, dict):
+        raise SpecError(f"{src}: a spec must be a TOML table")
+    for k in raw:
+        if k not in _TABLES:
+            raise SpecError(f"{src}: [{k}]: unknown table (allowed: {', '.join(sorted(_TABLES))})")
+    full_raw = raw
+    if smoke:
+        raw = _apply_smoke(src, raw)
+    exp = raw.get("experiment")
+    if exp is None:
+        raise SpecError(f"{src}: [experiment]: missing")
+    _check_keys(src, "experiment", exp, _EXPERIMENT_KEYS)
+    for k in ("name", "generator"):
+        if k not in exp:
+            raise SpecError(f"{src}: [experiment] {k}: missing")
+    if exp["generator"] not in GENERATORS:
+        raise SpecError(f"{src}: [experiment] generator: unknown {exp['generator']!r} (choose from {sorted(GENERATORS)})")
+    schema = GENERATORS[exp["generator"]].params
+    instance = raw.get("instance", {})
+    _check_keys(src, "instance", instance, {k: t for k, (t, _) in schema.items()})
+    grid = _parse_grid(src, raw, schema, instance)
+    data, sizes, seeds, temperature = _parse_data(src, raw)
+    estimators = _parse_estimators(src, raw)
+    metrics = _parse_metrics(src, raw)
     expect = raw.get("expect", {})
     _check_keys(src, "expect", expect, _EXPECT_KEYS)
     if expect.get("aggregate", "mean") not in AGGREGATES:
@@ -467,7 +487,6 @@ def _check_scaling_law(src, expect: dict, estimators: list):
 def _check_order(src, expect: dict, labels: dict, metrics: list, knobs: list):
     """Parse every ``[expect] order`` statement and check its labels (``label -> estimator
     name``), metric and knobs."""
-    from .cells import REWARD_ONLY, metric_kind
     from .expect import parse_order
 
     for i, text in enumerate(expect.get("order", [])):
@@ -492,7 +511,7 @@ def _check_order(src, expect: dict, labels: dict, metrics: list, knobs: list):
         if st.metric == "frontier" or metric_kind(st.metric) == "policy":
             for a, _, b in st.pairs:
                 for lab in (a, b):
-                    if labels[lab] in REWARD_ONLY:
+                    if ESTIMATORS[labels[lab]].reward_only:
                         raise SpecError(f"{where}: {lab!r} ({labels[lab]}) fits a reward only; "
                                         f"{st.metric!r} needs a policy")
         if st.trend_knob is not None and st.trend_knob not in knobs:
@@ -508,9 +527,9 @@ def _check_sizes(spec: Spec, memory_limit=None):
     then build each setting's seed-0 instance, so a bad generator parameter (e.g. an unknown
     ``case``) is a SpecError naming the setting."""
     from ..spaces import TreeSpace
-    from .generators import SAMPLED
     from .memory import check_memory
-    limit = {"max_entries": SAMPLED[spec.generator]} if spec.generator in SAMPLED else {}  # worlds without tables
+    max_entries = GENERATORS[spec.generator].max_entries
+    limit = {} if max_entries is None else {"max_entries": max_entries}  # worlds without tables
     settings = spec.settings()
     for p in settings:
         try:

@@ -14,8 +14,9 @@ Requires PyTorch (``pip install 'genver[neural]'``). Submodules:
 * :mod:`~genver.neural.long` — the ``long_linear`` world beyond enumeration, evaluated by
   Monte-Carlo estimates with standard errors.
 
-Names are imported lazily, so ``import genver.neural.schema`` (used to validate specs) works
-without PyTorch.
+Names are imported lazily, so ``import genver.neural.long`` (the ``long_linear`` generator,
+read by :mod:`genver.experiments.registry` to validate specs) works without PyTorch; the
+neural estimators' option schemas are entries of that registry.
 """
 from __future__ import annotations
 

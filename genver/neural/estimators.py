@@ -1,7 +1,7 @@
 r"""Neural estimators as sweep cells: same data, same ``β``, same optimiser for both routes.
 
 Each function has the sweep-estimator signature ``(instance, PairCounts, numpy Generator,
-options) -> FitResult`` (:data:`genver.experiments.cells.ESTIMATORS`) and returns the trained
+options) -> FitResult`` (the ``fit`` of :data:`genver.experiments.registry.ESTIMATORS`) and returns the trained
 network's **exact** sequence distribution (:meth:`NeuralPolicy.exact`) as ``FitResult.policy``,
 and, for the reward-model routes, the reward model enumerated over every ``(x, y)`` as
 ``FitResult.reward`` — so every tabular metric applies unchanged.
@@ -62,7 +62,6 @@ from .model import TinyTransformer, TransformerConfig
 from .policy import NeuralPolicy
 from .residual import dpo_residual, rl_residual, sft_residual
 from .rewards import GlobalReward, LinearReward, LocalReward, reward_table
-from .schema import NEURAL_SCHEMAS
 from .train import (ONLINE_DPO_LABELS, StopRule, TrainConfig, resolve_device, train_dpo, train_online_dpo,
                     train_reward, train_rl, train_rl_exact, train_sft)
 
@@ -208,7 +207,7 @@ def neural_online_dpo(inst, data: PairCounts, rng, o) -> FitResult:
                        residual=lambda p: rl_residual(p, r_hat, inst.ref, inst.beta, inst.prompt_weights))
 
 
-#: name -> (function, option schema) in the format of :data:`genver.experiments.cells.ESTIMATORS`
-_FUNCTIONS = {"neural_dpo": neural_dpo, "neural_sft_preferred": neural_sft_preferred, "neural_rm_rl": neural_rm_rl,
-              "neural_online_dpo": neural_online_dpo}
-NEURAL_ESTIMATORS = {name: (fn, NEURAL_SCHEMAS[name]) for name, fn in _FUNCTIONS.items()}
+#: name -> fit function; the option schemas and routes are the entries of
+#: :data:`genver.experiments.registry.ESTIMATORS` (importable without PyTorch)
+NEURAL_ESTIMATORS = {"neural_dpo": neural_dpo, "neural_sft_preferred": neural_sft_preferred,
+                     "neural_rm_rl": neural_rm_rl, "neural_online_dpo": neural_online_dpo}
