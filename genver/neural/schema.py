@@ -12,7 +12,7 @@ RM_OPTIONS = {"rm": frozenset({"global", "linear", "local"}), "rm_steps": int, "
 NEURAL_SCHEMAS = {
     "neural_dpo": {**ARCH_OPTIONS, **TRAIN_OPTIONS},
     "neural_sft_preferred": {**ARCH_OPTIONS, **TRAIN_OPTIONS},
-    "neural_rm_rl": {**ARCH_OPTIONS, **TRAIN_OPTIONS, **RM_OPTIONS, "rl": frozenset({"reinforce", "exact"})},
+    "neural_rm_rl": {**ARCH_OPTIONS, **TRAIN_OPTIONS, **RM_OPTIONS, "rl": frozenset({"reinforce", "exact"}), "polish_steps": int},
     "neural_online_dpo": {**ARCH_OPTIONS, **TRAIN_OPTIONS, **RM_OPTIONS, "rounds": int,
                           "labels": frozenset({"soft", "bradley_terry", "top_bottom"})},
 }
