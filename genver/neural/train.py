@@ -17,7 +17,8 @@ minibatch of the same loss). Losses, with ``Δ_θ(y) = log π_θ(y|x) − log π
 :func:`train_rl_exact`  exact-gradient RL for enumerable tasks: loss ``−J_β(π_θ; r̂)`` computed over
                     every completion from one forward pass of all ``P·V**(H−1)`` prefixes
                     (:func:`exact_objective`), or the reverse-KL projection ``E_x KL(π_θ ‖ π*_{r̂})``
-                    (the same minimisers); no sampling variance
+                    (the same minimisers); no sampling variance; optionally polished by float64
+                    L-BFGS where AdamW ends short of the gap tolerance (``polish_steps``)
 :func:`train_online_dpo`  ``rounds`` rounds; each samples ``K`` completions per prompt from the
                     current ``π_θ``, labels their pairs from ``r̂`` (soft Bradley–Terry, the
                     default; one Bradley–Terry draw; or top vs bottom), then takes
