@@ -19,6 +19,13 @@ Sections (each printed as a table; ``--json`` prints one JSON object at the end)
    forward pass of all ``P·V**(H−1)`` prefixes, AdamW) on ``P = 4, V = 8, H = 6`` (131,072
    sequences per step) with the throughput model: tokens/s = sequences × H per step ÷ time per
    step, median of ``--reps`` blocks [min, max].
+6. **Exact RL vs tabular RM+RL** (``gap``; CPU, one thread per cell, as the sweep runs it): the
+   spec's neural RM+RL and tabular RM+RL cells of ``neural_gap_horizon`` at ``n = --gap-n`` for
+   ``H`` in ``--gap-H`` over every seed of the spec, with the sweep's own instances, pair streams
+   and cell seeds (:mod:`genver.experiments.cells`); per seed: both suboptimalities, the neural
+   ``opt_residual``, optimiser steps (L-BFGS polish evaluations included), why it stopped, seconds;
+   per ``H``: the means and their ratio (the issue-19 target: ≤ 2). ``--gap-options`` (JSON)
+   overrides neural RM+RL options, e.g. ``'{"polish_steps": 0}'`` for the AdamW-only path.
 5. **Beyond enumeration.** One ``neural_long`` cell at its shipped size (``V = 16, H = 8``, the
    largest ``n``, both neural estimators, Monte-Carlo evaluation with ``n_eval`` samples) on the
    device: wall time and the estimated suboptimalities with their standard errors.
@@ -117,6 +124,42 @@ def long_cell(device, quick):
     return out
 
 
+def exact_rl_gap(Hs, n, overrides, quick):
+    from genver.experiments.cells import _data, seed_sequence
+
+    spec = load_spec(SPEC, smoke=quick)
+    n = min(n, max(spec.sizes))
+    k_tab, k_neu = (next(k for k, e in enumerate(spec.estimators) if e["name"] == name) for name in ("rm_rl", "neural_rm_rl"))
+    rows, summary = [], []
+    for params in spec.settings():
+        if params["H"] not in Hs:
+            continue
+        for seed in range(spec.seeds):
+            inst = make_instance(spec.generator, params, spec.root_seed, seed)
+            counts = _data(spec, inst, seed)(n)  # the sweep's nested pair stream at size n
+            row = {"H": params["H"], "seed": seed}
+            for key, k, extra in (("tabular", k_tab, {}), ("neural", k_neu, {"_device": "cpu", **overrides})):
+                e = spec.estimators[k]
+                t0 = time.perf_counter()
+                res = ESTIMATORS[e["name"]][0](inst, counts, np.random.default_rng(seed_sequence(spec.root_seed, seed, 2, n, k)),
+                                               {**e["options"], **extra})
+                row[key + "_seconds"] = time.perf_counter() - t0
+                row[key] = float(M.suboptimality(res.policy, inst.reward_true, inst.ref, inst.beta, inst.prompt_weights))
+            row.update(residual=res.extra["opt_residual"], steps=res.iterations, polish_evals=res.extra.get("polish_evals", 0),
+                       stopped=res.extra["stopped"])
+            rows.append(row)
+            print(f"  H={row['H']} seed {seed}: tabular {row['tabular']:.6f}  neural {row['neural']:.6f}  "
+                  f"residual {row['residual']:.2e}  steps {row['steps']} (polish {row['polish_evals']}, "
+                  f"{row['stopped']})  {row['neural_seconds']:.1f} s", flush=True)
+        r = [x for x in rows if x["H"] == params["H"]]
+        if r:
+            t, nn = statistics.mean(x["tabular"] for x in r), statistics.mean(x["neural"] for x in r)
+            summary.append({"H": params["H"], "tabular": t, "neural": nn, "ratio": nn / t,
+                            "residual": statistics.mean(x["residual"] for x in r),
+                            "neural_seconds": sum(x["neural_seconds"] for x in r)})
+    return {"n": n, "overrides": overrides, "rows": rows, "summary": summary, "loadavg": open("/proc/loadavg").read().split()[:3]}
+
+
 def cell(device, cpu_threads, quick):
     spec = load_spec(SPEC, smoke=quick)
     H = max(spec.grid["H"])
@@ -180,7 +223,10 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--sizes", default="[64, 1024, 4096]")
     ap.add_argument("--compile", action="store_true", help="also measure throughput with torch.compile")
-    ap.add_argument("--skip", default="", help="comma-separated sections to skip: throughput,cell,sweep,exact,long")
+    ap.add_argument("--skip", default="", help="comma-separated sections to skip: throughput,cell,sweep,exact,long,gap")
+    ap.add_argument("--gap-H", default="[4, 6]", help="section gap: the horizons (JSON list)")
+    ap.add_argument("--gap-n", type=int, default=4096, help="section gap: the number of pairs")
+    ap.add_argument("--gap-options", default="{}", help="section gap: neural RM+RL option overrides (JSON)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     if a.quick:
@@ -233,6 +279,14 @@ def main(argv=None):
                 (m, se), (kl, kse) = v["suboptimality"], v["kl_to_reference"]
                 print(f"  {k:<20} train {v['train_seconds']:.1f} s, evaluate {v['eval_seconds']:.1f} s: "
                       f"suboptimality {m:.4f} ± {se:.4f}, KL to π_ref {kl:.3f} ± {kse:.3f}")
+    if "gap" not in skip:
+        print(f"neural vs tabular RM+RL on neural_gap_horizon (CPU, load {open('/proc/loadavg').read().split()[0]}), "
+              f"options {a.gap_options}:", flush=True)
+        r = exact_rl_gap(json.loads(a.gap_H), a.gap_n, json.loads(a.gap_options), a.quick)
+        res["gap"] = r
+        for s in r["summary"]:
+            print(f"  H={s['H']} n={r['n']}: mean suboptimality tabular {s['tabular']:.6f}  neural {s['neural']:.6f}  "
+                  f"ratio {s['ratio']:.2f}  mean residual {s['residual']:.2e}  neural {s['neural_seconds']:.0f} s")
     if device.type == "cuda":
         res["peak_gpu_memory_bytes"] = torch.cuda.max_memory_allocated()
         print(f"peak GPU memory: {res['peak_gpu_memory_bytes'] / 2**20:.1f} MiB")

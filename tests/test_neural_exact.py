@@ -169,6 +169,33 @@ def test_stop_rule_fires_on_the_certified_gap_and_on_a_plateau():
     assert log.stopped == "max_steps" and len(log.losses) == 37
 
 
+def test_lbfgs_polish_certifies_a_gap_that_adamw_under_the_same_stop_rule_does_not_reach():
+    # linear_gap-like tiny world (additive_target, P = 1, V = 2, H = 2), network started at π_ref:
+    # AdamW (lr 1e-2) under the stop rule (plateau tol 1e-7, target gap 1e-10) ends on its plateau
+    # short of the target; the float64 L-BFGS polish continues from there and certifies it
+    inst = _instance("additive_target", P=1, V=2, H=2)
+    r_hat = inst.reward_true
+    star = soft_optimal(r_hat, inst.ref, inst.beta).policy
+    cfg = TrainConfig(steps=600, lr=1e-2, stop=StopRule(gap_tol=1e-10, tol=1e-7))
+    fits = {}
+    for polish in (0, 200):
+        pol = _policy(inst.space, inst.ref, 1, d=8, randomise_head=False)
+        log = train_rl_exact(pol, r_hat, inst.beta, cfg, polish_steps=polish)
+        fits[polish] = (pol.exact(), log)
+        assert next(pol.model.parameters()).dtype == torch.float32  # cast back after the float64 polish
+    adamw, polished = fits[0][0], fits[200][0]
+    assert fits[0][1].stopped == "plateau" and fits[0][1].polish_evals == 0
+    assert M.suboptimality(adamw, r_hat, inst.ref, inst.beta) > 1e-8  # the old path stops 100× short
+    log = fits[200][1]
+    assert log.stopped == "gap" and 0 < log.polish_evals <= 201
+    assert M.suboptimality(polished, r_hat, inst.ref, inst.beta) <= 1e-10  # J(π*_r̂) − J(π̂), by genver.softrl
+    assert kl(polished, star) <= 1e-10 / inst.beta  # the tabular π*_r̂ itself (reverse-KL identity)
+    # the first polish_steps-free part of the run is AdamW's, step for step
+    assert log.losses[:len(fits[0][1].losses)] == fits[0][1].losses
+    # the logged last loss is the exact objective of the returned (float32) network
+    assert abs(-log.losses[-1] - J_beta(polished, r_hat, inst.ref, inst.beta)) < 1e-9
+
+
 def test_bad_stop_and_optimiser_settings_are_refused():
     with pytest.raises(ValueError, match="StopRule.tol"):
         StopRule(tol=-1.0)
@@ -184,6 +211,17 @@ def test_bad_stop_and_optimiser_settings_are_refused():
         train_rl_exact(pol, np.zeros(sp.shape), 1.0, TrainConfig(steps=2), target="forward_kl")
     with pytest.raises(ValueError, match="optimizer must be adamw"):
         train_rl(pol, lambda x, y: torch.zeros(x.shape[0]), 1.0, TrainConfig(steps=2, optimizer="lbfgs"))
+    with pytest.raises(ValueError, match="polish_steps"):
+        train_rl_exact(pol, np.zeros(sp.shape), 1.0, TrainConfig(steps=2, optimizer="lbfgs", stop=StopRule()),
+                       polish_steps=10)
+    with pytest.raises(ValueError, match="polish_steps"):
+        train_rl_exact(pol, np.zeros(sp.shape), 1.0, TrainConfig(steps=2), polish_steps=10)  # no stop rule
+    with pytest.raises(ValueError, match="polish_steps"):
+        train_rl_exact(pol, np.zeros(sp.shape), 1.0, TrainConfig(steps=2, stop=StopRule()), polish_steps=-1)
+    inst = _instance("linear_gap", P=1, V=2, H=2)
+    c = sample_preferences(inst.reward_true, inst.sampler, 16, np.random.default_rng(1)).counts()
+    with pytest.raises(ValueError, match="polish_steps applies to rl = 'exact'"):
+        ESTIMATORS["neural_rm_rl"][0](inst, c, np.random.default_rng(0), {"rm": "linear", "polish_steps": 5})
 
 
 # -- residuals ------------------------------------------------------------------------------

@@ -230,7 +230,8 @@ register_estimator("neural_dpo", _N + "neural_dpo", {**ARCH_OPTIONS, **TRAIN_OPT
 register_estimator("neural_sft_preferred", _N + "neural_sft_preferred", {**ARCH_OPTIONS, **TRAIN_OPTIONS},
                    route="offline", neural=True)
 register_estimator("neural_rm_rl", _N + "neural_rm_rl",
-                   {**ARCH_OPTIONS, **TRAIN_OPTIONS, **RM_OPTIONS, "rl": frozenset({"reinforce", "exact"})},
+                   {**ARCH_OPTIONS, **TRAIN_OPTIONS, **RM_OPTIONS, "rl": frozenset({"reinforce", "exact"}),
+                    "polish_steps": int},
                    route="online", neural=True)
 register_estimator("neural_online_dpo", _N + "neural_online_dpo",
                    {**ARCH_OPTIONS, **TRAIN_OPTIONS, **RM_OPTIONS, "rounds": int,

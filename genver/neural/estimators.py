@@ -31,7 +31,9 @@ and the global reward model; ``steps`` (300), ``lr`` (3e-3), ``batch_size`` (512
 :class:`TrainConfig` for every trainer of the cell; ``rm`` (``global``), ``rm_steps`` /
 ``rl_steps`` (default ``steps``), ``rm_optimizer`` (default ``optimizer``), ``rm_l2`` (0: the
 ridge ``½ l2 ‖w‖²`` of the tabular ``reward_mle``), ``rl`` (``reinforce``), ``K`` (8),
-``rounds`` (20), ``labels`` (``soft``).
+``rounds`` (20), ``labels`` (``soft``); ``polish_steps`` (``rl = "exact"`` only; default
+:data:`EXACT_RL_POLISH_STEPS` under AdamW, 0 under L-BFGS): the float64 L-BFGS polish of
+:func:`train_rl_exact` when AdamW ends short of ``gap_tol``.
 
 Every fit records ``extra["opt_residual"]`` (the sweep metric ``opt_residual``,
 :mod:`genver.neural.residual`): for the RL routes ``J_β(π*_{r̂}; r̂) − J_β(π̂; r̂)``, for DPO and
@@ -64,6 +66,10 @@ from .residual import dpo_residual, rl_residual, sft_residual
 from .rewards import GlobalReward, LinearReward, LocalReward, reward_table
 from .train import (ONLINE_DPO_LABELS, StopRule, TrainConfig, resolve_device, train_dpo, train_online_dpo,
                     train_reward, train_rl, train_rl_exact, train_sft)
+
+#: default ``polish_steps`` of ``neural_rm_rl`` with ``rl = "exact"`` and AdamW: the L-BFGS
+#: evaluations after AdamW when it ends short of ``gap_tol`` (:func:`train_rl_exact`)
+EXACT_RL_POLISH_STEPS = 1000
 
 __all__ = ["NEURAL_ESTIMATORS", "neural_dpo", "neural_sft_preferred", "neural_rm_rl", "neural_online_dpo"]
 
@@ -125,7 +131,7 @@ def _result(name, policy: NeuralPolicy, logs, t0, device, reward=None, residual=
     steps = sum(len(lg.losses) for lg in logs)
     extra = {"device": str(device), "n_params": policy.model.n_params(), "tokens": sum(lg.tokens for lg in logs),
              "train_seconds": sum(lg.seconds for lg in logs), "estimate": "trained network",
-             "stopped": logs[-1].stopped}
+             "stopped": logs[-1].stopped, "polish_evals": logs[-1].polish_evals}
     if residual is not None:
         extra["opt_residual"] = float(residual(pol))
     return FitResult(name, objective=-float(logs[-1].losses[-1]) if logs[-1].losses else float("nan"),
@@ -177,6 +183,8 @@ def _reward_model(inst, data, rng, o, dev):
 
 
 def neural_rm_rl(inst, data: PairCounts, rng, o) -> FitResult:
+    if "polish_steps" in o and o.get("rl", "reinforce") != "exact":
+        raise ValueError("polish_steps applies to rl = 'exact' only (REINFORCE samples: no exact objective to polish)")
     t0, dev = time.perf_counter(), _device(o)
     with _threads(dev, o):
         rm, logs = _reward_model(inst, data, rng, o, dev)
@@ -186,7 +194,9 @@ def neural_rm_rl(inst, data: PairCounts, rng, o) -> FitResult:
         rl_seed = _seed(rng)  # drawn for either trainer, so the networks' seeds do not depend on `rl`
         r_hat = reward_table(rm, inst.space, dev)
         if exact:
-            logs.append(train_rl_exact(pol, r_hat, inst.beta, cfg, prompt_weights=inst.prompt_weights))
+            polish = o.get("polish_steps", EXACT_RL_POLISH_STEPS if cfg.optimizer == "adamw" else 0)
+            logs.append(train_rl_exact(pol, r_hat, inst.beta, cfg, prompt_weights=inst.prompt_weights,
+                                       polish_steps=polish))
         else:
             logs.append(train_rl(pol, rm, inst.beta, cfg, K=o.get("K", 8), prompt_weights=inst.prompt_weights,
                                  seed=rl_seed))
