@@ -90,7 +90,7 @@ def test_spec_names_resolve_and_bad_names_are_named(tmp_path):
     own = tmp_path / "gap_finite.toml"
     own.write_text("x")
     assert resolve_spec(own) == own  # a path wins over a name
-    with pytest.raises(ValueError, match=r"spec 'gap_finit': no such file.*gap_finite"):
+    with pytest.raises(ValueError, match=r"no such spec file 'gap_finit'.*gap_finite"):
         resolve_spec("gap_finit")
     questions = dict(spec_summaries())
     assert all(q.endswith("?") for q in questions.values()), questions

@@ -36,7 +36,7 @@ def resolve_spec(spec: str | pathlib.Path) -> pathlib.Path:
     specs = shipped_specs()
     if str(spec) in (name, f"{name}.toml") and name in specs:
         return specs[name]
-    raise ValueError(f"spec {str(spec)!r}: no such file, and no shipped spec of that name "
+    raise ValueError(f"no such spec file {str(spec)!r}, and no shipped spec of that name "
                      f"(shipped: {', '.join(specs)}; `genver specs` lists them)")
 
 
