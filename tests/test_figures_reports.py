@@ -298,3 +298,40 @@ def test_resume_messages(tmp_path, capsys):
     s2.write_text((SIMS / "gap_finite.toml").read_text().replace("seeds = 30", "seeds = 31"))
     with pytest.raises(ValueError, match=r"different spec.*key data\.seeds: was 30, now 31"):
         run(s2, out, smoke=True, resume=True, progress=False)
+
+
+def test_plot_draws_the_scaling_law_and_pdf_only_when_asked(tmp_path, capsys):
+    """`genver plot` draws (and caches) the scaling-law figure like the others; PNG by default,
+    a PDF beside each with --pdf; a PDF left from before is removed when its figure is redrawn
+    without one (it would no longer match the PNG)."""
+    from genver.experiments import report
+
+    text = (SIMS / "gap_horizon.toml").read_text()
+    spec = tmp_path / "gh_scaling.toml"
+    spec.write_text(text.replace("\nepsilon = 0.005\n", '\nepsilon = 0.005\nscaling_law = { against = '
+                                 '["n_params_Pi", "n_params_R"], ratio_against = "dim_ratio" }\n'))
+    out = tmp_path / "r"
+    run(spec, out, smoke=True, progress=False)
+    figs = out / "figures"
+    assert main(["plot", str(out)]) == 0
+    printed = capsys.readouterr().out.split()
+    assert str(figs / "scaling_law.png") in printed and (figs / "scaling_law.sha256").exists()
+    assert not list(figs.glob("*.pdf"))
+    stamp = (figs / "scaling_law.png").stat().st_mtime_ns
+    assert main(["plot", str(out)]) == 0 and (figs / "scaling_law.png").stat().st_mtime_ns == stamp
+    assert main(["plot", str(out), "--pdf"]) == 0
+    capsys.readouterr()
+    assert {p.stem for p in figs.glob("*.pdf")} == {p.stem for p in figs.glob("*.png")} >= {
+        "scaling_law", "sample_complexity", "ratio", "n_epsilon"}
+    (figs / "ratio.sha256").write_text("stale\n")  # as if its inputs had changed
+    (out / figcache.REPORT_CACHE).unlink()
+    assert main(["plot", str(out)]) == 0
+    assert not (figs / "ratio.pdf").exists() and (figs / "scaling_law.pdf").exists()
+    # the figure itself: one panel per descriptor (two routes' laws, then the ratio's)
+    man, df, settings = report.load_results(out)
+    res = report._Lazy(man, df, settings).scaling
+    fig = report._scaling_figure(res.fits, res.points)
+    assert len(fig.axes) == 3 and all(ax.get_title().startswith("scaling law") for ax in fig.axes)
+    assert "dim" in fig.axes[0].get_xlabel() and "Pi" in fig.axes[0].get_xlabel()
+    col = report._scaling_figure(res.fits, res.points, width=P.PAPER_WIDTHS["col"])
+    assert col.get_size_inches()[0] == P.PAPER_WIDTHS["col"] and len({ax.get_position().x0 for ax in col.axes}) == 1

@@ -1,8 +1,8 @@
 """``genver plot`` and ``genver report``: figures and a Markdown or HTML report from a results directory.
 
-Figures (``style="screen"``: PNG and PDF under ``DIR/figures/``; ``style="paper"``: vector PDF
-and SVG under ``DIR/figures/paper/``, ``<name>_col`` 3.3 in and ``<name>_full`` 6.9 in wide,
-fonts embedded):
+Figures (``style="screen"``: PNG under ``DIR/figures/``, and PDF beside each for ``genver
+report`` and ``genver plot --pdf``; ``style="paper"``: vector PDF and SVG under
+``DIR/figures/paper/``, ``<name>_col`` 3.3 in and ``<name>_full`` 6.9 in wide, fonts embedded):
 
 * ``sample_complexity`` — mean suboptimality ``J_β(π*) − J_β(π̂)`` vs ``n`` (log-log), one line per
   estimator with 95% stratified-bootstrap bands, one panel per setting titled by its knobs;
@@ -15,8 +15,12 @@ fonts embedded):
   largest};
 * ``curves_<metric>`` — mean of ``bt_loglik``, ``bt_loglik_opt`` or ``optimal_mass`` vs ``n``
   with 95% bootstrap bands, one panel per setting.
+* ``scaling_law`` — ``N_ε ∝ dim^a`` per route and the ratio's law (:func:`genver.scaling.scaling_laws`)
+  when the spec sets ``[expect] scaling_law``.
 
-Every figure of a report gives an estimator label the same colour
+Every bootstrap table (``N_BOOT`` resamples, random state 0) is computed by :mod:`genver.stats`,
+once per call, and only when a figure or section needs it. Every figure of a report gives an
+estimator label the same colour
 (:func:`genver.plots.estimator_styles` of all the labels). A figure is redrawn only when the
 hash of its inputs changed, and an unchanged report is not recomputed at all
 (:mod:`genver.experiments.figcache`).
@@ -41,10 +45,12 @@ from matplotlib.figure import Figure
 from .. import plots, stats
 from . import figcache
 from .expect import check_order
-from .store import ResultStore, atomic_write_bytes
+from ..atomic import atomic_write_bytes
+from .store import ResultStore
 
 __all__ = ["load_results", "make_figures", "make_report", "means_at_largest_n", "ratios_side_by_side", "verdict",
-           "verdicts", "format_verdicts", "order_in_words", "ratio_in_words", "REPORT_FORMATS", "VERDICT_COLUMNS"]
+           "verdicts", "format_verdicts", "order_in_words", "ratio_in_words", "scaling_law_section",
+           "REPORT_FORMATS", "VERDICT_COLUMNS"]
 
 N_BOOT = 1000
 
@@ -161,24 +167,26 @@ def means_at_largest_n(df, knobs=(), metric: str | None = None) -> pd.DataFrame:
         return means.unstack("metric").reset_index()
     at = at[at["metric"] == metric]
     means = at.groupby(["setting_id", *knobs, "estimator"], dropna=False)["value"].mean().unstack("estimator")
-    means = means[plots._order(means.columns)]  # offline, online, then the rest
+    means = means[plots.label_order(means.columns)]  # offline, online, then the rest
     means.columns.name = None
     return means.reset_index().sort_values([*knobs, "setting_id"], kind="stable", ignore_index=True)
 
 
-def make_figures(root, style: str = "screen") -> list[pathlib.Path]:
-    """Write the figures of a results directory: ``style="screen"`` PNG and PDF under
-    ``DIR/figures``; ``"paper"`` vector PDF and SVG under ``DIR/figures/paper``, each at one
-    column (``<name>_col``, 3.3 in) and the full page (``<name>_full``, 6.9 in) wide, fonts
-    embedded. A figure whose inputs are unchanged (:mod:`genver.experiments.figcache`) is not
-    redrawn. Returns every figure's files, drawn now or kept."""
-    hit = figcache.read_report_cache(root, f"plot-{style}")
+def make_figures(root, style: str = "screen", *, pdf: bool = False) -> list[pathlib.Path]:
+    """Write the figures of a results directory: ``style="screen"`` PNG under ``DIR/figures``
+    (and PDF beside each with ``pdf=True``); ``"paper"`` vector PDF and SVG under
+    ``DIR/figures/paper``, each at one column (``<name>_col``, 3.3 in) and the full page
+    (``<name>_full``, 6.9 in) wide, fonts embedded. A figure whose inputs are unchanged
+    (:mod:`genver.experiments.figcache`) is not redrawn. Returns every figure's files, drawn now
+    or kept."""
+    name = figcache.plot_cache_name(style, pdf)
+    hit = figcache.read_report_cache(root, name)
     if hit is not None:  # unchanged results, code and style: every figure is as drawn
         return [pathlib.Path(root) / f for f in hit["files"]]
     man, df, settings = load_results(root)
     lazy = _Lazy(man, df, settings)
-    files = _figures(root, man, df, settings, lazy, style=style)
-    figcache.write_report_cache(root, f"plot-{style}", {
+    files = _figures(root, man, df, settings, lazy, style=style, pdf=pdf)
+    figcache.write_report_cache(root, name, {
         "path": "figures", "files": [str(pathlib.Path(f).relative_to(root)) for f in files]})
     return files
 
@@ -214,27 +222,119 @@ class _Lazy:
         return self._get("agg", lambda: stats.aggregate(self.df, "suboptimality", knobs=self.man["knobs"],
                                                          n_boot=N_BOOT, random_state=0))
 
+    @property
+    def scaling(self):
+        """``(fits, points)`` of ``[expect] scaling_law``, a sentence when the results lack its
+        two routes, ``None`` when the spec asks for no scaling law."""
+        return self._get("scaling", lambda: _scaling_fits(self.man, self.df, self.settings))
+
 
 def _ratio_title(man, off="offline", on="online") -> str:
     return (rf"{man['experiment']}: $N_\varepsilon(\mathrm{{{off}}})\,/\,N_\varepsilon(\mathrm{{{on}}})$, "
             rf"$\varepsilon = {_eps(man)}$")
 
 
+def _single(draw_ax, width):
+    """A one-Axes figure drawn by ``draw_ax(ax)``: 5.5 × 4 in on screen, ``width`` × 0.75 width."""
+    fig = Figure(figsize=(width, 0.75 * width) if width else (5.5, 4.0), layout="constrained")
+    draw_ax(fig.add_subplot())
+    return fig
+
+
+def _titled(draw, title):
+    """``draw(ax)`` then the figure's own title (in the current style's title size)."""
+    def go(ax):
+        draw(ax)
+        ax.set_title(title, fontsize=plots.font_size("title"))
+    return go
+
+
+def _ratio_jobs(man, sub, settings, lazy, styles) -> list:
+    """``ratio``, ``ratio_compare`` (with ``[expect] compare``) and ``n_epsilon`` against the
+    first knob."""
+    knob, eps = man["knobs"][0], _eps(man)
+
+    def ratio_fig(width):
+        if lazy.ratio is None:
+            return None
+        return _single(_titled(lambda ax: plots.plot_ratio_vs_knob(lazy.ratio, knob, ax=ax),
+                               _ratio_title(man, *_main_pair(man))), width)
+
+    def compare_fig(width):
+        if lazy.both is None or lazy.both["pair"].nunique() < 2:
+            return None
+        title = rf"{man['experiment']}: $N_\varepsilon$ ratios side by side, $\varepsilon = {eps}$"
+        return _single(_titled(lambda ax: plots.plot_ratio_vs_knob(lazy.both, knob, ax=ax, hue="pair",
+                                                                   predicted=False), title), width)
+
+    def neps_fig(width):
+        if lazy.ratio is None:
+            return None
+        return _single(lambda ax: plots.plot_n_epsilon(lazy.neps, knob, ax=ax, styles=styles), width)
+
+    jobs = [("ratio", [sub, settings], ratio_fig)]
+    if man.get("expect", {}).get("compare"):
+        jobs.append(("ratio_compare", [sub, settings], compare_fig))
+    return jobs + [("n_epsilon", [sub], neps_fig)]
+
+
+def _best_of_n_job(bon, knobs, styles):
+    """``best_of_n``: one panel per setting and ``n`` ∈ {smallest, middle, largest}."""
+    def bon_fig(width):
+        ns = sorted(bon["n"].unique())
+        pick = sorted({ns[0], ns[len(ns) // 2], ns[-1]})  # smallest, middle and largest n
+        b = bon[bon["n"].isin(pick)].copy()
+        b["N"] = b["metric"].str.split("@").str[1].astype(int)
+        b["metric"] = "expected_reward"
+        b["panel"] = b["setting_id"].astype(str) + " n=" + b["n"].astype(int).astype(str).str.zfill(9)
+        fig = _panels(b, [*knobs, "n"], lambda g, ax: plots.plot_best_of_n(g, ax=ax, N_col="N", styles=styles),
+                      key="panel", width=width)
+        fig.suptitle(r"best-of-$N$ from $\pi_{\mathrm{ref}}$ ranked by each estimator's reward "
+                     r"($\mathbb{E}\,r^\star$, mean over seeds, 95% band)", fontsize=plots.font_size("title"))
+        return fig
+    return ("best_of_n", [bon], bon_fig)
+
+
+def _curves_job(g, m, knobs, styles):
+    """``curves_<m>``: the mean of metric ``m`` vs ``n`` with 95% bands, one panel per setting."""
+    def curves(width):
+        def draw(gg, ax):
+            plots.plot_best_of_n(gg, ax=ax, metric=m, N_col="n", styles=styles)
+            ax.set_xlabel(plots.N_LABEL)
+            ax.set_title("")
+        return _panels(g, knobs, draw, width=width)
+    return (f"curves_{m}", [g], curves)
+
+
+def _scaling_figure(fits, points, width=None) -> Figure:
+    """The ``scaling_law`` figure: one :func:`genver.plots.plot_scaling_law` panel per route
+    descriptor, then one per ratio descriptor; side by side (5.2 × 4.2 in each on screen), or
+    stacked in one column when ``width`` is a single column (< 4 in)."""
+    panels = list(pd.unique(fits.loc[fits["route"] != "ratio", "against"])) + \
+        [("ratio", a) for a in pd.unique(fits.loc[fits["route"] == "ratio", "against"])]
+    k = max(len(panels), 1)
+    if width is None:
+        nr, nc, size = 1, k, (5.2 * k, 4.2)
+    elif width < 4:
+        nr, nc, size = k, 1, (width, 0.8 * width * k)
+    else:
+        nr, nc, size = 1, k, (width, max(2.2, 0.85 * width / k))
+    fig = Figure(figsize=size, layout="constrained")
+    for ax, p in zip(fig.subplots(nr, nc, squeeze=False).ravel(), panels):
+        route, against = p if isinstance(p, tuple) else (None, p)
+        plots.plot_scaling_law(points, fits, ax=ax, against=against, routes=route)
+    return fig
+
+
 def _figure_jobs(man, df, settings, lazy) -> list:
     """``[(name, inputs, draw)]``: every figure the results call for, the tables its content
     depends on (hashed to decide whether to redraw), and ``draw(width) -> Figure`` (``width``
-    in inches, ``None``: the screen size)."""
+    in inches, ``None``: the screen size; ``None`` returned: no such figure for these results)."""
     knobs = man["knobs"]
     metrics = set(df["metric"])
     styles = plots.estimator_styles(df["estimator"].unique())  # one colour per label in every figure
     order = settings.sort_values(knobs, kind="stable")["setting_id"].tolist() if knobs else None
     jobs = []
-
-    def single(draw_ax, width):
-        fig = Figure(figsize=(width, 0.75 * width) if width else (5.5, 4.0), layout="constrained")
-        draw_ax(fig.add_subplot())
-        return fig
-
     if "suboptimality" in metrics:
         sub = df[df["metric"] == "suboptimality"]
 
@@ -243,64 +343,28 @@ def _figure_jobs(man, df, settings, lazy) -> list:
                                                 width=width, ncols=2 if width and width < 4 else 4)
         jobs.append(("sample_complexity", [sub, settings], grid))
         if knobs:
-            def ratio_fig(width):
-                if lazy.ratio is None:
-                    return None
-                return single(lambda ax: (plots.plot_ratio_vs_knob(lazy.ratio, knobs[0], ax=ax),
-                                          ax.set_title(_ratio_title(man, *_main_pair(man)),
-                                                       fontsize=plots._fs("title"))), width)
-            jobs.append(("ratio", [sub, settings], ratio_fig))
-            if man.get("expect", {}).get("compare"):
-                def compare_fig(width):
-                    if lazy.both is None or lazy.both["pair"].nunique() < 2:
-                        return None
-                    return single(lambda ax: (plots.plot_ratio_vs_knob(lazy.both, knobs[0], ax=ax, hue="pair",
-                                                                       predicted=False),
-                                              ax.set_title(rf"{man['experiment']}: $N_\varepsilon$ ratios side "
-                                                           rf"by side, $\varepsilon = {_eps(man)}$",
-                                                           fontsize=plots._fs("title"))), width)
-                jobs.append(("ratio_compare", [sub, settings], compare_fig))
-
-            def neps_fig(width):
-                if lazy.ratio is None:
-                    return None
-                return single(lambda ax: plots.plot_n_epsilon(lazy.neps, knobs[0], ax=ax, styles=styles), width)
-            jobs.append(("n_epsilon", [sub], neps_fig))
+            jobs += _ratio_jobs(man, sub, settings, lazy, styles)
     if "beta" in knobs and {"expected_reward", "kl_to_reference"} <= metrics:
         fr = df[df["metric"].isin(["expected_reward", "kl_to_reference"])]
-        jobs.append(("frontier", [fr],
-                     lambda width: single(lambda ax: plots.plot_frontier(fr, ax=ax, knob="beta", styles=styles), width)))
+        jobs.append(("frontier", [fr], lambda width: _single(
+            lambda ax: plots.plot_frontier(fr, ax=ax, knob="beta", styles=styles), width)))
     bon = df[df["metric"].str.startswith("bon_reward@")]
     if len(bon):
-        def bon_fig(width, bon=bon):
-            ns = sorted(bon["n"].unique())
-            pick = sorted({ns[0], ns[len(ns) // 2], ns[-1]})  # smallest, middle and largest n
-            b = bon[bon["n"].isin(pick)].copy()
-            b["N"] = b["metric"].str.split("@").str[1].astype(int)
-            b["metric"] = "expected_reward"
-            b["panel"] = b["setting_id"].astype(str) + " n=" + b["n"].astype(int).astype(str).str.zfill(9)
-            fig = _panels(b, [*knobs, "n"], lambda g, ax: plots.plot_best_of_n(g, ax=ax, N_col="N", styles=styles),
-                          key="panel", width=width)
-            fig.suptitle(r"best-of-$N$ from $\pi_{\mathrm{ref}}$ ranked by each estimator's reward "
-                         r"($\mathbb{E}\,r^\star$, mean over seeds, 95% band)", fontsize=plots._fs("title"))
-            return fig
-        jobs.append(("best_of_n", [bon], bon_fig))
-    for m in CURVE_METRICS:
-        if m in metrics:
-            g = df[df["metric"] == m]
-
-            def curves(width, g=g, m=m):
-                def draw(gg, ax):
-                    plots.plot_best_of_n(gg, ax=ax, metric=m, N_col="n", styles=styles)
-                    ax.set_xlabel(plots.N_LABEL)
-                    ax.set_title("")
-                return _panels(g, knobs, draw, width=width)
-            jobs.append((f"curves_{m}", [g], curves))
+        jobs.append(_best_of_n_job(bon, knobs, styles))
+    jobs += [_curves_job(df[df["metric"] == m], m, knobs, styles) for m in CURVE_METRICS if m in metrics]
+    if man.get("expect", {}).get("scaling_law") is not None:
+        def scaling_fig(width):
+            res = lazy.scaling
+            return None if res is None or isinstance(res, str) else _scaling_figure(res.fits, res.points, width)
+        jobs.append(("scaling_law", [df[df["metric"] == "suboptimality"], settings], scaling_fig))
     return jobs
 
 
-def _figures(root, man, df, settings, lazy, style: str = "screen") -> list[pathlib.Path]:
-    """Draw (or keep, when their inputs hash as before) the figures; returns their files."""
+def _figures(root, man, df, settings, lazy, style: str = "screen", *, pdf: bool = False,
+             only: set | None = None) -> list[pathlib.Path]:
+    """Draw (or keep, when their inputs hash as before) the figures (``only``: just those
+    names); returns their files. Screen: PNG, and PDF with ``pdf=True`` (a PDF left from an
+    earlier draw of a figure that is redrawn now without one is removed: it would be stale)."""
     import matplotlib
     matplotlib.use("Agg", force=False)
     figdir = pathlib.Path(root) / "figures"
@@ -313,8 +377,10 @@ def _figures(root, man, df, settings, lazy, style: str = "screen") -> list[pathl
     common = [figcache.code_digest(), style, man["knobs"], man.get("expect", {}), man["experiment"], labels]
     out = []
     for name, inputs, draw in _figure_jobs(man, df, settings, lazy):
+        if only is not None and name not in only:
+            continue
         if style == "screen":
-            variants = [(name, None, ("png", "pdf"))]
+            variants = [(name, None, ("png", "pdf") if pdf else ("png",))]
         else:
             variants = [(f"{name}_{w}", plots.PAPER_WIDTHS[w], ("pdf", "svg")) for w in plots.PAPER_WIDTHS]
         files = [figdir / f"{stem}.{fmt}" for stem, _, fmts in variants for fmt in fmts]
@@ -330,6 +396,8 @@ def _figures(root, man, df, settings, lazy, style: str = "screen") -> list[pathl
                     break
                 written += plots.save_figure(fig, figdir / stem, formats=fmts, tight=width is None)
         if written:
+            if style == "screen" and not pdf:
+                (figdir / f"{name}.pdf").unlink(missing_ok=True)
             figcache.store_digest(figdir / name, key)
         out += written
     return out
@@ -353,7 +421,7 @@ def _panels(df, knobs, draw, ncols: int = 4, key: str = "setting_id", width: flo
         g = df[df[key].astype(str) == sid]
         draw(g, ax)
         ax.set_title(plots.setting_title(g.iloc[0], [k for k in knobs if k in g.columns]),
-                     fontsize=plots._fs("title"))
+                     fontsize=plots.font_size("title"))
     for j in range(len(ids), nr * nc):
         axes[j // nc][j % nc].set_visible(False)
     return fig
@@ -691,17 +759,16 @@ def make_report(root, fmt: str = "md") -> tuple[pathlib.Path, pd.DataFrame]:
     if hit is not None:
         return root / hit["path"], pd.DataFrame(hit["verdicts"], columns=VERDICT_COLUMNS)
     man, df, settings = load_results(root)
-    lazy = _Lazy(man, df, settings)  # every ratio table is computed once (bootstrap) and reused
-    figures = _figures(root, man, df, settings, lazy)
+    lazy = _Lazy(man, df, settings)  # every bootstrap table is computed once and reused
+    figures = _figures(root, man, df, settings, lazy, pdf=True)  # the scaling law's among them
     table = verdicts(man, df, lazy.ratio)
     incomplete = completeness_line(root, man)
     if incomplete:  # every verdict is marked, and the report opens with the line
         table["verdict"] = table["verdict"] + " (partial data)"
-    scaling_sec, table, scaling_files = scaling_law_section(root, man, df, settings, table)
+    scaling_sec, table, _ = scaling_law_section(root, man, df, settings, table, lazy)
     secs = _sections(root, man, df, settings, lazy, table)
     if scaling_sec is not None:  # before the provenance, which closes the report
         secs.insert(len(secs) - 1, scaling_sec)
-    figures = [*figures, *scaling_files]
     path = root / f"report.{fmt}"
     text = (_render_md(man, secs, figures, banner=incomplete) if fmt == "md"
             else _render_html(man, secs, figures, table, banner=incomplete))
@@ -711,22 +778,14 @@ def make_report(root, fmt: str = "md") -> tuple[pathlib.Path, pd.DataFrame]:
     return path, table
 
 
-__all__ += ["scaling_law_section"]
 
-
-def scaling_law_section(root, man, df, settings, table: pd.DataFrame) -> tuple[tuple | None, pd.DataFrame, list]:
-    """The "Scaling laws" section of the report when the spec sets ``[expect] scaling_law``
-    (:func:`genver.scaling.scaling_laws`: ``N_ε ∝ dim^a`` per route against each ``against``
-    descriptor and the ratio against ``ratio_against``, Tobit fits with paired seed-bootstrap
-    CIs, the bound's exponent): the section ``(heading, blocks)`` (a paragraph, the fits table, one
-    plain sentence per fit), the verdict ``table`` with one row per fit appended (verdict
-    ``AGREES`` | ``DISAGREES`` | ``UNDEFINED``: measurements, never a FAIL) and the figure files
-    (``figures/scaling_law.*``). Without the key: ``(None, table, [])`` unchanged."""
+def _scaling_fits(man, df, settings):
+    """:func:`genver.scaling.scaling_laws` of the spec's ``[expect] scaling_law`` (the main pair:
+    labels when the spec names them or a route has several estimators, else the routes);
+    a sentence when the results lack the two; ``None`` without the key."""
     opts = man.get("expect", {}).get("scaling_law")
     if opts is None:
-        return None, table, []
-    from matplotlib.figure import Figure
-
+        return None
     from .. import scaling
 
     exp = man["expect"]
@@ -735,20 +794,32 @@ def scaling_law_section(root, man, df, settings, table: pd.DataFrame) -> tuple[t
     else:
         by, off, on = "route", "offline", "online"
     if not {off, on} <= set(df[by].unique()):
-        return ("Scaling laws", [f"No {off!r} and {on!r} {by}s to fit."]), table, []
-    res = scaling.scaling_laws(df, settings, float(opts.get("epsilon", _eps(man))),
-                               against=opts.get("against", scaling.DEFAULT_AGAINST),
-                               ratio_against=opts.get("ratio_against", scaling.DEFAULT_RATIO_AGAINST),
-                               offline=off, online=on, by=by, knobs=man["knobs"], n_boot=N_BOOT, random_state=0)
-    fits, points = res
-    panels = list(pd.unique(fits.loc[fits["route"] != "ratio", "against"])) + \
-        [("ratio", a) for a in pd.unique(fits.loc[fits["route"] == "ratio", "against"])]
-    fig = Figure(figsize=(5.2 * len(panels), 4.2), layout="constrained")
-    for ax, p in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
-        route, against = p if isinstance(p, tuple) else (None, p)
-        plots.plot_scaling_law(points, fits, ax=ax, against=against, routes=route)
-    figdir = pathlib.Path(root) / "figures"
-    files = list(plots.save_figure(fig, figdir / "scaling_law"))
+        return f"No {off!r} and {on!r} {by}s to fit."
+    return scaling.scaling_laws(df, settings, float(opts.get("epsilon", _eps(man))),
+                                against=opts.get("against", scaling.DEFAULT_AGAINST),
+                                ratio_against=opts.get("ratio_against", scaling.DEFAULT_RATIO_AGAINST),
+                                offline=off, online=on, by=by, knobs=man["knobs"], n_boot=N_BOOT, random_state=0)
+
+
+def scaling_law_section(root, man, df, settings, table: pd.DataFrame,
+                        lazy: _Lazy | None = None) -> tuple[tuple | None, pd.DataFrame, list]:
+    """The "Scaling laws" section of the report when the spec sets ``[expect] scaling_law``
+    (:func:`genver.scaling.scaling_laws`: ``N_ε ∝ dim^a`` per route against each ``against``
+    descriptor and the ratio against ``ratio_against``, Tobit fits with paired seed-bootstrap
+    CIs, the bound's exponent): the section ``(heading, blocks)`` (a paragraph, the fits table, one
+    plain sentence per fit), the verdict ``table`` with one row per fit appended (verdict
+    ``AGREES`` | ``DISAGREES`` | ``UNDEFINED``: measurements, never a FAIL) and the figure files
+    (``figures/scaling_law.png`` and ``.pdf``, drawn only when their inputs changed, as every
+    figure). ``lazy``: the report's tables when already computed. Without the key:
+    ``(None, table, [])`` unchanged."""
+    if man.get("expect", {}).get("scaling_law") is None:
+        return None, table, []
+    lazy = _Lazy(man, df, settings) if lazy is None else lazy
+    res = lazy.scaling
+    if isinstance(res, str):
+        return ("Scaling laws", [res]), table, []
+    files = _figures(root, man, df, settings, lazy, pdf=True, only={"scaling_law"})
+    fits = res.fits
     cols = ["route", "against", "a", "a_lo", "a_hi", "predicted_a", "agrees", "n_points", "n_censored", "decades",
             "method"]
     blocks = [f"Fits of log N_ε on log dim over the settings (ε = {fits['eps'].iloc[0]}); censored N_ε (a route "
