@@ -46,12 +46,23 @@ def _num_label(v: float) -> str:
     return format_value(float(f"{v:.3g}"))
 
 
+def _x_labels(axis) -> int:
+    """How many labels a log x axis holds: one per 0.42 in of its width (a number like "2000"
+    and the gap to the next at the default sizes), 3 to 7."""
+    ax = axis.axes
+    try:
+        width = ax.get_position().width * ax.figure.get_figwidth()
+    except AttributeError:  # an Axes not on a figure yet
+        return 7
+    return max(3, min(7, int(width / 0.42)))
+
+
 def log_ticks(axis, lo: float | None = None, hi: float | None = None, max_labels: int | None = None) -> None:
     """Labelled ticks on a log ``axis`` (``ax.xaxis`` / ``ax.yaxis``) for its current limits
     (or ``lo``, ``hi``), as plain numbers: at m × 10^k for the densest of m ∈ {1…9}, {1, 2, 5},
-    {1, 3}, {1} that gives at most ``max_labels`` labels (default 10 on a y axis, 7 on an x
-    axis, whose labels are wider), else at every or every other 10^k; unlabelled minor ticks at
-    2…9 × 10^k (at 2 and 5 × 10^k on an axis wider than 3 decades). Call it after the limits
+    {1, 3}, {1} that gives at most ``max_labels`` labels (default 10 on a y axis; on an x axis,
+    whose labels are wider, one per 0.42 in of its width, 3 to 7), else at every or every other
+    10^k; unlabelled minor ticks at 2…9 × 10^k (at 2 and 5 × 10^k on an axis wider than 3 decades). Call it after the limits
     are final."""
     from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
 
@@ -60,7 +71,7 @@ def log_ticks(axis, lo: float | None = None, hi: float | None = None, max_labels
     if not (a > 0 and np.isfinite(b)):
         return
     if max_labels is None:
-        max_labels = 7 if axis.axis_name == "x" else 10
+        max_labels = _x_labels(axis) if axis.axis_name == "x" else 10
     e0, e1 = math.floor(math.log10(a)) - 1, math.ceil(math.log10(b)) + 1
     ticks = []
     for subs in ((1, 2, 3, 4, 5, 6, 7, 8, 9), (1, 2, 5), (1, 3), (1,)):

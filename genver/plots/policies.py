@@ -26,7 +26,8 @@ def plot_policies(
 
     Completions are labelled by their tokens ``a_1…a_H`` (first token first) when a ``Policy``
     gives the tree, ``T ≤ 32`` and ``V ≤ 10``, by index otherwise. The title states the largest
-    ``|π(y|x) − π_first(y|x)|`` of each later policy over *all* prompts and completions (so
+    ``|π(y|x) − π_1(y|x)|`` (``π_1`` the first policy) of each later policy over *all* prompts
+    and completions (so
     "on top of each other" is a number, not an impression)."""
     if ax is None:
         ax = new_axes()
@@ -74,7 +75,8 @@ def plot_policies(
     ax.set_ylabel(r"$\pi(y \mid x)$" + f", prompt $x = {x}$")
     ax.set_ylim(bottom=0)
     if title is None:
-        title = (f"max over all x, y of |π(y|x) − {first}(y|x)|: " + ", ".join(diffs)) if diffs else ""
+        title = (r"$\max_{x,y}\,|\pi(y \mid x) - \pi_1(y \mid x)|$ ($\pi_1$: " + f"{first}): "
+                 + ", ".join(diffs)) if diffs else ""
     if title:
         ax.set_title(title, fontsize=font_size("title"))
     ax.grid(True, alpha=0.3)
