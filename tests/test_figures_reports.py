@@ -335,3 +335,34 @@ def test_plot_draws_the_scaling_law_and_pdf_only_when_asked(tmp_path, capsys):
     assert "dim" in fig.axes[0].get_xlabel() and "Pi" in fig.axes[0].get_xlabel()
     col = report._scaling_figure(res.fits, res.points, width=P.PAPER_WIDTHS["col"])
     assert col.get_size_inches()[0] == P.PAPER_WIDTHS["col"] and len({ax.get_position().x0 for ax in col.axes}) == 1
+
+
+def test_drawing_in_a_forked_process_gives_the_same_files(smoke_dir, tmp_path, monkeypatch):
+    """The sample-complexity grid drawn in a child process (while the parent draws the rest)
+    gives byte-identical files to a serial draw, PNG, PDF and SVG alike."""
+    import shutil
+
+    from genver.experiments import report
+
+    dirs = {}
+    for par in (False, True):
+        d = tmp_path / f"par{par}"
+        shutil.copytree(smoke_dir, d, ignore=shutil.ignore_patterns("figures", "report.*", figcache.REPORT_CACHE))
+        dirs[par] = d
+    calls = []
+    draw_and_save = report._draw_and_save
+    monkeypatch.setattr(report, "_draw_and_save", lambda *job: calls.append(job[1]) or draw_and_save(*job))
+    for par, d in dirs.items():
+        man, df, settings = report.load_results(d)
+        for style in ("screen", "paper"):
+            calls.clear()
+            files = report._figures(d, man, df, settings, report._Lazy(man, df, settings), style=style, pdf=True,
+                                    parallel=par)
+            assert len(files) >= 6
+            # in parallel the parent draws every figure but the first (the child's calls are not counted here)
+            assert calls == [f.stem.removesuffix("_col") for f in files if f.suffix == ".pdf"
+                             and not f.stem.endswith("_full")][(1 if par else 0):]
+    a = sorted(p.relative_to(dirs[False]) for p in (dirs[False] / "figures").rglob("*.*"))
+    assert a == sorted(p.relative_to(dirs[True]) for p in (dirs[True] / "figures").rglob("*.*")) and len(a) >= 12
+    for rel in a:
+        assert (dirs[False] / rel).read_bytes() == (dirs[True] / rel).read_bytes(), rel

@@ -360,11 +360,88 @@ def _figure_jobs(man, df, settings, lazy) -> list:
     return jobs
 
 
+def _draw_and_save(figdir, name, variants, draw, key, style: str, pdf: bool) -> list[pathlib.Path]:
+    """Draw one figure in each of its ``variants`` (stem, width, formats), save it and record the
+    hash of its inputs; a screen PDF left from an earlier draw is removed when none is asked
+    for (it would be stale). Returns the written files (none when the results have no such figure)."""
+    written = []
+    with plots.use_style(style):
+        for stem, width, fmts in variants:
+            fig = draw(width)
+            if fig is None:
+                break
+            written += plots.save_figure(fig, figdir / stem, formats=fmts, tight=width is None)
+    if written:
+        if style == "screen" and not pdf:
+            (figdir / f"{name}.pdf").unlink(missing_ok=True)
+        figcache.store_digest(figdir / name, key)
+    return written
+
+
+#: longest a figure drawn in a forked process may take before the parent draws it itself
+FORK_TIMEOUT_S = 300.0
+
+
+def _in_child(job) -> tuple[int, int] | None:
+    """Start ``_draw_and_save(*job)`` in a forked process (POSIX, 2 or more CPUs, not macOS):
+    ``(pid, read end of a pipe that receives the written files as JSON)``, or ``None`` where
+    forking is not available (the caller draws it itself)."""
+    import json
+    import os
+    import sys
+
+    if not hasattr(os, "fork") or sys.platform == "darwin" or (os.cpu_count() or 1) < 2:
+        return None
+    sys.stdout.flush()
+    sys.stderr.flush()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(w)
+        return pid, r
+    code = 1
+    try:  # the child: draw, report the files, leave without running the parent's exit handlers
+        os.close(r)
+        os.write(w, json.dumps([str(f) for f in _draw_and_save(*job)]).encode())
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def _child_result(started, job) -> list[pathlib.Path]:
+    """The files of a figure drawn by :func:`_in_child`; drawn here instead when the child
+    failed or took longer than :data:`FORK_TIMEOUT_S`."""
+    import json
+    import os
+    import signal
+    import time
+
+    pid, r = started
+    t0, status = time.monotonic(), None
+    while status is None:
+        done, st = os.waitpid(pid, os.WNOHANG)
+        if done:
+            status = st
+        elif time.monotonic() - t0 > FORK_TIMEOUT_S:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            status = -1
+        else:
+            time.sleep(0.005)
+    with os.fdopen(r, "rb") as fh:
+        data = fh.read()
+    if status == 0:
+        return [pathlib.Path(f) for f in json.loads(data)]
+    return _draw_and_save(*job)
+
+
 def _figures(root, man, df, settings, lazy, style: str = "screen", *, pdf: bool = False,
-             only: set | None = None) -> list[pathlib.Path]:
+             only: set | None = None, parallel: bool = True) -> list[pathlib.Path]:
     """Draw (or keep, when their inputs hash as before) the figures (``only``: just those
-    names); returns their files. Screen: PNG, and PDF with ``pdf=True`` (a PDF left from an
-    earlier draw of a figure that is redrawn now without one is removed: it would be stale)."""
+    names); returns their files. Screen: PNG, and PDF with ``pdf=True``. With ``parallel`` and
+    two or more figures to draw, the first (the sample-complexity grid: the largest, and the
+    only one that needs :func:`genver.stats.aggregate`) is drawn in a forked process while this
+    one draws the rest: the same code on the same tables, so the same files."""
     import matplotlib
     matplotlib.use("Agg", force=False)
     figdir = pathlib.Path(root) / "figures"
@@ -375,10 +452,9 @@ def _figures(root, man, df, settings, lazy, style: str = "screen", *, pdf: bool 
     figdir.mkdir(parents=True, exist_ok=True)
     labels = sorted(map(str, df["estimator"].unique()))
     common = [figcache.code_digest(), style, man["knobs"], man.get("expect", {}), man["experiment"], labels]
-    out = []
-    for name, inputs, draw in _figure_jobs(man, df, settings, lazy):
-        if only is not None and name not in only:
-            continue
+    out, todo = {}, []
+    jobs = [j for j in _figure_jobs(man, df, settings, lazy) if only is None or j[0] in only]
+    for name, inputs, draw in jobs:
         if style == "screen":
             variants = [(name, None, ("png", "pdf") if pdf else ("png",))]
         else:
@@ -386,21 +462,15 @@ def _figures(root, man, df, settings, lazy, style: str = "screen", *, pdf: bool 
         files = [figdir / f"{stem}.{fmt}" for stem, _, fmts in variants for fmt in fmts]
         key = figcache.digest(name, *common, *inputs)
         if figcache.is_current(figdir / name, files, key):
-            out += files
-            continue
-        written = []
-        with plots.use_style(style):
-            for stem, width, fmts in variants:
-                fig = draw(width)
-                if fig is None:
-                    break
-                written += plots.save_figure(fig, figdir / stem, formats=fmts, tight=width is None)
-        if written:
-            if style == "screen" and not pdf:
-                (figdir / f"{name}.pdf").unlink(missing_ok=True)
-            figcache.store_digest(figdir / name, key)
-        out += written
-    return out
+            out[name] = files
+        else:
+            todo.append((figdir, name, variants, draw, key, style, pdf))
+    started = _in_child(todo[0]) if parallel and len(todo) >= 2 else None
+    for job in todo[1:] if started else todo:
+        out[job[1]] = _draw_and_save(*job)
+    if started:
+        out[todo[0][1]] = _child_result(started, todo[0])
+    return [f for name, *_ in jobs for f in out.get(name, [])]
 
 
 #: metrics drawn against n by ``curves_<metric>`` (linear y axis)

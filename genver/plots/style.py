@@ -144,7 +144,7 @@ STYLES = {
         "lines.linewidth": 1.0, "lines.markersize": 3.5, "errorbar.capsize": 2,
         "axes.linewidth": 0.6, "grid.linewidth": 0.4, "xtick.major.width": 0.6, "ytick.major.width": 0.6,
         "pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "path", "mathtext.fontset": "dejavusans",
-        "savefig.dpi": 300,
+        "savefig.dpi": 300, "svg.hashsalt": "genver",  # SVG ids from a fixed salt: the same bytes every time
     },
 }
 
