@@ -61,9 +61,9 @@ def _quickstart(args) -> int:
 
 
 def _ratio_csv(root) -> str:
-    from .experiments.report import _ratio, load_results
+    from .experiments.tables import load_results, ratio_table
     man, df, settings = load_results(root)
-    r = _ratio(man, df, settings)
+    r = ratio_table(man, df, settings)
     cols = ["n_distractors", "predicted_ratio", "N_offline", "N_online", "ratio", "ratio_lo", "ratio_hi", "eps"]
     return r.sort_values("n_distractors")[cols].round(2).to_csv(index=False)
 

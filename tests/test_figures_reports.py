@@ -304,7 +304,7 @@ def test_plot_draws_the_scaling_law_and_pdf_only_when_asked(tmp_path, capsys):
     """`genver plot` draws (and caches) the scaling-law figure like the others; PNG by default,
     a PDF beside each with --pdf; a PDF left from before is removed when its figure is redrawn
     without one (it would no longer match the PNG)."""
-    from genver.experiments import report
+    from genver.experiments import figures, tables
 
     text = (SIMS / "gap_horizon.toml").read_text()
     spec = tmp_path / "gh_scaling.toml"
@@ -328,12 +328,12 @@ def test_plot_draws_the_scaling_law_and_pdf_only_when_asked(tmp_path, capsys):
     assert main(["plot", str(out)]) == 0
     assert not (figs / "ratio.pdf").exists() and (figs / "scaling_law.pdf").exists()
     # the figure itself: one panel per descriptor (two routes' laws, then the ratio's)
-    man, df, settings = report.load_results(out)
-    res = report._Lazy(man, df, settings).scaling
-    fig = report._scaling_figure(res.fits, res.points)
+    man, df, settings = tables.load_results(out)
+    res = tables.ReportTables(man, df, settings).scaling
+    fig = figures.scaling_figure(res.fits, res.points)
     assert len(fig.axes) == 3 and all(ax.get_title().startswith("scaling law") for ax in fig.axes)
     assert "dim" in fig.axes[0].get_xlabel() and "Pi" in fig.axes[0].get_xlabel()
-    col = report._scaling_figure(res.fits, res.points, width=P.PAPER_WIDTHS["col"])
+    col = figures.scaling_figure(res.fits, res.points, width=P.PAPER_WIDTHS["col"])
     assert col.get_size_inches()[0] == P.PAPER_WIDTHS["col"] and len({ax.get_position().x0 for ax in col.axes}) == 1
 
 
@@ -342,7 +342,7 @@ def test_drawing_in_a_forked_process_gives_the_same_files(smoke_dir, tmp_path, m
     gives byte-identical files to a serial draw, PNG, PDF and SVG alike."""
     import shutil
 
-    from genver.experiments import report
+    from genver.experiments import figures, tables
 
     dirs = {}
     for par in (False, True):
@@ -350,14 +350,14 @@ def test_drawing_in_a_forked_process_gives_the_same_files(smoke_dir, tmp_path, m
         shutil.copytree(smoke_dir, d, ignore=shutil.ignore_patterns("figures", "report.*", figcache.REPORT_CACHE))
         dirs[par] = d
     calls = []
-    draw_and_save = report._draw_and_save
-    monkeypatch.setattr(report, "_draw_and_save", lambda *job: calls.append(job[1]) or draw_and_save(*job))
+    draw_and_save = figures.draw_and_save
+    monkeypatch.setattr(figures, "draw_and_save", lambda *job: calls.append(job[1]) or draw_and_save(*job))
     for par, d in dirs.items():
-        man, df, settings = report.load_results(d)
+        man, df, settings = tables.load_results(d)
         for style in ("screen", "paper"):
             calls.clear()
-            files = report._figures(d, man, df, settings, report._Lazy(man, df, settings), style=style, pdf=True,
-                                    parallel=par)
+            files = figures.draw_figures(d, man, df, settings, tables.ReportTables(man, df, settings), style=style,
+                                         pdf=True, parallel=par)
             assert len(files) >= 6
             # in parallel the parent draws every figure but the first (the child's calls are not counted here)
             assert calls == [f.stem.removesuffix("_col") for f in files if f.suffix == ".pdf"

@@ -23,7 +23,8 @@ once per call, and only when a figure or section needs it. Every figure of a rep
 estimator label the same colour
 (:func:`genver.plots.estimator_styles` of all the labels). A figure is redrawn only when the
 hash of its inputs changed, and an unchanged report is not recomputed at all
-(:mod:`genver.experiments.figcache`).
+(:mod:`genver.experiments.figcache`). The tables live in :mod:`genver.experiments.tables`, the
+figures are drawn by :mod:`genver.experiments.figures`; this module writes the report.
 
 The report (``DIR/report.md``, or with ``fmt="html"`` ``DIR/report.html``: one self-contained
 page, figures embedded as ``data:`` URIs) holds the spec's expectation, the verdicts (each also
@@ -40,461 +41,20 @@ import pathlib
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
-from .. import plots, stats
+from .. import stats
+from ..atomic import atomic_write_bytes
 from . import figcache
 from .expect import check_order
-from ..atomic import atomic_write_bytes
-from .store import ResultStore
+from .figures import draw_figures, make_figures
+from .tables import (N_BOOT, ReportTables, aggregate_of, completeness_line, epsilon_of, load_results, main_pair,
+                     means_at_largest_n, ratio_pair, ratios_side_by_side)
 
 __all__ = ["load_results", "make_figures", "make_report", "means_at_largest_n", "ratios_side_by_side", "verdict",
            "verdicts", "format_verdicts", "order_in_words", "ratio_in_words", "scaling_law_section",
-           "REPORT_FORMATS", "VERDICT_COLUMNS"]
+           "completeness_line", "REPORT_FORMATS", "VERDICT_COLUMNS"]
 
-N_BOOT = 1000
 
-
-def load_results(root):
-    store = ResultStore(root)
-    man = store.read_manifest()
-    return man, store.load(), store.settings()
-
-
-def completeness_line(root, man=None) -> str | None:
-    """``None`` when every unit of the run is in a readable shard, else one line
-    ``"INCOMPLETE: k of N units ..."`` naming what is missing (``genver report`` / ``plot``
-    print it first, and ``report.md`` begins with it)."""
-    store = ResultStore(root)
-    man = store.read_manifest() if man is None else man
-    sids = store.settings()["setting_id"].tolist()
-    total = man.get("units_total")
-    if total is not None and sids:
-        seeds = int(total) // len(sids)
-    else:  # a manifest of an older genver: the spec says
-        from .spec import parse_spec
-        seeds = parse_spec(man["spec"], smoke=bool(man.get("smoke")), memory_limit="off").seeds
-    c = store.completeness({(sid, s) for s in range(seeds) for sid in sids})
-    if c["complete"]:
-        return None
-    why = [f"{c['total'] - c['done']} missing"] if c["done"] < c["total"] else []
-    if c["unreadable"]:
-        why.append(f"{len(c['unreadable'])} unreadable shard(s): {', '.join(c['unreadable'][:3])}"
-                   + (" ..." if len(c["unreadable"]) > 3 else ""))
-    return (f"INCOMPLETE: {c['done']} of {c['total']} units ({'; '.join(why)}); the verdicts are on partial "
-            f"data; finish with `genver run SPEC --out {store.root} --resume`")
-
-
-def _eps(man) -> float:
-    return float(man.get("expect", {}).get("epsilon", 0.01))
-
-
-def _routes(df):
-    routes = set(df["route"].unique())
-    return "offline" in routes and "online" in routes
-
-
-def _aggregate(man) -> str:
-    """Which N_ε the spec's ratio and verdict use (``[expect] aggregate``, default the mean curve)."""
-    return man.get("expect", {}).get("aggregate", "mean")
-
-
-def _ratio_pair(man, df) -> dict | None:
-    """``{offline, online, by}`` of the spec's main ratio, or None when the results have none."""
-    exp = man.get("expect", {})
-    if "offline" in exp or "online" in exp:  # labels named by the spec
-        off, on = exp.get("offline", "offline"), exp.get("online", "online")
-        return {"offline": off, "online": on, "by": "estimator"} if {off, on} <= set(df["estimator"].unique()) else None
-    if not _routes(df):
-        return None
-    multi = df[df["route"].isin(["offline", "online"])].groupby(["setting_id", "route"])["estimator"].nunique()
-    if not (multi > 1).any():
-        return {"offline": "offline", "online": "online", "by": "route"}
-    # several estimators per route: compare the labels "offline"/"online"
-    return {"offline": "offline", "online": "online", "by": "estimator"} \
-        if {"offline", "online"} <= set(df["estimator"].unique()) else None
-
-
-def _ratio(man, df, settings):
-    pair = _ratio_pair(man, df)
-    if pair is None:
-        return None
-    return stats.efficiency_ratio(df, _eps(man), knobs=man["knobs"], n_boot=N_BOOT, random_state=0, settings=settings,
-                                  aggregate=_aggregate(man), **pair)
-
-
-def _compared(man, df, settings) -> list:
-    """``[(offline label, online label, ratio table)]`` for each ``[expect] compare`` pair whose
-    labels have rows (e.g. the neural routes beside the tabular ones)."""
-    out = []
-    for off, on in man.get("expect", {}).get("compare", []):
-        if {off, on} <= set(df["estimator"].unique()):
-            out.append((off, on, stats.efficiency_ratio(df, _eps(man), offline=off, online=on, knobs=man["knobs"],
-                                                        n_boot=N_BOOT, random_state=0, settings=settings,
-                                                        aggregate=_aggregate(man))))
-    return out
-
-
-def _main_pair(man) -> tuple[str, str]:
-    exp = man.get("expect", {})
-    return exp.get("offline", "offline"), exp.get("online", "online")
-
-
-def ratios_side_by_side(man, df, settings, ratio: pd.DataFrame | None = None) -> pd.DataFrame | None:
-    """The spec's sample-efficiency ratio and each ``[expect] compare`` pair's (e.g. the neural
-    routes beside the tabular ones), stacked into one :func:`genver.stats.efficiency_ratio` table
-    with a ``pair`` column (``"offline / online"``, ``"neural_offline / neural_online"``, main
-    pair first, each sorted by the knobs): the table behind the ``ratio_compare`` figure. ``None`` when the results have
-    no main offline/online pair; just the main pair when the spec compares nothing else.
-    ``ratio``: the main pair's table when already computed."""
-    ratio = _ratio(man, df, settings) if ratio is None else ratio
-    if ratio is None:
-        return None
-    off, on = _main_pair(man)
-    tables = [ratio.assign(pair=f"{off} / {on}")] + [r.assign(pair=f"{a} / {b}") for a, b, r in _compared(man, df, settings)]
-    return pd.concat([t.sort_values(man["knobs"], kind="stable") if man["knobs"] else t for t in tables],
-                     ignore_index=True)
-
-
-def means_at_largest_n(df, knobs=(), metric: str | None = None) -> pd.DataFrame:
-    """Mean over seeds of each metric at the largest ``n``. ``metric=None``: one row per
-    (setting, estimator), one column per metric (the report's table); a metric name: one row
-    per setting, one column per estimator (the estimators side by side)."""
-    knobs = list(knobs)
-    at = df[df["n"] == df["n"].max()]
-    if metric is None:
-        means = at.groupby(["setting_id", *knobs, "estimator", "metric"], dropna=False)["value"].mean()
-        return means.unstack("metric").reset_index()
-    at = at[at["metric"] == metric]
-    means = at.groupby(["setting_id", *knobs, "estimator"], dropna=False)["value"].mean().unstack("estimator")
-    means = means[plots.label_order(means.columns)]  # offline, online, then the rest
-    means.columns.name = None
-    return means.reset_index().sort_values([*knobs, "setting_id"], kind="stable", ignore_index=True)
-
-
-def make_figures(root, style: str = "screen", *, pdf: bool = False) -> list[pathlib.Path]:
-    """Write the figures of a results directory: ``style="screen"`` PNG under ``DIR/figures``
-    (and PDF beside each with ``pdf=True``); ``"paper"`` vector PDF and SVG under
-    ``DIR/figures/paper``, each at one column (``<name>_col``, 3.3 in) and the full page
-    (``<name>_full``, 6.9 in) wide, fonts embedded. A figure whose inputs are unchanged
-    (:mod:`genver.experiments.figcache`) is not redrawn. Returns every figure's files, drawn now
-    or kept."""
-    name = figcache.plot_cache_name(style, pdf)
-    hit = figcache.read_report_cache(root, name)
-    if hit is not None:  # unchanged results, code and style: every figure is as drawn
-        return [pathlib.Path(root) / f for f in hit["files"]]
-    man, df, settings = load_results(root)
-    lazy = _Lazy(man, df, settings)
-    files = _figures(root, man, df, settings, lazy, style=style, pdf=pdf)
-    figcache.write_report_cache(root, name, {
-        "path": "figures", "files": [str(pathlib.Path(f).relative_to(root)) for f in files]})
-    return files
-
-
-class _Lazy:
-    """The bootstrap tables of a report, each computed on first use (a figure whose inputs are
-    unchanged never asks for them)."""
-
-    def __init__(self, man, df, settings):
-        self.man, self.df, self.settings = man, df, settings
-        self._cache = {}
-
-    def _get(self, key, fn):
-        if key not in self._cache:
-            self._cache[key] = fn()
-        return self._cache[key]
-
-    @property
-    def ratio(self):
-        return self._get("ratio", lambda: _ratio(self.man, self.df, self.settings))
-
-    @property
-    def both(self):
-        return self._get("both", lambda: ratios_side_by_side(self.man, self.df, self.settings, self.ratio))
-
-    @property
-    def neps(self):
-        return self._get("neps", lambda: stats.n_epsilon(self.df, _eps(self.man), knobs=self.man["knobs"],
-                                                          n_boot=N_BOOT, random_state=0))
-
-    @property
-    def agg(self):
-        return self._get("agg", lambda: stats.aggregate(self.df, "suboptimality", knobs=self.man["knobs"],
-                                                         n_boot=N_BOOT, random_state=0))
-
-    @property
-    def scaling(self):
-        """``(fits, points)`` of ``[expect] scaling_law``, a sentence when the results lack its
-        two routes, ``None`` when the spec asks for no scaling law."""
-        return self._get("scaling", lambda: _scaling_fits(self.man, self.df, self.settings))
-
-
-def _ratio_title(man, off="offline", on="online") -> str:
-    return (rf"{man['experiment']}: $N_\varepsilon(\mathrm{{{off}}})\,/\,N_\varepsilon(\mathrm{{{on}}})$, "
-            rf"$\varepsilon = {_eps(man)}$")
-
-
-def _single(draw_ax, width):
-    """A one-Axes figure drawn by ``draw_ax(ax)``: 5.5 × 4 in on screen, ``width`` × 0.75 width."""
-    fig = Figure(figsize=(width, 0.75 * width) if width else (5.5, 4.0), layout="constrained")
-    draw_ax(fig.add_subplot())
-    return fig
-
-
-def _titled(draw, title):
-    """``draw(ax)`` then the figure's own title (in the current style's title size)."""
-    def go(ax):
-        draw(ax)
-        ax.set_title(title, fontsize=plots.font_size("title"))
-    return go
-
-
-def _ratio_jobs(man, sub, settings, lazy, styles) -> list:
-    """``ratio``, ``ratio_compare`` (with ``[expect] compare``) and ``n_epsilon`` against the
-    first knob."""
-    knob, eps = man["knobs"][0], _eps(man)
-
-    def ratio_fig(width):
-        if lazy.ratio is None:
-            return None
-        return _single(_titled(lambda ax: plots.plot_ratio_vs_knob(lazy.ratio, knob, ax=ax),
-                               _ratio_title(man, *_main_pair(man))), width)
-
-    def compare_fig(width):
-        if lazy.both is None or lazy.both["pair"].nunique() < 2:
-            return None
-        title = rf"{man['experiment']}: $N_\varepsilon$ ratios side by side, $\varepsilon = {eps}$"
-        return _single(_titled(lambda ax: plots.plot_ratio_vs_knob(lazy.both, knob, ax=ax, hue="pair",
-                                                                   predicted=False), title), width)
-
-    def neps_fig(width):
-        if lazy.ratio is None:
-            return None
-        return _single(lambda ax: plots.plot_n_epsilon(lazy.neps, knob, ax=ax, styles=styles), width)
-
-    jobs = [("ratio", [sub, settings], ratio_fig)]
-    if man.get("expect", {}).get("compare"):
-        jobs.append(("ratio_compare", [sub, settings], compare_fig))
-    return jobs + [("n_epsilon", [sub], neps_fig)]
-
-
-def _best_of_n_job(bon, knobs, styles):
-    """``best_of_n``: one panel per setting and ``n`` ∈ {smallest, middle, largest}."""
-    def bon_fig(width):
-        ns = sorted(bon["n"].unique())
-        pick = sorted({ns[0], ns[len(ns) // 2], ns[-1]})  # smallest, middle and largest n
-        b = bon[bon["n"].isin(pick)].copy()
-        b["N"] = b["metric"].str.split("@").str[1].astype(int)
-        b["metric"] = "expected_reward"
-        b["panel"] = b["setting_id"].astype(str) + " n=" + b["n"].astype(int).astype(str).str.zfill(9)
-        fig = _panels(b, [*knobs, "n"], lambda g, ax: plots.plot_best_of_n(g, ax=ax, N_col="N", styles=styles),
-                      key="panel", width=width)
-        fig.suptitle(r"best-of-$N$ from $\pi_{\mathrm{ref}}$ ranked by each estimator's reward "
-                     r"($\mathbb{E}\,r^\star$, mean over seeds, 95% band)", fontsize=plots.font_size("title"))
-        return fig
-    return ("best_of_n", [bon], bon_fig)
-
-
-def _curves_job(g, m, knobs, styles):
-    """``curves_<m>``: the mean of metric ``m`` vs ``n`` with 95% bands, one panel per setting."""
-    def curves(width):
-        def draw(gg, ax):
-            plots.plot_best_of_n(gg, ax=ax, metric=m, N_col="n", styles=styles)
-            ax.set_xlabel(plots.N_LABEL)
-            ax.set_title("")
-        return _panels(g, knobs, draw, width=width)
-    return (f"curves_{m}", [g], curves)
-
-
-def _scaling_figure(fits, points, width=None) -> Figure:
-    """The ``scaling_law`` figure: one :func:`genver.plots.plot_scaling_law` panel per route
-    descriptor, then one per ratio descriptor; side by side (5.2 × 4.2 in each on screen), or
-    stacked in one column when ``width`` is a single column (< 4 in)."""
-    panels = list(pd.unique(fits.loc[fits["route"] != "ratio", "against"])) + \
-        [("ratio", a) for a in pd.unique(fits.loc[fits["route"] == "ratio", "against"])]
-    k = max(len(panels), 1)
-    if width is None:
-        nr, nc, size = 1, k, (5.2 * k, 4.2)
-    elif width < 4:
-        nr, nc, size = k, 1, (width, 0.8 * width * k)
-    else:
-        nr, nc, size = 1, k, (width, max(2.2, 0.85 * width / k))
-    fig = Figure(figsize=size, layout="constrained")
-    for ax, p in zip(fig.subplots(nr, nc, squeeze=False).ravel(), panels):
-        route, against = p if isinstance(p, tuple) else (None, p)
-        plots.plot_scaling_law(points, fits, ax=ax, against=against, routes=route)
-    return fig
-
-
-def _figure_jobs(man, df, settings, lazy) -> list:
-    """``[(name, inputs, draw)]``: every figure the results call for, the tables its content
-    depends on (hashed to decide whether to redraw), and ``draw(width) -> Figure`` (``width``
-    in inches, ``None``: the screen size; ``None`` returned: no such figure for these results)."""
-    knobs = man["knobs"]
-    metrics = set(df["metric"])
-    styles = plots.estimator_styles(df["estimator"].unique())  # one colour per label in every figure
-    order = settings.sort_values(knobs, kind="stable")["setting_id"].tolist() if knobs else None
-    jobs = []
-    if "suboptimality" in metrics:
-        sub = df[df["metric"] == "suboptimality"]
-
-        def grid(width):
-            return plots.sample_complexity_grid(lazy.agg, setting_ids=order, styles=styles, knobs=knobs,
-                                                width=width, ncols=2 if width and width < 4 else 4)
-        jobs.append(("sample_complexity", [sub, settings], grid))
-        if knobs:
-            jobs += _ratio_jobs(man, sub, settings, lazy, styles)
-    if "beta" in knobs and {"expected_reward", "kl_to_reference"} <= metrics:
-        fr = df[df["metric"].isin(["expected_reward", "kl_to_reference"])]
-        jobs.append(("frontier", [fr], lambda width: _single(
-            lambda ax: plots.plot_frontier(fr, ax=ax, knob="beta", styles=styles), width)))
-    bon = df[df["metric"].str.startswith("bon_reward@")]
-    if len(bon):
-        jobs.append(_best_of_n_job(bon, knobs, styles))
-    jobs += [_curves_job(df[df["metric"] == m], m, knobs, styles) for m in CURVE_METRICS if m in metrics]
-    if man.get("expect", {}).get("scaling_law") is not None:
-        def scaling_fig(width):
-            res = lazy.scaling
-            return None if res is None or isinstance(res, str) else _scaling_figure(res.fits, res.points, width)
-        jobs.append(("scaling_law", [df[df["metric"] == "suboptimality"], settings], scaling_fig))
-    return jobs
-
-
-def _draw_and_save(figdir, name, variants, draw, key, style: str, pdf: bool) -> list[pathlib.Path]:
-    """Draw one figure in each of its ``variants`` (stem, width, formats), save it and record the
-    hash of its inputs; a screen PDF left from an earlier draw is removed when none is asked
-    for (it would be stale). Returns the written files (none when the results have no such figure)."""
-    written = []
-    with plots.use_style(style):
-        for stem, width, fmts in variants:
-            fig = draw(width)
-            if fig is None:
-                break
-            written += plots.save_figure(fig, figdir / stem, formats=fmts, tight=width is None)
-    if written:
-        if style == "screen" and not pdf:
-            (figdir / f"{name}.pdf").unlink(missing_ok=True)
-        figcache.store_digest(figdir / name, key)
-    return written
-
-
-#: longest a figure drawn in a forked process may take before the parent draws it itself
-FORK_TIMEOUT_S = 300.0
-
-
-def _in_child(job) -> tuple[int, int] | None:
-    """Start ``_draw_and_save(*job)`` in a forked process (POSIX, 2 or more CPUs, not macOS):
-    ``(pid, read end of a pipe that receives the written files as JSON)``, or ``None`` where
-    forking is not available (the caller draws it itself)."""
-    import json
-    import os
-    import sys
-
-    if not hasattr(os, "fork") or sys.platform == "darwin" or (os.cpu_count() or 1) < 2:
-        return None
-    sys.stdout.flush()
-    sys.stderr.flush()
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid:
-        os.close(w)
-        return pid, r
-    code = 1
-    try:  # the child: draw, report the files, leave without running the parent's exit handlers
-        os.close(r)
-        os.write(w, json.dumps([str(f) for f in _draw_and_save(*job)]).encode())
-        code = 0
-    finally:
-        os._exit(code)
-
-
-def _child_result(started, job) -> list[pathlib.Path]:
-    """The files of a figure drawn by :func:`_in_child`; drawn here instead when the child
-    failed or took longer than :data:`FORK_TIMEOUT_S`."""
-    import json
-    import os
-    import signal
-    import time
-
-    pid, r = started
-    t0, status = time.monotonic(), None
-    while status is None:
-        done, st = os.waitpid(pid, os.WNOHANG)
-        if done:
-            status = st
-        elif time.monotonic() - t0 > FORK_TIMEOUT_S:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            status = -1
-        else:
-            time.sleep(0.005)
-    with os.fdopen(r, "rb") as fh:
-        data = fh.read()
-    if status == 0:
-        return [pathlib.Path(f) for f in json.loads(data)]
-    return _draw_and_save(*job)
-
-
-def _figures(root, man, df, settings, lazy, style: str = "screen", *, pdf: bool = False,
-             only: set | None = None, parallel: bool = True) -> list[pathlib.Path]:
-    """Draw (or keep, when their inputs hash as before) the figures (``only``: just those
-    names); returns their files. Screen: PNG, and PDF with ``pdf=True``. With ``parallel`` and
-    two or more figures to draw, the first (the sample-complexity grid: the largest, and the
-    only one that needs :func:`genver.stats.aggregate`) is drawn in a forked process while this
-    one draws the rest: the same code on the same tables, so the same files."""
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    figdir = pathlib.Path(root) / "figures"
-    if style == "paper":
-        figdir = figdir / "paper"
-    elif style != "screen":
-        raise ValueError(f"--style must be screen or paper, got {style!r}")
-    figdir.mkdir(parents=True, exist_ok=True)
-    labels = sorted(map(str, df["estimator"].unique()))
-    common = [figcache.code_digest(), style, man["knobs"], man.get("expect", {}), man["experiment"], labels]
-    out, todo = {}, []
-    jobs = [j for j in _figure_jobs(man, df, settings, lazy) if only is None or j[0] in only]
-    for name, inputs, draw in jobs:
-        if style == "screen":
-            variants = [(name, None, ("png", "pdf") if pdf else ("png",))]
-        else:
-            variants = [(f"{name}_{w}", plots.PAPER_WIDTHS[w], ("pdf", "svg")) for w in plots.PAPER_WIDTHS]
-        files = [figdir / f"{stem}.{fmt}" for stem, _, fmts in variants for fmt in fmts]
-        key = figcache.digest(name, *common, *inputs)
-        if figcache.is_current(figdir / name, files, key):
-            out[name] = files
-        else:
-            todo.append((figdir, name, variants, draw, key, style, pdf))
-    started = _in_child(todo[0]) if parallel and len(todo) >= 2 else None
-    for job in todo[1:] if started else todo:
-        out[job[1]] = _draw_and_save(*job)
-    if started:
-        out[todo[0][1]] = _child_result(started, todo[0])
-    return [f for name, *_ in jobs for f in out.get(name, [])]
-
-
-#: metrics drawn against n by ``curves_<metric>`` (linear y axis)
-CURVE_METRICS = ("bt_loglik", "bt_loglik_opt", "optimal_mass")
-
-
-def _panels(df, knobs, draw, ncols: int = 4, key: str = "setting_id", width: float | None = None):
-    """One panel per value of ``key`` (default: per setting, sorted), each drawn by
-    ``draw(rows, ax)`` and titled with its knob values (:func:`genver.plots.setting_title`);
-    the grid is :func:`genver.plots.grid_shape` of the panel count. Returns the Figure."""
-    ids = sorted(df[key].astype(str).unique())
-    nr, nc = plots.grid_shape(len(ids), 2 if width and width < 4 else ncols)
-    pw = width / nc if width else 4.2
-    fig = Figure(figsize=(pw * nc, 0.8 * pw * nr + 0.4), layout="constrained")
-    axes = fig.subplots(nr, nc, squeeze=False)
-    for i, sid in enumerate(ids):
-        ax = axes[i // nc][i % nc]
-        g = df[df[key].astype(str) == sid]
-        draw(g, ax)
-        ax.set_title(plots.setting_title(g.iloc[0], [k for k in knobs if k in g.columns]),
-                     fontsize=plots.font_size("title"))
-    for j in range(len(ids), nr * nc):
-        axes[j // nc][j % nc].set_visible(False)
-    return fig
 
 
 def verdicts(man, df, ratio) -> pd.DataFrame:
@@ -511,7 +71,7 @@ def verdicts(man, df, ratio) -> pd.DataFrame:
         rows.append({"experiment": man["experiment"], "expected": r["statement"], "verdict": r["verdict"],
                      "detail": r["detail"]})
     out = pd.DataFrame(rows, columns=["experiment", "expected", "verdict", "detail"])
-    off, on = _main_pair(man)
+    off, on = main_pair(man)
     out["in_words"] = [ratio_in_words(e, off, on) if i == 0 and (exp.get("ratio") or not exp.get("order"))
                        else order_in_words(e) for i, e in enumerate(out["expected"])]
     return out
@@ -532,10 +92,10 @@ def verdict(man, ratio, df=None) -> tuple[str, str]:
         return "NOT CHECKED", "no offline/online pair of routes to compare"
     trend = None
     m = _TREND.match(expect)
-    pair = _ratio_pair(man, df) if df is not None and m else None
+    pair = ratio_pair(man, df) if df is not None and m else None
     if pair is not None and m.group(2) in df.columns:
-        trend = stats.ratio_trend(df, _eps(man), m.group(2), knobs=man["knobs"], n_boot=N_BOOT, random_state=0,
-                                  aggregate=_aggregate(man), **pair)
+        trend = stats.ratio_trend(df, epsilon_of(man), m.group(2), knobs=man["knobs"], n_boot=N_BOOT, random_state=0,
+                                  aggregate=aggregate_of(man), **pair)
     v = stats.gap_verdict(ratio, expect, trend=trend)
     return ("PASS" if v.passed else "FAIL"), v.message
 
@@ -681,7 +241,7 @@ def _sections(root, man, df, settings, lazy, table) -> list:
     """The report as data: ``[(heading or None, [block, ...])]``, each block a paragraph (str)
     or a table (DataFrame); rendered by :func:`_render_md` and :func:`_render_html`."""
     knobs = man["knobs"]
-    eps = _eps(man)
+    eps = epsilon_of(man)
     ratio = lazy.ratio
     spec = man.get("spec", {}).get("experiment", {})
     head = [spec["description"]] if spec.get("description") else []
@@ -708,7 +268,7 @@ def _sections(root, man, df, settings, lazy, table) -> list:
         blocks = [_sorted(ratio[cols], knobs)]
         if knobs:  # which settings are only bounds (a route not reaching ε by the largest n)
             cens = stats.censored_settings(ratio, knobs[0])
-            blocks.append(f"N_ε of the {_aggregate(man)}{' curve' if _aggregate(man) == 'mean' else ' of per-seed N_ε'}; "
+            blocks.append(f"N_ε of the {aggregate_of(man)}{' curve' if aggregate_of(man) == 'mean' else ' of per-seed N_ε'}; "
                           + (f"censored (not reaching ε by the largest n): {stats.censored_text(cens, knobs[0])}."
                              if cens else "no setting is censored."))
         secs.append((f"Sample-efficiency ratio N_ε(offline)/N_ε(online), ε = {eps}", blocks))
@@ -829,8 +389,8 @@ def make_report(root, fmt: str = "md") -> tuple[pathlib.Path, pd.DataFrame]:
     if hit is not None:
         return root / hit["path"], pd.DataFrame(hit["verdicts"], columns=VERDICT_COLUMNS)
     man, df, settings = load_results(root)
-    lazy = _Lazy(man, df, settings)  # every bootstrap table is computed once and reused
-    figures = _figures(root, man, df, settings, lazy, pdf=True)  # the scaling law's among them
+    lazy = ReportTables(man, df, settings)  # every bootstrap table is computed once and reused
+    figures = draw_figures(root, man, df, settings, lazy, pdf=True)  # the scaling law's among them
     table = verdicts(man, df, lazy.ratio)
     incomplete = completeness_line(root, man)
     if incomplete:  # every verdict is marked, and the report opens with the line
@@ -849,30 +409,9 @@ def make_report(root, fmt: str = "md") -> tuple[pathlib.Path, pd.DataFrame]:
 
 
 
-def _scaling_fits(man, df, settings):
-    """:func:`genver.scaling.scaling_laws` of the spec's ``[expect] scaling_law`` (the main pair:
-    labels when the spec names them or a route has several estimators, else the routes);
-    a sentence when the results lack the two; ``None`` without the key."""
-    opts = man.get("expect", {}).get("scaling_law")
-    if opts is None:
-        return None
-    from .. import scaling
-
-    exp = man["expect"]
-    if "offline" in exp or "online" in exp or df.groupby(["setting_id", "route"])["estimator"].nunique().max() > 1:
-        by, (off, on) = "estimator", _main_pair(man)  # the labels, as _ratio compares them
-    else:
-        by, off, on = "route", "offline", "online"
-    if not {off, on} <= set(df[by].unique()):
-        return f"No {off!r} and {on!r} {by}s to fit."
-    return scaling.scaling_laws(df, settings, float(opts.get("epsilon", _eps(man))),
-                                against=opts.get("against", scaling.DEFAULT_AGAINST),
-                                ratio_against=opts.get("ratio_against", scaling.DEFAULT_RATIO_AGAINST),
-                                offline=off, online=on, by=by, knobs=man["knobs"], n_boot=N_BOOT, random_state=0)
-
 
 def scaling_law_section(root, man, df, settings, table: pd.DataFrame,
-                        lazy: _Lazy | None = None) -> tuple[tuple | None, pd.DataFrame, list]:
+                        lazy: ReportTables | None = None) -> tuple[tuple | None, pd.DataFrame, list]:
     """The "Scaling laws" section of the report when the spec sets ``[expect] scaling_law``
     (:func:`genver.scaling.scaling_laws`: ``N_ε ∝ dim^a`` per route against each ``against``
     descriptor and the ratio against ``ratio_against``, Tobit fits with paired seed-bootstrap
@@ -884,11 +423,11 @@ def scaling_law_section(root, man, df, settings, table: pd.DataFrame,
     ``(None, table, [])`` unchanged."""
     if man.get("expect", {}).get("scaling_law") is None:
         return None, table, []
-    lazy = _Lazy(man, df, settings) if lazy is None else lazy
+    lazy = ReportTables(man, df, settings) if lazy is None else lazy
     res = lazy.scaling
     if isinstance(res, str):
         return ("Scaling laws", [res]), table, []
-    files = _figures(root, man, df, settings, lazy, pdf=True, only={"scaling_law"})
+    files = draw_figures(root, man, df, settings, lazy, pdf=True, only={"scaling_law"})
     fits = res.fits
     cols = ["route", "against", "a", "a_lo", "a_hi", "predicted_a", "agrees", "n_points", "n_censored", "decades",
             "method"]

@@ -27,7 +27,7 @@ __all__ = ["ZERO_NOTE", "CLIP_NOTE", "BOOTSTRAP_RESAMPLES", "plot_sample_complex
            "plot_frontier", "plot_best_of_n"]
 
 #: resamples of the bands that this module bootstraps itself (:func:`plot_best_of_n`), the
-#: number the report uses for its tables (``genver.experiments.report.N_BOOT``)
+#: number the report uses for its tables (``genver.experiments.tables.N_BOOT``)
 BOOTSTRAP_RESAMPLES = 1000
 
 
