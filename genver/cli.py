@@ -72,9 +72,15 @@ def _ratio_csv(root) -> str:
 EXIT_INCOMPLETE = 3
 
 
-def _incomplete_line(root) -> str | None:
-    from .experiments.report import completeness_line
-    line = completeness_line(root)
+def _incomplete_line(root, hit=None) -> str | None:
+    """Print and return the INCOMPLETE line of a results directory (``None`` when complete):
+    from a report-cache ``hit`` when there is one (the results are as they were then: no shard
+    is read, nothing heavy imported), else from the shards."""
+    if hit is not None and "incomplete" in hit:
+        line = hit["incomplete"]
+    else:
+        from .experiments.tables import completeness_line
+        line = completeness_line(root)
     if line:
         print(line)
     return line
@@ -82,8 +88,8 @@ def _incomplete_line(root) -> str | None:
 
 def _plot(args) -> int:
     from .experiments.figcache import plot_cache_name, read_report_cache
-    incomplete = _incomplete_line(args.dir)
     hit = read_report_cache(args.dir, plot_cache_name(args.style, args.pdf))  # unchanged: no SciPy, matplotlib
+    incomplete = _incomplete_line(args.dir, hit)
     if hit is not None:
         files = [os.path.join(args.dir, f) for f in hit["files"]]
     else:
@@ -98,8 +104,8 @@ def _report(args) -> int:
     from .experiments.figcache import read_report_cache
     if args.format not in ("md", "html"):
         raise ValueError(f"report: --format must be md or html, got {args.format!r}")
-    incomplete = _incomplete_line(args.dir)
     hit = read_report_cache(args.dir, args.format)  # unchanged results: no SciPy, matplotlib
+    incomplete = _incomplete_line(args.dir, hit)
     if hit is not None:
         text, path = hit["terminal"], os.path.join(args.dir, hit["path"])
         failed = any(str(v["verdict"]).startswith("FAIL") for v in hit["verdicts"])

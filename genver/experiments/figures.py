@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from .. import plots
 from . import figcache
-from .tables import ReportTables, epsilon_of, load_results, main_pair
+from .tables import ReportTables, completeness_line, epsilon_of, load_results, main_pair
 
 __all__ = ["make_figures", "draw_figures", "draw_and_save", "figure_jobs", "scaling_figure", "CURVE_METRICS",
            "FORK_TIMEOUT_S"]
@@ -38,8 +38,9 @@ def make_figures(root, style: str = "screen", *, pdf: bool = False) -> list[path
     man, df, settings = load_results(root)
     lazy = ReportTables(man, df, settings)
     files = draw_figures(root, man, df, settings, lazy, style=style, pdf=pdf)
-    figcache.write_report_cache(root, name, {
-        "path": "figures", "files": [str(pathlib.Path(f).relative_to(root)) for f in files]})
+    figcache.write_report_cache(root, name, {  # with the completeness line: a hit needs no shard read
+        "path": "figures", "files": [str(pathlib.Path(f).relative_to(root)) for f in files],
+        "incomplete": completeness_line(root, man)})
     return files
 
 

@@ -404,7 +404,7 @@ def make_report(root, fmt: str = "md") -> tuple[pathlib.Path, pd.DataFrame]:
             else _render_html(man, secs, figures, table, banner=incomplete))
     atomic_write_bytes(path, text.encode())
     figcache.write_report_cache(root, fmt, {"path": path.name, "verdicts": table.to_dict("records"),
-                                            "terminal": format_verdicts(table)})
+                                            "terminal": format_verdicts(table), "incomplete": incomplete})
     return path, table
 
 
