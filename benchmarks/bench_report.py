@@ -1,13 +1,16 @@
 """How fast ``genver plot`` and ``genver report`` are, cold and on unchanged results.
 
-Run by hand (never in CI):  python benchmarks/bench_report.py [--reps 3] [--baseline REV] [--json]
+Run by hand (never in CI):  python benchmarks/bench_report.py [--reps 3] [--baseline REV] [--gh DIR] [--json]
 
-It runs the full ``gap_horizon`` sweep and the ``gap_finite`` smoke sweep once into a temporary
-directory, then times each command as a subprocess (``python -m genver.cli ...``: imports
-included, what a user waits for):
+It runs the full ``gap_horizon`` sweep (``--gh DIR``: reuses the results of ``genver run
+sims/gap_horizon.toml --out DIR`` instead, about 3.5 min saved) and the ``gap_finite`` smoke sweep
+once into a temporary directory, then times each command as a subprocess (``python -m genver.cli
+...``: imports included, what a user waits for):
 
 * ``plot_cold``   — ``genver plot`` on the full ``gap_horizon`` with no figures yet (every figure
-  drawn; target ≤ 3 s);
+  drawn, PNG; target ≤ 3 s);
+* ``plot_cold_pdf`` — the same with ``--pdf`` (PNG and PDF, what ``genver plot`` wrote by default
+  before; the baseline's plain ``genver plot``);
 * ``plot_warm``   — ``genver plot`` again on the unchanged results (nothing redrawn);
 * ``report_cold`` — ``genver report`` on the smoke results with no figures and no report yet;
 * ``report_warm`` — ``genver report`` again on the unchanged results (target ≤ 1 s);
@@ -67,13 +70,20 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--baseline", default="06c8f2c", help="git revision of the baseline code ('' for none)")
+    ap.add_argument("--gh", type=pathlib.Path, default=None,
+                    help="full gap_horizon results to reuse (default: run the sweep, ~3.5 min)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     load0 = _load()
     with tempfile.TemporaryDirectory(prefix="bench_report_") as tmp:
         tmp = pathlib.Path(tmp)
         env = dict(os.environ, PYTHONPATH=str(ROOT))
-        for spec, out, extra in (("gap_horizon", "gh", []), ("gap_finite", "gf", ["--smoke"])):
+        runs = [("gap_finite", "gf", ["--smoke"])]
+        if a.gh is None:
+            runs.insert(0, ("gap_horizon", "gh", []))
+        else:
+            shutil.copytree(a.gh, tmp / "gh", ignore=shutil.ignore_patterns("figures", "report.*", ".report-cache.json"))
+        for spec, out, extra in runs:
             subprocess.run([sys.executable, "-m", "genver.cli", "run", str(ROOT / "sims" / f"{spec}.toml"),
                             "--out", str(tmp / out), *extra], check=True, env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -93,10 +103,14 @@ def main(argv=None) -> int:
                     shutil.rmtree(dst, ignore_errors=True)
                     shutil.copytree(src, dst)
                 suffix = "" if label == "now" else "_baseline"
+                pdf = [] if label == "baseline" else ["--pdf"]  # the baseline always wrote PDFs
                 for name, cmd in (("plot_cold", ["plot", str(gh)]), ("plot_warm", ["plot", str(gh)]),
+                                  ("plot_cold_pdf", ["plot", str(gh), *pdf]),
                                   ("report_cold", ["report", str(gf)]), ("report_warm", ["report", str(gf)])):
                     if name == "report_cold":
                         _clean(gf)
+                    if name == "plot_cold_pdf":
+                        _clean(gh)
                     try:
                         w, c = _time(cmd, code, tmp)
                     except subprocess.CalledProcessError as e:
@@ -113,7 +127,7 @@ def main(argv=None) -> int:
         return v[len(v) // 2]
 
     rows = []
-    for name in ("plot_cold", "plot_warm", "report_cold", "report_warm"):
+    for name in ("plot_cold", "plot_warm", "plot_cold_pdf", "report_cold", "report_warm"):
         for kind in ("", "_cpu"):
             now = times[name + kind]
             row = {"name": name + kind, "median_s": med(now), "min_s": min(now), "max_s": max(now)}

@@ -67,9 +67,9 @@ def _quickstart(args) -> int:
 
 
 def _ratio_csv(root) -> str:
-    from .experiments.report import _ratio, load_results
+    from .experiments.tables import load_results, ratio_table
     man, df, settings = load_results(root)
-    r = _ratio(man, df, settings)
+    r = ratio_table(man, df, settings)
     cols = ["n_distractors", "predicted_ratio", "N_offline", "N_online", "ratio", "ratio_lo", "ratio_hi", "eps"]
     return r.sort_values("n_distractors")[cols].round(2).to_csv(index=False)
 
@@ -78,23 +78,29 @@ def _ratio_csv(root) -> str:
 EXIT_INCOMPLETE = 3
 
 
-def _incomplete_line(root) -> str | None:
-    from .experiments.report import completeness_line
-    line = completeness_line(root)
+def _incomplete_line(root, hit=None) -> str | None:
+    """Print and return the INCOMPLETE line of a results directory (``None`` when complete):
+    from a report-cache ``hit`` when there is one (the results are as they were then: no shard
+    is read, nothing heavy imported), else from the shards."""
+    if hit is not None and "incomplete" in hit:
+        line = hit["incomplete"]
+    else:
+        from .experiments.tables import completeness_line
+        line = completeness_line(root)
     if line:
         print(line)
     return line
 
 
 def _plot(args) -> int:
-    from .experiments.figcache import read_report_cache
-    incomplete = _incomplete_line(args.dir)
-    hit = read_report_cache(args.dir, f"plot-{args.style}")  # unchanged: no SciPy, matplotlib
+    from .experiments.figcache import plot_cache_name, read_report_cache
+    hit = read_report_cache(args.dir, plot_cache_name(args.style, args.pdf))  # unchanged: no SciPy, matplotlib
+    incomplete = _incomplete_line(args.dir, hit)
     if hit is not None:
         files = [os.path.join(args.dir, f) for f in hit["files"]]
     else:
         from .experiments.report import make_figures
-        files = make_figures(args.dir, style=args.style)
+        files = make_figures(args.dir, style=args.style, pdf=args.pdf)
     for f in files:
         print(f)
     return EXIT_INCOMPLETE if incomplete and not args.partial else 0
@@ -104,8 +110,8 @@ def _report(args) -> int:
     from .experiments.figcache import read_report_cache
     if args.format not in ("md", "html"):
         raise ValueError(f"report: --format must be md or html, got {args.format!r}")
-    incomplete = _incomplete_line(args.dir)
     hit = read_report_cache(args.dir, args.format)  # unchanged results: no SciPy, matplotlib
+    incomplete = _incomplete_line(args.dir, hit)
     if hit is not None:
         text, path = hit["terminal"], os.path.join(args.dir, hit["path"])
         failed = any(str(v["verdict"]).startswith("FAIL") for v in hit["verdicts"])
@@ -653,14 +659,16 @@ def build_parser() -> argparse.ArgumentParser:
     rr = sub.add_parser("repair", help="rebuild a lost manifest.json of a results directory from its shards")
     rr.add_argument("dir", help="results directory of `genver run`")
     rr.set_defaults(func=_repair)
-    pl = sub.add_parser("plot", help="write the figures of a results directory (PNG and PDF; --style paper: "
-                                     "vector PDF and SVG)",
+    pl = sub.add_parser("plot", help="write the figures of a results directory (PNG; --pdf: PDF beside each; "
+                                     "--style paper: vector PDF and SVG)",
                         epilog="a figure whose inputs (results, code, style) are unchanged is not redrawn: "
                                "the hash of its inputs is kept beside it, in NAME.sha256")
     pl.add_argument("dir", help="results directory of `genver run`")
     pl.add_argument("--style", choices=["screen", "paper"], default="screen",
-                    help="screen (default): PNG and PDF under DIR/figures; paper: PDF and SVG at 3.3 in "
+                    help="screen (default): PNG under DIR/figures; paper: PDF and SVG at 3.3 in "
                          "(NAME_col) and 6.9 in (NAME_full) wide, fonts embedded, under DIR/figures/paper")
+    pl.add_argument("--pdf", action="store_true",
+                    help="screen style: also a PDF beside each PNG (`genver report` writes both)")
     pl.add_argument("--partial", action="store_true",
                     help=f"exit 0 on an unfinished run (missing units or unreadable shards; default: exit "
                          f"{EXIT_INCOMPLETE})")

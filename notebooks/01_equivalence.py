@@ -88,6 +88,9 @@ pi_star = soft_optimal(r_star, ref, beta).policy  # π*_{r*}, by exact backward 
 narrow = np.where(sp.decode(np.arange(sp.T))[:, 0] == 0, ref.probs, 0.0)
 samplers = {"μ = π_ref (full coverage)": ref,
             "μ narrow (first token 0 only)": Policy.from_probs(sp, narrow / narrow.sum(1, keepdims=True))}
+# the same names in the figures' math style (mathtext, as genver.plots writes every label)
+sampler_titles = {"μ = π_ref (full coverage)": r"$\mu = \pi_{\mathrm{ref}}$ (full coverage)",
+                  "μ narrow (first token 0 only)": r"$\mu$ narrow (first token 0 only)"}
 sizes = [8, 64, 512]
 print(f"{sp}: T = {sp.T}; linear verifier with d = {R_lin.n_params} features")
 
@@ -111,12 +114,12 @@ for i, (mu_name, mu) in enumerate(samplers.items()):
         off = dpo(data, TabularPolicyClass(sp), ref, beta)
         on = rm_rl(data, TabularRewardClass(sp), TabularPolicyClass(sp), ref, beta)
         plots.plot_policies({"offline": off.policy, "online": on.policy}, ax=axes[i][j], title="")
-        axes[i][j].set_title(f"{mu_name}, n = {n}", fontsize=9)
+        axes[i][j].set_title(f"{sampler_titles[mu_name]}, {plots.knob_label('n', n)}", fontsize=plots.font_size("title"))
         gaps.append({"sampler": mu_name, "n": n,
                      "max |π_off − π_on|": np.abs(off.policy.probs - on.policy.probs).max(),
                      "suboptimality offline": evaluate(off.policy, r_star, ref, beta)["suboptimality"],
                      "suboptimality online": evaluate(on.policy, r_star, ref, beta)["suboptimality"]})
-fig.suptitle("isomorphic classes (tabular Π, tabular R): offline DPO and RM+RL return the same policy")
+fig.suptitle(r"isomorphic classes (tabular $\Pi$, tabular $\mathcal{R}$): offline DPO and RM+RL return the same policy")
 plots.save_figure(fig, FIGURES / "01_equivalence", formats=("png",), dpi=80)
 pd.DataFrame(gaps)
 
@@ -142,13 +145,14 @@ for j, n in enumerate(sizes):
     data = sample_preferences(r_star, ref, n, random_state=3)
     off = dpo(data, TabularPolicyClass(sp), ref, beta)
     on = rm_rl(data, R_lin, TabularPolicyClass(sp), ref, beta)
-    plots.plot_policies({"π* (true optimum)": pi_star, "offline": off.policy, "online": on.policy},
+    plots.plot_policies({r"$\pi^\star$ (true optimum)": pi_star, "offline": off.policy, "online": on.policy},
                         ax=axes[j], title="")
-    axes[j].set_title(f"linear R (d = 4), tabular Π, μ = π_ref, n = {n}", fontsize=9)
+    axes[j].set_title(r"linear $\mathcal{R}$ ($d = 4$), tabular $\Pi$, $\mu = \pi_{\mathrm{ref}}$, " + plots.knob_label("n", n),
+                      fontsize=plots.font_size("title"))
     rows.append({"n": n, "max |π_off − π_on|": np.abs(off.policy.probs - on.policy.probs).max(),
                  "suboptimality offline": evaluate(off.policy, r_star, ref, beta)["suboptimality"],
                  "suboptimality online": evaluate(on.policy, r_star, ref, beta)["suboptimality"]})
-fig.suptitle("R ⊊ R(Π): the routes separate, and RM+RL is nearer π*")
+fig.suptitle(r"$\mathcal{R} \subsetneq \mathcal{R}(\Pi)$: the routes separate, and RM+RL is nearer $\pi^\star$")
 pd.DataFrame(rows)
 
 # %% [markdown]
@@ -177,13 +181,13 @@ for name in ["gap_finite", "additive_target"]:
 man, df, settings = res["gap_finite"]
 agg = stats.aggregate(df, "suboptimality", knobs=man["knobs"], n_boot=1000, random_state=0)
 plots.sample_complexity_grid(agg, setting_ids=settings.sort_values("n_distractors")["setting_id"],
-                             suptitle="gap_finite: |D| = 0 (isomorphic) vs |D| > 0 (distractors)")
+                             suptitle=r"gap_finite: $|D| = 0$ (isomorphic) vs $|D| > 0$ (distractors)")
 
 # %%
 man, df, settings = res["additive_target"]
 agg = stats.aggregate(df, "suboptimality", knobs=man["knobs"], n_boot=1000, random_state=0)
 plots.sample_complexity_grid(agg, setting_ids=settings.sort_values("H")["setting_id"],
-                             suptitle="additive_target: isomorphic at every H")
+                             suptitle=r"additive_target: isomorphic at every $H$")
 
 # %% [markdown]
 # Per cell (setting, seed, $n$): the largest difference between the two routes' exact

@@ -157,8 +157,8 @@ fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
 for ax, name in zip(axes, ratios):
     man = res[name][0]
     plots.plot_ratio_vs_knob(ratios[name], man["knobs"][0], ax=ax, hue="pair", predicted=False)
-    ax.set_title(f"{name} (ε = {man['expect']['epsilon']})", fontsize=9)
-fig.suptitle(f"N_ε ratio, tabular pair beside neural pair ({SIZE} runs)")
+    ax.set_title(f"{name} " + rf"($\varepsilon = {man['expect']['epsilon']}$)", fontsize=plots.font_size("title"))
+fig.suptitle(r"$N_\varepsilon$ ratio, tabular pair beside neural pair" + f" ({SIZE} runs)")
 tabular = {name: r[r["pair"] == "offline / online"] for name, r in ratios.items()}
 pd.concat([verdicts(res[name][0], res[name][1], tabular[name]) for name in ratios], ignore_index=True)
 

@@ -298,3 +298,71 @@ def test_resume_messages(tmp_path, capsys):
     s2.write_text((SIMS / "gap_finite.toml").read_text().replace("seeds = 30", "seeds = 31"))
     with pytest.raises(ValueError, match=r"different spec.*key data\.seeds: was 30, now 31"):
         run(s2, out, smoke=True, resume=True, progress=False)
+
+
+def test_plot_draws_the_scaling_law_and_pdf_only_when_asked(tmp_path, capsys):
+    """`genver plot` draws (and caches) the scaling-law figure like the others; PNG by default,
+    a PDF beside each with --pdf; a PDF left from before is removed when its figure is redrawn
+    without one (it would no longer match the PNG)."""
+    from genver.experiments import figures, tables
+
+    text = (SIMS / "gap_horizon.toml").read_text()
+    spec = tmp_path / "gh_scaling.toml"
+    spec.write_text(text.replace("\nepsilon = 0.005\n", '\nepsilon = 0.005\nscaling_law = { against = '
+                                 '["n_params_Pi", "n_params_R"], ratio_against = "dim_ratio" }\n'))
+    out = tmp_path / "r"
+    run(spec, out, smoke=True, progress=False)
+    figs = out / "figures"
+    assert main(["plot", str(out)]) == 0
+    printed = capsys.readouterr().out.split()
+    assert str(figs / "scaling_law.png") in printed and (figs / "scaling_law.sha256").exists()
+    assert not list(figs.glob("*.pdf"))
+    stamp = (figs / "scaling_law.png").stat().st_mtime_ns
+    assert main(["plot", str(out)]) == 0 and (figs / "scaling_law.png").stat().st_mtime_ns == stamp
+    assert main(["plot", str(out), "--pdf"]) == 0
+    capsys.readouterr()
+    assert {p.stem for p in figs.glob("*.pdf")} == {p.stem for p in figs.glob("*.png")} >= {
+        "scaling_law", "sample_complexity", "ratio", "n_epsilon"}
+    (figs / "ratio.sha256").write_text("stale\n")  # as if its inputs had changed
+    (out / figcache.REPORT_CACHE).unlink()
+    assert main(["plot", str(out)]) == 0
+    assert not (figs / "ratio.pdf").exists() and (figs / "scaling_law.pdf").exists()
+    # the figure itself: one panel per descriptor (two routes' laws, then the ratio's)
+    man, df, settings = tables.load_results(out)
+    res = tables.ReportTables(man, df, settings).scaling
+    fig = figures.scaling_figure(res.fits, res.points)
+    assert len(fig.axes) == 3 and all(ax.get_title().startswith("scaling law") for ax in fig.axes)
+    assert "dim" in fig.axes[0].get_xlabel() and "Pi" in fig.axes[0].get_xlabel()
+    col = figures.scaling_figure(res.fits, res.points, width=P.PAPER_WIDTHS["col"])
+    assert col.get_size_inches()[0] == P.PAPER_WIDTHS["col"] and len({ax.get_position().x0 for ax in col.axes}) == 1
+
+
+def test_drawing_in_a_forked_process_gives_the_same_files(smoke_dir, tmp_path, monkeypatch):
+    """The sample-complexity grid drawn in a child process (while the parent draws the rest)
+    gives byte-identical files to a serial draw, PNG, PDF and SVG alike."""
+    import shutil
+
+    from genver.experiments import figures, tables
+
+    dirs = {}
+    for par in (False, True):
+        d = tmp_path / f"par{par}"
+        shutil.copytree(smoke_dir, d, ignore=shutil.ignore_patterns("figures", "report.*", figcache.REPORT_CACHE))
+        dirs[par] = d
+    calls = []
+    draw_and_save = figures.draw_and_save
+    monkeypatch.setattr(figures, "draw_and_save", lambda *job: calls.append(job[1]) or draw_and_save(*job))
+    for par, d in dirs.items():
+        man, df, settings = tables.load_results(d)
+        for style in ("screen", "paper"):
+            calls.clear()
+            files = figures.draw_figures(d, man, df, settings, tables.ReportTables(man, df, settings), style=style,
+                                         pdf=True, parallel=par)
+            assert len(files) >= 6
+            # in parallel the parent draws every figure but the first (the child's calls are not counted here)
+            assert calls == [f.stem.removesuffix("_col") for f in files if f.suffix == ".pdf"
+                             and not f.stem.endswith("_full")][(1 if par else 0):]
+    a = sorted(p.relative_to(dirs[False]) for p in (dirs[False] / "figures").rglob("*.*"))
+    assert a == sorted(p.relative_to(dirs[True]) for p in (dirs[True] / "figures").rglob("*.*")) and len(a) >= 12
+    for rel in a:
+        assert (dirs[False] / rel).read_bytes() == (dirs[True] / rel).read_bytes(), rel

@@ -14,8 +14,8 @@ Two levels, both content hashes (SHA-256), never modification times:
   text (for ``genver plot``: the list of figure files), so an unchanged report is printed
   without importing pandas, SciPy or matplotlib.
 
-This module imports only the standard library (plus NumPy/pandas inside
-:func:`frame_digest`), so the no-change path of ``genver report`` stays fast.
+This module imports only the standard library and :mod:`genver.atomic` (plus NumPy/pandas
+inside :func:`frame_digest`), so the no-change path of ``genver report`` stays fast.
 """
 from __future__ import annotations
 
@@ -23,24 +23,40 @@ import hashlib
 import json
 import pathlib
 
+from ..atomic import atomic_write_bytes
+
 __all__ = ["code_digest", "results_digest", "frame_digest", "digest", "is_current", "store_digest",
-           "read_report_cache", "write_report_cache", "REPORT_CACHE"]
+           "read_report_cache", "write_report_cache", "plot_cache_name", "REPORT_CACHE"]
 
 #: the report's cache file inside a results directory
 REPORT_CACHE = ".report-cache.json"
 _PKG = pathlib.Path(__file__).resolve().parent.parent
-#: modules whose source decides what a figure or report holds
-_CODE = ("plots.py", *(f"stats/{m}.py" for m in ("__init__", "bootstrap", "_tables", "curves", "ratios", "verdicts")),
+#: modules (and packages: every ``.py`` file in them) whose source decides what a figure or report holds
+_CODE = ("plots", "stats", "scaling.py", "experiments/tables.py", "experiments/figures.py",
          "experiments/report.py", "experiments/expect.py", "experiments/figcache.py")
+
+
+def _code_files() -> list[pathlib.Path]:
+    out = []
+    for rel in _CODE:
+        p = _PKG / rel
+        out += sorted(p.glob("*.py")) if p.is_dir() else [p]
+    return out
 
 
 def code_digest() -> str:
     """SHA-256 of the source of the modules that draw figures and compute the report."""
     h = hashlib.sha256()
-    for rel in _CODE:
-        p = _PKG / rel
+    for p in _code_files():
+        rel = p.relative_to(_PKG).as_posix() if p.is_relative_to(_PKG) else p.name
         h.update(rel.encode() + b"\0" + (p.read_bytes() if p.exists() else b"") + b"\0")
     return h.hexdigest()
+
+
+def plot_cache_name(style: str, pdf: bool = False) -> str:
+    """The report-cache entry of ``genver plot --style STYLE [--pdf]``: ``"plot-screen"``,
+    ``"plot-screen+pdf"``, ``"plot-paper"`` (PDF and SVG already)."""
+    return f"plot-{style}" + ("+pdf" if pdf and style == "screen" else "")
 
 
 def results_digest(root, fmt: str) -> str:
@@ -103,8 +119,6 @@ def is_current(stem, outputs, key: str) -> bool:
 
 def store_digest(stem, key: str) -> None:
     """Record ``key`` beside the figure at ``stem`` (after its files are written)."""
-    from ..atomic import atomic_write_bytes
-
     atomic_write_bytes(_hash_file(pathlib.Path(stem)), (key + "\n").encode(), fsync=False)
 
 
@@ -126,8 +140,6 @@ def read_report_cache(root, fmt: str) -> dict | None:
 
 def write_report_cache(root, fmt: str, entry: dict) -> None:
     """Store ``entry`` (path, verdict rows, terminal text) for ``fmt`` with the results' digest."""
-    from ..atomic import atomic_write_bytes
-
     root = pathlib.Path(root)
     try:
         cache = json.loads((root / REPORT_CACHE).read_text())

@@ -1,8 +1,8 @@
 """``genver plot`` and ``genver report``: figures and a Markdown or HTML report from a results directory.
 
-Figures (``style="screen"``: PNG and PDF under ``DIR/figures/``; ``style="paper"``: vector PDF
-and SVG under ``DIR/figures/paper/``, ``<name>_col`` 3.3 in and ``<name>_full`` 6.9 in wide,
-fonts embedded):
+Figures (``style="screen"``: PNG under ``DIR/figures/``, and PDF beside each for ``genver
+report`` and ``genver plot --pdf``; ``style="paper"``: vector PDF and SVG under
+``DIR/figures/paper/``, ``<name>_col`` 3.3 in and ``<name>_full`` 6.9 in wide, fonts embedded):
 
 * ``sample_complexity`` — mean suboptimality ``J_β(π*) − J_β(π̂)`` vs ``n`` (log-log), one line per
   estimator with 95% stratified-bootstrap bands, one panel per setting titled by its knobs;
@@ -15,11 +15,16 @@ fonts embedded):
   largest};
 * ``curves_<metric>`` — mean of ``bt_loglik``, ``bt_loglik_opt`` or ``optimal_mass`` vs ``n``
   with 95% bootstrap bands, one panel per setting.
+* ``scaling_law`` — ``N_ε ∝ dim^a`` per route and the ratio's law (:func:`genver.scaling.scaling_laws`)
+  when the spec sets ``[expect] scaling_law``.
 
-Every figure of a report gives an estimator label the same colour
+Every bootstrap table (``N_BOOT`` resamples, random state 0) is computed by :mod:`genver.stats`,
+once per call, and only when a figure or section needs it. Every figure of a report gives an
+estimator label the same colour
 (:func:`genver.plots.estimator_styles` of all the labels). A figure is redrawn only when the
 hash of its inputs changed, and an unchanged report is not recomputed at all
-(:mod:`genver.experiments.figcache`).
+(:mod:`genver.experiments.figcache`). The tables live in :mod:`genver.experiments.tables`, the
+figures are drawn by :mod:`genver.experiments.figures`; this module writes the report.
 
 The report (``DIR/report.md``, or with ``fmt="html"`` ``DIR/report.html``: one self-contained
 page, figures embedded as ``data:`` URIs) holds the spec's expectation, the verdicts (each also
@@ -36,328 +41,20 @@ import pathlib
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
-from .. import plots, stats
+from .. import stats
+from ..atomic import atomic_write_bytes
 from . import figcache
 from .expect import check_order
-from ..atomic import atomic_write_bytes
-from .store import ResultStore
+from .figures import draw_figures, make_figures
+from .tables import (N_BOOT, ReportTables, aggregate_of, completeness_line, epsilon_of, load_results, main_pair,
+                     means_at_largest_n, ratio_pair, ratios_side_by_side)
 
 __all__ = ["load_results", "make_figures", "make_report", "means_at_largest_n", "ratios_side_by_side", "verdict",
-           "verdicts", "format_verdicts", "order_in_words", "ratio_in_words", "REPORT_FORMATS", "VERDICT_COLUMNS"]
-
-N_BOOT = 1000
-
-
-def load_results(root):
-    store = ResultStore(root)
-    man = store.read_manifest()
-    return man, store.load(), store.settings()
+           "verdicts", "format_verdicts", "order_in_words", "ratio_in_words", "scaling_law_section",
+           "completeness_line", "REPORT_FORMATS", "VERDICT_COLUMNS"]
 
 
-def completeness_line(root, man=None) -> str | None:
-    """``None`` when every unit of the run is in a readable shard, else one line
-    ``"INCOMPLETE: k of N units ..."`` naming what is missing (``genver report`` / ``plot``
-    print it first, and ``report.md`` begins with it)."""
-    store = ResultStore(root)
-    man = store.read_manifest() if man is None else man
-    sids = store.settings()["setting_id"].tolist()
-    total = man.get("units_total")
-    if total is not None and sids:
-        seeds = int(total) // len(sids)
-    else:  # a manifest of an older genver: the spec says
-        from .spec import parse_spec
-        seeds = parse_spec(man["spec"], smoke=bool(man.get("smoke")), memory_limit="off").seeds
-    c = store.completeness({(sid, s) for s in range(seeds) for sid in sids})
-    if c["complete"]:
-        return None
-    why = [f"{c['total'] - c['done']} missing"] if c["done"] < c["total"] else []
-    if c["unreadable"]:
-        why.append(f"{len(c['unreadable'])} unreadable shard(s): {', '.join(c['unreadable'][:3])}"
-                   + (" ..." if len(c["unreadable"]) > 3 else ""))
-    return (f"INCOMPLETE: {c['done']} of {c['total']} units ({'; '.join(why)}); the verdicts are on partial "
-            f"data; finish with `genver run SPEC --out {store.root} --resume`")
-
-
-def _eps(man) -> float:
-    return float(man.get("expect", {}).get("epsilon", 0.01))
-
-
-def _routes(df):
-    routes = set(df["route"].unique())
-    return "offline" in routes and "online" in routes
-
-
-def _aggregate(man) -> str:
-    """Which N_ε the spec's ratio and verdict use (``[expect] aggregate``, default the mean curve)."""
-    return man.get("expect", {}).get("aggregate", "mean")
-
-
-def _ratio_pair(man, df) -> dict | None:
-    """``{offline, online, by}`` of the spec's main ratio, or None when the results have none."""
-    exp = man.get("expect", {})
-    if "offline" in exp or "online" in exp:  # labels named by the spec
-        off, on = exp.get("offline", "offline"), exp.get("online", "online")
-        return {"offline": off, "online": on, "by": "estimator"} if {off, on} <= set(df["estimator"].unique()) else None
-    if not _routes(df):
-        return None
-    multi = df[df["route"].isin(["offline", "online"])].groupby(["setting_id", "route"])["estimator"].nunique()
-    if not (multi > 1).any():
-        return {"offline": "offline", "online": "online", "by": "route"}
-    # several estimators per route: compare the labels "offline"/"online"
-    return {"offline": "offline", "online": "online", "by": "estimator"} \
-        if {"offline", "online"} <= set(df["estimator"].unique()) else None
-
-
-def _ratio(man, df, settings):
-    pair = _ratio_pair(man, df)
-    if pair is None:
-        return None
-    return stats.efficiency_ratio(df, _eps(man), knobs=man["knobs"], n_boot=N_BOOT, random_state=0, settings=settings,
-                                  aggregate=_aggregate(man), **pair)
-
-
-def _compared(man, df, settings) -> list:
-    """``[(offline label, online label, ratio table)]`` for each ``[expect] compare`` pair whose
-    labels have rows (e.g. the neural routes beside the tabular ones)."""
-    out = []
-    for off, on in man.get("expect", {}).get("compare", []):
-        if {off, on} <= set(df["estimator"].unique()):
-            out.append((off, on, stats.efficiency_ratio(df, _eps(man), offline=off, online=on, knobs=man["knobs"],
-                                                        n_boot=N_BOOT, random_state=0, settings=settings,
-                                                        aggregate=_aggregate(man))))
-    return out
-
-
-def _main_pair(man) -> tuple[str, str]:
-    exp = man.get("expect", {})
-    return exp.get("offline", "offline"), exp.get("online", "online")
-
-
-def ratios_side_by_side(man, df, settings, ratio: pd.DataFrame | None = None) -> pd.DataFrame | None:
-    """The spec's sample-efficiency ratio and each ``[expect] compare`` pair's (e.g. the neural
-    routes beside the tabular ones), stacked into one :func:`genver.stats.efficiency_ratio` table
-    with a ``pair`` column (``"offline / online"``, ``"neural_offline / neural_online"``, main
-    pair first, each sorted by the knobs): the table behind the ``ratio_compare`` figure. ``None`` when the results have
-    no main offline/online pair; just the main pair when the spec compares nothing else.
-    ``ratio``: the main pair's table when already computed."""
-    ratio = _ratio(man, df, settings) if ratio is None else ratio
-    if ratio is None:
-        return None
-    off, on = _main_pair(man)
-    tables = [ratio.assign(pair=f"{off} / {on}")] + [r.assign(pair=f"{a} / {b}") for a, b, r in _compared(man, df, settings)]
-    return pd.concat([t.sort_values(man["knobs"], kind="stable") if man["knobs"] else t for t in tables],
-                     ignore_index=True)
-
-
-def means_at_largest_n(df, knobs=(), metric: str | None = None) -> pd.DataFrame:
-    """Mean over seeds of each metric at the largest ``n``. ``metric=None``: one row per
-    (setting, estimator), one column per metric (the report's table); a metric name: one row
-    per setting, one column per estimator (the estimators side by side)."""
-    knobs = list(knobs)
-    at = df[df["n"] == df["n"].max()]
-    if metric is None:
-        means = at.groupby(["setting_id", *knobs, "estimator", "metric"], dropna=False)["value"].mean()
-        return means.unstack("metric").reset_index()
-    at = at[at["metric"] == metric]
-    means = at.groupby(["setting_id", *knobs, "estimator"], dropna=False)["value"].mean().unstack("estimator")
-    means = means[plots._order(means.columns)]  # offline, online, then the rest
-    means.columns.name = None
-    return means.reset_index().sort_values([*knobs, "setting_id"], kind="stable", ignore_index=True)
-
-
-def make_figures(root, style: str = "screen") -> list[pathlib.Path]:
-    """Write the figures of a results directory: ``style="screen"`` PNG and PDF under
-    ``DIR/figures``; ``"paper"`` vector PDF and SVG under ``DIR/figures/paper``, each at one
-    column (``<name>_col``, 3.3 in) and the full page (``<name>_full``, 6.9 in) wide, fonts
-    embedded. A figure whose inputs are unchanged (:mod:`genver.experiments.figcache`) is not
-    redrawn. Returns every figure's files, drawn now or kept."""
-    hit = figcache.read_report_cache(root, f"plot-{style}")
-    if hit is not None:  # unchanged results, code and style: every figure is as drawn
-        return [pathlib.Path(root) / f for f in hit["files"]]
-    man, df, settings = load_results(root)
-    lazy = _Lazy(man, df, settings)
-    files = _figures(root, man, df, settings, lazy, style=style)
-    figcache.write_report_cache(root, f"plot-{style}", {
-        "path": "figures", "files": [str(pathlib.Path(f).relative_to(root)) for f in files]})
-    return files
-
-
-class _Lazy:
-    """The bootstrap tables of a report, each computed on first use (a figure whose inputs are
-    unchanged never asks for them)."""
-
-    def __init__(self, man, df, settings):
-        self.man, self.df, self.settings = man, df, settings
-        self._cache = {}
-
-    def _get(self, key, fn):
-        if key not in self._cache:
-            self._cache[key] = fn()
-        return self._cache[key]
-
-    @property
-    def ratio(self):
-        return self._get("ratio", lambda: _ratio(self.man, self.df, self.settings))
-
-    @property
-    def both(self):
-        return self._get("both", lambda: ratios_side_by_side(self.man, self.df, self.settings, self.ratio))
-
-    @property
-    def neps(self):
-        return self._get("neps", lambda: stats.n_epsilon(self.df, _eps(self.man), knobs=self.man["knobs"],
-                                                          n_boot=N_BOOT, random_state=0))
-
-    @property
-    def agg(self):
-        return self._get("agg", lambda: stats.aggregate(self.df, "suboptimality", knobs=self.man["knobs"],
-                                                         n_boot=N_BOOT, random_state=0))
-
-
-def _ratio_title(man, off="offline", on="online") -> str:
-    return (rf"{man['experiment']}: $N_\varepsilon(\mathrm{{{off}}})\,/\,N_\varepsilon(\mathrm{{{on}}})$, "
-            rf"$\varepsilon = {_eps(man)}$")
-
-
-def _figure_jobs(man, df, settings, lazy) -> list:
-    """``[(name, inputs, draw)]``: every figure the results call for, the tables its content
-    depends on (hashed to decide whether to redraw), and ``draw(width) -> Figure`` (``width``
-    in inches, ``None``: the screen size)."""
-    knobs = man["knobs"]
-    metrics = set(df["metric"])
-    styles = plots.estimator_styles(df["estimator"].unique())  # one colour per label in every figure
-    order = settings.sort_values(knobs, kind="stable")["setting_id"].tolist() if knobs else None
-    jobs = []
-
-    def single(draw_ax, width):
-        fig = Figure(figsize=(width, 0.75 * width) if width else (5.5, 4.0), layout="constrained")
-        draw_ax(fig.add_subplot())
-        return fig
-
-    if "suboptimality" in metrics:
-        sub = df[df["metric"] == "suboptimality"]
-
-        def grid(width):
-            return plots.sample_complexity_grid(lazy.agg, setting_ids=order, styles=styles, knobs=knobs,
-                                                width=width, ncols=2 if width and width < 4 else 4)
-        jobs.append(("sample_complexity", [sub, settings], grid))
-        if knobs:
-            def ratio_fig(width):
-                if lazy.ratio is None:
-                    return None
-                return single(lambda ax: (plots.plot_ratio_vs_knob(lazy.ratio, knobs[0], ax=ax),
-                                          ax.set_title(_ratio_title(man, *_main_pair(man)),
-                                                       fontsize=plots._fs("title"))), width)
-            jobs.append(("ratio", [sub, settings], ratio_fig))
-            if man.get("expect", {}).get("compare"):
-                def compare_fig(width):
-                    if lazy.both is None or lazy.both["pair"].nunique() < 2:
-                        return None
-                    return single(lambda ax: (plots.plot_ratio_vs_knob(lazy.both, knobs[0], ax=ax, hue="pair",
-                                                                       predicted=False),
-                                              ax.set_title(rf"{man['experiment']}: $N_\varepsilon$ ratios side "
-                                                           rf"by side, $\varepsilon = {_eps(man)}$",
-                                                           fontsize=plots._fs("title"))), width)
-                jobs.append(("ratio_compare", [sub, settings], compare_fig))
-
-            def neps_fig(width):
-                if lazy.ratio is None:
-                    return None
-                return single(lambda ax: plots.plot_n_epsilon(lazy.neps, knobs[0], ax=ax, styles=styles), width)
-            jobs.append(("n_epsilon", [sub], neps_fig))
-    if "beta" in knobs and {"expected_reward", "kl_to_reference"} <= metrics:
-        fr = df[df["metric"].isin(["expected_reward", "kl_to_reference"])]
-        jobs.append(("frontier", [fr],
-                     lambda width: single(lambda ax: plots.plot_frontier(fr, ax=ax, knob="beta", styles=styles), width)))
-    bon = df[df["metric"].str.startswith("bon_reward@")]
-    if len(bon):
-        def bon_fig(width, bon=bon):
-            ns = sorted(bon["n"].unique())
-            pick = sorted({ns[0], ns[len(ns) // 2], ns[-1]})  # smallest, middle and largest n
-            b = bon[bon["n"].isin(pick)].copy()
-            b["N"] = b["metric"].str.split("@").str[1].astype(int)
-            b["metric"] = "expected_reward"
-            b["panel"] = b["setting_id"].astype(str) + " n=" + b["n"].astype(int).astype(str).str.zfill(9)
-            fig = _panels(b, [*knobs, "n"], lambda g, ax: plots.plot_best_of_n(g, ax=ax, N_col="N", styles=styles),
-                          key="panel", width=width)
-            fig.suptitle(r"best-of-$N$ from $\pi_{\mathrm{ref}}$ ranked by each estimator's reward "
-                         r"($\mathbb{E}\,r^\star$, mean over seeds, 95% band)", fontsize=plots._fs("title"))
-            return fig
-        jobs.append(("best_of_n", [bon], bon_fig))
-    for m in CURVE_METRICS:
-        if m in metrics:
-            g = df[df["metric"] == m]
-
-            def curves(width, g=g, m=m):
-                def draw(gg, ax):
-                    plots.plot_best_of_n(gg, ax=ax, metric=m, N_col="n", styles=styles)
-                    ax.set_xlabel(plots.N_LABEL)
-                    ax.set_title("")
-                return _panels(g, knobs, draw, width=width)
-            jobs.append((f"curves_{m}", [g], curves))
-    return jobs
-
-
-def _figures(root, man, df, settings, lazy, style: str = "screen") -> list[pathlib.Path]:
-    """Draw (or keep, when their inputs hash as before) the figures; returns their files."""
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    figdir = pathlib.Path(root) / "figures"
-    if style == "paper":
-        figdir = figdir / "paper"
-    elif style != "screen":
-        raise ValueError(f"--style must be screen or paper, got {style!r}")
-    figdir.mkdir(parents=True, exist_ok=True)
-    labels = sorted(map(str, df["estimator"].unique()))
-    common = [figcache.code_digest(), style, man["knobs"], man.get("expect", {}), man["experiment"], labels]
-    out = []
-    for name, inputs, draw in _figure_jobs(man, df, settings, lazy):
-        if style == "screen":
-            variants = [(name, None, ("png", "pdf"))]
-        else:
-            variants = [(f"{name}_{w}", plots.PAPER_WIDTHS[w], ("pdf", "svg")) for w in plots.PAPER_WIDTHS]
-        files = [figdir / f"{stem}.{fmt}" for stem, _, fmts in variants for fmt in fmts]
-        key = figcache.digest(name, *common, *inputs)
-        if figcache.is_current(figdir / name, files, key):
-            out += files
-            continue
-        written = []
-        with plots.use_style(style):
-            for stem, width, fmts in variants:
-                fig = draw(width)
-                if fig is None:
-                    break
-                written += plots.save_figure(fig, figdir / stem, formats=fmts, tight=width is None)
-        if written:
-            figcache.store_digest(figdir / name, key)
-        out += written
-    return out
-
-
-#: metrics drawn against n by ``curves_<metric>`` (linear y axis)
-CURVE_METRICS = ("bt_loglik", "bt_loglik_opt", "optimal_mass")
-
-
-def _panels(df, knobs, draw, ncols: int = 4, key: str = "setting_id", width: float | None = None):
-    """One panel per value of ``key`` (default: per setting, sorted), each drawn by
-    ``draw(rows, ax)`` and titled with its knob values (:func:`genver.plots.setting_title`);
-    the grid is :func:`genver.plots.grid_shape` of the panel count. Returns the Figure."""
-    ids = sorted(df[key].astype(str).unique())
-    nr, nc = plots.grid_shape(len(ids), 2 if width and width < 4 else ncols)
-    pw = width / nc if width else 4.2
-    fig = Figure(figsize=(pw * nc, 0.8 * pw * nr + 0.4), layout="constrained")
-    axes = fig.subplots(nr, nc, squeeze=False)
-    for i, sid in enumerate(ids):
-        ax = axes[i // nc][i % nc]
-        g = df[df[key].astype(str) == sid]
-        draw(g, ax)
-        ax.set_title(plots.setting_title(g.iloc[0], [k for k in knobs if k in g.columns]),
-                     fontsize=plots._fs("title"))
-    for j in range(len(ids), nr * nc):
-        axes[j // nc][j % nc].set_visible(False)
-    return fig
 
 
 def verdicts(man, df, ratio) -> pd.DataFrame:
@@ -374,7 +71,7 @@ def verdicts(man, df, ratio) -> pd.DataFrame:
         rows.append({"experiment": man["experiment"], "expected": r["statement"], "verdict": r["verdict"],
                      "detail": r["detail"]})
     out = pd.DataFrame(rows, columns=["experiment", "expected", "verdict", "detail"])
-    off, on = _main_pair(man)
+    off, on = main_pair(man)
     out["in_words"] = [ratio_in_words(e, off, on) if i == 0 and (exp.get("ratio") or not exp.get("order"))
                        else order_in_words(e) for i, e in enumerate(out["expected"])]
     return out
@@ -395,10 +92,10 @@ def verdict(man, ratio, df=None) -> tuple[str, str]:
         return "NOT CHECKED", "no offline/online pair of routes to compare"
     trend = None
     m = _TREND.match(expect)
-    pair = _ratio_pair(man, df) if df is not None and m else None
+    pair = ratio_pair(man, df) if df is not None and m else None
     if pair is not None and m.group(2) in df.columns:
-        trend = stats.ratio_trend(df, _eps(man), m.group(2), knobs=man["knobs"], n_boot=N_BOOT, random_state=0,
-                                  aggregate=_aggregate(man), **pair)
+        trend = stats.ratio_trend(df, epsilon_of(man), m.group(2), knobs=man["knobs"], n_boot=N_BOOT, random_state=0,
+                                  aggregate=aggregate_of(man), **pair)
     v = stats.gap_verdict(ratio, expect, trend=trend)
     return ("PASS" if v.passed else "FAIL"), v.message
 
@@ -544,7 +241,7 @@ def _sections(root, man, df, settings, lazy, table) -> list:
     """The report as data: ``[(heading or None, [block, ...])]``, each block a paragraph (str)
     or a table (DataFrame); rendered by :func:`_render_md` and :func:`_render_html`."""
     knobs = man["knobs"]
-    eps = _eps(man)
+    eps = epsilon_of(man)
     ratio = lazy.ratio
     spec = man.get("spec", {}).get("experiment", {})
     head = [spec["description"]] if spec.get("description") else []
@@ -571,7 +268,7 @@ def _sections(root, man, df, settings, lazy, table) -> list:
         blocks = [_sorted(ratio[cols], knobs)]
         if knobs:  # which settings are only bounds (a route not reaching ε by the largest n)
             cens = stats.censored_settings(ratio, knobs[0])
-            blocks.append(f"N_ε of the {_aggregate(man)}{' curve' if _aggregate(man) == 'mean' else ' of per-seed N_ε'}; "
+            blocks.append(f"N_ε of the {aggregate_of(man)}{' curve' if aggregate_of(man) == 'mean' else ' of per-seed N_ε'}; "
                           + (f"censored (not reaching ε by the largest n): {stats.censored_text(cens, knobs[0])}."
                              if cens else "no setting is censored."))
         secs.append((f"Sample-efficiency ratio N_ε(offline)/N_ε(online), ε = {eps}", blocks))
@@ -692,66 +389,48 @@ def make_report(root, fmt: str = "md") -> tuple[pathlib.Path, pd.DataFrame]:
     if hit is not None:
         return root / hit["path"], pd.DataFrame(hit["verdicts"], columns=VERDICT_COLUMNS)
     man, df, settings = load_results(root)
-    lazy = _Lazy(man, df, settings)  # every ratio table is computed once (bootstrap) and reused
-    figures = _figures(root, man, df, settings, lazy)
+    lazy = ReportTables(man, df, settings)  # every bootstrap table is computed once and reused
+    figures = draw_figures(root, man, df, settings, lazy, pdf=True)  # the scaling law's among them
     table = verdicts(man, df, lazy.ratio)
     incomplete = completeness_line(root, man)
     if incomplete:  # every verdict is marked, and the report opens with the line
         table["verdict"] = table["verdict"] + " (partial data)"
-    scaling_sec, table, scaling_files = scaling_law_section(root, man, df, settings, table)
+    scaling_sec, table, _ = scaling_law_section(root, man, df, settings, table, lazy)
     secs = _sections(root, man, df, settings, lazy, table)
     if scaling_sec is not None:  # before the provenance, which closes the report
         secs.insert(len(secs) - 1, scaling_sec)
-    figures = [*figures, *scaling_files]
     path = root / f"report.{fmt}"
     text = (_render_md(man, secs, figures, banner=incomplete) if fmt == "md"
             else _render_html(man, secs, figures, table, banner=incomplete))
     atomic_write_bytes(path, text.encode())
     figcache.write_report_cache(root, fmt, {"path": path.name, "verdicts": table.to_dict("records"),
-                                            "terminal": format_verdicts(table)})
+                                            "terminal": format_verdicts(table), "incomplete": incomplete})
     return path, table
 
 
-__all__ += ["scaling_law_section"]
 
 
-def scaling_law_section(root, man, df, settings, table: pd.DataFrame) -> tuple[tuple | None, pd.DataFrame, list]:
+def scaling_law_section(root, man, df, settings, table: pd.DataFrame,
+                        lazy: ReportTables | None = None) -> tuple[tuple | None, pd.DataFrame, list]:
     """The "Scaling laws" section of the report when the spec sets ``[expect] scaling_law``
     (:func:`genver.scaling.scaling_laws`: ``N_ε ∝ dim^a`` per route against each ``against``
     descriptor and the ratio against ``ratio_against``, Tobit fits with paired seed-bootstrap
     CIs, the bound's exponent): the section ``(heading, blocks)`` (a paragraph, the fits table, one
     plain sentence per fit), the verdict ``table`` with one row per fit appended (verdict
     ``AGREES`` | ``DISAGREES`` | ``UNDEFINED``: measurements, never a FAIL) and the figure files
-    (``figures/scaling_law.*``). Without the key: ``(None, table, [])`` unchanged."""
-    opts = man.get("expect", {}).get("scaling_law")
-    if opts is None:
+    (``figures/scaling_law.png`` and ``.pdf``, drawn only when their inputs changed, as every
+    figure). ``lazy``: the report's tables when already computed. Without the key:
+    ``(None, table, [])`` unchanged."""
+    if man.get("expect", {}).get("scaling_law") is None:
         return None, table, []
-    from matplotlib.figure import Figure
-
+    lazy = ReportTables(man, df, settings) if lazy is None else lazy
+    res = lazy.scaling
+    if isinstance(res, str):
+        return ("Scaling laws", [res]), table, []
+    files = draw_figures(root, man, df, settings, lazy, pdf=True, only={"scaling_law"})
+    fits = res.fits
     from .. import scaling
-
     exp = man["expect"]
-    if "offline" in exp or "online" in exp or df.groupby(["setting_id", "route"])["estimator"].nunique().max() > 1:
-        by, (off, on) = "estimator", _main_pair(man)  # the labels, as _ratio compares them
-    else:
-        by, off, on = "route", "offline", "online"
-    if not {off, on} <= set(df[by].unique()):
-        return ("Scaling laws", [f"No {off!r} and {on!r} {by}s to fit."]), table, []
-    res = scaling.scaling_laws(df, settings, float(opts.get("epsilon", _eps(man))),
-                               against=opts.get("against", scaling.DEFAULT_AGAINST),
-                               ratio_against=opts.get("ratio_against", scaling.DEFAULT_RATIO_AGAINST),
-                               offline=off, online=on, by=by, knobs=man["knobs"], n_boot=N_BOOT, random_state=0,
-                               aggregate=exp.get("aggregate", "mean"))
-    fits, points = res
-    panels = list(pd.unique(fits.loc[fits["route"] != "ratio", "against"])) + \
-        [("ratio", a) for a in pd.unique(fits.loc[fits["route"] == "ratio", "against"])]
-    fig = Figure(figsize=(5.2 * len(panels), 4.2), layout="constrained")
-    for ax, p in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
-        route, against = p if isinstance(p, tuple) else (None, p)
-        plots.plot_scaling_law(points, fits, ax=ax, against=against, routes=route)
-        ax.set_title(f"{ax.get_title()}; {scaling.AGGREGATE_WORDS[exp.get('aggregate', 'mean')]}", fontsize=9)
-    figdir = pathlib.Path(root) / "figures"
-    files = list(plots.save_figure(fig, figdir / "scaling_law"))
     cols = ["route", "against", "a", "a_lo", "a_hi", "predicted_a", "agrees", "n_points", "n_censored", "decades",
             "method"]
     blocks = [f"Fits of log N_ε on log dim over the settings (ε = {fits['eps'].iloc[0]}; N_ε: "
