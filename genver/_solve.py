@@ -320,7 +320,8 @@ class LaplacianRidge:
       larger one is solved by Jacobi-preconditioned conjugate gradients on the matrix in
       sparse storage — the strict upper triangle ``U`` (one entry ``−Σ w`` per distinct
       unordered pair, CSR) and the diagonal, ``(L_w + λI) x = d ∘ x + U x + Uᵀ x`` — all
-      components in one iteration with their own step lengths (per-component inner products),
+      components in one iteration with their own step lengths (per-component inner products;
+      the whole loop is one serial numba kernel, ``_cg_kernel``, sums in index order),
       each stopped at ``‖r‖₂ ≤`` :data:`CG_RTOL` ``‖b‖₂``. Memory and work per iteration are
       ``O(coordinates + distinct pairs)``; no ``(m × m)`` array is formed. Why not a sparse
       Cholesky: pair graphs drawn from a spread-out ``π_ref`` are expanders (random graphs),
