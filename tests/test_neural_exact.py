@@ -221,7 +221,7 @@ def test_bad_stop_and_optimiser_settings_are_refused():
     inst = _instance("linear_gap", P=1, V=2, H=2)
     c = sample_preferences(inst.reward_true, inst.sampler, 16, np.random.default_rng(1)).counts()
     with pytest.raises(ValueError, match="polish_steps applies to rl = 'exact'"):
-        ESTIMATORS["neural_rm_rl"][0](inst, c, np.random.default_rng(0), {"rm": "linear", "polish_steps": 5})
+        ESTIMATORS["neural_rm_rl"].fit(inst, c, np.random.default_rng(0), {"rm": "linear", "polish_steps": 5})
 
 
 # -- residuals ------------------------------------------------------------------------------
