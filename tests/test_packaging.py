@@ -42,6 +42,11 @@ def test_wheel_ships_licence_specs_main_and_one_version(wheel):
     specs = sorted(n for n in names if n.startswith("genver/sims/") and n.endswith(".toml"))
     assert [pathlib.Path(n).stem for n in specs] == sorted(p.stem for p in (ROOT / "sims").glob("*.toml"))
     assert "genver/__main__.py" in names and "genver/experiments/quickstart.toml" in names
+    # every module of the checkout's packages is in the wheel (a package missing from pyproject's
+    # list would ship without its modules)
+    want = {str(f.relative_to(ROOT)) for f in (ROOT / "genver").rglob("*.py") if "__pycache__" not in f.parts}
+    want |= {"genver/theory/" + f.name for f in (ROOT / "theory").glob("*.py")}
+    assert want <= set(names), sorted(want - set(names))
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     meta_name = next(n for n in names if n.endswith(".dist-info/METADATA"))
     meta = email.parser.Parser().parsestr(zipfile.ZipFile(wheel).read(meta_name).decode())

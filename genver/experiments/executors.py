@@ -59,7 +59,7 @@ _UNITS_RUN = 0  # units run by this process (the first one loads the numba kerne
 
 #: the packages genver installs (``[tool.setuptools] packages`` of pyproject.toml; a test keeps them equal)
 SOURCE_PACKAGES = ("genver", "genver.classes", "genver.estimators", "genver.experiments", "genver.neural",
-                   "genver.stats", "genver.theory")
+                   "genver.plots", "genver.stats", "genver.theory", "genver.sims")
 
 
 def _genver_source_hash() -> str:
