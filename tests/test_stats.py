@@ -353,3 +353,20 @@ def test_one_comparison_grammar():
     for sym, op in (("≥", "ge"), (">=", "ge"), ("<=", "le"), ("=", "eq"), ("==", "eq"), (">", "gt"), ("<", "lt")):
         assert parse_order(f"a {sym} b").pairs == [("a", op, "b")] and S.COMPARISONS[sym] == op
     assert parse_order("a > b for n >= 64").n_filter == ("ge", 64)
+
+
+def test_iqm_is_bitwise_scipy_trim_mean():
+    """genver's interquartile mean repeats SciPy's algorithm without its dispatch: the same bits
+    on random vectors and bootstrap matrices of every length 1..40, with ties and infinities."""
+    from scipy.stats import trim_mean
+
+    from genver.stats import iqm
+    rng = np.random.default_rng(7)
+    for k in range(1, 41):
+        v = np.round(rng.normal(size=k), 1)
+        if k > 3:
+            v[0] = np.inf
+        assert np.array_equal(np.float64(iqm(v)), np.float64(trim_mean(v, 0.25)), equal_nan=True)
+        m = rng.normal(size=(50, k))
+        assert iqm(m, axis=1).tobytes() == trim_mean(m, 0.25, axis=1).tobytes()
+        assert iqm(m.T, axis=0).tobytes() == trim_mean(m.T, 0.25, axis=0).tobytes()
