@@ -370,3 +370,14 @@ def test_iqm_is_bitwise_scipy_trim_mean():
         m = rng.normal(size=(50, k))
         assert iqm(m, axis=1).tobytes() == trim_mean(m, 0.25, axis=1).tobytes()
         assert iqm(m.T, axis=0).tobytes() == trim_mean(m.T, 0.25, axis=0).tobytes()
+
+
+def test_aggregate_without_iqm_keeps_the_mean_bits_and_leaves_iqm_nan():
+    from genver.stats import aggregate
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame({"setting_id": "s", "seed": np.repeat(np.arange(7), 4), "estimator": "dpo", "route": "offline",
+                       "n": np.tile([1, 2, 4, 8], 7), "metric": "suboptimality", "value": rng.random(28)})
+    full, lean = aggregate(df), aggregate(df, with_iqm=False)
+    mean_cols = ["n_seeds", "mean", "mean_lo", "mean_hi"]
+    assert full[mean_cols].to_numpy().tobytes() == lean[mean_cols].to_numpy().tobytes()
+    assert lean[["iqm", "iqm_lo", "iqm_hi"]].isna().all().all() and full[["iqm", "iqm_lo", "iqm_hi"]].notna().all().all()
