@@ -48,9 +48,9 @@ import numpy as np
 
 from . import _kernels
 from ._validation import check_beta, check_prompt_weights
-from .policy import Policy
+from .policy import Policy, check_policy
 from .preferences import Preferences
-from .softrl import _check_policy, expected_reward, kl, kl_rows, rho_weighted, soft_optimal
+from .softrl import expected_reward, kl, kl_rows, rho_weighted, soft_optimal
 
 __all__ = ["suboptimality", "kl_to_optimal", "kl_to_reference", "expected_reward", "win_rate",
            "RewardLevels", "reward_levels", "heldout_bt_loglik", "expected_bt_loglik", "evaluate"]
@@ -111,10 +111,10 @@ def kl_to_optimal(policy: Policy, reward, ref: Policy, beta: float, prompt_weigh
                   optimal: Policy | None = None) -> float:
     """``E_x KL(π̂ ‖ π*_{r*})`` (``optimal``: a precomputed ``π*_{r*}``)."""
     _check_order("kl_to_optimal", "policy, reward, ref, beta, prompt_weights", reward=reward)
-    policy = _check_policy("policy", policy)
-    _check_policy("ref", ref, policy.space)
+    policy = check_policy("policy", policy)
+    check_policy("ref", ref, policy.space)
     rho = check_prompt_weights(prompt_weights, policy.space.P)
-    opt = _opt_logp(reward, ref, beta) if optimal is None else _check_policy("optimal", optimal, policy.space).logp
+    opt = _opt_logp(reward, ref, beta) if optimal is None else check_policy("optimal", optimal, policy.space).logp
     return float(rho_weighted(kl_rows(policy.logp, opt), rho))
 
 

@@ -26,6 +26,7 @@ from .spaces import TreeSpace
 
 __all__ = [
     "Policy",
+    "check_policy",
     "uniform_policy",
     "random_policy",
     "sequence_logp_from_cond",
@@ -209,3 +210,13 @@ def random_policy(space: TreeSpace, random_state=None, *, concentration: float =
         )
     cond = logits - logsumexp_rows(logits)[..., None]
     return Policy.from_cond(space, cond)
+
+
+def check_policy(name: str, pol, space: TreeSpace | None = None) -> Policy:
+    """``pol`` itself if it is a :class:`Policy` (on ``space`` when given); else a ``ValueError``
+    naming the argument ``name``. The argument check of every function that takes policies."""
+    if not isinstance(pol, Policy):
+        raise ValueError(f"{name} must be a genver Policy, got {type(pol).__name__}")
+    if space is not None and pol.space != space:
+        raise ValueError(f"{name} lives on {pol.space!r}, expected {space!r}")
+    return pol

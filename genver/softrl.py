@@ -43,7 +43,7 @@ import numpy as np
 
 from . import _kernels
 from ._validation import check_beta, check_prompt_weights
-from .policy import Policy
+from .policy import Policy, check_policy
 from .spaces import TreeSpace
 
 __all__ = ["SoftOptimal", "soft_optimal", "J_beta", "kl", "expected_reward"]
@@ -91,17 +91,9 @@ class SoftOptimal:
         return self.V(h + 1).reshape(sp.P, sp.V**h, sp.V)
 
 
-def _check_policy(name: str, pol, space: TreeSpace | None = None) -> Policy:
-    if not isinstance(pol, Policy):
-        raise ValueError(f"{name} must be a genver Policy, got {type(pol).__name__}")
-    if space is not None and pol.space != space:
-        raise ValueError(f"{name} lives on {pol.space!r}, expected {space!r}")
-    return pol
-
-
 def soft_optimal(reward, ref: Policy, beta: float) -> SoftOptimal:
     """Soft-optimal policy ``π*_r`` and its values by exact backward induction."""
-    ref = _check_policy("ref", ref)
+    ref = check_policy("ref", ref)
     sp = ref.space
     beta = check_beta(beta)
     r = sp.check_array("reward", reward)
@@ -173,9 +165,9 @@ def J_beta_arrays(logp: np.ndarray, reward: np.ndarray, ref_logp: np.ndarray, be
 def J_beta(policy: Policy, reward, ref: Policy, beta: float, prompt_weights=None,
            *, per_prompt: bool = False):
     """``J_β(π; r)`` (scalar, ``ρ``-weighted) or its per-prompt values (P,)."""
-    policy = _check_policy("policy", policy)
+    policy = check_policy("policy", policy)
     sp = policy.space
-    ref = _check_policy("ref", ref, sp)
+    ref = check_policy("ref", ref, sp)
     beta = check_beta(beta)
     r = sp.check_array("reward", reward)
     rho = check_prompt_weights(prompt_weights, sp.P)
@@ -187,8 +179,8 @@ def J_beta(policy: Policy, reward, ref: Policy, beta: float, prompt_weights=None
 def kl(p: Policy, q: Policy, prompt_weights=None, *, per_prompt: bool = False):
     """``E_x KL(p(·|x) ‖ q(·|x))`` (or per prompt), with ``+∞`` where ``p`` is not
     absolutely continuous with respect to ``q``."""
-    p = _check_policy("p", p)
-    q = _check_policy("q", q, p.space)
+    p = check_policy("p", p)
+    q = check_policy("q", q, p.space)
     vals = kl_rows(p.logp, q.logp)
     if per_prompt:
         return vals
@@ -198,7 +190,7 @@ def kl(p: Policy, q: Policy, prompt_weights=None, *, per_prompt: bool = False):
 
 def expected_reward(policy: Policy, reward, prompt_weights=None) -> float:
     """``E_x E_{y~π} r(x, y)``."""
-    policy = _check_policy("policy", policy)
+    policy = check_policy("policy", policy)
     r = policy.space.check_array("reward", reward)
     rho = check_prompt_weights(prompt_weights, policy.space.P)
     return float(_row_stats(policy.logp, policy.logp, r)[1] @ rho)

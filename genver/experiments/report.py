@@ -91,16 +91,13 @@ def verdict(man, ratio, df=None) -> tuple[str, str]:
     if ratio is None:
         return "NOT CHECKED", "no offline/online pair of routes to compare"
     trend = None
-    m = _TREND.match(expect)
+    m = stats.RATIO_TREND.match(expect)
     pair = ratio_pair(man, df) if df is not None and m else None
     if pair is not None and m.group(2) in df.columns:
         trend = stats.ratio_trend(df, epsilon_of(man), m.group(2), knobs=man["knobs"], n_boot=N_BOOT, random_state=0,
                                   aggregate=aggregate_of(man), **pair)
     v = stats.gap_verdict(ratio, expect, trend=trend)
     return ("PASS" if v.passed else "FAIL"), v.message
-
-
-_TREND = stats._TREND
 
 
 def _cell(v, floatfmt="{:.4g}") -> str:

@@ -421,20 +421,20 @@ def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False, memory_li
 def _check_expect(src, expect: dict, knobs: list):
     """``[expect] epsilon`` is a finite number > 0; ``[expect] ratio`` follows the grammar of
     :func:`genver.stats.gap_verdict` and a trend names a swept knob."""
-    from ..stats import _CMP, _TREND
+    from ..stats import RATIO_COMPARISON, RATIO_TREND
     if "epsilon" in expect:
         eps = float(expect["epsilon"])
         if not (np.isfinite(eps) and eps > 0):
             raise SpecError(f"{src}: [expect] epsilon: must be a finite number > 0, got {expect['epsilon']!r}")
     if "ratio" in expect:
         text = expect["ratio"]
-        m = _TREND.match(text)
+        m = RATIO_TREND.match(text)
         if m:
             if m.group(2) not in knobs:
                 raise SpecError(f"{src}: [expect] ratio: {text!r}: {m.group(2)!r} is not a swept knob "
                                 f"({', '.join(knobs) or 'none'})")
         else:
-            m = _CMP.match(text)
+            m = RATIO_COMPARISON.match(text)
             ok = False
             if m:
                 try:

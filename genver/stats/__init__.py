@@ -169,8 +169,6 @@ from .verdicts import (  # noqa: F401
     RATIO_COMPARISON,
     RATIO_TREND,
     Verdict,
-    _CMP,
-    _TREND,
     _trend_verdict,
     censored_settings,
     censored_text,

@@ -44,7 +44,6 @@ RATIO_COMPARISON = re.compile(r"^\s*(" + "|".join(re.escape(o) for o in sorted(C
 RATIO_TREND = re.compile(r"^\s*(increasing|decreasing)\s+in\s+(\S+)\s*$")
 
 
-_CMP, _TREND = RATIO_COMPARISON, RATIO_TREND  # private aliases kept for callers not yet on the public names
 
 
 def parse_comparison(text: str) -> tuple[str, float] | None:
