@@ -33,6 +33,7 @@ autodoc_default_options = {"members": True, "undoc-members": False, "show-inheri
 autodoc_typehints = "description"
 napoleon_numpy_docstring = True
 napoleon_google_docstring = False
+napoleon_use_ivar = True  # dataclass fields: one description each (not an Attributes entry and a field)
 suppress_warnings = ["myst.header"]
 
 

@@ -589,15 +589,16 @@ def build_parser() -> argparse.ArgumentParser:
             "reward class. PAIRS.npz key: pairs (N,3) int rows (prompt, preferred, dispreferred).\n"
             "Write both with genver.io.save_instance / save_pairs. Malformed input: one error line, exit 2."),
         epilog=(
-            "estimators and the classes they use:\n"
+            "estimators and the classes they use::\n\n"
             "  dpo         offline MLE over the policy class (finite, tabular, soft-optimal)\n"
             "  ipo         IPO over the policy class (finite, tabular, soft-optimal of a finite R); --tau, --average\n"
             "  reward_mle  reward MLE over the reward class; reports π*_r̂ (tabular class) and the exact\n"
             "              expected Bradley–Terry log-likelihood of r̂ under μ = π_ref\n"
             "  rm_rl       online: reward MLE over the reward class, then exact RL over the policy class\n"
-            "defaults: --policy-class finite if the instance has policy_class, else tabular;\n"
-            "          --reward-class finite if it has reward_class, else linear if reward_features, else tabular\n"
-            "          (the reward class is used by reward_mle, rm_rl and --policy-class soft-optimal).\n"
+            "\ndefaults::\n\n"
+            "  --policy-class finite if the instance has policy_class, else tabular;\n"
+            "  --reward-class finite if it has reward_class, else linear if reward_features, else tabular\n"
+            "  (the reward class is used by reward_mle, rm_rl and --policy-class soft-optimal).\n\n"
             "soft-optimal = Π(R) = {π*_r : r ∈ R} of the chosen (finite or linear) reward class; for a finite R\n"
             "member k of Π(R) is π*_{r_k}, so dpo/ipo report reward_index = policy_index.\n"
             "--l2: ridge weight (tabular classes: default 0.01, must be > 0; linear: default 0)."))

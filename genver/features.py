@@ -3,32 +3,33 @@ r"""Feature maps: trajectory features ``φ(x, y)`` for linear verifiers and toke
 
 Trajectory features (arrays of shape ``(P, T, k)``) — the verifier side of the gap:
 
-=====================  ==============================================================  =====
-name                   ``φ(x, y)``                                                     k
-=====================  ==============================================================  =====
-``token_counts``       number of occurrences of each token ``v`` in ``y``               V
-``parity``             ``1[#{h : a_h = token} is odd]`` (non-additive)                  1
-``first_last_match``   ``1[a_1 = a_H]`` (non-additive)                                  1
-``hamming``            ``−#{h : a_h ≠ t_{x,h}}`` for a hidden per-prompt target ``t``   1
-                       (additive: the "hidden reference" / ROUGE-L analogue)
-``target_match``       ``1[a_h = t_{x,h}]`` for each position ``h`` (additive)          H
-``position_token``     indicator of ``(x, h, a_h)``: spans every additive reward        P·H·V
-``random_gaussian``    i.i.d. ``N(0, 1)`` per ``(x, y)`` and feature                    d
-``random_orthonormal`` per prompt, the first ``d ≤ T`` columns of an orthonormal basis   d
-                       of ``ℝ^T`` whose first column is constant (QR of ``[1, G]``):
-                       nested in ``d``; at ``d = T`` it spans every reward, and ridge on
-                       ``w`` is then exactly the centred ridge on ``r``
-``tabular``            indicator of ``(x, y)``: spans every reward                      P·T
-=====================  ==============================================================  =====
+=======================  ==============================================================  =====
+name                     ``φ(x, y)``                                                     k
+=======================  ==============================================================  =====
+``token_counts``         number of occurrences of each token ``v`` in ``y``               V
+``parity``               ``1[#{h : a_h = token} is odd]`` (non-additive)                  1
+``first_last_match``     ``1[a_1 = a_H]`` (non-additive)                                  1
+``hamming``              ``−#{h : a_h ≠ t_{x,h}}`` for a hidden per-prompt target ``t``   1
+                         (additive: the "hidden reference" / ROUGE-L analogue)
+``target_match``         ``1[a_h = t_{x,h}]`` for each position ``h`` (additive)          H
+``position_token``       indicator of ``(x, h, a_h)``: spans every additive reward        P·H·V
+``random_gaussian``      i.i.d. ``N(0, 1)`` per ``(x, y)`` and feature                    d
+``random_orthonormal``   per prompt, the first ``d ≤ T`` columns of an orthonormal         d
+                         basis of ``ℝ^T`` whose first column is constant (QR of
+                         ``[1, G]``): nested in ``d``; at ``d = T`` it spans every
+                         reward, and ridge on ``w`` is then exactly the centred ridge
+                         on ``r``
+``tabular``              indicator of ``(x, y)``: spans every reward                      P·T
+=======================  ==============================================================  =====
 
 Token features (arrays of shape ``(P, n_internal, V, k)``, flat node layout) — the
 generator side; a log-linear policy is ``π_θ(a|s) ∝ π_ref(a|s) exp(θ·ψ(x, s, a))``:
 
-=====================  ==============================================================  =====
-``position_token``     indicator of ``(x, h, a)``: the local (additive) class           P·H·V
-``tabular``            indicator of ``(x, s, a)``: every token-level policy             P·n_internal·V
-``random_gaussian``    i.i.d. ``N(0, 1)``                                               d
-=====================  ==============================================================  =====
+=======================  ==============================================================  ==============
+``position_token``       indicator of ``(x, h, a)``: the local (additive) class           P·H·V
+``tabular``              indicator of ``(x, s, a)``: every token-level policy             P·n_internal·V
+``random_gaussian``      i.i.d. ``N(0, 1)``                                               d
+=======================  ==============================================================  ==============
 
 Random draws use ``random_state`` (None | int | SeedSequence | Generator); the hidden
 target ``t`` is drawn uniformly unless given as ``target`` (shape (P, H)).

@@ -2,46 +2,46 @@ r"""Reading and writing user instances and preference data (``.npz``), for ``gen
 
 Instance file (``.npz``; every array float64 or integer unless said otherwise)
 ------------------------------------------------------------------------------
-=================  ===========  =====================================================================
-key                shape        meaning
-=================  ===========  =====================================================================
-``ref_logp``       (P, T)       reference log-probs ``log π_ref(y|x)``; every row normalised
-                                (``logsumexp = 0`` within 1e-8); ``-inf`` marks probability 0
-                                (refused later by estimators that need full support: dpo, ipo)
-``reward_true``    (P, T)       the true reward ``r*`` the metrics are computed against (finite)
-``beta``           ()           KL weight ``β > 0`` (scalar)
-``prompt_weights`` (P,)         optional prompt distribution ``ρ`` (default uniform)
-``V``, ``H``       ()           optional, together: vocabulary size and horizon; ``T == V**H`` must
-                                hold and completions are token sequences indexed as in
-                                :mod:`genver.spaces` (first token most significant)
-``reward_class``   (K_R, P, T)  optional finite reward class: ``K_R`` reward tables (finite)
-``policy_class``   (K_Π, P, T)  optional finite policy class: ``K_Π`` policies' log-probs (rows
-                                normalised, ``-inf`` allowed)
-``reward_features``(P, T, d)    optional features ``φ`` of the linear reward class ``{w·φ}``
-=================  ===========  =====================================================================
+====================  ===========  =====================================================================
+key                   shape        meaning
+====================  ===========  =====================================================================
+``ref_logp``          (P, T)       reference log-probs ``log π_ref(y|x)``; every row normalised
+                                   (``logsumexp = 0`` within 1e-8); ``-inf`` marks probability 0
+                                   (refused later by estimators that need full support: dpo, ipo)
+``reward_true``       (P, T)       the true reward ``r*`` the metrics are computed against (finite)
+``beta``              ()           KL weight ``β > 0`` (scalar)
+``prompt_weights``    (P,)         optional prompt distribution ``ρ`` (default uniform)
+``V``, ``H``          ()           optional, together: vocabulary size and horizon; ``T == V**H`` must
+                                   hold and completions are token sequences indexed as in
+                                   :mod:`genver.spaces` (first token most significant)
+``reward_class``      (K_R, P, T)  optional finite reward class: ``K_R`` reward tables (finite)
+``policy_class``      (K_Π, P, T)  optional finite policy class: ``K_Π`` policies' log-probs (rows
+                                   normalised, ``-inf`` allowed)
+``reward_features``   (P, T, d)    optional features ``φ`` of the linear reward class ``{w·φ}``
+====================  ===========  =====================================================================
 
-Without ``V`` and ``H`` the instance is a **bandit per prompt**: genver uses the one-step tree
-``TreeSpace(P, V=T, H=1)`` (each completion is a single "token"; ``T ≥ 2``). Sequence-level
-quantities — every estimator except token-averaged IPO, and every metric — do not depend on
-the token structure, so this only matters for ``ipo --average token`` (divides by ``H``).
+Without ``V`` and    ``H`` the instance is a **bandit per prompt**: genver uses the one-step tree
+``TreeSpace(P, V=   T, H=1)`` (each completion is a single "token"; ``T ≥ 2``). Sequence-level
+quantities — ever   y estimator except token-averaged IPO, and every metric — do not depend on
+the token structu   re, so this only matters for ``ipo --average token`` (divides by ``H``).
 
-Unknown keys are refused (a misspelt optional key would otherwise silently change the default
-classes ``genver fit`` picks).
+Unknown keys are    refused (a misspelt optional key would otherwise silently change the default
+classes ``genver    fit`` picks).
 
-Pairs file (``.npz``)
----------------------
-``pairs`` (N, 3) integer: prompt ``x``, preferred completion ``y⁺``, dispreferred ``y⁻``
-(completion indices in ``[0, T)``).
+Pairs file (``.np   z``)
+-----------------   ----
+``pairs`` (N, 3)    integer: prompt ``x``, preferred completion ``y⁺``, dispreferred ``y⁻``
+(completion indic   es in ``[0, T)``).
 
-Errors
-------
-Every problem raises ``ValueError`` with one line ``"<file>: <key>: <what is wrong>"``; the
-checks are the library's own (:meth:`TreeSpace.check_array`, :class:`Policy`,
-:func:`check_prompt_weights`, the class constructors, :meth:`Preferences.from_array`), with
-their messages prefixed by the file and key.
+Errors   
+------   
+Every problem rai   ses ``ValueError`` with one line ``"<file>: <key>: <what is wrong>"``; the
+checks are the li   brary's own (:meth:`TreeSpace.check_array`, :class:`Policy`,
+:func:`check_prom   pt_weights`, the class constructors, :meth:`Preferences.from_array`), with
+their messages pr   efixed by the file and key.
 
-Writing: :func:`save_instance` and :func:`save_pairs` write atomically (:mod:`genver.atomic`):
-the file appears whole or not at all, and a failed write leaves an existing file as it was.
+Writing: :func:`s   ave_instance` and :func:`save_pairs` write atomically (:mod:`genver.atomic`):
+the file appears    whole or not at all, and a failed write leaves an existing file as it was.
 """
 from __future__ import annotations
 

@@ -1,13 +1,13 @@
 r"""Exact KL-regularised (soft) RL on a prefix tree.
 
 For a reward ``r(x, y)``, reference ``π_ref`` and KL weight ``β > 0`` the regularised objective
-(per prompt, then averaged with the prompt weights ``ρ``) is
+(per prompt, then averaged with the prompt weights ``ρ``) is::
 
     J_β(π; r) = E_x [ E_{y~π(·|x)} r(x,y) − β KL(π(·|x) ‖ π_ref(·|x)) ].
 
 Its maximiser over all policies is the soft-optimal policy
 ``π*_r(y|x) = π_ref(y|x) exp(r(x,y)/β) / Z_r(x)``, computed here token by token by backward
-induction:
+induction::
 
     V_H(x,y) = r(x,y),   Q_h(s,a) = V_{h+1}(s·a),
     V_h(s) = β log Σ_a π_ref(a|s) exp(Q_h(s,a)/β),

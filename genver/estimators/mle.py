@@ -13,7 +13,7 @@ through their counts) and ``r_π = β log π/π_ref`` the local (implicit) rewar
   :mod:`genver.classes.policies`).
 
 Nested sample sizes (``*_path``)
--------------------------------
+--------------------------------
 For finite classes, :func:`dpo_path`, :func:`reward_mle_path` and :func:`rm_rl_path` fit every
 prefix ``data.head(n)`` of one pair stream at once: one log-sigmoid per (member, unique
 *unordered* pair) — the reversed pair has margin ``−z`` and ``log σ(−z) = log σ(z) − z`` share

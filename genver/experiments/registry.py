@@ -27,39 +27,40 @@ estimators' and metrics' sweep signatures are in :mod:`genver.experiments.adapte
 
 Estimators (:data:`ESTIMATORS`; ``name``: what runs, with the instance's classes ``R``, ``Π``, ``Π(R)``):
 
-==================  ============================================================================
-``dpo``             offline MLE over ``Π``
-``dpo_restricted``  offline MLE over ``Π(R)`` (proper learning; equals ``rm_rl`` by Theorem 3.1)
-``dpo_2x``          DPO on doubled counts (the "two epochs" control)
-``dpo_gd``          budget-limited DPO: ``steps`` gradient-ascent steps of size ``lr`` on the
-                    mean tabular DPO objective from ``π_ref`` (``normalise``: steps of max-abs
-                    size ``lr``; :mod:`genver.estimators.gradient`)
-``ipo``             IPO over ``Π`` (options ``tau``, ``average``)
-``sft_preferred``   SFT on the preferred completions only (filtered supervised learning, no
-                    negative gradient; :func:`genver.estimators.sft` over ``Π``)
-``rm_rl``           reward MLE over ``R``, then exact RL over ``Π`` (the online route); option
-                    ``rl_prompts`` = ``all`` (RL on ``ρ``, default) | ``data`` (RL only on the
-                    empirical prompt distribution of the pairs: no unlabelled prompts)
-``online_dpo``      reward MLE over ``R``, then online DPO over ``Π`` labelled by ``r̂`` (options
-                    ``K``, ``rounds``, ``pairs_per_round``, ``labels`` = top_bottom |
-                    bradley_terry | all_pairs, ``start`` = ref | dpo, ``label_source`` = fitted
-                    (``r̂``, default) | true (fresh Bradley–Terry labels from ``r*`` on the
-                    on-policy pairs: online preference queries))
-``policy_gradient`` reward MLE over ``R``, then KL-regularised policy gradient (options ``steps``,
-                    ``lr``, ``K``, ``exact``, ``normalise``)
-``oracle_rl``       exact RL over ``Π`` against ``r*`` itself: ``argmax_{π∈Π} J_β(π; r*)``, the
-                    best policy in ``Π``. It is the population fixed point of online DPO with
-                    the PILAF sampler and ``r*``-labelled on-policy pairs (Shi et al. 2025,
-                    Theorem 2: that loss's gradient is the gradient of ``J_β(·; r*)``), i.e. with
-                    unlimited preference queries — a reference, not a sample-size competitor
-``reward_mle``      a reward model only (no policy): reward MLE over ``R`` (``reward_class =
-                    "verifier"``, the global RM) or over ``R(Π)`` (``"induced"``: the policy's own
-                    reward class fitted as a reward, the local RM; finite or tabular ``Π``)
-``neural_dpo``,      the neural routes (:mod:`genver.neural.estimators`): a small transformer
-``neural_rm_rl``, …  trained by offline DPO / SFT, or a reward model (global, linear, local) then
-                    REINFORCE-LOO or online DPO; its exact distribution is the fitted ``π̂``. They
-                    run on the sweep's ``device`` (``genver run --device``)
-==================  ============================================================================
+====================  ============================================================================
+``dpo``               offline MLE over ``Π``
+``dpo_restricted``    offline MLE over ``Π(R)`` (proper learning; equals ``rm_rl`` by Theorem 3.1)
+``dpo_2x``            DPO on doubled counts (the "two epochs" control)
+``dpo_gd``            budget-limited DPO: ``steps`` gradient-ascent steps of size ``lr`` on the
+                      mean tabular DPO objective from ``π_ref`` (``normalise``: steps of max-abs
+                      size ``lr``; :mod:`genver.estimators.gradient`)
+``ipo``               IPO over ``Π`` (options ``tau``, ``average``)
+``sft_preferred``     SFT on the preferred completions only (filtered supervised learning, no
+                      negative gradient; :func:`genver.estimators.sft` over ``Π``)
+``rm_rl``             reward MLE over ``R``, then exact RL over ``Π`` (the online route); option
+                      ``rl_prompts`` = ``all`` (RL on ``ρ``, default) | ``data`` (RL only on the
+                      empirical prompt distribution of the pairs: no unlabelled prompts)
+``online_dpo``        reward MLE over ``R``, then online DPO over ``Π`` labelled by ``r̂`` (options
+                      ``K``, ``rounds``, ``pairs_per_round``, ``labels`` = top_bottom |
+                      bradley_terry | all_pairs, ``start`` = ref | dpo, ``label_source`` = fitted
+                      (``r̂``, default) | true (fresh Bradley–Terry labels from ``r*`` on the
+                      on-policy pairs: online preference queries))
+``policy_gradient``   reward MLE over ``R``, then KL-regularised policy gradient (options ``steps``,
+                      ``lr``, ``K``, ``exact``, ``normalise``)
+``oracle_rl``         exact RL over ``Π`` against ``r*`` itself: ``argmax_{π∈Π} J_β(π; r*)``, the
+                      best policy in ``Π``. It is the population fixed point of online DPO with
+                      the PILAF sampler and ``r*``-labelled on-policy pairs (Shi et al. 2025,
+                      Theorem 2: that loss's gradient is the gradient of ``J_β(·; r*)``), i.e. with
+                      unlimited preference queries — a reference, not a sample-size competitor
+``reward_mle``        a reward model only (no policy): reward MLE over ``R`` (``reward_class =
+                      "verifier"``, the global RM) or over ``R(Π)`` (``"induced"``: the policy's own
+                      reward class fitted as a reward, the local RM; finite or tabular ``Π``)
+``neural_*``          the neural routes (``neural_dpo``, ``neural_rm_rl``, …;
+                      :mod:`genver.neural.estimators`): a small transformer
+                      trained by offline DPO / SFT, or a reward model (global, linear, local) then
+                      REINFORCE-LOO or online DPO; its exact distribution is the fitted ``π̂``. They
+                      run on the sweep's ``device`` (``genver run --device``)
+====================  ============================================================================
 
 Metrics (:data:`METRICS`): *policy* metrics evaluate ``π̂`` and are skipped (no row) for
 estimators without a policy; *reward* metrics evaluate the fit's reward ``r̂`` — the reward
