@@ -49,9 +49,8 @@ import time
 import numpy as np
 
 from genver._solve import LaplacianRidge, blas_one_thread, laplacian_dense_max
-from genver.estimators import mle
 from genver.classes import TabularPolicyClass, TabularRewardClass
-from genver.estimators import dpo, reward_mle
+from genver.estimators import dpo, mle, reward_mle
 from genver.policy import Policy
 from genver.preferences import PairCounts
 from genver.spaces import TreeSpace

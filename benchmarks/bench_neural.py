@@ -52,8 +52,17 @@ from genver import metrics as M  # noqa: E402
 from genver.experiments.cells import make_instance  # noqa: E402
 from genver.experiments.registry import ESTIMATORS  # noqa: E402
 from genver.experiments.spec import load_spec  # noqa: E402
-from genver.neural import (GlobalReward, NeuralPolicy, TinyTransformer, TrainConfig, TransformerConfig,  # noqa: E402
-                           resolve_device, train_dpo, train_reward, train_rl_exact)
+from genver.neural import (  # noqa: E402
+    GlobalReward,
+    NeuralPolicy,
+    TinyTransformer,
+    TrainConfig,
+    TransformerConfig,
+    resolve_device,
+    train_dpo,
+    train_reward,
+    train_rl_exact,
+)
 from genver.policy import random_policy  # noqa: E402
 from genver.preferences import PairCounts, sample_preferences  # noqa: E402
 from genver.spaces import TreeSpace  # noqa: E402
@@ -129,7 +138,8 @@ def exact_rl_gap(Hs, n, overrides, quick):
 
     spec = load_spec(SPEC, smoke=quick)
     n = min(n, max(spec.sizes))
-    k_tab, k_neu = (next(k for k, e in enumerate(spec.estimators) if e["name"] == name) for name in ("rm_rl", "neural_rm_rl"))
+    k_tab, k_neu = (next(k for k, e in enumerate(spec.estimators) if e["name"] == name) for name in ("rm_rl",
+                                                                                                     "neural_rm_rl"))
     rows, summary = [], []
     for params in spec.settings():
         if params["H"] not in Hs:
@@ -141,11 +151,14 @@ def exact_rl_gap(Hs, n, overrides, quick):
             for key, k, extra in (("tabular", k_tab, {}), ("neural", k_neu, {"_device": "cpu", **overrides})):
                 e = spec.estimators[k]
                 t0 = time.perf_counter()
-                res = ESTIMATORS[e["name"]][0](inst, counts, np.random.default_rng(seed_sequence(spec.root_seed, seed, 2, n, k)),
+                res = ESTIMATORS[e["name"]][0](inst, counts, np.random.default_rng(seed_sequence(spec.root_seed,
+                                                                                                 seed, 2, n, k)),
                                                {**e["options"], **extra})
                 row[key + "_seconds"] = time.perf_counter() - t0
-                row[key] = float(M.suboptimality(res.policy, inst.reward_true, inst.ref, inst.beta, inst.prompt_weights))
-            row.update(residual=res.extra["opt_residual"], steps=res.iterations, polish_evals=res.extra.get("polish_evals", 0),
+                row[key] = float(M.suboptimality(res.policy, inst.reward_true, inst.ref, inst.beta,
+                                                 inst.prompt_weights))
+            row.update(residual=res.extra["opt_residual"], steps=res.iterations,
+                       polish_evals=res.extra.get("polish_evals", 0),
                        stopped=res.extra["stopped"])
             rows.append(row)
             print(f"  H={row['H']} seed {seed}: tabular {row['tabular']:.6f}  neural {row['neural']:.6f}  "
@@ -157,7 +170,8 @@ def exact_rl_gap(Hs, n, overrides, quick):
             summary.append({"H": params["H"], "tabular": t, "neural": nn, "ratio": nn / t,
                             "residual": statistics.mean(x["residual"] for x in r),
                             "neural_seconds": sum(x["neural_seconds"] for x in r)})
-    return {"n": n, "overrides": overrides, "rows": rows, "summary": summary, "loadavg": open("/proc/loadavg").read().split()[:3]}
+    return {"n": n, "overrides": overrides, "rows": rows, "summary": summary,
+            "loadavg": open("/proc/loadavg").read().split()[:3]}
 
 
 def cell(device, cpu_threads, quick):

@@ -82,7 +82,8 @@ def main(argv=None) -> int:
         if a.gh is None:
             runs.insert(0, ("gap_horizon", "gh", []))
         else:
-            shutil.copytree(a.gh, tmp / "gh", ignore=shutil.ignore_patterns("figures", "report.*", ".report-cache.json"))
+            shutil.copytree(a.gh, tmp / "gh", ignore=shutil.ignore_patterns("figures", "report.*",
+                                                                            ".report-cache.json"))
         for spec, out, extra in runs:
             subprocess.run([sys.executable, "-m", "genver.cli", "run", str(ROOT / "sims" / f"{spec}.toml"),
                             "--out", str(tmp / out), *extra], check=True, env=env,
@@ -144,7 +145,8 @@ def main(argv=None) -> int:
     for r in rows:
         base = f"{r['baseline_median_s']:.2f}" if "ratio" in r else "—"
         ratio = f"{r['ratio']:.1f} [{r['ratio_min']:.1f}, {r['ratio_max']:.1f}]" if "ratio" in r else "—"
-        print(f"{r['name']:<17} {r['median_s']:>10.2f} [{r['min_s']:.2f}, {r['max_s']:.2f}]{'':>4} {base:>13} {ratio:>26}")
+        spread = f"[{r['min_s']:.2f}, {r['max_s']:.2f}]"
+        print(f"{r['name']:<17} {r['median_s']:>10.2f} {spread}{'':>4} {base:>13} {ratio:>26}")
     return 0
 
 

@@ -241,7 +241,8 @@ def main():
     args = ap.parse_args()
     CLOCK[0] = CLOCKS[args.clock]
     todo = args.only or ["bi", "metrics"]
-    meta = {"nproc": os.cpu_count(), "reps": args.reps, "clock": args.clock, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    meta = {"nproc": os.cpu_count(), "reps": args.reps, "clock": args.clock,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "load_start": load(), "numpy": np.__version__}
     res = {}
     if "bi" in todo:
@@ -257,7 +258,8 @@ def main():
         for size, v in res.get(key, {}).items():
             if size == "other_sizes":
                 for s2, v2 in v.items():
-                    print(f"{key:<30} {s2:<12} {v2['median']:6.2f} [{v2['min']:.2f}, {v2['max']:.2f}]  (not a target size)")
+                    spread = f"[{v2['min']:.2f}, {v2['max']:.2f}]"
+                    print(f"{key:<30} {s2:<12} {v2['median']:6.2f} {spread}  (not a target size)")
             elif isinstance(v, dict):
                 extra = f"  genver {v['genver_s'] * 1e3:.2f} ms" + (
                     f", copy {v['copy_s'] * 1e3:.2f} ms ({v['bytes'] / 2**20:.0f} MiB)" if "copy_s" in v else

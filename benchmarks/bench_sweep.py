@@ -1,7 +1,8 @@
 """Whole-sweep performance: genver's runner against the obvious numpy version, cold and warm
 wall times, cells per second, peak memory, and how cost grows with n, K and V**H.
 
-Run by hand (never in CI):  python benchmarks/bench_sweep.py [--reps 5] [--seeds 30] [--parts sweep,cold,scaling] [--json]
+Run by hand (never in CI):  python benchmarks/bench_sweep.py [--reps 5] [--seeds 30] [--parts sweep,cold,scaling]
+[--json]
 
 * ``sweep_vs_numpy`` — the shipped ``gap_finite`` sweep with ``--seeds`` seeds (default 30, the
   shipped size: the numpy side takes ~40 s a round; ``--seeds 4`` for a quick look): numpy
@@ -38,14 +39,14 @@ HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+import naive_sweep  # noqa: E402
+
 from genver.estimators import mle  # noqa: E402
 from genver.experiments.cells import _data, make_instance, run_unit  # noqa: E402
-from genver.runcache import RunCache  # noqa: E402
 from genver.experiments.runner import run  # noqa: E402
 from genver.experiments.spec import load_spec, parse_spec, setting_id  # noqa: E402
 from genver.experiments.store import ResultStore  # noqa: E402
-
-import naive_sweep  # noqa: E402
+from genver.runcache import RunCache  # noqa: E402
 
 
 def _spec_text(name, seeds=None):
@@ -114,7 +115,8 @@ def cold_warm(name):
             wall = time.perf_counter() - t0
             peak_kib = int(proc.stderr.strip().splitlines()[-1])
             man = ResultStore(tmp / f"{label}-{state}").read_manifest()
-            out[f"{label} {state}"] = {"wall_s": wall, "cells": man["cells_total"], "cells_per_s": man["cells_total"] / wall,
+            out[f"{label} {state}"] = {"wall_s": wall, "cells": man["cells_total"],
+                                       "cells_per_s": man["cells_total"] / wall,
                                        "peak_rss_MiB": peak_kib / 1024}
     shutil.rmtree(tmp)
     return out
@@ -168,7 +170,8 @@ def scaling():
         distinct.append(u)
     res["n"] = {"values": ns, "seconds_per_unit": t, "slope_all": _slope(ns, t), "slope_last3": _slope(ns[-3:], t[-3:]),
                 "pairs_seconds": tp, "after_counting_seconds": rest, "distinct_pairs": distinct,
-                "after_counting_vs_distinct_slope": _slope(distinct, rest), "after_counting_slope_last3": _slope(ns[-3:], rest[-3:])}
+                "after_counting_vs_distinct_slope": _slope(distinct, rest),
+                "after_counting_slope_last3": _slope(ns[-3:], rest[-3:])}
     ks = [16, 256, 4096, 16384]
     t = []
     for k in ks:

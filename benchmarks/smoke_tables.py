@@ -64,7 +64,8 @@ def compare(old: pd.DataFrame, new: pd.DataFrame) -> str | None:
             notes.append(f"{c} differs")
     if not n_diff and not notes:
         return None
-    return f"{n_diff} values differ (max abs {max_abs:.3g}, max rel {max_rel:.3g})" + (f"; {'; '.join(notes)}" if notes else "")
+    tail = f"; {'; '.join(notes)}" if notes else ""
+    return f"{n_diff} values differ (max abs {max_abs:.3g}, max rel {max_rel:.3g})" + tail
 
 
 def main(argv=None) -> int:

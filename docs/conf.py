@@ -13,8 +13,9 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "docs"))
 
-import genver  # noqa: E402
 from spec_pages import write_spec_pages  # noqa: E402
+
+import genver  # noqa: E402
 
 project = "genver"
 author = "The genver developers"

@@ -59,7 +59,8 @@ def write_spec_pages(sims: pathlib.Path, out: pathlib.Path, docs: pathlib.Path) 
             page.write_text(text)
         written.append(page)
         rows.append((name, spec.get("experiment", {}).get("question", "")))
-    index = ["# Experiments", "", "One page per shipped spec (`genver specs` lists them; `genver run NAME` runs one).", "",
+    index = ["# Experiments", "", "One page per shipped spec (`genver specs` lists them; `genver run NAME` runs "
+                                  "one).", "",
              "```{toctree}", ":hidden:", "", *[n for n, _ in rows], "```", "", "| spec | question |", "|---|---|",
              *[f"| [`{n}`]({n}.md) | {q} |" for n, q in rows], ""]
     (out / "index.md").write_text("\n".join(index))

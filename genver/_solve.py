@@ -31,7 +31,8 @@ the ridge-weight check and the finite-class argmax rule.
   array. A larger prompt is split into the connected components of its pair graph (the matrix
   is block diagonal over them); components up to :data:`DENSE_MAX` join the dense batches, larger
   ones are solved by Jacobi-preconditioned conjugate gradients on the matrix in CSR storage, to
-  relative residual :data:`CG_RTOL` (or a looser forcing term from :func:`newton`). :data:`DENSE_MAX` is the measured crossover of the two
+  relative residual :data:`CG_RTOL` (or a looser forcing term from :func:`newton`). :data:`DENSE_MAX` is the measured
+  crossover of the two
   (``benchmarks/bench_fit_scale.py``); :func:`laplacian_dense_max` overrides it (tests,
   benchmarks). The inner solves are inexact (by ``CG_RTOL`` or the forcing term): :func:`newton`
   certifies by the exactly evaluated gradient, so the certificate does not depend on the path.
@@ -52,9 +53,9 @@ import contextvars
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 from scipy import linalg, optimize, sparse
 from scipy.sparse import csgraph
-from numba import njit
 from threadpoolctl import ThreadpoolController
 
 from . import _kernels

@@ -23,8 +23,8 @@ import json
 import math
 import os
 import sys
-import time
 import textwrap
+import time
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -250,20 +250,20 @@ def _class_info(obj: PolicyClass | RewardClass | None):
 
 
 def _fit(args) -> int:
+    import warnings
+
     from .classes import SoftOptimalPolicyClass, TabularPolicyClass, TabularRewardClass
     from .estimators import dpo, ipo, reward_mle, rm_rl
     from .io import load_instance, load_pairs
-    from .metrics import (evaluate, expected_bt_loglik, expected_reward, kl_to_optimal,
-                          kl_to_reference)
-
-    import warnings
+    from .metrics import evaluate, expected_bt_loglik, expected_reward, kl_to_optimal, kl_to_reference
 
     t0 = time.perf_counter()
     inst = load_instance(args.instance)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:  # pairs y⁺ = y⁻: dropped (default) or kept, with a note; or refused
-            data = load_pairs(args.pairs, inst.space, self_pairs="note" if args.self_pairs == "keep" else args.self_pairs)
+            data = load_pairs(args.pairs, inst.space,
+                              self_pairs="note" if args.self_pairs == "keep" else args.self_pairs)
         except ValueError as e:
             raise ValueError(f"{e} (--self-pairs error)" if args.self_pairs == "error" else str(e)) from None
     est, pc, rc, defaulted = _resolve_classes(args, inst)
@@ -448,7 +448,8 @@ def _print_fit(o, inst) -> None:
         rows.append(("reward_weights", _fmt(np.asarray(o["reward_weights"]))))
     rows.append(("objective", f"{_fmt(o['objective'])}   ({o['objective_description']})"))
     if o["rl_objective"] is not None:
-        rows.append(("rl_objective", f"{_fmt(o['rl_objective'])}   (residual KL(π̂ ‖ π*_r̂) = {_fmt(o['rl_residual_kl'])})"))
+        rows.append(("rl_objective",
+                     f"{_fmt(o['rl_objective'])}   (residual KL(π̂ ‖ π*_r̂) = {_fmt(o['rl_residual_kl'])})"))
     if c.get("mle_exists") is not None:
         rows.append(("mle_exists", _fmt(c["mle_exists"])))
     rows.append(("convergence", f"converged={_fmt(c['converged'])}, iterations={c['iterations']}, "
@@ -634,7 +635,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--executor", choices=["local", "threads", "dask-local", "dask"], default="local",
                    help="where units run: local (this machine: in process, or a pool of --workers processes; "
                         "default), threads (--workers threads in this process, kernels serial and GIL-free: "
-                        "fastest for quick finite-class sweeps), dask-local (a Dask LocalCluster of --workers processes on 127.0.0.1), dask "
+                        "fastest for quick finite-class sweeps), dask-local (a Dask LocalCluster of --workers "
+                        "processes on 127.0.0.1), dask "
                         "(an existing Dask cluster at --scheduler; needs genver[dist])")
     r.add_argument("--scheduler", metavar="tcp://HOST:PORT", default=None,
                    help="the Dask scheduler's address, for --executor dask")

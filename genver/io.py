@@ -193,11 +193,13 @@ def _validate_instance(fname: str, d: dict) -> InstanceFile:
             if H < 1:
                 raise ValueError(f"must be >= 1, got {H}")
             if V**H != T:  # Python ints: exact
-                raise ValueError(f"V**H = {V}**{H} = {V**H} does not match T = {T} (ref_logp has shape {ref_logp.shape})")
+                raise ValueError(f"V**H = {V}**{H} = {V**H} does not match T = {T} "
+                                 f"(ref_logp has shape {ref_logp.shape})")
         token_level = True
     else:
         if T < 2:
-            raise ValueError(f"{fname}: ref_logp: a bandit instance (no V/H) needs T >= 2 completions, got shape {ref_logp.shape}")
+            raise ValueError(f"{fname}: ref_logp: a bandit instance (no V/H) needs T >= 2 completions, "
+                             f"got shape {ref_logp.shape}")
         V, H, token_level = T, 1, False
     if P < 1:
         raise ValueError(f"{fname}: ref_logp: needs at least one prompt, got shape {ref_logp.shape}")
@@ -296,6 +298,7 @@ def save_pairs(path, pairs, space: TreeSpace | None = None) -> None:
             with _context(fname, "pairs"):
                 Preferences.from_array(space, arr, name="pairs", self_pairs="keep")  # saved as given; loading decides
         elif arr.ndim != 2 or arr.shape[1] != 3 or not np.issubdtype(arr.dtype, np.integer):
-            raise ValueError(f"{fname}: pairs: must be an (N, 3) integer array, got shape {arr.shape}, dtype {arr.dtype}")
+            raise ValueError(f"{fname}: pairs: must be an (N, 3) integer array, "
+                             f"got shape {arr.shape}, dtype {arr.dtype}")
     with atomic_open(fname) as f:
         np.savez(f, pairs=arr)

@@ -104,7 +104,7 @@ class Policy:
 
     # -- constructors ------------------------------------------------------------------
     @classmethod
-    def _trusted(cls, space: TreeSpace, logp: np.ndarray, cond: np.ndarray | None = None) -> "Policy":
+    def _trusted(cls, space: TreeSpace, logp: np.ndarray, cond: np.ndarray | None = None) -> Policy:
         """Internal: wrap arrays that are normalised by construction, without re-checking."""
         pol = cls.__new__(cls)
         pol.space, pol.logp, pol._cond = space, logp, cond
@@ -114,7 +114,7 @@ class Policy:
         return pol
 
     @classmethod
-    def from_probs(cls, space: TreeSpace, probs, *, name: str = "probs") -> "Policy":
+    def from_probs(cls, space: TreeSpace, probs, *, name: str = "probs") -> Policy:
         """From sequence probabilities ``π(y|x)`` (P, T), rows summing to 1."""
         p = space.check_array(name, probs)
         if (p < 0).any():
@@ -123,7 +123,7 @@ class Policy:
             return cls(space, np.log(p), name=name)
 
     @classmethod
-    def from_cond(cls, space: TreeSpace, cond) -> "Policy":
+    def from_cond(cls, space: TreeSpace, cond) -> Policy:
         """From flat token conditionals ``log π(a|x,s)`` of shape (P, n_internal, V)."""
         cond = np.ascontiguousarray(cond, dtype=np.float64)
         if cond.shape != (space.P, space.n_internal, space.V):

@@ -79,7 +79,7 @@ class Preferences:
         return int(self.x.shape[0])
 
     @classmethod
-    def from_array(cls, space: TreeSpace, pairs, name: str = "pairs", self_pairs: str = "drop") -> "Preferences":
+    def from_array(cls, space: TreeSpace, pairs, name: str = "pairs", self_pairs: str = "drop") -> Preferences:
         """From an ``(N, 3)`` integer array of (prompt, preferred, dispreferred): pairs a user
         supplies.
 
@@ -125,7 +125,7 @@ class Preferences:
     def as_array(self) -> np.ndarray:
         return np.stack([self.x, self.y_pos, self.y_neg], axis=1)
 
-    def head(self, n: int) -> "Preferences":
+    def head(self, n: int) -> Preferences:
         """The first ``n`` pairs of the stream (nested sample sizes)."""
         n = check_positive_int(n, "n", minimum=0)
         if n > len(self):

@@ -53,7 +53,8 @@ never enter the fit as exact values. The log-likelihood is
 
 maximised in Olsen's (1978) parametrisation ``γ = (α, a)/σ``, ``τ = 1/σ``, where ``−ℓ`` is
 convex: damped Newton steps with the analytic Hessian then find the global maximum
-(checked against a direct Nelder–Mead maximisation of ``ℓ`` in ``tests/naive.py``). ``σ`` is floored at the grid's rounding
+(checked against a direct Nelder–Mead maximisation of ``ℓ`` in ``tests/naive.py``). ``σ`` is floored at the grid's
+rounding
 error, ``σ_min = Δ/√12`` for a route (``Δ`` the median log-spacing of the ``n`` grid: ``N_ε``
 is rounded up to the grid, a uniform error of width ``Δ``) and ``Δ/√6`` for the ratio
 (two roundings): otherwise exact points lying on a line would send ``σ → 0`` and the
@@ -106,7 +107,8 @@ notes when it is below ``min_decades`` (the issue asks for at least 4 decades of
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -115,7 +117,8 @@ from scipy.special import log_ndtr
 from genver import stats as _st
 from genver._validation import as_generator
 
-__all__ = ["AGGREGATE_WORDS", "DESCRIPTORS", "DEFAULT_AGAINST", "DEFAULT_RATIO_AGAINST", "ScalingLaws", "scaling_laws", "censored_fit", "descriptor_values"]
+__all__ = ["AGGREGATE_WORDS", "DESCRIPTORS", "DEFAULT_AGAINST", "DEFAULT_RATIO_AGAINST", "ScalingLaws",
+           "scaling_laws", "censored_fit", "descriptor_values"]
 
 #: descriptor -> (class it measures: "Pi" | "R" | "ratio", family: "n_params" | "log_size" | "predicted")
 DESCRIPTORS = {
@@ -133,7 +136,8 @@ DESCRIPTORS = {
 DEFAULT_AGAINST = ("n_params_Pi", "n_params_R")
 DEFAULT_RATIO_AGAINST = "dim_ratio"
 
-_FIT_COLS = ["route", "label", "against", "eps", "metric", "rule", "aggregate", "a", "a_lo", "a_hi", "intercept", "sigma",
+_FIT_COLS = ["route", "label", "against", "eps", "metric", "rule", "aggregate", "a", "a_lo", "a_hi", "intercept",
+             "sigma",
              "method", "n_points", "n_exact", "n_censored", "n_censored_consistent", "n_undefined", "frac_boot",
              "decades", "centre_dim", "centre_N", "predicted_a", "agrees", "message"]
 _POINT_COLS = ["route", "label", "against", "dim", "N", "N_lo", "N_hi", "censoring", "eps", "n_seeds", "aggregate"]
@@ -405,7 +409,8 @@ def scaling_laws(
       intercept + a log dim``), ``sigma``, ``method`` ("ols" | "tobit" | "undefined"),
       ``n_points`` (settings in the fit), ``n_exact``, ``n_censored``,
       ``n_censored_consistent``, ``n_undefined`` (settings left out: undefined value or
-      descriptor), ``frac_boot`` (NaN without resamples: one seed or no fit), ``decades``, ``centre_dim``, ``centre_N`` (the fitted line at
+      descriptor), ``frac_boot`` (NaN without resamples: one seed or no fit), ``decades``, ``centre_dim``,
+      ``centre_N`` (the fitted line at
       the mean ``log dim``), ``predicted_a``, ``agrees`` (nullable boolean), ``message``.
     * ``points``: ``setting_id``, ``*knobs``, ``route``, ``label``, ``against``, ``dim``,
       ``N`` (``N_ε`` or the ratio; the bound for a censored point), ``N_lo``, ``N_hi``,

@@ -16,7 +16,6 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import naive  # noqa: E402
-
 from genver.spaces import TreeSpace  # noqa: E402
 
 NINF = float("-inf")

@@ -10,11 +10,19 @@ import sys
 import textwrap
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from genver.classes import (FinitePolicyClass, FiniteRewardClass, LinearRewardClass, LogLinearPolicyClass,
-                            PolicyClass, RewardClass, SoftOptimalPolicyClass, TabularPolicyClass, TabularRewardClass)
+from genver.classes import (
+    FinitePolicyClass,
+    FiniteRewardClass,
+    LinearRewardClass,
+    LogLinearPolicyClass,
+    PolicyClass,
+    RewardClass,
+    SoftOptimalPolicyClass,
+    TabularPolicyClass,
+    TabularRewardClass,
+)
 from genver.estimators import dpo, reward_mle
 from genver.experiments import registry
 from genver.experiments.cells import make_instance

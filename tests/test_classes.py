@@ -3,13 +3,23 @@ import math
 
 import numpy as np
 import pytest
+from conftest import assert_logp_equal, lse, random_logp
 from scipy.special import logsumexp
 
 import naive
-from conftest import assert_logp_equal, lse, random_logp
-from genver.classes import (FinitePolicyClass, FiniteRewardClass, LinearRewardClass, LogLinearPolicyClass,
-                            SoftOptimalPolicyClass, TabularPolicyClass, TabularRewardClass, induced_reward,
-                            induced_reward_class, random_policy_class, random_reward_class)
+from genver.classes import (
+    FinitePolicyClass,
+    FiniteRewardClass,
+    LinearRewardClass,
+    LogLinearPolicyClass,
+    SoftOptimalPolicyClass,
+    TabularPolicyClass,
+    TabularRewardClass,
+    induced_reward,
+    induced_reward_class,
+    random_policy_class,
+    random_reward_class,
+)
 from genver.features import TOKEN_FEATURES, TRAJECTORY_FEATURES, token_features, trajectory_features
 from genver.policy import Policy, random_policy, uniform_policy
 from genver.softrl import soft_optimal
@@ -72,7 +82,8 @@ def test_random_tabular_and_concatenation():
     assert both.shape == (2, 8, 4)
     np.testing.assert_array_equal(both[..., 1:3], trajectory_features(SP223, "token_counts"))
     assert set(TRAJECTORY_FEATURES) == {"token_counts", "parity", "first_last_match", "hamming",
-                                        "target_match", "position_token", "random_gaussian", "random_orthonormal", "tabular"}
+                                        "target_match", "position_token", "random_gaussian", "random_orthonormal",
+                                        "tabular"}
     pt = trajectory_features(SP223, "position_token").reshape(2, 8, 2, 3, 2)  # (x, y, x', h, a)
     for x in range(2):
         for y, toks in enumerate(naive.all_completions(2, 3)):

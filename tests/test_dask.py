@@ -15,6 +15,7 @@ import pytest
 distributed = pytest.importorskip("distributed")
 
 from conftest import StopAfter  # noqa: E402
+
 from genver.cli import main  # noqa: E402
 from genver.experiments import dask_executor, executors  # noqa: E402
 from genver.experiments.executors import ExecutorError, compare_versions, runtime_versions  # noqa: E402

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import lse
 from scipy import optimize
 
 import naive
-from conftest import lse
-
-from genver.classes import (FinitePolicyClass, FiniteRewardClass, LinearRewardClass, LogLinearPolicyClass,
-                            SoftOptimalPolicyClass, TabularPolicyClass, TabularRewardClass,
-                            induced_reward_class, random_reward_class)
+from genver.classes import (
+    FinitePolicyClass,
+    LinearRewardClass,
+    LogLinearPolicyClass,
+    SoftOptimalPolicyClass,
+    TabularPolicyClass,
+    TabularRewardClass,
+    induced_reward_class,
+    random_reward_class,
+)
 from genver.estimators import dpo, ipo, reward_mle, rm_rl
 from genver.estimators.online import dpo_2x, online_dpo, policy_gradient
 from genver.features import token_features, trajectory_features

@@ -19,7 +19,7 @@ from genver import plots as P  # noqa: E402
 from genver import stats as S  # noqa: E402
 from genver.cli import main  # noqa: E402
 from genver.experiments import figcache  # noqa: E402
-from genver.experiments.report import format_verdicts, make_figures, make_report, order_in_words, ratio_in_words  # noqa: E402
+from genver.experiments.report import format_verdicts, make_figures, order_in_words, ratio_in_words  # noqa: E402
 from genver.experiments.runner import run  # noqa: E402
 
 SIMS = pathlib.Path(__file__).resolve().parent.parent / "sims"

@@ -7,14 +7,32 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from conftest import random_logp
 
 import naive
-from conftest import random_logp
-from genver.classes import (FinitePolicyClass, FiniteRewardClass, LinearRewardClass, LogLinearPolicyClass,
-                            SoftOptimalPolicyClass, TabularPolicyClass, TabularRewardClass, induced_reward_class,
-                            random_policy_class, random_reward_class)
-from genver.estimators import (DEFAULT_L2, Demonstrations, best_of_n, best_of_n_kl_bound, maxent_irl,
-                               maxent_irl_rl, sample_demonstrations, sft, spin)
+from genver.classes import (
+    FinitePolicyClass,
+    FiniteRewardClass,
+    LinearRewardClass,
+    LogLinearPolicyClass,
+    SoftOptimalPolicyClass,
+    TabularPolicyClass,
+    TabularRewardClass,
+    induced_reward_class,
+    random_policy_class,
+    random_reward_class,
+)
+from genver.estimators import (
+    DEFAULT_L2,
+    Demonstrations,
+    best_of_n,
+    best_of_n_kl_bound,
+    maxent_irl,
+    maxent_irl_rl,
+    sample_demonstrations,
+    sft,
+    spin,
+)
 from genver.estimators.tabular import _irl_tabular_objective, _sft_tabular_objective
 from genver.features import token_features, trajectory_features
 from genver.policy import Policy, random_policy, uniform_policy
@@ -155,7 +173,7 @@ def test_tabular_objective_gradients_by_finite_differences():
     z = rng.normal(size=sp.shape)
     for fn in (_sft_tabular_objective, _irl_tabular_objective):
         obj, g = fn(z, C, ref.logp, BETA, 0.3)
-        fd = _fd_grad(lambda u: fn(u, C, ref.logp, BETA, 0.3)[0], z)
+        fd = _fd_grad(lambda u, fn=fn: fn(u, C, ref.logp, BETA, 0.3)[0], z)
         np.testing.assert_allclose(g, fd, atol=1e-6)
     # both objectives are the same function (z = r/β), and equal the definition
     r = BETA * z

@@ -23,10 +23,10 @@ from genver.estimators import mle
 from genver.experiments import cells, generators
 from genver.experiments.cells import _data, make_instance, run_unit, seed_sequence
 from genver.experiments.executors import InProcessExecutor
-from genver.runcache import DEFAULT_BUDGETS, RunCache, cache_key
 from genver.experiments.spec import parse_spec, setting_id
 from genver.metrics import suboptimality
 from genver.preferences import sample_preferences
+from genver.runcache import DEFAULT_BUDGETS, RunCache, cache_key
 
 
 def _spec(seeds=3, distractors=(0, 16, 256)):

@@ -15,13 +15,28 @@ torch = pytest.importorskip("torch")  # the [neural] extra; part of the [test] e
 from genver import metrics as M  # noqa: E402
 from genver.estimators.mle import dpo_tabular_objective  # noqa: E402
 from genver.experiments.cells import make_instance  # noqa: E402
-from genver.experiments.registry import ESTIMATORS  # noqa: E402
-from genver.experiments.registry import GENERATORS  # noqa: E402
+from genver.experiments.registry import (
+    ESTIMATORS,  # noqa: E402
+    GENERATORS,  # noqa: E402
+)
 from genver.experiments.runner import run  # noqa: E402
 from genver.experiments.spec import SpecError, load_spec  # noqa: E402
-from genver.neural import (GlobalReward, LinearReward, LocalReward, NeuralPolicy, TinyTransformer,  # noqa: E402
-                           TrainConfig, TransformerConfig, dpo_loss, monte_carlo_estimate, resolve_device,
-                           reward_table, train_dpo, train_reward, train_sft)
+from genver.neural import (  # noqa: E402
+    GlobalReward,
+    LinearReward,
+    LocalReward,
+    NeuralPolicy,
+    TinyTransformer,
+    TrainConfig,
+    TransformerConfig,
+    dpo_loss,
+    monte_carlo_estimate,
+    resolve_device,
+    reward_table,
+    train_dpo,
+    train_reward,
+    train_sft,
+)
 from genver.neural.policy import tokens_of  # noqa: E402
 from genver.policy import random_policy  # noqa: E402
 from genver.preferences import sample_preferences  # noqa: E402
@@ -282,7 +297,8 @@ def test_spec_compare_and_smoke_estimator_overrides_are_validated(tmp_path):
     assert spec.estimators[2]["options"]["steps"] == 60
     text = (SIMS / "neural_additive_target.toml").read_text()
     bad = tmp_path / "bad.toml"
-    bad.write_text(text.replace('compare = [["neural_offline", "neural_online"]]', 'compare = [["neural_offline", "nope"]]'))
+    bad.write_text(text.replace('compare = [["neural_offline", "neural_online"]]',
+                                'compare = [["neural_offline", "nope"]]'))
     with pytest.raises(SpecError, match=r"compare\[0\]: unknown estimator label 'nope'"):
         load_spec(bad)
     bad.write_text(text.replace('"estimators.2.steps" = 60', '"estimators.9.steps" = 60'))

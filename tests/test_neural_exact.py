@@ -18,17 +18,26 @@ import naive  # noqa: E402
 from genver import metrics as M  # noqa: E402
 from genver.estimators import dpo, rm_rl  # noqa: E402
 from genver.experiments.cells import make_instance  # noqa: E402
-from genver.experiments.registry import ESTIMATORS  # noqa: E402
-from genver.experiments.registry import GENERATORS  # noqa: E402
+from genver.experiments.registry import (
+    ESTIMATORS,  # noqa: E402
+    GENERATORS,  # noqa: E402
+)
 from genver.experiments.spec import load_spec  # noqa: E402
-from genver.neural import (NeuralPolicy, StopRule, TinyTransformer, TrainConfig, TransformerConfig,  # noqa: E402
-                           exact_objective, train_rl, train_rl_exact)
+from genver.neural import (  # noqa: E402
+    NeuralPolicy,
+    StopRule,
+    TinyTransformer,
+    TrainConfig,
+    TransformerConfig,
+    exact_objective,
+    train_rl,
+    train_rl_exact,
+)
 from genver.neural.residual import bt_supremum, dpo_residual, sft_residual  # noqa: E402
 from genver.policy import Policy, random_policy  # noqa: E402
 from genver.preferences import PairCounts, sample_preferences  # noqa: E402
 from genver.softrl import J_beta, kl, soft_optimal  # noqa: E402
 from genver.spaces import TreeSpace  # noqa: E402
-
 
 SIMS = __import__("pathlib").Path(__file__).resolve().parents[1] / "sims"
 
@@ -234,7 +243,8 @@ def test_bt_supremum_closed_forms_and_brute_force():
     sp = TreeSpace(2, 2, 2)
     # two completions compared both ways: the MLE exists, sup = a log(a/(a+b)) + b log(b/(a+b))
     a, b = 3.0, 2.0
-    assert abs(bt_supremum(_pairs(sp, [(0, 0, 1, a), (0, 1, 0, b)])) - (a * math.log(a / 5) + b * math.log(b / 5))) < 1e-9
+    assert abs(bt_supremum(_pairs(sp, [(0, 0, 1, a), (0, 1, 0,
+                                                      b)])) - (a * math.log(a / 5) + b * math.log(b / 5))) < 1e-9
     # a chain 0 ≻ 1 ≻ 2 (acyclic): the supremum 0 is approached, never attained
     assert bt_supremum(_pairs(sp, [(0, 0, 1, 2.0), (0, 1, 2, 1.0)])) == 0.0
     # ties y⁺ = y⁻ cost log 2 each whatever the reward

@@ -270,8 +270,7 @@ def test_plots_package_layout_and_public_names():
     import re
 
     import genver.plots
-    from genver.plots import (estimator_styles, font_size, label_order, plot_ratio_vs_knob,  # noqa: F401
-                              plot_scaling_law, save_figure)
+    from genver.plots import estimator_styles, font_size, label_order, plot_ratio_vs_knob, plot_scaling_law, save_figure  # noqa: F401
 
     root = pathlib.Path(genver.plots.__file__).parent
     for f in root.glob("*.py"):

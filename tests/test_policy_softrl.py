@@ -5,15 +5,14 @@ import math
 import numba
 import numpy as np
 import pytest
+from conftest import assert_logp_equal, cond_to_dict, lse, naive_cond_array, random_logp
 from scipy.special import expit, logsumexp
 
 import naive
-from conftest import assert_logp_equal, cond_to_dict, lse, naive_cond_array, random_logp
 from genver import _kernels
 from genver.classes import induced_reward
 from genver.policy import Policy, random_policy, sequence_logp_from_cond, uniform_policy
-from genver.softrl import kl_rows
-from genver.softrl import J_beta, expected_reward, kl, soft_optimal
+from genver.softrl import J_beta, expected_reward, kl, kl_rows, soft_optimal
 from genver.spaces import TreeSpace
 
 NINF = -np.inf

@@ -4,14 +4,21 @@ import math
 import numba
 import numpy as np
 import pytest
+from conftest import random_logp
 from scipy.special import expit
 from scipy.stats import chi2
 
 import naive
-from conftest import random_logp
 from genver import _kernels
-from genver.metrics import (evaluate, expected_bt_loglik, heldout_bt_loglik, kl_to_optimal, kl_to_reference,
-                            suboptimality, win_rate)
+from genver.metrics import (
+    evaluate,
+    expected_bt_loglik,
+    heldout_bt_loglik,
+    kl_to_optimal,
+    kl_to_reference,
+    suboptimality,
+    win_rate,
+)
 from genver.policy import Policy, random_policy, uniform_policy
 from genver.preferences import Preferences, sample_preferences
 from genver.softrl import expected_reward, soft_optimal
@@ -178,7 +185,7 @@ def test_bt_loglik_grad_vs_naive_and_finite_differences():
     for scale in (1.0, 0.37):
         grad = np.empty_like(f)
         total = _kernels.bt_loglik_grad(f, c.pos_flat, c.neg_flat, c.count, scale, grad)
-        L = lambda v: naive.bt_loglik(scale * v.reshape(sp.shape), pairs)  # noqa: E731
+        L = lambda v, scale=scale: naive.bt_loglik(scale * v.reshape(sp.shape), pairs)  # noqa: E731
         assert total == pytest.approx(L(f), rel=1e-12)
         eps = 1e-6
         fd = np.array([(L(f + eps * e) - L(f - eps * e)) / (2 * eps) for e in np.eye(f.size)])

@@ -1,12 +1,12 @@
 """Property tests (hypothesis) over random small trees, references with zeros and
 rewards with ties."""
 import numpy as np
+from conftest import assert_logp_equal, cond_to_dict, lse, random_logp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import logsumexp
 
 import naive
-from conftest import assert_logp_equal, cond_to_dict, lse, random_logp
 from genver.policy import Policy, sequence_logp_from_cond
 from genver.softrl import J_beta, kl, soft_optimal
 from genver.spaces import TreeSpace

@@ -23,7 +23,6 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import StopAfter
 
 from genver.cli import main
@@ -415,7 +414,8 @@ def test_resume_refuses_a_version_or_commit_change_unless_allowed(tmp_path, caps
     (out / "manifest.json").write_text(json.dumps(man))
     assert main(["run", str(SMOKE), "--smoke", "--out", str(out), "--resume"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "numpy 0.0.1" in err[0] and "(numpy changed)" in err[0] and "--allow-version-change" in err[0]
+    assert len(err) == 1 and "numpy 0.0.1" in err[0] and "(numpy changed)" in err[0]
+    assert "--allow-version-change" in err[0]
     man["contributors"] = [{**now, "git_commit": "0" * 40}]
     (out / "manifest.json").write_text(json.dumps(man))
     with pytest.raises(ValueError, match=r"\(git commit changed\)"):

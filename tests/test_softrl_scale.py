@@ -6,9 +6,9 @@ import math
 import numba
 import numpy as np
 import pytest
+from conftest import assert_logp_equal, naive_cond_array, random_logp
 
 import naive
-from conftest import assert_logp_equal, naive_cond_array, random_logp
 from genver import _kernels
 from genver.metrics import kl_to_reference, reward_levels, suboptimality, win_rate
 from genver.policy import Policy, random_policy
@@ -84,7 +84,8 @@ def test_blocked_backward_induction_matches_naive_and_is_blocking_independent(P,
 
 
 def test_log_block_and_exp_block_against_libm():
-    x = np.concatenate([[0.0, 1.0, 2.0, 3.0, 16.0, 256.0, 2.0**1000], 1.0 + 255.0 * np.random.default_rng(1).random(10_000)])
+    x = np.concatenate([[0.0, 1.0, 2.0, 3.0, 16.0, 256.0, 2.0**1000],
+                        1.0 + 255.0 * np.random.default_rng(1).random(10_000)])
     out = np.empty_like(x)
     _kernels.log_block(x, out, np.empty(x.size, np.int64))
     assert out[0] == -np.inf and out[1] == 0.0

@@ -60,9 +60,9 @@ def test_offsets_and_sizes(V, H):
     ends = [sp.offset(h) + V**h for h in range(H)]
     assert ends[-1] == sp.n_internal
     assert [sp.offset(h) for h in range(1, H)] == ends[:-1]
-    with pytest.raises(ValueError, match=r"h must be in \[0, %d\]" % (H - 1)):
+    with pytest.raises(ValueError, match=rf"h must be in \[0, {H - 1}\]"):
         sp.offset(H)
-    with pytest.raises(ValueError, match=r"h must be in \[0, %d\]" % H):
+    with pytest.raises(ValueError, match=rf"h must be in \[0, {H}\]"):
         sp.block(H + 1)
     with pytest.raises(ValueError, match="h must be >= 0"):
         sp.n_nodes(-1)

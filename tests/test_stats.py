@@ -380,4 +380,5 @@ def test_aggregate_without_iqm_keeps_the_mean_bits_and_leaves_iqm_nan():
     full, lean = aggregate(df), aggregate(df, with_iqm=False)
     mean_cols = ["n_seeds", "mean", "mean_lo", "mean_hi"]
     assert full[mean_cols].to_numpy().tobytes() == lean[mean_cols].to_numpy().tobytes()
-    assert lean[["iqm", "iqm_lo", "iqm_hi"]].isna().all().all() and full[["iqm", "iqm_lo", "iqm_hi"]].notna().all().all()
+    assert lean[["iqm", "iqm_lo", "iqm_hi"]].isna().all().all() and full[["iqm", "iqm_lo",
+                                                                          "iqm_hi"]].notna().all().all()

@@ -10,8 +10,8 @@ import shutil
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import StopAfter
+
 from genver.cli import main
 from genver.experiments import executors
 from genver.experiments.runner import FLUSH_SECONDS, run

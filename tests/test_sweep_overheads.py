@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import random_logp
 
 import naive
-from conftest import random_logp
 from genver import _kernels
 from genver._validation import as_generator, check_beta, check_prompt_weights
 from genver.experiments import store as store_mod
@@ -22,9 +22,9 @@ from genver.experiments.spec import parse_spec, setting_id
 from genver.experiments.store import ResultStore, parquet_bytes
 from genver.metrics import RewardLevels, reward_levels, win_rate
 from genver.policy import Policy
-from genver.preferences import Preferences, _completion_cdf, sample_completions, _search_cdf, sample_preferences
-from genver.spaces import TreeSpace
+from genver.preferences import Preferences, _completion_cdf, _search_cdf, sample_completions, sample_preferences
 from genver.runcache import RunCache
+from genver.spaces import TreeSpace
 
 
 # --------------------------------------------------------- the implementations replaced

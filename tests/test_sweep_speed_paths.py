@@ -10,6 +10,7 @@ import numba
 import numpy as np
 import pytest
 
+import naive
 from genver import _kernels
 from genver.classes import FinitePolicyClass, random_reward_class
 from genver.estimators.mle import _stream
@@ -18,8 +19,6 @@ from genver.preferences import sample_preferences
 from genver.runcache import RunCache
 from genver.softrl import J_beta_arrays, kl_rows
 from genver.spaces import TreeSpace
-
-import naive
 
 
 def _libm_log_sigmoid(z):
@@ -257,7 +256,8 @@ def test_distractors_are_the_closed_form_soft_optimal_policies():
     np.testing.assert_allclose(D.logp[1:][fin], want[fin], rtol=0, atol=1e-13)
     np.testing.assert_allclose(logsumexp_rows(D.logp), 0.0, atol=1e-13)
     for k in (1, 150, 300):
-        np.testing.assert_allclose(D.logp[k][fin[k - 1]], naive.soft_optimal_closed_form(1.3 * z[k - 1], ref_lp, 0.4)[fin[k - 1]],
+        np.testing.assert_allclose(D.logp[k][fin[k - 1]], naive.soft_optimal_closed_form(1.3 * z[k - 1], ref_lp,
+                                                                                         0.4)[fin[k - 1]],
                                    atol=1e-12)
 
     def gen():
@@ -307,7 +307,8 @@ def test_serial_and_parallel_drivers_are_bitwise_identical(shape):
     _kernels._class_bt_ser(scores, pos, neg, off, cnt, 0.8, a)
     _kernels._class_bt_par(scores, pos, neg, off, cnt, 0.8, b)
     assert a.tobytes() == b.tobytes()
-    want = [sum(c * -np.logaddexp(0.0, -(0.8 * (f[i] - f[j]) + o)) for i, j, o, c in zip(pos, neg, off, cnt)) for f in scores]
+    want = [sum(c * -np.logaddexp(0.0, -(0.8 * (f[i] - f[j]) + o)) for i, j, o, c in zip(pos, neg, off,
+                                                                                         cnt)) for f in scores]
     np.testing.assert_allclose(a, want, rtol=1e-13)
 
 

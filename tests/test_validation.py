@@ -2,12 +2,20 @@
 import numpy as np
 import pytest
 
-from genver.classes import (FinitePolicyClass, FiniteRewardClass, LinearRewardClass, LogLinearPolicyClass,
-                            SoftOptimalPolicyClass, TabularPolicyClass, induced_reward, induced_reward_class,
-                            random_policy_class, random_reward_class)
+from genver.classes import (
+    FinitePolicyClass,
+    FiniteRewardClass,
+    LinearRewardClass,
+    LogLinearPolicyClass,
+    SoftOptimalPolicyClass,
+    TabularPolicyClass,
+    induced_reward,
+    induced_reward_class,
+    random_policy_class,
+    random_reward_class,
+)
 from genver.features import hidden_target, token_features, trajectory_features
-from genver.metrics import (evaluate, expected_bt_loglik, heldout_bt_loglik, kl_to_optimal, suboptimality,
-                            win_rate)
+from genver.metrics import evaluate, expected_bt_loglik, heldout_bt_loglik, kl_to_optimal, suboptimality, win_rate
 from genver.policy import Policy, random_policy, sequence_logp_from_cond, uniform_policy
 from genver.preferences import Preferences, sample_preferences
 from genver.softrl import J_beta, expected_reward, kl, soft_optimal

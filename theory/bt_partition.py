@@ -56,7 +56,7 @@ def check(quick: bool = True, random_state=None) -> list[dict]:
     rows = []
     for i, rng in enumerate(case_generators(random_state, n)):
         w = random_world(rng)
-        sp, beta, ref, r = w["space"], w["beta"], w["ref"], w["r_star"]
+        _sp, beta, ref, r = w["space"], w["beta"], w["ref"], w["r_star"]
         so = soft_optimal(r, ref, beta)
         r_pi = induced_reward(so.policy, ref, beta)
         st = world_settings(w)

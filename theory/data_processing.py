@@ -108,7 +108,7 @@ def _predicted_kl_times_n(r_hat, ref, beta):
 
 
 def _measure(pi_N, history, sizes, r_hat, w, rho):
-    sp, beta, ref, r = w["space"], w["beta"], w["ref"], w["r_star"]
+    _sp, beta, ref, r = w["space"], w["beta"], w["ref"], w["r_star"]
     target = soft_optimal(r_hat, ref, beta).policy
     kl_x = kl_rows(pi_N.logp, target.logp)
     kl_final = float(kl_x @ rho)

@@ -49,13 +49,27 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..classes import (LinearRewardClass, TabularPolicyClass, TabularRewardClass, induced_reward_class,
-                       random_reward_class)
+from ..classes import (
+    LinearRewardClass,
+    TabularPolicyClass,
+    TabularRewardClass,
+    induced_reward_class,
+    random_reward_class,
+)
 from ..estimators import dpo, rm_rl
 from ..features import trajectory_features
 from ..preferences import sample_preferences
-from ._common import (case_generators, coverage_of, finite_policy_gap, make_row, max_abs_logp_diff, random_finite_class,
-                      random_world, sample_sizes, world_settings)
+from ._common import (
+    case_generators,
+    coverage_of,
+    finite_policy_gap,
+    make_row,
+    max_abs_logp_diff,
+    random_finite_class,
+    random_world,
+    sample_sizes,
+    world_settings,
+)
 
 ID = "thm_2_2"
 STATEMENT = "R = R(Π) ⇒ offline DPO and online RM+RL have the same optima, for every N and coverage"

@@ -49,13 +49,26 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..classes import (LinearRewardClass, TabularPolicyClass, TabularRewardClass, induced_reward_class,
-                       random_reward_class)
+from ..classes import (
+    LinearRewardClass,
+    TabularPolicyClass,
+    TabularRewardClass,
+    induced_reward_class,
+    random_reward_class,
+)
 from ..estimators import maxent_irl_rl, sample_demonstrations, sft, spin
 from ..features import trajectory_features
 from ..softrl import soft_optimal
-from ._common import (case_generators, finite_policy_gap, make_row, max_abs_logp_diff, random_finite_class,
-                      random_world, sample_sizes, world_settings)
+from ._common import (
+    case_generators,
+    finite_policy_gap,
+    make_row,
+    max_abs_logp_diff,
+    random_finite_class,
+    random_world,
+    sample_sizes,
+    world_settings,
+)
 
 ID = "thm_2_3"
 STATEMENT = "R = R(Π) ⇒ SFT ≡ MaxEnt-IRL + soft RL, and SPIN offline ≡ online, for every N"

@@ -49,13 +49,26 @@ from __future__ import annotations
 import numpy as np
 from scipy import optimize
 
-from ..classes import (FinitePolicyClass, LinearRewardClass, SoftOptimalPolicyClass, TabularPolicyClass,
-                       random_reward_class)
+from ..classes import (
+    FinitePolicyClass,
+    LinearRewardClass,
+    SoftOptimalPolicyClass,
+    TabularPolicyClass,
+    random_reward_class,
+)
 from ..estimators import dpo, rm_rl
 from ..features import trajectory_features
 from ..preferences import sample_preferences
-from ._common import (case_generators, coverage_of, finite_policy_gap, make_row, max_abs_logp_diff, random_world,
-                      sample_sizes, world_settings)
+from ._common import (
+    case_generators,
+    coverage_of,
+    finite_policy_gap,
+    make_row,
+    max_abs_logp_diff,
+    random_world,
+    sample_sizes,
+    world_settings,
+)
 
 ID = "thm_3_1"
 STATEMENT = "online RM+RL with R_sim = offline MLE over Π(R_sim) (not over Π = Π(R_sim) ∪ D)"

@@ -14,7 +14,8 @@ itself; ``Π(R)`` of a finite ``R``), else ``None``: the estimators that enumera
 
 A policy class solves the RL step ``argmax_{π∈Π} J_β(π; r)`` (:meth:`PolicyClass.rl_argmax`);
 several rewards at once with :meth:`PolicyClass.rl_argmax_many` (the same results as one call
-per reward; a run's ``cache`` lets a finite class reuse its reward-independent parts). A reward class draws a member for probes (:meth:`RewardClass.draw`).
+per reward; a run's ``cache`` lets a finite class reuse its reward-independent parts). A reward class draws a member
+for probes (:meth:`RewardClass.draw`).
 
 The likelihood estimators (DPO, IPO, reward MLE, SFT, MaxEnt IRL, policy gradient) dispatch
 on the class too, but their solvers live with the estimators (``genver.estimators``: one

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _kernels
-from ..runcache import RunCache, cache_key
 from .._solve import finite_pick, lbfgs
 from .._validation import as_generator, check_beta, check_positive_int, check_prompt_weights
 from ..policy import Policy, logsumexp_rows, node_score_coeff, sequence_logp_from_cond
+from ..runcache import RunCache, cache_key
 from ..softrl import kl_rows, rho_weighted, soft_optimal
 from ..spaces import TreeSpace
 from .rewards import FiniteRewardClass, LinearRewardClass
@@ -76,7 +76,7 @@ def _residual(policy: Policy, target_logp, rho) -> float:
 class _PolicyClassDefaults:
     """What a :class:`~genver.classes.base.PolicyClass` provides unless the family knows better."""
 
-    def as_finite(self) -> "FinitePolicyClass | None":
+    def as_finite(self) -> FinitePolicyClass | None:
         """The class as an explicit member list, or ``None`` (not a finite class)."""
         return None
 
@@ -235,7 +235,7 @@ class FinitePolicyClass(_PolicyClassDefaults):
     def log_size(self) -> float:
         return float(np.log(self.size))
 
-    def as_finite(self) -> "FinitePolicyClass":
+    def as_finite(self) -> FinitePolicyClass:
         return self
 
     def member(self, k: int) -> Policy:
@@ -245,7 +245,7 @@ class FinitePolicyClass(_PolicyClassDefaults):
 
     # -- generators --------------------------------------------------------------------
     @classmethod
-    def soft_optimal_of(cls, reward_class: FiniteRewardClass, ref: Policy, beta: float) -> "FinitePolicyClass":
+    def soft_optimal_of(cls, reward_class: FiniteRewardClass, ref: Policy, beta: float) -> FinitePolicyClass:
         """``Π(R) = { π*_r : r ∈ R }`` in closed form ``log π_ref + r/β − log Z_r``."""
         if not isinstance(reward_class, FiniteRewardClass):
             raise ValueError("reward_class must be a FiniteRewardClass")
@@ -256,7 +256,7 @@ class FinitePolicyClass(_PolicyClassDefaults):
         return cls(reward_class.space, s - logsumexp_rows(s)[..., None])
 
     def with_distractors(self, n: int, random_state=None, *, ref: Policy | None = None,
-                         beta: float = 1.0, scale: float = 1.0, lineage=None) -> "FinitePolicyClass":
+                         beta: float = 1.0, scale: float = 1.0, lineage=None) -> FinitePolicyClass:
         """``Π ∪ D``: append ``n`` distractors, soft-optimal policies (w.r.t. ``ref``, default
         uniform) of reward tables with i.i.d. ``N(0, scale²)`` entries — members of the tabular
         class that are, almost surely, outside ``Π(R)``. ``lineage``: a token naming the member
@@ -282,7 +282,7 @@ class FinitePolicyClass(_PolicyClassDefaults):
         return FinitePolicyClass._trusted(self.space, lp, lineage)  # normalised by construction
 
     @classmethod
-    def _trusted(cls, space: TreeSpace, lp: np.ndarray, lineage=None) -> "FinitePolicyClass":
+    def _trusted(cls, space: TreeSpace, lp: np.ndarray, lineage=None) -> FinitePolicyClass:
         """A class from log-probs normalised by construction (C-contiguous float64 (K, P, T)):
         skips the validating constructor's passes over ``K·P·T`` entries. ``lineage``: a token
         naming the member sequence ``lp`` begins (see :attr:`lineage`)."""
@@ -425,7 +425,8 @@ class SoftOptimalPolicyClass(_PolicyClassDefaults):
         return f"SoftOptimalPolicyClass({self.reward_class!r}, beta={self.beta})"
 
 
-def random_policy_class(space: TreeSpace, K: int, random_state=None, *, concentration: float = 1.0) -> FinitePolicyClass:
+def random_policy_class(space: TreeSpace, K: int, random_state=None, *,
+                        concentration: float = 1.0) -> FinitePolicyClass:
     """``K`` random token-level policies (each node ``~ Dirichlet(concentration)``)."""
     from ..policy import random_policy
     K = check_positive_int(K, "K")

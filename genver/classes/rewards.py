@@ -49,7 +49,7 @@ class FiniteRewardClass:
     n_params = None
     identifiable_dim = None
 
-    def as_finite(self) -> "FiniteRewardClass":
+    def as_finite(self) -> FiniteRewardClass:
         return self
 
     def draw(self, rng: np.random.Generator) -> np.ndarray:
@@ -166,7 +166,8 @@ def induced_reward_class(policy_class, ref: Policy, beta: float):
         return FiniteRewardClass(policy_class.space, beta * (policy_class.logp - ref.logp[None]))
     if isinstance(policy_class, TabularPolicyClass):
         return TabularRewardClass(policy_class.space)
-    raise ValueError(f"induced_reward_class supports finite and tabular policy classes, got {type(policy_class).__name__}")
+    raise ValueError(f"induced_reward_class supports finite and tabular policy classes, got "
+                     f"{type(policy_class).__name__}")
 
 
 def random_reward_class(space: TreeSpace, K: int, random_state=None, *, scale: float = 1.0) -> FiniteRewardClass:

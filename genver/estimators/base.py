@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..policy import Policy
 from .._solve import NEWTON_RTOL
+from ..policy import Policy
 from ..preferences import PairCounts, Preferences
 
 

@@ -98,7 +98,7 @@ class Demonstrations:
         return int(self.x.shape[0])
 
     @classmethod
-    def from_array(cls, space: TreeSpace, demos, name: str = "demos") -> "Demonstrations":
+    def from_array(cls, space: TreeSpace, demos, name: str = "demos") -> Demonstrations:
         """From an ``(N, 2)`` integer array of (prompt, completion)."""
         if not isinstance(space, TreeSpace):
             raise ValueError(f"space must be a TreeSpace, got {type(space).__name__}")
@@ -117,7 +117,7 @@ class Demonstrations:
     def as_array(self) -> np.ndarray:
         return np.stack([self.x, self.y], axis=1)
 
-    def head(self, n: int) -> "Demonstrations":
+    def head(self, n: int) -> Demonstrations:
         """The first ``n`` demonstrations of the stream (nested sample sizes)."""
         n = check_positive_int(n, "n", minimum=0)
         if n > len(self):

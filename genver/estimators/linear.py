@@ -34,8 +34,15 @@ from ..classes import LinearRewardClass, LogLinearPolicyClass
 from ..policy import Policy, logsumexp_rows, sequence_logp_from_cond
 from ..preferences import PairCounts
 from .base import FitResult, bt_weights, newton_gtol
-from .solvers import (PolicyParametrisation, dpo_solver, gradient_solver, ipo_solver, irl_solver, reward_mle_solver,
-                      sft_solver)
+from .solvers import (
+    PolicyParametrisation,
+    dpo_solver,
+    gradient_solver,
+    ipo_solver,
+    irl_solver,
+    reward_mle_solver,
+    sft_solver,
+)
 
 __all__ = ["LINEAR_PAIRS_DENSE_MAX", "linear_demo_fit"]
 
@@ -58,7 +65,8 @@ def _linear_bt_newton(neg, D: np.ndarray, count: np.ndarray, l2: float, gtol: fl
     maximiser unless some ``v ∈ S∖{0}`` has ``D v ≥ 0`` (weakly separable data: the likelihood
     increases along ``v`` forever); that is decided by a linear programme,
     ``max 1ᵀ(DQv) s.t. DQv ≥ 0, ‖v‖_∞ ≤ 1`` (> 1e-6·max(1, max|DQ|) means separable)."""
-    from scipy import linalg, optimize as _opt
+    from scipy import linalg
+    from scipy import optimize as _opt
 
     live = count > 0
     Dl, cl = D[live], count[live]

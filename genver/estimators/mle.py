@@ -43,11 +43,11 @@ import time
 import numpy as np
 
 from .. import _kernels
-from ..runcache import RunCache, cache_key
+from .._solve import finite_pick
 from .._validation import check_beta
 from ..policy import Policy
 from ..preferences import Preferences, pair_keys
-from .._solve import finite_pick
+from ..runcache import RunCache, cache_key
 from . import finite, linear, soft_optimal, tabular  # noqa: F401  (the class families register their solvers)
 from .base import DEFAULT_L2, FitResult, as_counts, check_ref, timed
 from .solvers import dpo_solver, ipo_solver, reward_mle_solver
@@ -211,7 +211,7 @@ def _derived(data: Preferences, key: tuple, make, cache: RunCache | None):
     return cache.get_or_make("stream_derived", cache_key(_stream_id(data), *key), make)
 
 
-def _class_path(fin: FinitePolicyClass, data: Preferences, pos, neg, offset, segments, sizes, scale,
+def _class_path(fin: finite.FinitePolicyClass, data: Preferences, pos, neg, offset, segments, sizes, scale,
                 cache: RunCache | None = None):
     """:func:`_path` over the members of ``fin``; given a run's ``cache``, for a class of a
     lineage (its members the first ``K`` of a sequence shared by nested classes,

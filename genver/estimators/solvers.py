@@ -3,17 +3,20 @@ estimator, dispatching on the class it fits over. The public estimators
 (:func:`genver.estimators.dpo`, …) validate their arguments and call these; each class family
 registers its solvers in its own module:
 
-=========================  ==========================================================  ================
-solver                     arguments (after the class)                                 registered by
-=========================  ==========================================================  ================
-``dpo_solver(Π, …)``       ``counts, ref, β, l2``                                      finite, tabular, linear, soft_optimal
-``ipo_solver(Π, …)``       ``counts, ref, s, target, l2, average`` (``s``: 1 or 1/H)   finite, tabular, linear, soft_optimal
-``reward_mle_solver(R, …)`` ``counts, l2``                                             finite, tabular, linear
-``sft_solver(Π, …)``       ``C, N, ref, β, l2`` (demonstration counts ``C`` (P, T))    finite, tabular, linear, soft_optimal
-``irl_solver(R, …)``       ``C, N, ref, β, l2``                                        finite, tabular, linear
-``gradient_solver(Π, …)``  ``ref`` → :class:`PolicyParametrisation` (policy gradient)  tabular, linear
-``dpo_gd_solver(Π, …)``    ``counts, ref, β, l2`` → the tabular DPO objective of z     tabular
-=========================  ==========================================================  ================
+===========================  =====================================================  =======================
+solver                       arguments (after the class)                            registered by
+===========================  =====================================================  =======================
+``dpo_solver(Π, …)``         ``counts, ref, β, l2``                                 all four families
+``ipo_solver(Π, …)``         ``counts, ref, s, target, l2, average`` (s: 1 or 1/H)  all four families
+``reward_mle_solver(R, …)``  ``counts, l2``                                         finite, tabular, linear
+``sft_solver(Π, …)``         ``C, N, ref, β, l2`` (demonstration counts C, (P, T))  all four families
+``irl_solver(R, …)``         ``C, N, ref, β, l2``                                   finite, tabular, linear
+``gradient_solver(Π, …)``    ``ref`` → :class:`PolicyParametrisation`               tabular, linear
+``dpo_gd_solver(Π, …)``      ``counts, ref, β, l2`` → the tabular DPO objective     tabular
+===========================  =====================================================  =======================
+
+(the four families: finite, tabular, linear, soft_optimal; ``gradient_solver`` returns the
+policy-gradient parametrisation, ``dpo_gd_solver`` the tabular DPO objective of ``z``)
 
 ``counts`` is :class:`~genver.preferences.PairCounts`, validated by the front door (as are
 ``ref``, ``β`` and the class's space); ``l2 = None`` means the family's default. Each solver
@@ -26,7 +29,8 @@ solvers it supports), imported by :mod:`genver.estimators` so the registrations 
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 

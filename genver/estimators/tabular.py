@@ -34,7 +34,8 @@ registered in :mod:`genver.estimators.solvers`. Pairs (DPO, IPO, reward MLE):
   Jacobi-preconditioned conjugate gradients on a sparse (CSR) matrix (DPO and reward MLE: to
   an inexact-Newton forcing term, then as tightly as the stop test needs; IPO: to a relative
   residual of 1e-13) — Newton stays exact because its stopping rule reads the exactly evaluated
-  gradient and bounds the exact step, never trusting a loose one. Untouched completions get no matrix row (their Newton component is the
+  gradient and bounds the exact step, never trusting a loose one. Untouched completions get no matrix row (their
+  Newton component is the
   closed form ``g/λ`` for DPO and IPO, and they are not variables of the reward MLE), and each
   objective/gradient evaluation is ``O(pairs + P·T)``: a fit needs ``O(P·T + distinct pairs)``
   memory (``benchmarks/bench_fit_scale.py``: ``T = 2^20`` with ``10^7`` pairs).
@@ -47,13 +48,21 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _kernels
-from .._solve import LaplacianRidge, check_l2, converged, newton, NEWTON_RTOL
+from .._solve import NEWTON_RTOL, LaplacianRidge, check_l2, converged, newton
 from ..classes import TabularPolicyClass, TabularRewardClass
 from ..policy import Policy, logsumexp_rows, node_score_coeff
 from ..preferences import PairCounts
 from .base import DEFAULT_L2, FitResult, bt_weights, newton_gtol
-from .solvers import (PolicyParametrisation, dpo_gd_solver, dpo_solver, gradient_solver, ipo_solver, irl_solver,
-                      reward_mle_solver, sft_solver)
+from .solvers import (
+    PolicyParametrisation,
+    dpo_gd_solver,
+    dpo_solver,
+    gradient_solver,
+    ipo_solver,
+    irl_solver,
+    reward_mle_solver,
+    sft_solver,
+)
 
 __all__ = ["dpo_tabular_objective"]
 

@@ -29,8 +29,8 @@ import os
 import pathlib
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from typing import Iterator
 
 from ..runcache import RunCache
 from .cells import unit_columns
@@ -38,7 +38,8 @@ from .cells import unit_columns
 __all__ = ["EXECUTORS", "Executor", "ExecutorError", "InProcessExecutor", "ThreadUnitExecutor",
            "ProcessPoolUnitExecutor", "make_executor", "runtime_versions", "compare_versions"]
 #: names that live in genver.experiments.dask_executor, importable from here too
-_DASK_NAMES = ("DaskExecutor", "CONNECT_TIMEOUT_S", "PROBE_TIMEOUT_S", "TARGET_TASK_S", "RETRIES", "LOCAL_CLUSTER_CONFIG")
+_DASK_NAMES = ("DaskExecutor", "CONNECT_TIMEOUT_S", "PROBE_TIMEOUT_S", "TARGET_TASK_S", "RETRIES",
+               "LOCAL_CLUSTER_CONFIG")
 
 #: executor names accepted by ``genver run --executor``
 EXECUTORS = ("local", "threads", "dask-local", "dask")
@@ -308,7 +309,8 @@ class ThreadUnitExecutor(Executor):
                             break
                         except queue.Empty:
                             if not any(t.is_alive() for t in threads) and done.empty():
-                                raise RuntimeError("the unit threads stopped before every unit was done")
+                                raise RuntimeError(
+                                    "the unit threads stopped before every unit was done") from None
                     if isinstance(item, BaseException):
                         raise item
                     yield item

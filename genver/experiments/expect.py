@@ -315,7 +315,7 @@ def _judge_trend(st: Statement, df: pd.DataFrame, knobs) -> tuple[bool, str]:
     k = seeds.size
     idx = _rng(st.text, "trend").integers(0, k, size=(N_BOOT, k)) if k >= 2 else None
     xs, ys, yb, parts = [], [], [], []
-    for key, stat, kk, cells, scale, D, labels in groups:
+    for key, _stat, _kk, _cells, _scale, D, labels in groups:
         per_seed = np.full(k, np.nan)
         per_seed[np.searchsorted(seeds, labels)] = D.mean(axis=1)  # each seed's mean over the selected n
         y = float(np.nanmean(per_seed))
@@ -337,7 +337,8 @@ def _judge_trend(st: Statement, df: pd.DataFrame, knobs) -> tuple[bool, str]:
     listing = "; ".join(t for _, t in sorted(parts))
     head = f"{A} - {B} {direction} in {knob}: Spearman ρ = {rho:+.3f}"
     if idx is None:
-        return False, f"{head} over {len(xs)} settings, one seed: no bootstrap, the trend is not established ({listing})"
+        return False, (f"{head} over {len(xs)} settings, one seed: no bootstrap, the trend is not established "
+                       f"({listing})")
     boot = _spearman(x, np.stack(yb, axis=1))
     lo, hi = percentile_ci(boot, 0.05)
     ok = bool(rho > 0 and lo > 0) if direction == "increasing" else bool(rho < 0 and hi < 0)

@@ -8,7 +8,8 @@ Two levels, both content hashes (SHA-256), never modification times:
   source of the drawing code (:func:`code_digest`). The hash is stored beside the figure as
   ``<name>.sha256``; the figure is kept when that file holds the same hash and every output
   file exists;
-* a **report** (and the figure set of ``genver plot``) is rebuilt only when :func:`results_digest` (the bytes of ``manifest.json``,
+* a **report** (and the figure set of ``genver plot``) is rebuilt only when :func:`results_digest` (the bytes of
+``manifest.json``,
   ``settings.parquet`` and every shard, in name order, plus :func:`code_digest` and the
   format) changed; ``DIR/.report-cache.json`` then holds the verdict rows and the terminal
   text (for ``genver plot``: the list of figure files), so an unchanged report is printed

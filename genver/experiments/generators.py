@@ -72,8 +72,17 @@ from functools import cached_property
 
 import numpy as np
 
-from ..classes import (FinitePolicyClass, FiniteRewardClass, LinearRewardClass, LogLinearPolicyClass, PolicyClass,
-                       RewardClass, SoftOptimalPolicyClass, TabularPolicyClass, random_reward_class)
+from ..classes import (
+    FinitePolicyClass,
+    FiniteRewardClass,
+    LinearRewardClass,
+    LogLinearPolicyClass,
+    PolicyClass,
+    RewardClass,
+    SoftOptimalPolicyClass,
+    TabularPolicyClass,
+    random_reward_class,
+)
 from ..features import token_features, trajectory_features
 from ..policy import Policy, random_policy, uniform_policy
 from ..runcache import RunCache, cache_key

@@ -9,7 +9,8 @@ is validated — and a missing optional extra reported — before any work. The 
 estimators' and metrics' sweep signatures are in :mod:`genver.experiments.adapters`.
 
 * :data:`ESTIMATORS` — ``name -> EstimatorEntry(name, target, options, route, reward_only,
-  path_target, neural, cli)``; ``entry.fit`` is ``fit(instance, counts, rng, options) -> FitResult``, ``options`` the schema of its
+  path_target, neural, cli)``; ``entry.fit`` is ``fit(instance, counts, rng, options) -> FitResult``, ``options`` the
+  schema of its
   spec keys (``{option: type or frozenset of allowed strings}``), ``route`` its default route
   (``offline`` | ``online`` | ``other``), ``reward_only`` for estimators without a policy,
   ``entry.path(instance, stream, sizes, options, cache)`` an optional nested-sizes fast path (one
@@ -93,9 +94,9 @@ from __future__ import annotations
 import functools
 import importlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Callable
 
 from ..neural.long import LONG_SCHEMA, NO_TABLES  # numpy only
 

@@ -47,8 +47,18 @@ from ..atomic import atomic_write_bytes
 from . import figcache
 from .expect import check_order
 from .figures import draw_figures, make_figures
-from .tables import (N_BOOT, ReportTables, aggregate_of, completeness_line, epsilon_of, load_results, main_pair,
-                     means_at_largest_n, ratio_pair, ratios_side_by_side)
+from .tables import (
+    N_BOOT,
+    ReportTables,
+    aggregate_of,
+    completeness_line,
+    epsilon_of,
+    load_results,
+    main_pair,
+    means_at_largest_n,
+    ratio_pair,
+    ratios_side_by_side,
+)
 
 __all__ = ["load_results", "make_figures", "make_report", "means_at_largest_n", "ratios_side_by_side", "verdict",
            "verdicts", "format_verdicts", "order_in_words", "ratio_in_words", "scaling_law_section",
@@ -265,7 +275,8 @@ def _sections(root, man, df, settings, lazy, table) -> list:
         blocks = [_sorted(ratio[cols], knobs)]
         if knobs:  # which settings are only bounds (a route not reaching ε by the largest n)
             cens = stats.censored_settings(ratio, knobs[0])
-            blocks.append(f"N_ε of the {aggregate_of(man)}{' curve' if aggregate_of(man) == 'mean' else ' of per-seed N_ε'}; "
+            blocks.append(f"N_ε of the "
+                          f"{aggregate_of(man)}{' curve' if aggregate_of(man) == 'mean' else ' of per-seed N_ε'}; "
                           + (f"censored (not reaching ε by the largest n): {stats.censored_text(cens, knobs[0])}."
                              if cens else "no setting is censored."))
         secs.append((f"Sample-efficiency ratio N_ε(offline)/N_ε(online), ε = {eps}", blocks))
@@ -431,7 +442,8 @@ def scaling_law_section(root, man, df, settings, table: pd.DataFrame,
     cols = ["route", "against", "a", "a_lo", "a_hi", "predicted_a", "agrees", "n_points", "n_censored", "decades",
             "method"]
     blocks = [f"Fits of log N_ε on log dim over the settings (ε = {fits['eps'].iloc[0]}; N_ε: "
-              f"{scaling.AGGREGATE_WORDS[exp.get('aggregate', 'mean')]}, the spec's `[expect] aggregate`); censored N_ε (a route "
+              f"{scaling.AGGREGATE_WORDS[exp.get('aggregate', 'mean')]}, the spec's `[expect] aggregate`); "
+              "censored N_ε (a route "
               "never reaching ε, or reaching it at the smallest n) enter as bounds in a censored-regression (Tobit) "
               f"MLE, never as exact values; 95% CI over {N_BOOT} seed resamples shared by every setting and both "
               "routes. The bound (N_ε ∝ dim/ε, or log|class|/ε) predicts `predicted_a` "

@@ -44,15 +44,14 @@ from contextlib import closing
 
 import pandas as pd
 
-from .registry import ESTIMATORS
+from ..runcache import RunCache
 from .cells import make_instance
 from .executors import make_executor
 from .generators import describe
-from ..runcache import RunCache
 from .memory import check_memory
+from .registry import ESTIMATORS
 from .spec import Spec, load_spec, parse_spec, setting_id
-from .store import (LOCK_NAME, ResultStore, RunLock, git_commit, now_iso, package_versions,
-                    read_provenance)
+from .store import LOCK_NAME, ResultStore, RunLock, git_commit, now_iso, package_versions, read_provenance
 
 __all__ = ["run", "repair", "Progress", "Interrupted", "FLUSH_SECONDS", "PROVENANCE_PACKAGES",
            "expected_units"]
@@ -248,7 +247,8 @@ def _start_manifest(store, spec, spec_path, *, resume, exists, smoke, allow_vers
         man = store.read_manifest()
         if man.get("spec_hash") != spec.hash():
             raise ValueError(f"{store.root}: was started with a different spec (or --smoke setting); refusing to mix "
-                             f"results: {_first_difference(man.get('spec', {}), spec.raw['spec'], man.get('smoke'), smoke)}")
+                             "results: "
+                             f"{_first_difference(man.get('spec', {}), spec.raw['spec'], man.get('smoke'), smoke)}")
         if _check_versions(store, man, current, allow_version_change):
             man["contributors"] = _contributors(man) + [current]
             print(f"genver: {store.root}: continuing with {_describe_provenance(current)} "

@@ -101,7 +101,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from ..stats import AGGREGATES
-from .registry import ESTIMATORS, GENERATORS, METRICS as METRIC_ENTRIES, default_route, metric_kind
+from .registry import ESTIMATORS, GENERATORS, default_route, metric_kind
+from .registry import METRICS as METRIC_ENTRIES
 
 __all__ = ["Spec", "load_spec", "parse_spec", "setting_id", "SpecError", "METRICS"]
 
@@ -384,7 +385,8 @@ def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False, memory_li
         if k not in exp:
             raise SpecError(f"{src}: [experiment] {k}: missing")
     if exp["generator"] not in GENERATORS:
-        raise SpecError(f"{src}: [experiment] generator: unknown {exp['generator']!r} (choose from {sorted(GENERATORS)})")
+        raise SpecError(f"{src}: [experiment] generator: unknown {exp['generator']!r} "
+                        f"(choose from {sorted(GENERATORS)})")
     schema = GENERATORS[exp["generator"]].params
     instance = raw.get("instance", {})
     _check_keys(src, "instance", instance, {k: t for k, (t, _) in schema.items()})
@@ -535,7 +537,8 @@ def _check_sizes(spec: Spec, memory_limit=None):
         try:
             TreeSpace(p["P"], p["V"], p["H"], **limit)
         except ValueError as e:
-            raise SpecError(f"{spec.source}: setting {setting_id(p)} (P={p['P']}, V={p['V']}, H={p['H']}): {e}") from None
+            where = f"setting {setting_id(p)} (P={p['P']}, V={p['V']}, H={p['H']})"
+            raise SpecError(f"{spec.source}: {where}: {e}") from None
         for k, v in p.items():
             if k in ("P", "V", "H", "K_R", "d") and v < 1:
                 raise SpecError(f"{spec.source}: {k}: must be >= 1, got {v}")

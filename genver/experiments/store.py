@@ -21,7 +21,8 @@ of work, which ``--resume`` runs again.
 Every file is written through :mod:`genver.atomic` (a temporary name in the same directory,
 renamed into place: ``os.replace`` is atomic on POSIX), so a killed run leaves complete shards
 or none — never a partial or duplicated one. A unit is done exactly when a shard's footer lists
-it; a unit is written once; stray temporary files of a killed run are removed on resume. A Parquet file is built in memory (the bytes
+it; a unit is written once; stray temporary files of a killed run are removed on resume. A Parquet file is built in
+memory (the bytes
 ``DataFrame.to_parquet(path, index=False)`` writes: the same pyarrow calls, plus the
 ``genver_units`` key for a shard) and written with one ``write``, and every file is flushed to
 disk (``fsync``) before its rename, so a crash of the machine, not only of the process, leaves

@@ -17,7 +17,8 @@ import pandas as pd
 from .. import plots, stats
 from .store import ResultStore
 
-__all__ = ["N_BOOT", "load_results", "completeness_line", "epsilon_of", "aggregate_of", "main_pair", "ratio_pair", "ratio_table",
+__all__ = ["N_BOOT", "load_results", "completeness_line", "epsilon_of", "aggregate_of", "main_pair", "ratio_pair",
+           "ratio_table",
            "ratios_side_by_side", "means_at_largest_n", "scaling_fits", "ReportTables"]
 
 #: bootstrap resamples of every table of a report
@@ -89,7 +90,8 @@ def ratio_table(man, df, settings):
     pair = ratio_pair(man, df)
     if pair is None:
         return None
-    return stats.efficiency_ratio(df, epsilon_of(man), knobs=man["knobs"], n_boot=N_BOOT, random_state=0, settings=settings,
+    return stats.efficiency_ratio(df, epsilon_of(man), knobs=man["knobs"], n_boot=N_BOOT, random_state=0,
+                                  settings=settings,
                                   aggregate=aggregate_of(man), **pair)
 
 
@@ -121,7 +123,8 @@ def ratios_side_by_side(man, df, settings, ratio: pd.DataFrame | None = None) ->
     if ratio is None:
         return None
     off, on = main_pair(man)
-    tables = [ratio.assign(pair=f"{off} / {on}")] + [r.assign(pair=f"{a} / {b}") for a, b, r in _compared(man, df, settings)]
+    tables = [ratio.assign(pair=f"{off} / {on}")] + [r.assign(pair=f"{a} / {b}") for a, b, r in _compared(man, df,
+                                                                                                          settings)]
     return pd.concat([t.sort_values(man["knobs"], kind="stable") if man["knobs"] else t for t in tables],
                      ignore_index=True)
 

@@ -64,8 +64,18 @@ from .model import TinyTransformer, TransformerConfig
 from .policy import NeuralPolicy
 from .residual import dpo_residual, rl_residual, sft_residual
 from .rewards import GlobalReward, LinearReward, LocalReward, reward_table
-from .train import (ONLINE_DPO_LABELS, StopRule, TrainConfig, resolve_device, train_dpo, train_online_dpo,
-                    train_reward, train_rl, train_rl_exact, train_sft)
+from .train import (
+    ONLINE_DPO_LABELS,
+    StopRule,
+    TrainConfig,
+    resolve_device,
+    train_dpo,
+    train_online_dpo,
+    train_reward,
+    train_rl,
+    train_rl_exact,
+    train_sft,
+)
 
 #: default ``polish_steps`` of ``neural_rm_rl`` with ``rl = "exact"`` and AdamW: the L-BFGS
 #: evaluations after AdamW when it ends short of ``gap_tol`` (:func:`train_rl_exact`)

@@ -111,7 +111,7 @@ class NeuralPolicy:
     def device(self) -> torch.device:
         return self.ref_cond.device
 
-    def compile(self) -> "NeuralPolicy":
+    def compile(self) -> NeuralPolicy:
         """Route training and sampling through ``torch.compile(model, dynamic=True)`` (same
         parameters; :meth:`exact` keeps the eager model)."""
         if self._forward is self.model:
@@ -266,7 +266,8 @@ def monte_carlo_estimate(policy: NeuralPolicy, reward, n_samples: int, *, prompt
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
         raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
     sp = policy.space
-    rho = torch.full((sp.P,), 1.0 / sp.P) if prompt_weights is None else torch.as_tensor(prompt_weights, dtype=torch.float64)
+    rho = torch.full((sp.P,), 1.0 / sp.P) if prompt_weights is None else torch.as_tensor(prompt_weights,
+                                                                                         dtype=torch.float64)
     g_cpu = torch.Generator().manual_seed(seed)
     g_dev = torch.Generator(device=policy.device).manual_seed(seed + 1)
     rs, kls = [], []

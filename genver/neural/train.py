@@ -126,7 +126,7 @@ class TrainConfig:
     #: float32 forward passes, never autocast; refused by the sampling trainers)
     optimizer: str = "adamw"
     #: stopping rule on an exactly computed objective (:class:`StopRule`); ``None``: the full budget
-    stop: "StopRule | None" = None
+    stop: StopRule | None = None
 
     def __post_init__(self):
         if self.optimizer not in ("adamw", "lbfgs"):
@@ -624,7 +624,7 @@ def train_online_dpo(policy: NeuralPolicy, reward: nn.Module, beta: float, cfg: 
             wq = (wx / iu.shape[0])[:, None]
             log.tokens += xs.shape[0] * (sp.H + 1) * sp.H
 
-            def soft_step():
+            def soft_step(xs=xs, y=y, iu=iu, ju=ju, wq=wq, q=q):
                 with _autocast(dev, cfg):
                     d = (policy.seq_logp(xs, y) - policy.ref_seq_logp(xs, y)).view(-1, K)
                     m = beta * (d[:, iu] - d[:, ju])
@@ -649,7 +649,7 @@ def train_online_dpo(policy: NeuralPolicy, reward: nn.Module, beta: float, cfg: 
             continue
         w = w / w.sum()
 
-        def step():
+        def step(xp=xp, yp=yp, yn=yn, w=w):
             with _autocast(dev, cfg):
                 loss = dpo_loss(policy, xp, yp, yn, w, beta)
             return loss, 2 * xp.shape[0] * (sp.H + 1)

@@ -55,15 +55,40 @@ from __future__ import annotations
 
 from . import axes, curves, policies, ratios, saving, scaling, style
 from .axes import cut_ci, dodge, eval_bound, grid_shape, log_ticks, mark_zeros, ticks_at
-from .curves import (BOOTSTRAP_RESAMPLES, CLIP_NOTE, ZERO_NOTE, plot_best_of_n, plot_frontier,
-                     plot_sample_complexity, sample_complexity_grid)
+from .curves import (
+                     BOOTSTRAP_RESAMPLES,
+                     CLIP_NOTE,
+                     ZERO_NOTE,
+                     plot_best_of_n,
+                     plot_frontier,
+                     plot_sample_complexity,
+                     sample_complexity_grid,
+)
 from .policies import plot_policies
 from .ratios import CI_CUT_LABEL, plot_n_epsilon, plot_ratio_vs_knob
 from .saving import save_figure
 from .scaling import plot_scaling_law
-from .style import (EPS, INK, KNOB_SYMBOLS, MARKERS, METRIC_LABELS, N_LABEL, PALETTE, PAPER_WIDTHS, estimator_colours,
-                    estimator_styles, font_size, format_value, knob_label, label_order, metric_label, new_axes,
-                    series_label, setting_title, use_style)
+from .style import (
+                     EPS,
+                     INK,
+                     KNOB_SYMBOLS,
+                     MARKERS,
+                     METRIC_LABELS,
+                     N_LABEL,
+                     PALETTE,
+                     PAPER_WIDTHS,
+                     estimator_colours,
+                     estimator_styles,
+                     font_size,
+                     format_value,
+                     knob_label,
+                     label_order,
+                     metric_label,
+                     new_axes,
+                     series_label,
+                     setting_title,
+                     use_style,
+)
 
 __all__ = [
     "METRIC_LABELS",
@@ -97,4 +122,8 @@ __all__ = [
     "plot_scaling_law",
     "sample_complexity_grid",
     "save_figure",
+    # the building blocks a new plot_* function uses (see above)
+    "axes", "curves", "policies", "ratios", "saving", "scaling", "style",
+    "cut_ci", "dodge", "eval_bound", "ticks_at", "new_axes", "series_label", "MARKERS",
+    "BOOTSTRAP_RESAMPLES",
 ]

@@ -13,7 +13,7 @@ exact zeros on the axis, ticks at the data, dodged series, CIs cut at the axes.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -62,7 +62,8 @@ def log_ticks(axis, lo: float | None = None, hi: float | None = None, max_labels
     (or ``lo``, ``hi``), as plain numbers: at m × 10^k for the densest of m ∈ {1…9}, {1, 2, 5},
     {1, 3}, {1} that gives at most ``max_labels`` labels (default 10 on a y axis; on an x axis,
     whose labels are wider, one per 0.42 in of its width, 3 to 7), else at every or every other
-    10^k; unlabelled minor ticks at 2…9 × 10^k (at 2 and 5 × 10^k on an axis wider than 3 decades). Call it after the limits
+    10^k; unlabelled minor ticks at 2…9 × 10^k (at 2 and 5 × 10^k on an axis wider than 3 decades). Call it after the
+    limits
     are final."""
     from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
 

@@ -13,15 +13,24 @@ frontier, best-of-N.
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from .axes import dodge, eval_bound, grid_shape, log_ticks, mark_zeros, ticks_at
-from .style import (N_LABEL, estimator_styles, font_size, format_value, label_order, metric_label, new_axes,
-                    series_label, setting_title)
+from .style import (
+    N_LABEL,
+    estimator_styles,
+    font_size,
+    format_value,
+    label_order,
+    metric_label,
+    new_axes,
+    series_label,
+    setting_title,
+)
 
 __all__ = ["ZERO_NOTE", "CLIP_NOTE", "BOOTSTRAP_RESAMPLES", "plot_sample_complexity", "sample_complexity_grid",
            "plot_frontier", "plot_best_of_n"]
@@ -275,7 +284,8 @@ def plot_frontier(
     keys = ["estimator", knob]
     rew = _metric_means(d, reward_metric, keys) if len(d) else pd.Series(dtype=float)
     kl = _metric_means(d, kl_metric, keys) if len(d) else pd.Series(dtype=float)
-    both = pd.concat({"kl": kl, "reward": rew}, axis=1).dropna() if len(rew) and len(kl) else pd.DataFrame(columns=["kl", "reward"])
+    both = pd.concat({"kl": kl, "reward": rew},
+                     axis=1).dropna() if len(rew) and len(kl) else pd.DataFrame(columns=["kl", "reward"])
     ests = label_order(both.index.get_level_values(0)) if len(both) else []
     styles = dict(styles) if styles is not None else estimator_styles(ests)
     for est in ests:

@@ -2,7 +2,7 @@
 other (:func:`plot_policies`)."""
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

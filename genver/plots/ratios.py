@@ -12,13 +12,14 @@ arrow head (:func:`~genver.plots.axes.cut_ci`) and the legend says so (:data:`CI
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
 from .axes import cut_ci, dodge, eval_bound, log_ticks, ticks_at
-from .style import (EPS, INK, estimator_styles, font_size, format_value, knob_label, label_order, new_axes,
-                    series_label)
+from .style import EPS, INK, estimator_styles, font_size, format_value, knob_label, label_order, new_axes, series_label
 
 __all__ = ["CI_CUT_LABEL", "plot_ratio_vs_knob", "plot_n_epsilon"]
 
@@ -303,7 +304,8 @@ def plot_n_epsilon(
     metric = d["metric"].iloc[0] if "metric" in d.columns and len(d) else "suboptimality"
     ax.set_xlabel(knob_label(knob))
     ax.set_ylabel(_NEPS_YLABEL)
-    ax.set_title(f"{metric} ≤ {EPS}" + (f"$\\,=\\,{format_value(eps)}$" if eps is not None else ""), fontsize=font_size("title"))
+    ax.set_title(f"{metric} ≤ {EPS}" + (f"$\\,=\\,{format_value(eps)}$" if eps is not None else ""),
+                 fontsize=font_size("title"))
     ax.grid(True, alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
     if any_cens:

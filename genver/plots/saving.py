@@ -2,8 +2,8 @@
 :func:`genver.atomic.atomic_open` (a reader never sees a half-written figure)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from matplotlib.figure import Figure
 

@@ -3,7 +3,7 @@ r"""Scaling laws ``N_ε ∝ dim^a`` drawn from :func:`genver.scaling.scaling_law
 unknown value, each route's fitted line and the bound's slope (:func:`plot_scaling_law`)."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -144,7 +144,8 @@ def plot_scaling_law(
     ax.set_xlabel(_SCALING_X.get(against, str(against)))
     ax.set_ylabel(_SCALING_Y["ratio" if routes == ["ratio"] else "offline"])
     eps = d["eps"].iloc[0] if "eps" in d.columns and len(d) else None
-    ax.set_title(r"scaling law $N \propto \dim^a$" + (f", {EPS}$\\,=\\,{format_value(eps)}$" if eps is not None else ""),
+    ax.set_title(r"scaling law $N \propto "
+                 r"\dim^a$" + (f", {EPS}$\\,=\\,{format_value(eps)}$" if eps is not None else ""),
                  fontsize=font_size("title"))
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(handles=handles, fontsize=min(7.0, font_size("legend")), frameon=False)

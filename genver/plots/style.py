@@ -15,8 +15,9 @@ estimator label, the screen and paper styles, font sizes.
 """
 from __future__ import annotations
 
+import math
 import sys
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd

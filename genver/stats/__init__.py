@@ -114,23 +114,9 @@ Let ``v_{s}`` be the metric of seed ``s ∈ S`` (``k = |S|`` seeds) for one cell
 """
 from __future__ import annotations
 
-from .bootstrap import (  # noqa: F401
-    BootstrapCI,
-    N_BOOT,
-    _check_alpha,
-    _check_n_boot,
-    _percentile_ci,
-    _quantile,
-    _quiet,
-    group_rng,
-    iqm,
-    percentile_ci,
-    seed_entropy,
-    stratified_bootstrap_ci,
-)
 from ._tables import (  # noqa: F401
-    AGGREGATES,
     _REQUIRED,
+    AGGREGATES,
     _aggregate_neps,
     _as_knobs,
     _check_aggregate,
@@ -145,6 +131,20 @@ from ._tables import (  # noqa: F401
     _py,
     _seed_matrix,
 )
+from .bootstrap import (  # noqa: F401
+    N_BOOT,
+    BootstrapCI,
+    _check_alpha,
+    _check_n_boot,
+    _percentile_ci,
+    _quantile,
+    _quiet,
+    group_rng,
+    iqm,
+    percentile_ci,
+    seed_entropy,
+    stratified_bootstrap_ci,
+)
 from .curves import (  # noqa: F401
     _AGG_STATS,
     _NEPS_STATS,
@@ -155,9 +155,9 @@ from .curves import (  # noqa: F401
     n_epsilon_per_seed,
 )
 from .ratios import (  # noqa: F401
-    RatioTrend,
-    SETTING_COLUMNS,
     _RATIO_STATS,
+    SETTING_COLUMNS,
+    RatioTrend,
     _censored_kendall,
     _ratio,
     _ratio_intervals,

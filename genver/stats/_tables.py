@@ -3,12 +3,10 @@ per-seed N_ε and their extended-real aggregates (definitions: :mod:`genver.stat
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-
-
 
 _REQUIRED = ("seed", "n", "estimator", "metric", "value")
 

@@ -8,13 +8,13 @@ import math
 import numbers
 import warnings
 import zlib
-from typing import Callable, Mapping, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 import numpy as np
 
 from .._validation import as_generator
 from ._tables import _key_tuple, _py
-
 
 #: Bootstrap replicates of every CI genver reports: the default of every function here, of
 #: ``[expect] order`` statements (:mod:`genver.experiments.expect`) and of ``genver report``.

@@ -4,15 +4,26 @@ per seed) and log-log slopes (definitions: :mod:`genver.stats`).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
+from ._tables import (
+    _aggregate_neps,
+    _as_knobs,
+    _check_rule,
+    _eps_list,
+    _first_reached,
+    _id_cols,
+    _key_tuple,
+    _nanmean_rows,
+    _per_seed_neps,
+    _prepare,
+    _py,
+    _seed_matrix,
+)
 from .bootstrap import N_BOOT, _check_alpha, _check_n_boot, _quiet, group_rng, iqm, percentile_ci, seed_entropy
-from ._tables import (_aggregate_neps, _as_knobs, _check_rule, _eps_list, _first_reached, _id_cols, _key_tuple,
-                      _nanmean_rows, _per_seed_neps, _prepare, _py, _seed_matrix)
-
 
 # --------------------------------------------------------------------------- aggregate
 _AGG_STATS = ["n_seeds", "mean", "mean_lo", "mean_hi", "iqm", "iqm_lo", "iqm_hi"]

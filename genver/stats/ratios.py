@@ -3,17 +3,26 @@ and its censoring-aware trend in a knob (definitions: :mod:`genver.stats`).
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from .._validation import as_generator
+from ._tables import (
+    _as_knobs,
+    _check_aggregate,
+    _check_rule,
+    _eps_list,
+    _id_cols,
+    _key_tuple,
+    _prepare,
+    _py,
+    _seed_matrix,
+)
 from .bootstrap import N_BOOT, _check_alpha, _check_n_boot, _quiet, group_rng, percentile_ci, seed_entropy
-from ._tables import (_as_knobs, _check_aggregate, _check_rule, _eps_list, _id_cols, _key_tuple, _prepare, _py,
-                      _seed_matrix)
 from .curves import _neps_point_and_boot
-
 
 #: Columns of the ``settings`` table that :func:`efficiency_ratio` carries over when present.
 SETTING_COLUMNS = (
@@ -248,7 +257,7 @@ def ratio_trend(
     idx = rng.integers(0, k, size=(n_boot, k)) if k >= 2 else None
     xs, point, boot, censored = [], [], [], []
     with _quiet():
-        for sid, g in d.groupby("setting_id", sort=True):
+        for _sid, g in d.groupby("setting_id", sort=True):
             xv = pd.to_numeric(g[knob], errors="coerce").iloc[0]
             if pd.isna(xv):
                 continue
