@@ -94,13 +94,15 @@ def _incomplete_line(root, hit=None) -> str | None:
 
 def _plot(args) -> int:
     from .experiments.figcache import plot_cache_name, read_report_cache
-    hit = read_report_cache(args.dir, plot_cache_name(args.style, args.pdf))  # unchanged: no SciPy, matplotlib
-    incomplete = _incomplete_line(args.dir, hit)
-    if hit is not None:
-        files = [os.path.join(args.dir, f) for f in hit["files"]]
-    else:
+    name = plot_cache_name(args.style, args.pdf)
+    hit = read_report_cache(args.dir, name)  # unchanged: no SciPy, matplotlib
+    if hit is None:  # drawn now; make_figures records the completeness line with the figures
         from .experiments.report import make_figures
-        files = make_figures(args.dir, style=args.style, pdf=args.pdf)
+        files = [str(f) for f in make_figures(args.dir, style=args.style, pdf=args.pdf)]
+        incomplete = _incomplete_line(args.dir, read_report_cache(args.dir, name))
+    else:
+        incomplete = _incomplete_line(args.dir, hit)
+        files = [os.path.join(args.dir, f) for f in hit["files"]]
     for f in files:
         print(f)
     return EXIT_INCOMPLETE if incomplete and not args.partial else 0

@@ -475,9 +475,23 @@ class ResultStore:
         files = list(self.shard_units())
         if not files:
             raise ValueError(f"{self.root}: no results yet (no shards)")
-        df = pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)
+        df = _read_shards(files)
         keys = [c for c in ("setting_id", "seed", "n", "estimator", "metric") if c in df.columns]
         return df.sort_values(keys, kind="stable").reset_index(drop=True)
+
+
+def _read_shards(files) -> pd.DataFrame:
+    """The rows of the shard ``files`` in their order, as one DataFrame: one ``pyarrow.dataset``
+    scan over the files (one Arrow table, converted to pandas once) with the union of their
+    schemas, so a column only some shards have is null elsewhere, as ``pd.concat`` would make it."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    paths = [str(p) for p in files]
+    schema = pa.unify_schemas([pq.read_schema(p) for p in paths])
+    table = ds.dataset(paths, schema=schema, format="parquet").to_table()
+    return table.to_pandas()
 
 
 def now_iso() -> str:
