@@ -104,13 +104,35 @@ class Policy:
 
     # -- constructors ------------------------------------------------------------------
     @classmethod
-    def _trusted(cls, space: TreeSpace, logp: np.ndarray, cond: np.ndarray | None = None) -> Policy:
-        """Internal: wrap arrays that are normalised by construction, without re-checking."""
+    def from_normalised(cls, space: TreeSpace, logp: np.ndarray, cond: np.ndarray | None = None) -> Policy:
+        """Wrap arrays that are normalised by construction, **without validation**.
+
+        For library code that has just built ``logp`` by a normalising computation (backward
+        induction, a row of a checked class): unlike :class:`Policy` and :meth:`from_probs`, it
+        checks neither the shape, nor ``logsumexp(logp[x]) = 0``, nor NaN / ``+inf``; a caller
+        passing anything else gets a :class:`Policy` whose results are meaningless. Both arrays
+        are made read-only (in place, not copied).
+
+        Parameters
+        ----------
+        space : TreeSpace
+            The tree the policy lives on.
+        logp : np.ndarray
+            Sequence log-probabilities ``log π(y|x)``, shape ``(P, T)``, rows normalised.
+        cond : np.ndarray or None
+            The matching token conditionals ``log π(a|x,s)``, shape ``(P, n_internal, V)``, when
+            already known (else derived on first use of :attr:`cond`).
+
+        Returns
+        -------
+        Policy
+            The policy ``π`` wrapping ``logp`` (and ``cond``).
+        """
         pol = cls.__new__(cls)
         pol.space, pol.logp, pol._cond = space, logp, cond
         pol.logp.setflags(write=False)
         if cond is not None:
-            pol._cond.setflags(write=False)
+            cond.setflags(write=False)
         return pol
 
     @classmethod

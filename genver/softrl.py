@@ -103,7 +103,7 @@ def soft_optimal(reward, ref: Policy, beta: float) -> SoftOptimal:
     ref_cond = np.ascontiguousarray(ref.cond)
     _kernels.backward_induction(r, ref_cond, beta, sp.V, sp.H, values, logpi, logp)
     # normalised by construction: skip the validating constructor
-    return SoftOptimal(policy=Policy._trusted(sp, logp, logpi), values=values, reward=r, beta=beta)
+    return SoftOptimal(policy=Policy.from_normalised(sp, logp, logpi), values=values, reward=r, beta=beta)
 
 
 # -- objectives on raw arrays (shared by classes and estimators) ------------------------

@@ -241,7 +241,7 @@ class FinitePolicyClass(_PolicyClassDefaults):
     def member(self, k: int) -> Policy:
         if not 0 <= k < self.size:
             raise ValueError(f"member index must lie in [0, {self.size - 1}], got {k}")
-        return Policy._trusted(self.space, self.logp[k])  # rows were checked (or built normalised) with the class
+        return Policy.from_normalised(self.space, self.logp[k])  # rows checked (or built normalised) with the class
 
     # -- generators --------------------------------------------------------------------
     @classmethod

@@ -27,7 +27,7 @@ registered in :mod:`genver.estimators.solvers`. Pairs (DPO, IPO, reward MLE):
   the Newton step solves ``(L_w + λI)`` on the touched block and divides by ``λβ²`` elsewhere.
   IPO: ``−∇²_z = 2s² L_c + λC`` (``s`` the length scale, weights the counts) — the objective is
   quadratic in ``z`` and one Newton step is exact. Other classes keep L-BFGS. The systems
-  ``(L_w + λI) u = g`` are solved by :class:`genver._solve.LaplacianRidge`: the Laplacian is
+  ``(L_w + λI) u = g`` are solved by :class:`genver._laplacian.LaplacianRidge`: the Laplacian is
   block diagonal over the connected components of the pair graph (a refinement of the
   prompts); prompts and components of at most ``DENSE_MAX`` (a few hundred, the measured
   crossover) touched completions are dense Cholesky/LU solves, larger components
@@ -48,7 +48,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _kernels
-from .._solve import NEWTON_RTOL, LaplacianRidge, check_l2, converged, newton
+from .._laplacian import LaplacianRidge
+from .._solve import NEWTON_RTOL, check_l2, converged, newton
 from ..classes import TabularPolicyClass, TabularRewardClass
 from ..policy import Policy, logsumexp_rows, node_score_coeff
 from ..preferences import PairCounts
