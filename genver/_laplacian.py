@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -152,7 +153,7 @@ class LaplacianRidge:
         self.cg_iterations = 0
         _, label, sizes = np.unique(block, return_inverse=True, return_counts=True)
         label = label.ravel().astype(np.int64)
-        self._cg = None
+        self._cg: dict[str, Any] | None = None  # the conjugate-gradient system (_split_large)
         big = sizes > dense_max
         if big.any():
             label = self._split_large(label, big[label], sizes.size, a, b, dense_max)
@@ -227,14 +228,13 @@ class LaplacianRidge:
             else:
                 X = np.linalg.solve(A.reshape(B, m, m), R.reshape(B, m, 1))
             out[coords] = X.ravel()[cpos]
-        if self._cg is not None:
-            cg = self._cg
-            out[cg["coords"]] = self._conjugate_gradients(w if cg["pairs"] is None else w[cg["pairs"]], lam,
+        cg = self._cg
+        if cg is not None:
+            out[cg["coords"]] = self._conjugate_gradients(cg, w if cg["pairs"] is None else w[cg["pairs"]], lam,
                                                           rhs[cg["coords"]], rtol)
         return out
 
-    def _conjugate_gradients(self, w, lam, b, rtol):
-        cg = self._cg
+    def _conjugate_gradients(self, cg, w, lam, b, rtol):
         U, comp, K = cg["U"], cg["comp"], cg["K"]
         ns = b.size
         W = np.bincount(cg["edge"], weights=w, minlength=U.data.size)

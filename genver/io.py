@@ -91,7 +91,7 @@ class InstanceFile:
         return check_prompt_weights(self.prompt_weights, self.space.P)
 
 
-def _one_line(msg: str) -> str:
+def _one_line(msg: object) -> str:
     return " ".join(str(msg).split())
 
 

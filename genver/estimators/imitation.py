@@ -70,6 +70,7 @@ The solvers live with their class families (:mod:`genver.estimators.finite`,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -252,8 +253,10 @@ def spin(demos: Demonstrations, policy_class, ref: Policy, beta: float, *, round
     xs = np.repeat(demos.x, n_synthetic)
     ys = np.repeat(demos.y, n_synthetic)
     pi_t = ref
-    policies, pair_sets, info = [], [], []
-    fit = None
+    policies: list[Policy] = []
+    pair_sets: list[Preferences] = []
+    info: list[dict[str, Any]] = []
+    fit: FitResult | None = None
     for t in range(rounds):
         u = rng.random(xs.size)
         y_syn = sample_completions(pi_t.probs, xs, u).astype(np.int64)
@@ -270,12 +273,14 @@ def spin(demos: Demonstrations, policy_class, ref: Policy, beta: float, *, round
                             converged=rm.converged, iterations=rm.iterations + rl.iterations,
                             grad_norm=max(rm.grad_norm, rl.grad_norm), set_valued=rm.set_valued)
             r_index = rm.reward_index
+        assert fit.policy is not None  # dpo and rl_step always return a policy
         pi_t = fit.policy
         policies.append(pi_t)
         pair_sets.append(pairs)
         info.append({"round": t, "objective": fit.objective, "policy_index": fit.policy_index,
                      "reward_index": r_index, "set_valued": fit.set_valued, "converged": fit.converged,
                      "grad_norm": fit.grad_norm, "iterations": fit.iterations, "n_pairs": len(pairs)})
+    assert fit is not None  # rounds >= 1
     return FitResult("spin", fit.objective, policy=pi_t, reward=fit.reward, policy_index=fit.policy_index,
                      reward_index=fit.reward_index, converged=all(d["converged"] for d in info),
                      iterations=sum(d["iterations"] for d in info),

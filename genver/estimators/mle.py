@@ -162,7 +162,9 @@ def _segments_of(data: Preferences, sizes: np.ndarray):
     bounds = np.concatenate([[0], sizes])
     seg_keys, seg_cnt = [], []
     for lo, hi in zip(bounds[:-1], bounds[1:]):
-        k, c = np.unique(pair_keys(data, int(lo), int(hi)), return_counts=True)
+        keys = pair_keys(data, int(lo), int(hi))
+        assert keys is not None  # _segments checked that the keys fit in int64
+        k, c = np.unique(keys, return_counts=True)
         seg_keys.append(k)
         seg_cnt.append(c)
     uniq = np.unique(np.concatenate(seg_keys))
@@ -250,8 +252,10 @@ def _pick_rows(ll: np.ndarray, members: np.ndarray):
 
 def _path(scores, pos, neg, offset, segments, sizes, scale):
     out = np.empty((sizes.size, scores.shape[0]))
+    seg_idx, seg_cnt, seg_ptr = segments
     _kernels.class_bt_loglik_stream(np.ascontiguousarray(scores, dtype=np.float64), pos, neg,
-                                    np.ascontiguousarray(offset, dtype=np.float64), *segments, float(scale), out)
+                                    np.ascontiguousarray(offset, dtype=np.float64), seg_idx, seg_cnt, seg_ptr,
+                                    float(scale), out)
     out[np.isnan(out)] = -np.inf  # as in dpo(): a member with π(y⁺) = π(y⁻) = 0 cannot explain the pair
     return out
 

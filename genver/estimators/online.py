@@ -101,6 +101,7 @@ def online_dpo(reward_hat, policy_class, ref: Policy, beta: float, *, K: int = 2
         res = dpo(pool, policy_class, ref, beta, l2=l2)
         pi = res.policy
         history.append(float(kl_rows(pi.logp, target.logp) @ rho))
+    assert res is not None and pool is not None  # rounds >= 1
     res.estimator = "online_dpo"
     res.extra.update(kl_to_target=history, n_pairs=pool.n_pairs, K=K, rounds=rounds, labels=labels)
     return res
