@@ -68,6 +68,7 @@ class SoftOptimal:
 
     @property
     def space(self) -> TreeSpace:
+        """The tree of :attr:`policy`."""
         return self.policy.space
 
     @property

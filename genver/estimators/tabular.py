@@ -120,7 +120,25 @@ def dpo_tabular_objective(c: PairCounts, ref: Policy, beta: float, l2: float):
     ``f = r_π = β log π_z/π_ref`` (summed over pairs) minus ``(λ/2) Σ_x Σ_y (f − f̄(x))²``. Since
     ``∂f_y/∂z_u = β(δ_yu − π_u)`` within a prompt, ``∂obj/∂z = β(g − π Σ_y g)``, ``g = ∂obj/∂f``.
     Used by :func:`dpo` (Newton; Hessian in the module docstring) and
-    :func:`genver.estimators.gradient.dpo_gd` (plain steps)."""
+    :func:`genver.estimators.gradient.dpo_gd` (plain steps).
+
+    Parameters
+    ----------
+    c : PairCounts
+        The pair counts.
+    ref : Policy
+        The reference ``π_ref``.
+    beta : float
+        The KL weight ``β > 0``.
+    l2 : float
+        The ridge weight ``λ ≥ 0``.
+
+    Returns
+    -------
+    Callable
+        ``z ↦ (float, np.ndarray, np.ndarray)``: the objective, its gradient (shape ``(P, T)``)
+        and ``log π_z`` (unnormalised rows), for logits ``z`` of shape ``(P, T)``.
+    """
     return _dpo_objective(c, (c.pos_flat, c.neg_flat), ref, beta, l2)
 
 
