@@ -208,7 +208,7 @@ def bench_metrics(reps, max_log2T):
         pol = random_policy(sp, 5)  # the policy evaluated (π̂)
         levels = M.reward_levels(r, ref)
         dst = np.empty_like(pol.logp)
-        bare = lambda: Policy._trusted(sp, pol.logp)  # noqa: E731  (no cached conditionals)
+        bare = lambda: Policy.from_normalised(sp, pol.logp)  # noqa: E731  (no cached conditionals)
         fns = {
             "copy_logp": lambda: np.copyto(dst, pol.logp),
             "soft_optimal": lambda: soft_optimal(r, ref, beta),

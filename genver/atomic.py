@@ -32,16 +32,36 @@ def _umask() -> int:
 
 
 def file_mode() -> int:
-    """The mode a new file gets from ``open``: ``0o666 & ~umask``."""
+    """The mode a new file gets from ``open``: ``0o666 & ~umask``.
+
+    Returns
+    -------
+    int
+        The permission bits, e.g. ``0o644`` under the usual umask ``0o022``.
+    """
     return 0o666 & ~_umask()
 
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, *, fsync: bool = True) -> Iterator[BinaryIO]:
     """``with atomic_open(path) as f: f.write(...)``: a binary file object whose contents
-    replace ``path`` atomically when the block ends without an exception (flushed to disk first
-    unless ``fsync=False``); on an exception the temporary file is removed and ``path`` is left
-    as it was. OS errors name ``path``, not the temporary file."""
+    replace ``path`` atomically when the block ends without an exception.
+
+    The contents are flushed to disk first unless ``fsync=False``; on an exception the temporary
+    file is removed and ``path`` is left as it was. OS errors name ``path``, not the temporary file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to create or replace; its folder must exist.
+    fsync : bool
+        ``fsync`` the temporary file before the ``os.replace`` (durable across a crash).
+
+    Yields
+    ------
+    BinaryIO
+        The open temporary file, written in binary mode.
+    """
     path = pathlib.Path(path)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
@@ -64,6 +84,16 @@ def atomic_open(path: str | os.PathLike, *, fsync: bool = True) -> Iterator[Bina
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = True) -> None:
-    """Write ``data`` to ``path`` atomically (see :func:`atomic_open`)."""
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_open`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to create or replace.
+    data : bytes
+        Its whole new contents.
+    fsync : bool
+        ``fsync`` before the replace, as in :func:`atomic_open`.
+    """
     with atomic_open(path, fsync=fsync) as f:
         f.write(data)

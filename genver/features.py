@@ -54,7 +54,22 @@ def _check_size(name: str, n: int):
 
 
 def hidden_target(space: TreeSpace, random_state=None, target=None) -> np.ndarray:
-    """Per-prompt hidden target sequence ``t`` of shape (P, H)."""
+    """Per-prompt hidden target sequence ``t`` of shape (P, H).
+
+    Parameters
+    ----------
+    space : TreeSpace
+        The tree (``P`` prompts, horizon ``H``, ``V`` tokens).
+    random_state : None, int, SeedSequence or Generator
+        Seed of the uniform draw (ignored when ``target`` is given).
+    target : array_like of int or None
+        A given target, shape ``(P, H)``, tokens in ``[0, V)``.
+
+    Returns
+    -------
+    np.ndarray
+        ``t[x, h]`` (int64), shape ``(P, H)``.
+    """
     if target is not None:
         t = np.asarray(target)
         if t.shape != (space.P, space.H) or not np.issubdtype(t.dtype, np.integer):
@@ -164,6 +179,20 @@ def trajectory_features(space: TreeSpace, specs, random_state=None) -> np.ndarra
 
     ``specs`` is one spec or a list of specs; a spec is a name from
     :data:`TRAJECTORY_FEATURES`, ``(name, kwargs)`` or ``{"name": name, **kwargs}``.
+
+    Parameters
+    ----------
+    space : TreeSpace
+        The tree the features live on.
+    specs : str, tuple, dict or list of them
+        The feature maps, concatenated in order along the last axis.
+    random_state : None, int, SeedSequence or Generator
+        Seed of the random maps (one generator shared by all of them, in order).
+
+    Returns
+    -------
+    np.ndarray
+        ``φ(x, y)``, shape ``(P, T, d)`` with ``d`` the sum of the maps' widths (C-contiguous).
     """
     if isinstance(specs, (str, dict)) or (isinstance(specs, tuple) and len(specs) == 2 and isinstance(specs[1], dict)):
         specs = [specs]
@@ -181,7 +210,24 @@ def trajectory_features(space: TreeSpace, specs, random_state=None) -> np.ndarra
 
 
 def token_features(space: TreeSpace, name: str, random_state=None, *, d: int = 4) -> np.ndarray:
-    """Token features ``ψ`` of shape ``(P, n_internal, V, k)`` (see the module table)."""
+    """Token features ``ψ`` of shape ``(P, n_internal, V, k)`` (see the module table).
+
+    Parameters
+    ----------
+    space : TreeSpace
+        The tree the features live on (flat node layout).
+    name : str
+        One of :data:`TOKEN_FEATURES`.
+    random_state : None, int, SeedSequence or Generator
+        Seed of ``random_gaussian``.
+    d : int
+        Width of ``random_gaussian`` (the other maps have fixed width).
+
+    Returns
+    -------
+    np.ndarray
+        ``ψ(x, s, a)``, shape ``(P, n_internal, V, k)``.
+    """
     P, V, n = space.P, space.V, space.n_internal
     if name == "position_token":
         k = P * space.H * V

@@ -20,28 +20,28 @@ key                   shape        meaning
 ``reward_features``   (P, T, d)    optional features ``φ`` of the linear reward class ``{w·φ}``
 ====================  ===========  =====================================================================
 
-Without ``V`` and    ``H`` the instance is a **bandit per prompt**: genver uses the one-step tree
-``TreeSpace(P, V=   T, H=1)`` (each completion is a single "token"; ``T ≥ 2``). Sequence-level
-quantities — ever   y estimator except token-averaged IPO, and every metric — do not depend on
-the token structu   re, so this only matters for ``ipo --average token`` (divides by ``H``).
+Without ``V`` and ``H`` the instance is a **bandit per prompt**: genver uses the one-step tree
+``TreeSpace(P, V=T, H=1)`` (each completion is a single "token"; ``T ≥ 2``). Sequence-level
+quantities — every estimator except token-averaged IPO, and every metric — do not depend on
+the token structure, so this only matters for ``ipo --average token`` (divides by ``H``).
 
-Unknown keys are    refused (a misspelt optional key would otherwise silently change the default
-classes ``genver    fit`` picks).
+Unknown keys are refused (a misspelt optional key would otherwise silently change the default
+classes ``genver fit`` picks).
 
-Pairs file (``.np   z``)
------------------   ----
-``pairs`` (N, 3)    integer: prompt ``x``, preferred completion ``y⁺``, dispreferred ``y⁻``
-(completion indic   es in ``[0, T)``).
+Pairs file (``.npz``)
+---------------------
+``pairs`` (N, 3) integer: prompt ``x``, preferred completion ``y⁺``, dispreferred ``y⁻``
+(completion indices in ``[0, T)``).
 
-Errors   
-------   
-Every problem rai   ses ``ValueError`` with one line ``"<file>: <key>: <what is wrong>"``; the
-checks are the li   brary's own (:meth:`TreeSpace.check_array`, :class:`Policy`,
-:func:`check_prom   pt_weights`, the class constructors, :meth:`Preferences.from_array`), with
-their messages pr   efixed by the file and key.
+Errors
+------
+Every problem raises ``ValueError`` with one line ``"<file>: <key>: <what is wrong>"``; the
+checks are the library's own (:meth:`TreeSpace.check_array`, :class:`Policy`,
+:func:`check_prompt_weights`, the class constructors, :meth:`Preferences.from_array`), with
+their messages prefixed by the file and key.
 
-Writing: :func:`s   ave_instance` and :func:`save_pairs` write atomically (:mod:`genver.atomic`):
-the file appears    whole or not at all, and a failed write leaves an existing file as it was.
+Writing: :func:`save_instance` and :func:`save_pairs` write atomically (:mod:`genver.atomic`):
+the file appears whole or not at all, and a failed write leaves an existing file as it was.
 """
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ class InstanceFile:
         return check_prompt_weights(self.prompt_weights, self.space.P)
 
 
-def _one_line(msg: str) -> str:
+def _one_line(msg: object) -> str:
     return " ".join(str(msg).split())
 
 
@@ -237,15 +237,44 @@ def _validate_instance(fname: str, d: dict) -> InstanceFile:
 
 
 def load_instance(path) -> InstanceFile:
-    """Read and validate an instance ``.npz`` (see the module docstring); ``ValueError`` with
-    ``"<file>: <key>: ..."`` on any problem."""
+    """Read and validate an instance ``.npz`` (see the module docstring).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The instance file.
+
+    Returns
+    -------
+    InstanceFile
+        The validated instance (space, ``π_ref``, ``r*``, ``β``, ``ρ`` and the optional classes).
+
+    Raises
+    ------
+    ValueError
+        One line ``"<file>: <key>: ..."`` on any problem.
+    """
     fname, d = _read_npz(path, INSTANCE_KEYS)
     return _validate_instance(fname, d)
 
 
 def load_pairs(path, space: TreeSpace, self_pairs: str = "drop") -> Preferences:
-    """Read and validate a pairs ``.npz`` (key ``pairs``, (N, 3) integers) for ``space``; rows
-    ``y⁺ = y⁻`` are handled as ``self_pairs`` says (see :meth:`Preferences.from_array`)."""
+    """Read and validate a pairs ``.npz`` (key ``pairs``, (N, 3) integers) for ``space``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The pairs file.
+    space : TreeSpace
+        The instance's tree; prompts and completions are checked against it.
+    self_pairs : {"drop", "keep", "error"}
+        What to do with rows ``y⁺ = y⁻`` (see :meth:`Preferences.from_array`).
+
+    Returns
+    -------
+    Preferences
+        The pairs, in file order.
+    """
     fname, d = _read_npz(path, PAIRS_KEYS)
     if "pairs" not in d:
         raise ValueError(f"{fname}: pairs: missing required key (the file has: {', '.join(d) or 'no keys'})")
@@ -267,12 +296,37 @@ def _as_array(v):
 
 def save_instance(path, *, ref_logp, reward_true, beta, prompt_weights=None, V=None, H=None,
                   reward_class=None, policy_class=None, reward_features=None) -> InstanceFile:
-    """Validate and write an instance ``.npz`` to exactly ``path``; returns the validated
-    :class:`InstanceFile` (the one :func:`load_instance` will read back).
+    """Validate and write an instance ``.npz`` to exactly ``path``.
 
     ``ref_logp`` may be a :class:`Policy`, ``reward_class`` a :class:`FiniteRewardClass`,
     ``policy_class`` a :class:`FinitePolicyClass` and ``reward_features`` a
     :class:`LinearRewardClass`, or plain arrays. Omit ``V`` and ``H`` for a bandit instance.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Where to write (atomically; no ``.npz`` is appended).
+    ref_logp : Policy or array_like
+        ``log π_ref(y|x)``, shape ``(P, T)``.
+    reward_true : array_like
+        ``r*``, shape ``(P, T)``.
+    beta : float
+        The KL weight ``β > 0``.
+    prompt_weights : array_like or None
+        ``ρ``, shape ``(P,)``; ``None``: uniform (the key is omitted).
+    V, H : int or None
+        Vocabulary size and horizon (both or neither).
+    reward_class : FiniteRewardClass, array_like or None
+        Finite reward class, shape ``(K_R, P, T)``.
+    policy_class : FinitePolicyClass, array_like or None
+        Finite policy class (log-probs), shape ``(K_Π, P, T)``.
+    reward_features : LinearRewardClass, array_like or None
+        Features ``φ`` of the linear reward class, shape ``(P, T, d)``.
+
+    Returns
+    -------
+    InstanceFile
+        The validated instance, the one :func:`load_instance` will read back.
     """
     fname = os.fspath(path)
     d = {"ref_logp": _as_array(ref_logp), "reward_true": _as_array(reward_true), "beta": np.asarray(beta)}
@@ -287,8 +341,18 @@ def save_instance(path, *, ref_logp, reward_true, beta, prompt_weights=None, V=N
 
 
 def save_pairs(path, pairs, space: TreeSpace | None = None) -> None:
-    """Write a pairs ``.npz``; ``pairs`` is a :class:`Preferences` or an (N, 3) integer array
-    (validated against ``space`` when given)."""
+    """Write a pairs ``.npz`` atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Where to write.
+    pairs : Preferences or array_like of int
+        The pairs, or an ``(N, 3)`` integer array of ``(x, y⁺, y⁻)`` rows.
+    space : TreeSpace or None
+        When given (and ``pairs`` is an array), the rows are validated against it; self-pairs
+        are saved as given (loading decides).
+    """
     fname = os.fspath(path)
     if isinstance(pairs, Preferences):
         arr = pairs.as_array()

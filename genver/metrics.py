@@ -101,15 +101,75 @@ def _opt_logp(reward, ref: Policy, beta):
 
 def suboptimality(policy: Policy, reward, ref: Policy, beta: float, prompt_weights=None, *,
                   optimal: Policy | None = None) -> float:
-    """``J_β(π*; r*) − J_β(π̂; r*) = β E_x KL(π̂ ‖ π*_{r*})`` (≥ 0). ``optimal`` may pass the
-    precomputed ``π*_{r*}`` when many policies are evaluated against one instance."""
+    """``J_β(π*; r*) − J_β(π̂; r*) = β E_x KL(π̂ ‖ π*_{r*})`` (≥ 0).
+
+    Parameters
+    ----------
+    policy : Policy
+        The policy ``π̂`` evaluated.
+    reward : array_like
+        The true reward ``r*``, shape ``(P, T)``.
+    ref : Policy
+        The reference ``π_ref``.
+    beta : float
+        The KL weight ``β > 0``.
+    prompt_weights : array_like or None
+        ``ρ``, shape ``(P,)``; ``None``: uniform.
+    optimal : Policy or None
+        The precomputed ``π*_{r*}``, when many policies are evaluated against one instance.
+
+    Returns
+    -------
+    float
+        The suboptimality, ``≥ 0`` (0 exactly at ``π̂ = π*``).
+
+    Examples
+    --------
+    One prompt, two completions with ``r* = (0, 1)``, uniform reference, ``β = 1``: the
+    reference's suboptimality is ``β log E_ref e^{r*/β} − E_ref r* = log((1 + e)/2) − 1/2``.
+
+    >>> import numpy as np
+    >>> from genver.spaces import TreeSpace
+    >>> from genver.policy import uniform_policy
+    >>> from genver.softrl import soft_optimal
+    >>> sp = TreeSpace(P=1, V=2, H=1)
+    >>> r, ref = np.array([[0.0, 1.0]]), uniform_policy(sp)
+    >>> sub = suboptimality(ref, r, ref, 1.0)
+    >>> round(sub, 10)
+    0.120114507
+    >>> bool(abs(sub - (np.log((1 + np.e) / 2) - 0.5)) < 1e-15)
+    True
+    >>> abs(suboptimality(soft_optimal(r, ref, 1.0).policy, r, ref, 1.0)) < 1e-15
+    True
+    """
     _check_order("suboptimality", "policy, reward, ref, beta, prompt_weights", reward=reward)
     return check_beta(beta) * kl_to_optimal(policy, reward, ref, beta, prompt_weights, optimal=optimal)
 
 
 def kl_to_optimal(policy: Policy, reward, ref: Policy, beta: float, prompt_weights=None, *,
                   optimal: Policy | None = None) -> float:
-    """``E_x KL(π̂ ‖ π*_{r*})`` (``optimal``: a precomputed ``π*_{r*}``)."""
+    """``E_x KL(π̂ ‖ π*_{r*})``.
+
+    Parameters
+    ----------
+    policy : Policy
+        The policy ``π̂`` evaluated.
+    reward : array_like
+        The true reward ``r*``, shape ``(P, T)``.
+    ref : Policy
+        The reference ``π_ref``.
+    beta : float
+        The KL weight ``β > 0``.
+    prompt_weights : array_like or None
+        ``ρ``, shape ``(P,)``; ``None``: uniform.
+    optimal : Policy or None
+        A precomputed ``π*_{r*}``.
+
+    Returns
+    -------
+    float
+        The ``ρ``-weighted KL divergence, ``≥ 0``.
+    """
     _check_order("kl_to_optimal", "policy, reward, ref, beta, prompt_weights", reward=reward)
     policy = check_policy("policy", policy)
     check_policy("ref", ref, policy.space)
@@ -119,7 +179,22 @@ def kl_to_optimal(policy: Policy, reward, ref: Policy, beta: float, prompt_weigh
 
 
 def kl_to_reference(policy: Policy, ref: Policy, prompt_weights=None) -> float:
-    """``E_x KL(π̂ ‖ π_ref)``."""
+    """``E_x KL(π̂ ‖ π_ref)``.
+
+    Parameters
+    ----------
+    policy : Policy
+        The policy ``π̂`` evaluated.
+    ref : Policy
+        The reference ``π_ref``.
+    prompt_weights : array_like or None
+        ``ρ``, shape ``(P,)``; ``None``: uniform.
+
+    Returns
+    -------
+    float
+        The ``ρ``-weighted KL divergence, ``≥ 0``.
+    """
     return kl(policy, ref, prompt_weights)
 
 
@@ -140,22 +215,70 @@ class RewardLevels:
 
     def mass(self, probs: np.ndarray) -> np.ndarray:
         """``a_i``: the mass of ``probs`` (P, T) on every level, flat like ``values``. Each
-        level's terms are added in completion order, as ``np.bincount`` of one prompt's row."""
+        level's terms are added in completion order, as ``np.bincount`` of one prompt's row.
+
+        Parameters
+        ----------
+        probs : np.ndarray
+            Completion probabilities ``π̂(y|x)``, shape ``(P, T)``.
+
+        Returns
+        -------
+        np.ndarray
+            The level masses, shape ``values.shape``.
+        """
         return np.bincount(self.level, weights=probs.ravel(), minlength=self.values.size)
 
     def mass_of(self, policy: Policy) -> np.ndarray:
         """``a_i`` of ``policy``: ``self.mass(policy.probs)`` bit for bit, without forming the
-        ``(P, T)`` probabilities (:func:`_level_mass`)."""
+        ``(P, T)`` probabilities (:func:`_level_mass`).
+
+        Parameters
+        ----------
+        policy : Policy
+            The policy ``π̂`` whose masses are summed.
+
+        Returns
+        -------
+        np.ndarray
+            The level masses, shape ``values.shape``.
+        """
         return _level_mass(self.level, policy.logp.ravel(), self.values.size)
 
     def matches(self, reward: np.ndarray, ref: Policy) -> bool:
         """Whether these levels were built from this ``r*`` and ``π_ref`` (equal arrays;
-        ``O(P·T)``, cheaper than regrouping)."""
+        ``O(P·T)``, cheaper than regrouping).
+
+        Parameters
+        ----------
+        reward : np.ndarray
+            A reward ``r*``, shape ``(P, T)``.
+        ref : Policy
+            A reference ``π_ref``.
+
+        Returns
+        -------
+        bool
+            True when both arrays equal the ones the levels were built from.
+        """
         return np.array_equal(self.reward, reward) and np.array_equal(self.ref_logp, ref.logp)
 
 
 def reward_levels(reward, ref: Policy) -> RewardLevels:
-    """:class:`RewardLevels` of ``reward`` (= ``r*``) and the reference ``ref``."""
+    """:class:`RewardLevels` of ``reward`` (= ``r*``) and the reference ``ref``.
+
+    Parameters
+    ----------
+    reward : array_like
+        The true reward ``r*``, shape ``(P, T)``.
+    ref : Policy
+        The reference ``π_ref``.
+
+    Returns
+    -------
+    RewardLevels
+        The per-prompt sorted reward values and ``π_ref``'s mass on each (read-only arrays).
+    """
     _check_order("reward_levels", "reward, ref", reward=reward)
     if not isinstance(ref, Policy):
         raise ValueError("ref must be a genver Policy object")
@@ -178,8 +301,46 @@ def reward_levels(reward, ref: Policy) -> RewardLevels:
 
 def win_rate(policy: Policy, reward, ref: Policy, prompt_weights=None, *, levels: RewardLevels | None = None) -> float:
     """``E_x P_{y~π̂, y'~π_ref}(y ≻ y')`` under Bradley–Terry with ``r*`` = ``reward`` (exact).
-    ``levels`` may pass the precomputed :func:`reward_levels` of ``(reward, ref)`` when many
-    policies are evaluated against one instance (the same number, to the bit)."""
+
+    Parameters
+    ----------
+    policy : Policy
+        The policy ``π̂`` evaluated.
+    reward : array_like
+        The true reward ``r*``, shape ``(P, T)``.
+    ref : Policy
+        The reference ``π_ref`` it plays against.
+    prompt_weights : array_like or None
+        ``ρ``, shape ``(P,)``; ``None``: uniform.
+    levels : RewardLevels or None
+        The precomputed :func:`reward_levels` of ``(reward, ref)``, when many policies are
+        evaluated against one instance (the same number, to the bit).
+
+    Returns
+    -------
+    float
+        The win rate in ``[0, 1]``.
+
+    Examples
+    --------
+    Against itself any policy wins half the time; on two completions with ``r* = (0, 1)`` the
+    policy that always answers ``y = 1`` beats the uniform reference with probability
+    ``½ σ(1) + ½ σ(0)``.
+
+    >>> import numpy as np
+    >>> from genver.spaces import TreeSpace
+    >>> from genver.policy import Policy, uniform_policy
+    >>> sp = TreeSpace(P=1, V=2, H=1)
+    >>> r, ref = np.array([[0.0, 1.0]]), uniform_policy(sp)
+    >>> win_rate(ref, r, ref)
+    0.5
+    >>> best = Policy.from_probs(sp, [[0.0, 1.0]])
+    >>> w = win_rate(best, r, ref)
+    >>> round(w, 12)
+    0.615529289315
+    >>> bool(abs(w - (0.5 / (1 + np.exp(-1.0)) + 0.25)) < 1e-15)
+    True
+    """
     _check_order("win_rate", "policy, reward, ref, prompt_weights", reward=reward)
     if not isinstance(policy, Policy) or not isinstance(ref, Policy):
         raise ValueError("policy and ref must be genver Policy objects")
@@ -203,7 +364,20 @@ def win_rate(policy: Policy, reward, ref: Policy, prompt_weights=None, *, levels
 
 def heldout_bt_loglik(reward, data: Preferences) -> float:
     """Mean Bradley–Terry log-likelihood of ``reward`` on the pairs ``data`` (an estimate of
-    the expected value from a finite sample)."""
+    the expected value from a finite sample).
+
+    Parameters
+    ----------
+    reward : array_like
+        The reward ``r`` scored, shape ``(P, T)``.
+    data : Preferences
+        The held-out pairs (at least one).
+
+    Returns
+    -------
+    float
+        ``(1/N) Σ_i log σ(r(x_i, y⁺_i) − r(x_i, y⁻_i))``, ``≤ 0``.
+    """
     if not isinstance(data, Preferences):
         raise ValueError("data must be a Preferences object")
     if len(data) == 0:
@@ -242,7 +416,24 @@ def expected_bt_loglik(reward, reward_true, sampler: Policy, prompt_weights=None
     """Exact expected per-pair Bradley–Terry log-likelihood of ``reward`` when pairs come from
     ``sampler`` (= μ) and labels from ``reward_true`` (= r*), summed over the groups of equal
     ``(r, r*)`` (module docstring): ``O(Σ_x K_x²)`` for ``K_x`` joint values, refused above
-    ``MAX_PAIR_WORK``."""
+    ``MAX_PAIR_WORK``.
+
+    Parameters
+    ----------
+    reward : array_like
+        The reward ``r`` scored, shape ``(P, T)``.
+    reward_true : array_like
+        The labelling reward ``r*``, shape ``(P, T)``.
+    sampler : Policy
+        The pair sampler ``μ`` (both completions drawn i.i.d. from it).
+    prompt_weights : array_like or None
+        ``ρ``, shape ``(P,)``; ``None``: uniform.
+
+    Returns
+    -------
+    float
+        The expected log-likelihood per pair, ``≤ 0``.
+    """
     _check_order("expected_bt_loglik", "reward, reward_true, sampler, prompt_weights",
                  reward=reward, reward_true=reward_true)
     if not isinstance(sampler, Policy):
@@ -269,7 +460,27 @@ def expected_bt_loglik(reward, reward_true, sampler: Policy, prompt_weights=None
 
 
 def evaluate(policy: Policy, reward, ref: Policy, beta: float, prompt_weights=None) -> dict:
-    """Every exact policy metric in one dict (keys as the function names)."""
+    """Every exact policy metric in one dict (keys as the function names).
+
+    Parameters
+    ----------
+    policy : Policy
+        The policy ``π̂`` evaluated.
+    reward : array_like
+        The true reward ``r*``, shape ``(P, T)``.
+    ref : Policy
+        The reference ``π_ref``.
+    beta : float
+        The KL weight ``β > 0``.
+    prompt_weights : array_like or None
+        ``ρ``, shape ``(P,)``; ``None``: uniform.
+
+    Returns
+    -------
+    dict
+        ``{"suboptimality", "kl_to_optimal", "kl_to_reference", "expected_reward",
+        "win_rate"}`` → float.
+    """
     beta = check_beta(beta)
     k = kl_to_optimal(policy, reward, ref, beta, prompt_weights)
     return {

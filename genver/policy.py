@@ -38,7 +38,20 @@ NORMALISATION_TOL = 1e-8
 
 
 def logsumexp_rows(a: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Guarded log-sum-exp: an all ``-inf`` slice gives ``-inf`` (not NaN)."""
+    """Guarded log-sum-exp: an all ``-inf`` slice gives ``-inf`` (not NaN).
+
+    Parameters
+    ----------
+    a : np.ndarray
+        The log-values.
+    axis : int
+        The axis summed over.
+
+    Returns
+    -------
+    np.ndarray
+        ``log Σ exp(a)`` along ``axis``, that axis removed.
+    """
     m = np.max(a, axis=axis, keepdims=True)
     m_safe = np.where(np.isfinite(m), m, 0.0)
     with np.errstate(divide="ignore"):
@@ -47,7 +60,20 @@ def logsumexp_rows(a: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def sequence_logp_from_cond(space: TreeSpace, cond: np.ndarray) -> np.ndarray:
-    """``log π(y|x) = Σ_h log π(a_h | x, s_h)`` from flat conditionals ``(P, n_internal, V)``."""
+    """``log π(y|x) = Σ_h log π(a_h | x, s_h)`` from flat conditionals ``(P, n_internal, V)``.
+
+    Parameters
+    ----------
+    space : TreeSpace
+        The tree.
+    cond : array_like
+        Token conditionals ``log π(a|x,s)``, shape ``(P, n_internal, V)`` (flat node layout).
+
+    Returns
+    -------
+    np.ndarray
+        Sequence log-probabilities ``log π(y|x)``, shape ``(P, T)``.
+    """
     P, V, H, T = space.P, space.V, space.H, space.T
     cond = np.asarray(cond, dtype=np.float64)
     if cond.shape != (P, space.n_internal, V):
@@ -66,7 +92,22 @@ def node_score_coeff(space: TreeSpace, cond: np.ndarray, g: np.ndarray) -> np.nd
 
     On the tree this is ``G(s·a) − π(a|s) G(s)`` with ``G(node) = Σ_{y ⊒ node} g(y)``: the
     policy-gradient contraction used by every token-level gradient in genver (contract with
-    features ``ψ`` for a log-linear class)."""
+    features ``ψ`` for a log-linear class).
+
+    Parameters
+    ----------
+    space : TreeSpace
+        The tree.
+    cond : np.ndarray
+        The policy's token conditionals ``log π(a|x,s)``, shape ``(P, n_internal, V)``.
+    g : np.ndarray
+        Per-completion weights ``g(x, y)``, shape ``(P, T)``.
+
+    Returns
+    -------
+    np.ndarray
+        The coefficients, shape ``(P, n_internal, V)``.
+    """
     P, V = space.P, space.V
     coeff = np.empty((P, space.n_internal, V))
     child = g
@@ -84,6 +125,15 @@ class Policy:
 
     Each row must satisfy ``logsumexp(logp[x]) = 0`` within 1e-8; ``-inf`` marks zero
     probability, NaN and ``+inf`` are refused.
+
+    Parameters
+    ----------
+    space : TreeSpace
+        The tree the policy lives on.
+    logp : array_like
+        ``log π(y|x)``, shape ``(P, T)``, rows normalised.
+    name : str
+        The argument's name, used in the error messages.
     """
 
     def __init__(self, space: TreeSpace, logp, *, name: str = "logp", _cond=None):
@@ -104,18 +154,55 @@ class Policy:
 
     # -- constructors ------------------------------------------------------------------
     @classmethod
-    def _trusted(cls, space: TreeSpace, logp: np.ndarray, cond: np.ndarray | None = None) -> Policy:
-        """Internal: wrap arrays that are normalised by construction, without re-checking."""
+    def from_normalised(cls, space: TreeSpace, logp: np.ndarray, cond: np.ndarray | None = None) -> Policy:
+        """Wrap arrays that are normalised by construction, **without validation**.
+
+        For library code that has just built ``logp`` by a normalising computation (backward
+        induction, a row of a checked class): unlike :class:`Policy` and :meth:`from_probs`, it
+        checks neither the shape, nor ``logsumexp(logp[x]) = 0``, nor NaN / ``+inf``; a caller
+        passing anything else gets a :class:`Policy` whose results are meaningless. Both arrays
+        are made read-only (in place, not copied).
+
+        Parameters
+        ----------
+        space : TreeSpace
+            The tree the policy lives on.
+        logp : np.ndarray
+            Sequence log-probabilities ``log π(y|x)``, shape ``(P, T)``, rows normalised.
+        cond : np.ndarray or None
+            The matching token conditionals ``log π(a|x,s)``, shape ``(P, n_internal, V)``, when
+            already known (else derived on first use of :attr:`cond`).
+
+        Returns
+        -------
+        Policy
+            The policy ``π`` wrapping ``logp`` (and ``cond``).
+        """
         pol = cls.__new__(cls)
         pol.space, pol.logp, pol._cond = space, logp, cond
         pol.logp.setflags(write=False)
         if cond is not None:
-            pol._cond.setflags(write=False)
+            cond.setflags(write=False)
         return pol
 
     @classmethod
     def from_probs(cls, space: TreeSpace, probs, *, name: str = "probs") -> Policy:
-        """From sequence probabilities ``π(y|x)`` (P, T), rows summing to 1."""
+        """From sequence probabilities ``π(y|x)`` (P, T), rows summing to 1.
+
+        Parameters
+        ----------
+        space : TreeSpace
+            The tree.
+        probs : array_like
+            ``π(y|x) ≥ 0``, shape ``(P, T)``.
+        name : str
+            The argument's name, used in the error messages.
+
+        Returns
+        -------
+        Policy
+            The policy with ``logp = log probs``.
+        """
         p = space.check_array(name, probs)
         if (p < 0).any():
             raise ValueError(f"{name} must be non-negative")
@@ -124,7 +211,20 @@ class Policy:
 
     @classmethod
     def from_cond(cls, space: TreeSpace, cond) -> Policy:
-        """From flat token conditionals ``log π(a|x,s)`` of shape (P, n_internal, V)."""
+        """From flat token conditionals ``log π(a|x,s)`` of shape (P, n_internal, V).
+
+        Parameters
+        ----------
+        space : TreeSpace
+            The tree.
+        cond : array_like
+            ``log π(a|x,s)``, shape ``(P, n_internal, V)``, every node's row normalised.
+
+        Returns
+        -------
+        Policy
+            The policy with ``logp = Σ_h log π(a_h|x,s_h)`` and these conditionals cached.
+        """
         cond = np.ascontiguousarray(cond, dtype=np.float64)
         if cond.shape != (space.P, space.n_internal, space.V):
             raise ValueError(
@@ -147,7 +247,18 @@ class Policy:
         return np.exp(self.logp)
 
     def prefix_logp(self, h: int) -> np.ndarray:
-        """``log π(s|x)`` for the depth-``h`` prefixes, shape (P, V**h)."""
+        """``log π(s|x)`` for the depth-``h`` prefixes.
+
+        Parameters
+        ----------
+        h : int
+            The depth, ``0 ≤ h ≤ H``.
+
+        Returns
+        -------
+        np.ndarray
+            Prefix log-marginals, shape ``(P, V**h)``.
+        """
         sp = self.space
         return logsumexp_rows(self.logp.reshape(sp.P, sp.n_nodes(h), sp.block(h)))
 
@@ -165,7 +276,18 @@ class Policy:
         return self._cond
 
     def token_logp(self, h: int) -> np.ndarray:
-        """Conditionals at depth ``h``: ``log π(a | x, s_h)``, shape (P, V**h, V)."""
+        """Conditionals at depth ``h``: ``log π(a | x, s_h)``.
+
+        Parameters
+        ----------
+        h : int
+            The depth, ``0 ≤ h < H``.
+
+        Returns
+        -------
+        np.ndarray
+            Shape ``(P, V**h, V)`` (a view of :attr:`cond`).
+        """
         sp = self.space
         if not 0 <= h < sp.H:
             raise ValueError(f"h must be in [0, {sp.H - 1}], got {h}")
@@ -174,9 +296,18 @@ class Policy:
 
     @property
     def full_support(self) -> bool:
+        """Whether every completion has positive probability (``logp`` finite everywhere)."""
         return bool(np.isfinite(self.logp).all())
 
     def require_full_support(self, name: str = "reference") -> None:
+        """``ValueError`` unless the policy has full support (the first zero-probability completion
+        is named).
+
+        Parameters
+        ----------
+        name : str
+            The argument's name, used in the message.
+        """
         if not self.full_support:
             x, y = np.argwhere(~np.isfinite(self.logp))[0]
             raise ValueError(
@@ -189,7 +320,18 @@ class Policy:
 
 
 def uniform_policy(space: TreeSpace) -> Policy:
-    """``π(a|s) = 1/V`` at every node, i.e. ``π(y|x) = V**-H``."""
+    """``π(a|s) = 1/V`` at every node, i.e. ``π(y|x) = V**-H``.
+
+    Parameters
+    ----------
+    space : TreeSpace
+        The tree.
+
+    Returns
+    -------
+    Policy
+        The uniform policy.
+    """
     return Policy(space, np.full(space.shape, -space.H * np.log(space.V)))
 
 
@@ -197,7 +339,24 @@ def random_policy(space: TreeSpace, random_state=None, *, concentration: float =
                   temperature: float = 1.0) -> Policy:
     """Each node's next-token distribution ``~ Dirichlet(concentration·1_V)``, then tempered:
     ``π(a|s) ∝ p_a^{1/temperature}``. Full support is guaranteed (a draw with a zero
-    probability, possible only for tiny ``concentration``, raises ``ValueError``)."""
+    probability, possible only for tiny ``concentration``, raises ``ValueError``).
+
+    Parameters
+    ----------
+    space : TreeSpace
+        The tree.
+    random_state : None, int, SeedSequence or Generator
+        Seed of the Dirichlet draws.
+    concentration : float
+        Dirichlet concentration ``> 0`` (small: peaked next-token distributions).
+    temperature : float
+        Tempering ``> 0`` applied after the draw (``> 1`` flattens).
+
+    Returns
+    -------
+    Policy
+        The drawn policy (token conditionals cached).
+    """
     concentration = check_beta(concentration, "concentration")
     temperature = check_beta(temperature, "temperature")
     rng = as_generator(random_state)
@@ -214,7 +373,22 @@ def random_policy(space: TreeSpace, random_state=None, *, concentration: float =
 
 def check_policy(name: str, pol, space: TreeSpace | None = None) -> Policy:
     """``pol`` itself if it is a :class:`Policy` (on ``space`` when given); else a ``ValueError``
-    naming the argument ``name``. The argument check of every function that takes policies."""
+    naming the argument ``name``. The argument check of every function that takes policies.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, used in the message.
+    pol : Any
+        The value to check.
+    space : TreeSpace or None
+        The tree ``pol`` must live on, when given.
+
+    Returns
+    -------
+    Policy
+        ``pol``.
+    """
     if not isinstance(pol, Policy):
         raise ValueError(f"{name} must be a genver Policy, got {type(pol).__name__}")
     if space is not None and pol.space != space:

@@ -63,6 +63,7 @@ class PairCounts:
 
     @property
     def neg_flat(self) -> np.ndarray:
+        """Flat ``(x, y⁻)`` indices ``x·T + y⁻`` into a raveled ``(P, T)`` array."""
         return self.x * self.space.T + self.y_neg
 
 
@@ -93,7 +94,24 @@ class Preferences:
         ``UserWarning`` that counts them (``genver fit`` prints it as a note); ``"note"`` keeps
         them, with the warning (the objective is then the one of the pairs as given);
         ``"error"`` refuses them (``ValueError`` naming the first row); ``"keep"`` keeps them
-        silently (for sampled streams)."""
+        silently (for sampled streams).
+
+        Parameters
+        ----------
+        space : TreeSpace
+            The tree the pairs live on (prompts in ``[0, P)``, completions in ``[0, T)``).
+        pairs : array_like of int
+            Rows ``(x, y⁺, y⁻)``, shape ``(N, 3)``.
+        name : str
+            The argument's name, used in the error messages.
+        self_pairs : {"drop", "note", "error", "keep"}
+            What to do with rows ``y⁺ = y⁻`` (above; :data:`SELF_PAIRS`).
+
+        Returns
+        -------
+        Preferences
+            The pairs, in the given order (copies of the columns).
+        """
         if self_pairs not in SELF_PAIRS:
             raise ValueError(f"self_pairs must be one of {', '.join(SELF_PAIRS)}, got {self_pairs!r}")
         a = np.asarray(pairs)
@@ -123,17 +141,41 @@ class Preferences:
         return cls(space, a[:, 0].copy(), a[:, 1].copy(), a[:, 2].copy())
 
     def as_array(self) -> np.ndarray:
+        """The pairs as rows ``(x, y⁺, y⁻)``.
+
+        Returns
+        -------
+        np.ndarray
+            Shape ``(N, 3)``, int64; :meth:`from_array` reads it back.
+        """
         return np.stack([self.x, self.y_pos, self.y_neg], axis=1)
 
     def head(self, n: int) -> Preferences:
-        """The first ``n`` pairs of the stream (nested sample sizes)."""
+        """The first ``n`` pairs of the stream (nested sample sizes).
+
+        Parameters
+        ----------
+        n : int
+            How many pairs, ``0 ≤ n ≤ N``.
+
+        Returns
+        -------
+        Preferences
+            Views of the first ``n`` rows.
+        """
         n = check_positive_int(n, "n", minimum=0)
         if n > len(self):
             raise ValueError(f"n = {n} exceeds the {len(self)} pairs available")
         return Preferences(self.space, self.x[:n], self.y_pos[:n], self.y_neg[:n])
 
     def counts(self) -> PairCounts:
-        """Sufficient statistics: unique triples with counts."""
+        """Sufficient statistics: unique triples with counts.
+
+        Returns
+        -------
+        PairCounts
+            The sorted unique ``(x, y⁺, y⁻)`` with their multiplicities.
+        """
         key = pair_keys(self)
         if key is not None:
             uniq, cnt = np.unique(key, return_counts=True)
@@ -144,7 +186,20 @@ class Preferences:
 
 def pair_keys(data: Preferences, lo: int = 0, hi: int | None = None) -> np.ndarray | None:
     """The ordered keys ``(x·T + y⁺)·T + y⁻`` of pairs ``lo:hi`` (their order is the order of the
-    triples), or None when ``P·T² ≥ 2**62`` (the key would overflow int64)."""
+    triples), or None when ``P·T² ≥ 2**62`` (the key would overflow int64).
+
+    Parameters
+    ----------
+    data : Preferences
+        The pair stream.
+    lo, hi : int or None
+        The slice ``lo:hi`` of the stream (``hi = None``: to the end).
+
+    Returns
+    -------
+    np.ndarray or None
+        The keys (int64), shape ``(hi − lo,)``, or None when they would overflow.
+    """
     T = data.space.T
     if T * T * data.space.P >= 2**62:
         return None
@@ -180,13 +235,25 @@ class NestedCounts:
         if not isinstance(data, Preferences):
             raise ValueError(f"data must be Preferences (a pair stream), got {type(data).__name__}")
         self.space, self.length, self.release = data.space, len(data), release
-        self._data = data
+        self._data: Preferences | None = data
         self.n = 0
         self._keys = np.empty(0, dtype=np.int64)
         self._last = _decode(self.space, self._keys, np.empty(0, dtype=np.int64))
         self._exact = pair_keys(data, 0, 0) is not None
 
     def at(self, n: int) -> PairCounts:
+        """``data.head(n).counts()``, counted incrementally (see the class docstring).
+
+        Parameters
+        ----------
+        n : int
+            The prefix length, ``0 ≤ n ≤ N``.
+
+        Returns
+        -------
+        PairCounts
+            The sufficient statistics of the first ``n`` pairs (never written again).
+        """
         n = check_positive_int(n, "n", minimum=0)
         if n > self.length:
             raise ValueError(f"n = {n} exceeds the {self.length} pairs available")
@@ -195,7 +262,11 @@ class NestedCounts:
                 raise ValueError(f"n = {n}: the stream was released after its last pair was counted")
             return self._data.head(n).counts()
         if n > self.n:
-            new, cnt = np.unique(pair_keys(self._data, self.n, n), return_counts=True)
+            # the stream is released only once n == length, so it is still here for any n > self.n
+            assert self._data is not None
+            keys = pair_keys(self._data, self.n, n)
+            assert keys is not None  # self._exact: the keys fit in int64
+            new, cnt = np.unique(keys, return_counts=True)
             self._keys, self._last = merge_counts(self.space, self._keys, self._last, new, cnt)
             self.n = n
             if self.release and n == self.length:
@@ -206,7 +277,26 @@ class NestedCounts:
 def merge_counts(space: TreeSpace, keys: np.ndarray, counts: PairCounts, new: np.ndarray, new_cnt: np.ndarray):
     """``(keys', counts')``: the sorted unique keys ``keys`` of ``counts`` merged with the sorted
     unique keys ``new`` (integer counts ``new_cnt``), counts summed, the triples decoded — one
-    linear walk (``_kernels.merge_pair_counts``), ``O(len(keys) + len(new))``."""
+    linear walk (``_kernels.merge_pair_counts``), ``O(len(keys) + len(new))``.
+
+    Parameters
+    ----------
+    space : TreeSpace
+        The tree the pairs live on.
+    keys : np.ndarray
+        Sorted unique int64 keys (:func:`pair_keys`) of ``counts``.
+    counts : PairCounts
+        The running counts.
+    new : np.ndarray
+        Sorted unique int64 keys of the new pairs.
+    new_cnt : np.ndarray
+        Their integer counts, shape ``new.shape``.
+
+    Returns
+    -------
+    tuple of (np.ndarray, PairCounts)
+        The merged sorted unique keys and their :class:`PairCounts`.
+    """
     m = keys.size + new.size - _kernels.sorted_common_count(keys, new)
     keys_out, cnt_out = np.empty(m, dtype=np.int64), np.empty(m, dtype=np.float64)
     x, pos, neg = (np.empty(m, dtype=np.int64) for _ in range(3))
@@ -231,12 +321,23 @@ def _completion_cdf(mu_probs: np.ndarray) -> np.ndarray:
 def sample_completions(mu_probs: np.ndarray, x: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Inverse-CDF draws ``y ~ μ(·|x)`` from uniforms ``u`` (see :func:`_search_cdf`): completion
     ``y`` for prompt ``x[i]`` is the first with ``CDF_μ(y | x[i]) > u[i]``; the draws
-    :func:`sample_preferences` makes, for the estimators that sample on-policy completions."""
+    :func:`sample_preferences` makes, for the estimators that sample on-policy completions.
+
+    Parameters
+    ----------
+    mu_probs : np.ndarray
+        ``μ(y|x)``, shape ``(P, T)`` (rows need not be normalised; they are divided by their sums).
+    x : np.ndarray
+        Prompts of the draws (int64), shape ``(n,)``.
+    u : np.ndarray
+        Uniforms in ``[0, 1)``, shape ``(n,)``.
+
+    Returns
+    -------
+    np.ndarray
+        Completions (int64), shape ``(n,)``.
+    """
     return _search_cdf(_completion_cdf(mu_probs), x, u)
-
-
-#: private aliases kept for callers not yet on the public names
-_pair_keys, _sample_completions = pair_keys, sample_completions
 
 
 #: pairs per block of :func:`_search_cdf` and of the labels (bounds the temporaries: 4 MiB each)
@@ -283,7 +384,30 @@ def sample_preferences(reward, sampler: Policy, n: int, random_state=None, *,
                        prompt_weights=None, temperature: float = 1.0,
                        deterministic: bool = False) -> Preferences:
     """Draw ``n`` Bradley–Terry pairs labelled by ``reward`` (= ``r*``), completions from
-    ``sampler`` (= ``μ``)."""
+    ``sampler`` (= ``μ``).
+
+    Parameters
+    ----------
+    reward : array_like
+        The labelling reward ``r*``, shape ``(P, T)``.
+    sampler : Policy
+        The sampling policy ``μ`` (both completions of a pair drawn i.i.d. from it).
+    n : int
+        Number of pairs, ``≥ 0``.
+    random_state : None, int, SeedSequence or Generator
+        Seed; draws are made in the fixed order of the module docstring.
+    prompt_weights : array_like or None
+        ``ρ``, shape ``(P,)``, the prompt distribution; ``None``: uniform.
+    temperature : float
+        Label temperature ``τ > 0``: ``P(y1 ≻ y2) = σ((r*(y1) − r*(y2))/τ)``.
+    deterministic : bool
+        Noise-free labels (the higher reward wins; a fair coin on ties).
+
+    Returns
+    -------
+    Preferences
+        The ``n`` labelled pairs, in draw order (``head(m)`` gives nested data sets).
+    """
     if not isinstance(sampler, Policy):
         raise ValueError(f"sampler must be a genver Policy, got {type(sampler).__name__}")
     sp = sampler.space

@@ -89,7 +89,23 @@ def cache_key(*parts: Any) -> bytes:
     floats (by their bits), strings, bytes, numpy arrays (dtype, shape and contents), numpy
     generators (their bit-generator state), mappings (in sorted key order), tuples / lists, and
     objects with a ``cache_token()`` method, nested freely. Two keys are equal iff their parts
-    are (up to BLAKE2b collisions)."""
+    are (up to BLAKE2b collisions).
+
+    Parameters
+    ----------
+    *parts : Any
+        The values the cached computation depends on.
+
+    Returns
+    -------
+    bytes
+        The BLAKE2b digest (32 bytes) of their canonical, type-tagged encoding.
+
+    Raises
+    ------
+    TypeError
+        For a part of a type without a canonical encoding (object arrays, arbitrary objects).
+    """
     out: list[bytes] = []
     _encode(parts, out)
     return hashlib.blake2b(b"".join(out), digest_size=32).digest()
@@ -97,7 +113,18 @@ def cache_key(*parts: Any) -> bytes:
 
 def nbytes_of(value: Any) -> int:
     """The bytes a cached value holds: its arrays' sizes (recursively through tuples, lists and
-    dicts) plus a small constant per object."""
+    dicts) plus a small constant per object.
+
+    Parameters
+    ----------
+    value : Any
+        The value to be cached.
+
+    Returns
+    -------
+    int
+        Its size estimate in bytes.
+    """
     if isinstance(value, np.ndarray):
         return value.nbytes
     if isinstance(value, (tuple, list)):
@@ -153,7 +180,22 @@ class RunCache:
         return memo
 
     def get(self, name: str, key: bytes, default: Any = None) -> Any:
-        """The value stored under ``key`` in memo ``name``, or ``default``."""
+        """The value stored under ``key`` in memo ``name``, or ``default``.
+
+        Parameters
+        ----------
+        name : str
+            The memo (e.g. ``"pair_streams"``).
+        key : bytes
+            A :func:`cache_key`.
+        default : Any
+            Returned on a miss.
+
+        Returns
+        -------
+        Any
+            The cached value, or ``default``.
+        """
         with self._lock:
             hit = self._memo(name).get(key)
             if hit is None:
@@ -163,14 +205,43 @@ class RunCache:
             return hit[0]
 
     def put(self, name: str, key: bytes, value: Any, nbytes: int | None = None) -> None:
-        """Store ``value`` (``nbytes``: its size, default :func:`nbytes_of`) unless it alone
-        exceeds the memo's budget; evict least recently used entries beyond the budget."""
+        """Store ``value`` unless it alone exceeds the memo's budget; evict least recently used
+        entries beyond the budget.
+
+        Parameters
+        ----------
+        name : str
+            The memo.
+        key : bytes
+            A :func:`cache_key`.
+        value : Any
+            The value to keep.
+        nbytes : int or None
+            Its size in bytes; ``None``: :func:`nbytes_of`.
+        """
         size = nbytes_of(value) if nbytes is None else int(nbytes)
         with self._lock:
             self._memo(name).put(key, value, size)
 
     def get_or_make(self, name: str, key: bytes, make: Callable[[], T], nbytes: int | None = None) -> T:
-        """``make()``, memoised under ``key`` in memo ``name``."""
+        """``make()``, memoised under ``key`` in memo ``name``.
+
+        Parameters
+        ----------
+        name : str
+            The memo.
+        key : bytes
+            A :func:`cache_key` that determines ``make()``'s value exactly.
+        make : Callable[[], T]
+            Computes the value on a miss (outside the lock).
+        nbytes : int or None
+            The value's size in bytes; ``None``: :func:`nbytes_of`.
+
+        Returns
+        -------
+        T
+            The cached or freshly made value.
+        """
         sentinel = object()
         value = self.get(name, key, sentinel)
         if value is sentinel:
@@ -179,7 +250,18 @@ class RunCache:
         return value
 
     def nbytes(self, name: str | None = None) -> int:
-        """Bytes held by memo ``name`` (all memos when None)."""
+        """Bytes held by memo ``name`` (all memos when None).
+
+        Parameters
+        ----------
+        name : str or None
+            The memo; ``None``: all of them.
+
+        Returns
+        -------
+        int
+            The bytes held.
+        """
         with self._lock:
             memos = self._memos.values() if name is None else [self._memo(name)]
             return sum(m.nbytes for m in memos)

@@ -68,6 +68,7 @@ class SoftOptimal:
 
     @property
     def space(self) -> TreeSpace:
+        """The tree of :attr:`policy`."""
         return self.policy.space
 
     @property
@@ -76,7 +77,18 @@ class SoftOptimal:
         return self.values[:, 0] / self.beta
 
     def V(self, h: int) -> np.ndarray:
-        """``V_h(s)`` for the depth-``h`` prefixes, shape (P, V**h); ``V_H = r``."""
+        """``V_h(s)`` for the depth-``h`` prefixes; ``V_H = r``.
+
+        Parameters
+        ----------
+        h : int
+            The depth, ``0 ≤ h ≤ H``.
+
+        Returns
+        -------
+        np.ndarray
+            The soft values, shape ``(P, V**h)`` (a view).
+        """
         sp = self.space
         if h == sp.H:
             return self.reward
@@ -84,7 +96,18 @@ class SoftOptimal:
         return self.values[:, off : off + sp.V**h]
 
     def Q(self, h: int) -> np.ndarray:
-        """``Q_h(s, a) = V_{h+1}(s·a)``, shape (P, V**h, V)."""
+        """``Q_h(s, a) = V_{h+1}(s·a)``.
+
+        Parameters
+        ----------
+        h : int
+            The depth, ``0 ≤ h < H``.
+
+        Returns
+        -------
+        np.ndarray
+            The soft action values, shape ``(P, V**h, V)``.
+        """
         sp = self.space
         if not 0 <= h < sp.H:
             raise ValueError(f"h must be in [0, {sp.H - 1}], got {h}")
@@ -92,7 +115,40 @@ class SoftOptimal:
 
 
 def soft_optimal(reward, ref: Policy, beta: float) -> SoftOptimal:
-    """Soft-optimal policy ``π*_r`` and its values by exact backward induction."""
+    """Soft-optimal policy ``π*_r`` and its values by exact backward induction.
+
+    Parameters
+    ----------
+    reward : array_like
+        The reward ``r``, shape ``(P, T)`` (finite).
+    ref : Policy
+        The reference ``π_ref``.
+    beta : float
+        The KL weight ``β > 0``.
+
+    Returns
+    -------
+    SoftOptimal
+        ``π*_r``, the values ``V_h(s)`` at every internal node, ``r`` and ``β``.
+
+    Examples
+    --------
+    One prompt, ``V = 2``, ``H = 2``, uniform reference: ``V_0 = β log Z_r`` with
+    ``Z_r = E_ref e^{r/β}``, and ``π*_r ∝ π_ref e^{r/β}``.
+
+    >>> import numpy as np
+    >>> from genver.spaces import TreeSpace
+    >>> from genver.policy import uniform_policy
+    >>> sp = TreeSpace(P=1, V=2, H=2)
+    >>> r = np.array([[0.0, 1.0, 2.0, 3.0]])
+    >>> opt = soft_optimal(r, uniform_policy(sp), beta=1.0)
+    >>> round(float(opt.log_Z[0]), 10), round(float(np.log(np.exp(r).mean())), 10)
+    (2.0538953374, 2.0538953374)
+    >>> np.round(opt.policy.probs, 4)
+    array([[0.0321, 0.0871, 0.2369, 0.6439]])
+    >>> np.round(np.exp(opt.policy.token_logp(0)), 4)  # π*(a_1 | root)
+    array([[[0.1192, 0.8808]]])
+    """
     ref = check_policy("ref", ref)
     sp = ref.space
     beta = check_beta(beta)
@@ -103,7 +159,7 @@ def soft_optimal(reward, ref: Policy, beta: float) -> SoftOptimal:
     ref_cond = np.ascontiguousarray(ref.cond)
     _kernels.backward_induction(r, ref_cond, beta, sp.V, sp.H, values, logpi, logp)
     # normalised by construction: skip the validating constructor
-    return SoftOptimal(policy=Policy._trusted(sp, logp, logpi), values=values, reward=r, beta=beta)
+    return SoftOptimal(policy=Policy.from_normalised(sp, logp, logpi), values=values, reward=r, beta=beta)
 
 
 # -- objectives on raw arrays (shared by classes and estimators) ------------------------
@@ -164,7 +220,44 @@ def J_beta_arrays(logp: np.ndarray, reward: np.ndarray, ref_logp: np.ndarray, be
 
 def J_beta(policy: Policy, reward, ref: Policy, beta: float, prompt_weights=None,
            *, per_prompt: bool = False):
-    """``J_β(π; r)`` (scalar, ``ρ``-weighted) or its per-prompt values (P,)."""
+    """``J_β(π; r)`` (scalar, ``ρ``-weighted) or its per-prompt values (P,).
+
+    Parameters
+    ----------
+    policy : Policy
+        The policy ``π``.
+    reward : array_like
+        The reward ``r``, shape ``(P, T)``.
+    ref : Policy
+        The reference ``π_ref``.
+    beta : float
+        The KL weight ``β > 0``.
+    prompt_weights : array_like or None
+        ``ρ``, shape ``(P,)``; ``None``: uniform.
+    per_prompt : bool
+        Return the per-prompt values instead of their ``ρ``-weighted mean.
+
+    Returns
+    -------
+    float or np.ndarray
+        ``E_x [E_π r − β KL(π ‖ π_ref)]``, or its terms, shape ``(P,)``; ``−∞`` where ``π`` is
+        not absolutely continuous with respect to ``π_ref``.
+
+    Examples
+    --------
+    By the reverse-KL identity the soft-optimal policy attains ``J_β(π*_r; r) = β log Z_r``:
+
+    >>> import numpy as np
+    >>> from genver.spaces import TreeSpace
+    >>> from genver.policy import uniform_policy
+    >>> sp = TreeSpace(P=1, V=2, H=2)
+    >>> r, ref = np.array([[0.0, 1.0, 2.0, 3.0]]), uniform_policy(sp)
+    >>> opt = soft_optimal(r, ref, beta=0.5)
+    >>> round(J_beta(opt.policy, r, ref, 0.5), 10), round(0.5 * float(opt.log_Z[0]), 10)
+    (2.3793917889, 2.3793917889)
+    >>> J_beta(ref, r, ref, 0.5)  # the reference: E_ref r, no KL
+    1.5
+    """
     policy = check_policy("policy", policy)
     sp = policy.space
     ref = check_policy("ref", ref, sp)
@@ -178,7 +271,22 @@ def J_beta(policy: Policy, reward, ref: Policy, beta: float, prompt_weights=None
 
 def kl(p: Policy, q: Policy, prompt_weights=None, *, per_prompt: bool = False):
     """``E_x KL(p(·|x) ‖ q(·|x))`` (or per prompt), with ``+∞`` where ``p`` is not
-    absolutely continuous with respect to ``q``."""
+    absolutely continuous with respect to ``q``.
+
+    Parameters
+    ----------
+    p, q : Policy
+        The two policies, on one space.
+    prompt_weights : array_like or None
+        ``ρ``, shape ``(P,)``; ``None``: uniform.
+    per_prompt : bool
+        Return the per-prompt values instead of their ``ρ``-weighted mean.
+
+    Returns
+    -------
+    float or np.ndarray
+        The KL divergence, ``≥ 0``, or its terms, shape ``(P,)``.
+    """
     p = check_policy("p", p)
     q = check_policy("q", q, p.space)
     vals = kl_rows(p.logp, q.logp)
@@ -189,7 +297,22 @@ def kl(p: Policy, q: Policy, prompt_weights=None, *, per_prompt: bool = False):
 
 
 def expected_reward(policy: Policy, reward, prompt_weights=None) -> float:
-    """``E_x E_{y~π} r(x, y)``."""
+    """``E_x E_{y~π} r(x, y)``.
+
+    Parameters
+    ----------
+    policy : Policy
+        The policy ``π``.
+    reward : array_like
+        The reward ``r``, shape ``(P, T)``.
+    prompt_weights : array_like or None
+        ``ρ``, shape ``(P,)``; ``None``: uniform.
+
+    Returns
+    -------
+    float
+        The ``ρ``-weighted expected reward.
+    """
     policy = check_policy("policy", policy)
     r = policy.space.check_array("reward", reward)
     rho = check_prompt_weights(prompt_weights, policy.space.P)

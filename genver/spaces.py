@@ -48,6 +48,23 @@ class TreeSpace:
         Number of prompts (``P ≥ 1``), vocabulary size (``V ≥ 2``) and horizon (``H ≥ 1``).
     max_entries : int
         Refuse spaces whose ``P·V**H`` exceeds this (memory guard for one ``(P, T)`` array).
+
+    Examples
+    --------
+    Two prompts, binary tokens, horizon 3: ``T = 8`` completions, ``n_internal = 7`` internal
+    nodes per prompt; the first token is the most significant digit of a completion's index.
+
+    >>> sp = TreeSpace(P=2, V=2, H=3)
+    >>> sp
+    TreeSpace(P=2, V=2, H=3, T=8)
+    >>> sp.shape, sp.n_internal
+    ((2, 8), 7)
+    >>> int(sp.encode([1, 0, 1]))
+    5
+    >>> sp.decode(5).tolist()
+    [1, 0, 1]
+    >>> sp.block(1), sp.offset(2), int(sp.prefix_index(5, 1))
+    (4, 3, 1)
     """
 
     def __init__(self, P: int, V: int, H: int, max_entries: int = DEFAULT_MAX_ENTRIES):
@@ -77,17 +94,50 @@ class TreeSpace:
         return (self.P, self.T)
 
     def n_nodes(self, h: int) -> int:
-        """Number of depth-``h`` prefixes, ``V**h`` (``0 ≤ h ≤ H``)."""
+        """Number of depth-``h`` prefixes, ``V**h`` (``0 ≤ h ≤ H``).
+
+        Parameters
+        ----------
+        h : int
+            The depth, ``0 ≤ h ≤ H``.
+
+        Returns
+        -------
+        int
+            ``V**h``.
+        """
         self._check_depth(h, self.H)
         return self.V**h
 
     def block(self, h: int) -> int:
-        """Completions sharing one depth-``h`` prefix, ``V**(H-h)``."""
+        """Completions sharing one depth-``h`` prefix, ``V**(H-h)``.
+
+        Parameters
+        ----------
+        h : int
+            The depth, ``0 ≤ h ≤ H``.
+
+        Returns
+        -------
+        int
+            ``V**(H-h)``.
+        """
         self._check_depth(h, self.H)
         return self.V ** (self.H - h)
 
     def offset(self, h: int) -> int:
-        """Flat index of the first depth-``h`` internal node, ``(V**h − 1)/(V − 1)``."""
+        """Flat index of the first depth-``h`` internal node, ``(V**h − 1)/(V − 1)``.
+
+        Parameters
+        ----------
+        h : int
+            The depth, ``0 ≤ h ≤ H − 1``.
+
+        Returns
+        -------
+        int
+            ``(V**h − 1)/(V − 1)``.
+        """
         self._check_depth(h, self.H - 1)
         return (self.V**h - 1) // (self.V - 1)
 
@@ -98,7 +148,18 @@ class TreeSpace:
 
     # -- encode / decode ---------------------------------------------------------------
     def encode(self, tokens) -> np.ndarray:
-        """Completion index of token sequences; ``tokens`` has shape ``(..., H)``."""
+        """Completion index of token sequences.
+
+        Parameters
+        ----------
+        tokens : array_like of int
+            Token sequences, shape ``(..., H)``, tokens in ``[0, V)``.
+
+        Returns
+        -------
+        np.ndarray
+            ``idx(y) = Σ_h a_h V**(H-h)`` (int64), shape ``(...)``.
+        """
         a = np.asarray(tokens)
         if a.ndim == 0 or a.shape[-1] != self.H:
             raise ValueError(f"tokens must have last axis of length H={self.H}, got shape {a.shape}")
@@ -110,7 +171,18 @@ class TreeSpace:
         return a.astype(np.int64) @ weights
 
     def decode(self, idx) -> np.ndarray:
-        """Token sequences ``(..., H)`` of completion indices."""
+        """Token sequences of completion indices.
+
+        Parameters
+        ----------
+        idx : array_like of int
+            Completion indices in ``[0, T)``, any shape ``(...)``.
+
+        Returns
+        -------
+        np.ndarray
+            The tokens ``(a_1..a_H)`` (int64), shape ``(..., H)``.
+        """
         i = np.asarray(idx)
         if not np.issubdtype(i.dtype, np.integer):
             raise ValueError(f"idx must be integers, got dtype {i.dtype}")
@@ -121,11 +193,30 @@ class TreeSpace:
         return (i[..., None] // powers) % self.V
 
     def prefix_index(self, idx, h: int) -> np.ndarray:
-        """Index (among the ``V**h`` depth-``h`` prefixes) of the prefix of each completion."""
+        """Index (among the ``V**h`` depth-``h`` prefixes) of the prefix of each completion.
+
+        Parameters
+        ----------
+        idx : array_like of int
+            Completion indices in ``[0, T)``.
+        h : int
+            The prefix depth, ``0 ≤ h ≤ H``.
+
+        Returns
+        -------
+        np.ndarray
+            ``idx // V**(H-h)`` (int64), the shape of ``idx``.
+        """
         return np.asarray(idx, dtype=np.int64) // self.block(h)
 
     def all_tokens(self) -> np.ndarray:
-        """All completions as a ``(T, H)`` token array, in index order."""
+        """All completions as a ``(T, H)`` token array, in index order.
+
+        Returns
+        -------
+        np.ndarray
+            ``decode(arange(T))``, shape ``(T, H)``.
+        """
         return self.decode(np.arange(self.T, dtype=np.int64))
 
     # -- misc --------------------------------------------------------------------------
@@ -140,7 +231,24 @@ class TreeSpace:
 
     def check_array(self, name: str, arr, *, finite: bool = True, allow_neg_inf: bool = False) -> np.ndarray:
         """Validate a per-completion array: shape ``(P, T)``, float64, no NaN (and no ±inf
-        unless allowed). Returns a C-contiguous float64 copy-if-needed."""
+        unless allowed).
+
+        Parameters
+        ----------
+        name : str
+            The argument's name, used in the error messages.
+        arr : array_like
+            The array to check (real: float or integer dtype).
+        finite : bool
+            Refuse infinities (``False``: allow ``±inf``).
+        allow_neg_inf : bool
+            With ``finite``, still allow ``-inf`` (log-probabilities of zero mass).
+
+        Returns
+        -------
+        np.ndarray
+            A C-contiguous float64 copy-if-needed, shape ``(P, T)``.
+        """
         a = np.asarray(arr)
         if a.shape != self.shape:
             raise ValueError(f"{name} must have shape (P, T) = {self.shape}, got {a.shape}")

@@ -46,20 +46,69 @@ class PolicyClass(Protocol):
     kind: str
 
     @property
-    def size(self) -> int | None: ...
+    def size(self) -> int | None:
+        """``|Π|`` of a finite class; ``None`` for a parametric one."""
 
     @property
-    def n_params(self) -> int | None: ...
+    def n_params(self) -> int | None:
+        """Number of free parameters; ``None`` for a finite class."""
 
     @property
-    def identifiable_dim(self) -> float | None: ...
+    def identifiable_dim(self) -> float | None:
+        """The part of :attr:`n_params` the softmax can see (the rank of centred token features
+        of a log-linear class); ``None`` for a finite class."""
 
-    def as_finite(self) -> FinitePolicyClass | None: ...
+    def as_finite(self) -> FinitePolicyClass | None:
+        """The class as an explicit member list, when it is one.
 
-    def rl_argmax(self, reward, ref: Policy, beta: float, prompt_weights=None) -> RLResult: ...
+        Returns
+        -------
+        FinitePolicyClass or None
+            The members (a finite class itself), or ``None`` for a class that is not finite.
+        """
+
+    def rl_argmax(self, reward, ref: Policy, beta: float, prompt_weights=None) -> RLResult:
+        """The RL step ``argmax_{π∈Π} J_β(π; r)``.
+
+        Parameters
+        ----------
+        reward : array_like
+            The reward ``r``, shape ``(P, T)``.
+        ref : Policy
+            The reference ``π_ref``.
+        beta : float
+            The KL weight ``β > 0``.
+        prompt_weights : array_like or None
+            ``ρ``, shape ``(P,)``; ``None``: uniform.
+
+        Returns
+        -------
+        RLResult
+            The maximiser, its ``J_β`` and the solver's certificate.
+        """
 
     def rl_argmax_many(self, rewards, ref: Policy, beta: float, prompt_weights=None, *,
-                       cache: RunCache | None = None) -> list[RLResult]: ...
+                       cache: RunCache | None = None) -> list[RLResult]:
+        """:meth:`rl_argmax` for several rewards (the same results as one call per reward).
+
+        Parameters
+        ----------
+        rewards : sequence of array_like
+            The rewards, each of shape ``(P, T)``.
+        ref : Policy
+            The reference ``π_ref``.
+        beta : float
+            The KL weight ``β > 0``.
+        prompt_weights : array_like or None
+            ``ρ``, shape ``(P,)``; ``None``: uniform.
+        cache : RunCache or None
+            A run's memos, where the class can reuse its reward-independent parts.
+
+        Returns
+        -------
+        list of RLResult
+            One result per reward, in order.
+        """
 
 
 @runtime_checkable
@@ -70,14 +119,37 @@ class RewardClass(Protocol):
     kind: str
 
     @property
-    def size(self) -> int | None: ...
+    def size(self) -> int | None:
+        """``|R|`` of a finite class; ``None`` for a parametric one."""
 
     @property
-    def n_params(self) -> int | None: ...
+    def n_params(self) -> int | None:
+        """Number of free parameters; ``None`` for a finite class."""
 
     @property
-    def identifiable_dim(self) -> float | None: ...
+    def identifiable_dim(self) -> float | None:
+        """The part of :attr:`n_params` Bradley–Terry data can see (per-prompt constants are
+        invisible); ``None`` for a finite class."""
 
-    def as_finite(self) -> FiniteRewardClass | None: ...
+    def as_finite(self) -> FiniteRewardClass | None:
+        """The class as an explicit member list, when it is one.
 
-    def draw(self, rng: np.random.Generator) -> np.ndarray: ...
+        Returns
+        -------
+        FiniteRewardClass or None
+            The members, or ``None`` for a class that is not finite.
+        """
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        """A member drawn for probes.
+
+        Parameters
+        ----------
+        rng : np.random.Generator
+            The generator the draw consumes.
+
+        Returns
+        -------
+        np.ndarray
+            A reward table ``r``, shape ``(P, T)``.
+        """

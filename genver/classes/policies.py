@@ -24,7 +24,9 @@ identity of :mod:`genver.softrl`, the reverse-KL projection of ``π*_r`` onto ``
 """
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,6 +38,9 @@ from ..runcache import RunCache, cache_key
 from ..softrl import kl_rows, rho_weighted, soft_optimal
 from ..spaces import TreeSpace
 from .rewards import FiniteRewardClass, LinearRewardClass
+
+if TYPE_CHECKING:  # annotations only
+    from .base import PolicyClass
 
 __all__ = ["TabularPolicyClass", "LogLinearPolicyClass", "SoftOptimalPolicyClass",
            "FinitePolicyClass", "RLResult", "random_policy_class"]
@@ -81,10 +86,11 @@ class _PolicyClassDefaults:
         return None
 
     @property
-    def identifiable_dim(self):
+    def identifiable_dim(self: PolicyClass) -> float | None:
+        """``n_params``: every parameter is identifiable unless the family says otherwise."""
         return self.n_params
 
-    def rl_argmax_many(self, rewards, ref: Policy, beta: float, prompt_weights=None, *,
+    def rl_argmax_many(self: PolicyClass, rewards, ref: Policy, beta: float, prompt_weights=None, *,
                        cache: RunCache | None = None) -> list[RLResult]:
         """:meth:`rl_argmax` for each reward in turn (``cache``: a run's
         :class:`~genver.runcache.RunCache`, unused here)."""
@@ -112,9 +118,28 @@ class TabularPolicyClass(_PolicyClassDefaults):
 
     @property
     def n_params(self) -> int:
+        """``P·(T − 1)``: ``V − 1`` free logits per internal node."""
         return self.space.P * (self.space.T - 1)
 
     def rl_argmax(self, reward, ref: Policy, beta: float, prompt_weights=None) -> RLResult:
+        """The RL step by exact backward induction: ``π*_r`` itself (``residual_kl = 0``).
+
+        Parameters
+        ----------
+        reward : array_like
+            The reward ``r``, shape ``(P, T)``.
+        ref : Policy
+            The reference ``π_ref``.
+        beta : float
+            The KL weight ``β > 0``.
+        prompt_weights : array_like or None
+            ``ρ``, shape ``(P,)``; ``None``: uniform.
+
+        Returns
+        -------
+        RLResult
+            The maximiser, its ``J_β`` and the certificate (``residual_kl``, ``grad_norm``).
+        """
         r, beta, rho = _rl_common(self.space, ref, reward, beta, prompt_weights)
         so = soft_optimal(r, ref, beta)
         return RLResult(policy=so.policy, objective=float(beta * so.log_Z @ rho), residual_kl=0.0)
@@ -144,6 +169,7 @@ class LogLinearPolicyClass(_PolicyClassDefaults):
 
     @property
     def n_params(self) -> int:
+        """``d``, the width of ``psi``."""
         return self.psi.shape[3]
 
     @property
@@ -166,21 +192,81 @@ class LogLinearPolicyClass(_PolicyClassDefaults):
         return t
 
     def cond(self, theta) -> np.ndarray:
-        """Flat token conditionals ``log π_θ(a|x,s)``, shape (P, n_internal, V)."""
+        """Flat token conditionals ``log π_θ(a|x,s)``, shape (P, n_internal, V).
+
+        Parameters
+        ----------
+        theta : array_like
+            The parameters ``θ``, shape ``(d,)``.
+
+        Returns
+        -------
+        np.ndarray
+            ``log π_θ(a|x,s)``, shape ``(P, n_internal, V)``.
+        """
         logits = self.ref.cond + self.psi @ self._check_theta(theta)
         return logits - logsumexp_rows(logits)[..., None]
 
     def policy(self, theta) -> Policy:
+        """The member ``π_θ``.
+
+        Parameters
+        ----------
+        theta : array_like
+            The parameters ``θ``, shape ``(d,)``.
+
+        Returns
+        -------
+        Policy
+            ``π_θ``, its token conditionals cached.
+        """
         return Policy.from_cond(self.space, self.cond(theta))
 
     def contract_score(self, cond: np.ndarray, g: np.ndarray) -> np.ndarray:
         """``Σ_x Σ_y g(x,y) ∇_θ log π_θ(y|x)`` for weights ``g`` (P, T), computed on the tree:
-        ``Σ_h Σ_{s,a} ψ(s,a) [G(s·a) − π(a|s) G(s)]`` with ``G(node) = Σ_{y ⊒ node} g(y)``."""
+        ``Σ_h Σ_{s,a} ψ(s,a) [G(s·a) − π(a|s) G(s)]`` with ``G(node) = Σ_{y ⊒ node} g(y)``.
+
+        Parameters
+        ----------
+        cond : np.ndarray
+            ``log π_θ(a|x,s)`` (:meth:`cond`), shape ``(P, n_internal, V)``.
+        g : np.ndarray
+            Per-completion weights, shape ``(P, T)``.
+
+        Returns
+        -------
+        np.ndarray
+            The contraction, shape ``(d,)``.
+        """
         coeff = node_score_coeff(self.space, cond, g)
         return np.tensordot(coeff, self.psi, axes=3)
 
     def rl_argmax(self, reward, ref: Policy, beta: float, prompt_weights=None, *, theta0=None,
                   gtol: float = 1e-10, max_iter: int = 5000) -> RLResult:
+        """The RL step by L-BFGS on ``−J_β(π_θ; r)`` with the exact gradient (module docstring).
+
+        Parameters
+        ----------
+        reward : array_like
+            The reward ``r``, shape ``(P, T)``.
+        ref : Policy
+            The reference ``π_ref``.
+        beta : float
+            The KL weight ``β > 0``.
+        prompt_weights : array_like or None
+            ``ρ``, shape ``(P,)``; ``None``: uniform.
+        theta0 : array_like or None
+            Starting parameters, shape ``(d,)``; ``None``: ``θ = 0`` (``π_θ = π_ref``).
+        gtol : float
+            L-BFGS gradient tolerance (max-abs gradient).
+        max_iter : int
+            L-BFGS iteration cap.
+
+        Returns
+        -------
+        RLResult
+            The maximiser, its ``J_β`` and the certificate (``residual_kl``, ``grad_norm``).
+        """
         r, beta, rho = _rl_common(self.space, ref, reward, beta, prompt_weights)
         if ref.space != self.ref.space or not np.array_equal(ref.logp, self.ref.logp):
             raise ValueError("ref must be the class's own reference policy")
@@ -211,7 +297,7 @@ class FinitePolicyClass(_PolicyClassDefaults):
     #: hashable ``token``: classes of one lineage agree on their common leading members (nested
     #: classes, e.g. ``Π(R) ∪ D`` for growing ``|D|`` from the same draws), so per-member work —
     #: likelihood paths, RL parts — is computed once for the lineage. ``None``: no lineage.
-    lineage = None
+    lineage: tuple[Hashable, int] | None = None
 
     def __init__(self, space: TreeSpace, logp):
         lp = np.asarray(logp)
@@ -229,24 +315,60 @@ class FinitePolicyClass(_PolicyClassDefaults):
 
     @property
     def size(self) -> int:
+        """``K = |Π|``."""
         return self.logp.shape[0]
 
     @property
     def log_size(self) -> float:
+        """``log |Π|``, the term of the finite-class bounds."""
         return float(np.log(self.size))
 
     def as_finite(self) -> FinitePolicyClass:
+        """The class itself.
+
+        Returns
+        -------
+        FinitePolicyClass
+            ``self``.
+        """
         return self
 
     def member(self, k: int) -> Policy:
+        """Member ``k`` as a :class:`Policy`.
+
+        Parameters
+        ----------
+        k : int
+            The member index, ``0 ≤ k < K``.
+
+        Returns
+        -------
+        Policy
+            ``π_k`` (a read-only view of row ``k`` of ``logp``).
+        """
         if not 0 <= k < self.size:
             raise ValueError(f"member index must lie in [0, {self.size - 1}], got {k}")
-        return Policy._trusted(self.space, self.logp[k])  # rows were checked (or built normalised) with the class
+        return Policy.from_normalised(self.space, self.logp[k])  # rows checked (or built normalised) with the class
 
     # -- generators --------------------------------------------------------------------
     @classmethod
     def soft_optimal_of(cls, reward_class: FiniteRewardClass, ref: Policy, beta: float) -> FinitePolicyClass:
-        """``Π(R) = { π*_r : r ∈ R }`` in closed form ``log π_ref + r/β − log Z_r``."""
+        """``Π(R) = { π*_r : r ∈ R }`` in closed form ``log π_ref + r/β − log Z_r``.
+
+        Parameters
+        ----------
+        reward_class : FiniteRewardClass
+            ``R``.
+        ref : Policy
+            The reference ``π_ref``.
+        beta : float
+            The KL weight ``β > 0``.
+
+        Returns
+        -------
+        FinitePolicyClass
+            ``Π(R)``, member ``k`` the soft-optimal policy of reward ``k``.
+        """
         if not isinstance(reward_class, FiniteRewardClass):
             raise ValueError("reward_class must be a FiniteRewardClass")
         beta = check_beta(beta)
@@ -259,8 +381,29 @@ class FinitePolicyClass(_PolicyClassDefaults):
                          beta: float = 1.0, scale: float = 1.0, lineage=None) -> FinitePolicyClass:
         """``Π ∪ D``: append ``n`` distractors, soft-optimal policies (w.r.t. ``ref``, default
         uniform) of reward tables with i.i.d. ``N(0, scale²)`` entries — members of the tabular
-        class that are, almost surely, outside ``Π(R)``. ``lineage``: a token naming the member
-        sequence the result begins (:attr:`lineage`; the caller vouches for it)."""
+        class that are, almost surely, outside ``Π(R)``.
+
+        Parameters
+        ----------
+        n : int
+            Number of distractors, ``≥ 0`` (0: the class itself).
+        random_state : None, int, SeedSequence or Generator
+            Seed of the distractor tables.
+        ref : Policy or None
+            The reference of the distractors' soft-optimal policies; ``None``: uniform.
+        beta : float
+            Their KL weight ``β > 0``.
+        scale : float
+            Standard deviation of the distractor tables' entries.
+        lineage : Hashable or None
+            A token naming the member sequence the result begins (:attr:`lineage`; the caller
+            vouches for it).
+
+        Returns
+        -------
+        FinitePolicyClass
+            The ``K + n`` members, the first ``K`` those of this class.
+        """
         n = check_positive_int(n, "n", minimum=0)
         if n == 0:
             return self
@@ -306,27 +449,45 @@ class FinitePolicyClass(_PolicyClassDefaults):
         ref_lp = np.ascontiguousarray(ref.logp, dtype=np.float64)
         K = self.size
         key = None if self.lineage is None or cache is None else cache_key(self.lineage[0], ref_lp)
-        have = None if key is None else cache.get("lineage_rl_parts", key)
+        have = None if key is None or cache is None else cache.get("lineage_rl_parts", key)
         Kc = 0 if have is None else have[0].shape[0]
-        if Kc >= K:  # a longer class of the lineage computed them
+        if have is not None and Kc >= K:  # a longer class of the lineage computed them
             probs, kl = have[0][:K], have[1][:K]
         else:  # members Kc … K−1 (each member's parts are computed alone: the same bits)
             probs = np.empty(self.logp.shape)
             kl = np.empty(self.logp.shape[:2])
-            if Kc:
+            if have is not None:  # Kc ≥ 1: parts are stored for at least one member
                 probs[:Kc], kl[:Kc] = have
             _kernels.finite_rl_parts(self.logp[Kc:], ref_lp, probs[Kc:], kl[Kc:])
             probs.setflags(write=False)
             kl.setflags(write=False)
-            now = None if key is None else cache.get("lineage_rl_parts", key)
-            if key is not None and (now is None or now[0].shape[0] < K):  # the longer parts replace the shorter
+            now = None if key is None or cache is None else cache.get("lineage_rl_parts", key)
+            if key is not None and cache is not None and (now is None or now[0].shape[0] < K):
+                # the longer parts replace the shorter
                 cache.put("lineage_rl_parts", key, (probs, kl), probs.nbytes + kl.nbytes)
         self._rl_cache = (ref.logp, probs, kl)
         return probs, kl
 
     def J_all(self, reward, ref: Policy, beta: float, prompt_weights=None) -> np.ndarray:
         """``J_β(π_k; r) = Σ_x ρ_x (Σ_y π_k(y|x) r(x, y) − β KL(π_k ‖ π_ref)(x))`` for every
-        member, shape (K,)."""
+        member.
+
+        Parameters
+        ----------
+        reward : array_like
+            The reward ``r``, shape ``(P, T)``.
+        ref : Policy
+            The reference ``π_ref``.
+        beta : float
+            The KL weight ``β > 0``.
+        prompt_weights : array_like or None
+            ``ρ``, shape ``(P,)``; ``None``: uniform.
+
+        Returns
+        -------
+        np.ndarray
+            ``J_β`` of each member, shape ``(K,)``.
+        """
         return self._J_many([reward], ref, beta, prompt_weights)[1][0]
 
     def _J_many(self, rewards, ref: Policy, beta: float, prompt_weights=None, cache: RunCache | None = None):
@@ -340,13 +501,49 @@ class FinitePolicyClass(_PolicyClassDefaults):
         return R, J, beta, rho
 
     def rl_argmax(self, reward, ref: Policy, beta: float, prompt_weights=None) -> RLResult:
+        """The RL step: the exact argmax of ``J_β`` over the members (lowest index among ties).
+
+        Parameters
+        ----------
+        reward : array_like
+            The reward ``r``, shape ``(P, T)``.
+        ref : Policy
+            The reference ``π_ref``.
+        beta : float
+            The KL weight ``β > 0``.
+        prompt_weights : array_like or None
+            ``ρ``, shape ``(P,)``; ``None``: uniform.
+
+        Returns
+        -------
+        RLResult
+            The maximiser, its ``J_β`` and the certificate (``residual_kl``, ``grad_norm``).
+        """
         return self.rl_argmax_many([reward], ref, beta, prompt_weights)[0]
 
     def rl_argmax_many(self, rewards, ref: Policy, beta: float, prompt_weights=None, *,
                        cache: RunCache | None = None) -> list[RLResult]:
         """:meth:`rl_argmax` for several rewards, with ``J_β`` of every member against all of
-        them computed in one pass (the same numbers as one call per reward); ``cache``: a
-        run's :class:`~genver.runcache.RunCache` (see :meth:`_rl_arrays`)."""
+        them computed in one pass (the same numbers as one call per reward).
+
+        Parameters
+        ----------
+        rewards : sequence of array_like
+            The rewards, each of shape ``(P, T)``.
+        ref : Policy
+            The reference ``π_ref``.
+        beta : float
+            The KL weight ``β > 0``.
+        prompt_weights : array_like or None
+            ``ρ``, shape ``(P,)``; ``None``: uniform.
+        cache : RunCache or None
+            A run's :class:`~genver.runcache.RunCache` (see :meth:`_rl_arrays`).
+
+        Returns
+        -------
+        list of RLResult
+            One result per reward, in order.
+        """
         R, Js, beta, rho = self._J_many(rewards, ref, beta, prompt_weights, cache)
         out = []
         for r, J in zip(R, Js):
@@ -376,24 +573,50 @@ class SoftOptimalPolicyClass(_PolicyClassDefaults):
 
     @property
     def size(self):
+        """``|R|`` of a finite ``R``; ``None`` for a linear one."""
         return self.reward_class.size
 
     @property
     def n_params(self):
+        """``d`` of a linear ``R``; ``None`` for a finite one."""
         return self.reward_class.n_params
 
     def as_finite(self) -> FinitePolicyClass | None:
         """``Π(R)`` of a finite ``R`` as its member list (:meth:`to_finite`); ``None`` for a
-        linear ``R``."""
+        linear ``R``.
+
+        Returns
+        -------
+        FinitePolicyClass or None
+            The members, or ``None``.
+        """
         return self.to_finite() if isinstance(self.reward_class, FiniteRewardClass) else None
 
     def to_finite(self) -> FinitePolicyClass:
+        """``Π(R)`` of a finite ``R`` as a :class:`FinitePolicyClass` (:meth:`FinitePolicyClass.soft_optimal_of`).
+
+        Returns
+        -------
+        FinitePolicyClass
+            The soft-optimal policies of the members of ``R``, in order.
+        """
         if not isinstance(self.reward_class, FiniteRewardClass):
             raise ValueError("only Π(R) of a finite R is a finite class")
         return FinitePolicyClass.soft_optimal_of(self.reward_class, self.ref, self.beta)
 
     def policy(self, w) -> Policy:
-        """``π*_{w·φ}`` for linear ``R``."""
+        """``π*_{w·φ}`` for linear ``R``.
+
+        Parameters
+        ----------
+        w : array_like
+            The reward weights, shape ``(d,)``.
+
+        Returns
+        -------
+        Policy
+            ``π_w(y|x) ∝ π_ref(y|x) exp(w·φ(x,y)/β)``.
+        """
         if not isinstance(self.reward_class, LinearRewardClass):
             raise ValueError("policy(w) needs a linear reward class; use to_finite().member(k)")
         s = self.ref.logp + self.reward_class.reward(w) / self.beta
@@ -401,6 +624,28 @@ class SoftOptimalPolicyClass(_PolicyClassDefaults):
 
     def rl_argmax(self, reward, ref: Policy, beta: float, prompt_weights=None, *,
                   gtol: float = 1e-10, max_iter: int = 5000) -> RLResult:
+        """The RL step over ``Π(R)``: exact over the members of a finite ``R``, L-BFGS over ``w`` for a linear one.
+
+        Parameters
+        ----------
+        reward : array_like
+            The reward ``r``, shape ``(P, T)``.
+        ref : Policy
+            The reference ``π_ref``.
+        beta : float
+            The KL weight ``β > 0``.
+        prompt_weights : array_like or None
+            ``ρ``, shape ``(P,)``; ``None``: uniform.
+        gtol : float
+            L-BFGS gradient tolerance (max-abs gradient).
+        max_iter : int
+            L-BFGS iteration cap.
+
+        Returns
+        -------
+        RLResult
+            The maximiser, its ``J_β`` and the certificate (``residual_kl``, ``grad_norm``).
+        """
         r, beta, rho = _rl_common(self.space, ref, reward, beta, prompt_weights)
         if beta != self.beta or not np.array_equal(ref.logp, self.ref.logp):
             raise ValueError("Π(R) is defined for its own (ref, beta); RL must use the same ones")
@@ -427,7 +672,24 @@ class SoftOptimalPolicyClass(_PolicyClassDefaults):
 
 def random_policy_class(space: TreeSpace, K: int, random_state=None, *,
                         concentration: float = 1.0) -> FinitePolicyClass:
-    """``K`` random token-level policies (each node ``~ Dirichlet(concentration)``)."""
+    """``K`` random token-level policies (each node ``~ Dirichlet(concentration)``).
+
+    Parameters
+    ----------
+    space : TreeSpace
+        The tree.
+    K : int
+        Number of members, ``≥ 1``.
+    random_state : None, int, SeedSequence or Generator
+        Seed (members drawn in order from one generator).
+    concentration : float
+        Dirichlet concentration ``> 0``.
+
+    Returns
+    -------
+    FinitePolicyClass
+        The ``K`` members (:func:`~genver.policy.random_policy`).
+    """
     from ..policy import random_policy
     K = check_positive_int(K, "K")
     if K * space.P * space.T > 2**28:

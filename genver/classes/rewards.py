@@ -40,23 +40,55 @@ class FiniteRewardClass:
 
     @property
     def size(self) -> int:
+        """``K = |R|``."""
         return self.tables.shape[0]
 
     @property
     def log_size(self) -> float:
+        """``log |R|``, the term of the finite-class bounds."""
         return float(np.log(self.size))
 
     n_params = None
     identifiable_dim = None
 
     def as_finite(self) -> FiniteRewardClass:
+        """The class itself.
+
+        Returns
+        -------
+        FiniteRewardClass
+            ``self``.
+        """
         return self
 
     def draw(self, rng: np.random.Generator) -> np.ndarray:
-        """A uniformly drawn member (one ``rng.integers`` draw)."""
+        """A uniformly drawn member (one ``rng.integers`` draw).
+
+        Parameters
+        ----------
+        rng : np.random.Generator
+            The generator the draw consumes.
+
+        Returns
+        -------
+        np.ndarray
+            The member's table, shape ``(P, T)`` (read-only).
+        """
         return self.member(int(rng.integers(self.size)))
 
     def member(self, k: int) -> np.ndarray:
+        """Member ``k``'s table.
+
+        Parameters
+        ----------
+        k : int
+            The member index, ``0 ≤ k < K``.
+
+        Returns
+        -------
+        np.ndarray
+            ``r_k``, shape ``(P, T)`` (read-only).
+        """
         if not 0 <= k < self.size:
             raise ValueError(f"member index must lie in [0, {self.size - 1}], got {k}")
         return self.tables[k]
@@ -84,6 +116,7 @@ class LinearRewardClass:
 
     @property
     def n_params(self) -> int:
+        """``d``, the number of features."""
         return self.phi.shape[2]
 
     @property
@@ -94,13 +127,43 @@ class LinearRewardClass:
         return float(np.linalg.matrix_rank(phi.reshape(-1, phi.shape[2])))
 
     def as_finite(self) -> None:
+        """``None``: a linear class is not finite.
+
+        Returns
+        -------
+        None
+            Always.
+        """
         return None
 
     def draw(self, rng: np.random.Generator) -> np.ndarray:
-        """``w·φ`` with ``w ~ N(0, I_d)`` (one ``rng.standard_normal(d)`` draw)."""
+        """``w·φ`` with ``w ~ N(0, I_d)`` (one ``rng.standard_normal(d)`` draw).
+
+        Parameters
+        ----------
+        rng : np.random.Generator
+            The generator the draw consumes.
+
+        Returns
+        -------
+        np.ndarray
+            The reward, shape ``(P, T)``.
+        """
         return self.reward(rng.standard_normal(self.n_params))
 
     def reward(self, w) -> np.ndarray:
+        """The member ``r_w = w·φ``.
+
+        Parameters
+        ----------
+        w : array_like
+            The weights, shape ``(d,)``, finite.
+
+        Returns
+        -------
+        np.ndarray
+            ``r_w(x, y)``, shape ``(P, T)``.
+        """
         w = np.asarray(w, dtype=np.float64)
         if w.shape != (self.n_params,):
             raise ValueError(f"w must have shape (d,) = ({self.n_params},), got {w.shape}")
@@ -123,17 +186,37 @@ class TabularRewardClass:
 
     @property
     def n_params(self) -> int:
+        """``P·(T − 1)``: per-prompt constants are invisible to Bradley–Terry."""
         return self.space.P * (self.space.T - 1)
 
     @property
     def identifiable_dim(self) -> int:
+        """``n_params`` (every free parameter is identifiable)."""
         return self.n_params
 
     def as_finite(self) -> None:
+        """``None``: the tabular class is not finite.
+
+        Returns
+        -------
+        None
+            Always.
+        """
         return None
 
     def draw(self, rng: np.random.Generator) -> np.ndarray:
-        """A table with i.i.d. ``N(0, 1)`` entries."""
+        """A table with i.i.d. ``N(0, 1)`` entries.
+
+        Parameters
+        ----------
+        rng : np.random.Generator
+            The generator the draw consumes.
+
+        Returns
+        -------
+        np.ndarray
+            The reward, shape ``(P, T)``.
+        """
         return rng.standard_normal(self.space.shape)
 
     def __repr__(self):
@@ -141,7 +224,22 @@ class TabularRewardClass:
 
 
 def induced_reward(policy: Policy, ref: Policy, beta: float) -> np.ndarray:
-    """``r_π(x, y) = β (log π(y|x) − log π_ref(y|x))``; both policies need full support."""
+    """``r_π(x, y) = β (log π(y|x) − log π_ref(y|x))``; both policies need full support.
+
+    Parameters
+    ----------
+    policy : Policy
+        The policy ``π``.
+    ref : Policy
+        The reference ``π_ref``.
+    beta : float
+        The KL weight ``β > 0``.
+
+    Returns
+    -------
+    np.ndarray
+        DPO's implicit reward ``r_π``, shape ``(P, T)``.
+    """
     beta = check_beta(beta)
     if not isinstance(policy, Policy) or not isinstance(ref, Policy):
         raise ValueError("policy and ref must be genver Policy objects")
@@ -153,7 +251,22 @@ def induced_reward(policy: Policy, ref: Policy, beta: float) -> np.ndarray:
 
 
 def induced_reward_class(policy_class, ref: Policy, beta: float):
-    """``R(Π)``: finite for a finite policy class, tabular for the tabular class."""
+    """``R(Π)``: finite for a finite policy class, tabular for the tabular class.
+
+    Parameters
+    ----------
+    policy_class : FinitePolicyClass or TabularPolicyClass
+        ``Π`` (finite members need full support).
+    ref : Policy
+        The reference ``π_ref`` (full support).
+    beta : float
+        The KL weight ``β > 0``.
+
+    Returns
+    -------
+    FiniteRewardClass or TabularRewardClass
+        ``{ r_π : π ∈ Π }``.
+    """
     from .policies import FinitePolicyClass, TabularPolicyClass
 
     beta = check_beta(beta)
@@ -171,7 +284,24 @@ def induced_reward_class(policy_class, ref: Policy, beta: float):
 
 
 def random_reward_class(space: TreeSpace, K: int, random_state=None, *, scale: float = 1.0) -> FiniteRewardClass:
-    """``K`` reward tables with i.i.d. ``N(0, scale²)`` entries."""
+    """``K`` reward tables with i.i.d. ``N(0, scale²)`` entries.
+
+    Parameters
+    ----------
+    space : TreeSpace
+        The tree.
+    K : int
+        Number of members, ``≥ 1``.
+    random_state : None, int, SeedSequence or Generator
+        Seed of the draw (one ``(K, P, T)`` array).
+    scale : float
+        Standard deviation ``> 0``.
+
+    Returns
+    -------
+    FiniteRewardClass
+        The ``K`` tables.
+    """
     K = check_positive_int(K, "K")
     scale = check_beta(scale, "scale")
     if K * space.P * space.T > 2**28:

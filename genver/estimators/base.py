@@ -37,6 +37,37 @@ from ..preferences import PairCounts, Preferences
 
 @dataclass
 class FitResult:
+    """The result of every estimator (see the module docstring).
+
+    Attributes
+    ----------
+    estimator : str
+        The estimator's name (``"dpo"``, ``"rm_rl"``, …).
+    objective : float
+        The maximised objective.
+    policy : Policy or None
+        The fitted ``π̂`` (``None`` for pure reward estimators).
+    reward : np.ndarray or None
+        The fitted reward ``r̂``, shape ``(P, T)``, where there is one.
+    policy_index, reward_index : int or None
+        The chosen member of a finite class.
+    params : np.ndarray or None
+        The fitted parameters of a parametric class.
+    converged : bool
+        The optimiser's certificate held (always True for enumeration).
+    iterations : int
+        Optimiser iterations.
+    grad_norm : float
+        Max-abs gradient at the solution.
+    set_valued : bool
+        The objective has more than one maximiser.
+    identified : np.ndarray or None
+        Per ``(x, y)``: the coordinates the data pin down (tabular classes).
+    wall_time : float
+        Seconds from entry to return (written by :func:`timed`).
+    extra : dict
+        Estimator-specific details.
+    """
     estimator: str
     objective: float
     policy: Policy | None = None
@@ -60,7 +91,18 @@ DEFAULT_L2 = 1e-2
 def as_counts(data) -> PairCounts:
     """The sufficient statistics of preference data: ``data.counts()`` for a
     :class:`~genver.preferences.Preferences` stream, ``data`` itself for
-    :class:`~genver.preferences.PairCounts`; anything else is a ``ValueError``."""
+    :class:`~genver.preferences.PairCounts`; anything else is a ``ValueError``.
+
+    Parameters
+    ----------
+    data : Preferences or PairCounts
+        The preference pairs (a stream, or its sufficient statistics).
+
+    Returns
+    -------
+    PairCounts
+        The unique triples with their counts.
+    """
     if isinstance(data, Preferences):
         return data.counts()
     if isinstance(data, PairCounts):
@@ -69,7 +111,22 @@ def as_counts(data) -> PairCounts:
 
 
 def check_ref(ref, space, what: str = "the data's space") -> Policy:
-    """``ref`` if it is a :class:`~genver.policy.Policy` on ``space``, else a ``ValueError``."""
+    """``ref`` if it is a :class:`~genver.policy.Policy` on ``space``, else a ``ValueError``.
+
+    Parameters
+    ----------
+    ref : Any
+        The value to check.
+    space : TreeSpace
+        The space it must live on.
+    what : str
+        How the message names ``space``.
+
+    Returns
+    -------
+    Policy
+        ``ref``.
+    """
     if not isinstance(ref, Policy) or ref.space != space:
         raise ValueError(f"ref must be a Policy on {what}")
     return ref
@@ -77,7 +134,18 @@ def check_ref(ref, space, what: str = "the data's space") -> Policy:
 
 def timed(fn):
     """The estimators' shared epilogue: ``fn`` (validation, then the class's solver) is timed
-    and the wall time from entry to return is written into the :class:`FitResult` it returns."""
+    and the wall time from entry to return is written into the :class:`FitResult` it returns.
+
+    Parameters
+    ----------
+    fn : Callable[..., FitResult]
+        The estimator's front door.
+
+    Returns
+    -------
+    Callable[..., FitResult]
+        ``fn`` wrapped (same signature and docstring).
+    """
     @functools.wraps(fn)
     def wrapper(*args, **kwargs) -> FitResult:
         t0 = time.perf_counter()
@@ -89,7 +157,20 @@ def timed(fn):
 
 def unsupported(estimator: str, role: str):
     """The default of an estimator's per-class solver (``functools.singledispatch``): a
-    ``ValueError`` naming the estimator and the class it has no solver for."""
+    ``ValueError`` naming the estimator and the class it has no solver for.
+
+    Parameters
+    ----------
+    estimator : str
+        The estimator's name, for the message.
+    role : str
+        ``"policy"`` or ``"reward"``: which class the solver dispatches on.
+
+    Returns
+    -------
+    functools.singledispatch function
+        The solver, to which class families ``register`` their implementations.
+    """
     def solver(cls, *args, **kwargs):
         raise ValueError(f"{estimator}: unsupported {role} class {type(cls).__name__}")
     solver.__name__ = f"{estimator}_solver"
@@ -98,11 +179,35 @@ def unsupported(estimator: str, role: str):
 
 def bt_weights(d: np.ndarray, count: np.ndarray) -> np.ndarray:
     """``c σ(d) σ(−d)``: the Bradley–Terry curvature of each pair with margin ``d`` and count
-    ``c``, without overflow."""
+    ``c``, without overflow.
+
+    Parameters
+    ----------
+    d : np.ndarray
+        The margins ``r(y⁺) − r(y⁻)``.
+    count : np.ndarray
+        The pairs' counts, the shape of ``d``.
+
+    Returns
+    -------
+    np.ndarray
+        The weights, the shape of ``d``.
+    """
     e = np.exp(-np.abs(d))
     return count * e / (1.0 + e) ** 2
 
 
 def newton_gtol(c: PairCounts) -> float:
-    """The Newton solvers' gradient tolerance on pair data: ``NEWTON_RTOL · max(1, N)``."""
+    """The Newton solvers' gradient tolerance on pair data: ``NEWTON_RTOL · max(1, N)``.
+
+    Parameters
+    ----------
+    c : PairCounts
+        The pair counts (``N`` = their sum).
+
+    Returns
+    -------
+    float
+        The tolerance on ``max|∇|``.
+    """
     return NEWTON_RTOL * max(1.0, float(c.count.sum()))

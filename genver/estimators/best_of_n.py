@@ -55,7 +55,18 @@ def _log_one_minus_pow(d: np.ndarray, N: int) -> np.ndarray:
 
 def best_of_n_kl_bound(N: int) -> float:
     """``log N − (N − 1)/N``: the KL of best-of-N from its base for tie-free rewards, and an
-    upper bound otherwise."""
+    upper bound otherwise.
+
+    Parameters
+    ----------
+    N : int
+        The number of draws, ``≥ 1``.
+
+    Returns
+    -------
+    float
+        The bound (0 at ``N = 1``).
+    """
     N = check_positive_int(N, "N")
     return float(np.log(N) - (N - 1) / N)
 
@@ -78,9 +89,21 @@ def _bon_row(lp: np.ndarray, r: np.ndarray, N: int) -> np.ndarray:
 def best_of_n(base: Policy, reward, N: int) -> FitResult:
     """Exact distribution of best-of-``N`` sampling from ``base`` under ``reward`` (P, T).
 
-    Returns a :class:`FitResult` with ``policy`` = ``π_BoN``, ``objective`` = its expected
-    reward (prompts uniform), and ``extra``: ``N``, ``kl`` (uniform-prompt mean of
-    ``KL(π_BoN ‖ base)``), ``kl_per_prompt`` and ``kl_bound`` (``log N − (N−1)/N``).
+    Parameters
+    ----------
+    base : Policy
+        The base policy ``π_0``.
+    reward : array_like
+        The reward ``r``, shape ``(P, T)``.
+    N : int
+        The number of draws, ``≥ 1``.
+
+    Returns
+    -------
+    FitResult
+        ``policy`` = ``π_BoN``, ``objective`` = its expected reward (prompts uniform), and
+        ``extra``: ``N``, ``kl`` (uniform-prompt mean of ``KL(π_BoN ‖ base)``),
+        ``kl_per_prompt`` and ``kl_bound`` (``log N − (N−1)/N``).
     """
     if not isinstance(base, Policy):
         raise ValueError(f"base must be a genver Policy, got {type(base).__name__}")

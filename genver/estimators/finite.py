@@ -35,7 +35,27 @@ def finite_loglik_pick(scores: np.ndarray, members: np.ndarray, c: PairCounts, o
     (``_kernels.class_bt_loglik_exact``) and picked again. So saturated members (log-likelihoods
     such as −1e-19, −1e-59, −1e-119, which the vectorised sum rounds to one 0) are told apart,
     while the common case costs nothing extra. A member with ``π(y⁺) = π(y⁻) = 0`` (NaN) scores
-    ``−∞``: it cannot explain that pair."""
+    ``−∞``: it cannot explain that pair.
+
+    Parameters
+    ----------
+    scores : np.ndarray
+        Each member's flat scores (log-probs or reward tables), shape ``(K, P·T)``.
+    members : np.ndarray
+        The members as compared for ties, shape ``(K, P, T)``.
+    c : PairCounts
+        The pair counts.
+    offset : np.ndarray
+        Per-pair margin offsets (:func:`pair_offsets`, or zeros), shape ``(n_unique,)``.
+    scale : float
+        The margin scale (``β`` for DPO, 1 for reward MLE).
+
+    Returns
+    -------
+    tuple of (np.ndarray, int, bool, int)
+        Every member's log-likelihood (shape ``(K,)``), the pick ``k``, whether the maximiser is
+        a set of different policies, and the number of tied maximisers.
+    """
     out = np.empty(scores.shape[0])
     _kernels.class_bt_loglik(scores, c.pos_flat, c.neg_flat, offset, c.count, scale, out)
     out[np.isnan(out)] = -np.inf
@@ -53,15 +73,48 @@ def finite_loglik_pick(scores: np.ndarray, members: np.ndarray, c: PairCounts, o
 
 
 def pair_offsets(ref: Policy, c: PairCounts, beta: float) -> np.ndarray:
-    """``−β (log π_ref(y⁺) − log π_ref(y⁻))`` per pair: DPO's margin offsets."""
+    """``−β (log π_ref(y⁺) − log π_ref(y⁻))`` per pair: DPO's margin offsets.
+
+    Parameters
+    ----------
+    ref : Policy
+        The reference ``π_ref``.
+    c : PairCounts
+        The pair counts.
+    beta : float
+        The KL weight ``β``.
+
+    Returns
+    -------
+    np.ndarray
+        The offsets, one per unique pair.
+    """
     lr = ref.logp.ravel()
     return -beta * (lr[c.pos_flat] - lr[c.neg_flat])
 
 
 def dpo_members(fin: FinitePolicyClass, c: PairCounts, ref: Policy, beta: float, *,
                 reward_indexed: bool = False) -> FitResult:
-    """DPO over the members of ``fin``; ``reward_indexed``: member ``k`` is ``π*_{r_k}`` (``Π(R)``),
-    so the pick is also reported as ``reward_index``."""
+    """DPO over the members of ``fin``.
+
+    Parameters
+    ----------
+    fin : FinitePolicyClass
+        The members.
+    c : PairCounts
+        The pair counts.
+    ref : Policy
+        The reference ``π_ref`` (positive on every completion of the data).
+    beta : float
+        The KL weight ``β``.
+    reward_indexed : bool
+        Member ``k`` is ``π*_{r_k}`` (``Π(R)``), so the pick is also reported as ``reward_index``.
+
+    Returns
+    -------
+    FitResult
+        The picked member, its log-likelihood and ``extra["loglik_all"]`` of every member.
+    """
     if not (np.isfinite(ref.logp.ravel()[c.pos_flat]).all() and np.isfinite(ref.logp.ravel()[c.neg_flat]).all()):
         raise ValueError("ref must give positive probability to every completion in the data")
     out, k, set_valued, n_max = finite_loglik_pick(fin.logp.reshape(fin.size, -1), fin.logp, c,
@@ -73,7 +126,28 @@ def dpo_members(fin: FinitePolicyClass, c: PairCounts, ref: Policy, beta: float,
 
 def ipo_members(fin: FinitePolicyClass, c: PairCounts, ref: Policy, scale: float, target: float,
                 average: str) -> FitResult:
-    """IPO over the members of ``fin``: the least-squares loss of every member, one gather."""
+    """IPO over the members of ``fin``: the least-squares loss of every member, one gather.
+
+    Parameters
+    ----------
+    fin : FinitePolicyClass
+        The members.
+    c : PairCounts
+        The pair counts.
+    ref : Policy
+        The reference ``π_ref``.
+    scale : float
+        The log-ratio scale (1, or ``1/H`` for token-averaged IPO).
+    target : float
+        The margin target ``1/(2τ)``.
+    average : str
+        ``"sequence"`` or ``"token"`` (reported in ``extra``).
+
+    Returns
+    -------
+    FitResult
+        The picked member, ``objective`` = minus its loss.
+    """
     lr = ref.logp.ravel()
     h = scale * ((fin.logp.reshape(fin.size, -1)[:, c.pos_flat] - lr[c.pos_flat])
                  - (fin.logp.reshape(fin.size, -1)[:, c.neg_flat] - lr[c.neg_flat]))
@@ -84,7 +158,20 @@ def ipo_members(fin: FinitePolicyClass, c: PairCounts, ref: Policy, scale: float
 
 
 def sft_members(fin: FinitePolicyClass, C: np.ndarray) -> FitResult:
-    """SFT over the members of ``fin``: ``Σ_y C(x, y) log π_k(y|x)`` of every member."""
+    """SFT over the members of ``fin``: ``Σ_y C(x, y) log π_k(y|x)`` of every member.
+
+    Parameters
+    ----------
+    fin : FinitePolicyClass
+        The members.
+    C : np.ndarray
+        Demonstration counts ``C(x, y)``, shape ``(P, T)``.
+
+    Returns
+    -------
+    FitResult
+        The picked member, its log-likelihood and ``extra["loglik_all"]``.
+    """
     idx, cnt = flat_counts(C)
     ll = fin.logp.reshape(fin.size, -1)[:, idx] @ cnt if idx.size else np.zeros(fin.size)
     k, set_valued, n_max = finite_pick(ll, fin.logp)

@@ -35,7 +35,34 @@ def dpo_gd(data, policy_class, ref: Policy, beta: float, *, steps: int = 100, lr
     """DPO on the tabular class by ``steps`` gradient-ascent steps of size ``lr`` on the mean
     objective, starting at ``π_ref`` (see the module docstring). ``normalise=True`` takes
     steps ``lr·g/max|g|`` (every logit moves by at most ``lr`` per step), which makes step
-    budgets comparable across objectives whose gradients have different scales."""
+    budgets comparable across objectives whose gradients have different scales.
+
+    Parameters
+    ----------
+    data : Preferences or PairCounts
+        The preference pairs (a stream, or its sufficient statistics).
+    policy_class : TabularPolicyClass
+        The class (only the tabular family registers this solver).
+    ref : Policy
+        The reference ``π_ref``.
+    beta : float
+        The KL weight ``β > 0``.
+    steps : int
+        Number of ascent steps, ``≥ 0``.
+    lr : float
+        Step size ``> 0``.
+    l2 : float or None
+        Ridge weight ``λ``; ``None``: the class family's default (:data:`DEFAULT_L2` for the
+        tabular classes).
+    normalise : bool
+        Sign-preserving normalised steps ``lr·g/max|g|``.
+
+    Returns
+    -------
+    FitResult
+        ``policy`` after ``steps`` steps, ``reward = β log π/π_ref``, ``converged = False`` (a
+        budget, not a certificate) and ``extra["objective_history"]`` (mean objective per step).
+    """
     c = as_counts(data)
     sp = c.space
     beta = check_beta(beta)

@@ -70,6 +70,7 @@ The solvers live with their class families (:mod:`genver.estimators.finite`,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -99,7 +100,22 @@ class Demonstrations:
 
     @classmethod
     def from_array(cls, space: TreeSpace, demos, name: str = "demos") -> Demonstrations:
-        """From an ``(N, 2)`` integer array of (prompt, completion)."""
+        """From an ``(N, 2)`` integer array of (prompt, completion).
+
+        Parameters
+        ----------
+        space : TreeSpace
+            The tree.
+        demos : array_like of int
+            Rows ``(x, y)``, shape ``(N, 2)``.
+        name : str
+            The argument's name, used in the error messages.
+
+        Returns
+        -------
+        Demonstrations
+            The demonstrations, in the given order.
+        """
         if not isinstance(space, TreeSpace):
             raise ValueError(f"space must be a TreeSpace, got {type(space).__name__}")
         a = np.asarray(demos)
@@ -115,17 +131,41 @@ class Demonstrations:
         return cls(space, a[:, 0].copy(), a[:, 1].copy())
 
     def as_array(self) -> np.ndarray:
+        """The demonstrations as rows ``(x, y)``.
+
+        Returns
+        -------
+        np.ndarray
+            Shape ``(N, 2)``, int64.
+        """
         return np.stack([self.x, self.y], axis=1)
 
     def head(self, n: int) -> Demonstrations:
-        """The first ``n`` demonstrations of the stream (nested sample sizes)."""
+        """The first ``n`` demonstrations of the stream (nested sample sizes).
+
+        Parameters
+        ----------
+        n : int
+            How many, ``0 ≤ n ≤ N``.
+
+        Returns
+        -------
+        Demonstrations
+            Views of the first ``n`` rows.
+        """
         n = check_positive_int(n, "n", minimum=0)
         if n > len(self):
             raise ValueError(f"n = {n} exceeds the {len(self)} demonstrations available")
         return Demonstrations(self.space, self.x[:n], self.y[:n])
 
     def counts(self) -> np.ndarray:
-        """``C(x, y)``: number of demonstrations of each (prompt, completion), shape (P, T)."""
+        """``C(x, y)``: number of demonstrations of each (prompt, completion).
+
+        Returns
+        -------
+        np.ndarray
+            Float64 counts, shape ``(P, T)``.
+        """
         sp = self.space
         flat = self.x * sp.T + self.y
         return np.bincount(flat, minlength=sp.P * sp.T).astype(np.float64).reshape(sp.shape)
@@ -134,7 +174,24 @@ class Demonstrations:
 def sample_demonstrations(policy: Policy, n: int, random_state=None, prompt_weights=None) -> Demonstrations:
     """Draw ``n`` demonstrations ``x ~ ρ``, ``y ~ π(·|x)`` (prompts first, then one uniform per
     completion, from one generator: the same seed gives the same stream, and ``head`` gives
-    nested data sets)."""
+    nested data sets).
+
+    Parameters
+    ----------
+    policy : Policy
+        The demonstrator ``π``.
+    n : int
+        Number of demonstrations, ``≥ 0``.
+    random_state : None, int, SeedSequence or Generator
+        Seed.
+    prompt_weights : array_like or None
+        ``ρ``, shape ``(P,)``; ``None``: uniform.
+
+    Returns
+    -------
+    Demonstrations
+        The ``n`` draws, in order.
+    """
     if not isinstance(policy, Policy):
         raise ValueError(f"policy must be a genver Policy, got {type(policy).__name__}")
     sp = policy.space
@@ -169,7 +226,27 @@ def _check_class_space(name: str, cls, space: TreeSpace):
 # -- SFT ----------------------------------------------------------------------------------
 @timed
 def sft(demos: Demonstrations, policy_class, ref: Policy, beta: float, *, l2: float | None = None) -> FitResult:
-    """Supervised fine-tuning: ``argmax_{π∈Π} Σ_i log π(y_i|x_i) − pen(π)`` (see module docstring)."""
+    """Supervised fine-tuning: ``argmax_{π∈Π} Σ_i log π(y_i|x_i) − pen(π)`` (see module docstring).
+
+    Parameters
+    ----------
+    demos : Demonstrations
+        The demonstrations ``(x_i, y_i)``.
+    policy_class : PolicyClass
+        The policy class ``Π`` (finite, soft-optimal, tabular or log-linear).
+    ref : Policy
+        The reference ``π_ref``.
+    beta : float
+        The KL weight ``β > 0``.
+    l2 : float or None
+        Ridge weight ``λ``; ``None``: the class family's default (:data:`DEFAULT_L2` for the
+        tabular classes).
+
+    Returns
+    -------
+    FitResult
+        The fitted ``π̂`` and its penalised log-likelihood.
+    """
     demos = _check_demos(demos)
     sp = demos.space
     beta = check_beta(beta)
@@ -183,7 +260,27 @@ def sft(demos: Demonstrations, policy_class, ref: Policy, beta: float, *, l2: fl
 def maxent_irl(demos: Demonstrations, reward_class, ref: Policy, beta: float, *,
                l2: float | None = None) -> FitResult:
     """Stage 1: ``r̂ ∈ argmax_{r∈R} Σ_i log π*_r(y_i|x_i) − pen(r)``. ``policy`` is the IRL
-    model ``π*_{r̂}`` (soft-optimal with respect to ``ref`` — not yet projected onto a class)."""
+    model ``π*_{r̂}`` (soft-optimal with respect to ``ref`` — not yet projected onto a class).
+
+    Parameters
+    ----------
+    demos : Demonstrations
+        The demonstrations ``(x_i, y_i)``.
+    reward_class : RewardClass
+        The reward class ``R`` (finite, linear or tabular).
+    ref : Policy
+        The reference ``π_ref``.
+    beta : float
+        The KL weight ``β > 0``.
+    l2 : float or None
+        Ridge weight ``λ``; ``None``: the class family's default (:data:`DEFAULT_L2` for the
+        tabular classes).
+
+    Returns
+    -------
+    FitResult
+        ``reward`` = ``r̂``, ``policy`` = ``π*_{r̂}``.
+    """
     demos = _check_demos(demos)
     sp = demos.space
     beta = check_beta(beta)
@@ -196,7 +293,32 @@ def maxent_irl(demos: Demonstrations, reward_class, ref: Policy, beta: float, *,
 def maxent_irl_rl(demos: Demonstrations, reward_class, policy_class, ref: Policy, beta: float, *,
                   l2: float | None = None, prompt_weights=None) -> FitResult:
     """The two-stage imitation route: MaxEnt-IRL reward over ``R``, then exact RL over ``Π``
-    against ``r̂`` (reference ``ref``, weight ``beta``)."""
+    against ``r̂`` (reference ``ref``, weight ``beta``).
+
+    Parameters
+    ----------
+    demos : Demonstrations
+        The demonstrations ``(x_i, y_i)``.
+    reward_class : RewardClass
+        The reward class ``R`` (finite, linear or tabular).
+    policy_class : PolicyClass
+        The policy class ``Π`` (finite, soft-optimal, tabular or log-linear).
+    ref : Policy
+        The reference ``π_ref``.
+    beta : float
+        The KL weight ``β > 0``.
+    l2 : float or None
+        Ridge weight ``λ``; ``None``: the class family's default (:data:`DEFAULT_L2` for the
+        tabular classes).
+    prompt_weights : array_like or None
+        ``ρ``, shape ``(P,)``; ``None``: uniform.
+
+    Returns
+    -------
+    FitResult
+        ``reward`` = ``r̂``, ``policy`` = the RL step's ``π̂``; ``extra`` holds the RL objective,
+        its ``residual_kl`` and the IRL model (``irl_policy``).
+    """
     irl = maxent_irl(demos, reward_class, ref, beta, l2=l2)
     _check_class_space("policy_class", policy_class, demos.space)
     check_prompt_weights(prompt_weights, demos.space.P)
@@ -224,8 +346,37 @@ def spin(demos: Demonstrations, policy_class, ref: Policy, beta: float, *, round
     ``r̂ = reward_mle(pairs, R)`` with ``R = reward_class`` or, when ``None``,
     ``R(Π) = induced_reward_class(Π, π_t, β)`` recomputed each round, then
     ``π_{t+1} = rl_step(r̂, Π, π_t, β)``. Supported ``Π``: finite, ``Π(R)`` of a finite ``R``
-    (handled as its finite member list), tabular. ``extra`` holds ``policies`` (π_1..π_T),
-    ``pairs`` (the Preferences of each round) and ``rounds`` (per-round summaries).
+    (handled as its finite member list), tabular.
+
+    Parameters
+    ----------
+    demos : Demonstrations
+        The demonstrations ``(x_i, y_i)``.
+    policy_class : PolicyClass
+        The policy class ``Π`` (finite, soft-optimal, tabular or log-linear).
+    ref : Policy
+        The reference ``π_ref = π_0`` (full support).
+    beta : float
+        The KL weight ``β > 0``.
+    rounds : int
+        Number of self-play rounds, ``≥ 1``.
+    n_synthetic : int
+        Synthetic completions per demonstration and round, ``≥ 1``.
+    random_state : None, int, SeedSequence or Generator
+        Seed of the synthetic draws.
+    route : {"offline", "online"}
+        DPO, or reward MLE + RL, in each round.
+    reward_class : RewardClass or None
+        ``R`` of the online route; ``None``: ``R(Π)``.
+    l2 : float or None
+        Ridge weight ``λ``; ``None``: the class family's default (:data:`DEFAULT_L2` for the
+        tabular classes).
+
+    Returns
+    -------
+    FitResult
+        The last round's fit; ``extra`` holds ``policies`` (π_1..π_T), ``pairs`` (the
+        Preferences of each round) and ``rounds`` (per-round summaries).
     """
     demos = _check_demos(demos)
     sp = demos.space
@@ -252,8 +403,10 @@ def spin(demos: Demonstrations, policy_class, ref: Policy, beta: float, *, round
     xs = np.repeat(demos.x, n_synthetic)
     ys = np.repeat(demos.y, n_synthetic)
     pi_t = ref
-    policies, pair_sets, info = [], [], []
-    fit = None
+    policies: list[Policy] = []
+    pair_sets: list[Preferences] = []
+    info: list[dict[str, Any]] = []
+    fit: FitResult | None = None
     for t in range(rounds):
         u = rng.random(xs.size)
         y_syn = sample_completions(pi_t.probs, xs, u).astype(np.int64)
@@ -270,12 +423,14 @@ def spin(demos: Demonstrations, policy_class, ref: Policy, beta: float, *, round
                             converged=rm.converged, iterations=rm.iterations + rl.iterations,
                             grad_norm=max(rm.grad_norm, rl.grad_norm), set_valued=rm.set_valued)
             r_index = rm.reward_index
+        assert fit.policy is not None  # dpo and rl_step always return a policy
         pi_t = fit.policy
         policies.append(pi_t)
         pair_sets.append(pairs)
         info.append({"round": t, "objective": fit.objective, "policy_index": fit.policy_index,
                      "reward_index": r_index, "set_valued": fit.set_valued, "converged": fit.converged,
                      "grad_norm": fit.grad_norm, "iterations": fit.iterations, "n_pairs": len(pairs)})
+    assert fit is not None  # rounds >= 1
     return FitResult("spin", fit.objective, policy=pi_t, reward=fit.reward, policy_index=fit.policy_index,
                      reward_index=fit.reward_index, converged=all(d["converged"] for d in info),
                      iterations=sum(d["iterations"] for d in info),

@@ -240,6 +240,27 @@ def _linear_objective(C, lr, phi, beta, l2):
 
 
 def linear_demo_fit(C, lr, phi, beta, l2):
+    """MaxEnt IRL over the linear exponential family ``π*_w ∝ π_ref exp(w·φ/β)`` by L-BFGS from
+    ``w = 0``: maximises ``Σ_{x,y} C(x,y) log π*_w(y|x) − (λ/2)‖w‖²``.
+
+    Parameters
+    ----------
+    C : np.ndarray
+        Demonstration counts ``C(x, y)``, shape ``(P, T)``.
+    lr : np.ndarray
+        ``log π_ref``, shape ``(P, T)``.
+    phi : np.ndarray
+        Features ``φ``, shape ``(P, T, d)``.
+    beta : float
+        The KL weight ``β > 0``.
+    l2 : float
+        The ridge weight ``λ ≥ 0``.
+
+    Returns
+    -------
+    tuple
+        ``(scipy OptimizeResult, max-abs gradient, log π*_ŵ)`` (the last of shape ``(P, T)``).
+    """
     f = _linear_objective(C, lr, phi, beta, l2)
 
     def neg(w):

@@ -59,7 +59,23 @@ __all__ = ["dpo", "ipo", "reward_mle", "rl_step", "rm_rl", "DEFAULT_L2", "dpo_pa
 
 @timed
 def reward_mle(data, reward_class, *, l2: float | None = None) -> FitResult:
-    """Bradley–Terry maximum likelihood over a reward class (finite, linear or tabular)."""
+    """Bradley–Terry maximum likelihood over a reward class (finite, linear or tabular).
+
+    Parameters
+    ----------
+    data : Preferences or PairCounts
+        The preference pairs (a stream, or its sufficient statistics).
+    reward_class : RewardClass
+        The reward class ``R`` (finite, linear or tabular).
+    l2 : float or None
+        Ridge weight ``λ``; ``None``: the class family's default (:data:`DEFAULT_L2` for the
+        tabular classes).
+
+    Returns
+    -------
+    FitResult
+        ``reward`` = ``r̂`` and its penalised log-likelihood.
+    """
     c = as_counts(data)
     if reward_class.space != c.space:
         raise ValueError("data and reward_class live on different spaces")
@@ -69,7 +85,22 @@ def reward_mle(data, reward_class, *, l2: float | None = None) -> FitResult:
 # -- RL step and the online route ---------------------------------------------------------
 def rl_fit(res, reward, wall_time: float = 0.0) -> FitResult:
     """The :class:`FitResult` of an RL step from the class's :class:`~genver.classes.RLResult`
-    (``converged``: exact, or the optimiser's gradient norm ≤ 1e-6)."""
+    (``converged``: exact, or the optimiser's gradient norm ≤ 1e-6).
+
+    Parameters
+    ----------
+    res : RLResult
+        The class's RL result.
+    reward : array_like
+        The reward the step maximised against, shape ``(P, T)``.
+    wall_time : float
+        Seconds to report.
+
+    Returns
+    -------
+    FitResult
+        ``estimator = "rl_step"``, ``extra["residual_kl"]``.
+    """
     return FitResult("rl_step", res.objective, policy=res.policy, reward=np.asarray(reward),
                      policy_index=res.index, params=res.params, iterations=res.iterations,
                      converged=res.params is None or res.grad_norm <= 1e-6,
@@ -78,14 +109,58 @@ def rl_fit(res, reward, wall_time: float = 0.0) -> FitResult:
 
 @timed
 def rl_step(reward, policy_class, ref: Policy, beta: float, prompt_weights=None) -> FitResult:
-    """``argmax_{π∈Π} J_β(π; r)`` (exact: enumeration, backward induction or L-BFGS)."""
+    """``argmax_{π∈Π} J_β(π; r)`` (exact: enumeration, backward induction or L-BFGS).
+
+    Parameters
+    ----------
+    reward : array_like
+        The reward ``r``, shape ``(P, T)``.
+    policy_class : PolicyClass
+        The policy class ``Π`` (finite, soft-optimal, tabular or log-linear).
+    ref : Policy
+        The reference ``π_ref``.
+    beta : float
+        The KL weight ``β > 0``.
+    prompt_weights : array_like or None
+        ``ρ``, shape ``(P,)``; ``None``: uniform.
+
+    Returns
+    -------
+    FitResult
+        The maximiser and its ``J_β``; ``extra["residual_kl"] = E_x KL(π̂ ‖ π*_r)``.
+    """
     return rl_fit(policy_class.rl_argmax(reward, ref, beta, prompt_weights), reward)
 
 
 @timed
 def rm_rl(data, reward_class, policy_class, ref: Policy, beta: float, *, l2: float | None = None,
           prompt_weights=None) -> FitResult:
-    """The online route: reward MLE over ``R``, then exact RL over ``Π`` against ``r̂``."""
+    """The online route: reward MLE over ``R``, then exact RL over ``Π`` against ``r̂``.
+
+    Parameters
+    ----------
+    data : Preferences or PairCounts
+        The preference pairs (a stream, or its sufficient statistics).
+    reward_class : RewardClass
+        The reward class ``R`` (finite, linear or tabular).
+    policy_class : PolicyClass
+        The policy class ``Π`` (finite, soft-optimal, tabular or log-linear).
+    ref : Policy
+        The reference ``π_ref``.
+    beta : float
+        The KL weight ``β > 0``.
+    l2 : float or None
+        Ridge weight ``λ``; ``None``: the class family's default (:data:`DEFAULT_L2` for the
+        tabular classes).
+    prompt_weights : array_like or None
+        ``ρ``, shape ``(P,)``; ``None``: uniform.
+
+    Returns
+    -------
+    FitResult
+        ``reward`` = ``r̂``, ``policy`` = the RL step's ``π̂``; ``objective`` is the reward
+        MLE's, ``extra["rl_objective"]`` the RL step's.
+    """
     rm = reward_mle(data, reward_class, l2=l2)
     rl = rl_step(rm.reward, policy_class, ref, beta, prompt_weights)
     return FitResult("rm_rl", rm.objective, policy=rl.policy, reward=rm.reward,
@@ -100,7 +175,49 @@ def rm_rl(data, reward_class, policy_class, ref: Policy, beta: float, *, l2: flo
 @timed
 def dpo(data, policy_class, ref: Policy, beta: float, *, l2: float | None = None) -> FitResult:
     """Offline MLE (DPO) over a finite, soft-optimal (finite or linear ``R``), tabular or
-    log-linear policy class."""
+    log-linear policy class.
+
+    Parameters
+    ----------
+    data : Preferences or PairCounts
+        The preference pairs (a stream, or its sufficient statistics).
+    policy_class : PolicyClass
+        The policy class ``Π`` (finite, soft-optimal, tabular or log-linear).
+    ref : Policy
+        The reference ``π_ref``.
+    beta : float
+        The KL weight ``β > 0``.
+    l2 : float or None
+        Ridge weight ``λ``; ``None``: the class family's default (:data:`DEFAULT_L2` for the
+        tabular classes).
+
+    Returns
+    -------
+    FitResult
+        ``policy`` = ``π̂`` and its penalised Bradley–Terry log-likelihood of ``β log π̂/π_ref``.
+
+    Examples
+    --------
+    Two finite members on one prompt with two completions; 3 pairs prefer ``y = 1`` and 1
+    prefers ``y = 0``. With ``β = 1`` and a uniform reference member ``k``'s log-likelihood is
+    ``3 log σ(d_k) + log σ(−d_k)``, ``d_k = log π_k(1) − log π_k(0)``, largest for the member
+    closest to ``π(1) = 3/4``:
+
+    >>> import numpy as np
+    >>> from genver.spaces import TreeSpace
+    >>> from genver.policy import uniform_policy
+    >>> from genver.preferences import Preferences
+    >>> from genver.classes import FinitePolicyClass
+    >>> sp = TreeSpace(P=1, V=2, H=1)
+    >>> pairs = Preferences.from_array(sp, np.array([[0, 1, 0]] * 3 + [[0, 0, 1]]))
+    >>> members = FinitePolicyClass(sp, np.log([[[0.5, 0.5]], [[0.3, 0.7]], [[0.1, 0.9]]]))
+    >>> fit = dpo(pairs, members, uniform_policy(sp), beta=1.0)
+    >>> fit.policy_index, fit.set_valued
+    (1, False)
+    >>> d = np.log(0.7 / 0.3)
+    >>> bool(abs(fit.objective - (3 * np.log(1 / (1 + np.exp(-d))) + np.log(1 / (1 + np.exp(d))))) < 1e-12)
+    True
+    """
     c = as_counts(data)
     beta = check_beta(beta)
     check_ref(ref, c.space)
@@ -112,8 +229,28 @@ def ipo(data, policy_class, ref: Policy, beta: float = 1.0, *, tau: float = 1.0,
         l2: float | None = None) -> FitResult:
     """IPO: least squares of the log-ratio margin ``h_π`` to the target ``1/(2τ)``.
 
-    ``beta`` is unused by the IPO loss itself (kept for a uniform signature); ``average``
-    selects summed (``"sequence"``) or length-averaged (``"token"``) log-probabilities.
+    Parameters
+    ----------
+    data : Preferences or PairCounts
+        The preference pairs (a stream, or its sufficient statistics).
+    policy_class : PolicyClass
+        The policy class ``Π`` (finite, soft-optimal, tabular or log-linear).
+    ref : Policy
+        The reference ``π_ref`` (full support).
+    beta : float
+        Unused by the IPO loss itself (kept for a uniform signature).
+    tau : float
+        IPO's ``τ > 0``: the margin target is ``1/(2τ)``.
+    average : {"sequence", "token"}
+        Summed or length-averaged (divided by ``H``) log-probabilities.
+    l2 : float or None
+        Ridge weight ``λ``; ``None``: the class family's default (:data:`DEFAULT_L2` for the
+        tabular classes).
+
+    Returns
+    -------
+    FitResult
+        ``policy`` = ``π̂``, ``objective`` = minus its (penalised) loss.
     """
     c = as_counts(data)
     sp = c.space
@@ -162,7 +299,9 @@ def _segments_of(data: Preferences, sizes: np.ndarray):
     bounds = np.concatenate([[0], sizes])
     seg_keys, seg_cnt = [], []
     for lo, hi in zip(bounds[:-1], bounds[1:]):
-        k, c = np.unique(pair_keys(data, int(lo), int(hi)), return_counts=True)
+        keys = pair_keys(data, int(lo), int(hi))
+        assert keys is not None  # _segments checked that the keys fit in int64
+        k, c = np.unique(keys, return_counts=True)
         seg_keys.append(k)
         seg_cnt.append(c)
     uniq = np.unique(np.concatenate(seg_keys))
@@ -250,17 +389,39 @@ def _pick_rows(ll: np.ndarray, members: np.ndarray):
 
 def _path(scores, pos, neg, offset, segments, sizes, scale):
     out = np.empty((sizes.size, scores.shape[0]))
+    seg_idx, seg_cnt, seg_ptr = segments
     _kernels.class_bt_loglik_stream(np.ascontiguousarray(scores, dtype=np.float64), pos, neg,
-                                    np.ascontiguousarray(offset, dtype=np.float64), *segments, float(scale), out)
+                                    np.ascontiguousarray(offset, dtype=np.float64), seg_idx, seg_cnt, seg_ptr,
+                                    float(scale), out)
     out[np.isnan(out)] = -np.inf  # as in dpo(): a member with π(y⁺) = π(y⁻) = 0 cannot explain the pair
     return out
 
 
 def dpo_path(data: Preferences, sizes, policy_class, ref: Policy, beta: float, *,
              cache: RunCache | None = None) -> list[FitResult]:
-    """:func:`dpo` over a finite class on every prefix ``data.head(n)``, ``n`` in ``sizes``
-    (``cache``: a run's :class:`~genver.runcache.RunCache` for what the stream's other paths
-    and nested classes share; None computes afresh)."""
+    """:func:`dpo` over a finite class on every prefix ``data.head(n)``, ``n`` in ``sizes``.
+
+    Parameters
+    ----------
+    data : Preferences
+        The pair stream.
+    sizes : array_like of int
+        Increasing prefix lengths ``n``, each ``≤ len(data)``.
+    policy_class : PolicyClass
+        A finite class, or ``Π(R)`` of a finite ``R``.
+    ref : Policy
+        The reference ``π_ref``.
+    beta : float
+        The KL weight ``β > 0``.
+    cache : RunCache or None
+        A run's :class:`~genver.runcache.RunCache` for what the stream's other paths and nested
+        classes share; ``None``: computed afresh.
+
+    Returns
+    -------
+    list of FitResult
+        One fit per size, in order (the same picks as :func:`dpo` on each prefix).
+    """
     t0 = time.perf_counter()
     beta = check_beta(beta)
     fin = policy_class.as_finite()
@@ -284,8 +445,24 @@ def dpo_path(data: Preferences, sizes, policy_class, ref: Policy, beta: float, *
 
 
 def reward_mle_path(data: Preferences, sizes, reward_class, *, cache: RunCache | None = None) -> list[FitResult]:
-    """:func:`reward_mle` over a finite class on every prefix ``data.head(n)`` (``cache``: as
-    in :func:`dpo_path`)."""
+    """:func:`reward_mle` over a finite class on every prefix ``data.head(n)``.
+
+    Parameters
+    ----------
+    data : Preferences
+        The pair stream.
+    sizes : array_like of int
+        Increasing prefix lengths ``n``, each ``≤ len(data)``.
+    reward_class : FiniteRewardClass
+        A finite reward class.
+    cache : RunCache or None
+        A run's :class:`~genver.runcache.RunCache`; ``None``: computed afresh, nothing kept.
+
+    Returns
+    -------
+    list of FitResult
+        One fit per size, in order.
+    """
     t0 = time.perf_counter()
     if reward_class.as_finite() is None:
         raise ValueError("reward_mle_path needs a finite reward class")
@@ -308,7 +485,32 @@ def reward_mle_path(data: Preferences, sizes, reward_class, *, cache: RunCache |
 def rm_rl_path(data: Preferences, sizes, reward_class, policy_class, ref: Policy, beta: float, *,
                prompt_weights=None, cache: RunCache | None = None) -> list[FitResult]:
     """:func:`rm_rl` with a finite ``R`` on every prefix; the RL step runs once per distinct
-    ``r̂`` (``cache``: as in :func:`dpo_path`)."""
+    ``r̂``.
+
+    Parameters
+    ----------
+    data : Preferences
+        The pair stream.
+    sizes : array_like of int
+        Increasing prefix lengths ``n``, each ``≤ len(data)``.
+    reward_class : FiniteRewardClass
+        A finite reward class.
+    policy_class : PolicyClass
+        The policy class ``Π`` (finite, soft-optimal, tabular or log-linear).
+    ref : Policy
+        The reference ``π_ref``.
+    beta : float
+        The KL weight ``β > 0``.
+    prompt_weights : array_like or None
+        ``ρ``, shape ``(P,)``; ``None``: uniform.
+    cache : RunCache or None
+        A run's :class:`~genver.runcache.RunCache`; ``None``: computed afresh, nothing kept.
+
+    Returns
+    -------
+    list of FitResult
+        One fit per size, in order.
+    """
     t0 = time.perf_counter()
     rms = reward_mle_path(data, sizes, reward_class, cache=cache)
     need = list(dict.fromkeys(rm.reward_index for rm in rms))

@@ -48,7 +48,27 @@ __all__ = ["online_dpo", "policy_gradient", "dpo_2x"]
 
 
 def dpo_2x(data, policy_class, ref: Policy, beta: float, *, l2: float | None = None) -> FitResult:
-    """DPO run for two epochs, solved exactly: DPO on doubled pair counts."""
+    """DPO run for two epochs, solved exactly: DPO on doubled pair counts.
+
+    Parameters
+    ----------
+    data : Preferences or PairCounts
+        The preference pairs (a stream, or its sufficient statistics).
+    policy_class : PolicyClass
+        The policy class ``Π`` (finite, soft-optimal, tabular or log-linear).
+    ref : Policy
+        The reference ``π_ref``.
+    beta : float
+        The KL weight ``β > 0``.
+    l2 : float or None
+        Ridge weight ``λ``; ``None``: the class family's default (:data:`DEFAULT_L2` for the
+        tabular classes).
+
+    Returns
+    -------
+    FitResult
+        :func:`~genver.estimators.dpo`'s fit on the doubled counts, ``estimator = "dpo_2x"``.
+    """
     c = as_counts(data)
     res = dpo(PairCounts(c.space, c.x, c.y_pos, c.y_neg, 2.0 * c.count), policy_class, ref, beta, l2=l2)
     res.estimator = "dpo_2x"
@@ -60,7 +80,44 @@ def online_dpo(reward_hat, policy_class, ref: Policy, beta: float, *, K: int = 2
                pairs_per_round: int = 64, labels: str = "top_bottom", accumulate: bool = True,
                start: Policy | None = None, l2: float | None = None, prompt_weights=None,
                random_state=None) -> FitResult:
-    """Online DPO labelled by ``r̂`` (see the module docstring)."""
+    """Online DPO labelled by ``r̂`` (see the module docstring).
+
+    Parameters
+    ----------
+    reward_hat : array_like
+        The labelling reward ``r̂``, shape ``(P, T)``.
+    policy_class : PolicyClass
+        The policy class ``Π`` (finite, soft-optimal, tabular or log-linear).
+    ref : Policy
+        The reference ``π_ref``.
+    beta : float
+        The KL weight ``β > 0``.
+    K : int
+        Completions drawn per prompt and round, ``≥ 2``.
+    rounds : int
+        Number of rounds, ``≥ 1``.
+    pairs_per_round : int
+        Prompts drawn per round.
+    labels : {"top_bottom", "bradley_terry", "all_pairs"}
+        How the ``K`` draws become pairs.
+    accumulate : bool
+        Fit each round on all pairs so far (else on the round's only).
+    start : Policy or None
+        The first sampler; ``None``: ``ref``.
+    l2 : float or None
+        Ridge weight ``λ``; ``None``: the class family's default (:data:`DEFAULT_L2` for the
+        tabular classes).
+    prompt_weights : array_like or None
+        ``ρ``, shape ``(P,)``; ``None``: uniform.
+    random_state : None, int, SeedSequence or Generator
+        Seed of the draws.
+
+    Returns
+    -------
+    FitResult
+        The last round's DPO fit; ``extra``: ``kl_to_target`` per round (to ``π*_{r̂}``),
+        ``n_pairs``, ``K``, ``rounds``, ``labels``.
+    """
     sp = ref.space
     r_hat = sp.check_array("reward_hat", reward_hat)
     beta = check_beta(beta)
@@ -101,6 +158,7 @@ def online_dpo(reward_hat, policy_class, ref: Policy, beta: float, *, K: int = 2
         res = dpo(pool, policy_class, ref, beta, l2=l2)
         pi = res.policy
         history.append(float(kl_rows(pi.logp, target.logp) @ rho))
+    assert res is not None and pool is not None  # rounds >= 1
     res.estimator = "online_dpo"
     res.extra.update(kl_to_target=history, n_pairs=pool.n_pairs, K=K, rounds=rounds, labels=labels)
     return res
@@ -122,7 +180,39 @@ def policy_gradient(reward_hat, policy_class, ref: Policy, beta: float, *, steps
                     random_state=None) -> FitResult:
     """KL-regularised policy gradient against ``r̂`` (tabular or log-linear class), starting
     at ``π_ref``; sampled REINFORCE-leave-one-out or the exact gradient. ``normalise=True``
-    steps by ``lr·∇/max|∇|`` (each parameter moves by at most ``lr`` per step)."""
+    steps by ``lr·∇/max|∇|`` (each parameter moves by at most ``lr`` per step).
+
+    Parameters
+    ----------
+    reward_hat : array_like
+        The reward ``r̂``, shape ``(P, T)``.
+    policy_class : TabularPolicyClass or LogLinearPolicyClass
+        The class.
+    ref : Policy
+        The reference ``π_ref`` (full support).
+    beta : float
+        The KL weight ``β > 0``.
+    steps : int
+        Number of steps, ``≥ 1``.
+    lr : float
+        Step size ``> 0``.
+    K : int
+        Samples per prompt and step (REINFORCE leave-one-out), ``≥ 2``.
+    exact : bool
+        Use the exact gradient instead of samples.
+    normalise : bool
+        Steps ``lr·∇/max|∇|``.
+    prompt_weights : array_like or None
+        ``ρ``, shape ``(P,)``; ``None``: uniform.
+    random_state : None, int, SeedSequence or Generator
+        Seed of the samples.
+
+    Returns
+    -------
+    FitResult
+        The final policy and its ``J_β``, ``converged = False`` (a budget); ``extra``:
+        ``gap_to_optimum``, ``gap_history``, ``kl_to_target``.
+    """
     sp = ref.space
     r_hat = sp.check_array("reward_hat", reward_hat)
     beta = check_beta(beta)

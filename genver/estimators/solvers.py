@@ -62,7 +62,18 @@ class PolicyParametrisation(NamedTuple):
 
 
 def flat_counts(C: np.ndarray):
-    """The nonzero entries of demonstration counts ``C`` (P, T): ``(flat indices, counts)``."""
+    """The nonzero entries of demonstration counts ``C`` (P, T).
+
+    Parameters
+    ----------
+    C : np.ndarray
+        Counts ``C(x, y)``, shape ``(P, T)``.
+
+    Returns
+    -------
+    tuple of (np.ndarray, np.ndarray)
+        ``(flat indices x·T + y, counts)`` of the nonzero entries.
+    """
     flat = C.ravel()
     idx = np.flatnonzero(flat)
     return idx, flat[idx]

@@ -27,7 +27,7 @@ registered in :mod:`genver.estimators.solvers`. Pairs (DPO, IPO, reward MLE):
   the Newton step solves ``(L_w + λI)`` on the touched block and divides by ``λβ²`` elsewhere.
   IPO: ``−∇²_z = 2s² L_c + λC`` (``s`` the length scale, weights the counts) — the objective is
   quadratic in ``z`` and one Newton step is exact. Other classes keep L-BFGS. The systems
-  ``(L_w + λI) u = g`` are solved by :class:`genver._solve.LaplacianRidge`: the Laplacian is
+  ``(L_w + λI) u = g`` are solved by :class:`genver._laplacian.LaplacianRidge`: the Laplacian is
   block diagonal over the connected components of the pair graph (a refinement of the
   prompts); prompts and components of at most ``DENSE_MAX`` (a few hundred, the measured
   crossover) touched completions are dense Cholesky/LU solves, larger components
@@ -48,7 +48,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _kernels
-from .._solve import NEWTON_RTOL, LaplacianRidge, check_l2, converged, newton
+from .._laplacian import LaplacianRidge
+from .._solve import NEWTON_RTOL, check_l2, converged, newton
 from ..classes import TabularPolicyClass, TabularRewardClass
 from ..policy import Policy, logsumexp_rows, node_score_coeff
 from ..preferences import PairCounts
@@ -119,7 +120,25 @@ def dpo_tabular_objective(c: PairCounts, ref: Policy, beta: float, l2: float):
     ``f = r_π = β log π_z/π_ref`` (summed over pairs) minus ``(λ/2) Σ_x Σ_y (f − f̄(x))²``. Since
     ``∂f_y/∂z_u = β(δ_yu − π_u)`` within a prompt, ``∂obj/∂z = β(g − π Σ_y g)``, ``g = ∂obj/∂f``.
     Used by :func:`dpo` (Newton; Hessian in the module docstring) and
-    :func:`genver.estimators.gradient.dpo_gd` (plain steps)."""
+    :func:`genver.estimators.gradient.dpo_gd` (plain steps).
+
+    Parameters
+    ----------
+    c : PairCounts
+        The pair counts.
+    ref : Policy
+        The reference ``π_ref``.
+    beta : float
+        The KL weight ``β > 0``.
+    l2 : float
+        The ridge weight ``λ ≥ 0``.
+
+    Returns
+    -------
+    Callable
+        ``z ↦ (float, np.ndarray, np.ndarray)``: the objective, its gradient (shape ``(P, T)``)
+        and ``log π_z`` (unnormalised rows), for logits ``z`` of shape ``(P, T)``.
+    """
     return _dpo_objective(c, (c.pos_flat, c.neg_flat), ref, beta, l2)
 
 

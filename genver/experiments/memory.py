@@ -93,7 +93,7 @@ def unit_bytes(spec, p: dict) -> dict:
     if p.get("per_prompt"):
         d *= P
     n = max(spec.sizes)
-    from .._solve import DENSE_MAX
+    from .._laplacian import DENSE_MAX
     tabular = spec.generator != "finite_gap"
     m = min(T, 2 * n, DENSE_MAX)
     return {"world": 8 * 16 * PT,
