@@ -6,7 +6,7 @@ is exact (``y_s`` observed, kind :data:`EXACT`), right-censored (only ``y > y_s`
 kind :data:`UNDEFINED`). The Tobit-style log-likelihood is
 
     ``ℓ = Σ_exact [−log σ − ½ u_s²] + Σ_right log Φ(−u_s) + Σ_left log Φ(u_s)``,
-    ``u_s = (y_s − α − a x_s)/σ``,
+    ``u_s = (y_s − α − a x_s)/σ`` (``y_s`` the bound for a censored point),
 
 maximised in Olsen's (1978) parametrisation ``γ = (α, a)/σ``, ``τ = 1/σ``, where ``−ℓ`` is
 convex: damped Newton steps with the analytic Hessian find the global maximum over
@@ -15,6 +15,12 @@ Without censored points the maximum-likelihood ``(α, a)`` is ordinary least squ
 (:func:`ols_fit`). Identifiability: at least 2 exact points at distinct ``x``, otherwise the fit
 is NaN. :mod:`genver.scaling` uses it for ``log N_ε`` against ``log dim`` (where the censoring of
 ``N_ε`` and the floor ``σ_min`` are defined).
+
+Intervals: a grid quantity such as ``N_ε`` is known as an interval ``(L, U)`` —
+exact ``[N, N]``, right-censored ``(n_max, ∞)``, left-censored ``(0, n_min]``, undefined
+``(0, ∞)`` (:func:`route_interval`); a ratio of two such quantities lies in
+``(L_off/U_on, U_off/L_on)`` (:func:`ratio_interval`); :func:`classify_intervals` turns
+intervals into the kinds and log-values the fit takes.
 """
 from __future__ import annotations
 
@@ -23,7 +29,8 @@ import math
 import numpy as np
 from scipy.special import log_ndtr
 
-__all__ = ["EXACT", "RIGHT", "LEFT", "UNDEFINED", "ols_fit", "censored_fit"]
+__all__ = ["EXACT", "RIGHT", "LEFT", "UNDEFINED", "ols_fit", "censored_fit", "route_interval", "ratio_interval",
+           "classify_intervals", "point_value"]
 
 #: kinds of a point: exact, right-censored (a lower bound), left-censored (an upper bound), undefined
 EXACT, RIGHT, LEFT, UNDEFINED = 0, 1, 2, 3
@@ -194,3 +201,107 @@ def _tobit_newton(X, y, kind, theta, tau_max: float, tol: float = 1e-20, max_ite
     if _tobit_terms(theta, X, y, ex, right)[1][2] > 0:  # −ℓ rises with τ: interior optimum
         theta = solve(theta, np.array([True, True, True]))
     return theta
+
+
+# --------------------------------------------------------------------------- intervals and kinds
+def route_interval(N: np.ndarray, n_min: float | np.ndarray,
+                   n_max: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``N_ε`` values (inf: not reached, NaN: no rows) as intervals ``(L, U)``: exact ``[N, N]``;
+    ``N_ε = n_min`` (met at the smallest ``n``) is left-censored ``(0, n_min]``; not reached
+    is right-censored ``(n_max, ∞)``; no rows is undefined ``(0, ∞)``.
+
+    Parameters
+    ----------
+    N : numpy.ndarray
+        the ``N_ε`` values (grid values, ``inf`` or NaN).
+    n_min, n_max : float or numpy.ndarray
+        the smallest and largest grid ``n`` (per value, broadcast against ``N``).
+
+    Returns
+    -------
+    tuple of (numpy.ndarray, numpy.ndarray)
+        ``(L, U)``, shaped as ``N``.
+
+    Examples
+    --------
+    >>> L, U = route_interval(np.array([64.0, 8.0, np.inf, np.nan]), 8.0, 512.0)
+    >>> L.tolist(), U.tolist()
+    ([64.0, 0.0, 512.0, 0.0], [64.0, 8.0, inf, inf])
+    """
+    N = np.asarray(N, dtype=float)
+    L = np.where(N == n_min, 0.0, N)
+    U = N.copy()
+    L = np.where(np.isinf(N), n_max, L)
+    U = np.where(np.isnan(N), np.inf, U)
+    L = np.where(np.isnan(N), 0.0, L)
+    return L, U
+
+
+def ratio_interval(off, on):
+    """The interval of ``ρ = N_off/N_on`` from the routes' intervals:
+    ``ρ ∈ (L_off/U_on, U_off/L_on)`` (``L_on = 0``: ``U = ∞``; ``U_on = ∞``: ``L = 0``).
+
+    Parameters
+    ----------
+    off, on : tuple of (numpy.ndarray, numpy.ndarray)
+        ``(L, U)`` of each route (:func:`route_interval`).
+
+    Returns
+    -------
+    tuple of (numpy.ndarray, numpy.ndarray)
+        ``(L, U)`` of the ratio.
+    """
+    (Lo, Uo), (Ln, Un) = off, on
+    with np.errstate(divide="ignore", invalid="ignore"):
+        L = np.where(np.isinf(Un), 0.0, Lo / Un)
+        U = np.where(Ln == 0, np.inf, Uo / np.where(Ln == 0, 1.0, Ln))
+    return L, U
+
+
+def classify_intervals(L: np.ndarray, U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(kind, log-value) of intervals: exact (L = U), right (L > 0, U = ∞), left (L = 0,
+    U < ∞), undefined (both open). The log-value is ``log U`` for exact and left points,
+    ``log L`` for right ones, NaN for undefined ones.
+
+    Parameters
+    ----------
+    L, U : numpy.ndarray
+        the intervals' ends.
+
+    Returns
+    -------
+    tuple of (numpy.ndarray, numpy.ndarray)
+        the kinds (:data:`EXACT`, :data:`RIGHT`, :data:`LEFT`, :data:`UNDEFINED`) and the
+        log-values, the ``(kind, y)`` :func:`censored_fit` takes.
+
+    Examples
+    --------
+    >>> kind, y = classify_intervals(np.array([4.0, 512.0, 0.0, 0.0]), np.array([4.0, np.inf, 8.0, np.inf]))
+    >>> kind.tolist(), np.round(np.exp(y), 6).tolist()[:3]
+    ([0, 1, 2, 3], [4.0, 512.0, 8.0])
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        exact = (L == U) & np.isfinite(U) & (U > 0)
+        right = ~exact & (L > 0) & np.isinf(U)
+        left = ~exact & (L == 0) & np.isfinite(U) & (U > 0)
+        kind = np.select([exact, right, left], [EXACT, RIGHT, LEFT], UNDEFINED)
+        y = np.where(exact | left, np.log(np.where(U > 0, U, 1.0)), np.log(np.where(L > 0, L, 1.0)))
+    return kind, np.where(kind == UNDEFINED, np.nan, y)
+
+
+def point_value(kind, L, U) -> float:
+    """The value drawn for a point: exact, the lower bound (right) or the upper bound (left).
+
+    Parameters
+    ----------
+    kind : int
+        the point's kind.
+    L, U : float
+        its interval.
+
+    Returns
+    -------
+    float
+        ``U`` (exact, left), ``L`` (right) or NaN (undefined).
+    """
+    return {EXACT: float(U), RIGHT: float(L), LEFT: float(U)}.get(int(kind), float("nan"))

@@ -46,16 +46,11 @@ A route that already meets ``ε`` at the smallest ``n`` says ``N_ε ≤ n_min``:
 ``(n_max, ∞)``, left ``(0, n_min]`` — and ``ρ ∈ (L_off/U_on, U_off/L_on)``: exact, right-censored
 (a lower bound, e.g. offline censored), left-censored (an upper bound, e.g. online censored),
 or undefined (both ends open, e.g. neither route reaches ``ε``; left out and counted). Bounds
-never enter the fit as exact values. The log-likelihood is
-
-    ``ℓ = Σ_exact [−log σ − ½ u_s²] + Σ_right log Φ(−u_s) + Σ_left log Φ(u_s)``,
-    ``u_s = (y_s − α − a x_s)/σ`` (``y_s`` the bound for a censored point),
-
-maximised in Olsen's (1978) parametrisation ``γ = (α, a)/σ``, ``τ = 1/σ``, where ``−ℓ`` is
-convex: damped Newton steps with the analytic Hessian then find the global maximum
-(checked against a direct Nelder–Mead maximisation of ``ℓ`` in ``tests/naive.py``). ``σ`` is floored at the grid's
-rounding
-error, ``σ_min = Δ/√12`` for a route (``Δ`` the median log-spacing of the ``n`` grid: ``N_ε``
+never enter the fit as exact values: they enter the Tobit log-likelihood ``ℓ`` (``y_s`` the
+bound for a censored point), maximised globally in Olsen's convex parametrisation by damped
+Newton steps (:mod:`genver.censored`, where ``ℓ`` is written out; checked against a direct
+Nelder–Mead maximisation of ``ℓ`` in ``tests/naive.py``). ``σ`` is floored at the grid's
+rounding error, ``σ_min = Δ/√12`` for a route (``Δ`` the median log-spacing of the ``n`` grid: ``N_ε``
 is rounded up to the grid, a uniform error of width ``Δ``) and ``Δ/√6`` for the ratio
 (two roundings): otherwise exact points lying on a line would send ``σ → 0`` and the
 likelihood to infinity. Identifiability: at least 2 exact points at distinct ``dim``,
@@ -115,7 +110,18 @@ import pandas as pd
 
 from genver import stats as _st
 from genver._validation import as_generator
-from genver.censored import EXACT, LEFT, RIGHT, UNDEFINED, censored_fit, ols_fit
+from genver.censored import (
+    EXACT,
+    LEFT,
+    RIGHT,
+    UNDEFINED,
+    censored_fit,
+    classify_intervals,
+    ols_fit,
+    point_value,
+    ratio_interval,
+    route_interval,
+)
 
 __all__ = ["AGGREGATE_WORDS", "DESCRIPTORS", "DEFAULT_AGAINST", "DEFAULT_RATIO_AGAINST", "ScalingLaws",
            "scaling_laws", "censored_fit", "descriptor_values"]
@@ -209,31 +215,7 @@ def _log(v: pd.Series) -> pd.Series:
     return np.log(v.where(np.isfinite(v) & (v > 0)))
 
 
-# --------------------------------------------------------------------------- intervals and kinds
-def _route_interval(N: np.ndarray, n_min: float | np.ndarray,
-                    n_max: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``N_ε`` values (inf: not reached, NaN: no rows) as intervals ``(L, U)``."""
-    N = np.asarray(N, dtype=float)
-    L = np.where(N == n_min, 0.0, N)
-    U = N.copy()
-    L = np.where(np.isinf(N), n_max, L)
-    U = np.where(np.isnan(N), np.inf, U)
-    L = np.where(np.isnan(N), 0.0, L)
-    return L, U
-
-
-def _classify(L: np.ndarray, U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(kind, log-value) of intervals: exact (L = U), right (L > 0, U = ∞), left (L = 0,
-    U < ∞), undefined (both open)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        exact = (L == U) & np.isfinite(U) & (U > 0)
-        right = ~exact & (L > 0) & np.isinf(U)
-        left = ~exact & (L == 0) & np.isfinite(U) & (U > 0)
-        kind = np.select([exact, right, left], [EXACT, RIGHT, LEFT], UNDEFINED)
-        y = np.where(exact | left, np.log(np.where(U > 0, U, 1.0)), np.log(np.where(L > 0, L, 1.0)))
-    return kind, np.where(kind == UNDEFINED, np.nan, y)
-
-
+# --------------------------------------------------------------------------- grid intervals of N_ε
 def _within_grid_interval(boot: np.ndarray, grid: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Replicate ``N_ε`` on the grid (``n_j``; inf: not reached) moved to
     ``n_{j−1}·(n_j/n_{j−1})^u``, ``u ∈ (0, 1]``: log-uniform in the interval ``(n_{j−1}, n_j]``
@@ -253,19 +235,6 @@ def _jittered_seed_aggregate(mat, grid, eps, rule, idx, how, rng) -> np.ndarray:
     v = _within_grid_interval(v, grid, 1.0 - rng.random(v.shape))
     out = _st._aggregate_neps(v, how)
     return np.where(np.isnan(out), np.inf, out)
-
-
-def _ratio_interval(off, on):
-    (Lo, Uo), (Ln, Un) = off, on
-    with np.errstate(divide="ignore", invalid="ignore"):
-        L = np.where(np.isinf(Un), 0.0, Lo / Un)
-        U = np.where(Ln == 0, np.inf, Uo / np.where(Ln == 0, 1.0, Ln))
-    return L, U
-
-
-def _point_value(kind, L, U) -> float:
-    """The value drawn for a point: exact, the lower bound (right) or the upper bound (left)."""
-    return {EXACT: float(U), RIGHT: float(L), LEFT: float(U)}.get(int(kind), float("nan"))
 
 
 # --------------------------------------------------------------------------- public function
@@ -398,8 +367,8 @@ def _fit_tables(d, settings, sids, knobs, obs, steps, against, ratio_against, of
     jobs = [(r, a) for a in against for r in ("offline", "online")] + [("ratio", a) for a in ratio_against]
     for route, name in jobs:
         (L, U), (Lb, Ub), boot_vals = obs[route]
-        kind, y = _classify(L, U)
-        kind_b, y_b = _classify(Lb, Ub)
+        kind, y = classify_intervals(L, U)
+        kind_b, y_b = classify_intervals(Lb, Ub)
         dim = descriptor_values(settings, name).reindex(sids).to_numpy(dtype=float)
         with np.errstate(divide="ignore", invalid="ignore"):
             x = np.where(np.isfinite(dim) & (dim > 0), np.log(dim), np.nan)
@@ -407,7 +376,7 @@ def _fit_tables(d, settings, sids, knobs, obs, steps, against, ratio_against, of
             lo, hi = (_st._percentile_ci(boot_vals[:, i], alpha) if resampled else (np.nan, np.nan))
             points.append({"setting_id": sid, **{kk: _st._py(knob_vals.loc[sid, kk]) for kk in knobs},
                            "route": route, "label": labels[route], "against": name, "dim": dim[i],
-                           "N": _point_value(kind[i], L[i], U[i]), "N_lo": lo, "N_hi": hi,
+                           "N": point_value(kind[i], L[i], U[i]), "N_lo": lo, "N_hi": hi,
                            "censoring": _KIND_NAMES[int(kind[i])], "eps": eps, "n_seeds": n_seeds[sid],
                            "aggregate": aggregate})
         ok = np.isfinite(x) & (kind != UNDEFINED)
@@ -463,9 +432,9 @@ def _observations(d, sids, seeds, by, route_labels, eps, rule, idx, n_boot, aggr
                         jittered[:, i] = _jittered_seed_aggregate(mat, grid, eps, rule, idx, aggregate, rng)
                 if grid.size >= 2:
                     steps.append(float(np.median(np.diff(np.log(grid)))))
-            obs[name] = (_route_interval(point, n_lo, n_hi), _route_interval(jittered, n_lo, n_hi), boot)
+            obs[name] = (route_interval(point, n_lo, n_hi), route_interval(jittered, n_lo, n_hi), boot)
         (ivo, ivbo, bo), (ivn, ivbn, bn) = obs["offline"], obs["online"]
-        obs["ratio"] = (_ratio_interval(ivo, ivn), _ratio_interval(ivbo, ivbn), _st._ratio(bo, bn))
+        obs["ratio"] = (ratio_interval(ivo, ivn), ratio_interval(ivbo, ivbn), _st._ratio(bo, bn))
     return obs, steps
 
 
