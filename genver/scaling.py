@@ -46,16 +46,11 @@ A route that already meets ``ε`` at the smallest ``n`` says ``N_ε ≤ n_min``:
 ``(n_max, ∞)``, left ``(0, n_min]`` — and ``ρ ∈ (L_off/U_on, U_off/L_on)``: exact, right-censored
 (a lower bound, e.g. offline censored), left-censored (an upper bound, e.g. online censored),
 or undefined (both ends open, e.g. neither route reaches ``ε``; left out and counted). Bounds
-never enter the fit as exact values. The log-likelihood is
-
-    ``ℓ = Σ_exact [−log σ − ½ u_s²] + Σ_right log Φ(−u_s) + Σ_left log Φ(u_s)``,
-    ``u_s = (y_s − α − a x_s)/σ`` (``y_s`` the bound for a censored point),
-
-maximised in Olsen's (1978) parametrisation ``γ = (α, a)/σ``, ``τ = 1/σ``, where ``−ℓ`` is
-convex: damped Newton steps with the analytic Hessian then find the global maximum
-(checked against a direct Nelder–Mead maximisation of ``ℓ`` in ``tests/naive.py``). ``σ`` is floored at the grid's
-rounding
-error, ``σ_min = Δ/√12`` for a route (``Δ`` the median log-spacing of the ``n`` grid: ``N_ε``
+never enter the fit as exact values: they enter the Tobit log-likelihood ``ℓ`` (``y_s`` the
+bound for a censored point), maximised globally in Olsen's convex parametrisation by damped
+Newton steps (:mod:`genver.censored`, where ``ℓ`` is written out; checked against a direct
+Nelder–Mead maximisation of ``ℓ`` in ``tests/naive.py``). ``σ`` is floored at the grid's
+rounding error, ``σ_min = Δ/√12`` for a route (``Δ`` the median log-spacing of the ``n`` grid: ``N_ε``
 is rounded up to the grid, a uniform error of width ``Δ``) and ``Δ/√6`` for the ratio
 (two roundings): otherwise exact points lying on a line would send ``σ → 0`` and the
 likelihood to infinity. Identifiability: at least 2 exact points at distinct ``dim``,
@@ -112,10 +107,21 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from scipy.special import log_ndtr
 
 from genver import stats as _st
 from genver._validation import as_generator
+from genver.censored import (
+    EXACT,
+    LEFT,
+    RIGHT,
+    UNDEFINED,
+    censored_fit,
+    classify_intervals,
+    ols_fit,
+    point_value,
+    ratio_interval,
+    route_interval,
+)
 
 __all__ = ["AGGREGATE_WORDS", "DESCRIPTORS", "DEFAULT_AGAINST", "DEFAULT_RATIO_AGAINST", "ScalingLaws",
            "scaling_laws", "censored_fit", "descriptor_values"]
@@ -144,8 +150,7 @@ _POINT_COLS = ["route", "label", "against", "dim", "N", "N_lo", "N_hi", "censori
 #: how each aggregate is named in messages, the report and the figure
 AGGREGATE_WORDS = {"mean": "N_ε of the mean curve", "median": "median of the seeds' N_ε",
                    "iqm": "IQM of the seeds' N_ε"}
-_EXACT, _RIGHT, _LEFT, _UNDEF = 0, 1, 2, 3
-_KIND_NAMES = {_EXACT: "exact", _RIGHT: "right", _LEFT: "left", _UNDEF: "undefined"}
+_KIND_NAMES = {EXACT: "exact", RIGHT: "right", LEFT: "left", UNDEFINED: "undefined"}
 
 
 class ScalingLaws(NamedTuple):
@@ -158,7 +163,27 @@ class ScalingLaws(NamedTuple):
 # --------------------------------------------------------------------------- descriptors
 def descriptor_values(settings: pd.DataFrame, name: str) -> pd.Series:
     """The descriptor ``name`` per setting (index ``setting_id``); the ratios are computed from
-    their parts (NaN where a part is missing or not positive)."""
+    their parts (NaN where a part is missing or not positive).
+
+    Parameters
+    ----------
+    settings : pandas.DataFrame
+        one row per ``setting_id`` with the descriptor columns (``DIR/settings.parquet``).
+    name : str
+        a descriptor of :data:`DESCRIPTORS`.
+
+    Returns
+    -------
+    pandas.Series
+        float per setting, indexed by ``setting_id``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> s = pd.DataFrame({"setting_id": ["a", "b"], "n_params_Pi": [30, 120], "n_params_R": [3, 4]})
+    >>> descriptor_values(s, "dim_ratio").tolist()
+    [10.0, 30.0]
+    """
     if name not in DESCRIPTORS:
         raise ValueError(f"against: unknown descriptor {name!r} (choose from {', '.join(DESCRIPTORS)})")
     s = settings.drop_duplicates("setting_id").set_index("setting_id")
@@ -190,152 +215,7 @@ def _log(v: pd.Series) -> pd.Series:
     return np.log(v.where(np.isfinite(v) & (v > 0)))
 
 
-# --------------------------------------------------------------------------- censored regression
-def _ols(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-    """(intercept, slope, residual sd) of OLS of ``y`` on ``x``."""
-    xm, ym = x.mean(), y.mean()
-    sxx = float(((x - xm) ** 2).sum())
-    a = float(((x - xm) * (y - ym)).sum() / sxx)
-    alpha = float(ym - a * xm)
-    rss = float(((y - alpha - a * x) ** 2).sum())
-    return alpha, a, math.sqrt(rss / x.size)
-
-
-def censored_fit(x, y, kind, sigma_min: float, start=None) -> tuple[float, float, float]:
-    """Maximum-likelihood ``(α, a, σ)`` of ``y = α + a x + σ z`` with right- (``kind`` 1) and
-    left-censored (2) points at their bounds ``y``, exact points (0); undefined points (3) are
-    ignored. ``σ ≥ sigma_min``. NaNs when fewer than 2 exact points lie at distinct ``x`` or
-    the optimiser fails (see the module docstring). ``start``: ``(α, a, σ)`` to start Newton
-    from (default: the exact points' OLS line); the optimum does not depend on it (convexity)."""
-    x, y, kind = (np.asarray(v) for v in (x, y, kind))
-    use = kind != _UNDEF
-    x, y, kind = x[use].astype(float), y[use].astype(float), kind[use]
-    ex = kind == _EXACT
-    nan3 = (float("nan"),) * 3
-    if ex.sum() < 2 or np.ptp(x[ex]) == 0:
-        return nan3
-    alpha0, a0, sd0 = _ols(x[ex], y[ex])
-    if ex.all():
-        return alpha0, a0, max(sd0, sigma_min)
-    xc = x.mean()
-    X = np.column_stack([np.ones_like(x), x - xc])
-    if start is not None and np.all(np.isfinite(start)):
-        alpha0, a0, sd0 = start
-    sig0 = max(sd0, sigma_min)
-    theta = _tobit_newton(X, y, kind, np.array([(alpha0 + a0 * xc) / sig0, a0 / sig0, 1.0 / sig0]),
-                          tau_max=1.0 / sigma_min)
-    if theta is None:
-        return nan3
-    g0, g1, tau = theta
-    a = g1 / tau
-    return float(g0 / tau - a * xc), float(a), float(1.0 / tau)
-
-
-def _tobit_terms(theta, X, y, ex, right, value_only: bool = False):
-    """``−ℓ`` (up to a constant), its gradient and Hessian in ``θ = (γ, τ)``:
-    ``u = τ y − Xγ``; exact ``−log τ + u²/2``; right ``−log Φ(−u)``; left ``−log Φ(u)``.
-    With ``w = −u`` (right) or ``u`` (left) and the inverse Mills ratio ``m = φ(w)/Φ(w)``:
-    ``∂f/∂u = u | m | −m`` and ``∂²f/∂u² = 1 | m(w + m)`` (exact | censored); ``∇u = (−X, y)``."""
-    tau = theta[2]
-    u = tau * y - X @ theta[:2]
-    w = np.where(right, -u, u)
-    cen = ~ex
-    logphi = log_ndtr(w[cen])
-    f = -ex.sum() * math.log(tau) + 0.5 * float((u[ex] ** 2).sum()) - float(logphi.sum())
-    if value_only:
-        return f
-    m = np.exp(-0.5 * w[cen] ** 2 - 0.5 * math.log(2 * math.pi) - logphi)
-    d1, d2 = u.copy(), np.ones_like(u)
-    d1[cen] = np.where(right[cen], m, -m)
-    d2[cen] = m * (w[cen] + m)
-    J = np.column_stack([-X, y])  # ∇u per point
-    grad = d1 @ J
-    grad[2] -= ex.sum() / tau
-    hess = (J * d2[:, None]).T @ J
-    hess[2, 2] += ex.sum() / tau**2
-    return f, grad, hess
-
-
-def _tobit_newton(X, y, kind, theta, tau_max: float, tol: float = 1e-20, max_iter: int = 100):
-    """Minimise the convex ``−ℓ(γ, τ)`` over ``0 < τ ≤ tau_max`` by damped Newton steps
-    (backtracking to the feasible set and Armijo decrease). Convexity makes the constrained
-    optimum either interior or on ``τ = tau_max``: first solve with ``τ`` fixed there (Newton
-    in ``γ``); if ``∂(−ℓ)/∂τ > 0`` at that point the optimum is interior and is found from it
-    in all three coordinates. An interior start is tried in all three coordinates first (a
-    stationary point is the optimum). ``None`` when Newton does not converge."""
-    ex, right = kind == _EXACT, kind == _RIGHT
-    theta = theta.astype(float).copy()
-    theta[2] = min(theta[2], tau_max)
-
-    def solve(theta, free):
-        for _ in range(max_iter):
-            f, g, H = _tobit_terms(theta, X, y, ex, right)
-            gi, Hi = g[free], H[np.ix_(free, free)]
-            try:
-                step = -np.linalg.solve(Hi, gi)
-            except np.linalg.LinAlgError:
-                return None
-            decrement = float(-gi @ step)
-            if not np.isfinite(decrement):
-                return None
-            if decrement <= tol * max(1.0, abs(f)):
-                return theta
-            t = 1.0
-            if decrement > 1e-10 * max(1.0, abs(f)):  # damped phase; near the optimum the full step
-                while True:                             # is taken (Armijo cannot see below rounding)
-                    cand = theta.copy()
-                    cand[free] += t * step
-                    if 0 < cand[2] <= tau_max and _tobit_terms(cand, X, y, ex, right, value_only=True) <= \
-                            f - 1e-4 * t * decrement:
-                        break
-                    t *= 0.5
-                    if t < 1e-12:
-                        return None
-            else:
-                cand = theta.copy()
-                cand[free] += step
-                if not 0 < cand[2] <= tau_max:
-                    return theta
-            theta = cand
-        return None
-
-    if theta[2] < tau_max:  # an interior start: a stationary point found from it is the optimum
-        found = solve(theta, np.array([True, True, True]))
-        if found is not None:
-            return found
-    theta[2] = tau_max
-    theta = solve(theta, np.array([True, True, False]))
-    if theta is None:
-        return None
-    if _tobit_terms(theta, X, y, ex, right)[1][2] > 0:  # −ℓ rises with τ: interior optimum
-        theta = solve(theta, np.array([True, True, True]))
-    return theta
-
-
-# --------------------------------------------------------------------------- intervals and kinds
-def _route_interval(N: np.ndarray, n_min: float, n_max: float) -> tuple[np.ndarray, np.ndarray]:
-    """``N_ε`` values (inf: not reached, NaN: no rows) as intervals ``(L, U)``."""
-    N = np.asarray(N, dtype=float)
-    L = np.where(N == n_min, 0.0, N)
-    U = N.copy()
-    L = np.where(np.isinf(N), n_max, L)
-    U = np.where(np.isnan(N), np.inf, U)
-    L = np.where(np.isnan(N), 0.0, L)
-    return L, U
-
-
-def _classify(L: np.ndarray, U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(kind, log-value) of intervals: exact (L = U), right (L > 0, U = ∞), left (L = 0,
-    U < ∞), undefined (both open)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        exact = (L == U) & np.isfinite(U) & (U > 0)
-        right = ~exact & (L > 0) & np.isinf(U)
-        left = ~exact & (L == 0) & np.isfinite(U) & (U > 0)
-        kind = np.select([exact, right, left], [_EXACT, _RIGHT, _LEFT], _UNDEF)
-        y = np.where(exact | left, np.log(np.where(U > 0, U, 1.0)), np.log(np.where(L > 0, L, 1.0)))
-    return kind, np.where(kind == _UNDEF, np.nan, y)
-
-
+# --------------------------------------------------------------------------- grid intervals of N_ε
 def _within_grid_interval(boot: np.ndarray, grid: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Replicate ``N_ε`` on the grid (``n_j``; inf: not reached) moved to
     ``n_{j−1}·(n_j/n_{j−1})^u``, ``u ∈ (0, 1]``: log-uniform in the interval ``(n_{j−1}, n_j]``
@@ -355,19 +235,6 @@ def _jittered_seed_aggregate(mat, grid, eps, rule, idx, how, rng) -> np.ndarray:
     v = _within_grid_interval(v, grid, 1.0 - rng.random(v.shape))
     out = _st._aggregate_neps(v, how)
     return np.where(np.isnan(out), np.inf, out)
-
-
-def _ratio_interval(off, on):
-    (Lo, Uo), (Ln, Un) = off, on
-    with np.errstate(divide="ignore", invalid="ignore"):
-        L = np.where(np.isinf(Un), 0.0, Lo / Un)
-        U = np.where(Ln == 0, np.inf, Uo / np.where(Ln == 0, 1.0, Ln))
-    return L, U
-
-
-def _point_value(kind, L, U) -> float:
-    """The value drawn for a point: exact, the lower bound (right) or the upper bound (left)."""
-    return {_EXACT: float(U), _RIGHT: float(L), _LEFT: float(U)}.get(int(kind), float("nan"))
 
 
 # --------------------------------------------------------------------------- public function
@@ -405,23 +272,58 @@ def scaling_laws(
     :func:`genver.stats.efficiency_ratio`). Returns :class:`ScalingLaws` ``(fits, points)``:
 
     * ``fits``: ``route`` ("offline" | "online" | "ratio"), ``label``, ``against``, ``eps``,
-      ``metric``, ``rule``, ``aggregate``, ``a``, ``a_lo``, ``a_hi``, ``intercept`` (natural log: ``log N =
-      intercept + a log dim``), ``sigma``, ``method`` ("ols" | "tobit" | "undefined"),
+      ``metric``, ``rule``, ``aggregate``, ``a``, ``a_lo``, ``a_hi``, ``intercept`` (natural log:
+      ``log N = intercept + a log dim``), ``sigma``, ``method`` ("ols" | "tobit" | "undefined"),
       ``n_points`` (settings in the fit), ``n_exact``, ``n_censored``,
       ``n_censored_consistent``, ``n_undefined`` (settings left out: undefined value or
-      descriptor), ``frac_boot`` (NaN without resamples: one seed or no fit), ``decades``, ``centre_dim``,
-      ``centre_N`` (the fitted line at
-      the mean ``log dim``), ``predicted_a``, ``agrees`` (nullable boolean), ``message``.
+      descriptor), ``frac_boot`` (NaN without resamples: one seed or no fit), ``decades``,
+      ``centre_dim``, ``centre_N`` (the fitted line at the mean ``log dim``), ``predicted_a``,
+      ``agrees`` (nullable boolean), ``message``.
     * ``points``: ``setting_id``, ``*knobs``, ``route``, ``label``, ``against``, ``dim``,
       ``N`` (``N_ε`` or the ratio; the bound for a censored point), ``N_lo``, ``N_hi``,
       ``censoring`` ("exact" | "right" | "left" | "undefined"), ``eps``, ``n_seeds``, ``aggregate``.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        the tidy results table.
+    settings : pandas.DataFrame
+        one row per ``setting_id`` with the descriptor columns.
+    eps : float
+        ``ε`` of ``N_ε`` (> 0).
+    against : str or sequence of str
+        the descriptors each route is fitted against.
+    ratio_against : str, sequence of str or None
+        the descriptors the ratio is fitted against (None: no ratio fit).
+    offline, online : str
+        the two routes' labels in column ``by``.
+    by : str
+        ``"route"`` or ``"estimator"``.
+    knobs : sequence of str
+        the swept knobs (copied into ``points``).
+    metric : str
+        the error metric whose curve reaches ``ε``.
+    rule : str
+        the crossing rule of :func:`genver.stats.n_epsilon` (``"first"`` or ``"sustained"``).
+    n_boot : int
+        bootstrap replicates ``B``.
+    alpha : float
+        the CIs are ``1 − α`` percentile intervals.
+    random_state : int or numpy.random.Generator
+        the resampling's seed.
+    min_decades : float
+        the decades of the ratio's descriptor below which its message says so.
+    grid_jitter : bool
+        draw each replicate's ``N_ε`` log-uniformly within its grid interval.
+    aggregate : str
+        ``"mean"``, ``"median"`` or ``"iqm"``.
+
+    Returns
+    -------
+    ScalingLaws
+        ``(fits, points)``.
     """
-    against = [against] if isinstance(against, str) else list(against)
-    ratio_against = [] if ratio_against is None else (
-        [ratio_against] if isinstance(ratio_against, str) else list(ratio_against))
-    for name in [*against, *ratio_against]:
-        if name not in DESCRIPTORS:
-            raise ValueError(f"against: unknown descriptor {name!r} (choose from {', '.join(DESCRIPTORS)})")
+    against, ratio_against = _descriptor_lists(against, ratio_against)
     if by not in ("estimator", "route"):
         raise ValueError(f"by must be 'estimator' or 'route', got {by!r}")
     if not isinstance(settings, pd.DataFrame) or "setting_id" not in settings.columns:
@@ -443,12 +345,71 @@ def scaling_laws(
     k = seeds.size
     rng = as_generator(random_state)
     idx = rng.integers(0, k, size=(n_boot, k)) if k >= 2 else None
+    obs, steps = _observations(d, sids, seeds, by, {"offline": offline, "online": online}, eps, rule, idx,
+                               n_boot, aggregate, grid_jitter, rng)
+    return _fit_tables(d, settings, sids, knobs, obs, steps, against, ratio_against, offline, online,
+                       resampled=idx is not None, eps=eps, metric=metric, rule=rule, alpha=alpha,
+                       min_decades=min_decades, n_boot=n_boot, aggregate=aggregate)
 
-    # per setting and route: point N_ε and replicate N_ε (one seed resample for everything)
-    obs = {}  # route -> ((L, U) per setting, (L, U) per replicate and setting, replicate values)
+
+def _fit_tables(d, settings, sids, knobs, obs, steps, against, ratio_against, offline, online, *, resampled, eps,
+                metric, rule, alpha, min_decades, n_boot, aggregate) -> ScalingLaws:
+    """The ``fits`` and ``points`` tables from the routes' observations ``obs``
+    (:func:`_observations`): one fit per (route, descriptor) and one point per setting of it."""
+    delta = float(np.median(steps)) if steps else 0.0
+    sigma_floor = {"offline": delta / math.sqrt(12), "online": delta / math.sqrt(12), "ratio": delta / math.sqrt(6)}
+    labels = {"offline": offline, "online": online, "ratio": f"{offline} / {online}"}
+    n_seeds = {sid: int(d.loc[d["setting_id"] == sid, "seed"].nunique()) for sid in sids}
+    knob_vals = (d.drop_duplicates("setting_id").set_index("setting_id")[knobs] if knobs
+                 else pd.DataFrame(index=pd.Index(sids, name="setting_id")))
+
+    fits, points = [], []
+    jobs = [(r, a) for a in against for r in ("offline", "online")] + [("ratio", a) for a in ratio_against]
+    for route, name in jobs:
+        (L, U), (Lb, Ub), boot_vals = obs[route]
+        kind, y = classify_intervals(L, U)
+        kind_b, y_b = classify_intervals(Lb, Ub)
+        dim = descriptor_values(settings, name).reindex(sids).to_numpy(dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x = np.where(np.isfinite(dim) & (dim > 0), np.log(dim), np.nan)
+        for i, sid in enumerate(sids):
+            lo, hi = (_st._percentile_ci(boot_vals[:, i], alpha) if resampled else (np.nan, np.nan))
+            points.append({"setting_id": sid, **{kk: _st._py(knob_vals.loc[sid, kk]) for kk in knobs},
+                           "route": route, "label": labels[route], "against": name, "dim": dim[i],
+                           "N": point_value(kind[i], L[i], U[i]), "N_lo": lo, "N_hi": hi,
+                           "censoring": _KIND_NAMES[int(kind[i])], "eps": eps, "n_seeds": n_seeds[sid],
+                           "aggregate": aggregate})
+        ok = np.isfinite(x) & (kind != UNDEFINED)
+        fits.append(_fit_row(route, labels[route], name, x, y, kind, kind_b, y_b, ok, sigma_floor[route],
+                             _predicted_logN(settings, route, name).reindex(sids).to_numpy(dtype=float),
+                             eps, metric, rule, alpha, min_decades, n_boot, aggregate))
+    fit_df = pd.DataFrame(fits, columns=_FIT_COLS)
+    fit_df["agrees"] = fit_df["agrees"].astype("boolean")
+    pt_df = pd.DataFrame(points, columns=["setting_id", *knobs, *_POINT_COLS])
+    return ScalingLaws(fit_df, pt_df)
+
+
+def _descriptor_lists(against, ratio_against) -> tuple[list[str], list[str]]:
+    """``against`` and ``ratio_against`` as lists of known descriptor names (``None``: no ratio fit)."""
+    against = [against] if isinstance(against, str) else list(against)
+    ratio_against = [] if ratio_against is None else (
+        [ratio_against] if isinstance(ratio_against, str) else list(ratio_against))
+    for name in [*against, *ratio_against]:
+        if name not in DESCRIPTORS:
+            raise ValueError(f"against: unknown descriptor {name!r} (choose from {', '.join(DESCRIPTORS)})")
+    return against, ratio_against
+
+
+def _observations(d, sids, seeds, by, route_labels, eps, rule, idx, n_boot, aggregate, grid_jitter, rng):
+    """Per setting and route, the point ``N_ε`` and the replicate ``N_ε`` (one seed resample
+    ``idx`` for everything), as intervals: ``{route: ((L, U) per setting, (L, U) per replicate
+    and setting, replicate values)}`` for offline, online and their ratio, and the log-spacings
+    of the ``n`` grids seen (for the floor ``σ_min``)."""
+    obs = {}
     steps = []
     with _st._quiet():
-        for name, lab in (("offline", offline), ("online", online)):
+        for name in ("offline", "online"):
+            lab = route_labels[name]
             S = len(sids)
             point, n_lo, n_hi = np.full(S, np.nan), np.full(S, np.nan), np.full(S, np.nan)
             boot, jittered = np.full((n_boot, S), np.nan), np.full((n_boot, S), np.nan)
@@ -471,56 +432,25 @@ def scaling_laws(
                         jittered[:, i] = _jittered_seed_aggregate(mat, grid, eps, rule, idx, aggregate, rng)
                 if grid.size >= 2:
                     steps.append(float(np.median(np.diff(np.log(grid)))))
-            obs[name] = (_route_interval(point, n_lo, n_hi), _route_interval(jittered, n_lo, n_hi), boot)
+            obs[name] = (route_interval(point, n_lo, n_hi), route_interval(jittered, n_lo, n_hi), boot)
         (ivo, ivbo, bo), (ivn, ivbn, bn) = obs["offline"], obs["online"]
-        obs["ratio"] = (_ratio_interval(ivo, ivn), _ratio_interval(ivbo, ivbn), _st._ratio(bo, bn))
-
-    delta = float(np.median(steps)) if steps else 0.0
-    sigma_floor = {"offline": delta / math.sqrt(12), "online": delta / math.sqrt(12), "ratio": delta / math.sqrt(6)}
-    labels = {"offline": offline, "online": online, "ratio": f"{offline} / {online}"}
-    n_seeds = {sid: int(d.loc[d["setting_id"] == sid, "seed"].nunique()) for sid in sids}
-    knob_vals = (d.drop_duplicates("setting_id").set_index("setting_id")[knobs] if knobs
-                 else pd.DataFrame(index=pd.Index(sids, name="setting_id")))
-
-    fits, points = [], []
-    jobs = [(r, a) for a in against for r in ("offline", "online")] + [("ratio", a) for a in ratio_against]
-    for route, name in jobs:
-        (L, U), (Lb, Ub), boot_vals = obs[route]
-        kind, y = _classify(L, U)
-        kind_b, y_b = _classify(Lb, Ub)
-        dim = descriptor_values(settings, name).reindex(sids).to_numpy(dtype=float)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            x = np.where(np.isfinite(dim) & (dim > 0), np.log(dim), np.nan)
-        for i, sid in enumerate(sids):
-            lo, hi = (_st._percentile_ci(boot_vals[:, i], alpha) if idx is not None else (np.nan, np.nan))
-            points.append({"setting_id": sid, **{kk: _st._py(knob_vals.loc[sid, kk]) for kk in knobs},
-                           "route": route, "label": labels[route], "against": name, "dim": dim[i],
-                           "N": _point_value(kind[i], L[i], U[i]), "N_lo": lo, "N_hi": hi,
-                           "censoring": _KIND_NAMES[int(kind[i])], "eps": eps, "n_seeds": n_seeds[sid],
-                           "aggregate": aggregate})
-        ok = np.isfinite(x) & (kind != _UNDEF)
-        fits.append(_fit_row(route, labels[route], name, x, y, kind, kind_b, y_b, ok, sigma_floor[route],
-                             _predicted_logN(settings, route, name).reindex(sids).to_numpy(dtype=float),
-                             eps, metric, rule, alpha, min_decades, n_boot, aggregate))
-    fit_df = pd.DataFrame(fits, columns=_FIT_COLS)
-    fit_df["agrees"] = fit_df["agrees"].astype("boolean")
-    pt_df = pd.DataFrame(points, columns=["setting_id", *knobs, *_POINT_COLS])
-    return ScalingLaws(fit_df, pt_df)
+        obs["ratio"] = (ratio_interval(ivo, ivn), ratio_interval(ivbo, ivbn), _st._ratio(bo, bn))
+    return obs, steps
 
 
 def _fit_row(route, label, against, x, y, kind, kind_b, y_b, ok, sigma_min, pred_logN, eps, metric, rule,
              alpha, min_decades, n_boot, aggregate="mean") -> dict:
     xs, ys, ks = x[ok], y[ok], kind[ok]
     al, a, sig = censored_fit(xs, ys, ks, sigma_min)
-    n_exact = int((ks == _EXACT).sum())
+    n_exact = int((ks == EXACT).sum())
     n_cens = int(ok.sum()) - n_exact
     method = "undefined" if np.isnan(a) else ("ols" if n_cens == 0 else "tobit")
     boot = np.full(n_boot, np.nan)
-    resampled = not np.isnan(a) and bool((kind_b != _UNDEF).any())  # False with one seed
+    resampled = not np.isnan(a) and bool((kind_b != UNDEFINED).any())  # False with one seed
     if resampled:
         seen = {}  # N_ε is a grid quantity: many replicates repeat a configuration, fitted once
         for b in range(kind_b.shape[0]):
-            okb = np.isfinite(x) & (kind_b[b] != _UNDEF)
+            okb = np.isfinite(x) & (kind_b[b] != UNDEFINED)
             key = (okb.tobytes(), kind_b[b][okb].tobytes(), y_b[b][okb].tobytes())
             if key not in seen:
                 seen[key] = censored_fit(x[okb], y_b[b][okb], kind_b[b][okb], sigma_min, start=(al, a, sig))[1]
@@ -530,13 +460,13 @@ def _fit_row(route, label, against, x, y, kind, kind_b, y_b, ok, sigma_min, pred
     consistent = 0
     if not np.isnan(a):
         fit_y = al + a * xs
-        consistent = int((((ks == _RIGHT) & (fit_y >= ys)) | ((ks == _LEFT) & (fit_y <= ys))).sum())
+        consistent = int((((ks == RIGHT) & (fit_y >= ys)) | ((ks == LEFT) & (fit_y <= ys))).sum())
     dims = np.exp(xs)
     decades = float(np.log10(dims.max() / dims.min())) if dims.size else float("nan")
     xc = float(xs.mean()) if xs.size else float("nan")
     pm = np.isfinite(pred_logN[ok])
     if pm.all() and xs.size >= 2 and np.ptp(xs) > 0:
-        pred = _ols(xs, pred_logN[ok])[1]
+        pred = ols_fit(xs, pred_logN[ok])[1]
         pred = float(np.round(pred, 12))
     else:
         pred = float("nan")

@@ -29,31 +29,130 @@ def _l2(o):
 
 
 def fit_dpo(inst, data, rng, o):
+    """DPO over ``Π`` (:func:`genver.estimators.dpo`): the offline route's likelihood fit.
+
+    Parameters
+    ----------
+    inst : Instance
+        the world: ``r*``, ``π_ref``, ``β``, ``ρ`` and the classes ``Π``, ``R``
+        (:class:`genver.experiments.generators.Instance`).
+    data : PairCounts
+        the labelled pairs of the cell.
+    rng : numpy.random.Generator
+        the cell's generator (unused).
+    o : dict
+        the estimator's options from the spec: ``l2`` (ridge weight, or None).
+
+    Returns
+    -------
+    FitResult
+        the fit.
+    """
     return dpo(data, inst.policy_class, inst.ref, inst.beta, l2=_l2(o))
 
 
 def fit_dpo_restricted(inst, data, rng, o):
+    """DPO over the restricted class ``Π(R)`` (:func:`genver.estimators.dpo`); a ``ValueError`` when
+    the generator has none.
+
+    Parameters
+    ----------
+    inst : Instance
+        the world: ``r*``, ``π_ref``, ``β``, ``ρ`` and the classes ``Π``, ``R``
+        (:class:`genver.experiments.generators.Instance`).
+    data : PairCounts
+        the labelled pairs of the cell.
+    rng : numpy.random.Generator
+        the cell's generator (unused).
+    o : dict
+        the estimator's options from the spec: ``l2``.
+
+    Returns
+    -------
+    FitResult
+        the fit.
+    """
     if inst.restricted_class is None:
         raise ValueError("dpo_restricted: this generator has no restricted class Π(R)")
     return dpo(data, inst.restricted_class, inst.ref, inst.beta, l2=_l2(o))
 
 
 def fit_dpo_2x(inst, data, rng, o):
+    """DPO over ``Π`` with twice the data (:func:`genver.estimators.online.dpo_2x`).
+
+    Parameters
+    ----------
+    inst : Instance
+        the world: ``r*``, ``π_ref``, ``β``, ``ρ`` and the classes ``Π``, ``R``
+        (:class:`genver.experiments.generators.Instance`).
+    data : PairCounts
+        the labelled pairs of the cell.
+    rng : numpy.random.Generator
+        the cell's generator (unused).
+    o : dict
+        the estimator's options from the spec: ``l2``.
+
+    Returns
+    -------
+    FitResult
+        the fit.
+    """
     return dpo_2x(data, inst.policy_class, inst.ref, inst.beta, l2=_l2(o))
 
 
 def fit_dpo_gd(inst, data, rng, o):
+    """DPO over ``Π`` by gradient descent (:func:`genver.estimators.gradient.dpo_gd`).
+
+    Parameters
+    ----------
+    inst : Instance
+        the world: ``r*``, ``π_ref``, ``β``, ``ρ`` and the classes ``Π``, ``R``
+        (:class:`genver.experiments.generators.Instance`).
+    data : PairCounts
+        the labelled pairs of the cell.
+    rng : numpy.random.Generator
+        the cell's generator (unused).
+    o : dict
+        the estimator's options from the spec: ``steps`` (100), ``lr`` (1.0), ``l2``, ``normalise``
+        (False).
+
+    Returns
+    -------
+    FitResult
+        the fit.
+    """
     return dpo_gd(data, inst.policy_class, inst.ref, inst.beta, steps=o.get("steps", 100), lr=o.get("lr", 1.0),
                   l2=_l2(o), normalise=o.get("normalise", False))
 
 
 def fit_ipo(inst, data, rng, o):
+    """IPO over ``Π`` (:func:`genver.estimators.ipo`).
+
+    Parameters
+    ----------
+    inst : Instance
+        the world: ``r*``, ``π_ref``, ``β``, ``ρ`` and the classes ``Π``, ``R``
+        (:class:`genver.experiments.generators.Instance`).
+    data : PairCounts
+        the labelled pairs of the cell.
+    rng : numpy.random.Generator
+        the cell's generator (unused).
+    o : dict
+        the estimator's options from the spec: ``tau`` (1.0), ``average`` (``"sequence"``), ``l2``.
+
+    Returns
+    -------
+    FitResult
+        the fit.
+    """
     return ipo(data, inst.policy_class, inst.ref, inst.beta, tau=o.get("tau", 1.0),
                average=o.get("average", "sequence"), l2=_l2(o))
 
 
 class _CountDemonstrations(Demonstrations):
     """Demonstrations given by (possibly fractional) counts ``C(x, y)``."""
+
+    _C: np.ndarray  # the (P, T) counts (set in __init__: the dataclass is frozen)
 
     def __init__(self, space, C):
         object.__setattr__(self, "space", space)
@@ -69,6 +168,26 @@ class _CountDemonstrations(Demonstrations):
 
 
 def fit_sft_preferred(inst, data, rng, o):
+    """SFT on the preferred completions (:func:`genver.estimators.sft`), their counts ``C(x, y⁺)``
+    taken as demonstrations.
+
+    Parameters
+    ----------
+    inst : Instance
+        the world: ``r*``, ``π_ref``, ``β``, ``ρ`` and the classes ``Π``, ``R``
+        (:class:`genver.experiments.generators.Instance`).
+    data : PairCounts
+        the labelled pairs of the cell.
+    rng : numpy.random.Generator
+        the cell's generator (unused).
+    o : dict
+        the estimator's options from the spec: ``l2``.
+
+    Returns
+    -------
+    FitResult
+        the fit, ``estimator = "sft_preferred"``.
+    """
     sp = data.space
     C = np.bincount(data.pos_flat, weights=data.count, minlength=sp.P * sp.T).reshape(sp.shape)
     res = sft(_CountDemonstrations(sp, C), inst.policy_class, inst.ref, inst.beta, l2=_l2(o))
@@ -82,12 +201,54 @@ def _prompt_weights_of(data: PairCounts) -> np.ndarray:
 
 
 def fit_rm_rl(inst, data, rng, o):
+    """Reward MLE over ``R``, then exact soft RL over ``Π`` (:func:`genver.estimators.rm_rl`): the
+    online route.
+
+    Parameters
+    ----------
+    inst : Instance
+        the world: ``r*``, ``π_ref``, ``β``, ``ρ`` and the classes ``Π``, ``R``
+        (:class:`genver.experiments.generators.Instance`).
+    data : PairCounts
+        the labelled pairs of the cell.
+    rng : numpy.random.Generator
+        the cell's generator (unused).
+    o : dict
+        the estimator's options from the spec: ``l2``; ``rl_prompts`` (``"all"``: RL on ``ρ``, else
+        on the prompts' share in the data).
+
+    Returns
+    -------
+    FitResult
+        the fit.
+    """
     mode = o.get("rl_prompts", "all")
     rho = inst.prompt_weights if mode == "all" else _prompt_weights_of(data)
     return rm_rl(data, inst.reward_class, inst.policy_class, inst.ref, inst.beta, l2=_l2(o), prompt_weights=rho)
 
 
 def fit_online_dpo(inst, data, rng, o):
+    """Reward MLE over ``R``, then online DPO rounds labelled by ``r̂`` (or ``r*``)
+    (:func:`genver.estimators.online.online_dpo`).
+
+    Parameters
+    ----------
+    inst : Instance
+        the world: ``r*``, ``π_ref``, ``β``, ``ρ`` and the classes ``Π``, ``R``
+        (:class:`genver.experiments.generators.Instance`).
+    data : PairCounts
+        the labelled pairs of the cell.
+    rng : numpy.random.Generator
+        the cell's generator (draws the online samples).
+    o : dict
+        the estimator's options from the spec: ``l2``, ``label_source`` (``"fitted"``), ``start``
+        (``"ref"`` | ``"dpo"``), ``K``, ``rounds``, ``pairs_per_round``, ``labels``.
+
+    Returns
+    -------
+    FitResult
+        the fit, with ``reward = r̂``.
+    """
     r_hat = reward_mle(data, inst.reward_class, l2=_l2(o)).reward
     labels_by = r_hat if o.get("label_source", "fitted") == "fitted" else inst.reward_true
     start = None
@@ -101,6 +262,27 @@ def fit_online_dpo(inst, data, rng, o):
 
 
 def fit_policy_gradient(inst, data, rng, o):
+    """Reward MLE over ``R``, then policy-gradient RL on ``r̂``
+    (:func:`genver.estimators.online.policy_gradient`).
+
+    Parameters
+    ----------
+    inst : Instance
+        the world: ``r*``, ``π_ref``, ``β``, ``ρ`` and the classes ``Π``, ``R``
+        (:class:`genver.experiments.generators.Instance`).
+    data : PairCounts
+        the labelled pairs of the cell.
+    rng : numpy.random.Generator
+        the cell's generator (draws the policy-gradient samples).
+    o : dict
+        the estimator's options from the spec: ``l2``, ``steps`` (200), ``lr`` (0.5), ``K`` (8),
+        ``exact``, ``normalise``.
+
+    Returns
+    -------
+    FitResult
+        the fit.
+    """
     r_hat = reward_mle(data, inst.reward_class, l2=_l2(o)).reward
     return policy_gradient(r_hat, inst.policy_class, inst.ref, inst.beta, steps=o.get("steps", 200),
                            lr=o.get("lr", 0.5), K=o.get("K", 8), exact=o.get("exact", False),
@@ -109,18 +291,82 @@ def fit_policy_gradient(inst, data, rng, o):
 
 
 def fit_oracle_rl(inst, data, rng, o):
+    """Exact soft RL over ``Π`` on the true reward ``r*`` (:func:`genver.estimators.rl_step`): the
+    data-free reference.
+
+    Parameters
+    ----------
+    inst : Instance
+        the world: ``r*``, ``π_ref``, ``β``, ``ρ`` and the classes ``Π``, ``R``
+        (:class:`genver.experiments.generators.Instance`).
+    data : PairCounts
+        the labelled pairs of the cell.
+    rng : numpy.random.Generator
+        the cell's generator (unused).
+    o : dict
+        the estimator's options from the spec (none used).
+
+    Returns
+    -------
+    FitResult
+        the fit, ``estimator = "oracle_rl"``.
+    """
     res = rl_step(inst.reward_true, inst.policy_class, inst.ref, inst.beta, inst.prompt_weights)
     res.estimator = "oracle_rl"
     return res
 
 
 def fit_reward_mle(inst, data, rng, o):
+    """Reward MLE (:func:`genver.estimators.reward_mle`) over the verifier class ``R`` or the class
+    ``Π`` induces.
+
+    Parameters
+    ----------
+    inst : Instance
+        the world: ``r*``, ``π_ref``, ``β``, ``ρ`` and the classes ``Π``, ``R``
+        (:class:`genver.experiments.generators.Instance`).
+    data : PairCounts
+        the labelled pairs of the cell.
+    rng : numpy.random.Generator
+        the cell's generator (unused).
+    o : dict
+        the estimator's options from the spec: ``l2``, ``reward_class`` (``"verifier"``: ``R``, else
+        ``{β log π/π_ref : π ∈ Π}``).
+
+    Returns
+    -------
+    FitResult
+        the fit.
+    """
     which = o.get("reward_class", "verifier")
     cls = inst.reward_class if which == "verifier" else induced_reward_class(inst.policy_class, inst.ref, inst.beta)
     return reward_mle(data, cls, l2=_l2(o))
 
 
 def path_dpo(inst, data, sizes, o, cache=None, cls=None):
+    """DPO at every size along one stream (:func:`genver.estimators.dpo_path`), over a finite class.
+
+    Parameters
+    ----------
+    inst : Instance
+        the world and its classes.
+    data : Preferences
+        the unit's stream of ``max(sizes)`` pairs; size ``n`` is its first ``n`` pairs.
+    sizes : list of int
+        the increasing sample sizes ``n``.
+    o : dict
+        the estimator's options from the spec.
+    cache : RunCache or None
+        the run's :class:`~genver.runcache.RunCache` (None: nothing is kept).
+    cls : PolicyClass or None
+        the class to fit (default: ``inst.policy_class``).
+
+    Returns
+    -------
+    list of FitResult or None
+        one fit per size, or None where the fast path does not apply (the cells are then fitted one
+        by one).
+    """
     cls = inst.policy_class if cls is None else cls
     if cls.as_finite() is None:
         return None
@@ -128,10 +374,53 @@ def path_dpo(inst, data, sizes, o, cache=None, cls=None):
 
 
 def path_dpo_restricted(inst, data, sizes, o, cache=None):
+    """DPO over ``Π(R)`` at every size along one stream (None without a restricted class).
+
+    Parameters
+    ----------
+    inst : Instance
+        the world and its classes.
+    data : Preferences
+        the unit's stream of ``max(sizes)`` pairs; size ``n`` is its first ``n`` pairs.
+    sizes : list of int
+        the increasing sample sizes ``n``.
+    o : dict
+        the estimator's options from the spec.
+    cache : RunCache or None
+        the run's :class:`~genver.runcache.RunCache` (None: nothing is kept).
+
+    Returns
+    -------
+    list of FitResult or None
+        one fit per size, or None where the fast path does not apply (the cells are then fitted one
+        by one).
+    """
     return None if inst.restricted_class is None else path_dpo(inst, data, sizes, o, cache, inst.restricted_class)
 
 
 def path_rm_rl(inst, data, sizes, o, cache=None):
+    """Reward MLE + soft RL at every size along one stream (:func:`genver.estimators.rm_rl_path`), for
+    a finite ``R`` with RL on ``ρ``.
+
+    Parameters
+    ----------
+    inst : Instance
+        the world and its classes.
+    data : Preferences
+        the unit's stream of ``max(sizes)`` pairs; size ``n`` is its first ``n`` pairs.
+    sizes : list of int
+        the increasing sample sizes ``n``.
+    o : dict
+        the estimator's options from the spec.
+    cache : RunCache or None
+        the run's :class:`~genver.runcache.RunCache` (None: nothing is kept).
+
+    Returns
+    -------
+    list of FitResult or None
+        one fit per size, or None where the fast path does not apply (the cells are then fitted one
+        by one).
+    """
     if o.get("rl_prompts", "all") != "all" or inst.reward_class.as_finite() is None:
         return None
     return rm_rl_path(data, sizes, inst.reward_class, inst.policy_class, inst.ref, inst.beta,
@@ -141,6 +430,21 @@ def path_rm_rl(inst, data, sizes, o, cache=None):
 
 # -- metrics -------------------------------------------------------------------------------
 def optimal_mass(pol, inst):
+    """The ``ρ``-weighted mass ``π̂`` puts on each prompt's optimal completions (``r*`` within
+    ``1e-12·max(1, max|r*|)`` of its maximum).
+
+    Parameters
+    ----------
+    pol : Policy
+        the fitted policy ``π̂``.
+    inst : Instance
+        the world: ``r*``, ``π_ref``, ``β``, ``ρ``.
+
+    Returns
+    -------
+    float
+        the mass, in ``[0, 1]``.
+    """
     r = inst.reward_true
     top = r >= r.max(axis=1, keepdims=True) - 1e-12 * np.maximum(1.0, np.abs(r).max(axis=1, keepdims=True))
     mass = (pol.probs * top).sum(axis=1)
@@ -148,6 +452,21 @@ def optimal_mass(pol, inst):
 
 
 def bt_loglik_opt(r, inst):
+    """Exact expected per-pair Bradley–Terry log-likelihood of ``r̂`` on pairs drawn from ``π* =
+    π*_{r*}`` (:func:`genver.metrics.expected_bt_loglik`).
+
+    Parameters
+    ----------
+    r : numpy.ndarray
+        the fitted reward ``r̂``, shape ``(P, T)``.
+    inst : Instance
+        the world: ``r*``, ``π_ref``, ``β``, ``ρ``.
+
+    Returns
+    -------
+    float
+        the expected log-likelihood (≤ 0).
+    """
     opt = soft_optimal(inst.reward_true, inst.ref, inst.beta).policy
     return M.expected_bt_loglik(r, inst.reward_true, opt, inst.prompt_weights)
 
@@ -168,29 +487,132 @@ def _snap_ties(r: np.ndarray, rtol: float = 1e-8) -> np.ndarray:
 
 
 def bon_reward(r, inst, N):
+    """Expected true reward of best-of-``N`` sampling from ``π_ref`` ranked by ``r̂``
+    (:func:`genver.estimators.best_of_n`; ties of ``r̂`` within rounding snapped to one level).
+
+    Parameters
+    ----------
+    r : numpy.ndarray
+        the fitted reward ``r̂``, shape ``(P, T)``.
+    inst : Instance
+        the world: ``r*``, ``π_ref``, ``β``, ``ρ``.
+    N : int
+        the number of samples ranked.
+
+    Returns
+    -------
+    float
+        ``E_{π_BoN}[r*]``.
+    """
     pol = best_of_n(inst.ref, _snap_ties(r), N).policy
     return M.expected_reward(pol, inst.reward_true, inst.prompt_weights)
 
 
 def suboptimality(pol, inst):
+    """``J_β(π*; r*) − J_β(π̂; r*) = β E_x KL(π̂ ‖ π*_{r*})`` (:func:`genver.metrics.suboptimality`).
+
+    Parameters
+    ----------
+    pol : Policy
+        the fitted policy ``π̂``.
+    inst : Instance
+        the world: ``r*``, ``π_ref``, ``β``, ``ρ``.
+
+    Returns
+    -------
+    float
+        the suboptimality (≥ 0).
+    """
     return M.suboptimality(pol, inst.reward_true, inst.ref, inst.beta, inst.prompt_weights, optimal=inst.optimal)
 
 
 def kl_to_optimal(pol, inst):
+    """``E_x KL(π̂ ‖ π*_{r*})`` (:func:`genver.metrics.kl_to_optimal`).
+
+    Parameters
+    ----------
+    pol : Policy
+        the fitted policy ``π̂``.
+    inst : Instance
+        the world: ``r*``, ``π_ref``, ``β``, ``ρ``.
+
+    Returns
+    -------
+    float
+        the divergence (≥ 0).
+    """
     return M.kl_to_optimal(pol, inst.reward_true, inst.ref, inst.beta, inst.prompt_weights, optimal=inst.optimal)
 
 
 def kl_to_reference(pol, inst):
+    """``E_x KL(π̂ ‖ π_ref)`` (:func:`genver.metrics.kl_to_reference`).
+
+    Parameters
+    ----------
+    pol : Policy
+        the fitted policy ``π̂``.
+    inst : Instance
+        the world: ``r*``, ``π_ref``, ``β``, ``ρ``.
+
+    Returns
+    -------
+    float
+        the divergence (≥ 0).
+    """
     return M.kl_to_reference(pol, inst.ref, inst.prompt_weights)
 
 
 def expected_reward(pol, inst):
+    """``E_{x∼ρ, y∼π̂}[r*(x, y)]`` (:func:`genver.metrics.expected_reward`).
+
+    Parameters
+    ----------
+    pol : Policy
+        the fitted policy ``π̂``.
+    inst : Instance
+        the world: ``r*``, ``π_ref``, ``β``, ``ρ``.
+
+    Returns
+    -------
+    float
+        the expected true reward.
+    """
     return M.expected_reward(pol, inst.reward_true, inst.prompt_weights)
 
 
 def win_rate(pol, inst):
+    """``E_x P_{y∼π̂, y'∼π_ref}(y ≻ y')`` under Bradley–Terry with ``r*`` (exact;
+    :func:`genver.metrics.win_rate`).
+
+    Parameters
+    ----------
+    pol : Policy
+        the fitted policy ``π̂``.
+    inst : Instance
+        the world: ``r*``, ``π_ref``, ``β``, ``ρ``.
+
+    Returns
+    -------
+    float
+        the win rate, in ``[0, 1]``.
+    """
     return M.win_rate(pol, inst.reward_true, inst.ref, inst.prompt_weights, levels=inst.reward_levels)
 
 
 def bt_loglik(r, inst):
+    """Exact expected per-pair Bradley–Terry log-likelihood of ``r̂`` on the data distribution (pairs
+    from ``μ``, prompts from the data weights; :func:`genver.metrics.expected_bt_loglik`).
+
+    Parameters
+    ----------
+    r : numpy.ndarray
+        the fitted reward ``r̂``, shape ``(P, T)``.
+    inst : Instance
+        the world: ``r*``, ``π_ref``, ``β``, ``ρ``.
+
+    Returns
+    -------
+    float
+        the expected log-likelihood (≤ 0).
+    """
     return M.expected_bt_loglik(r, inst.reward_true, inst.sampler, inst.data_weights)

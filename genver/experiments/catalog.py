@@ -19,7 +19,19 @@ __all__ = ["shipped_specs", "resolve_spec", "spec_summaries"]
 
 
 def shipped_specs() -> dict[str, pathlib.Path]:
-    """``{name: path}`` of every shipped spec, sorted by name."""
+    """``{name: path}`` of every shipped spec, sorted by name.
+
+    Returns
+    -------
+    dict of str to pathlib.Path
+        the spec's name (its file name without ``.toml``) and its installed path.
+
+    Examples
+    --------
+    >>> specs = shipped_specs()
+    >>> "gap_finite" in specs, specs["gap_finite"].name
+    (True, 'gap_finite.toml')
+    """
     root = importlib.resources.files("genver.sims")
     return {p.name[:-5]: pathlib.Path(str(p)) for p in sorted(root.iterdir(), key=lambda p: p.name)
             if p.name.endswith(".toml")}
@@ -28,7 +40,23 @@ def shipped_specs() -> dict[str, pathlib.Path]:
 def resolve_spec(spec: str | pathlib.Path) -> pathlib.Path:
     """The spec file ``spec`` names: an existing path as given, else the shipped spec of that
     name (with or without ``.toml``). Raises ``ValueError`` naming both readings and the shipped
-    names when neither exists."""
+    names when neither exists.
+
+    Parameters
+    ----------
+    spec : str or pathlib.Path
+        a path to a TOML file, or the name of a shipped spec (``"gap_finite"``).
+
+    Returns
+    -------
+    pathlib.Path
+        the spec file.
+
+    Examples
+    --------
+    >>> resolve_spec("gap_finite.toml") == shipped_specs()["gap_finite"]
+    True
+    """
     path = pathlib.Path(spec)
     if path.exists():
         return path
@@ -42,7 +70,13 @@ def resolve_spec(spec: str | pathlib.Path) -> pathlib.Path:
 
 def spec_summaries() -> list[tuple[str, str]]:
     """``(name, question)`` of every shipped spec: its ``[experiment] question`` (the first
-    sentence of its ``description`` when it has none)."""
+    sentence of its ``description`` when it has none).
+
+    Returns
+    -------
+    list of tuple of (str, str)
+        one pair per shipped spec, sorted by name (the list ``genver specs`` prints).
+    """
     rows = []
     for name, path in shipped_specs().items():
         with open(path, "rb") as f:

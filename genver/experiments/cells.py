@@ -31,29 +31,76 @@ The estimators, metrics and generators a unit runs are the entries of
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
 from .._validation import check_prompt_weights
 from ..estimators.base import FitResult
-from ..preferences import NestedCounts, PairCounts, sample_preferences
+from ..neural.long import LongWorld  # numpy only
+from ..policy import Policy
+from ..preferences import NestedCounts, PairCounts, Preferences, sample_preferences
 from ..runcache import RunCache, cache_key
 from .generators import Instance
-from .registry import ESTIMATORS, GENERATORS, metric_entry
+from .registry import ESTIMATORS, GENERATORS, metric_entry, metric_kind
 
 __all__ = ["make_instance", "run_unit", "unit_columns", "unit_frame", "seed_sequence", "population_counts",
            "fit_reward"]
 
 
 def seed_sequence(root_seed: int, *key) -> np.random.SeedSequence:
+    """The seed sequence of one random stream of a run: ``SeedSequence(root_seed, spawn_key=key)``.
+    Every stream a run draws has its own key — ``(seed, 0)`` the instance, ``(seed, 1)`` the pair
+    stream, ``(seed, 2, n, k)`` estimator ``k``'s cell at size ``n`` — so the numbers do not depend
+    on the order, worker or thread that draws them.
+
+    Parameters
+    ----------
+    root_seed : int
+        the spec's ``[data] root_seed``.
+    *key : int
+        the stream's spawn key.
+
+    Returns
+    -------
+    numpy.random.SeedSequence
+        the stream's seed sequence.
+
+    Examples
+    --------
+    >>> a = seed_sequence(0, 3, 1).generate_state(2)
+    >>> b = seed_sequence(0, 3, 1).generate_state(2)
+    >>> bool((a == b).all()), bool((a == seed_sequence(0, 3, 0).generate_state(2)).all())
+    (True, False)
+    """
     return np.random.SeedSequence(root_seed, spawn_key=tuple(int(k) for k in key))
 
 
 def make_instance(generator: str, params: dict, root_seed: int, seed: int, *,
-                  cache: RunCache | None = None) -> Instance:
+                  cache: RunCache | None = None) -> Instance | LongWorld:
     """The instance of replicate ``seed`` (generator ``spawn_key = (seed, 0)``); ``cache``: the
-    run's :class:`~genver.runcache.RunCache`, handed to the generator."""
+    run's :class:`~genver.runcache.RunCache`, handed to the generator.
+
+    Parameters
+    ----------
+    generator : str
+        a generator name of :data:`genver.experiments.registry.GENERATORS`.
+    params : dict
+        the setting's full generator parameters.
+    root_seed : int
+        the spec's ``[data] root_seed``.
+    seed : int
+        the replicate seed.
+    cache : RunCache or None
+        the run's cache (None: the instance is drawn afresh).
+
+    Returns
+    -------
+    Instance or LongWorld
+        the enumerable world (:class:`~genver.experiments.generators.Instance`), or a sampled one
+        (:class:`genver.neural.long.LongWorld`) for generators beyond enumeration.
+    """
     fn = GENERATORS[generator].fn
     return fn(params, np.random.default_rng(seed_sequence(root_seed, seed, 0)), cache=cache)
 
@@ -62,7 +109,28 @@ def population_counts(reward_true, sampler, n: float, prompt_weights=None, *, te
                       deterministic: bool = False) -> PairCounts:
     """Exact expected counts of ``n`` Bradley–Terry pairs: triple ``(x, a ≻ b)`` gets
     ``n ρ(x) · 2 μ(a|x) μ(b|x) P(a ≻ b)`` for ``a ≠ b`` and ``n ρ(x) μ(a|x)²`` for ``a = b`` (a pair
-    of equals: no information), so the counts sum to ``n``. Zero counts are dropped."""
+    of equals: no information), so the counts sum to ``n``. Zero counts are dropped.
+
+    Parameters
+    ----------
+    reward_true : numpy.ndarray
+        ``r*``, shape ``(P, T)``.
+    sampler : Policy
+        ``μ``, the policy both completions are drawn from.
+    n : float
+        the number of pairs (the counts' total; need not be an integer).
+    prompt_weights : numpy.ndarray or None
+        ``ρ``, shape ``(P,)`` (None: uniform).
+    temperature : float
+        the Bradley–Terry temperature ``τ``: ``P(a ≻ b) = σ((r*(a) − r*(b))/τ)``.
+    deterministic : bool
+        noise-free labels: ``P(a ≻ b) ∈ {0, ½, 1}`` by the sign of ``r*(a) − r*(b)``.
+
+    Returns
+    -------
+    PairCounts
+        the triples with positive expected count, fractional multiplicities summing to ``n``.
+    """
     sp = sampler.space
     r = sp.check_array("reward", reward_true)
     rho = check_prompt_weights(prompt_weights, sp.P)
@@ -83,7 +151,21 @@ def population_counts(reward_true, sampler, n: float, prompt_weights=None, *, te
 
 # -- metrics ---------------------------------------------------------------------------------
 def fit_reward(res: FitResult, inst: Instance):
-    """The reward a fit stands for: its reward model, else ``β log π̂/π_ref`` (None if neither)."""
+    """The reward a fit stands for: its reward model, else ``β log π̂/π_ref`` (None if neither).
+
+    Parameters
+    ----------
+    res : FitResult
+        the fit.
+    inst : Instance
+        the world (``β``, ``π_ref``).
+
+    Returns
+    -------
+    numpy.ndarray or None
+        the reward, shape ``(P, T)``; None when the fit has no reward and its policy (or
+        ``π_ref``) lacks full support.
+    """
     if res.reward is not None:
         return res.reward
     if res.policy is not None and res.policy.full_support and inst.ref.full_support:
@@ -94,13 +176,18 @@ def fit_reward(res: FitResult, inst: Instance):
 def _evaluate(name: str, res: FitResult, inst: Instance):
     """The metric's value, or None when it does not apply to this fit (no row is written)."""
     entry = metric_entry(name)
-    if entry.kind == "policy":
-        return None if res.policy is None else float(entry.fn(res.policy, inst))
+    if entry is None:
+        raise ValueError(f"metric {name!r}: not in genver.experiments.registry.METRICS (nor bon_reward@N)")
     if entry.kind == "fit":
         v = res.extra.get(name)
         return None if v is None else float(v)
+    fn = entry.fn
+    if fn is None:
+        raise ValueError(f"metric {name!r}: its registry entry names no function")
+    if entry.kind == "policy":
+        return None if res.policy is None else float(fn(res.policy, inst))
     r = fit_reward(res, inst)
-    return None if r is None else float(entry.fn(r, inst))
+    return None if r is None else float(fn(r, inst))
 
 
 def _f64(a) -> np.ndarray | None:
@@ -118,14 +205,27 @@ def _draw_stream(spec, inst: Instance, seed: int):
     return data
 
 
-def _data(spec, inst: Instance, seed: int, cache: RunCache | None = None):
+class _UnitCounts:
+    """``n -> PairCounts`` of a unit (``counts_of(n)``); ``stream``: the sampled stream the
+    counts come from (None for population counts), held until the unit lets it go."""
+
+    def __init__(self, counts_of: Callable[[int], PairCounts], stream: Preferences | None = None):
+        self._counts_of = counts_of
+        self.stream = stream
+
+    def __call__(self, n: int) -> PairCounts:
+        return self._counts_of(n)
+
+
+def _data(spec, inst: Instance, seed: int, cache: RunCache | None = None) -> _UnitCounts:
     """``n -> PairCounts`` for the unit (nested heads of one stream, counted incrementally by
     :class:`genver.preferences.NestedCounts`, or population counts); the stream is
     ``data_of.stream``. With a ``cache`` (memo ``"pair_streams"``: root seed, seed, size,
     ``r*``, ``μ``, data weights, ``τ``, deterministic -> stream) the settings of a seed share it."""
     if getattr(spec, "population", False):
-        return lambda n: population_counts(inst.reward_true, inst.sampler, n, inst.data_weights,
-                                           temperature=spec.temperature, deterministic=spec.deterministic)
+        return _UnitCounts(lambda n: population_counts(inst.reward_true, inst.sampler, n, inst.data_weights,
+                                                       temperature=spec.temperature,
+                                                       deterministic=spec.deterministic))
     if cache is None:
         data = _draw_stream(spec, inst, seed)
     else:
@@ -137,12 +237,7 @@ def _data(spec, inst: Instance, seed: int, cache: RunCache | None = None):
             cache.put("pair_streams", key, data, data.x.nbytes * 3)
     # the unit asks for its sizes in increasing order: each extends the last counts (one sort of
     # the new segment, one merge); the stream is let go once its last pair is counted
-    nested = NestedCounts(data, release=True)
-
-    def data_of(n):
-        return nested.at(n)
-    data_of.stream = data
-    return data_of
+    return _UnitCounts(NestedCounts(data, release=True).at, data)
 
 
 def _known_metrics(pol, values: dict, cache: RunCache | None, world, n_policy_metrics: int) -> dict | None:
@@ -166,22 +261,102 @@ def _known_metrics(pol, values: dict, cache: RunCache | None, world, n_policy_me
     return known
 
 
+def _fit_cell(spec, inst: Instance, est: dict, counts: PairCounts, key: tuple) -> tuple[FitResult, float]:
+    """One estimator ``est`` (a parsed ``[[estimators]]`` entry) on one data set, with the cell's
+    generator (``spawn_key = key = (seed, 2, n, k)``): ``(fit, wall time in seconds)``."""
+    entry = ESTIMATORS[est["name"]]
+    rng = np.random.default_rng(seed_sequence(spec.root_seed, *key))
+    opts = est["options"]
+    if entry.neural:
+        opts = {**opts, "_device": getattr(spec, "device", "auto")}
+    t0 = time.perf_counter()
+    res = entry.fit(inst, counts, rng, opts)
+    return res, time.perf_counter() - t0
+
+
+def _metric_values(res: FitResult, inst: Instance, is_policy: list, known: dict | None) -> list[tuple[str, float]]:
+    """``(metric, value)`` of a fit for each metric of ``is_policy`` (``[(metric, is a policy
+    metric)]``) that applies to it; the policy metrics are read from and written to ``known``
+    (the ``{metric: value}`` of its policy, :func:`_known_metrics`) when given."""
+    out = []
+    for m, policy_kind in is_policy:
+        memo = known if policy_kind else None
+        v = memo.get(m) if memo is not None else None
+        if v is None:
+            v = _evaluate(m, res, inst)
+            if memo is not None and v is not None:
+                memo[m] = v
+        if v is not None:
+            out.append((m, v))
+    return out
+
+
 def run_unit(spec, params: dict, sid: str, seed: int, *, cache: RunCache | None = None) -> pd.DataFrame:
     """All cells of one (setting, seed): tidy rows with the setting's knobs as columns
-    (``cache``: the run's :class:`~genver.runcache.RunCache`, or None to keep nothing)."""
+    (``cache``: the run's :class:`~genver.runcache.RunCache`, or None to keep nothing).
+
+    Parameters
+    ----------
+    spec : Spec
+        the validated spec (:class:`genver.experiments.spec.Spec`).
+    params : dict
+        the setting's full generator parameters (one of ``spec.settings()``).
+    sid : str
+        the setting's id (:func:`genver.experiments.spec.setting_id` of ``params``).
+    seed : int
+        the replicate seed.
+    cache : RunCache or None
+        the run's :class:`~genver.runcache.RunCache`, or None to keep nothing.
+
+    Returns
+    -------
+    pandas.DataFrame
+        one row per (n, estimator, metric): ``experiment``, ``setting_id``, the knobs, ``seed``,
+        ``n``, ``estimator``, ``route``, ``metric``, ``value``, ``converged``, ``wall_time``.
+    """
     return unit_frame(unit_columns(spec, params, sid, seed, cache=cache))
 
 
 def unit_frame(columns: dict) -> pd.DataFrame:
-    """The table of :func:`unit_columns`' columns (an empty frame for a unit without rows)."""
+    """The table of :func:`unit_columns`' columns (an empty frame for a unit without rows).
+
+    Parameters
+    ----------
+    columns : dict
+        ``{column: list}`` from :func:`unit_columns`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        the unit's rows.
+    """
     return pd.DataFrame(columns) if columns else pd.DataFrame([])
 
 
 def unit_columns(spec, params: dict, sid: str, seed: int, *, cache: RunCache | None = None) -> dict:
     """The cells of :func:`run_unit` as ``{column: list}`` (``{}`` without rows): the executors
-    pass these on and the result store builds one frame per batch of units, not one per unit."""
+    pass these on and the result store builds one frame per batch of units, not one per unit.
+
+    Parameters
+    ----------
+    spec : Spec
+        the validated spec (:class:`genver.experiments.spec.Spec`).
+    params : dict
+        the setting's full generator parameters (one of ``spec.settings()``).
+    sid : str
+        the setting's id (:func:`genver.experiments.spec.setting_id` of ``params``).
+    seed : int
+        the replicate seed.
+    cache : RunCache or None
+        the run's :class:`~genver.runcache.RunCache`, or None to keep nothing.
+
+    Returns
+    -------
+    dict
+        ``{column: list}`` of equal lengths, in :func:`run_unit`'s column order (``{}``: no rows).
+    """
     inst = make_instance(spec.generator, params, spec.root_seed, seed, cache=cache)
-    if getattr(inst, "sampled", False):  # beyond enumeration: the world samples and evaluates (genver.neural.long)
+    if isinstance(inst, LongWorld):  # beyond enumeration: the world samples and evaluates (genver.neural.long)
         return inst.unit_columns(spec, params, sid, seed)
     population = getattr(spec, "population", False)
     data_of = _data(spec, inst, seed, cache)
@@ -191,21 +366,21 @@ def unit_columns(spec, params: dict, sid: str, seed: int, *, cache: RunCache | N
             path = ESTIMATORS[est["name"]].path
             if path is not None:
                 paths[k] = path(inst, data_of.stream, spec.sizes, est["options"], cache)
-        del data_of.stream  # from here on only the counts need it (and let it go at the end)
+        data_of.stream = None  # from here on only the counts need it (and let it go at the end)
     # one list per varying column; the unit's constant columns are filled in at the end
     knobs = {k: params[k] for k in spec.knobs}
-    cols = {c: [] for c in ("n", "estimator", "route", "metric", "value", "converged", "wall_time")}
+    cols: dict[str, list] = {c: [] for c in ("n", "estimator", "route", "metric", "value", "converged", "wall_time")}
     c_n, c_est, c_route, c_metric, c_value, c_conv, c_wall = cols.values()
     # a picked finite member is evaluated once per run, whichever unit, estimator or size picked it
     # (a policy metric is a function of log π̂ and the instance's r*, π_ref, β, ρ): with a cache, memo
     # "policy_metrics" maps (log π̂, world) to a dict {metric: value}
     world = None if cache is None else cache_key(inst.space.P, inst.space.V, inst.space.H, _f64(inst.reward_true),
                                                  _f64(inst.ref.logp), float(inst.beta), _f64(inst.prompt_weights))
-    is_policy = [(m, metric_entry(m).kind == "policy") for m in spec.metrics]
+    is_policy = [(m, metric_kind(m) == "policy") for m in spec.metrics]
     n_policy_metrics = sum(kind for _, kind in is_policy)
     # id of the policy object -> (the object, {metric: value}) for this unit: the paths share one object
     # per picked member; the object is held, so its id is not reused by another while the unit runs
-    values = {}
+    values: dict[int, tuple[Policy, dict]] = {}
     for i, n in enumerate(spec.sizes):
         counts = None
         for k, est in enumerate(spec.estimators):
@@ -214,26 +389,10 @@ def unit_columns(spec, params: dict, sid: str, seed: int, *, cache: RunCache | N
                 wall = res.wall_time
             else:
                 counts = data_of(n) if counts is None else counts
-                entry = ESTIMATORS[est["name"]]
-                rng = np.random.default_rng(seed_sequence(spec.root_seed, seed, 2, n, k))
-                opts = est["options"]
-                if entry.neural:
-                    opts = {**opts, "_device": getattr(spec, "device", "auto")}
-                t0 = time.perf_counter()
-                res = entry.fit(inst, counts, rng, opts)
-                wall = time.perf_counter() - t0
-            pol = res.policy
+                res, wall = _fit_cell(spec, inst, est, counts, (seed, 2, n, k))
             label, route, conv = est["label"], est["route"], bool(res.converged)
-            known = _known_metrics(pol, values, cache, world, n_policy_metrics)  # {metric: value} of this policy
-            for m, policy_kind in is_policy:
-                memo = policy_kind and known is not None
-                v = known.get(m) if memo else None
-                if v is None:
-                    v = _evaluate(m, res, inst)
-                    if memo and v is not None:
-                        known[m] = v
-                if v is None:
-                    continue
+            known = _known_metrics(res.policy, values, cache, world, n_policy_metrics)  # {metric: value} of π̂
+            for m, v in _metric_values(res, inst, is_policy, known):
                 c_n.append(n)
                 c_est.append(label)
                 c_route.append(route)

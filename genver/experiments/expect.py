@@ -71,6 +71,12 @@ _METRIC = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_@]*)\s*:\s*(.*)$")
 
 @dataclass
 class Statement:
+    """One parsed ``[expect] order`` statement (module docstring): ``text`` as written, ``metric``
+    compared (``frontier`` for a reward–KL frontier), ``pairs`` ``[(A, op, B), ...]`` with ``op`` a
+    comparison name of :data:`genver.stats.COMPARISONS` (a trend: ``[(A, "increasing" |
+    "decreasing", B)]`` with ``trend_knob``), ``where`` ``{knob: value as text}`` and
+    ``n_filter`` (``("eq", N | "max")``, ``("ge", N)``, ``("le", N)`` or None).
+    """
     text: str
     metric: str
     pairs: list  # [(A, op, B), ...]; for a trend [(A, "increasing" | "decreasing", B)]
@@ -84,7 +90,26 @@ _DIFF_TREND = re.compile(r"^\s*(\S+)\s+-\s+(\S+)\s+(increasing|decreasing)\s+in\
 
 
 def parse_order(text: str) -> Statement:
-    """Parse one statement; ``ValueError`` with the reason when malformed."""
+    """Parse one statement; ``ValueError`` with the reason when malformed.
+
+    Parameters
+    ----------
+    text : str
+        the statement, e.g. ``"offline > online where V = 4 at n = max"``.
+
+    Returns
+    -------
+    Statement
+        the statement's metric, pairs, filters and trend knob.
+
+    Examples
+    --------
+    >>> st = parse_order("offline > online where V = 4 at n = max")
+    >>> st.metric, st.pairs, st.where, st.n_filter
+    ('suboptimality', [('offline', 'gt', 'online')], {'V': '4'}, ('eq', 'max'))
+    >>> parse_order("dpo - rm_rl increasing in V").trend_knob
+    'V'
+    """
     if not isinstance(text, str) or not text.strip():
         raise ValueError("an order statement must be a non-empty string")
     rest = text.strip()
@@ -148,7 +173,7 @@ def _rng(text: str, key) -> np.random.Generator:
     return group_rng(_ENTROPY, (text, repr(key)))
 
 
-def _ci(boot: np.ndarray, point: np.ndarray):
+def _ci(boot: np.ndarray | None, point: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Percentile 95% CI per column (:func:`genver.stats.percentile_ci`); with no bootstrap (one
     seed) the point."""
     if boot is None:
@@ -232,7 +257,7 @@ def _frontier_groups(d: pd.DataFrame, A: str, B: str, knobs):
         def stat(idx, arr=arr):
             RA, KA, RB, KB = (x[idx].mean(axis=-2) for x in arr)  # (..., n_beta)
             RA, KA, RB, KB = (np.atleast_2d(x) for x in (RA, KA, RB, KB))
-            out_ = np.full(RA.shape, np.nan)
+            out_: np.ndarray = np.full(RA.shape, np.nan)
             for i in range(RA.shape[0]):
                 o = np.argsort(KB[i])
                 kb, rb = KB[i][o], RB[i][o]
@@ -361,7 +386,24 @@ def _spearman(x: np.ndarray, Y: np.ndarray) -> np.ndarray:
 
 
 def check_order(statements, df: pd.DataFrame, knobs) -> list[dict]:
-    """One dict per statement: ``statement``, ``verdict`` (PASS | FAIL), ``detail``."""
+    """One dict per statement: ``statement``, ``verdict`` (PASS | FAIL), ``detail``.
+
+    Parameters
+    ----------
+    statements : list of str
+        the ``[expect] order`` statements.
+    df : pandas.DataFrame
+        the tidy results table (``setting_id``, the knobs, ``seed``, ``n``, ``estimator``,
+        ``metric``, ``value``).
+    knobs : list of str
+        the swept knobs (columns of ``df``).
+
+    Returns
+    -------
+    list of dict
+        per statement, in order: ``statement``, ``verdict`` (``"PASS"`` | ``"FAIL"``) and ``detail``
+        (the worst cell and its CI, or why the statement could not be checked).
+    """
     out = []
     labels = set(df["estimator"].unique()) if len(df) else set()
     for text in statements:

@@ -46,7 +46,13 @@ def _code_files() -> list[pathlib.Path]:
 
 
 def code_digest() -> str:
-    """SHA-256 of the source of the modules that draw figures and compute the report."""
+    """SHA-256 of the source of the modules that draw figures and compute the report.
+
+    Returns
+    -------
+    str
+        the hex digest (64 characters).
+    """
     h = hashlib.sha256()
     for p in _code_files():
         rel = p.relative_to(_PKG).as_posix() if p.is_relative_to(_PKG) else p.name
@@ -56,13 +62,44 @@ def code_digest() -> str:
 
 def plot_cache_name(style: str, pdf: bool = False) -> str:
     """The report-cache entry of ``genver plot --style STYLE [--pdf]``: ``"plot-screen"``,
-    ``"plot-screen+pdf"``, ``"plot-paper"`` (PDF and SVG already)."""
+    ``"plot-screen+pdf"``, ``"plot-paper"`` (PDF and SVG already).
+
+    Parameters
+    ----------
+    style : str
+        ``"screen"`` or ``"paper"``.
+    pdf : bool
+        whether ``--pdf`` was given (screen style only).
+
+    Returns
+    -------
+    str
+        the entry's name.
+
+    Examples
+    --------
+    >>> plot_cache_name("screen"), plot_cache_name("screen", pdf=True), plot_cache_name("paper", pdf=True)
+    ('plot-screen', 'plot-screen+pdf', 'plot-paper')
+    """
     return f"plot-{style}" + ("+pdf" if pdf and style == "screen" else "")
 
 
 def results_digest(root, fmt: str) -> str:
     """SHA-256 of a results directory's files (manifest, settings, shards) with the code and the
-    report format: equal exactly when ``genver report DIR --format fmt`` would write the same."""
+    report format: equal exactly when ``genver report DIR --format fmt`` would write the same.
+
+    Parameters
+    ----------
+    root : str or pathlib.Path
+        the results directory.
+    fmt : str
+        the report format (or a :func:`plot_cache_name` entry).
+
+    Returns
+    -------
+    str
+        the hex digest.
+    """
     root = pathlib.Path(root)
     h = hashlib.sha256(f"{fmt}\0{code_digest()}\0".encode())
     files = [root / "manifest.json", root / "settings.parquet"]
@@ -77,7 +114,18 @@ def results_digest(root, fmt: str) -> str:
 
 
 def frame_digest(df) -> bytes:
-    """Content digest of a DataFrame: its columns, dtypes and values, row order included."""
+    """Content digest of a DataFrame: its columns, dtypes and values, row order included.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        the table.
+
+    Returns
+    -------
+    bytes
+        the SHA-256 digest (32 bytes).
+    """
     import pandas as pd
 
     h = hashlib.sha256(json.dumps([[str(c), str(t)] for c, t in df.dtypes.items()]).encode())
@@ -88,7 +136,23 @@ def frame_digest(df) -> bytes:
 
 def digest(*parts) -> str:
     """SHA-256 over parts: bytes as they are, DataFrames by :func:`frame_digest`, anything
-    else by its JSON (sorted keys) or ``repr``."""
+    else by its JSON (sorted keys) or ``repr``.
+
+    Parameters
+    ----------
+    *parts : object
+        the inputs, in order (the order matters).
+
+    Returns
+    -------
+    str
+        the hex digest.
+
+    Examples
+    --------
+    >>> digest("a", {"x": 1}) == digest("a", {"x": 1}) != digest({"x": 1}, "a")
+    True
+    """
     h = hashlib.sha256()
     for p in parts:
         if isinstance(p, bytes):
@@ -110,7 +174,22 @@ def _hash_file(stem: pathlib.Path) -> pathlib.Path:
 
 def is_current(stem, outputs, key: str) -> bool:
     """Whether the figure at ``stem`` was drawn from inputs hashing to ``key`` and every one of
-    ``outputs`` still exists."""
+    ``outputs`` still exists.
+
+    Parameters
+    ----------
+    stem : str or pathlib.Path
+        the figure's path without suffix (its digest is ``STEM.sha256``).
+    outputs : list of pathlib.Path
+        the figure's files.
+    key : str
+        the digest of the inputs it would be drawn from now (:func:`digest`).
+
+    Returns
+    -------
+    bool
+        True when the figure need not be redrawn.
+    """
     f = _hash_file(pathlib.Path(stem))
     try:
         return f.read_text().strip() == key and all(pathlib.Path(o).exists() for o in outputs)
@@ -119,13 +198,34 @@ def is_current(stem, outputs, key: str) -> bool:
 
 
 def store_digest(stem, key: str) -> None:
-    """Record ``key`` beside the figure at ``stem`` (after its files are written)."""
+    """Record ``key`` beside the figure at ``stem`` (after its files are written).
+
+    Parameters
+    ----------
+    stem : str or pathlib.Path
+        the figure's path without suffix.
+    key : str
+        the digest of its inputs.
+    """
     atomic_write_bytes(_hash_file(pathlib.Path(stem)), (key + "\n").encode(), fsync=False)
 
 
 def read_report_cache(root, fmt: str) -> dict | None:
     """The cached report of ``root`` in format ``fmt`` when the results, the code and the format
-    are unchanged and the report file exists; else ``None``."""
+    are unchanged and the report file exists; else ``None``.
+
+    Parameters
+    ----------
+    root : str or pathlib.Path
+        the results directory.
+    fmt : str
+        the report format (or a :func:`plot_cache_name` entry).
+
+    Returns
+    -------
+    dict or None
+        the entry :func:`write_report_cache` stored (path, verdict rows, terminal text), or None.
+    """
     root = pathlib.Path(root)
     try:
         cache = json.loads((root / REPORT_CACHE).read_text())
@@ -140,7 +240,17 @@ def read_report_cache(root, fmt: str) -> dict | None:
 
 
 def write_report_cache(root, fmt: str, entry: dict) -> None:
-    """Store ``entry`` (path, verdict rows, terminal text) for ``fmt`` with the results' digest."""
+    """Store ``entry`` (path, verdict rows, terminal text) for ``fmt`` with the results' digest.
+
+    Parameters
+    ----------
+    root : str or pathlib.Path
+        the results directory.
+    fmt : str
+        the report format (or a :func:`plot_cache_name` entry).
+    entry : dict
+        what a later :func:`read_report_cache` returns (JSON-serialisable).
+    """
     root = pathlib.Path(root)
     try:
         cache = json.loads((root / REPORT_CACHE).read_text())

@@ -30,7 +30,22 @@ def make_figures(root, style: str = "screen", *, pdf: bool = False) -> list[path
     ``DIR/figures/paper``, each at one column (``<name>_col``, 3.3 in) and the full page
     (``<name>_full``, 6.9 in) wide, fonts embedded. A figure whose inputs are unchanged
     (:mod:`genver.experiments.figcache`) is not redrawn. Returns every figure's files, drawn now
-    or kept."""
+    or kept.
+
+    Parameters
+    ----------
+    root : str or pathlib.Path
+        the results directory.
+    style : str
+        ``"screen"`` or ``"paper"``.
+    pdf : bool
+        also a PDF beside each screen PNG.
+
+    Returns
+    -------
+    list of pathlib.Path
+        every figure's files.
+    """
     name = figcache.plot_cache_name(style, pdf)
     hit = figcache.read_report_cache(root, name)
     if hit is not None:  # unchanged results, code and style: every figure is as drawn
@@ -124,7 +139,20 @@ def _curves_job(g, m, knobs, styles):
 def scaling_figure(fits, points, width=None) -> Figure:
     """The ``scaling_law`` figure: one :func:`genver.plots.plot_scaling_law` panel per route
     descriptor, then one per ratio descriptor; side by side (5.2 × 4.2 in each on screen), or
-    stacked in one column when ``width`` is a single column (< 4 in)."""
+    stacked in one column when ``width`` is a single column (< 4 in).
+
+    Parameters
+    ----------
+    fits, points : pandas.DataFrame
+        the tables of :func:`genver.scaling.scaling_laws`.
+    width : float or None
+        the figure's width in inches (None: the screen size).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        the figure.
+    """
     panels = list(pd.unique(fits.loc[fits["route"] != "ratio", "against"])) + \
         [("ratio", a) for a in pd.unique(fits.loc[fits["route"] == "ratio", "against"])]
     k = max(len(panels), 1)
@@ -147,7 +175,25 @@ def scaling_figure(fits, points, width=None) -> Figure:
 def figure_jobs(man, df, settings, lazy) -> list:
     """``[(name, inputs, draw)]``: every figure the results call for, the tables its content
     depends on (hashed to decide whether to redraw), and ``draw(width) -> Figure`` (``width``
-    in inches, ``None``: the screen size; ``None`` returned: no such figure for these results)."""
+    in inches, ``None``: the screen size; ``None`` returned: no such figure for these results).
+
+    Parameters
+    ----------
+    man : dict
+        the results' manifest.
+    df : pandas.DataFrame
+        the tidy results table.
+    settings : pandas.DataFrame
+        one row per setting (``DIR/settings.parquet``).
+    lazy : ReportTables
+        the report's derived tables, computed on first use
+        (:class:`genver.experiments.tables.ReportTables`).
+
+    Returns
+    -------
+    list of tuple
+        ``(name, inputs, draw)`` per figure.
+    """
     knobs = man["knobs"]
     metrics = set(df["metric"])
     styles = plots.estimator_styles(df["estimator"].unique())  # one colour per label in every figure
@@ -181,7 +227,30 @@ def figure_jobs(man, df, settings, lazy) -> list:
 def draw_and_save(figdir, name, variants, draw, key, style: str, pdf: bool) -> list[pathlib.Path]:
     """Draw one figure in each of its ``variants`` (stem, width, formats), save it and record the
     hash of its inputs; a screen PDF left from an earlier draw is removed when none is asked
-    for (it would be stale). Returns the written files (none when the results have no such figure)."""
+    for (it would be stale). Returns the written files (none when the results have no such figure).
+
+    Parameters
+    ----------
+    figdir : pathlib.Path
+        the figures' directory.
+    name : str
+        the figure's name.
+    variants : list of tuple of (str, float or None, tuple of str)
+        ``(stem, width in inches or None, formats)`` to write.
+    draw : callable
+        ``draw(width) -> Figure or None``.
+    key : str
+        the digest of the figure's inputs (:func:`genver.experiments.figcache.digest`).
+    style : str
+        ``"screen"`` or ``"paper"``.
+    pdf : bool
+        whether a screen PDF is asked for.
+
+    Returns
+    -------
+    list of pathlib.Path
+        the written files.
+    """
     written = []
     with plots.use_style(style):
         for stem, width, fmts in variants:
@@ -259,7 +328,34 @@ def draw_figures(root, man, df, settings, lazy, style: str = "screen", *, pdf: b
     names); returns their files. Screen: PNG, and PDF with ``pdf=True``. With ``parallel`` and
     two or more figures to draw, the first (the sample-complexity grid: the largest, and the
     only one that needs :func:`genver.stats.aggregate`) is drawn in a forked process while this
-    one draws the rest: the same code on the same tables, so the same files."""
+    one draws the rest: the same code on the same tables, so the same files.
+
+    Parameters
+    ----------
+    root : str or pathlib.Path
+        the results directory.
+    man : dict
+        its manifest.
+    df : pandas.DataFrame
+        the tidy results table.
+    settings : pandas.DataFrame
+        one row per setting.
+    lazy : ReportTables
+        the report's derived tables (:class:`genver.experiments.tables.ReportTables`).
+    style : str
+        ``"screen"`` or ``"paper"``.
+    pdf : bool
+        also a PDF beside each screen PNG.
+    only : set of str or None
+        the figure names to draw (None: all).
+    parallel : bool
+        draw the largest figure in a forked process.
+
+    Returns
+    -------
+    list of pathlib.Path
+        the figures' files, in :func:`figure_jobs` order.
+    """
     import matplotlib
     matplotlib.use("Agg", force=False)
     figdir = pathlib.Path(root) / "figures"
@@ -273,6 +369,7 @@ def draw_figures(root, man, df, settings, lazy, style: str = "screen", *, pdf: b
     out, todo = {}, []
     jobs = [j for j in figure_jobs(man, df, settings, lazy) if only is None or j[0] in only]
     for name, inputs, draw in jobs:
+        variants: list[tuple[str, float | None, tuple[str, ...]]]
         if style == "screen":
             variants = [(name, None, ("png", "pdf") if pdf else ("png",))]
         else:

@@ -84,6 +84,7 @@ from ..classes import (
     random_reward_class,
 )
 from ..features import token_features, trajectory_features
+from ..neural.long import LongWorld  # numpy only
 from ..policy import Policy, random_policy, uniform_policy
 from ..runcache import RunCache, cache_key
 from ..spaces import TreeSpace
@@ -94,6 +95,15 @@ __all__ = ["Instance", "describe", "with_data_prompts", "without_cache", "finite
 
 @dataclass
 class Instance:
+    """One enumerable world and its classes (module docstring): ``space``, ``ref`` (``π_ref``),
+    ``beta`` (``β``), ``reward_true`` (``r*``, shape ``(P, T)``), ``reward_class`` (``R``),
+    ``policy_class`` (``Π``), ``restricted_class`` (``Π(R)`` where smaller than ``Π``, else
+    None), ``sampler`` (``μ``, the policy both completions of a pair are drawn from; default
+    ``π_ref``), ``prompt_weights`` (``ρ``; None: uniform), ``extra`` (generator-specific values,
+    e.g. ``theta_star``) and ``data_prompt_weights`` (the labelled pairs' prompt distribution;
+    None: ``ρ``).
+    """
+
     space: TreeSpace
     ref: Policy
     beta: float
@@ -101,7 +111,8 @@ class Instance:
     reward_class: RewardClass
     policy_class: PolicyClass
     restricted_class: PolicyClass | None = None
-    sampler: Policy | None = None
+    #: the policy the pairs' completions are drawn from (``μ``; ``None`` at construction: ``ref``)
+    sampler: Policy = None  # type: ignore[assignment]  # None is replaced by ref in __post_init__
     prompt_weights: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
     #: prompt distribution of the labelled pairs (``None``: the evaluation weights ``ρ``)
@@ -182,7 +193,9 @@ def _nested_distractors(p, Pi_R, ref, rng, cache: RunCache | None):
 
 def _instance_bytes(inst: Instance) -> int:
     # the policy class's log-probs, twice: its RL parts (π and KL) are cached on it when used
-    return 2 * getattr(inst.policy_class, "logp", np.empty(0)).nbytes + inst.reward_class.tables.nbytes
+    R = inst.reward_class
+    tables = R.tables.nbytes if isinstance(R, FiniteRewardClass) else 0
+    return 2 * getattr(inst.policy_class, "logp", np.empty(0)).nbytes + tables
 
 
 def finite_gap(p, rng, *, cache: RunCache | None = None) -> Instance:
@@ -192,7 +205,23 @@ def finite_gap(p, rng, *, cache: RunCache | None = None) -> Instance:
     settings table, the unit); a hit returns a fresh :class:`Instance` sharing the immutable
     classes and policies (so their per-reference RL parts are computed once) and leaves the
     caller's generator in the state the generation would have left it. Without a cache the
-    instance is drawn afresh."""
+    instance is drawn afresh.
+
+    Parameters
+    ----------
+    p : dict
+        the setting's full parameters (the schema of its
+        :data:`genver.experiments.registry.GENERATORS` entry, defaults filled in).
+    rng : numpy.random.Generator
+        the instance's generator (``spawn_key = (seed, 0)``), drawn in a fixed order.
+    cache : RunCache or None
+        the run's :class:`~genver.runcache.RunCache` (None: nothing is kept).
+
+    Returns
+    -------
+    Instance
+        the world, ``R``, ``Π`` and ``Π(R)``.
+    """
     if cache is None:
         return _finite_gap(p, rng)
     key = cache_key("finite_gap", p, rng)
@@ -216,6 +245,22 @@ def _per_prompt(phi):
 
 
 def linear_gap(p, rng) -> Instance:
+    """The ``linear_gap`` instance (module docstring): linear ``R`` on trajectory features, tabular
+    ``Π``.
+
+    Parameters
+    ----------
+    p : dict
+        the setting's full parameters (the schema of its
+        :data:`genver.experiments.registry.GENERATORS` entry, defaults filled in).
+    rng : numpy.random.Generator
+        the instance's generator (``spawn_key = (seed, 0)``), drawn in a fixed order.
+
+    Returns
+    -------
+    Instance
+        the world, ``R``, ``Π`` and ``Π(R)``.
+    """
     sp, ref = _world(p, rng)
     specs = [(f, {"d": p["d"]}) if f in ("random_gaussian", "random_orthonormal") else f for f in p["features"]]
     phi = trajectory_features(sp, specs, rng)
@@ -233,6 +278,22 @@ def linear_gap(p, rng) -> Instance:
 
 
 def additive_target(p, rng) -> Instance:
+    """The ``additive_target`` instance (module docstring): a hidden per-prompt target, isomorphic
+    additive ``R`` and log-linear ``Π``.
+
+    Parameters
+    ----------
+    p : dict
+        the setting's full parameters (the schema of its
+        :data:`genver.experiments.registry.GENERATORS` entry, defaults filled in).
+    rng : numpy.random.Generator
+        the instance's generator (``spawn_key = (seed, 0)``), drawn in a fixed order.
+
+    Returns
+    -------
+    Instance
+        the world, ``R``, ``Π``.
+    """
     sp = TreeSpace(p["P"], p["V"], p["H"])
     ref = uniform_policy(sp)
     hamming = trajectory_features(sp, "hamming", rng)[..., 0]
@@ -263,6 +324,22 @@ def _bandit_space(p, one_prompt: bool = False) -> TreeSpace:
 
 
 def linear_bandit(p, rng) -> Instance:
+    """The ``linear_bandit`` instance (module docstring): Li, Xu, Yu (2023)'s discretised contextual
+    bandit.
+
+    Parameters
+    ----------
+    p : dict
+        the setting's full parameters (the schema of its
+        :data:`genver.experiments.registry.GENERATORS` entry, defaults filled in).
+    rng : numpy.random.Generator
+        the instance's generator (``spawn_key = (seed, 0)``), drawn in a fixed order.
+
+    Returns
+    -------
+    Instance
+        the world, ``R``, ``Π``.
+    """
     sp = _bandit_space(p)
     ref = uniform_policy(sp)
     s = (np.arange(sp.P) + 0.5) / sp.P  # grid midpoints of U[0, 1]
@@ -284,6 +361,22 @@ def linear_bandit(p, rng) -> Instance:
 
 
 def peaked_bandit(p, rng) -> Instance:
+    """The ``peaked_bandit`` instance (module docstring): Tajwar et al. (2024)'s one-prompt bandit with
+    a peaked reference.
+
+    Parameters
+    ----------
+    p : dict
+        the setting's full parameters (the schema of its
+        :data:`genver.experiments.registry.GENERATORS` entry, defaults filled in).
+    rng : numpy.random.Generator
+        the instance's generator (``spawn_key = (seed, 0)``), drawn in a fixed order.
+
+    Returns
+    -------
+    Instance
+        the world, ``R``, ``Π``.
+    """
     sp = _bandit_space(p, one_prompt=True)
     a = np.arange(sp.V, dtype=float)
     if not 0 <= p["peak"] < sp.V or not 0 <= p["ref_mode"] < sp.V:
@@ -301,6 +394,22 @@ _DICHOTOMY = {"none": ((1, 2), (1, 2)), "policy": ((1, 2), (1, 3)), "reward": ((
 
 
 def dichotomy(p, rng) -> Instance:
+    """The ``dichotomy`` instance (module docstring): Shi et al. (2025)'s realisable / misspecified
+    reward and policy classes.
+
+    Parameters
+    ----------
+    p : dict
+        the setting's full parameters (the schema of its
+        :data:`genver.experiments.registry.GENERATORS` entry, defaults filled in).
+    rng : numpy.random.Generator
+        the instance's generator (``spawn_key = (seed, 0)``), drawn in a fixed order.
+
+    Returns
+    -------
+    Instance
+        the world, ``R``, ``Π``.
+    """
     sp = _bandit_space(p)
     if sp.T < 4:
         raise ValueError("dichotomy needs V >= 4 actions (basis vectors q_0..q_3)")
@@ -317,6 +426,22 @@ def dichotomy(p, rng) -> Instance:
 
 
 def sparse_reward(p, rng) -> Instance:
+    """The ``sparse_reward`` instance (module docstring): Shi et al. (2025)'s ``k``-sparse finite ``R``
+    against a dense log-linear ``Π``.
+
+    Parameters
+    ----------
+    p : dict
+        the setting's full parameters (the schema of its
+        :data:`genver.experiments.registry.GENERATORS` entry, defaults filled in).
+    rng : numpy.random.Generator
+        the instance's generator (``spawn_key = (seed, 0)``), drawn in a fixed order.
+
+    Returns
+    -------
+    Instance
+        the world, ``R``, ``Π``.
+    """
     import itertools
     from math import comb
 
@@ -343,7 +468,18 @@ def sparse_reward(p, rng) -> Instance:
 def with_data_prompts(fn):
     """``fn`` with the optional ``data_prompts`` parameter applied after it ran (every enumerable
     generator of :data:`genver.experiments.registry.GENERATORS` is wrapped so); the result is
-    called as ``gen(params, rng, *, cache=None)`` (the cache reaches generators that take one)."""
+    called as ``gen(params, rng, *, cache=None)`` (the cache reaches generators that take one).
+
+    Parameters
+    ----------
+    fn : callable
+        a generator ``fn(params, rng)`` or ``fn(params, rng, *, cache=None)``.
+
+    Returns
+    -------
+    callable
+        ``gen(params, rng, *, cache=None) -> Instance``.
+    """
     takes_cache = "cache" in inspect.signature(fn).parameters
 
     def gen(p, rng, *, cache: RunCache | None = None) -> Instance:
@@ -364,7 +500,18 @@ def with_data_prompts(fn):
 
 
 def without_cache(fn):
-    """``fn(params, rng)`` called as every generator is, ``(params, rng, *, cache=None)``."""
+    """``fn(params, rng)`` called as every generator is, ``(params, rng, *, cache=None)``.
+
+    Parameters
+    ----------
+    fn : callable
+        a generator ``fn(params, rng)`` (the cache is not passed on).
+
+    Returns
+    -------
+    callable
+        ``gen(params, rng, *, cache=None) -> Instance``.
+    """
     def gen(p, rng, *, cache: RunCache | None = None):
         return fn(p, rng)
 
@@ -377,12 +524,31 @@ def _log_size(cls) -> float:
     return float(np.log(cls.size)) if cls.size else np.nan
 
 
-def describe(inst: Instance, n_probe: int = 3, random_state=0) -> dict:
-    """Gap descriptors: log-size / identifiable parameter counts of ``R``, ``Π(R)`` and ``Π``; the largest
-    reverse-KL residual of projecting ``π*_r`` (``r`` drawn from ``R``) onto ``Π`` — 0 when
+def describe(inst: Instance | LongWorld, n_probe: int = 3, random_state=0) -> dict:
+    """Gap descriptors: log-size / identifiable parameter counts of ``R``, ``Π(R)`` and ``Π``; the
+    largest reverse-KL residual of projecting ``π*_r`` (``r`` drawn from ``R``) onto ``Π`` — 0 when
     ``Π(R) ⊆ Π``; and the ratio the finite-class bound predicts, ``log|Π| / log|R|`` (or
     ``dim Π / dim R`` for parametric classes, ``dim Π / log|R|`` for a finite ``R`` and a
-    parametric ``Π``)."""
+    parametric ``Π``). A sampled world (:class:`genver.neural.long.LongWorld`) gives its own.
+
+    Parameters
+    ----------
+    inst : Instance or LongWorld
+        the world.
+    n_probe : int
+        rewards ``r`` drawn from ``R`` for the containment residual.
+    random_state : int or numpy.random.Generator
+        the draws' seed.
+
+    Returns
+    -------
+    dict
+        ``log_size_R``, ``log_size_Pi``, ``n_params_R``, ``n_params_Pi`` (NaN where undefined),
+        ``log_size_Pi_R`` (with a restricted class), ``predicted_ratio`` and
+        ``containment_residual``: the settings table's descriptor columns.
+    """
+    if isinstance(inst, LongWorld):  # a sampled world describes itself
+        return inst.describe()
     R, Pi = inst.reward_class, inst.policy_class
     rng = np.random.default_rng(random_state)
     # parameters the data can see (genver.classes.base): a linear R the rank of its per-prompt-centred

@@ -45,7 +45,27 @@ _UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "kib": 2**10, "m": 2**20, "mb"
 
 
 def parse_size(text: str, what: str = "memory limit") -> int | None:
-    """``"8G"``, ``"512MiB"``, ``"1.5g"``, ``"123456"`` -> bytes; ``"off"``/``"none"`` -> None."""
+    """``"8G"``, ``"512MiB"``, ``"1.5g"``, ``"123456"`` -> bytes; ``"off"``/``"none"`` -> None.
+
+    Parameters
+    ----------
+    text : str
+        the size: a number with an optional unit (K, M, G, T, with or without ``B`` / ``iB``; powers
+        of
+        1024), or ``off`` / ``none``.
+    what : str
+        what the size is, named in the ``ValueError`` for malformed text.
+
+    Returns
+    -------
+    int or None
+        the size in bytes, or None for no limit.
+
+    Examples
+    --------
+    >>> parse_size("8G"), parse_size("512MiB"), parse_size("1.5g"), parse_size("off")
+    (8589934592, 536870912, 1610612736, None)
+    """
     t = str(text).strip().lower()
     if t in ("off", "none", "no"):
         return None
@@ -56,7 +76,13 @@ def parse_size(text: str, what: str = "memory limit") -> int | None:
 
 
 def available_bytes() -> int | None:
-    """The memory available to new allocations: ``MemAvailable`` (Linux), else free pages."""
+    """The memory available to new allocations: ``MemAvailable`` (Linux), else free pages.
+
+    Returns
+    -------
+    int or None
+        bytes, or None where neither is known.
+    """
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -72,7 +98,18 @@ def available_bytes() -> int | None:
 
 def memory_limit(override=None) -> tuple[int | None, str]:
     """``(limit in bytes or None, where it came from)``: ``override`` (a size or its text),
-    else ``GENVER_MEMORY_LIMIT``, else the available memory."""
+    else ``GENVER_MEMORY_LIMIT``, else the available memory.
+
+    Parameters
+    ----------
+    override : int, str or None
+        ``--memory-limit``: bytes or a size text for :func:`parse_size` (None: not given).
+
+    Returns
+    -------
+    tuple of (int or None, str)
+        the limit (None: no check) and its source, as named in the refusal.
+    """
     if override is not None:
         v = override if isinstance(override, int) else parse_size(override, "--memory-limit")
         return v, "--memory-limit"
@@ -83,7 +120,20 @@ def memory_limit(override=None) -> tuple[int | None, str]:
 
 
 def unit_bytes(spec, p: dict) -> dict:
-    """The estimate of one unit of setting ``p`` (bytes), by part (see the module docstring)."""
+    """The estimate of one unit of setting ``p`` (bytes), by part (see the module docstring).
+
+    Parameters
+    ----------
+    spec : Spec
+        the spec.
+    p : dict
+        the setting's full generator parameters.
+
+    Returns
+    -------
+    dict of str to int
+        ``{"world", "classes", "streams", "metrics"}`` -> bytes.
+    """
     P, V, H = int(p["P"]), int(p["V"]), int(p["H"])
     T = V ** H
     PT = P * T
@@ -102,7 +152,7 @@ def unit_bytes(spec, p: dict) -> dict:
             "metrics": 8 * 4 * len(spec.sizes) * K_Pi}
 
 
-def _fmt(b: float) -> str:
+def _fmt_bytes(b: float) -> str:
     for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if b >= size:
             return f"{b / size:.1f} {unit}"
@@ -112,7 +162,7 @@ def _fmt(b: float) -> str:
 def _key(spec, part: str, p: dict) -> str:
     if part == "world":
         return (f"[instance]/[grid] P, V or H (P·V**H = {p['P'] * p['V'] ** p['H']:,} entries per table, "
-                f"{_fmt(8 * p['P'] * p['V'] ** p['H'])} each)")
+                f"{_fmt_bytes(8 * p['P'] * p['V'] ** p['H'])} each)")
     if part == "classes":
         if spec.generator == "finite_gap":
             return "n_distractors (or K_R): the members of the classes"
@@ -126,24 +176,38 @@ def check_memory(spec, workers: int = 1, limit=None) -> int:
     """Refuse (``SpecError``) a run whose estimate exceeds the limit (see the module
     docstring); returns the estimate in bytes. A sampled world (``max_entries`` set in its
     :data:`genver.experiments.registry.GENERATORS` entry: no ``(P, T)`` tables, evaluated by
-    Monte Carlo) is not estimated: 0."""
+    Monte Carlo) is not estimated: 0.
+
+    Parameters
+    ----------
+    spec : Spec
+        the spec.
+    workers : int
+        units held at once (the run's workers).
+    limit : int, str or None
+        the override of :func:`memory_limit` (None: ``GENVER_MEMORY_LIMIT`` or the available
+        memory).
+
+    Returns
+    -------
+    int
+        the run's estimate, ``workers × largest unit + RUN_OVERHEAD`` bytes (0 for a sampled world).
+    """
     from .spec import SpecError, setting_id
     if GENERATORS[spec.generator].max_entries is not None:
         return 0
     lim, where = memory_limit(limit)
-    worst, worst_p = None, None
-    for p in spec.settings():
-        u = unit_bytes(spec, p)
-        if worst is None or sum(u.values()) > sum(worst.values()):
-            worst, worst_p = u, p
+    # the first setting of the largest estimate
+    worst, worst_p = max(((unit_bytes(spec, p), p) for p in spec.settings()), key=lambda up: sum(up[0].values()))
     total = workers * sum(worst.values()) + RUN_OVERHEAD
     if lim is not None and total > lim:
-        part = max(worst, key=worst.get)
+        part = max(worst, key=worst.__getitem__)
         knobs = ", ".join(f"{k}={worst_p[k]!r}" for k in spec.knobs) or "no knobs"
         w = f" × {workers} workers" if workers > 1 else ""
         raise SpecError(
-            f"{spec.source}: the run needs about {_fmt(total)} (setting {setting_id(worst_p)} ({knobs}): "
-            f"{_fmt(sum(worst.values()))} per unit{w}, plus {_fmt(RUN_OVERHEAD)}), more than the {_fmt(lim)} "
-            f"limit ({where}); most of it is {part} ({_fmt(worst[part])}): reduce {_key(spec, part, worst_p)}"
+            f"{spec.source}: the run needs about {_fmt_bytes(total)} (setting {setting_id(worst_p)} ({knobs}): "
+            f"{_fmt_bytes(sum(worst.values()))} per unit{w}, plus {_fmt_bytes(RUN_OVERHEAD)}), more than the "
+            f"{_fmt_bytes(lim)} "
+            f"limit ({where}); most of it is {part} ({_fmt_bytes(worst[part])}): reduce {_key(spec, part, worst_p)}"
             f"{', or --workers' if workers > 1 else ''}; override with --memory-limit or GENVER_MEMORY_LIMIT")
     return total

@@ -104,11 +104,29 @@ __all__ = ["EstimatorEntry", "MetricEntry", "GeneratorEntry", "ESTIMATORS", "MET
            "register_estimator", "default_route", "metric_entry", "metric_kind", "resolve"]
 
 
-def resolve(target: str | Callable | None, what: str = "") -> Callable | None:
+def resolve(target: str | Callable, what: str = "") -> Callable:
     """``target`` itself if callable, else the attribute named by ``"package.module:attribute"``
     (imported on first use, then remembered; an ImportError becomes a ``ValueError`` naming
-    ``what`` and the extra to install)."""
-    if target is None or callable(target):
+    ``what`` and the extra to install).
+
+    Parameters
+    ----------
+    target : str or callable
+        the callable, or its ``"package.module:attribute"``.
+    what : str
+        what the target is (``"estimator dpo"``), named in the error.
+
+    Returns
+    -------
+    callable
+        the target.
+
+    Examples
+    --------
+    >>> resolve("genver.experiments.adapters:fit_dpo").__name__
+    'fit_dpo'
+    """
+    if callable(target):
         return target
     try:
         return _import(target)
@@ -145,7 +163,7 @@ class EstimatorEntry:
     @property
     def path(self) -> Callable | None:
         """``path(instance, stream, sizes, options, cache) -> list[FitResult] | None``, or None."""
-        return resolve(self.path_target, f"estimator {self.name}")
+        return None if self.path_target is None else resolve(self.path_target, f"estimator {self.name}")
 
 
 @dataclass(frozen=True)
@@ -158,7 +176,10 @@ class MetricEntry:
 
     @property
     def fn(self) -> Callable | None:
-        return resolve(self.target, f"metric {self.name}")
+        """``fn(π̂, instance)`` (policy metrics) or ``fn(r̂, instance)`` (reward metrics) ->
+        float; None for a ``fit`` metric (read from the fit itself).
+        """
+        return None if self.target is None else resolve(self.target, f"metric {self.name}")
 
 
 @dataclass(frozen=True)
@@ -199,7 +220,26 @@ ESTIMATORS: dict[str, EstimatorEntry] = {}
 def register_estimator(name: str, fit: str | Callable, options: dict | None = None, **kw) -> EstimatorEntry:
     """Add (or replace) the estimator ``name``: ``fit`` is its sweep function or its
     ``"module:attribute"``; ``options`` its option schema; ``kw`` the other fields of
-    :class:`EstimatorEntry` (``route``, ``reward_only``, ``path_target``, ``neural``, ``cli``)."""
+    :class:`EstimatorEntry` (``route``, ``reward_only``, ``path_target``, ``neural``, ``cli``).
+
+    Parameters
+    ----------
+    name : str
+        the name specs use in ``[[estimators]] name``.
+    fit : str or callable
+        ``fit(instance, counts, rng, options) -> FitResult`` (:mod:`genver.experiments.adapters`),
+        or its ``"module:attribute"`` (imported on first use).
+    options : dict or None
+        option name -> type (a Python type, a tuple of types, or a ``frozenset`` of allowed
+        strings).
+    **kw
+        the other fields of :class:`EstimatorEntry`.
+
+    Returns
+    -------
+    EstimatorEntry
+        the entry, now in :data:`ESTIMATORS`.
+    """
     if not isinstance(name, str) or not name:
         raise ValueError(f"estimator name must be a non-empty string, got {name!r}")
     entry = EstimatorEntry(name, fit, dict(options or {}), **kw)
@@ -241,7 +281,23 @@ register_estimator("neural_online_dpo", _N + "neural_online_dpo",
 
 
 def default_route(name: str) -> str:
-    """The route of estimator ``name`` when a spec gives none."""
+    """The route of estimator ``name`` when a spec gives none.
+
+    Parameters
+    ----------
+    name : str
+        an estimator name.
+
+    Returns
+    -------
+    str
+        ``"offline"``, ``"online"`` or ``"other"`` (also for an unknown name).
+
+    Examples
+    --------
+    >>> default_route("dpo"), default_route("rm_rl"), default_route("oracle_rl")
+    ('offline', 'online', 'other')
+    """
     return ESTIMATORS[name].route if name in ESTIMATORS else "other"
 
 
@@ -257,7 +313,18 @@ BON_METRIC = re.compile(r"^bon_reward@([1-9][0-9]*)$")
 
 
 def metric_entry(name: str) -> MetricEntry | None:
-    """The metric ``name`` (``bon_reward@N``: best-of-``N`` sampling ranked by ``r̂``), or None."""
+    """The metric ``name`` (``bon_reward@N``: best-of-``N`` sampling ranked by ``r̂``), or None.
+
+    Parameters
+    ----------
+    name : str
+        a metric name of :data:`METRICS`, or ``bon_reward@N`` with ``N >= 1``.
+
+    Returns
+    -------
+    MetricEntry or None
+        the entry, or None for an unknown name.
+    """
     if name in METRICS:
         return METRICS[name]
     m = BON_METRIC.match(name)
@@ -267,6 +334,23 @@ def metric_entry(name: str) -> MetricEntry | None:
 
 
 def metric_kind(name: str) -> str | None:
+    """The kind of metric ``name``: ``"policy"``, ``"reward"`` or ``"fit"``; None when unknown.
+
+    Parameters
+    ----------
+    name : str
+        a metric name (``bon_reward@N`` included).
+
+    Returns
+    -------
+    str or None
+        the kind.
+
+    Examples
+    --------
+    >>> metric_kind("suboptimality"), metric_kind("bon_reward@4"), metric_kind("opt_residual"), metric_kind("x")
+    ('policy', 'reward', 'fit', None)
+    """
     entry = metric_entry(name)
     return None if entry is None else entry.kind
 

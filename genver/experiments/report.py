@@ -70,7 +70,22 @@ __all__ = ["load_results", "make_figures", "make_report", "means_at_largest_n", 
 def verdicts(man, df, ratio) -> pd.DataFrame:
     """One row per expectation: the ratio (when the spec states one, or states nothing) and
     each ``[expect] order`` statement. Columns: experiment, expected, verdict, detail and
-    in_words (the expectation as a sentence, :func:`ratio_in_words` / :func:`order_in_words`)."""
+    in_words (the expectation as a sentence, :func:`ratio_in_words` / :func:`order_in_words`).
+
+    Parameters
+    ----------
+    man : dict
+        the results' manifest.
+    df : pandas.DataFrame
+        the tidy results table.
+    ratio : pandas.DataFrame or None
+        the main pair's sample-efficiency ratio (:func:`genver.experiments.tables.ratio_table`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        the verdict table (columns ``VERDICT_COLUMNS``).
+    """
     exp = man.get("expect", {})
     rows = []
     if exp.get("ratio") or not exp.get("order"):
@@ -94,7 +109,22 @@ VERDICT_COLUMNS = ["experiment", "expected", "verdict", "detail", "in_words"]
 def verdict(man, ratio, df=None) -> tuple[str, str]:
     """(PASS | FAIL | NOT CHECKED, message) for the spec's ``[expect] ratio``; a trend
     ("increasing in KNOB") is judged on the bootstrap of the censoring-aware trend
-    (:func:`genver.stats.ratio_trend`) when the results ``df`` are given."""
+    (:func:`genver.stats.ratio_trend`) when the results ``df`` are given.
+
+    Parameters
+    ----------
+    man : dict
+        the results' manifest.
+    ratio : pandas.DataFrame or None
+        the main pair's sample-efficiency ratio.
+    df : pandas.DataFrame or None
+        the tidy results (for a trend).
+
+    Returns
+    -------
+    tuple of (str, str)
+        the verdict and its message (:func:`genver.stats.gap_verdict`).
+    """
     expect = man.get("expect", {}).get("ratio")
     if not expect:
         return "NOT CHECKED", "the spec states no [expect] ratio"
@@ -103,7 +133,7 @@ def verdict(man, ratio, df=None) -> tuple[str, str]:
     trend = None
     m = stats.RATIO_TREND.match(expect)
     pair = ratio_pair(man, df) if df is not None and m else None
-    if pair is not None and m.group(2) in df.columns:
+    if pair is not None and m is not None and m.group(2) in df.columns:
         trend = stats.ratio_trend(df, epsilon_of(man), m.group(2), knobs=man["knobs"], n_boot=N_BOOT, random_state=0,
                                   aggregate=aggregate_of(man), **pair)
     v = stats.gap_verdict(ratio, expect, trend=trend)
@@ -138,7 +168,25 @@ _HIGHER_IS_BETTER = {"expected_reward", "win_rate", "bt_loglik", "bt_loglik_opt"
 
 def ratio_in_words(expect: str, off: str = "offline", on: str = "online") -> str:
     """An ``[expect] ratio`` of ``N_ε(off)/N_ε(on)`` in words: ``"> 1"`` is "online needs fewer
-    pairs than offline in every setting"."""
+    pairs than offline in every setting".
+
+    Parameters
+    ----------
+    expect : str
+        the expectation (the grammar of :func:`genver.stats.gap_verdict`).
+    off, on : str
+        the labels of the ratio's numerator and denominator.
+
+    Returns
+    -------
+    str
+        the sentence (``""`` when the expectation does not parse).
+
+    Examples
+    --------
+    >>> ratio_in_words("> 1")
+    'online needs fewer pairs than offline in every setting'
+    """
     import re
 
     e = (expect or "").strip()
@@ -165,7 +213,23 @@ def ratio_in_words(expect: str, off: str = "offline", on: str = "online") -> str
 def order_in_words(text: str) -> str:
     """An ``[expect] order`` statement in words, the right way round for the metric: on
     ``suboptimality`` (lower is better) ``offline > online`` reads "online is better than
-    offline (lower suboptimality)". ``""`` when the statement does not parse."""
+    offline (lower suboptimality)". ``""`` when the statement does not parse.
+
+    Parameters
+    ----------
+    text : str
+        the statement (:mod:`genver.experiments.expect`).
+
+    Returns
+    -------
+    str
+        the sentence.
+
+    Examples
+    --------
+    >>> order_in_words("offline > online")
+    'online is better than offline (lower suboptimality)'
+    """
     from .expect import parse_order
 
     try:
@@ -221,8 +285,21 @@ def order_in_words(text: str) -> str:
 
 def format_verdicts(table: pd.DataFrame, width: int = 100) -> str:
     """The verdict table for a terminal of ``width`` columns: a header (experiment, counts), per
-    expectation a line
-    ``VERDICT  statement``, the statement in words, then the detail wrapped and indented."""
+    expectation a line ``VERDICT  statement``, the statement in words, then the detail wrapped
+    and indented.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        the verdict table (:func:`verdicts`).
+    width : int
+        the terminal's width in columns.
+
+    Returns
+    -------
+    str
+        the lines, joined by newlines.
+    """
     import textwrap
 
     ind = " " * 8
@@ -265,7 +342,7 @@ def _sections(root, man, df, settings, lazy, table) -> list:
                    if "estimate" in settings.columns and (settings["estimate"] == "monte_carlo").any()
                    else "All metrics are exact (enumeration); ")
                 + f"uncertainty is over data seeds (95% stratified bootstrap, {N_BOOT} resamples).")
-    secs = [(None, head)]
+    secs: list[tuple[str | None, list]] = [(None, head)]
     desc_cols = [c for c in ["setting_id", *knobs, "log_size_R", "log_size_Pi", "n_params_R", "n_params_Pi",
                              "predicted_ratio", "containment_residual"] if c in settings.columns]
     secs.append(("Gap descriptors", [_sorted(settings[desc_cols], knobs)]))
@@ -389,7 +466,20 @@ def make_report(root, fmt: str = "md") -> tuple[pathlib.Path, pd.DataFrame]:
     one self-contained page, figures embedded) and return it with the verdict table (columns
     experiment, expected, verdict, detail, in_words). Unchanged results are not recomputed:
     the report and its verdicts come from ``DIR/.report-cache.json``
-    (:mod:`genver.experiments.figcache`), and only figures whose inputs changed are redrawn."""
+    (:mod:`genver.experiments.figcache`), and only figures whose inputs changed are redrawn.
+
+    Parameters
+    ----------
+    root : str or pathlib.Path
+        the results directory.
+    fmt : str
+        ``"md"`` or ``"html"``.
+
+    Returns
+    -------
+    tuple of (pathlib.Path, pandas.DataFrame)
+        the report's path and the verdict table.
+    """
     if fmt not in REPORT_FORMATS:
         raise ValueError(f"--format must be one of {', '.join(REPORT_FORMATS)}, got {fmt!r}")
     root = pathlib.Path(root)
@@ -428,7 +518,28 @@ def scaling_law_section(root, man, df, settings, table: pd.DataFrame,
     ``AGREES`` | ``DISAGREES`` | ``UNDEFINED``: measurements, never a FAIL) and the figure files
     (``figures/scaling_law.png`` and ``.pdf``, drawn only when their inputs changed, as every
     figure). ``lazy``: the report's tables when already computed. Without the key:
-    ``(None, table, [])`` unchanged."""
+    ``(None, table, [])`` unchanged.
+
+    Parameters
+    ----------
+    root : str or pathlib.Path
+        the results directory.
+    man : dict
+        its manifest.
+    df : pandas.DataFrame
+        the tidy results table.
+    settings : pandas.DataFrame
+        one row per setting.
+    table : pandas.DataFrame
+        the verdict table so far.
+    lazy : ReportTables or None
+        the report's derived tables, when already made.
+
+    Returns
+    -------
+    tuple of (tuple or None, pandas.DataFrame, list of pathlib.Path)
+        the section, the verdict table with the fits' rows, and the figure files.
+    """
     if man.get("expect", {}).get("scaling_law") is None:
         return None, table, []
     lazy = ReportTables(man, df, settings) if lazy is None else lazy

@@ -85,7 +85,6 @@ default ``None``, are included only when set).
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import itertools
 import json
@@ -93,40 +92,44 @@ import pathlib
 import sys
 from dataclasses import dataclass, field
 
-import numpy as np
-
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-from ..stats import AGGREGATES
-from .registry import ESTIMATORS, GENERATORS, default_route, metric_kind
-from .registry import METRICS as METRIC_ENTRIES
+from .registry import GENERATORS
+from .spec_tables import (
+    MAX_N,
+    MAX_SEEDS,
+    METRICS,
+    SpecError,
+    apply_smoke,
+    check_compare,
+    check_expect,
+    check_keys,
+    check_order_statements,
+    check_scaling_law,
+    parse_data,
+    parse_estimators,
+    parse_grid,
+    parse_metrics,
+    swept_knobs,
+)
 
-__all__ = ["Spec", "load_spec", "parse_spec", "setting_id", "SpecError", "METRICS"]
+__all__ = ["Spec", "load_spec", "parse_spec", "setting_id", "SpecError", "METRICS", "MAX_N", "MAX_SEEDS"]
 
-#: fixed metric names (genver.experiments.registry.METRICS); plus the family "bon_reward@N"
-METRICS = tuple(METRIC_ENTRIES)
-_DEFAULT_METRICS = ("suboptimality", "kl_to_optimal", "kl_to_reference", "expected_reward", "win_rate")
 _TABLES = {"experiment", "instance", "grid", "data", "estimators", "metrics", "expect", "smoke"}
 _EXPERIMENT_KEYS = {"name": str, "generator": str, "question": str, "description": str, "expected": str}
-_DATA_KEYS = {"sizes": (list, dict), "seeds": int, "root_seed": int, "temperature": float, "deterministic": bool,
-              "population": bool}
-_EXPECT_KEYS = {"ratio": str, "epsilon": float, "offline": str, "online": str, "order": list, "compare": list,
-                "aggregate": str, "scaling_law": dict}
-#: largest number of pairs in one data stream (memory guard)
-MAX_N = 10**7
-#: most replicate seeds of a spec (the unit list is seeds × settings; bootstrap CIs need far fewer)
-MAX_SEEDS = 100_000
-
-
-class SpecError(ValueError):
-    """A malformed spec; the message names the file and the key."""
 
 
 @dataclass
 class Spec:
+    """A validated experiment spec (:func:`parse_spec`; the format in the module docstring).
+
+    ``estimators`` holds one dict per ``[[estimators]]`` table (``name``, ``label``, ``route``,
+    ``options``); ``metrics`` the metric names (``bon_reward@N`` included); ``raw`` the spec as
+    read, with the smoke flag (what :meth:`hash` digests); ``source`` the file named in errors.
+    """
     name: str
     generator: str
     description: str
@@ -149,12 +152,19 @@ class Spec:
 
     @property
     def knobs(self) -> list:
-        return _knobs(self.grid)
+        """The swept parameters: the grid's keys, with the ``zip`` table's keys in its place."""
+        return swept_knobs(self.grid)
 
     def settings(self) -> list[dict]:
         """Every grid point as full generator parameters (defaults, instance, then grid): the
         cartesian product of the grid's lists, and of the rows of its ``zip`` table (whose lists
-        vary together)."""
+        vary together).
+
+        Returns
+        -------
+        list of dict
+            one dict of generator parameters per setting, in grid order.
+        """
         defaults = {k: d for k, (_, d) in GENERATORS[self.generator].params.items() if d is not None}
         keys = [k for k in self.grid if k != "zip"]
         zipped = self.grid.get("zip", {})
@@ -166,208 +176,84 @@ class Spec:
         return out
 
     def hash(self) -> str:
+        """SHA-1 of the spec as read (with the smoke flag): ``--resume`` refuses a results directory
+        written by a different spec.
+
+        Returns
+        -------
+        str
+            the hex digest (40 characters).
+        """
         return hashlib.sha1(json.dumps(self.raw, sort_keys=True, default=str).encode()).hexdigest()
 
     @property
     def n_cells_per_unit(self) -> int:
+        """Cells of one unit (setting, seed): sizes × estimators."""
         return len(self.sizes) * len(self.estimators)
 
 
-def _knobs(grid: dict) -> list:
-    """The swept parameters: the grid's keys, with the ``zip`` table's keys in its place."""
-    out = []
-    for k, v in grid.items():
-        out += list(v) if k == "zip" and isinstance(v, dict) else [k]
-    return out
-
-
 def setting_id(params: dict) -> str:
+    """The stable id of a setting: the first 10 hex digits of the SHA-1 of its generator
+    parameters as canonical JSON (sorted keys).
+
+    Parameters
+    ----------
+    params : dict
+        the setting's generator parameters (one of :meth:`Spec.settings`).
+
+    Returns
+    -------
+    str
+        10 hex digits.
+
+    Examples
+    --------
+    >>> setting_id({"P": 4, "V": 2, "H": 3})
+    '3a0f67771c'
+    >>> setting_id({"H": 3, "V": 2, "P": 4})  # key order does not matter
+    '3a0f67771c'
+    """
     return hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:10]
-
-
-def _type_ok(value, typ) -> bool:
-    if isinstance(typ, frozenset):  # a choice among strings
-        return isinstance(value, str) and value in typ
-    if typ is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if typ is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(typ, tuple):
-        return isinstance(value, typ)
-    return isinstance(value, typ)
-
-
-def _tname(typ):
-    if isinstance(typ, frozenset):
-        return "one of " + ", ".join(repr(t) for t in sorted(typ))
-    return " or ".join(t.__name__ for t in typ) if isinstance(typ, tuple) else typ.__name__
-
-
-def _check_keys(src, where, table: dict, allowed: dict):
-    if not isinstance(table, dict):
-        raise SpecError(f"{src}: [{where}] must be a table")
-    for k, v in table.items():
-        if k not in allowed:
-            raise SpecError(f"{src}: [{where}] {k}: unknown key (allowed: {', '.join(sorted(allowed))})")
-        if not _type_ok(v, allowed[k]):
-            raise SpecError(f"{src}: [{where}] {k}: expected {_tname(allowed[k])}, got {type(v).__name__} {v!r}")
-
-
-def _sizes(src, value) -> list:
-    if isinstance(value, dict):
-        _check_keys(src, "data.sizes", value, {"start": int, "stop": int, "num": int})
-        for k in ("start", "stop", "num"):
-            if k not in value:
-                raise SpecError(f"{src}: [data] sizes.{k}: missing")
-        if value["start"] < 1 or value["stop"] < value["start"] or value["num"] < 1:
-            raise SpecError(f"{src}: [data] sizes: need 1 <= start <= stop and num >= 1, got {value}")
-        sizes = np.unique(np.round(np.geomspace(value["start"], value["stop"], value["num"])).astype(int)).tolist()
-    else:
-        sizes = value
-    if not sizes:
-        raise SpecError(f"{src}: [data] sizes: empty")
-    if not all(isinstance(n, int) and not isinstance(n, bool) for n in sizes):
-        raise SpecError(f"{src}: [data] sizes: must be integers, got {sizes!r}")
-    if any(n < 1 for n in sizes) or max(sizes) > MAX_N:
-        raise SpecError(f"{src}: [data] sizes: each must lie in [1, {MAX_N}], got {sizes!r}")
-    if sorted(set(sizes)) != list(sizes):
-        raise SpecError(f"{src}: [data] sizes: must be strictly increasing, got {sizes!r}")
-    return list(sizes)
-
-
-def _apply_smoke(src, raw: dict) -> dict:
-    raw = copy.deepcopy(raw)
-    smoke = raw.pop("smoke", None)
-    if smoke is None:  # default: 2 seeds, first 3 sizes, first 2 values of every knob
-        data = raw.setdefault("data", {})
-        data["seeds"] = min(2, data.get("seeds", 2))
-        if isinstance(data.get("sizes"), list):
-            data["sizes"] = data["sizes"][:3]
-        for k, v in raw.get("grid", {}).items():
-            if isinstance(v, list):
-                raw["grid"][k] = v[:2]
-        return raw
-    if not isinstance(smoke, dict):
-        raise SpecError(f"{src}: [smoke] must be a table of dotted overrides")
-    for dotted, value in smoke.items():
-        parts = dotted.split(".")
-        if len(parts) == 3 and parts[0] == "estimators":  # estimators.I.OPTION (e.g. fewer training steps)
-            ests = raw.get("estimators", [])
-            if not parts[1].isdigit() or int(parts[1]) >= len(ests):
-                raise SpecError(f"{src}: [smoke] {dotted}: no estimator number {parts[1]} "
-                                f"(the spec has {len(ests)}, numbered from 0)")
-            ests[int(parts[1])][parts[2]] = value
-            continue
-        if len(parts) != 2 or parts[0] not in {"instance", "grid", "data", "expect"}:
-            raise SpecError(f"{src}: [smoke] {dotted}: expected 'instance.KEY', 'grid.KEY', 'data.KEY', 'expect.KEY' "
-                            f"or 'estimators.I.KEY'")
-        raw.setdefault(parts[0], {})[parts[1]] = value
-    return raw
-
-
-def _parse_grid(src, raw: dict, schema: dict, instance: dict) -> dict:
-    """The ``[grid]`` table, checked against the generator's parameter ``schema``."""
-    grid = raw.get("grid", {})
-    if not isinstance(grid, dict):
-        raise SpecError(f"{src}: [grid] must be a table")
-    zipped = grid.get("zip", {})
-    if "zip" in grid and (not isinstance(zipped, dict) or not zipped):
-        raise SpecError(f"{src}: [grid] zip: expected a table of equal-length lists (parameters swept "
-                        f"together, e.g. zip = {{ V = [2, 4], H = [16, 8] }}), got {zipped!r}")
-    flat = [(k, v, f"[grid] {k}") for k, v in grid.items() if k != "zip"] + \
-        [(k, v, f"[grid] zip.{k}") for k, v in zipped.items()]
-    for k, v, where in flat:
-        if k not in schema:
-            raise SpecError(f"{src}: {where}: unknown generator parameter (allowed: {', '.join(sorted(schema))})")
-        if not isinstance(v, list):
-            raise SpecError(f"{src}: {where}: expected a list of values, got {type(v).__name__}")
-        if not v:
-            raise SpecError(f"{src}: {where}: empty list")
-        for item in v:
-            if not _type_ok(item, schema[k][0]):
-                raise SpecError(f"{src}: {where}: expected {_tname(schema[k][0])} values, got {item!r}")
-        if k in instance:
-            raise SpecError(f"{src}: {where}: also set in [instance]")
-        if where.startswith("[grid] zip") and k in grid:
-            raise SpecError(f"{src}: {where}: also a [grid] list")
-    if len({len(v) for v in zipped.values()}) > 1:
-        raise SpecError(f"{src}: [grid] zip: the lists must have one length (they vary together), got "
-                        + ", ".join(f"{k}: {len(v)}" for k, v in zipped.items()))
-    return grid
-
-
-def _parse_data(src, raw: dict):
-    """``(data table, sizes, seeds, temperature)`` of the ``[data]`` table."""
-    data = raw.get("data", {})
-    _check_keys(src, "data", data, _DATA_KEYS)
-    if "sizes" not in data:
-        raise SpecError(f"{src}: [data] sizes: missing")
-    sizes = _sizes(src, data["sizes"])
-    seeds = data.get("seeds", 10)
-    if seeds < 1:
-        raise SpecError(f"{src}: [data] seeds: must be >= 1, got {seeds}")
-    if seeds > MAX_SEEDS:
-        raise SpecError(f"{src}: [data] seeds: at most {MAX_SEEDS:,} replicate seeds, got {seeds:,}")
-    temperature = float(data.get("temperature", 1.0))
-    if not temperature > 0:
-        raise SpecError(f"{src}: [data] temperature: must be > 0, got {temperature}")
-
-    return data, sizes, seeds, temperature
-
-
-def _parse_estimators(src, raw: dict) -> list[dict]:
-    """The ``[[estimators]]`` tables, each checked against its registry entry's option schema."""
-    ests = raw.get("estimators")
-    if not ests or not isinstance(ests, list):
-        raise SpecError(f"{src}: [[estimators]]: give at least one estimator table")
-    labels = set()
-    estimators = []
-    for i, e in enumerate(ests):
-        where = f"estimators.{i}"
-        if not isinstance(e, dict) or "name" not in e:
-            raise SpecError(f"{src}: [{where}] name: missing")
-        name = e["name"]
-        if name not in ESTIMATORS:
-            raise SpecError(f"{src}: [{where}] name: unknown estimator {name!r} (choose from {sorted(ESTIMATORS)})")
-        allowed = {"name": str, "label": str, "route": str, **ESTIMATORS[name].options}
-        _check_keys(src, where, e, allowed)
-        route = e.get("route", default_route(name))
-        if route not in ("offline", "online", "other"):
-            raise SpecError(f"{src}: [{where}] route: must be offline, online or other, got {route!r}")
-        label = e.get("label", name)
-        if label in labels:
-            raise SpecError(f"{src}: [{where}] label: duplicate {label!r}")
-        labels.add(label)
-        opts = {k: v for k, v in e.items() if k not in ("name", "label", "route")}
-        estimators.append({"name": name, "label": label, "route": route, "options": opts})
-    return estimators
-
-
-def _parse_metrics(src, raw: dict) -> list[str]:
-    """The ``[metrics]`` names (plus ``bon_reward@N`` for each ``best_of_n`` size), each a registry metric."""
-    metrics_t = raw.get("metrics", {"names": list(_DEFAULT_METRICS)})
-    _check_keys(src, "metrics", metrics_t, {"names": list, "best_of_n": list})
-    metrics = list(metrics_t.get("names", [] if "best_of_n" in metrics_t else list(_DEFAULT_METRICS)))
-    for N in metrics_t.get("best_of_n", []):
-        if not (isinstance(N, int) and not isinstance(N, bool) and N >= 1):
-            raise SpecError(f"{src}: [metrics] best_of_n: sizes must be integers >= 1, got {N!r}")
-        metrics.append(f"bon_reward@{N}")
-    if not metrics:
-        raise SpecError(f"{src}: [metrics] names: empty")
-    for m in metrics:
-        if not isinstance(m, str) or metric_kind(m) is None:
-            raise SpecError(f"{src}: [metrics] names: unknown metric {m!r} (choose from {', '.join(METRICS)}, "
-                            f"or bon_reward@N)")
-    if len(set(metrics)) != len(metrics):
-        raise SpecError(f"{src}: [metrics] names: duplicate metric in {metrics}")
-    return metrics
 
 
 def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False, memory_limit=None) -> Spec:
     """Validate a spec dictionary (as read from TOML); raise :class:`SpecError` naming the key.
     A ``[smoke]`` table is validated too, whether or not ``smoke`` is set; the run's memory
     estimate (one worker) is checked against ``memory_limit`` (:mod:`genver.experiments.memory`)
-    before any instance is built."""
+    before any instance is built.
+
+    Parameters
+    ----------
+    raw : dict
+        the spec's tables (module docstring).
+    source : str
+        the file named in errors.
+    smoke : bool
+        apply the ``[smoke]`` overrides (or the default smoke cut: 2 seeds, 3 sizes, 2 values per
+        knob).
+    memory_limit : int, str or None
+        the memory limit's override (:func:`genver.experiments.memory.memory_limit`; ``"off"``: no
+        check).
+
+    Returns
+    -------
+    Spec
+        the validated spec.
+
+    Examples
+    --------
+    >>> spec = parse_spec({"experiment": {"name": "toy", "generator": "finite_gap"},
+    ...                    "grid": {"n_distractors": [0, 4]}, "data": {"sizes": [8, 16], "seeds": 2},
+    ...                    "estimators": [{"name": "dpo", "label": "offline"}, {"name": "rm_rl", "label": "online"}]})
+    >>> spec.knobs, len(spec.settings()), spec.n_cells_per_unit
+    (['n_distractors'], 2, 4)
+    >>> try:
+    ...     parse_spec({"experiment": {"name": "toy", "generator": "finite_gap"},
+    ...                 "data": {"sizes": [8], "seeds": 0}, "estimators": [{"name": "dpo"}]})
+    ... except SpecError as e:
+    ...     print(e)
+    <spec>: [data] seeds: must be >= 1, got 0
+    """
     src = source
     if not isinstance(raw, dict):
         raise SpecError(f"{src}: a spec must be a TOML table")
@@ -376,11 +262,11 @@ def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False, memory_li
             raise SpecError(f"{src}: [{k}]: unknown table (allowed: {', '.join(sorted(_TABLES))})")
     full_raw = raw
     if smoke:
-        raw = _apply_smoke(src, raw)
+        raw = apply_smoke(src, raw)
     exp = raw.get("experiment")
     if exp is None:
         raise SpecError(f"{src}: [experiment]: missing")
-    _check_keys(src, "experiment", exp, _EXPERIMENT_KEYS)
+    check_keys(src, "experiment", exp, _EXPERIMENT_KEYS)
     for k in ("name", "generator"):
         if k not in exp:
             raise SpecError(f"{src}: [experiment] {k}: missing")
@@ -389,20 +275,16 @@ def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False, memory_li
                         f"(choose from {sorted(GENERATORS)})")
     schema = GENERATORS[exp["generator"]].params
     instance = raw.get("instance", {})
-    _check_keys(src, "instance", instance, {k: t for k, (t, _) in schema.items()})
-    grid = _parse_grid(src, raw, schema, instance)
-    data, sizes, seeds, temperature = _parse_data(src, raw)
-    estimators = _parse_estimators(src, raw)
-    metrics = _parse_metrics(src, raw)
+    check_keys(src, "instance", instance, {k: t for k, (t, _) in schema.items()})
+    grid = parse_grid(src, raw, schema, instance)
+    data, sizes, seeds, temperature = parse_data(src, raw)
+    estimators = parse_estimators(src, raw)
+    metrics = parse_metrics(src, raw)
     expect = raw.get("expect", {})
-    _check_keys(src, "expect", expect, _EXPECT_KEYS)
-    if expect.get("aggregate", "mean") not in AGGREGATES:
-        raise SpecError(f"{src}: [expect] aggregate: must be one of {', '.join(AGGREGATES)}, "
-                        f"got {expect['aggregate']!r}")
-    _check_expect(src, expect, _knobs(grid))
-    _check_order(src, expect, {e["label"]: e["name"] for e in estimators}, metrics, _knobs(grid))
-    _check_compare(src, expect, {e["label"] for e in estimators})
-    _check_scaling_law(src, expect, estimators)
+    check_expect(src, expect, swept_knobs(grid))
+    check_order_statements(src, expect, {e["label"]: e["name"] for e in estimators}, metrics, swept_knobs(grid))
+    check_compare(src, expect, {e["label"] for e in estimators})
+    check_scaling_law(src, expect, estimators)
     spec = Spec(name=exp["name"], generator=exp["generator"], description=exp.get("description", ""),
                 expected=exp.get("expected", ""), instance=instance, grid=grid, sizes=sizes, seeds=seeds,
                 root_seed=data.get("root_seed", 0), temperature=temperature,
@@ -418,109 +300,6 @@ def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False, memory_li
             msg = msg[len(src) + 2:] if msg.startswith(f"{src}: ") else msg
             raise SpecError(f"{src}: with [smoke] applied (checked also without --smoke): {msg}") from None
     return spec
-
-
-def _check_expect(src, expect: dict, knobs: list):
-    """``[expect] epsilon`` is a finite number > 0; ``[expect] ratio`` follows the grammar of
-    :func:`genver.stats.gap_verdict` and a trend names a swept knob."""
-    from ..stats import RATIO_COMPARISON, RATIO_TREND
-    if "epsilon" in expect:
-        eps = float(expect["epsilon"])
-        if not (np.isfinite(eps) and eps > 0):
-            raise SpecError(f"{src}: [expect] epsilon: must be a finite number > 0, got {expect['epsilon']!r}")
-    if "ratio" in expect:
-        text = expect["ratio"]
-        m = RATIO_TREND.match(text)
-        if m:
-            if m.group(2) not in knobs:
-                raise SpecError(f"{src}: [expect] ratio: {text!r}: {m.group(2)!r} is not a swept knob "
-                                f"({', '.join(knobs) or 'none'})")
-        else:
-            m = RATIO_COMPARISON.match(text)
-            ok = False
-            if m:
-                try:
-                    ok = np.isfinite(float(m.group(2)))
-                except ValueError:
-                    ok = False
-            if not ok:
-                raise SpecError(f"{src}: [expect] ratio: cannot parse {text!r}; use 'increasing in KNOB', "
-                                f"'decreasing in KNOB', 'equals C', '>= C', '<= C', '> C' or '< C'")
-
-
-def _check_compare(src, expect: dict, labels: set):
-    for i, pair in enumerate(expect.get("compare", [])):
-        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
-            raise SpecError(f"{src}: [expect] compare[{i}]: must be a pair of estimator labels "
-                            f"[offline, online], got {pair!r}")
-        for lab in pair:
-            if lab not in labels:
-                raise SpecError(f"{src}: [expect] compare[{i}]: unknown estimator label {lab!r} "
-                                f"(labels: {', '.join(sorted(labels))})")
-
-
-def _check_scaling_law(src, expect: dict, estimators: list):
-    """``[expect] scaling_law``: keys, descriptor names (:data:`genver.scaling.DESCRIPTORS`)
-    and an offline/online pair to fit."""
-    opts = expect.get("scaling_law")
-    if opts is None:
-        return
-    from ..scaling import DESCRIPTORS
-
-    where = "expect.scaling_law"
-    _check_keys(src, where, opts, {"against": (str, list), "ratio_against": (str, list), "epsilon": float})
-    for key in ("against", "ratio_against"):
-        names = opts.get(key, [])
-        names = [names] if isinstance(names, str) else names
-        if key in opts and not names:
-            raise SpecError(f"{src}: [{where}] {key}: empty list")
-        for name in names:
-            if name not in DESCRIPTORS:
-                raise SpecError(f"{src}: [{where}] {key}: unknown descriptor {name!r} "
-                                f"(choose from {', '.join(DESCRIPTORS)})")
-    if "epsilon" in opts and not opts["epsilon"] > 0:
-        raise SpecError(f"{src}: [{where}] epsilon: must be > 0, got {opts['epsilon']}")
-    routes = {e["route"] for e in estimators}
-    if not ({"offline", "online"} <= routes or "offline" in expect or "online" in expect):
-        raise SpecError(f"{src}: [{where}]: needs an offline and an online route to fit "
-                        f"(estimators' routes: {', '.join(sorted(routes))})")
-
-
-def _check_order(src, expect: dict, labels: dict, metrics: list, knobs: list):
-    """Parse every ``[expect] order`` statement and check its labels (``label -> estimator
-    name``), metric and knobs."""
-    from .expect import parse_order
-
-    for i, text in enumerate(expect.get("order", [])):
-        where = f"{src}: [expect] order[{i}]"
-        if not isinstance(text, str):
-            raise SpecError(f"{where}: expected a string, got {text!r}")
-        try:
-            st = parse_order(text)
-        except ValueError as e:
-            raise SpecError(f"{where}: {e}") from None
-        for a, _, b in st.pairs:
-            for lab in (a, b):
-                if lab not in labels:
-                    raise SpecError(f"{where}: unknown estimator label {lab!r} (labels: {', '.join(sorted(labels))})")
-        if st.metric == "frontier":
-            if "beta" not in knobs:
-                raise SpecError(f"{where}: 'frontier' needs beta in [grid]")
-            if not {"expected_reward", "kl_to_reference"} <= set(metrics):
-                raise SpecError(f"{where}: 'frontier' needs the metrics expected_reward and kl_to_reference")
-        elif st.metric not in metrics:
-            raise SpecError(f"{where}: metric {st.metric!r} is not in [metrics] ({', '.join(metrics)})")
-        if st.metric == "frontier" or metric_kind(st.metric) == "policy":
-            for a, _, b in st.pairs:
-                for lab in (a, b):
-                    if ESTIMATORS[labels[lab]].reward_only:
-                        raise SpecError(f"{where}: {lab!r} ({labels[lab]}) fits a reward only; "
-                                        f"{st.metric!r} needs a policy")
-        if st.trend_knob is not None and st.trend_knob not in knobs:
-            raise SpecError(f"{where}: trend knob {st.trend_knob!r} is not a swept knob ({', '.join(knobs) or 'none'})")
-        for k in st.where:
-            if k not in knobs:
-                raise SpecError(f"{where}: 'where {k}': {k} is not a swept knob ({', '.join(knobs) or 'none'})")
 
 
 def _check_sizes(spec: Spec, memory_limit=None):
@@ -560,6 +339,30 @@ def _knob_text(spec: Spec, p: dict) -> str:
 
 
 def load_spec(path, smoke: bool = False, memory_limit=None) -> Spec:
+    """Read and validate a spec file (:func:`parse_spec`); a missing, unreadable or non-TOML file
+    is a :class:`SpecError` naming the path.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        the TOML file (a shipped spec's path: :func:`genver.experiments.catalog.resolve_spec`).
+    smoke : bool
+        apply the ``[smoke]`` overrides.
+    memory_limit : int, str or None
+        the memory limit's override (``"off"``: no check).
+
+    Returns
+    -------
+    Spec
+        the validated spec.
+
+    Examples
+    --------
+    >>> from genver.experiments.catalog import resolve_spec
+    >>> spec = load_spec(resolve_spec("gap_finite"), smoke=True)
+    >>> spec.generator, spec.knobs, len(spec.settings()), spec.sizes
+    ('finite_gap', ['n_distractors'], 2, [8, 64, 512])
+    """
     path = pathlib.Path(path)
     try:
         raw = tomllib.loads(path.read_text())
@@ -572,3 +375,4 @@ def load_spec(path, smoke: bool = False, memory_limit=None) -> Spec:
     except tomllib.TOMLDecodeError as e:
         raise SpecError(f"{path}: not valid TOML: {e}") from None
     return parse_spec(raw, source=str(path), smoke=smoke, memory_limit=memory_limit)
+

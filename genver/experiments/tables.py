@@ -26,6 +26,19 @@ N_BOOT = 1000
 
 
 def load_results(root):
+    """The three tables of a results directory (:class:`~genver.experiments.store.ResultStore`).
+
+    Parameters
+    ----------
+    root : str or pathlib.Path
+        the results directory (``genver run --out``).
+
+    Returns
+    -------
+    tuple of (dict, pandas.DataFrame, pandas.DataFrame)
+        the manifest, the tidy results (one row per setting, seed, ``n``, estimator and metric) and
+        the settings (one row per setting: id, knobs, gap descriptors).
+    """
     store = ResultStore(root)
     man = store.read_manifest()
     return man, store.load(), store.settings()
@@ -34,7 +47,20 @@ def load_results(root):
 def completeness_line(root, man=None) -> str | None:
     """``None`` when every unit of the run is in a readable shard, else one line
     ``"INCOMPLETE: k of N units ..."`` naming what is missing (``genver report`` / ``plot``
-    print it first, and ``report.md`` begins with it)."""
+    print it first, and ``report.md`` begins with it).
+
+    Parameters
+    ----------
+    root : str or pathlib.Path
+        the results directory.
+    man : dict or None
+        its manifest, when already read.
+
+    Returns
+    -------
+    str or None
+        the line, or None for a complete run.
+    """
     store = ResultStore(root)
     man = store.read_manifest() if man is None else man
     sids = store.settings()["setting_id"].tolist()
@@ -56,6 +82,18 @@ def completeness_line(root, man=None) -> str | None:
 
 
 def epsilon_of(man) -> float:
+    """The spec's ``[expect] epsilon`` (default 0.01): the ``ε`` of ``N_ε``.
+
+    Parameters
+    ----------
+    man : dict
+        the results' manifest (``DIR/manifest.json``: the spec's ``expect`` and ``knobs``).
+
+    Returns
+    -------
+    float
+        ``ε``.
+    """
     return float(man.get("expect", {}).get("epsilon", 0.01))
 
 
@@ -65,13 +103,37 @@ def _routes(df):
 
 
 def aggregate_of(man) -> str:
-    """Which N_ε the spec's ratio and verdict use (``[expect] aggregate``, default the mean curve)."""
+    """Which N_ε the spec's ratio and verdict use (``[expect] aggregate``, default the mean curve).
+
+    Parameters
+    ----------
+    man : dict
+        the results' manifest (``DIR/manifest.json``: the spec's ``expect`` and ``knobs``).
+
+    Returns
+    -------
+    str
+        ``"mean"``, ``"median"`` or ``"iqm"``.
+    """
     return man.get("expect", {}).get("aggregate", "mean")
 
 
 def ratio_pair(man, df) -> dict | None:
     """The spec's main ratio as :func:`genver.stats.efficiency_ratio` arguments ``{offline,
-    online, by}``, or None when the results have none."""
+    online, by}``, or None when the results have none.
+
+    Parameters
+    ----------
+    man : dict
+        the results' manifest (``DIR/manifest.json``: the spec's ``expect`` and ``knobs``).
+    df : pandas.DataFrame
+        the tidy results table.
+
+    Returns
+    -------
+    dict or None
+        ``{"offline": label, "online": label, "by": "route" | "estimator"}``, or None.
+    """
     exp = man.get("expect", {})
     if "offline" in exp or "online" in exp:  # labels named by the spec
         off, on = exp.get("offline", "offline"), exp.get("online", "online")
@@ -87,6 +149,23 @@ def ratio_pair(man, df) -> dict | None:
 
 
 def ratio_table(man, df, settings):
+    """The spec's sample-efficiency ratio ``ρ = N_ε(offline)/N_ε(online)`` per setting
+    (:func:`genver.stats.efficiency_ratio`, ``N_BOOT`` resamples, random state 0).
+
+    Parameters
+    ----------
+    man : dict
+        the results' manifest (``DIR/manifest.json``: the spec's ``expect`` and ``knobs``).
+    df : pandas.DataFrame
+        the tidy results table.
+    settings : pandas.DataFrame
+        one row per setting (``DIR/settings.parquet``).
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        one row per setting, or None when the results have no offline/online pair.
+    """
     pair = ratio_pair(man, df)
     if pair is None:
         return None
@@ -108,6 +187,18 @@ def _compared(man, df, settings) -> list:
 
 
 def main_pair(man) -> tuple[str, str]:
+    """The spec's main pair of labels: ``[expect] offline`` / ``online`` (default the route names).
+
+    Parameters
+    ----------
+    man : dict
+        the results' manifest (``DIR/manifest.json``: the spec's ``expect`` and ``knobs``).
+
+    Returns
+    -------
+    tuple of (str, str)
+        ``(offline label, online label)``.
+    """
     exp = man.get("expect", {})
     return exp.get("offline", "offline"), exp.get("online", "online")
 
@@ -116,9 +207,26 @@ def ratios_side_by_side(man, df, settings, ratio: pd.DataFrame | None = None) ->
     """The spec's sample-efficiency ratio and each ``[expect] compare`` pair's (e.g. the neural
     routes beside the tabular ones), stacked into one :func:`genver.stats.efficiency_ratio` table
     with a ``pair`` column (``"offline / online"``, ``"neural_offline / neural_online"``, main
-    pair first, each sorted by the knobs): the table behind the ``ratio_compare`` figure. ``None`` when the results have
-    no main offline/online pair; just the main pair when the spec compares nothing else.
-    ``ratio``: the main pair's table when already computed."""
+    pair first, each sorted by the knobs): the table behind the ``ratio_compare`` figure. ``None``
+    when the results have no main offline/online pair; just the main pair when the spec compares
+    nothing else. ``ratio``: the main pair's table when already computed.
+
+    Parameters
+    ----------
+    man : dict
+        the results' manifest (``DIR/manifest.json``: the spec's ``expect`` and ``knobs``).
+    df : pandas.DataFrame
+        the tidy results table.
+    settings : pandas.DataFrame
+        one row per setting (``DIR/settings.parquet``).
+    ratio : pandas.DataFrame or None
+        the main pair's :func:`ratio_table`, when already computed.
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        the stacked table, or None.
+    """
     ratio = ratio_table(man, df, settings) if ratio is None else ratio
     if ratio is None:
         return None
@@ -132,7 +240,22 @@ def ratios_side_by_side(man, df, settings, ratio: pd.DataFrame | None = None) ->
 def means_at_largest_n(df, knobs=(), metric: str | None = None) -> pd.DataFrame:
     """Mean over seeds of each metric at the largest ``n``. ``metric=None``: one row per
     (setting, estimator), one column per metric (the report's table); a metric name: one row
-    per setting, one column per estimator (the estimators side by side)."""
+    per setting, one column per estimator (the estimators side by side).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        the tidy results table.
+    knobs : sequence of str
+        the swept knobs (kept as columns).
+    metric : str or None
+        one metric to lay out by estimator (None: every metric).
+
+    Returns
+    -------
+    pandas.DataFrame
+        the means.
+    """
     knobs = list(knobs)
     at = df[df["n"] == df["n"].max()]
     if metric is None:
@@ -146,7 +269,17 @@ def means_at_largest_n(df, knobs=(), metric: str | None = None) -> pd.DataFrame:
 
 class ReportTables:
     """The bootstrap tables of a report, each computed on first use (a figure whose inputs are
-    unchanged never asks for them)."""
+    unchanged never asks for them).
+
+    Parameters
+    ----------
+    man : dict
+        the results' manifest.
+    df : pandas.DataFrame
+        the tidy results table.
+    settings : pandas.DataFrame
+        one row per setting.
+    """
 
     def __init__(self, man, df, settings):
         self.man, self.df, self.settings = man, df, settings
@@ -159,14 +292,17 @@ class ReportTables:
 
     @property
     def ratio(self):
+        """The main pair's sample-efficiency ratio (:func:`ratio_table`), or None."""
         return self._get("ratio", lambda: ratio_table(self.man, self.df, self.settings))
 
     @property
     def both(self):
+        """The main and compared pairs' ratios stacked (:func:`ratios_side_by_side`), or None."""
         return self._get("both", lambda: ratios_side_by_side(self.man, self.df, self.settings, self.ratio))
 
     @property
     def neps(self):
+        """``N_ε`` per (setting, estimator) with its bootstrap CI (:func:`genver.stats.n_epsilon`)."""
         return self._get("neps", lambda: stats.n_epsilon(self.df, epsilon_of(self.man), knobs=self.man["knobs"],
                                                           n_boot=N_BOOT, random_state=0))
 
@@ -187,7 +323,22 @@ class ReportTables:
 def scaling_fits(man, df, settings):
     """:func:`genver.scaling.scaling_laws` of the spec's ``[expect] scaling_law`` (the main pair:
     labels when the spec names them or a route has several estimators, else the routes);
-    a sentence when the results lack the two; ``None`` without the key."""
+    a sentence when the results lack the two; ``None`` without the key.
+
+    Parameters
+    ----------
+    man : dict
+        the results' manifest (``DIR/manifest.json``: the spec's ``expect`` and ``knobs``).
+    df : pandas.DataFrame
+        the tidy results table.
+    settings : pandas.DataFrame
+        one row per setting (``DIR/settings.parquet``).
+
+    Returns
+    -------
+    ScalingLaws, str or None
+        ``(fits, points)``, the sentence, or None.
+    """
     opts = man.get("expect", {}).get("scaling_law")
     if opts is None:
         return None
