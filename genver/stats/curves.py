@@ -129,6 +129,11 @@ def _neps_point_and_boot(mat, grid, eps, rule, idx, aggregate="mean"):
     return point, boot
 
 
+def _check_neps_args(n_boot, alpha, rule) -> tuple[int, float, str]:
+    """``(n_boot, alpha, rule)`` of an N_ε bootstrap, checked (ValueError naming the bad one)."""
+    return _check_n_boot(n_boot), _check_alpha(alpha), _check_rule(rule)
+
+
 def _neps_columns(mat, grid, eps: float, rule: str, idx, alpha: float) -> dict:
     """One group's N_ε columns at ``eps`` (:func:`n_epsilon`) from its seed × n matrix ``mat`` on
     ``grid`` and the shared resample indices ``idx`` (None: fewer than 2 seeds)."""
@@ -207,9 +212,7 @@ def n_epsilon(
           dpo    4.0     True          4.0           3.0
     """
     knobs = _as_knobs(knobs)
-    n_boot = _check_n_boot(n_boot)
-    alpha = _check_alpha(alpha)
-    rule = _check_rule(rule)
+    n_boot, alpha, rule = _check_neps_args(n_boot, alpha, rule)
     eps_values = _eps_list(eps)
     d = _prepare(df, metric, knobs)
     keys = _id_cols(d, knobs) + ["estimator", "route"]

@@ -13,7 +13,6 @@ from .._validation import as_generator
 from ._tables import (
     _as_knobs,
     _check_aggregate,
-    _check_rule,
     _eps_list,
     _id_cols,
     _key_tuple,
@@ -21,8 +20,8 @@ from ._tables import (
     _py,
     _seed_matrix,
 )
-from .bootstrap import N_BOOT, _check_alpha, _check_n_boot, _quiet, group_rng, percentile_ci, seed_entropy
-from .curves import _neps_point_and_boot
+from .bootstrap import N_BOOT, _quiet, group_rng, percentile_ci, seed_entropy
+from .curves import _check_neps_args, _neps_point_and_boot
 
 #: Columns of the ``settings`` table that :func:`efficiency_ratio` carries over when present.
 SETTING_COLUMNS = (
@@ -174,29 +173,28 @@ def efficiency_ratio(
         predicted_ratio, ...]``.
     """
     knobs = _as_knobs(knobs)
-    n_boot = _check_n_boot(n_boot)
-    alpha = _check_alpha(alpha)
-    rule = _check_rule(rule)
+    n_boot, alpha, rule = _check_neps_args(n_boot, alpha, rule)
     aggregate = _check_aggregate(aggregate)
     eps_values = _eps_list(eps)
     d = _route_rows(_prepare(df, metric, knobs), by, offline, online)
     id_cols = _id_cols(d, knobs)
     extra = [c for c in SETTING_COLUMNS if c in d.columns and c not in id_cols]
-    cols = id_cols + _RATIO_STATS
     base = seed_entropy(random_state)
     rows = []
     with _quiet():
         for key, g in d.groupby(id_cols, dropna=False, sort=True):
             k, parts = _route_matrices(g, by, (offline, online))
             idx = group_rng(base, key).integers(0, k, size=(n_boot, k)) if k >= 2 else None
-            extras = {c: g[c].iloc[0] for c in extra}
-            for e in eps_values:
-                row = dict(zip(id_cols, _key_tuple(key)))
-                row.update(eps=e, metric=metric, offline=offline, online=online, n_seeds=k, aggregate=aggregate,
-                           **extras)
-                row.update(_ratio_columns(parts[offline], parts[online], e, rule, idx, aggregate, alpha))
-                rows.append(row)
-    out = pd.DataFrame(rows, columns=cols + extra)
+            head = {**dict(zip(id_cols, _key_tuple(key))), "metric": metric, "offline": offline, "online": online,
+                    "n_seeds": k, "aggregate": aggregate, **{c: g[c].iloc[0] for c in extra}}
+            rows += [{**head, "eps": e, **_ratio_columns(parts[offline], parts[online], e, rule, idx, aggregate, alpha)}
+                     for e in eps_values]
+    return _ratio_table(pd.DataFrame(rows, columns=id_cols + _RATIO_STATS + extra), settings)
+
+
+def _ratio_table(out: pd.DataFrame, settings: pd.DataFrame | None) -> pd.DataFrame:
+    """The ratio table with its flags as bools and the :data:`SETTING_COLUMNS` of ``settings``
+    that it does not hold yet merged in by ``setting_id``."""
     for c in ("offline_reached", "online_reached", "left_censored"):
         out[c] = out[c].astype(bool)
     if settings is not None and not out.empty:
@@ -351,9 +349,7 @@ def ratio_trend(
         τ on all seeds, its CI, the number of settings, the censored settings and the pair counts
         (NaN τ with fewer than 2 distinct knob values).
     """
-    n_boot = _check_n_boot(n_boot)
-    alpha = _check_alpha(alpha)
-    rule = _check_rule(rule)
+    n_boot, alpha, rule = _check_neps_args(n_boot, alpha, rule)
     aggregate = _check_aggregate(aggregate)
     knobs = [knob] + [k for k in _as_knobs(knobs) if k != knob]
     d = _prepare(df, metric, knobs)
