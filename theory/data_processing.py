@@ -127,6 +127,21 @@ def _measure(pi_N, history, sizes, r_hat, w, rho):
 
 
 def check(quick: bool = True, random_state=None) -> list[dict]:
+    """Measure :data:`STATEMENT` on random instances, and a broken variant beside it (module
+    docstring): one tidy row per case (:func:`genver.theory._common.make_row`).
+
+    Parameters
+    ----------
+    quick : bool
+        Few instances (the CI size) rather than the full run.
+    random_state : None, int, SeedSequence or Generator
+        Source of the instances (:func:`genver.theory._common.case_generators`).
+
+    Returns
+    -------
+    list of dict
+        The rows: ``variant`` (``sound`` | ``broken``), ``discrepancy`` and the instance's settings.
+    """
     n_cases, max_PT, max_N = (8, 12, 200_000) if quick else (60, 27, 1_000_000)
     rows = []
     for i, rng in enumerate(case_generators(random_state, n_cases)):

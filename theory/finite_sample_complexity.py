@@ -65,7 +65,24 @@ def _sigmoid(z):
 
 def expected_hellinger(tables, r_true, mu_probs, rho):
     """``E_{x~ρ, y1,y2~μ} D²_H`` between the Bradley–Terry label laws of each table in
-    ``tables`` (K, P, T) and of ``r_true`` (P, T); shape (K,)."""
+    ``tables`` (K, P, T) and of ``r_true`` (P, T); shape (K,).
+
+    Parameters
+    ----------
+    tables : numpy.ndarray, shape (K, P, T)
+        Candidate reward tables.
+    r_true : numpy.ndarray, shape (P, T)
+        The true reward.
+    mu_probs : numpy.ndarray, shape (P, T)
+        The sampling distribution ``μ`` of the completions.
+    rho : numpy.ndarray, shape (P,)
+        The prompt distribution ρ.
+
+    Returns
+    -------
+    numpy.ndarray, shape (K,)
+        The expected squared Hellinger distances.
+    """
     p_true = _sigmoid(r_true[:, :, None] - r_true[:, None, :])  # (P, T, T)
     w = rho[:, None, None] * mu_probs[:, :, None] * mu_probs[:, None, :]
     out = np.empty(tables.shape[0])
@@ -77,6 +94,21 @@ def expected_hellinger(tables, r_true, mu_probs, rho):
 
 
 def check(quick: bool = True, random_state=None) -> list[dict]:
+    """Measure :data:`STATEMENT` on random instances, and a broken variant beside it (module
+    docstring): one tidy row per case (:func:`genver.theory._common.make_row`).
+
+    Parameters
+    ----------
+    quick : bool
+        Few instances (the CI size) rather than the full run.
+    random_state : None, int, SeedSequence or Generator
+        Source of the instances (:func:`genver.theory._common.case_generators`).
+
+    Returns
+    -------
+    list of dict
+        The rows: ``variant`` (``sound`` | ``broken``), ``discrepancy`` and the instance's settings.
+    """
     n_inst, M = (6, 200) if quick else (24, 1000)
     rows = []
     idx = {"sound": 0, "broken": 0}

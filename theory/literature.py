@@ -176,6 +176,21 @@ def _azar_case(rng):
 
 
 def check(quick: bool = True, random_state=None) -> list[dict]:
+    """Measure :data:`STATEMENT` on random instances, and a broken variant beside it (module
+    docstring): one tidy row per case (:func:`genver.theory._common.make_row`).
+
+    Parameters
+    ----------
+    quick : bool
+        Few instances (the CI size) rather than the full run.
+    random_state : None, int, SeedSequence or Generator
+        Source of the instances (:func:`genver.theory._common.case_generators`).
+
+    Returns
+    -------
+    list of dict
+        The rows: ``variant`` (``sound`` | ``broken``), ``discrepancy`` and the instance's settings.
+    """
     n_xu, n_azar = (150, 15) if quick else (1500, 150)
     rows = []
     for i, rng in enumerate(case_generators(random_state, n_xu, stream=0)):

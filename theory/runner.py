@@ -60,7 +60,26 @@ def run_checks(quick: bool = True, only=None, random_state=0, progress=None, *,
     starting and finishing). Every check receives the same ``random_state``: results do not
     depend on which other checks run. ``threads_single`` runs the checks inside
     :func:`single_threaded` (much faster for these tiny problems). Raises ``KeyError`` for an
-    unknown id in ``only``."""
+    unknown id in ``only``.
+
+    Parameters
+    ----------
+    quick : bool
+        The quick (CI-sized) runs of the checks.
+    only : sequence of str or None
+        Check ids to run (default all).
+    random_state : None, int, SeedSequence or Generator
+        Passed to every check.
+    progress : callable or None
+        Receives one message per event.
+    threads_single : bool
+        Run inside :func:`single_threaded`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One summary row per check (module docstring), the tidy rows in ``attrs["rows"]``.
+    """
     mods = registry(only)
     with single_threaded() if threads_single else contextlib.nullcontext():
         return _run(mods, quick, random_state, progress)
@@ -95,7 +114,18 @@ def _fmt(v) -> str:
 
 
 def format_table(df: pd.DataFrame) -> str:
-    """A fixed-width text table of the summary (one line per check, plus a verdict line)."""
+    """A fixed-width text table of the summary (one line per check, plus a verdict line).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The summary of :func:`run_checks`.
+
+    Returns
+    -------
+    str
+        The table.
+    """
     cols = [("id", "check"), ("cases", "cases"), ("max_discrepancy", "max disc."), ("tolerance", "tolerance"),
             ("broken_discrepancy", "broken disc."), ("passed", "passed"), ("seconds", "s")]
     cells = []
@@ -129,7 +159,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """Command line entry point; returns the exit status (0 pass, 1 fail, 2 usage error)."""
+    """Command line entry point; returns the exit status (0 pass, 1 fail, 2 usage error).
+
+    Parameters
+    ----------
+    argv : list of str or None
+        The arguments (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status.
+    """
     try:
         args = _parser().parse_args(argv)
     except SystemExit as e:  # argparse exits 2 on usage errors, 0 on --help
@@ -139,7 +180,18 @@ def main(argv=None) -> int:
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Run the checks that arguments parsed with :func:`add_check_arguments` ask for; returns
-    the exit status (0 pass, 1 fail, 2 usage error)."""
+    the exit status (0 pass, 1 fail, 2 usage error).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed ``genver check`` arguments.
+
+    Returns
+    -------
+    int
+        The exit status.
+    """
     if args.only:
         unknown = [i for i in args.only if i not in CHECK_IDS]
         if unknown:

@@ -93,6 +93,21 @@ def _spin_gap(a, b, finite):
 
 
 def check(quick: bool = True, random_state=None) -> list[dict]:
+    """Measure :data:`STATEMENT` on random instances, and a broken variant beside it (module
+    docstring): one tidy row per case (:func:`genver.theory._common.make_row`).
+
+    Parameters
+    ----------
+    quick : bool
+        Few instances (the CI size) rather than the full run.
+    random_state : None, int, SeedSequence or Generator
+        Source of the instances (:func:`genver.theory._common.case_generators`).
+
+    Returns
+    -------
+    list of dict
+        The rows: ``variant`` (``sound`` | ``broken``), ``discrepancy`` and the instance's settings.
+    """
     n_fin, n_tab = (80, 40) if quick else (1000, 500)
     rows = []
     idx = {"sound": 0, "broken": 0}
@@ -114,15 +129,7 @@ def check(quick: bool = True, random_state=None) -> list[dict]:
             st = dict(world_settings(w), N=n, class_size=Pi.size)
             a = sft(d, Pi, ref, beta)
             b = maxent_irl_rl(d, R_Pi, Pi, ref, beta)
-            ll_a, ll_b = a.extra["loglik_all"], b.extra["loglik_all"]
-            fin = np.isfinite(ll_a) & np.isfinite(ll_b)
-            # stage 1 picks the same member, or one with the same policy to float64 precision
-            disc = (finite_policy_gap(a.policy_index, b.reward_index, a.policy.logp, Pi.member(b.reward_index).logp)
-                    + finite_policy_gap(a.policy_index, b.policy_index, a.policy.logp, b.policy.logp)
-                    + float(np.any(np.isfinite(ll_a) != np.isfinite(ll_b)))
-                    + (float(np.max(np.abs(ll_a[fin] - ll_b[fin]) / np.maximum(1.0, np.abs(ll_a[fin]))))
-                       if fin.any() else 0.0))
-            add("sound", disc, "finite: SFT vs IRL+RL", **st)
+            add("sound", _sft_irl_gap(a, b, Pi), "finite: SFT vs IRL+RL", **st)
             bad = maxent_irl_rl(d, R_bad, Pi, ref, beta)
             add("broken", finite_policy_gap(a.policy_index, bad.policy_index, a.policy.logp, bad.policy.logp),
                 "finite: SFT vs IRL+RL, R random", **st)
@@ -138,28 +145,47 @@ def check(quick: bool = True, random_state=None) -> list[dict]:
         add("broken", _spin_gap(off, bad, True), "finite: SPIN, R random", **st)
 
     for rng in case_generators(random_state, n_tab, stream=1):
-        w = random_world(rng, beta_range=(0.3, 5.0))
-        sp, beta, ref = w["space"], w["beta"], w["ref"]
-        l2 = float(np.exp(rng.uniform(np.log(0.05), np.log(1.0))))
-        Pi, R_tab = TabularPolicyClass(sp), TabularRewardClass(sp)
-        R_lin = LinearRewardClass(sp, trajectory_features(sp, ["token_counts", "first_last_match"]))
-        ns = sample_sizes(rng, sp.P * sp.T, 1)
-        demos = sample_demonstrations(_demo_policy(rng, w), max(ns), rng)
-        for n in ns:
-            d = demos.head(n)
-            st = dict(world_settings(w), N=n, l2=l2)
-            a = sft(d, Pi, ref, beta, l2=l2)
-            b = maxent_irl_rl(d, R_tab, Pi, ref, beta, l2=l2)
-            add("sound", max_abs_logp_diff(a.policy.logp, b.policy.logp), "tabular: SFT vs IRL+RL", **st)
-            bad = maxent_irl_rl(d, R_lin, Pi, ref, beta, l2=l2)
-            add("broken", max_abs_logp_diff(a.policy.logp, bad.policy.logp), "tabular: SFT vs IRL+RL, R linear", **st)
-        d = demos.head(ns[0])
-        seed = int(rng.integers(2**31))
-        rounds = int(rng.integers(1, 3))
-        off = spin(d, Pi, ref, beta, rounds=rounds, random_state=seed, route="offline", l2=l2)
-        on = spin(d, Pi, ref, beta, rounds=rounds, random_state=seed, route="online", l2=l2)
-        st = dict(world_settings(w), N=ns[0], l2=l2, rounds=rounds)
-        add("sound", _spin_gap(off, on, False), "tabular: SPIN offline vs online", **st)
-        bad = spin(d, Pi, ref, beta, rounds=rounds, random_state=seed, route="online", reward_class=R_lin, l2=l2)
-        add("broken", _spin_gap(off, bad, False), "tabular: SPIN, R linear", **st)
+        _tabular_case(rng, add)
     return rows
+
+
+def _sft_irl_gap(a, b, Pi) -> float:
+    """Discrepancy of SFT ``a`` and MaxEnt-IRL + soft RL ``b`` over the finite class ``Pi``: stage 1
+    picks the same member, or one with the same policy to float64 precision, and the two
+    log-likelihood vectors agree (the same members finite, relative differences)."""
+    ll_a, ll_b = a.extra["loglik_all"], b.extra["loglik_all"]
+    fin = np.isfinite(ll_a) & np.isfinite(ll_b)
+    return (finite_policy_gap(a.policy_index, b.reward_index, a.policy.logp, Pi.member(b.reward_index).logp)
+            + finite_policy_gap(a.policy_index, b.policy_index, a.policy.logp, b.policy.logp)
+            + float(np.any(np.isfinite(ll_a) != np.isfinite(ll_b)))
+            + (float(np.max(np.abs(ll_a[fin] - ll_b[fin]) / np.maximum(1.0, np.abs(ll_a[fin]))))
+               if fin.any() else 0.0))
+
+
+def _tabular_case(rng, add) -> None:
+    """One tabular instance of :func:`check` (SFT vs IRL+RL and SPIN offline vs online, with a
+    linear reward class as the broken variant), rows through ``add``."""
+    w = random_world(rng, beta_range=(0.3, 5.0))
+    sp, beta, ref = w["space"], w["beta"], w["ref"]
+    l2 = float(np.exp(rng.uniform(np.log(0.05), np.log(1.0))))
+    Pi, R_tab = TabularPolicyClass(sp), TabularRewardClass(sp)
+    R_lin = LinearRewardClass(sp, trajectory_features(sp, ["token_counts", "first_last_match"]))
+    ns = sample_sizes(rng, sp.P * sp.T, 1)
+    demos = sample_demonstrations(_demo_policy(rng, w), max(ns), rng)
+    for n in ns:
+        d = demos.head(n)
+        st = dict(world_settings(w), N=n, l2=l2)
+        a = sft(d, Pi, ref, beta, l2=l2)
+        b = maxent_irl_rl(d, R_tab, Pi, ref, beta, l2=l2)
+        add("sound", max_abs_logp_diff(a.policy.logp, b.policy.logp), "tabular: SFT vs IRL+RL", **st)
+        bad = maxent_irl_rl(d, R_lin, Pi, ref, beta, l2=l2)
+        add("broken", max_abs_logp_diff(a.policy.logp, bad.policy.logp), "tabular: SFT vs IRL+RL, R linear", **st)
+    d = demos.head(ns[0])
+    seed = int(rng.integers(2**31))
+    rounds = int(rng.integers(1, 3))
+    off = spin(d, Pi, ref, beta, rounds=rounds, random_state=seed, route="offline", l2=l2)
+    on = spin(d, Pi, ref, beta, rounds=rounds, random_state=seed, route="online", l2=l2)
+    st = dict(world_settings(w), N=ns[0], l2=l2, rounds=rounds)
+    add("sound", _spin_gap(off, on, False), "tabular: SPIN offline vs online", **st)
+    bad = spin(d, Pi, ref, beta, rounds=rounds, random_state=seed, route="online", reward_class=R_lin, l2=l2)
+    add("broken", _spin_gap(off, bad, False), "tabular: SPIN, R linear", **st)

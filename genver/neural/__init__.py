@@ -8,7 +8,10 @@ Requires PyTorch (``pip install 'genver[neural]'``). Submodules:
   enumeration into a tabular :class:`genver.policy.Policy`, Monte-Carlo estimates;
 * :mod:`~genver.neural.rewards` — global, linear-feature and local reward models;
 * :mod:`~genver.neural.train` — SFT, offline DPO, reward-model training, REINFORCE-LOO + KL,
-  online DPO (one :class:`TrainConfig`);
+  online DPO (one :class:`TrainConfig`); the RL trainers live in :mod:`~genver.neural.rl`
+  (REINFORCE-LOO, the exact objective and exact-gradient RL), re-exported there;
+* :mod:`~genver.neural.optim` — the trainers' optimiser loops (AdamW, full-batch L-BFGS, the
+  float64 L-BFGS polish), :class:`TrainConfig`, :class:`StopRule`, :class:`TrainLog`;
 * :mod:`~genver.neural.estimators` — the four sweep estimators (``neural_dpo``, …);
 * :mod:`~genver.neural.residual` — optimisation residuals of the fits (the ``opt_residual`` rows);
 * :mod:`~genver.neural.long` — the ``long_linear`` world beyond enumeration, evaluated by
@@ -27,9 +30,9 @@ _EXPORTS = {
     "NeuralPolicy": "policy", "PositionalNeuralPolicy": "policy", "monte_carlo_estimate": "policy",
     "MAX_ENUMERATION": "policy", "FeatureReward": "rewards",
     "GlobalReward": "rewards", "LinearReward": "rewards", "LocalReward": "rewards", "reward_table": "rewards",
-    "TrainConfig": "train", "TrainLog": "train", "resolve_device": "train", "train_sft": "train", "dpo_loss": "train",
-    "train_dpo": "train", "train_reward": "train", "train_rl": "train", "train_online_dpo": "train",
-    "train_rl_exact": "train", "exact_objective": "train", "StopRule": "train",
+    "TrainConfig": "optim", "TrainLog": "optim", "resolve_device": "optim", "train_sft": "train", "dpo_loss": "train",
+    "train_dpo": "train", "train_reward": "train", "train_rl": "rl", "train_online_dpo": "train",
+    "train_rl_exact": "rl", "exact_objective": "rl", "StopRule": "optim",
     "NEURAL_ESTIMATORS": "estimators",
 }
 __all__ = sorted(_EXPORTS)

@@ -154,6 +154,24 @@ def _device(o) -> torch.device:
 
 
 def neural_dpo(inst, data: PairCounts, rng, o) -> FitResult:
+    """Offline DPO of the transformer policy from ``π_ref`` (:func:`~genver.neural.train.train_dpo`).
+
+    Parameters
+    ----------
+    inst : genver.experiments.generators.Instance
+        The world: space, ``π_ref``, β, ρ, the classes.
+    data : PairCounts
+        The cell's preference pairs.
+    rng : numpy.random.Generator
+        The cell's generator (the seeds of the networks and trainers, drawn in a fixed order).
+    o : dict
+        The estimator's options (module docstring).
+
+    Returns
+    -------
+    FitResult
+        The trained network's exact distribution, ``extra`` as in the module docstring.
+    """
     t0, dev = time.perf_counter(), _device(o)
     with _threads(dev, o):
         pol = _new_policy(inst, o, rng, dev)
@@ -163,6 +181,24 @@ def neural_dpo(inst, data: PairCounts, rng, o) -> FitResult:
 
 
 def neural_sft_preferred(inst, data: PairCounts, rng, o) -> FitResult:
+    """SFT of the transformer policy on the preferred completions (:func:`~genver.neural.train.train_sft`).
+
+    Parameters
+    ----------
+    inst : genver.experiments.generators.Instance
+        The world: space, ``π_ref``, β, ρ, the classes.
+    data : PairCounts
+        The cell's preference pairs.
+    rng : numpy.random.Generator
+        The cell's generator (the seeds of the networks and trainers, drawn in a fixed order).
+    o : dict
+        The estimator's options (module docstring).
+
+    Returns
+    -------
+    FitResult
+        The trained network's exact distribution, ``extra`` as in the module docstring.
+    """
     t0, dev = time.perf_counter(), _device(o)
     with _threads(dev, o):
         pol = _new_policy(inst, o, rng, dev)
@@ -193,6 +229,26 @@ def _reward_model(inst, data, rng, o, dev):
 
 
 def neural_rm_rl(inst, data: PairCounts, rng, o) -> FitResult:
+    """A reward model ``r̂`` (option ``rm``), then KL-regularised RL against it (option ``rl``:
+    REINFORCE-LOO or exact gradients of ``J_β``).
+
+    Parameters
+    ----------
+    inst : genver.experiments.generators.Instance
+        The world: space, ``π_ref``, β, ρ, the classes.
+    data : PairCounts
+        The cell's preference pairs.
+    rng : numpy.random.Generator
+        The cell's generator (the seeds of the networks and trainers, drawn in a fixed order).
+    o : dict
+        The estimator's options (module docstring).
+
+    Returns
+    -------
+    FitResult
+        The trained network's exact distribution and the enumerated ``r̂`` as ``reward``, ``extra`` as
+        in the module docstring.
+    """
     if "polish_steps" in o and o.get("rl", "reinforce") != "exact":
         raise ValueError("polish_steps applies to rl = 'exact' only (REINFORCE samples: no exact objective to polish)")
     t0, dev = time.perf_counter(), _device(o)
@@ -215,6 +271,26 @@ def neural_rm_rl(inst, data: PairCounts, rng, o) -> FitResult:
 
 
 def neural_online_dpo(inst, data: PairCounts, rng, o) -> FitResult:
+    """The same reward model ``r̂``, then online DPO on on-policy pairs labelled by it (options ``K``,
+    ``rounds``, ``labels``).
+
+    Parameters
+    ----------
+    inst : genver.experiments.generators.Instance
+        The world: space, ``π_ref``, β, ρ, the classes.
+    data : PairCounts
+        The cell's preference pairs.
+    rng : numpy.random.Generator
+        The cell's generator (the seeds of the networks and trainers, drawn in a fixed order).
+    o : dict
+        The estimator's options (module docstring).
+
+    Returns
+    -------
+    FitResult
+        The trained network's exact distribution and the enumerated ``r̂`` as ``reward``, ``extra`` as
+        in the module docstring.
+    """
     t0, dev = time.perf_counter(), _device(o)
     with _threads(dev, o):
         rm, logs = _reward_model(inst, data, rng, o, dev)

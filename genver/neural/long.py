@@ -65,11 +65,25 @@ class LongWorld:
 
     @property
     def prompt_weights(self) -> np.ndarray:
+        """The uniform prompt distribution ρ, (P,)."""
         return np.full(self.space.P, 1.0 / self.space.P)
 
     # -- features and rewards, for token arrays (B, H) of numpy or torch ---------------------
     def features(self, y, xp=np):
-        """``φ(y)`` (B, V + 2) (the features do not depend on the prompt)."""
+        """``φ(y)`` (B, V + 2) (the features do not depend on the prompt).
+
+        Parameters
+        ----------
+        y : numpy.ndarray or torch.Tensor, shape (B, H)
+            Token sequences.
+        xp : module
+            ``numpy`` (the default) or ``torch``: the array library of ``y``.
+
+        Returns
+        -------
+        numpy.ndarray or torch.Tensor, shape (B, V + 2)
+            Token counts, the parity of the count of token 0, ``1[a_1 = a_H]``.
+        """
         V = self.space.V
         if xp is np:
             counts = np.stack([(y == v).sum(axis=1) for v in range(V)], axis=1).astype(np.float64)
@@ -77,24 +91,56 @@ class LongWorld:
             fl = (y[:, 0] == y[:, -1]).astype(np.float64)[:, None]
             return np.concatenate([counts, odd, fl], axis=1)
         import torch
-        counts = torch.nn.functional.one_hot(y, V).sum(dim=1).float()  # (B, V)
-        odd = torch.remainder(counts[:, :1], 2.0)
-        fl = (y[:, :1] == y[:, -1:]).float()
-        return torch.cat([counts, odd, fl], dim=1)
+        t_counts = torch.nn.functional.one_hot(y, V).sum(dim=1).float()  # (B, V)
+        t_odd = torch.remainder(t_counts[:, :1], 2.0)
+        t_fl = (y[:, :1] == y[:, -1:]).float()
+        return torch.cat([t_counts, t_odd, t_fl], dim=1)
 
     def reward(self, x, y):
-        """``r*(x, y) = w*·φ(y)``: numpy float64 for numpy input, torch float64 for torch input."""
+        """``r*(x, y) = w*·φ(y)``: numpy float64 for numpy input, torch float64 for torch input.
+
+        Parameters
+        ----------
+        x : numpy.ndarray or torch.Tensor, shape (B,)
+            Prompt indices (unused: the features do not depend on the prompt).
+        y : numpy.ndarray or torch.Tensor, shape (B, H)
+            Token sequences.
+
+        Returns
+        -------
+        numpy.ndarray or torch.Tensor, shape (B,)
+            The rewards, float64.
+        """
         if isinstance(y, np.ndarray):
             return self.features(y) @ self.w_star
         import torch
         return self.features(y, torch).double() @ torch.as_tensor(self.w_star, device=y.device)
 
     def ref_logp(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """``log π_ref(y|x) = Σ_h log q_{x,h}(a_h)`` (numpy)."""
+        """``log π_ref(y|x) = Σ_h log q_{x,h}(a_h)`` (numpy).
+
+        Parameters
+        ----------
+        x : numpy.ndarray, shape (B,)
+            Prompt indices.
+        y : numpy.ndarray, shape (B, H)
+            Token sequences.
+
+        Returns
+        -------
+        numpy.ndarray, shape (B,)
+            The reference log-probabilities.
+        """
         return self.ref_logq[x[:, None], np.arange(self.space.H)[None], y].sum(axis=1)
 
     def log_partition(self) -> np.ndarray:
-        """``log Z(x) = log E_{π_ref} e^{r*/β}`` per prompt, exactly (module docstring)."""
+        """``log Z(x) = log E_{π_ref} e^{r*/β}`` per prompt, exactly (module docstring).
+
+        Returns
+        -------
+        numpy.ndarray, shape (P,)
+            ``log Z(x)``.
+        """
         sp, b = self.space, self.beta
         V, H = sp.V, sp.H
         wc, wp, wf = self.w_star[:V], self.w_star[V], self.w_star[V + 1]
@@ -120,12 +166,31 @@ class LongWorld:
         return out
 
     def optimal_value(self) -> float:
-        """``J_β(π*; r*) = β Σ_x ρ(x) log Z(x)``."""
+        """``J_β(π*; r*) = β Σ_x ρ(x) log Z(x)``.
+
+        Returns
+        -------
+        float
+            The optimal value ``J*``, exactly.
+        """
         return float(self.beta * self.log_partition() @ self.prompt_weights)
 
     # -- data --------------------------------------------------------------------------------
     def sample_ref(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """``y ~ π_ref(·|x)`` token by token (B, H), numpy."""
+        """``y ~ π_ref(·|x)`` token by token (B, H), numpy.
+
+        Parameters
+        ----------
+        x : numpy.ndarray, shape (B,)
+            Prompt indices.
+        rng : numpy.random.Generator
+            The draws' generator.
+
+        Returns
+        -------
+        numpy.ndarray, shape (B, H)
+            Sampled tokens.
+        """
         q = np.exp(self.ref_logq[x])  # (B, H, V)
         cdf = np.cumsum(q, axis=2)
         u = rng.random(q.shape[:2])[..., None]
@@ -133,7 +198,20 @@ class LongWorld:
 
     def preferences(self, n: int, rng: np.random.Generator):
         """``n`` Bradley–Terry pairs from ``π_ref`` labelled by ``r*``: a
-        :class:`genver.preferences.Preferences` (completions as indices into ``V**H``)."""
+        :class:`genver.preferences.Preferences` (completions as indices into ``V**H``).
+
+        Parameters
+        ----------
+        n : int
+            Number of pairs.
+        rng : numpy.random.Generator
+            The draws' generator (prompts, completions, labels).
+
+        Returns
+        -------
+        genver.preferences.Preferences
+            The labelled pairs.
+        """
         from ..preferences import Preferences
 
         sp = self.space
@@ -145,7 +223,13 @@ class LongWorld:
         return Preferences(sp, x.astype(np.int64), np.where(first, i1, i2), np.where(first, i2, i1))
 
     def describe(self) -> dict:
-        """Settings-table descriptors: ``log T`` and the verifier's parameter count."""
+        """Settings-table descriptors: ``log T`` and the verifier's parameter count.
+
+        Returns
+        -------
+        dict
+            ``log_T``, ``n_params_R`` and ``estimate = "monte_carlo"``.
+        """
         return {"log_T": float(self.space.H * np.log(self.space.V)), "n_params_R": float(self.w_star.size),
                 "estimate": "monte_carlo"}
 
@@ -153,7 +237,24 @@ class LongWorld:
     def unit_columns(self, spec, params: dict, sid: str, seed: int) -> dict:
         """The unit's rows (the columns of :func:`genver.experiments.cells.unit_columns`):
         every estimator at every size on nested heads of one pair stream, each evaluated by
-        :meth:`evaluate` (a metric row and its ``_se`` row)."""
+        :meth:`evaluate` (a metric row and its ``_se`` row).
+
+        Parameters
+        ----------
+        spec : genver.experiments.spec.Spec
+            The experiment (estimators, sizes, knobs, root seed, device).
+        params : dict
+            The setting's generator parameters.
+        sid : str
+            The setting's id.
+        seed : int
+            The unit's data seed.
+
+        Returns
+        -------
+        dict
+            Column name -> list of values, one entry per row.
+        """
         from ..experiments.cells import seed_sequence
 
         for est in spec.estimators:
@@ -165,7 +266,8 @@ class LongWorld:
                                  "(nothing is enumerable here)")
         stream = self.preferences(max(spec.sizes), np.random.default_rng(seed_sequence(spec.root_seed, seed, 1)))
         knobs = {k: params[k] for k in spec.knobs}
-        cols = {c: [] for c in ("n", "estimator", "route", "metric", "value", "converged", "wall_time")}
+        columns = ("n", "estimator", "route", "metric", "value", "converged", "wall_time")
+        cols: dict[str, list] = {c: [] for c in columns}
         j_star = self.optimal_value()
         for n in spec.sizes:
             data = stream.head(n).counts()
@@ -185,7 +287,23 @@ class LongWorld:
                 "seed": [seed] * N, **cols}
 
     def evaluate(self, policy, *, seed: int, j_star: float | None = None) -> dict:
-        """Monte-Carlo estimates ``(mean, standard error)`` of the metrics (module docstring)."""
+        """Monte-Carlo estimates ``(mean, standard error)`` of the metrics (module docstring).
+
+        Parameters
+        ----------
+        policy : PositionalNeuralPolicy
+            The trained network ``π̂``.
+        seed : int
+            Seed of the evaluation draws.
+        j_star : float or None
+            The exact optimum ``J*`` (computed when None).
+
+        Returns
+        -------
+        dict
+            ``suboptimality``, ``expected_reward``, ``kl_to_reference`` as ``(mean, se)`` pairs and
+            ``estimate = "monte_carlo"``.
+        """
         from .policy import monte_carlo_estimate
 
         est = monte_carlo_estimate(policy, self.reward, self.n_eval, prompt_weights=self.prompt_weights, seed=seed,
@@ -197,7 +315,20 @@ class LongWorld:
 
 
 def long_linear(p, rng) -> LongWorld:
-    """The ``long_linear`` generator (module docstring): reference logits, then ``w*``."""
+    """The ``long_linear`` generator (module docstring): reference logits, then ``w*``.
+
+    Parameters
+    ----------
+    p : dict
+        The generator parameters (:data:`LONG_SCHEMA`).
+    rng : numpy.random.Generator
+        The setting's generator.
+
+    Returns
+    -------
+    LongWorld
+        The sampled world.
+    """
     sp = TreeSpace(p["P"], p["V"], p["H"], max_entries=NO_TABLES)
     if sp.H < 2:
         raise ValueError(f"long_linear needs H >= 2 (first = last token feature), got H = {sp.H}")

@@ -56,9 +56,17 @@ class TransformerConfig:
 
     @property
     def seq_len(self) -> int:
+        """Positions of a full sequence ``[x, a_1, …, a_H]``: ``H + 1``."""
         return self.H + 1
 
     def as_dict(self) -> dict:
+        """The configuration as a plain dict.
+
+        Returns
+        -------
+        dict
+            Field name -> value (``dataclasses.asdict``).
+        """
         return asdict(self)
 
 
@@ -106,11 +114,31 @@ class TinyTransformer(nn.Module):
         nn.init.zeros_(self.lm_head.weight)  # g_θ ≡ 0 at initialisation: π_θ0 = π_ref exactly
 
     def n_params(self) -> int:
+        """Number of trainable scalars.
+
+        Returns
+        -------
+        int
+            The total ``numel`` of the parameters.
+        """
         return sum(p.numel() for p in self.parameters())
 
     def hidden(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Final hidden states for prompts ``x`` (B,) and completion tokens ``y`` (B, L−1),
-        ``0 ≤ L−1 ≤ H``: shape (B, L, d)."""
+        ``0 ≤ L−1 ≤ H``: shape (B, L, d).
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (B,)
+            Prompt indices.
+        y : torch.Tensor, shape (B, L−1)
+            Completion tokens (a prefix or a complete completion).
+
+        Returns
+        -------
+        torch.Tensor, shape (B, L, d)
+            The hidden states after the final layer norm.
+        """
         ids = torch.cat([x[:, None], y + self.cfg.P], dim=1)  # (B, L)
         L = ids.shape[1]
         u = self.tok(ids) + self.pos.weight[:L][None]  # (B, L, d)
@@ -121,9 +149,35 @@ class TinyTransformer(nn.Module):
     def forward(self, x: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
         """Next-token logits ``g_θ(x, s_t)`` after each position of ``[x, prefix]``:
         (B, t+1, V) for ``prefix`` (B, t), ``t ≤ H − 1``. For a complete ``y`` (B, H) pass
-        ``y[:, :-1]``: row ``t`` then scores ``a_{t+1}``."""
+        ``y[:, :-1]``: row ``t`` then scores ``a_{t+1}``.
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (B,)
+            Prompt indices.
+        prefix : torch.Tensor, shape (B, t)
+            Completion tokens so far.
+
+        Returns
+        -------
+        torch.Tensor, shape (B, t+1, V)
+            The logits ``g_θ``.
+        """
         return self.lm_head(self.hidden(x, prefix))
 
     def value(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Scalar head at the last position: ``r_θ(x, y)``, shape (B,), for complete ``y`` (B, H)."""
+        """Scalar head at the last position: ``r_θ(x, y)``, shape (B,), for complete ``y`` (B, H).
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (B,)
+            Prompt indices.
+        y : torch.Tensor, shape (B, H)
+            Complete completions' tokens.
+
+        Returns
+        -------
+        torch.Tensor, shape (B,)
+            The values ``r_θ(x, y)``.
+        """
         return self.value_head(self.hidden(x, y)[:, -1, :]).squeeze(-1)

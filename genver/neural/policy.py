@@ -20,6 +20,7 @@ errors, labelled as such.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -35,10 +36,26 @@ __all__ = ["NeuralPolicy", "PositionalNeuralPolicy", "MAX_ENUMERATION", "monte_c
 #: Largest ``P·V**(H−1)`` prefixes enumerated by :meth:`NeuralPolicy.exact`.
 MAX_ENUMERATION = 2**22
 
+#: the cached index tensors of :meth:`NeuralPolicy.logp_table` (prefix, position, node, token, ref conditionals)
+_Paths = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
 
 def node_indices(space: TreeSpace, y: torch.Tensor) -> torch.Tensor:
     """Flat internal-node index of each prefix of ``y`` (B, t): (B, t+1), depth ``0..t``
-    (``offset(h) + Σ_{i<h} a_i V**(h−1−i)``, the layout of :attr:`genver.policy.Policy.cond`)."""
+    (``offset(h) + Σ_{i<h} a_i V**(h−1−i)``, the layout of :attr:`genver.policy.Policy.cond`).
+
+    Parameters
+    ----------
+    space : TreeSpace
+        The prefix tree.
+    y : torch.Tensor, shape (B, t)
+        Token prefixes, ``t ≤ H``.
+
+    Returns
+    -------
+    torch.Tensor, shape (B, t+1)
+        The node reached after ``0..t`` tokens.
+    """
     B, t = y.shape
     V = space.V
     out = torch.empty((B, t + 1), dtype=torch.long, device=y.device)
@@ -51,13 +68,41 @@ def node_indices(space: TreeSpace, y: torch.Tensor) -> torch.Tensor:
 
 
 def completion_index(space: TreeSpace, y: torch.Tensor) -> torch.Tensor:
-    """``idx(y) = Σ_h a_h V**(H−h)`` of complete token sequences (B, H) (first token most significant)."""
+    """``idx(y) = Σ_h a_h V**(H−h)`` of complete token sequences (B, H) (first token most significant).
+
+    Parameters
+    ----------
+    space : TreeSpace
+        The prefix tree.
+    y : torch.Tensor, shape (B, H)
+        Complete token sequences.
+
+    Returns
+    -------
+    torch.Tensor, shape (B,)
+        Completion indices in ``[0, T)``.
+    """
     powers = torch.tensor([space.V ** (space.H - 1 - h) for h in range(space.H)], dtype=torch.long, device=y.device)
     return (y * powers).sum(dim=1)
 
 
 def tokens_of(space: TreeSpace, idx, device) -> torch.Tensor:
-    """Token sequences (B, H) of completion indices, as a long tensor on ``device``."""
+    """Token sequences (B, H) of completion indices, as a long tensor on ``device``.
+
+    Parameters
+    ----------
+    space : TreeSpace
+        The prefix tree.
+    idx : array_like of int, shape (B,)
+        Completion indices.
+    device : torch.device or str
+        Where the tensor lives.
+
+    Returns
+    -------
+    torch.Tensor, shape (B, H)
+        The tokens, ``torch.long``.
+    """
     return torch.as_tensor(space.decode(np.asarray(idx, dtype=np.int64)), dtype=torch.long, device=device)
 
 
@@ -99,43 +144,102 @@ class NeuralPolicy:
             raise ValueError(f"model is for (P, V, H) = {(c.P, c.V, c.H)} but ref lives on {sp!r}")
         ref.require_full_support("ref")
         self.model = model
-        self._forward = model  # torch.compile(model) after compile()
+        self._forward: Callable[..., torch.Tensor] = model  # torch.compile(model) after compile()
         self.ref = ref
         self.space = sp
         dev = next(model.parameters()).device
         self.ref_cond = torch.as_tensor(np.array(ref.cond), dtype=torch.float32, device=dev)  # (P, n_internal, V)
         self.ref_logp = torch.as_tensor(np.array(ref.logp), dtype=torch.float32, device=dev)  # (P, T)
-        self._paths = None  # index tensors of logp_table, built on first use
+        self._paths: _Paths | None = None  # index tensors of logp_table, built on first use
 
     @property
     def device(self) -> torch.device:
+        """The device of the network and of the reference tables."""
         return self.ref_cond.device
 
     def compile(self) -> NeuralPolicy:
         """Route training and sampling through ``torch.compile(model, dynamic=True)`` (same
-        parameters; :meth:`exact` keeps the eager model)."""
+        parameters; :meth:`exact` keeps the eager model).
+
+        Returns
+        -------
+        NeuralPolicy
+            ``self``.
+        """
         if self._forward is self.model:
             self._forward = torch.compile(self.model, dynamic=True)
         return self
 
     # -- log-probabilities -------------------------------------------------------------
     def token_logits(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """``log π_ref + g_θ`` at the ``H`` prefixes of complete ``y`` (B, H): (B, H, V)."""
+        """``log π_ref + g_θ`` at the ``H`` prefixes of complete ``y`` (B, H): (B, H, V).
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (B,)
+            Prompt indices.
+        y : torch.Tensor, shape (B, H)
+            Complete completions' tokens.
+
+        Returns
+        -------
+        torch.Tensor, shape (B, H, V)
+            Unnormalised log-probabilities of the next token at each prefix.
+        """
         g = self._forward(x, y[:, :-1])
         return self.ref_cond[x[:, None], node_indices(self.space, y[:, :-1])] + g.float()
 
     def seq_logp(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """``log π_θ(y|x)`` (B,), differentiable in ``θ``."""
+        """``log π_θ(y|x)`` (B,), differentiable in ``θ``.
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (B,)
+            Prompt indices.
+        y : torch.Tensor, shape (B, H)
+            Complete completions' tokens.
+
+        Returns
+        -------
+        torch.Tensor, shape (B,)
+            The sequence log-probabilities.
+        """
         lp = F.log_softmax(self.token_logits(x, y), dim=-1)
         return lp.gather(2, y[:, :, None]).squeeze(2).sum(dim=1)
 
     def ref_seq_logp(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """``log π_ref(y|x)`` (B,) (a table lookup)."""
+        """``log π_ref(y|x)`` (B,) (a table lookup).
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (B,)
+            Prompt indices.
+        y : torch.Tensor, shape (B, H)
+            Complete completions' tokens.
+
+        Returns
+        -------
+        torch.Tensor, shape (B,)
+            The reference log-probabilities.
+        """
         return self.ref_logp[x, completion_index(self.space, y)]
 
     @torch.no_grad()
     def sample(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """One completion per prompt in ``x`` (B,), token by token: (B, H) on the policy's device."""
+        """One completion per prompt in ``x`` (B,), token by token: (B, H) on the policy's device.
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (B,)
+            Prompt indices.
+        generator : torch.Generator or None
+            Generator of the draws (on the policy's device).
+
+        Returns
+        -------
+        torch.Tensor, shape (B, H)
+            Sampled tokens.
+        """
         B = x.shape[0]
         y = torch.empty((B, 0), dtype=torch.long, device=x.device)
         j = torch.zeros(B, dtype=torch.long, device=x.device)
@@ -149,7 +253,20 @@ class NeuralPolicy:
     # -- exact evaluation --------------------------------------------------------------
     @torch.no_grad()
     def exact(self, batch_size: int = 4096, max_sequences: int = MAX_ENUMERATION) -> Policy:
-        """The network's exact sequence distribution as a tabular :class:`Policy` (module doc)."""
+        """The network's exact sequence distribution as a tabular :class:`Policy` (module doc).
+
+        Parameters
+        ----------
+        batch_size : int
+            Prefix sequences per forward pass.
+        max_sequences : int
+            Refuse (ValueError) when ``P·V**(H−1)`` exceeds it.
+
+        Returns
+        -------
+        genver.policy.Policy
+            ``π_θ`` in float64, node conditionals renormalised.
+        """
         sp = self.space
         P, V, H = sp.P, sp.V, sp.H
         n_pre = V ** (H - 1)
@@ -188,7 +305,18 @@ class NeuralPolicy:
         float64 rounding), node conditionals ``log_softmax(log π_ref + g_θ)`` in float64, and
         ``log π_θ(y|x) = Σ_h log π_θ(a_{h+1} | x, a_1..a_h)`` gathered along each path. This is
         what the exact-gradient trainer (:func:`genver.neural.train.train_rl_exact`)
-        differentiates; one pass holds the activations of all ``P·V**(H−1)`` sequences."""
+        differentiates; one pass holds the activations of all ``P·V**(H−1)`` sequences.
+
+        Parameters
+        ----------
+        max_sequences : int
+            Refuse (ValueError) when ``P·V**(H−1)`` exceeds it.
+
+        Returns
+        -------
+        torch.Tensor, shape (P, T)
+            ``log π_θ(y|x)``, float64, differentiable.
+        """
         sp = self.space
         n_seq = sp.P * sp.V ** (sp.H - 1)
         if n_seq > max_sequences:
@@ -223,7 +351,9 @@ class PositionalNeuralPolicy(NeuralPolicy):
             raise ValueError("ref_logq: each q_{x,h} must be a probability vector (log-probabilities)")
         self.model = model
         self._forward = model
-        self.ref = None
+        # no tabular π_ref on this class (that is its point): the methods that read it, exact and
+        # logp_table, are refused below, an invariant the type of NeuralPolicy.ref cannot state
+        self.ref = None  # type: ignore[assignment]
         self.space = TreeSpace(c.P, c.V, c.H, max_entries=2**62)  # index arithmetic only, never a (P, T) table
         dev = next(model.parameters()).device
         self.ref_q = torch.as_tensor(q, dtype=torch.float32, device=dev)  # (P, H, V)
@@ -231,16 +361,59 @@ class PositionalNeuralPolicy(NeuralPolicy):
 
     @property
     def device(self) -> torch.device:
+        """The device of the network and of the position-wise reference."""
         return self.ref_q.device
 
     def token_logits(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``log q_{x,h+1} + g_θ`` at the ``H`` prefixes of complete ``y``.
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (B,)
+            Prompt indices.
+        y : torch.Tensor, shape (B, H)
+            Complete completions' tokens.
+
+        Returns
+        -------
+        torch.Tensor, shape (B, H, V)
+            Unnormalised log-probabilities of the next token at each prefix.
+        """
         return self.ref_q[x] + self._forward(x, y[:, :-1]).float()
 
     def ref_seq_logp(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``log π_ref(y|x) = Σ_h log q_{x,h+1}(a_{h+1})``.
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (B,)
+            Prompt indices.
+        y : torch.Tensor, shape (B, H)
+            Complete completions' tokens.
+
+        Returns
+        -------
+        torch.Tensor, shape (B,)
+            The reference log-probabilities.
+        """
         return self.ref_q[x].gather(2, y[:, :, None]).squeeze(2).sum(dim=1)
 
     @torch.no_grad()
     def sample(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One completion per prompt in ``x``, token by token.
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (B,)
+            Prompt indices.
+        generator : torch.Generator or None
+            Generator of the draws (on the policy's device).
+
+        Returns
+        -------
+        torch.Tensor, shape (B, H)
+            Sampled tokens.
+        """
         y = torch.empty((x.shape[0], 0), dtype=torch.long, device=x.device)
         for h in range(self.space.H):
             logits = self._forward(x, y)[:, -1, :].float() + self.ref_q[x, h]
@@ -248,6 +421,13 @@ class PositionalNeuralPolicy(NeuralPolicy):
         return y
 
     def exact(self, *a, **k):
+        """Refused (ValueError): no exact evaluation beyond enumeration (also :meth:`logp_table`).
+
+        Parameters
+        ----------
+        *a, **k
+            Ignored.
+        """
         raise ValueError("a positional-reference policy is for tasks beyond enumeration: no exact evaluation "
                          "(use genver.neural.monte_carlo_estimate)")
 
@@ -262,7 +442,31 @@ def monte_carlo_estimate(policy: NeuralPolicy, reward, n_samples: int, *, prompt
     ``reward(x, y)`` maps a prompt tensor (B,) and tokens (B, H) to rewards (B,). With ``beta``
     also ``J_β = E[r − β(log π_θ − log π_ref)]``, its standard error from the same draws (not
     from the other two: they are correlated). The output is marked
-    ``"estimate": "monte_carlo"``: these are not exact values."""
+    ``"estimate": "monte_carlo"``: these are not exact values.
+
+    Parameters
+    ----------
+    policy : NeuralPolicy
+        The policy ``π_θ`` (sampled, never enumerated).
+    reward : callable
+        ``reward(x, y) -> (B,)`` on prompt tensors (B,) and tokens (B, H).
+    n_samples : int
+        Draws (``>= 2``).
+    prompt_weights : array_like of float, shape (P,), or None
+        The prompt distribution ρ (default uniform).
+    seed : int
+        Seed of the prompt draws (CPU) and, plus one, of the samples (device).
+    batch_size : int
+        Draws per batch.
+    beta : float or None
+        With a value, also estimate ``J_β``.
+
+    Returns
+    -------
+    dict
+        ``"estimate"``, ``"n_samples"`` and, per quantity (``expected_reward``,
+        ``kl_to_reference``, ``J_beta``), a ``(mean, standard error)`` pair.
+    """
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
         raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
     sp = policy.space

@@ -68,7 +68,18 @@ def _bt_component(a: np.ndarray, b: np.ndarray, c: np.ndarray, m: int) -> float:
 
 def bt_supremum(data: PairCounts) -> float:
     """``sup_f Σ_i c_i log σ(f(x_i, y⁺_i) − f(x_i, y⁻_i))`` over every reward table ``f``
-    (module docstring); a finite number ≤ 0."""
+    (module docstring); a finite number ≤ 0.
+
+    Parameters
+    ----------
+    data : PairCounts
+        The preference triples with counts ``c``.
+
+    Returns
+    -------
+    float
+        The supremum of the Bradley–Terry log-likelihood (finite, ``≤ 0``).
+    """
     total = 0.0
     same = data.y_pos == data.y_neg
     total -= np.log(2.0) * float(data.count[same].sum())
@@ -93,7 +104,24 @@ def bt_supremum(data: PairCounts) -> float:
 
 
 def dpo_residual(policy: Policy, data: PairCounts, ref: Policy, beta: float) -> float:
-    """``(ℓ* − ℓ(π̂)) / Σ c`` for the DPO log-likelihood ``ℓ`` (module docstring), per pair."""
+    """``(ℓ* − ℓ(π̂)) / Σ c`` for the DPO log-likelihood ``ℓ`` (module docstring), per pair.
+
+    Parameters
+    ----------
+    policy : genver.policy.Policy
+        The fitted policy ``π̂``.
+    data : PairCounts
+        The training pairs.
+    ref : genver.policy.Policy
+        The reference ``π_ref``.
+    beta : float
+        The KL strength β.
+
+    Returns
+    -------
+    float
+        The optimisation residual per pair (``≥ 0`` up to rounding).
+    """
     from ..estimators.mle import dpo_tabular_objective
 
     obj = dpo_tabular_objective(data, ref, beta, 0.0)(policy.logp - ref.logp)[0]
@@ -102,7 +130,22 @@ def dpo_residual(policy: Policy, data: PairCounts, ref: Policy, beta: float) -> 
 
 def sft_residual(policy: Policy, x, y, weights) -> float:
     """``(ℓ* − ℓ(π̂)) / Σ c`` for the SFT log-likelihood of completions ``y`` at prompts ``x``
-    with weights ``c`` (module docstring), per unit of weight."""
+    with weights ``c`` (module docstring), per unit of weight.
+
+    Parameters
+    ----------
+    policy : genver.policy.Policy
+        The fitted policy ``π̂``.
+    x, y : array_like of int, shape (B,)
+        Prompt and completion indices of the demonstrations.
+    weights : array_like of float, shape (B,)
+        Their weights ``c``.
+
+    Returns
+    -------
+    float
+        The optimisation residual per unit of weight (``≥ 0`` up to rounding).
+    """
     x, y, c = np.asarray(x, dtype=np.int64), np.asarray(y, dtype=np.int64), np.asarray(weights, dtype=np.float64)
     sp = policy.space
     cxy = np.zeros(sp.shape)
@@ -115,7 +158,26 @@ def sft_residual(policy: Policy, x, y, weights) -> float:
 
 
 def rl_residual(policy: Policy, reward_table: np.ndarray, ref: Policy, beta: float, prompt_weights=None) -> float:
-    """``J_β(π*_{r̂}; r̂) − J_β(π̂; r̂) = β E_x KL(π̂ ‖ π*_{r̂})`` (module docstring)."""
+    """``J_β(π*_{r̂}; r̂) − J_β(π̂; r̂) = β E_x KL(π̂ ‖ π*_{r̂})`` (module docstring).
+
+    Parameters
+    ----------
+    policy : genver.policy.Policy
+        The fitted policy ``π̂``.
+    reward_table : numpy.ndarray, shape (P, T)
+        The reward ``r̂`` it was trained against.
+    ref : genver.policy.Policy
+        The reference ``π_ref``.
+    beta : float
+        The KL strength β.
+    prompt_weights : array_like of float, shape (P,), or None
+        The prompt distribution ρ (default uniform).
+
+    Returns
+    -------
+    float
+        The residual (``≥ 0``).
+    """
     from ..metrics import suboptimality
 
     return suboptimality(policy, reward_table, ref, beta, prompt_weights)

@@ -36,6 +36,20 @@ class GlobalReward(nn.Module):
         self.net = TinyTransformer(cfg)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``r̂(x, y)`` of prompts and complete token sequences (the scalar head).
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (B,)
+            Prompt indices.
+        y : torch.Tensor, shape (B, H)
+            Complete completions' tokens.
+
+        Returns
+        -------
+        torch.Tensor, shape (B,)
+            The rewards.
+        """
         return self.net.value(x, y).float()
 
 
@@ -48,10 +62,25 @@ class LinearReward(nn.Module):
         if phi.ndim != 3 or phi.shape[:2] != space.shape:
             raise ValueError(f"phi must have shape (P, T, d) with (P, T) = {space.shape}, got {phi.shape}")
         self.space = space
+        self.phi: torch.Tensor
         self.register_buffer("phi", torch.tensor(phi, dtype=torch.float32))
         self.w = nn.Parameter(torch.zeros(phi.shape[2]))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``r̂(x, y)`` of prompts and complete token sequences (``w·φ(x, y)`` read from the table).
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (B,)
+            Prompt indices.
+        y : torch.Tensor, shape (B, H)
+            Complete completions' tokens.
+
+        Returns
+        -------
+        torch.Tensor, shape (B,)
+            The rewards.
+        """
         return self.phi[x, completion_index(self.space, y)] @ self.w
 
 
@@ -65,6 +94,20 @@ class FeatureReward(nn.Module):
         self.w = nn.Parameter(torch.zeros(world.w_star.size))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``r̂(x, y)`` of prompts and complete token sequences (``w·φ(y)``, features from the tokens).
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (B,)
+            Prompt indices.
+        y : torch.Tensor, shape (B, H)
+            Complete completions' tokens.
+
+        Returns
+        -------
+        torch.Tensor, shape (B,)
+            The rewards.
+        """
         return self.world.features(y, torch) @ self.w
 
 
@@ -77,13 +120,44 @@ class LocalReward(nn.Module):
         self.beta = float(beta)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``r̂(x, y)`` of prompts and complete token sequences (``β log π_θ/π_ref``, no gradient).
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (B,)
+            Prompt indices.
+        y : torch.Tensor, shape (B, H)
+            Complete completions' tokens.
+
+        Returns
+        -------
+        torch.Tensor, shape (B,)
+            The rewards.
+        """
         with torch.no_grad():
             return self.beta * (self.policy.seq_logp(x, y) - self.policy.ref_seq_logp(x, y))
 
 
 @torch.no_grad()
 def reward_table(model: nn.Module, space: TreeSpace, device, batch_size: int = 8192) -> np.ndarray:
-    """``r̂(x, y)`` for every prompt and completion: float64 (P, T), by enumeration."""
+    """``r̂(x, y)`` for every prompt and completion: float64 (P, T), by enumeration.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The reward model (``model(x, tokens) -> (B,)``; evaluated in eval mode, its mode restored).
+    space : TreeSpace
+        The prefix tree.
+    device : torch.device or str
+        Where the model lives.
+    batch_size : int
+        Sequences per forward pass.
+
+    Returns
+    -------
+    numpy.ndarray, shape (P, T)
+        The reward table ``r̂``, float64.
+    """
     was = model.training
     model.eval()
     out = np.empty(space.P * space.T)

@@ -35,8 +35,8 @@ Modules (everything public is re-exported here: ``from genver.plots import X`` a
   :func:`label_order`, :func:`font_size`;
 * :mod:`genver.plots.axes` — :func:`grid_shape`, :func:`log_ticks`, :func:`mark_zeros` and the
   other axis building blocks;
-* :mod:`genver.plots.curves` — :func:`plot_sample_complexity`, :func:`sample_complexity_grid`,
-  :func:`plot_frontier`, :func:`plot_best_of_n`;
+* :mod:`genver.plots.curves` — :func:`plot_sample_complexity`, :func:`sample_complexity_grid`;
+* :mod:`genver.plots.frontier` — :func:`plot_frontier`, :func:`plot_best_of_n`;
 * :mod:`genver.plots.ratios` — :func:`plot_ratio_vs_knob`, :func:`plot_n_epsilon`;
 * :mod:`genver.plots.scaling` — :func:`plot_scaling_law`;
 * :mod:`genver.plots.policies` — :func:`plot_policies`;
@@ -53,17 +53,10 @@ should use these helpers: ``styles.get(label)`` or ``estimator_styles(labels)`` 
 """
 from __future__ import annotations
 
-from . import axes, curves, policies, ratios, saving, scaling, style
+from . import axes, curves, frontier, policies, ratios, saving, scaling, style
 from .axes import cut_ci, dodge, eval_bound, grid_shape, log_ticks, mark_zeros, ticks_at
-from .curves import (
-                     BOOTSTRAP_RESAMPLES,
-                     CLIP_NOTE,
-                     ZERO_NOTE,
-                     plot_best_of_n,
-                     plot_frontier,
-                     plot_sample_complexity,
-                     sample_complexity_grid,
-)
+from .curves import CLIP_NOTE, ZERO_NOTE, plot_sample_complexity, sample_complexity_grid
+from .frontier import BOOTSTRAP_RESAMPLES, plot_best_of_n, plot_frontier
 from .policies import plot_policies
 from .ratios import CI_CUT_LABEL, plot_n_epsilon, plot_ratio_vs_knob
 from .saving import save_figure
@@ -123,7 +116,7 @@ __all__ = [
     "sample_complexity_grid",
     "save_figure",
     # the building blocks a new plot_* function uses (see above)
-    "axes", "curves", "policies", "ratios", "saving", "scaling", "style",
+    "axes", "curves", "frontier", "policies", "ratios", "saving", "scaling", "style",
     "cut_ci", "dodge", "eval_bound", "ticks_at", "new_axes", "series_label", "MARKERS",
     "BOOTSTRAP_RESAMPLES",
 ]

@@ -25,15 +25,30 @@ __all__ = ["grid_shape", "log_ticks", "mark_zeros", "ticks_at", "eval_bound", "d
 def grid_shape(k: int, max_cols: int = 4) -> tuple[int, int]:
     """(rows, cols) for ``k`` panels with no empty panel where one exists within ``max_cols``
     columns (4 → 2×2, 6 → 2×3, 8 → 2×4), else the fewest empty cells (5 → 2×3: the sixth
-    cell then holds the legend); ties go to the squarest grid."""
+    cell then holds the legend); ties go to the squarest grid.
+
+    Parameters
+    ----------
+    k : int
+        Number of panels.
+    max_cols : int
+        Most columns.
+
+    Returns
+    -------
+    tuple of (int, int)
+        ``(rows, cols)``.
+
+    Examples
+    --------
+    >>> grid_shape(4), grid_shape(5), grid_shape(6), grid_shape(8)
+    ((2, 2), (2, 3), (2, 3), (2, 4))
+    """
     k, max_cols = max(int(k), 1), max(int(max_cols), 1)
-    best = None
-    for c in range(1, min(k, max_cols) + 1):
-        r = math.ceil(k / c)
-        key = (2 * (r * c - k) + abs(r - c), r * c - k, -c)  # an empty cell costs two of squareness
-        if best is None or key < best[0]:
-            best = (key, (r, c))
-    return best[1]
+    # (cost, shape) per column count; an empty cell costs two of squareness; the keys are distinct (−c)
+    candidates = [((2 * (r * c - k) + abs(r - c), r * c - k, -c), (r, c))
+                  for c in range(1, min(k, max_cols) + 1) for r in (math.ceil(k / c),)]
+    return min(candidates)[1]
 
 
 def _num_label(v: float) -> str:
@@ -62,9 +77,18 @@ def log_ticks(axis, lo: float | None = None, hi: float | None = None, max_labels
     (or ``lo``, ``hi``), as plain numbers: at m × 10^k for the densest of m ∈ {1…9}, {1, 2, 5},
     {1, 3}, {1} that gives at most ``max_labels`` labels (default 10 on a y axis; on an x axis,
     whose labels are wider, one per 0.42 in of its width, 3 to 7), else at every or every other
-    10^k; unlabelled minor ticks at 2…9 × 10^k (at 2 and 5 × 10^k on an axis wider than 3 decades). Call it after the
-    limits
-    are final."""
+    10^k; unlabelled minor ticks at 2…9 × 10^k (at 2 and 5 × 10^k on an axis wider than 3
+    decades). Call it after the limits are final.
+
+    Parameters
+    ----------
+    axis : matplotlib.axis.Axis
+        The log axis.
+    lo, hi : float or None
+        The range to label (default: the axis' view interval).
+    max_labels : int or None
+        Most labelled ticks (default above).
+    """
     from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
 
     a, b = axis.get_view_interval() if lo is None or hi is None else (lo, hi)
@@ -88,8 +112,8 @@ def log_ticks(axis, lo: float | None = None, hi: float | None = None, max_labels
     # unlabelled minor ticks: every 2…9 × 10^k on an axis of up to 3 decades, 2 and 5 × 10^k on a
     # wider one (where a decade is a few millimetres, eight ticks per decade are a grey band and
     # most of the layout's work)
-    subs = np.arange(2, 10) if math.log10(b / a) <= 3 else (2.0, 5.0)
-    axis.set_minor_locator(LogLocator(base=10, subs=subs))
+    minor_subs = tuple(float(m) for m in range(2, 10)) if math.log10(b / a) <= 3 else (2.0, 5.0)
+    axis.set_minor_locator(LogLocator(base=10, subs=minor_subs))
     axis.set_minor_formatter(NullFormatter())
 
 
@@ -97,7 +121,26 @@ def mark_zeros(ax, x, color, marker="o", *, transform=None):
     """Exact zeros on a log y axis: markers sitting on the x axis (y = 0 in axes coordinates),
     never at a data value, white-edged so they read as "on the axis". Returns the
     PathCollection (gid ``"exact_zero"``), ``None`` when ``x`` is empty. Set the y limits
-    explicitly afterwards (the markers take no part in them)."""
+    explicitly afterwards (the markers take no part in them).
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The panel.
+    x : array_like of float
+        x positions of the zeros.
+    color : str
+        Marker colour.
+    marker : str
+        Marker symbol.
+    transform : matplotlib.transforms.Transform or None
+        x transform (default ``ax.transData``; a :func:`dodge` one shifts the markers).
+
+    Returns
+    -------
+    matplotlib.collections.PathCollection or None
+        The markers.
+    """
     from matplotlib.transforms import blended_transform_factory
 
     x = np.asarray(x, dtype=float)
@@ -110,7 +153,17 @@ def mark_zeros(ax, x, color, marker="o", *, transform=None):
 
 
 def ticks_at(axis, values, max_ticks: int = 12):
-    """Few distinct values (knob settings, grid sizes): put the ticks exactly at them."""
+    """Few distinct values (knob settings, grid sizes): put the ticks exactly at them.
+
+    Parameters
+    ----------
+    axis : matplotlib.axis.Axis
+        The axis.
+    values : array_like of float
+        The values (repeats allowed).
+    max_ticks : int
+        With more distinct values, leave the axis as it is.
+    """
     from matplotlib.ticker import NullLocator
 
     u = np.unique(np.asarray(values, dtype=float))
@@ -121,7 +174,20 @@ def ticks_at(axis, values, max_ticks: int = 12):
 
 
 def eval_bound(bound: Callable, n: np.ndarray) -> np.ndarray:
-    """``bound(n)`` as a float array of ``n``'s shape: one vectorised call, else point by point."""
+    """``bound(n)`` as a float array of ``n``'s shape: one vectorised call, else point by point.
+
+    Parameters
+    ----------
+    bound : callable
+        ``n -> value``, scalar or vectorised.
+    n : numpy.ndarray
+        Where to evaluate it.
+
+    Returns
+    -------
+    numpy.ndarray
+        The values, shape of ``n``.
+    """
     try:
         y = np.asarray(bound(n), dtype=float)
         if y.shape != n.shape:
@@ -133,7 +199,24 @@ def eval_bound(bound: Callable, n: np.ndarray) -> np.ndarray:
 
 def dodge(ax, i: int, k: int, step: float = 5.0):
     """Data transform shifted horizontally by a few points so that series sharing x values
-    stay visible (series ``i`` of ``k``)."""
+    stay visible (series ``i`` of ``k``).
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The panel.
+    i : int
+        The series' position.
+    k : int
+        Number of series.
+    step : float
+        Shift between neighbouring series, in points.
+
+    Returns
+    -------
+    matplotlib.transforms.Transform
+        The shifted data transform (``ax.transData`` itself for the middle series).
+    """
     from matplotlib.transforms import offset_copy
 
     dx = (i - (k - 1) / 2) * step
@@ -143,7 +226,24 @@ def dodge(ax, i: int, k: int, step: float = 5.0):
 def cut_ci(y, lo, hi, floor, ceil):
     """Error bar lengths for points ``y`` with CI ``[lo, hi]`` drawn inside ``[floor, ceil]``:
     an end that is not finite, or outside the range, is cut at the range's edge. Returns
-    (yerr (2, k), cut_below (k,), cut_above (k,))."""
+    (yerr (2, k), cut_below (k,), cut_above (k,)).
+
+    Parameters
+    ----------
+    y : numpy.ndarray, shape (k,)
+        The points.
+    lo, hi : array_like of float, shape (k,)
+        Their CI ends (NaN: no CI; ±inf allowed).
+    floor, ceil : float
+        The drawn range.
+
+    Returns
+    -------
+    yerr : numpy.ndarray, shape (2, k)
+        Error bar lengths below and above.
+    cut_below, cut_above : numpy.ndarray of bool, shape (k,)
+        Which ends were cut.
+    """
     lo = np.asarray(lo, dtype=float)
     hi = np.asarray(hi, dtype=float)
     none = np.isnan(lo) & np.isnan(hi)  # no CI at all (e.g. one seed): no error bar, not a cut one

@@ -11,26 +11,9 @@ from .style import MARKERS, estimator_styles, font_size, new_axes
 __all__ = ["plot_policies"]
 
 
-def plot_policies(
-    policies: Mapping,
-    ax=None,
-    *,
-    prompt: int = 0,
-    styles: Mapping | None = None,
-    title: str | None = None,
-):
-    """Probabilities ``π(y|x)`` of every completion ``y`` of one prompt ``x``, one series per
-    policy (``policies``: label -> a genver ``Policy`` or a ``(P, T)`` array of probabilities),
-    drawn so that equal policies lie exactly on top of each other: the first as a wide
-    translucent band, each later one as open markers on a thin line.
-
-    Completions are labelled by their tokens ``a_1…a_H`` (first token first) when a ``Policy``
-    gives the tree, ``T ≤ 32`` and ``V ≤ 10``, by index otherwise. The title states the largest
-    ``|π(y|x) − π_1(y|x)|`` (``π_1`` the first policy) of each later policy over *all* prompts
-    and completions (so
-    "on top of each other" is a number, not an impression)."""
-    if ax is None:
-        ax = new_axes()
+def _probability_tables(policies: Mapping):
+    """``(labels, label -> (P, T) probabilities, the first Policy's space or None)``; ValueError
+    for no policy, a bad shape or differing shapes."""
     if not len(policies):
         raise ValueError("policies: give at least one policy")
     labels = list(policies)
@@ -49,7 +32,50 @@ def plot_policies(
     shapes = {p.shape for p in probs.values()}
     if len(shapes) != 1:
         raise ValueError(f"policies have different shapes (P, T): {sorted(shapes)}")
-    P_, T = next(iter(shapes))
+    return labels, probs, space
+
+
+def plot_policies(
+    policies: Mapping,
+    ax=None,
+    *,
+    prompt: int = 0,
+    styles: Mapping | None = None,
+    title: str | None = None,
+):
+    """Probabilities ``π(y|x)`` of every completion ``y`` of one prompt ``x``, one series per
+    policy (``policies``: label -> a genver ``Policy`` or a ``(P, T)`` array of probabilities),
+    drawn so that equal policies lie exactly on top of each other: the first as a wide
+    translucent band, each later one as open markers on a thin line.
+
+    Completions are labelled by their tokens ``a_1…a_H`` (first token first) when a ``Policy``
+    gives the tree, ``T ≤ 32`` and ``V ≤ 10``, by index otherwise. The title states the largest
+    ``|π(y|x) − π_1(y|x)|`` (``π_1`` the first policy) of each later policy over *all* prompts
+    and completions (so "on top of each other" is a number, not an impression).
+
+    Parameters
+    ----------
+    policies : mapping
+        label -> a genver ``Policy`` or a ``(P, T)`` array of probabilities (a 1-D array: one
+        prompt), all of one shape.
+    ax : matplotlib.axes.Axes or None
+        Where to draw (default :func:`new_axes`).
+    prompt : int
+        The prompt ``x`` drawn.
+    styles : mapping or None
+        label -> ``dict(color, marker)`` (default :func:`estimator_styles` of the labels).
+    title : str or None
+        Panel title; None: the largest differences (above).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The panel.
+    """
+    if ax is None:
+        ax = new_axes()
+    labels, probs, space = _probability_tables(policies)
+    P_, T = next(iter(probs.values())).shape
     if not 0 <= int(prompt) < P_:
         raise ValueError(f"prompt must lie in [0, {P_ - 1}], got {prompt}")
     x = int(prompt)

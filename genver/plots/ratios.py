@@ -168,6 +168,44 @@ def _ratio_legend(ax, kinds_seen, any_cut, hue, hue_styles) -> None:
     ax.legend(handles=handles, fontsize=font_size("legend"), frameon=False)
 
 
+def _draw_ratio_groups(ax, groups, hue_styles, usable, cols, floor, ceil) -> tuple[set, bool]:
+    """The usable ratio points of each hue group (dodged; ``cols = (x, ratio, lo, hi, kind)``),
+    exact ones joined. Returns (the kinds drawn, any CI end cut)."""
+    x_all, y_all, lo_all, hi_all, kind_all = cols
+    kinds_seen: set = set()
+    any_cut = False
+    for i_h, (h, gmask) in enumerate(groups):
+        tr = dodge(ax, i_h, len(groups))
+        color = hue_styles[h]["color"] if h is not None else INK
+        m = gmask & usable
+        kinds_seen |= set(kind_all[m])
+        any_cut |= _draw_points(ax, x_all[m], y_all[m], lo_all[m], hi_all[m], kind_all[m], color=color,
+                                marker="o", floor=floor, ceil=ceil, tr=tr)
+        _exact_line(ax, x_all[m], y_all[m], kind_all[m] == "exact", color=color, tr=tr, alpha=0.6)
+    return kinds_seen, any_cut
+
+
+def _draw_prediction(ax, pred, x_all) -> None:
+    """The prediction dashed, its mean per knob value (nothing for ``pred = None``)."""
+    if pred is None:
+        return
+    pm = np.isfinite(pred) & np.isfinite(x_all)
+    if pm.any():
+        s = pd.Series(pred[pm]).groupby(x_all[pm]).mean()
+        ax.plot(s.index.to_numpy(), s.to_numpy(), color="0.45", ls="--", marker="x", ms=6, lw=1.2,
+                label=r"predicted $\log|\Pi|\,/\,\log|\mathcal{R}|$")
+
+
+def _ratio_title(d: pd.DataFrame, usable: np.ndarray) -> str:
+    """The ratio panel's title: ε, and how many rows are undefined (left out)."""
+    eps = d["eps"].iloc[0] if "eps" in d.columns and len(d) else None
+    title = "sample-efficiency ratio" + (f", {EPS}$\\,=\\,{format_value(eps)}$" if eps is not None else "")
+    n_undef = int((~usable).sum())
+    if n_undef:
+        title += f" ({n_undef} undefined: neither route reached {EPS})"
+    return title
+
+
 def plot_ratio_vs_knob(
     ratio_df: pd.DataFrame,
     knob: str,
@@ -186,10 +224,28 @@ def plot_ratio_vs_knob(
     at the axes' edge with an arrow head and the legend says so. Lower bounds are open ``▲``
     with an arrow up, upper bounds open ``▼`` with an arrow down, never joined to the exact
     points; undefined rows are left out and counted in the title. A dotted line marks ratio = 1.
-    ``predicted``: ``None`` uses the ``predicted_ratio`` column when present (mean per knob
-    value), ``False`` draws nothing, a callable maps knob values to a prediction, a column
-    name or array gives values per row. ``hue`` splits the points by another column (one
-    palette colour each). ``logy=None`` picks a log y axis when the values span more than 10×.
+
+    Parameters
+    ----------
+    ratio_df : pandas.DataFrame
+        An :func:`genver.stats.efficiency_ratio` table.
+    knob : str
+        The knob on the x axis (numeric, or categories at 0..k−1).
+    ax : matplotlib.axes.Axes or None
+        Where to draw (default :func:`new_axes`).
+    predicted : None, False, callable, str or array_like
+        The prediction, dashed: ``None`` uses the ``predicted_ratio`` column when present (mean
+        per knob value), ``False`` draws nothing, a callable maps knob values to a prediction, a
+        column name or array gives values per row.
+    hue : str or None
+        Split the points by another column (one palette colour each).
+    logy, logx : bool or None
+        Log axes; ``logy=None`` picks a log y axis when the values span more than 10×.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The panel.
     """
     if ax is None:
         ax = new_axes()
@@ -211,21 +267,9 @@ def plot_ratio_vs_knob(
     if hue is not None and hue in d.columns and n:
         hue_styles = estimator_styles(d[hue])
         groups = [(h, (d[hue] == h).to_numpy()) for h in label_order(d[hue])]
-    kinds_seen, any_cut = set(), False
-    for i_h, (h, gmask) in enumerate(groups):
-        tr = dodge(ax, i_h, len(groups))
-        color = hue_styles[h]["color"] if h is not None else INK
-        m = gmask & usable
-        kinds_seen |= set(kind_all[m])
-        any_cut |= _draw_points(ax, x_all[m], y_all[m], lo_all[m], hi_all[m], kind_all[m], color=color,
-                                marker="o", floor=floor, ceil=ceil, tr=tr)
-        _exact_line(ax, x_all[m], y_all[m], kind_all[m] == "exact", color=color, tr=tr, alpha=0.6)
-    if pred is not None:
-        pm = np.isfinite(pred) & np.isfinite(x_all)
-        if pm.any():
-            s = pd.Series(pred[pm]).groupby(x_all[pm]).mean()
-            ax.plot(s.index.to_numpy(), s.to_numpy(), color="0.45", ls="--", marker="x", ms=6, lw=1.2,
-                    label=r"predicted $\log|\Pi|\,/\,\log|\mathcal{R}|$")
+    kinds_seen, any_cut = _draw_ratio_groups(ax, groups, hue_styles, usable, (x_all, y_all, lo_all, hi_all, kind_all),
+                                             floor, ceil)
+    _draw_prediction(ax, pred, x_all)
     ax.axhline(1.0, color="0.4", ls=":", lw=1.2)
     ax.set_ylim(floor, ceil)
     if logy:
@@ -233,14 +277,9 @@ def plot_ratio_vs_knob(
     _maybe_logx(ax, x_all, logx if cats is None else False)
     if cats is not None:
         ax.set_xticks(range(len(cats)), cats)
-    eps = d["eps"].iloc[0] if "eps" in d.columns and n else None
     ax.set_xlabel(knob_label(knob))
     ax.set_ylabel(_RATIO_YLABEL)
-    title = "sample-efficiency ratio" + (f", {EPS}$\\,=\\,{format_value(eps)}$" if eps is not None else "")
-    n_undef = int((~usable).sum())
-    if n_undef:
-        title += f" ({n_undef} undefined: neither route reached {EPS})"
-    ax.set_title(title, fontsize=font_size("title"))
+    ax.set_title(_ratio_title(d, usable), fontsize=font_size("title"))
     ax.grid(True, alpha=0.3)
     _ratio_legend(ax, kinds_seen, any_cut, hue, hue_styles)
     return ax
@@ -261,6 +300,24 @@ def plot_n_epsilon(
     the axes' edge with an arrow head; the legend says so. Not reached: an open ``▲`` at
     ``censored_at`` with an arrow up (``N_ε > n_max``), never joined to the reached points. Log
     y axis with labelled ticks (:func:`log_ticks`).
+
+    Parameters
+    ----------
+    neps_df : pandas.DataFrame
+        A :func:`genver.stats.n_epsilon` table.
+    knob : str
+        The knob on the x axis (numeric, or categories at 0..k−1).
+    ax : matplotlib.axes.Axes or None
+        Where to draw (default :func:`new_axes`).
+    logx : bool or None
+        Log x axis (None: chosen from the knob values).
+    styles : mapping or None
+        label -> ``dict(color, marker)`` (default :func:`estimator_styles` of the labels).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The panel.
     """
     if ax is None:
         ax = new_axes()
@@ -269,15 +326,7 @@ def plot_n_epsilon(
     x_all, cats = _numeric_positions(d[knob]) if len(d) else (np.array([]), None)
     routes = d["route"] if "route" in d.columns else pd.Series("other", index=d.index)
     ax.set_yscale("log")
-    floor, ceil = 0.5, 2.0
-    if len(d):
-        reached_all = d["reached"].to_numpy(dtype=bool)
-        vals = [d["N_eps"].to_numpy(dtype=float)[reached_all], d["censored_at"].to_numpy(dtype=float)]
-        if "N_eps_lo" in d.columns:
-            vals.append(d["N_eps_lo"].to_numpy(dtype=float)[reached_all])
-        floor, ceil = _y_range(np.concatenate(vals), True)
-        if (~reached_all).any():
-            ceil = max(ceil, float(np.nanmax(d["censored_at"].to_numpy(dtype=float)[~reached_all])) * 2.2)
+    floor, ceil = _neps_range(d)
     any_cens, any_cut = False, False
     ests = label_order(d["estimator"] if len(d) else [])
     for i_est, est in enumerate(ests):
@@ -307,6 +356,27 @@ def plot_n_epsilon(
     ax.set_title(f"{metric} ≤ {EPS}" + (f"$\\,=\\,{format_value(eps)}$" if eps is not None else ""),
                  fontsize=font_size("title"))
     ax.grid(True, alpha=0.3)
+    _neps_legend(ax, any_cens, any_cut)
+    return ax
+
+
+def _neps_range(d: pd.DataFrame) -> tuple[float, float]:
+    """The y range of an N_ε panel: reached values, their CI lower ends and the censoring levels,
+    with room above the open ``▲`` of the not-reached ones."""
+    if not len(d):
+        return 0.5, 2.0
+    reached_all = d["reached"].to_numpy(dtype=bool)
+    vals = [d["N_eps"].to_numpy(dtype=float)[reached_all], d["censored_at"].to_numpy(dtype=float)]
+    if "N_eps_lo" in d.columns:
+        vals.append(d["N_eps_lo"].to_numpy(dtype=float)[reached_all])
+    floor, ceil = _y_range(np.concatenate(vals), True)
+    if (~reached_all).any():
+        ceil = max(ceil, float(np.nanmax(d["censored_at"].to_numpy(dtype=float)[~reached_all])) * 2.2)
+    return floor, ceil
+
+
+def _neps_legend(ax, any_cens: bool, any_cut: bool) -> None:
+    """The N_ε panel's legend: the series, plus the not-reached and cut-CI symbols where drawn."""
     handles, labels = ax.get_legend_handles_labels()
     if any_cens:
         handles.append(Line2D([], [], color="0.3", ls="none", marker="^", mfc="none", ms=7))
@@ -316,6 +386,5 @@ def plot_n_epsilon(
         labels.append(CI_CUT_LABEL)
     if handles:
         ax.legend(handles, labels, fontsize=font_size("legend"), frameon=False)
-    return ax
 
 

@@ -26,7 +26,26 @@ def save_figure(fig, path_stem, *, dpi: int = 150, formats: Sequence[str] = ("pn
     (constrained layout: every figure of :mod:`genver.plots`) is laid out once, without a draw
     of its own, the layout is frozen for every format, and it is saved at its own size (the layout already fits the
     content; no second "tight" pass). Other figures are saved with the content's bounding box
-    unless ``tight=False``. Returns the written paths."""
+    unless ``tight=False``. Returns the written paths.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure or matplotlib.axes.Axes
+        What to save.
+    path_stem : str or pathlib.Path
+        The target without extension (an extension among ``formats`` is dropped).
+    dpi : int
+        Resolution of raster formats.
+    formats : sequence of str
+        File formats, one file each.
+    tight : bool
+        Bounding box of the content (figures without a layout engine).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The written files.
+    """
     if hasattr(fig, "figure") and not isinstance(fig, Figure):
         fig = fig.figure
     stem = Path(path_stem)

@@ -103,9 +103,23 @@ def plot_scaling_law(
     (``▲`` lower bound: the route never reached ε; ``▼`` upper bound: reached at the smallest
     ``n``). Each route's fitted line ``N = e^{intercept}·dim^a`` is solid over its points'
     range, and the bound's slope ``predicted_a`` is dashed through the fit's centre
-    (``centre_dim``, ``centre_N``). ``against``: the descriptor (default: the first in
-    ``points``); ``routes``: the routes drawn (default: every route but the ratio, or the ratio
-    when it is all there is).
+    (``centre_dim``, ``centre_N``).
+
+    Parameters
+    ----------
+    points, fits : pandas.DataFrame
+        The two tables of :func:`genver.scaling.scaling_laws` (``fits=None``: no lines).
+    ax : matplotlib.axes.Axes or None
+        Where to draw (default :func:`~genver.plots.style.new_axes`).
+    against : str or None
+        The descriptor (default: the first in ``points``).
+    routes : str, sequence of str or None
+        The routes drawn (default: every route but the ratio, or the ratio when it is all there is).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The panel.
     """
     if ax is None:
         ax = new_axes()
@@ -141,7 +155,7 @@ def plot_scaling_law(
     ax.set_yscale("log")
     if len(d):
         ticks_at(ax.xaxis, d["dim"].to_numpy(dtype=float))
-    ax.set_xlabel(_SCALING_X.get(against, str(against)))
+    ax.set_xlabel(_SCALING_X.get(str(against), str(against)))
     ax.set_ylabel(_SCALING_Y["ratio" if routes == ["ratio"] else "offline"])
     eps = d["eps"].iloc[0] if "eps" in d.columns and len(d) else None
     ax.set_title(r"scaling law $N \propto "

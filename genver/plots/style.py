@@ -18,10 +18,14 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 __all__ = ["N_LABEL", "EPS", "METRIC_LABELS", "KNOB_SYMBOLS", "PALETTE", "PAPER_WIDTHS", "INK", "MARKERS",
            "RESULT_COLUMNS", "STYLES", "metric_label", "format_value", "knob_label", "setting_title", "new_axes",
@@ -73,12 +77,39 @@ MARKERS = ["o", "s", "D", "v", "P", "X", "*", "h", "<", ">", "p", "d"]
 
 
 def metric_label(metric) -> str:
-    """Axis label for a metric name (see :data:`METRIC_LABELS`)."""
+    """Axis label for a metric name (see :data:`METRIC_LABELS`).
+
+    Parameters
+    ----------
+    metric : str
+        The metric name.
+
+    Returns
+    -------
+    str
+        Its label, or the name itself.
+    """
     return METRIC_LABELS.get(str(metric), str(metric))
 
 
 def format_value(v) -> str:
-    """A knob or tick value as text: integral floats without ``.0``, others to 4 significant digits."""
+    """A knob or tick value as text: integral floats without ``.0``, others to 4 significant digits.
+
+    Parameters
+    ----------
+    v : object
+        A number or label.
+
+    Returns
+    -------
+    str
+        The text.
+
+    Examples
+    --------
+    >>> format_value(1024.0), format_value(0.123456), format_value("peak")
+    ('1024', '0.1235', 'peak')
+    """
     if isinstance(v, (float, np.floating)):
         return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:.4g}"
     return str(v)
@@ -86,7 +117,20 @@ def format_value(v) -> str:
 
 def knob_label(knob, value=None) -> str:
     """``"$|D|$"`` for a knob, ``"$|D| = 1024$"`` with a value (mathtext for the symbols of
-    :data:`KNOB_SYMBOLS`; other knobs as ``"name = value"`` in plain text)."""
+    :data:`KNOB_SYMBOLS`; other knobs as ``"name = value"`` in plain text).
+
+    Parameters
+    ----------
+    knob : str
+        The knob's name.
+    value : object or None
+        Its value (None: the symbol alone).
+
+    Returns
+    -------
+    str
+        The label.
+    """
     sym = KNOB_SYMBOLS.get(str(knob))
     if value is None:
         return f"${sym}$" if sym else str(knob)
@@ -95,7 +139,20 @@ def knob_label(knob, value=None) -> str:
 
 def setting_title(row, knobs=None) -> str:
     """A panel title from the knob values of one setting (a row of a table): ``"$H = 4$"``,
-    ``"$\\beta = 0.5$, peak = 2"``. ``knobs=None``: every column that is not a result column."""
+    ``"$\\beta = 0.5$, peak = 2"``. ``knobs=None``: every column that is not a result column.
+
+    Parameters
+    ----------
+    row : pandas.Series
+        One row of a table with knob columns.
+    knobs : sequence of str or None
+        The knobs shown, in order.
+
+    Returns
+    -------
+    str
+        The title.
+    """
     if knobs is None:
         knobs = [c for c in row.index if c not in RESULT_COLUMNS]
     return ", ".join(knob_label(k, row[k]) for k in knobs if k in row.index)
@@ -104,7 +161,18 @@ def setting_title(row, knobs=None) -> str:
 def new_axes(figsize=(5.5, 4.0)):
     """A new constrained-layout Axes: through ``pyplot`` when it is already imported (notebooks:
     the figure shows inline), else on a plain :class:`~matplotlib.figure.Figure` (no backend, no
-    global state)."""
+    global state).
+
+    Parameters
+    ----------
+    figsize : tuple of float
+        Figure size in inches.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The new axes.
+    """
     if "matplotlib.pyplot" in sys.modules:
         plt = sys.modules["matplotlib.pyplot"]
         _, ax = plt.subplots(figsize=figsize, layout="constrained")
@@ -115,7 +183,23 @@ def new_axes(figsize=(5.5, 4.0)):
 
 def label_order(labels: Iterable) -> list:
     """The distinct labels in figure order: ``"offline"``, ``"online"``, then the rest sorted
-    (``None`` dropped). Legends, colours and table columns all follow it."""
+    (``None`` dropped). Legends, colours and table columns all follow it.
+
+    Parameters
+    ----------
+    labels : iterable
+        Labels, repeats allowed.
+
+    Returns
+    -------
+    list
+        The distinct labels in figure order.
+
+    Examples
+    --------
+    >>> label_order(["z", "online", "a", "offline", "a"])
+    ['offline', 'online', 'a', 'z']
+    """
     labels = [l for l in pd.unique(pd.Series(list(labels), dtype=object)) if l is not None]
     head = [l for l in ("offline", "online") if l in labels]
     rest = sorted((l for l in labels if l not in head), key=str)
@@ -125,19 +209,41 @@ def label_order(labels: Iterable) -> list:
 def estimator_colours(labels: Iterable) -> dict:
     """label -> colour of :data:`PALETTE`, in the order "offline", "online", then the rest
     sorted (cycling after eight). Give it every label of a report, so a label has the same
-    colour in each of its figures."""
+    colour in each of its figures.
+
+    Parameters
+    ----------
+    labels : iterable
+        Every label of the report.
+
+    Returns
+    -------
+    dict
+        label -> colour.
+    """
     return {l: PALETTE[i % len(PALETTE)] for i, l in enumerate(label_order(labels))}
 
 
 def estimator_styles(labels: Iterable) -> dict:
     """label -> ``dict(color, marker)``: :func:`estimator_colours` plus one marker per label
-    (the ``styles=`` argument of every ``plot_*`` function)."""
+    (the ``styles=`` argument of every ``plot_*`` function).
+
+    Parameters
+    ----------
+    labels : iterable
+        Every label of the report.
+
+    Returns
+    -------
+    dict
+        label -> ``{"color": ..., "marker": ...}``.
+    """
     return {l: {"color": c, "marker": MARKERS[i % len(MARKERS)]}
             for i, (l, c) in enumerate(estimator_colours(labels).items())}
 
 
 #: matplotlib rc settings per style name (:func:`use_style`)
-STYLES = {
+STYLES: dict[str, dict[RcKeyType, Any]] = {
     "screen": {},
     "paper": {
         "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
@@ -153,7 +259,18 @@ STYLES = {
 def use_style(style: str = "screen"):
     """Context manager: draw (and save) inside it in ``"screen"`` style (matplotlib's defaults,
     the PNG figures) or ``"paper"`` style (8 pt text, thin lines, fonts embedded: TrueType in
-    PDF, glyphs as paths in SVG). ``ValueError`` for another name."""
+    PDF, glyphs as paths in SVG). ``ValueError`` for another name.
+
+    Parameters
+    ----------
+    style : str
+        ``"screen"`` or ``"paper"``.
+
+    Returns
+    -------
+    contextlib.AbstractContextManager
+        ``matplotlib.rc_context`` of the style's settings.
+    """
     import matplotlib
 
     if style not in STYLES:
@@ -162,7 +279,18 @@ def use_style(style: str = "screen"):
 
 
 def font_size(key: str) -> float:
-    """The current style's size for titles ("title") and legends ("legend")."""
+    """The current style's size for titles ("title") and legends ("legend").
+
+    Parameters
+    ----------
+    key : str
+        ``"title"`` or ``"legend"``.
+
+    Returns
+    -------
+    float
+        The font size in points.
+    """
     import matplotlib
 
     if key == "title":
@@ -172,7 +300,20 @@ def font_size(key: str) -> float:
 
 def series_label(est, route) -> str:
     """Legend text of an estimator: ``"dpo (offline)"``, or the label alone when the route adds
-    nothing (``"other"``, missing, or the label itself)."""
+    nothing (``"other"``, missing, or the label itself).
+
+    Parameters
+    ----------
+    est : str
+        The estimator label.
+    route : str or None
+        Its route.
+
+    Returns
+    -------
+    str
+        The legend text.
+    """
     if route is None or (isinstance(route, float) and math.isnan(route)) or route in ("other", est):
         return str(est)
     return f"{est} ({route})"

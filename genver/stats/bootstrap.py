@@ -41,6 +41,28 @@ def iqm(x, axis=None) -> float | np.ndarray:
     With ``axis=None`` the input is flattened and NaNs are dropped first; an empty input gives
     NaN. With an ``axis`` the call is vectorised (NaNs are *not* dropped; use it on complete
     bootstrap matrices).
+
+    Parameters
+    ----------
+    x : array_like of float
+        The values (one per seed).
+    axis : int or None
+        Reduce along this axis (vectorised), or over the flattened input (None).
+
+    Returns
+    -------
+    float or numpy.ndarray
+        The IQM (a float for ``axis=None``, else an array without ``axis``).
+
+    Examples
+    --------
+    Five values: ``⌊5/4⌋ = 1`` is dropped at each end, the mean of the middle three remains,
+    so one outlier does not move it.
+
+    >>> iqm([1, 2, 3, 4, 100])
+    3.0
+    >>> iqm([1.0, float("nan"), 3.0])  # k = 2 ≤ 3: nothing dropped, NaN left out
+    2.0
     """
     if axis is None:
         a = np.asarray(x, dtype=np.float64).ravel()
@@ -80,7 +102,35 @@ def percentile_ci(boot, alpha: float = 0.05, axis: int | None = None):
     ``numpy.nanpercentile`` gives NaN between two infinities), NaN replicates left out, ``(NaN,
     NaN)`` when none is left. ``axis=None``: over all of ``boot``, two floats; ``axis=0``: per
     column of a (replicates, m) array, two arrays of shape (m,). The one interval rule of genver
-    (every CI of this module, ``[expect] order``, the figures)."""
+    (every CI of this module, ``[expect] order``, the figures).
+
+    Parameters
+    ----------
+    boot : array_like of float
+        Bootstrap replicates of a statistic (±inf allowed, NaN left out).
+    alpha : float
+        One minus the coverage, in (0, 1).
+    axis : int or None
+        The replicate axis, or None for all of ``boot``.
+
+    Returns
+    -------
+    lo, hi : float or numpy.ndarray
+        The ``α/2`` and ``1 − α/2`` quantiles (floats for ``axis=None``, else arrays).
+
+    Examples
+    --------
+    The 50% interval of five replicates is their 25% and 75% quantiles:
+
+    >>> percentile_ci([1.0, 2.0, 3.0, 4.0, 5.0], alpha=0.5)
+    (2.0, 4.0)
+
+    Replicates that never reach ε are ``+inf``; the interval is then open above, where
+    ``numpy.nanpercentile`` would give NaN:
+
+    >>> percentile_ci([1.0, 2.0, float("inf"), float("inf")], alpha=0.5)
+    (1.75, inf)
+    """
     boot = np.asarray(boot, dtype=np.float64)
     if axis is not None:
         cols = np.moveaxis(boot, axis, -1).reshape(-1, boot.shape[axis]) if boot.ndim > 1 else boot[None]
@@ -120,6 +170,25 @@ def _check_n_boot(n_boot) -> int:
     return int(n_boot)
 
 
+def _strata_arrays(values_by_stratum) -> list[np.ndarray]:
+    """The non-empty strata of :func:`stratified_bootstrap_ci` as float64 arrays, NaN dropped."""
+    if isinstance(values_by_stratum, Mapping):
+        strata = list(values_by_stratum.values())
+    elif isinstance(values_by_stratum, np.ndarray) and values_by_stratum.ndim <= 1:
+        strata = [values_by_stratum]
+    else:
+        strata = list(values_by_stratum)
+        if strata and all(np.ndim(s) == 0 for s in strata):  # a flat list of numbers
+            strata = [np.asarray(strata, dtype=np.float64)]
+    arrs = []
+    for s in strata:
+        a = np.asarray(s, dtype=np.float64).ravel()
+        a = a[~np.isnan(a)]
+        if a.size:
+            arrs.append(a)
+    return arrs
+
+
 def stratified_bootstrap_ci(
     values_by_stratum,
     statistic: Callable = np.mean,
@@ -142,24 +211,34 @@ def stratified_bootstrap_ci(
     with a leading replicate axis, ``(n_boot, n_values)``, and must reduce the last axis to
     shape ``(n_boot,)`` (e.g. ``lambda a: a.mean(-1)`` or ``lambda a: iqm(a, axis=-1)``);
     otherwise it is called ``n_boot`` times. Fewer than 2 values in total give a NaN CI.
+
+    Parameters
+    ----------
+    values_by_stratum : array_like, sequence of array_like, or mapping
+        The values per stratum (above).
+    statistic : callable
+        The statistic of the pooled values (or of the list of strata, ``pooled=False``).
+    n_boot : int
+        Bootstrap replicates.
+    alpha : float
+        One minus the coverage.
+    random_state : None, int, SeedSequence or Generator
+        Source of the resamples.
+    pooled : bool
+        Pass the concatenated values (True) or the per-stratum arrays (False).
+    vectorized : bool
+        Call ``statistic`` once on all replicates (above).
+
+    Returns
+    -------
+    BootstrapCI
+        ``estimate`` (the statistic of the data) and the percentile interval ``lo, hi``; all NaN
+        when no value is left or the statistic fails on the data.
     """
     n_boot = _check_n_boot(n_boot)
     alpha = _check_alpha(alpha)
     rng = as_generator(random_state)
-    if isinstance(values_by_stratum, Mapping):
-        strata = list(values_by_stratum.values())
-    elif isinstance(values_by_stratum, np.ndarray) and values_by_stratum.ndim <= 1:
-        strata = [values_by_stratum]
-    else:
-        strata = list(values_by_stratum)
-        if strata and all(np.ndim(s) == 0 for s in strata):  # a flat list of numbers
-            strata = [np.asarray(strata, dtype=np.float64)]
-    arrs = []
-    for s in strata:
-        a = np.asarray(s, dtype=np.float64).ravel()
-        a = a[~np.isnan(a)]
-        if a.size:
-            arrs.append(a)
+    arrs = _strata_arrays(values_by_stratum)
     nan3 = BootstrapCI(float("nan"), float("nan"), float("nan"))
     if not arrs:
         return nan3
@@ -191,14 +270,38 @@ def group_rng(base: int, key) -> np.random.Generator:
     """The one seeding rule of genver's bootstraps: a generator for one group (a cell, a
     setting, a statement), from the call's entropy ``base`` (:func:`seed_entropy` of its
     ``random_state``) and the group's ``key`` (a value or a tuple; compared as text), so a
-    group's CI does not depend on which other groups the table holds or their order."""
+    group's CI does not depend on which other groups the table holds or their order.
+
+    Parameters
+    ----------
+    base : int
+        The call's entropy (:func:`seed_entropy`).
+    key : object or tuple
+        The group's key (its values compared as text).
+
+    Returns
+    -------
+    numpy.random.Generator
+        ``default_rng([base, crc32 of the key])``.
+    """
     h = zlib.crc32(repr(tuple(str(_py(k)) for k in _key_tuple(key))).encode())
     return np.random.default_rng([base, h])
 
 
 def seed_entropy(random_state) -> int:
     """One integer drawn from ``random_state`` (None | int | SeedSequence | Generator): the
-    ``base`` of :func:`group_rng` for one call."""
+    ``base`` of :func:`group_rng` for one call.
+
+    Parameters
+    ----------
+    random_state : None, int, SeedSequence or Generator
+        The call's ``random_state``.
+
+    Returns
+    -------
+    int
+        An integer in ``[0, 2**63 − 1)``.
+    """
     return int(as_generator(random_state).integers(0, 2**63 - 1))
 
 

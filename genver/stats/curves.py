@@ -43,10 +43,30 @@ def aggregate(
     NaN and not computed — most of the cost, for callers that draw only the mean; the mean
     columns are the same bits either way).
 
-    Columns: ``[experiment,] setting_id, *knobs, estimator, route, n, metric, n_seeds, mean,
-    mean_lo, mean_hi, iqm, iqm_lo, iqm_hi``. ``n_seeds`` counts non-NaN values; CIs are NaN with
-    fewer than 2. Each group's resamples come from ``random_state`` and the group's key, so they
-    do not depend on the rest of the table.
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The tidy results table (module docstring of :mod:`genver.stats`).
+    metric : str
+        The metric whose rows are aggregated.
+    knobs : sequence of str
+        Knob columns kept as ids.
+    n_boot : int
+        Bootstrap replicates per group.
+    random_state : None, int, SeedSequence or Generator
+        Source of the resamples (with each group's key: :func:`group_rng`).
+    alpha : float
+        One minus the CI coverage.
+    with_iqm : bool
+        Compute the IQM columns.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``[experiment,] setting_id, *knobs, estimator, route, n, metric, n_seeds, mean,
+        mean_lo, mean_hi, iqm, iqm_lo, iqm_hi``. ``n_seeds`` counts non-NaN values; CIs are NaN
+        with fewer than 2. Each group's resamples come from ``random_state`` and the group's key,
+        so they do not depend on the rest of the table.
     """
     knobs = _as_knobs(knobs)
     n_boot = _check_n_boot(n_boot)
@@ -109,6 +129,32 @@ def _neps_point_and_boot(mat, grid, eps, rule, idx, aggregate="mean"):
     return point, boot
 
 
+def _check_neps_args(n_boot, alpha, rule) -> tuple[int, float, str]:
+    """``(n_boot, alpha, rule)`` of an N_ε bootstrap, checked (ValueError naming the bad one)."""
+    return _check_n_boot(n_boot), _check_alpha(alpha), _check_rule(rule)
+
+
+def _neps_columns(mat, grid, eps: float, rule: str, idx, alpha: float) -> dict:
+    """One group's N_ε columns at ``eps`` (:func:`n_epsilon`) from its seed × n matrix ``mat`` on
+    ``grid`` and the shared resample indices ``idx`` (None: fewer than 2 seeds)."""
+    point, boot = _neps_point_and_boot(mat, grid, eps, rule, idx)
+    reached = not np.isnan(point)
+    row = dict(N_eps=point, reached=reached, censored_at=float(grid.max()), n_min=float(grid.min()),
+               left_censored=bool(reached and point == grid.min()))
+    if boot is not None:
+        row["N_eps_lo"], row["N_eps_hi"] = percentile_ci(boot, alpha)
+        row["frac_reached"] = float(np.isfinite(boot).mean())
+    else:
+        row["N_eps_lo"] = row["N_eps_hi"] = row["frac_reached"] = float("nan")
+    v = _per_seed_neps(mat, grid, eps, rule)
+    row["frac_seeds_reached"] = float(np.isfinite(v).sum() / max(1, (~np.isnan(v)).sum()))
+    for how in ("median", "iqm"):
+        row[f"N_eps_{how}"] = float(_aggregate_neps(v, how))
+        lo_hi = percentile_ci(_aggregate_neps(v[idx], how), alpha) if idx is not None else (np.nan,) * 2
+        row[f"N_eps_{how}_lo"], row[f"N_eps_{how}_hi"] = lo_hi
+    return row
+
+
 def n_epsilon(
     df: pd.DataFrame,
     eps,
@@ -123,18 +169,50 @@ def n_epsilon(
     seeds) ``metric`` is ``≤ eps`` (see the module docstring for ``rule``, censoring and CIs),
     and beside it the median and IQM of the seeds' own N_ε (:func:`n_epsilon_per_seed`).
 
-    ``eps`` may be a scalar or a sequence (one row per ε). Columns: ``[experiment,]
-    setting_id, *knobs, estimator, route, eps, metric, rule, N_eps, reached, censored_at,
-    n_min, left_censored, N_eps_lo, N_eps_hi, frac_reached, n_seeds, N_eps_median,
-    N_eps_median_lo, N_eps_median_hi, N_eps_iqm, N_eps_iqm_lo, N_eps_iqm_hi,
-    frac_seeds_reached``. The per-seed aggregates are extended reals (``+inf``: not reached,
-    see the module docstring); ``frac_seeds_reached`` is the fraction of seeds whose own curve
-    reaches ε. The resamples of a group are shared by all ε and all three aggregates.
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The tidy results table (module docstring of :mod:`genver.stats`).
+    eps : float or sequence of float
+        The target ε (one row per value).
+    metric : str
+        The error metric (lower is better).
+    knobs : sequence of str
+        Knob columns kept as ids.
+    n_boot : int
+        Bootstrap replicates (seed resamples) per group.
+    random_state : None, int, SeedSequence or Generator
+        Source of the resamples.
+    alpha : float
+        One minus the CI coverage.
+    rule : str
+        ``"first"`` or ``"sustained"`` crossing.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``[experiment,] setting_id, *knobs, estimator, route, eps, metric, rule, N_eps,
+        reached, censored_at, n_min, left_censored, N_eps_lo, N_eps_hi, frac_reached, n_seeds,
+        N_eps_median, N_eps_median_lo, N_eps_median_hi, N_eps_iqm, N_eps_iqm_lo, N_eps_iqm_hi,
+        frac_seeds_reached``. The per-seed aggregates are extended reals (``+inf``: not reached);
+        ``frac_seeds_reached`` is the fraction of seeds whose own curve reaches ε. The resamples
+        of a group are shared by all ε and all three aggregates.
+
+    Examples
+    --------
+    Two seeds on the grid ``n = 1, 2, 4``: the mean curve (0.4, 0.15, 0.03) first reaches
+    ``ε = 0.1`` at ``n = 4``; the seeds' own N_ε are 4 and 2, median 3 (not a grid value).
+
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"seed": [0, 0, 0, 1, 1, 1], "n": [1, 2, 4] * 2, "estimator": "dpo",
+    ...                    "metric": "suboptimality", "value": [0.5, 0.2, 0.05, 0.3, 0.1, 0.01]})
+    >>> ne = n_epsilon(df, 0.1, n_boot=200)
+    >>> print(ne[["estimator", "N_eps", "reached", "censored_at", "N_eps_median"]].to_string(index=False))
+    estimator  N_eps  reached  censored_at  N_eps_median
+          dpo    4.0     True          4.0           3.0
     """
     knobs = _as_knobs(knobs)
-    n_boot = _check_n_boot(n_boot)
-    alpha = _check_alpha(alpha)
-    rule = _check_rule(rule)
+    n_boot, alpha, rule = _check_neps_args(n_boot, alpha, rule)
     eps_values = _eps_list(eps)
     d = _prepare(df, metric, knobs)
     keys = _id_cols(d, knobs) + ["estimator", "route"]
@@ -149,25 +227,9 @@ def n_epsilon(
             k = mat.shape[0]
             idx = group_rng(base, key).integers(0, k, size=(n_boot, k)) if k >= 2 else None
             for e in eps_values:
-                point, boot = _neps_point_and_boot(mat, grid, e, rule, idx)
                 row = dict(zip(keys, _key_tuple(key)))
-                reached = not np.isnan(point)
-                row.update(
-                    eps=e, metric=metric, rule=rule, N_eps=point, reached=reached,
-                    censored_at=float(grid.max()), n_min=float(grid.min()),
-                    left_censored=bool(reached and point == grid.min()), n_seeds=k,
-                )
-                if boot is not None:
-                    row["N_eps_lo"], row["N_eps_hi"] = percentile_ci(boot, alpha)
-                    row["frac_reached"] = float(np.isfinite(boot).mean())
-                else:
-                    row["N_eps_lo"] = row["N_eps_hi"] = row["frac_reached"] = float("nan")
-                v = _per_seed_neps(mat, grid, e, rule)
-                row["frac_seeds_reached"] = float(np.isfinite(v).sum() / max(1, (~np.isnan(v)).sum()))
-                for how in ("median", "iqm"):
-                    row[f"N_eps_{how}"] = float(_aggregate_neps(v, how))
-                    lo_hi = percentile_ci(_aggregate_neps(v[idx], how), alpha) if idx is not None else (np.nan,) * 2
-                    row[f"N_eps_{how}_lo"], row[f"N_eps_{how}_hi"] = lo_hi
+                row.update(eps=e, metric=metric, rule=rule, n_seeds=k)
+                row.update(_neps_columns(mat, grid, e, rule, idx, alpha))
                 rows.append(row)
     out = pd.DataFrame(rows, columns=cols)
     out["reached"] = out["reached"].astype(bool)
@@ -185,9 +247,25 @@ def n_epsilon_per_seed(
     """Each seed's own N_ε per (setting, estimator, route) and ε: the first grid ``n`` of that
     seed's curve with ``metric ≤ eps`` (``rule="sustained"``: from which it stays ``≤ eps``).
 
-    Columns: ``[experiment,] setting_id, *knobs, estimator, route, seed, eps, metric, rule,
-    N_eps`` (``+inf`` when the seed never reaches ε: right-censored at ``censored_at``),
-    ``reached``, ``censored_at`` (the largest ``n`` of the setting's grid).
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The tidy results table (module docstring of :mod:`genver.stats`).
+    eps : float or sequence of float
+        The target ε (rows per value).
+    metric : str
+        The error metric (lower is better).
+    knobs : sequence of str
+        Knob columns kept as ids.
+    rule : str
+        ``"first"`` or ``"sustained"`` crossing.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``[experiment,] setting_id, *knobs, estimator, route, seed, eps, metric, rule,
+        N_eps`` (``+inf`` when the seed never reaches ε: right-censored at ``censored_at``),
+        ``reached``, ``censored_at`` (the largest ``n`` of the setting's grid).
     """
     knobs = _as_knobs(knobs)
     rule = _check_rule(rule)
@@ -218,9 +296,21 @@ def loglog_slope(
     """Per (setting, estimator, route): OLS slope of ``log m(n)`` on ``log n`` over the grid
     points with finite mean ``m(n) > 0`` (see module docstring).
 
-    Columns: ``[experiment,] setting_id, *knobs, estimator, route, metric, slope, slope_se,
-    intercept, n_points, n_lo, n_hi`` (``intercept`` is on the natural-log scale; ``n_lo`` and
-    ``n_hi`` are the smallest and largest ``n`` used).
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The tidy results table (module docstring of :mod:`genver.stats`).
+    metric : str
+        The metric whose mean curve is fitted.
+    knobs : sequence of str
+        Knob columns kept as ids.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``[experiment,] setting_id, *knobs, estimator, route, metric, slope, slope_se,
+        intercept, n_points, n_lo, n_hi`` (``intercept`` is on the natural-log scale; ``n_lo``
+        and ``n_hi`` are the smallest and largest ``n`` used).
     """
     knobs = _as_knobs(knobs)
     d = _prepare(df, metric, knobs)

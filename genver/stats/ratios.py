@@ -13,7 +13,6 @@ from .._validation import as_generator
 from ._tables import (
     _as_knobs,
     _check_aggregate,
-    _check_rule,
     _eps_list,
     _id_cols,
     _key_tuple,
@@ -21,8 +20,8 @@ from ._tables import (
     _py,
     _seed_matrix,
 )
-from .bootstrap import N_BOOT, _check_alpha, _check_n_boot, _quiet, group_rng, percentile_ci, seed_entropy
-from .curves import _neps_point_and_boot
+from .bootstrap import N_BOOT, _quiet, group_rng, percentile_ci, seed_entropy
+from .curves import _check_neps_args, _neps_point_and_boot
 
 #: Columns of the ``settings`` table that :func:`efficiency_ratio` carries over when present.
 SETTING_COLUMNS = (
@@ -98,6 +97,20 @@ def _ratio_columns(off, on, eps: float, rule: str, idx, aggregate: str, alpha: f
     return row
 
 
+def _route_rows(d: pd.DataFrame, by: str, offline: str, online: str) -> pd.DataFrame:
+    """The rows of the two compared labels; refuses (ValueError) a bad ``by`` and, for
+    ``by = "route"``, a setting with several estimators on one route."""
+    if by not in ("estimator", "route"):
+        raise ValueError(f"by must be 'estimator' or 'route', got {by!r}")
+    d = d[d[by].isin([offline, online])]
+    if by == "route" and not d.empty:
+        multi = d.groupby(["setting_id", "route"])["estimator"].nunique()
+        if (multi > 1).any():
+            raise ValueError("by='route' needs one estimator per route and setting; "
+                             f"settings {list(multi[multi > 1].index.get_level_values(0).unique())} have several")
+    return d
+
+
 def efficiency_ratio(
     df: pd.DataFrame,
     eps,
@@ -122,50 +135,72 @@ def efficiency_ratio(
     when each route has one estimator per setting; otherwise ``ValueError``). ``settings``
     (one row per ``setting_id``) contributes the columns in :data:`SETTING_COLUMNS`, e.g.
     ``predicted_ratio``; those columns are also carried over when the results table already
-    holds them. Columns: ``[experiment,] setting_id, *knobs, eps, metric, offline, online,
-    N_offline, N_online, offline_reached, online_reached, offline_censored_at,
-    online_censored_at, ratio, ratio_kind, ratio_lo, ratio_hi, frac_exact, left_censored,
-    n_seeds[, predicted_ratio, ...]``.
+    holds them.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The tidy results table.
+    eps : float or sequence of float
+        The target ε (rows per value).
+    offline, online : str
+        The two labels compared, matched in column ``by``.
+    knobs : sequence of str
+        Knob columns kept as ids.
+    n_boot : int
+        Paired seed resamples.
+    random_state : None, int, SeedSequence or Generator
+        Source of the resamples.
+    metric : str
+        The error metric (lower is better).
+    alpha : float
+        One minus the CI coverage.
+    rule : str
+        ``"first"`` or ``"sustained"`` crossing.
+    by : str
+        ``"estimator"`` or ``"route"``.
+    settings : pandas.DataFrame or None
+        The settings table (columns :data:`SETTING_COLUMNS` carried over).
+    aggregate : str
+        ``"mean"``, ``"median"`` or ``"iqm"`` (above).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``[experiment,] setting_id, *knobs, eps, metric, offline, online, N_offline,
+        N_online, offline_reached, online_reached, offline_censored_at, online_censored_at,
+        ratio, ratio_kind, ratio_lo, ratio_hi, frac_exact, left_censored, n_seeds[,
+        predicted_ratio, ...]``.
     """
     knobs = _as_knobs(knobs)
-    n_boot = _check_n_boot(n_boot)
-    alpha = _check_alpha(alpha)
-    rule = _check_rule(rule)
+    n_boot, alpha, rule = _check_neps_args(n_boot, alpha, rule)
     aggregate = _check_aggregate(aggregate)
-    if by not in ("estimator", "route"):
-        raise ValueError(f"by must be 'estimator' or 'route', got {by!r}")
     eps_values = _eps_list(eps)
-    d = _prepare(df, metric, knobs)
-    d = d[d[by].isin([offline, online])]
-    if by == "route" and not d.empty:
-        multi = d.groupby(["setting_id", "route"])["estimator"].nunique()
-        if (multi > 1).any():
-            raise ValueError("by='route' needs one estimator per route and setting; "
-                             f"settings {list(multi[multi > 1].index.get_level_values(0).unique())} have several")
+    d = _route_rows(_prepare(df, metric, knobs), by, offline, online)
     id_cols = _id_cols(d, knobs)
     extra = [c for c in SETTING_COLUMNS if c in d.columns and c not in id_cols]
-    cols = id_cols + _RATIO_STATS
     base = seed_entropy(random_state)
     rows = []
     with _quiet():
         for key, g in d.groupby(id_cols, dropna=False, sort=True):
             k, parts = _route_matrices(g, by, (offline, online))
             idx = group_rng(base, key).integers(0, k, size=(n_boot, k)) if k >= 2 else None
-            extras = {c: g[c].iloc[0] for c in extra}
-            for e in eps_values:
-                row = dict(zip(id_cols, _key_tuple(key)))
-                row.update(eps=e, metric=metric, offline=offline, online=online, n_seeds=k, aggregate=aggregate,
-                           **extras)
-                row.update(_ratio_columns(parts[offline], parts[online], e, rule, idx, aggregate, alpha))
-                rows.append(row)
-    out = pd.DataFrame(rows, columns=cols + extra)
+            head = {**dict(zip(id_cols, _key_tuple(key))), "metric": metric, "offline": offline, "online": online,
+                    "n_seeds": k, "aggregate": aggregate, **{c: g[c].iloc[0] for c in extra}}
+            rows += [{**head, "eps": e, **_ratio_columns(parts[offline], parts[online], e, rule, idx, aggregate, alpha)}
+                     for e in eps_values]
+    return _ratio_table(pd.DataFrame(rows, columns=id_cols + _RATIO_STATS + extra), settings)
+
+
+def _ratio_table(out: pd.DataFrame, settings: pd.DataFrame | None) -> pd.DataFrame:
+    """The ratio table with its flags as bools and the :data:`SETTING_COLUMNS` of ``settings``
+    that it does not hold yet merged in by ``setting_id``."""
     for c in ("offline_reached", "online_reached", "left_censored"):
         out[c] = out[c].astype(bool)
     if settings is not None and not out.empty:
         add = [c for c in SETTING_COLUMNS if c in settings.columns and c not in out.columns]
         if add:
-            s = settings[["setting_id", *add]].drop_duplicates("setting_id")
-            out = out.merge(s, on="setting_id", how="left")
+            out = out.merge(settings[["setting_id", *add]].drop_duplicates("setting_id"), on="setting_id", how="left")
     return out
 
 
@@ -225,6 +260,42 @@ def _censored_kendall(x: np.ndarray, iv, counts: bool = False) -> np.ndarray:
     return score.mean(axis=-1) if i.size else np.full(lo.shape[:-1], np.nan)
 
 
+def _trend_points(d, knob, by, labels, seeds, eps, rule, idx, aggregate, n_boot):
+    """Per setting of :func:`ratio_trend` with a numeric ``knob`` value: the knob values, the
+    points ``(N_off, N_on, max n off, max n on)`` (N_ε ``+inf``: not reached; NaN: no rows), the
+    replicate N_ε of both routes (None without resamples) and the censored settings."""
+    xs, point, boot, censored = [], [], [], []
+    with _quiet():
+        for _sid, g in d.groupby("setting_id", sort=True):
+            xv = pd.to_numeric(g[knob], errors="coerce").iloc[0]
+            if pd.isna(xv):
+                continue
+            res = []
+            for lab in labels:
+                gg = g[g[by] == lab]
+                if gg.empty:
+                    res.append((np.nan, np.full(n_boot, np.nan) if idx is not None else None, np.nan))
+                    continue
+                mat, grid, _ = _seed_matrix(gg, seeds=seeds)
+                p, b = _neps_point_and_boot(mat, grid, eps, rule, idx, aggregate)
+                res.append((np.inf if np.isnan(p) else p, b, float(grid.max())))
+            (p_off, b_off, m_off), (p_on, b_on, m_on) = res
+            xs.append(float(xv))
+            point.append((p_off, p_on, m_off, m_on))
+            boot.append((b_off, b_on))
+            miss = [lab for lab, p in (("offline", p_off), ("online", p_on)) if np.isinf(p)]
+            if miss:
+                censored.append((_py(xv), "both" if len(miss) == 2 else miss[0]))
+    return xs, point, boot, censored
+
+
+def _replicates(b: np.ndarray | None) -> np.ndarray:
+    """A route's replicate N_ε, which exist whenever resamples were drawn."""
+    if b is None:
+        raise AssertionError("ratio_trend: a route has no bootstrap replicates although resamples were drawn")
+    return b
+
+
 def ratio_trend(
     df: pd.DataFrame,
     eps: float,
@@ -243,10 +314,42 @@ def ratio_trend(
     """The trend of ``N_ε(offline)/N_ε(online)`` in ``knob`` with censoring (module docstring,
     *Trend verdicts*): the censoring-aware Kendall τ on all seeds and its percentile CI over
     ``n_boot`` paired seed resamples (one draw of seed labels per replicate, shared by every
-    setting and both routes). ``knobs``: further columns naming the settings (kept as ids)."""
-    n_boot = _check_n_boot(n_boot)
-    alpha = _check_alpha(alpha)
-    rule = _check_rule(rule)
+    setting and both routes). ``knobs``: further columns naming the settings (kept as ids).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The tidy results table.
+    eps : float
+        The target ε.
+    knob : str
+        The knob the trend is in.
+    offline, online : str
+        The two labels compared, matched in column ``by``.
+    knobs : sequence of str
+        Further knob columns naming the settings (kept as ids).
+    n_boot : int
+        Paired seed resamples.
+    random_state : None, int, SeedSequence or Generator
+        Source of the resamples.
+    metric : str
+        The error metric (lower is better).
+    alpha : float
+        One minus the CI coverage.
+    rule : str
+        ``"first"`` or ``"sustained"`` crossing.
+    by : str
+        ``"estimator"`` or ``"route"``.
+    aggregate : str
+        ``"mean"``, ``"median"`` or ``"iqm"``: which N_ε (:func:`efficiency_ratio`).
+
+    Returns
+    -------
+    RatioTrend
+        τ on all seeds, its CI, the number of settings, the censored settings and the pair counts
+        (NaN τ with fewer than 2 distinct knob values).
+    """
+    n_boot, alpha, rule = _check_neps_args(n_boot, alpha, rule)
     aggregate = _check_aggregate(aggregate)
     knobs = [knob] + [k for k in _as_knobs(knobs) if k != knob]
     d = _prepare(df, metric, knobs)
@@ -255,28 +358,8 @@ def ratio_trend(
     k = seeds.size
     rng = as_generator(random_state)
     idx = rng.integers(0, k, size=(n_boot, k)) if k >= 2 else None
-    xs, point, boot, censored = [], [], [], []
-    with _quiet():
-        for _sid, g in d.groupby("setting_id", sort=True):
-            xv = pd.to_numeric(g[knob], errors="coerce").iloc[0]
-            if pd.isna(xv):
-                continue
-            res = []
-            for lab in (offline, online):
-                gg = g[g[by] == lab]
-                if gg.empty:
-                    res.append((np.nan, np.full(n_boot, np.nan) if idx is not None else None, np.nan))
-                    continue
-                mat, grid, _ = _seed_matrix(gg, seeds=seeds)
-                p, b = _neps_point_and_boot(mat, grid, eps, rule, idx, aggregate)
-                res.append((np.inf if np.isnan(p) else p, b, float(grid.max())))
-            (p_off, b_off, m_off), (p_on, b_on, m_on) = res
-            xs.append(float(xv))
-            point.append((p_off, p_on, m_off, m_on))
-            boot.append((b_off, b_on))
-            miss = [lab for lab, p in (("offline", p_off), ("online", p_on)) if np.isinf(p)]
-            if miss:
-                censored.append((_py(xv), "both" if len(miss) == 2 else miss[0]))
+    xs, point, boot, censored = _trend_points(d, knob, by, (offline, online), seeds, eps, rule, idx, aggregate,
+                                              n_boot)
     x = np.asarray(xs)
     nan = float("nan")
     if x.size < 2 or np.unique(x).size < 2:
@@ -287,8 +370,9 @@ def ratio_trend(
     pairs = tuple(int(v) for v in _censored_kendall(x, iv, counts=True))
     lo = hi = nan
     if idx is not None:
-        B_off = np.stack([b[0] for b in boot], axis=-1)  # (n_boot, m)
-        B_on = np.stack([b[1] for b in boot], axis=-1)
+        # with resamples every route has its (n_boot,) replicates (a route without rows: NaN)
+        B_off = np.stack([_replicates(b[0]) for b in boot], axis=-1)  # (n_boot, m)
+        B_on = np.stack([_replicates(b[1]) for b in boot], axis=-1)
         taus = _censored_kendall(x, _ratio_intervals(B_off, B_on, P[2], P[3]))
         lo, hi = percentile_ci(taus, alpha)
     return RatioTrend(knob, tau, lo, hi, int(x.size), n_boot, aggregate, tuple(sorted(censored)), alpha, pairs)

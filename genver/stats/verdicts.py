@@ -48,7 +48,25 @@ RATIO_TREND = re.compile(r"^\s*(increasing|decreasing)\s+in\s+(\S+)\s*$")
 
 def parse_comparison(text: str) -> tuple[str, float] | None:
     """``"≥ 2.5"`` -> ``("ge", 2.5)`` (:data:`COMPARISONS`); None when ``text`` is not ``OP C``
-    with a finite number ``C``."""
+    with a finite number ``C``.
+
+    Parameters
+    ----------
+    text : str
+        The expectation, ``OP C``.
+
+    Returns
+    -------
+    tuple of (str, float) or None
+        The operator's code and ``C``.
+
+    Examples
+    --------
+    >>> parse_comparison("≥ 2.5")
+    ('ge', 2.5)
+    >>> parse_comparison(">= 1e3"), parse_comparison("> inf"), parse_comparison("about 2")
+    (('ge', 1000.0), None, None)
+    """
     m = RATIO_COMPARISON.match(text)
     if not m:
         return None
@@ -82,8 +100,22 @@ def gap_verdict(ratio_df: pd.DataFrame, expect: str, value_col: str = "ratio", *
     * ``"> C"`` / ``"< C"``: every row is significantly above / below ``C``: ``ratio_lo > C``
       / ``ratio_hi < C`` (NaN CI: fails unless a bound or exact ratio settles it).
 
-    Returns a :class:`Verdict` (``passed``, ``message``, ``statistic``: Spearman ρ for trends,
-    the fraction of passing rows otherwise).
+    Parameters
+    ----------
+    ratio_df : pandas.DataFrame
+        A table from :func:`efficiency_ratio`.
+    expect : str
+        The expectation (above).
+    value_col : str
+        The ratio column.
+    trend : RatioTrend or None
+        The trend of the same results, for ``increasing`` / ``decreasing``.
+
+    Returns
+    -------
+    Verdict
+        ``passed``, ``message``, ``statistic`` (Kendall τ with ``trend``, Spearman ρ for a bare
+        trend, the fraction of passing rows otherwise).
     """
     if not isinstance(ratio_df, pd.DataFrame) or value_col not in ratio_df.columns:
         return Verdict(False, f"no '{value_col}' column to judge")
@@ -159,13 +191,44 @@ def _comparison_verdict(d: pd.DataFrame, kind: pd.Series, value_col: str, expect
 
 def censored_text(censored, knob: str) -> str:
     """``"H=5 (offline), H=6 (both)"``: the settings whose route(s) do not reach ε by the largest
-    ``n`` (:attr:`RatioTrend.censored`, or :func:`censored_settings`)."""
+    ``n`` (:attr:`RatioTrend.censored`, or :func:`censored_settings`).
+
+    Parameters
+    ----------
+    censored : sequence of (value, str)
+        ``(knob value, "offline" | "online" | "both")`` pairs.
+    knob : str
+        The knob's name.
+
+    Returns
+    -------
+    str
+        One comma-separated line (empty for no pair).
+
+    Examples
+    --------
+    >>> censored_text([(5, "offline"), (6, "both")], "H")
+    'H=5 (offline), H=6 (both)'
+    """
     return ", ".join(f"{knob}={v} ({what})" for v, what in censored)
 
 
 def censored_settings(ratio_df: pd.DataFrame, knob: str) -> tuple:
     """``((knob value, "offline" | "online" | "both"), ...)``: the rows of a ratio table whose
-    route(s) do not reach ε by the largest ``n`` (sorted by the knob)."""
+    route(s) do not reach ε by the largest ``n`` (sorted by the knob).
+
+    Parameters
+    ----------
+    ratio_df : pandas.DataFrame
+        A table from :func:`efficiency_ratio`.
+    knob : str
+        The knob column.
+
+    Returns
+    -------
+    tuple
+        The censored settings (empty without the knob column or rows).
+    """
     if ratio_df is None or ratio_df.empty or knob not in ratio_df.columns:
         return ()
     out = []
