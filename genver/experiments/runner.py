@@ -203,6 +203,7 @@ def _check_versions(store, man: dict, current: dict, allow: bool) -> bool:
         diff = [k for k in PROVENANCE_PACKAGES if last["versions"].get(k) != current["versions"].get(k)]
         if last.get("git_commit") != current.get("git_commit"):
             diff.append("git commit")
+        log.info("%s: resume refused: %s changed since the run was written", store.root, ", ".join(diff))
         raise ValueError(f"{store.root}: was written with {_describe_provenance(last)}; this is "
                          f"{_describe_provenance(current)} ({', '.join(diff)} changed): resuming would mix results "
                          f"of different code; use a new --out, or pass --allow-version-change (the manifest then "

@@ -41,7 +41,8 @@ unit, the others are rewritten without it (or removed when nothing is left).
 
 **Provenance.** A shard written by the runner carries, under ``genver_provenance`` (JSON), the
 package versions and git commit that wrote it, the spec, its hash and the ``--smoke`` flag:
-enough for :func:`genver.experiments.runner.repair` to rebuild a lost ``manifest.json``.
+enough for :func:`genver.experiments.runner.repair` to rebuild a lost ``manifest.json``
+(:mod:`genver.experiments.provenance`).
 
 Files are created with the permissions the umask allows (``0o666 & ~umask``), as ``open``
 would create them (:func:`genver.atomic.file_mode`).
@@ -55,12 +56,12 @@ import logging
 import os
 import pathlib
 import re
-import subprocess
 
 import pandas as pd
 
 from ..atomic import atomic_write_bytes
 from .lock import LOCK_NAME, STALE_LOCK_S, LockedError, RunLock, now_iso
+from .provenance import PROVENANCE_KEY, git_commit, package_versions, read_provenance
 
 __all__ = ["ResultStore", "RunLock", "LockedError", "DuplicateUnitsError", "parquet_bytes",
            "package_versions", "git_commit", "read_provenance", "now_iso", "LOCK_NAME", "STALE_LOCK_S",
@@ -73,7 +74,6 @@ ROW_ORDER = ("setting_id", "seed", "n", "estimator", "metric")
 
 _BATCH = re.compile(r"^batch-(?P<sid>[0-9a-f]{10})__seed(?P<seed>\d+)-(?P<n>\d+)-(?P<hash>[0-9a-f]{12})\.parquet$")
 UNITS_KEY = b"genver_units"  # Parquet key-value metadata of a batch shard: JSON [[sid, seed], ...]
-PROVENANCE_KEY = b"genver_provenance"  # JSON: versions, git_commit, spec, spec_hash, smoke of the writer
 
 
 class DuplicateUnitsError(ValueError):
@@ -118,65 +118,6 @@ def parquet_bytes(df: pd.DataFrame, metadata: dict | None = None) -> bytes:
 
 def _atomic_parquet(df: pd.DataFrame, path: pathlib.Path) -> None:
     atomic_write_bytes(path, parquet_bytes(df))
-
-
-def package_versions() -> dict:
-    """The versions a results directory records (manifest and shards).
-
-    Returns
-    -------
-    dict
-        ``{package: version}`` of genver, Python, numpy, scipy, numba, pandas and pyarrow.
-    """
-    import platform
-
-    import numba
-    import numpy
-    import pyarrow
-    import scipy
-
-    from .. import __version__
-    return {"genver": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
-            "scipy": scipy.__version__, "numba": numba.__version__, "pandas": pd.__version__,
-            "pyarrow": pyarrow.__version__}
-
-
-def git_commit() -> str | None:
-    """The git commit of the genver checkout this code runs from.
-
-    Returns
-    -------
-    str or None
-        ``git rev-parse HEAD`` beside this file; None outside a git checkout (an installed wheel).
-    """
-    try:
-        here = pathlib.Path(__file__).resolve().parent
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def read_provenance(path) -> dict | None:
-    """The ``genver_provenance`` of a shard (see the module docstring).
-
-    Parameters
-    ----------
-    path : str or path-like
-        The shard's file.
-
-    Returns
-    -------
-    dict or None
-        Versions, git commit, spec, spec hash and ``--smoke`` flag of the run that wrote it;
-        None when the file is unreadable or was written without.
-    """
-    import pyarrow.parquet as pq
-    try:
-        raw = (pq.read_metadata(path).metadata or {}).get(PROVENANCE_KEY)
-        return None if raw is None else json.loads(raw)
-    except Exception:  # noqa: BLE001 - unreadable counts as absent
-        return None
 
 
 def _read_units(path: pathlib.Path, batch) -> list[tuple[str, int]] | None:
