@@ -20,13 +20,17 @@ numba on one thread (as in the local pool; start workers with ``--nthreads 1``),
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import threading
 import uuid
 from concurrent.futures import CancelledError
+from typing import Any
 
 from ..runcache import RunCache
 from .executors import Executor, ExecutorError, _probe, _run_batch, compare_versions, runtime_versions
+
+log = logging.getLogger(__name__)
 
 __all__ = ["DaskExecutor", "CONNECT_TIMEOUT_S", "PROBE_TIMEOUT_S", "TARGET_TASK_S", "RETRIES", "LOCAL_CLUSTER_CONFIG"]
 
@@ -67,7 +71,8 @@ class DaskExecutor(Executor):
             raise ValueError("DaskExecutor: give exactly one of scheduler= and local_workers=")
         self.scheduler, self.local_workers = scheduler, local_workers
         self.timeout = CONNECT_TIMEOUT_S if connect_timeout is None else connect_timeout
-        self.cluster = self.client = None
+        self.cluster: Any = None
+        self.client: Any = None
         self.versions = runtime_versions()
         distributed = _import_distributed()
         try:
@@ -186,21 +191,51 @@ class DaskExecutor(Executor):
                 raise ExecutorError(msg)
 
     def threads(self) -> int:
+        """The worker threads the cluster has now (at least 1).
+
+        Returns
+        -------
+        int
+            The sum of every worker's threads.
+        """
         return max(1, sum(self.client.nthreads().values()))
 
     def describe(self) -> str:
+        """The executor in words, as the manifest records it.
+
+        Returns
+        -------
+        str
+            E.g. ``dask-local (LocalCluster on 127.0.0.1, 2 workers, 2 threads)``.
+        """
         where = "LocalCluster on 127.0.0.1" if self.cluster is not None else self.client.scheduler.address
         n = len(self.client.nthreads())
         return f"{self.name} ({where}, {n} workers, {self.threads()} threads)"
 
     def map(self, spec, units, cache: RunCache | None = None):  # each task has its own cache (_run_batch)
+        """Run the units on the cluster in tasks of about :data:`TARGET_TASK_S` seconds.
+
+        Parameters
+        ----------
+        spec : genver.experiments.spec.Spec
+            The sweep.
+        units : list of tuple
+            ``(setting_id, params, seed)`` of each unit to run.
+        cache : genver.runcache.RunCache, optional
+            Not used: each task has its own (see :func:`~genver.experiments.executors._run_batch`).
+
+        Yields
+        ------
+        tuple
+            ``(setting_id, seed, table)`` as units finish, in any order.
+        """
         from distributed import as_completed
         from distributed.scheduler import KilledWorker
         if not units:
             return
         # seed-major order: every batch mixes the settings, so its cost is about proportional to its
         # size even when some settings are much slower than others (the order changes no number)
-        rank = {}
+        rank: dict = {}
         queue = sorted(units, key=lambda u: (u[2], rank.setdefault(u[0], len(rank))))
         threads = self.threads()
         token = uuid.uuid4().hex[:8]
@@ -224,10 +259,11 @@ class DaskExecutor(Executor):
             k = batch_size()
             batch, queue[:k] = queue[:k], []
             count += 1
+            log.debug("dask: task %d submitted with %d unit(s), %d still queued", count, len(batch), len(queue))
             return self.client.submit(_run_batch, spec, batch, self.versions, key=f"genver-units-{token}-{count}",
                                       pure=False, retries=RETRIES)
 
-        in_flight = set()
+        in_flight: set = set()
         try:
             while queue and len(in_flight) < 2 * threads:
                 in_flight.add(submit())
@@ -257,6 +293,7 @@ class DaskExecutor(Executor):
                 self.client.cancel(list(in_flight), force=True)
 
     def close(self) -> None:
+        """Close the client and, for ``dask-local``, the cluster (best effort; idempotent)."""
         for obj in (self.client, self.cluster):
             if obj is not None:
                 try:

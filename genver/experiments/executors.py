@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import logging
 import multiprocessing as mp
 import os
 import pathlib
@@ -34,6 +35,8 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 from ..runcache import RunCache
 from .cells import unit_columns
+
+log = logging.getLogger(__name__)
 
 __all__ = ["EXECUTORS", "Executor", "ExecutorError", "InProcessExecutor", "ThreadUnitExecutor",
            "ProcessPoolUnitExecutor", "make_executor", "runtime_versions", "compare_versions"]
@@ -84,7 +87,14 @@ def _genver_source_hash() -> str:
 
 
 def runtime_versions() -> dict:
-    """Versions of what decides a unit's numbers (and what must unpickle on both sides)."""
+    """Versions of what decides a unit's numbers (and what must unpickle on both sides).
+
+    Returns
+    -------
+    dict
+        genver, its source hash, Python (major.minor), numpy, scipy, numba, pandas, dask and
+        distributed (None when not installed).
+    """
     global _VERSIONS
     if _VERSIONS is None:
         import platform
@@ -103,7 +113,20 @@ def runtime_versions() -> dict:
 
 
 def compare_versions(client: dict, worker: dict, where: str) -> str | None:
-    """The first mismatch between two :func:`runtime_versions` dicts as one sentence, else None."""
+    """The first mismatch between two :func:`runtime_versions` dicts.
+
+    Parameters
+    ----------
+    client, worker : dict
+        The versions of this process and of a worker.
+    where : str
+        The worker, as the message names it.
+
+    Returns
+    -------
+    str or None
+        One sentence naming the package and both versions; None when they agree.
+    """
     for k in CHECKED_PACKAGES:
         a, b = client.get(k), worker.get(k)
         if a != b:
@@ -223,12 +246,36 @@ class Executor:
         return False
 
     def close(self) -> None:
-        pass
+        """Release the executor's workers (a no-op for the in-process executors)."""
 
     def describe(self) -> str:
+        """The executor in words, as the manifest records it.
+
+        Returns
+        -------
+        str
+            E.g. ``local``, ``threads (4)``, ``local (4 processes)``.
+        """
         return self.name
 
     def map(self, spec, units: list, cache: RunCache | None = None) -> Iterator[tuple]:  # pragma: no cover
+        """Run the units.
+
+        Parameters
+        ----------
+        spec : genver.experiments.spec.Spec
+            The sweep.
+        units : list of tuple
+            ``(setting_id, params, seed)`` of each unit to run.
+        cache : genver.runcache.RunCache, optional
+            The run's cache for the units run in this process (None: a new one).
+
+        Yields
+        ------
+        tuple
+            ``(setting_id, seed, table)`` as units finish (``table``:
+            :func:`~genver.experiments.cells.unit_columns`).
+        """
         raise NotImplementedError
 
 
@@ -238,6 +285,22 @@ class InProcessExecutor(Executor):
     name = "local"
 
     def map(self, spec, units, cache: RunCache | None = None):
+        """Run the units (see :meth:`Executor.map`).
+
+        Parameters
+        ----------
+        spec : genver.experiments.spec.Spec
+            The sweep.
+        units : list of tuple
+            ``(setting_id, params, seed)`` of each unit to run.
+        cache : genver.runcache.RunCache, optional
+            The run's cache (None: a new one).
+
+        Yields
+        ------
+        tuple
+            ``(setting_id, seed, table)`` as units finish, in order.
+        """
         cache = RunCache() if cache is None else cache
         for sid, params, seed in units:
             yield sid, seed, unit_columns(spec, params, sid, seed, cache=cache)
@@ -261,9 +324,32 @@ class ThreadUnitExecutor(Executor):
         self.workers = workers
 
     def describe(self) -> str:
+        """The executor in words, as the manifest records it.
+
+        Returns
+        -------
+        str
+            ``threads (WORKERS)``.
+        """
         return f"threads ({self.workers})"
 
     def map(self, spec, units, cache: RunCache | None = None):
+        """Run the units (see :meth:`Executor.map`).
+
+        Parameters
+        ----------
+        spec : genver.experiments.spec.Spec
+            The sweep.
+        units : list of tuple
+            ``(setting_id, params, seed)`` of each unit to run.
+        cache : genver.runcache.RunCache, optional
+            The run's cache, shared by the threads (None: a new one).
+
+        Yields
+        ------
+        tuple
+            ``(setting_id, seed, table)`` as units finish.
+        """
         import queue
 
         from .. import _kernels
@@ -271,10 +357,13 @@ class ThreadUnitExecutor(Executor):
         by_seed: dict = {}
         for u in units:
             by_seed.setdefault(u[2], []).append(u)
-        todo = queue.SimpleQueue()
+        todo: queue.SimpleQueue = queue.SimpleQueue()
         for group in by_seed.values():
             todo.put(group)
-        done = queue.SimpleQueue()
+        done: queue.SimpleQueue = queue.SimpleQueue()
+        if self.workers > len(by_seed):
+            log.info("threads: %d threads asked for, %d used: a thread runs the units of one seed in order, and %d "
+                     "seed(s) have units to run", self.workers, len(by_seed), len(by_seed))
         stop = threading.Event()
 
         def work():
@@ -329,10 +418,34 @@ class ProcessPoolUnitExecutor(Executor):
         self.workers = workers
 
     def describe(self) -> str:
+        """The executor in words, as the manifest records it.
+
+        Returns
+        -------
+        str
+            ``local (WORKERS processes)``.
+        """
         return f"local ({self.workers} processes)"
 
     def map(self, spec, units, cache: RunCache | None = None):
+        """Run the units (see :meth:`Executor.map`).
+
+        Parameters
+        ----------
+        spec : genver.experiments.spec.Spec
+            The sweep.
+        units : list of tuple
+            ``(setting_id, params, seed)`` of each unit to run.
+        cache : genver.runcache.RunCache, optional
+            The run's cache, for a single unit run in this process (each worker has its own).
+
+        Yields
+        ------
+        tuple
+            ``(setting_id, seed, table)`` as units finish.
+        """
         if len(units) <= 1:
+            log.info("local: %d unit to run: in this process, no pool started", len(units))
             yield from InProcessExecutor().map(spec, units, cache)
             return
         ctx = mp.get_context("spawn")
@@ -367,16 +480,41 @@ def _end_pool(pool: ProcessPoolExecutor, timeout: float = 5.0) -> None:
             p.join(1.0)
 
 
-
-
 def make_executor(executor: str = "local", *, workers: int = 1, scheduler: str | None = None) -> Executor:
-    """The executor for ``genver run --executor``; Dask ones connect and check here."""
+    """The executor for ``genver run --executor``; Dask ones connect and check here. The choice
+    is logged (INFO) with its workers.
+
+    Parameters
+    ----------
+    executor : str
+        One of :data:`EXECUTORS`.
+    workers : int
+        Processes (``local``, ``dask-local``) or threads (``threads``); 1 for ``dask``, whose
+        workers are set where the cluster starts.
+    scheduler : str, optional
+        The Dask scheduler's address (``tcp://HOST:PORT``), for ``executor="dask"`` only.
+
+    Returns
+    -------
+    Executor
+        ``local`` with one worker: :class:`InProcessExecutor`; with more:
+        :class:`ProcessPoolUnitExecutor`; ``threads``: :class:`ThreadUnitExecutor`; ``dask`` and
+        ``dask-local``: :class:`~genver.experiments.dask_executor.DaskExecutor`.
+    """
     if executor not in EXECUTORS:
         raise ValueError(f"--executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     if scheduler is not None and executor != "dask":
         raise ValueError("--scheduler is only for --executor dask")
+    ex = _new_executor(executor, workers, scheduler)
+    if log.isEnabledFor(logging.INFO):  # describe() asks a Dask cluster for its workers
+        log.info("executor chosen: %s, from --executor %s --workers %d", ex.describe(), executor, workers)
+    return ex
+
+
+def _new_executor(executor: str, workers: int, scheduler: str | None) -> Executor:
+    """The executor of :func:`make_executor` (arguments already checked)."""
     from .dask_executor import DaskExecutor
     if executor == "dask":
         if scheduler is None:

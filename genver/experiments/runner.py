@@ -36,16 +36,20 @@ Progress goes to stderr: cells done / total, rate, ETA.
 """
 from __future__ import annotations
 
+import logging
 import math
 import signal
 import sys
 import time
+from collections.abc import Callable
 from contextlib import closing
+from typing import Any, cast
 
 import pandas as pd
 
 from ..runcache import RunCache
 from .cells import make_instance
+from .diagnostics import warn_degenerate_setup
 from .executors import make_executor
 from .generators import describe
 from .memory import check_memory
@@ -55,6 +59,8 @@ from .store import LOCK_NAME, ResultStore, RunLock, git_commit, now_iso, package
 
 __all__ = ["run", "repair", "Progress", "Interrupted", "FLUSH_SECONDS", "PROVENANCE_PACKAGES",
            "expected_units"]
+
+log = logging.getLogger(__name__)
 
 #: a resumed run refuses to mix results of other versions of these packages (or another commit)
 PROVENANCE_PACKAGES = ("genver", "numpy", "scipy", "numba")
@@ -67,6 +73,7 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, message: str = "", signum: int = signal.SIGINT):
         super().__init__(message)
         self.signum = int(signum)
+
 
 #: finished units are buffered and written as one shard once this much wall time has passed
 #: since the last write (and at the end, on Ctrl-C and on errors): the most work a SIGKILL loses
@@ -89,6 +96,13 @@ class Progress:
         self.done0, self.t0 = self.done, time.perf_counter()
 
     def update(self, k: int) -> None:
+        """Count ``k`` more finished cells and redraw the bar.
+
+        Parameters
+        ----------
+        k : int
+            Cells finished since the last update.
+        """
         self.done += k
         if not self.enabled or (k == 0 and self.done < self.total):
             return
@@ -114,7 +128,7 @@ def settings_table(spec: Spec, *, cache: RunCache | None = None) -> pd.DataFrame
     for p in spec.settings():
         inst = make_instance(spec.generator, p, spec.root_seed, 0, cache=cache)
         rows.append({"experiment": spec.name, "setting_id": setting_id(p), **{k: p[k] for k in spec.knobs},
-                     **(inst.describe() if getattr(inst, "sampled", False) else describe(inst))})
+                     **(cast(Any, inst).describe() if getattr(inst, "sampled", False) else describe(inst))})
     return pd.DataFrame(rows)
 
 
@@ -189,6 +203,7 @@ def _check_versions(store, man: dict, current: dict, allow: bool) -> bool:
         diff = [k for k in PROVENANCE_PACKAGES if last["versions"].get(k) != current["versions"].get(k)]
         if last.get("git_commit") != current.get("git_commit"):
             diff.append("git commit")
+        log.info("%s: resume refused: %s changed since the run was written", store.root, ", ".join(diff))
         raise ValueError(f"{store.root}: was written with {_describe_provenance(last)}; this is "
                          f"{_describe_provenance(current)} ({', '.join(diff)} changed): resuming would mix results "
                          f"of different code; use a new --out, or pass --allow-version-change (the manifest then "
@@ -197,7 +212,18 @@ def _check_versions(store, man: dict, current: dict, allow: bool) -> bool:
 
 
 def expected_units(spec: Spec) -> set:
-    """Every ``(setting_id, seed)`` unit of the spec."""
+    """Every unit of the spec.
+
+    Parameters
+    ----------
+    spec : genver.experiments.spec.Spec
+        A parsed spec.
+
+    Returns
+    -------
+    set
+        ``{(setting_id, seed), ...}``: each setting with each seed ``0 … seeds − 1``.
+    """
     sids = [setting_id(p) for p in spec.settings()]
     return {(sid, s) for s in range(spec.seeds) for sid in sids}
 
@@ -205,17 +231,59 @@ def expected_units(spec: Spec) -> set:
 def run(spec_path, out, *, workers: int = 1, resume: bool = False, smoke: bool = False,
         progress: bool = True, stream=None, executor: str = "local", scheduler: str | None = None,
         device: str = "auto", flush_seconds: float | None = None, allow_version_change: bool = False,
-        memory_limit=None) -> dict:
-    """Run (or resume) a sweep; returns a summary dict. Raises ``ValueError`` on bad input
-    (including :class:`~genver.experiments.executors.ExecutorError`: an unreachable scheduler,
-    version mismatches; :class:`~genver.experiments.store.LockedError`: another run writes to
-    ``out``), before anything is written or any unit runs. ``device`` is where neural
-    estimators train (``auto``: CUDA when available); it is recorded in the manifest.
-    ``flush_seconds`` (default :data:`FLUSH_SECONDS`): finished units are written together once
-    this much wall time has passed since the last write (0: each unit as it finishes).
-    ``allow_version_change``: resume a run written by other versions (see the module docstring).
-    ``memory_limit``: bytes or a size like ``"8G"`` instead of the available memory. The run's
-    memos live in one :class:`~genver.runcache.RunCache`, dropped when it returns or raises."""
+        memory_limit=None, events: Callable[[dict], None] | None = None) -> dict:
+    """Run (or resume) a sweep into a results directory.
+
+    Everything is checked before anything is written or any unit runs; bad input raises
+    ``ValueError`` (including :class:`~genver.experiments.executors.ExecutorError`: an
+    unreachable scheduler, version mismatches; :class:`~genver.experiments.store.LockedError`:
+    another run writes to ``out``). A degenerate but legal spec (one seed) runs with a
+    :class:`~genver.experiments.diagnostics.DegenerateSetupWarning`. The run's memos live in one
+    :class:`~genver.runcache.RunCache`, dropped when it returns or raises.
+
+    Parameters
+    ----------
+    spec_path : str or path-like
+        The spec's TOML file.
+    out : str or path-like
+        The results directory: new (or empty), or, with ``resume``, one this spec started.
+    workers : int
+        Worker processes (``local``, ``dask-local``) or threads (``threads``); ``>= 1``.
+    resume : bool
+        Continue the run in ``out``, skipping the units its shards hold.
+    smoke : bool
+        Run the spec's small ``[smoke]`` version.
+    progress : bool
+        Draw the progress bar (:class:`Progress`) on ``stream``.
+    stream : file-like, optional
+        Where the progress bar and notes go (default stderr).
+    executor : str
+        ``"local"``, ``"threads"``, ``"dask-local"`` or ``"dask"`` (see
+        :mod:`genver.experiments.executors`).
+    scheduler : str, optional
+        The Dask scheduler's address (``tcp://HOST:PORT``), for ``executor="dask"``.
+    device : str
+        Where neural estimators train: ``"auto"`` (CUDA when available), ``"cpu"`` or
+        ``"cuda"``; recorded in the manifest.
+    flush_seconds : float, optional
+        Finished units are written together once this much wall time has passed since the last
+        write (default :data:`FLUSH_SECONDS`; 0: each unit as it finishes).
+    allow_version_change : bool
+        Resume a run written by other versions or another commit (see the module docstring).
+    memory_limit : int or str, optional
+        Bytes or a size like ``"8G"`` (``"off"``: no check) instead of the available memory.
+    events : callable, optional
+        Called with one dict per event (``genver run --json``): ``{"event": "start", ...}``
+        before the first unit, ``{"event": "progress", "done", "total", "units_done",
+        "units_total", "elapsed_s"}`` after each finished unit (``done`` / ``total`` count
+        cells), ``{"event": "done", "out", "wall_s", ...}`` at the end.
+
+    Returns
+    -------
+    dict
+        ``out`` (the directory), ``units`` and ``cells`` (of the whole run), ``units_run`` (by
+        this call), ``seconds`` (its wall time) and ``executor`` (its description).
+    """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     flush_seconds = FLUSH_SECONDS if flush_seconds is None else float(flush_seconds)
@@ -230,12 +298,13 @@ def run(spec_path, out, *, workers: int = 1, resume: bool = False, smoke: bool =
         raise ValueError(f"{store.root}: exists and is not a directory; give --out a new or results directory")
     if _has_content(store.root) and not resume:
         raise ValueError(f"{store.root}: directory is not empty; use --resume to continue a run, or another --out")
+    warn_degenerate_setup(spec)
     with make_executor(executor, workers=workers, scheduler=scheduler) as ex:
         store.root.mkdir(parents=True, exist_ok=True)
         with RunLock(store.root) as lock:
             return _run_locked(spec, spec_path, store, lock, ex, resume=resume, smoke=smoke, progress=progress,
                                stream=stream, flush_seconds=flush_seconds, allow_version_change=allow_version_change,
-                               cache=RunCache())
+                               cache=RunCache(), events=events)
 
 
 def _start_manifest(store, spec, spec_path, *, resume, exists, smoke, allow_version_change, n_units, err) -> None:
@@ -246,9 +315,10 @@ def _start_manifest(store, spec, spec_path, *, resume, exists, smoke, allow_vers
     if resume and exists:
         man = store.read_manifest()
         if man.get("spec_hash") != spec.hash():
+            diff = _first_difference(man.get("spec", {}), spec.raw["spec"], man.get("smoke"), smoke)
+            log.info("%s: resume refused: the spec differs (%s)", store.root, diff)
             raise ValueError(f"{store.root}: was started with a different spec (or --smoke setting); refusing to mix "
-                             "results: "
-                             f"{_first_difference(man.get('spec', {}), spec.raw['spec'], man.get('smoke'), smoke)}")
+                             f"results: {diff}")
         if _check_versions(store, man, current, allow_version_change):
             man["contributors"] = _contributors(man) + [current]
             print(f"genver: {store.root}: continuing with {_describe_provenance(current)} "
@@ -264,8 +334,53 @@ def _start_manifest(store, spec, spec_path, *, resume, exists, smoke, allow_vers
                         "spec_hash": spec.hash(), "spec_path": str(spec_path)}
 
 
+class _UnitSink:
+    """Finished units on their way to the store: buffered and written as one shard once
+    ``flush_seconds`` have passed since the last write (:meth:`flush` writes the rest), each
+    written once whatever reran it, counted on the progress bar and in the ``progress`` events."""
+
+    def __init__(self, store, lock, bar: Progress, flush_seconds: float, per: int, units_before: int,
+                 n_units: int, events):
+        self.store, self.lock, self.bar, self.flush_seconds, self.per = store, lock, bar, flush_seconds, per
+        self.units_before, self.n_units, self.events = units_before, n_units, events
+        self.seen: set = set()
+        self.buffered: list = []  # finished units not yet written: (sid, seed, table)
+        self.t0 = self.last_write = time.perf_counter()
+
+    def add(self, sid: str, seed: int, table) -> None:
+        if (sid, seed) in self.seen:
+            return  # a unit is written once, whatever reran it
+        self.seen.add((sid, seed))
+        self.buffered.append((sid, seed, table))
+        if time.perf_counter() - self.last_write >= self.flush_seconds:
+            self.flush()
+        self.bar.update(self.per)
+        if self.events is not None:
+            self.events({"event": "progress", "done": self.bar.done, "total": self.bar.total,
+                         "units_done": self.units_before + len(self.seen), "units_total": self.n_units,
+                         "elapsed_s": round(time.perf_counter() - self.t0, 3)})
+
+    def flush(self) -> None:
+        if self.buffered:
+            self.store.write_batch(self.buffered)
+            self.buffered.clear()  # only once written: a failed or interrupted write is retried
+            self.lock.touch()  # the holder is alive (stale-lock detection across hosts)
+        self.last_write = time.perf_counter()
+
+
+def _prepare_store(store, spec, settings, cache, err) -> None:
+    """Remove what a killed run left (temporary files, unreadable shards: their units run
+    again), repair units written twice, and write the settings table if missing."""
+    for name in store.prepare():
+        print(f"genver: {store.root}: shard {name} was unreadable and is removed; its units run again", file=err)
+    for line in store.repair_duplicates():
+        print(f"genver: {store.root}: {line}", file=err)
+    if not (store.root / "settings.parquet").exists():
+        store.write_settings(settings_table(spec, cache=cache))
+
+
 def _run_locked(spec, spec_path, store, lock, ex, *, resume, smoke, progress, stream, flush_seconds,
-                allow_version_change, cache: RunCache) -> dict:
+                allow_version_change, cache: RunCache, events) -> dict:
     """The part of :func:`run` that holds the directory's lock."""
     err = stream or sys.stderr
     exists = _has_content(store.root)  # again, under the lock: another run may have written meanwhile
@@ -275,78 +390,83 @@ def _run_locked(spec, spec_path, store, lock, ex, *, resume, smoke, progress, st
     n_units = spec.seeds * len(settings)
     _start_manifest(store, spec, spec_path, resume=resume, exists=exists, smoke=smoke,
                     allow_version_change=allow_version_change, n_units=n_units, err=err)
-    for name in store.prepare():
-        print(f"genver: {store.root}: shard {name} was unreadable and is removed; its units run again", file=err)
-    for line in store.repair_duplicates():
-        print(f"genver: {store.root}: {line}", file=err)
-    if not (store.root / "settings.parquet").exists():
-        store.write_settings(settings_table(spec, cache=cache))
+    _prepare_store(store, spec, settings, cache, err)
     # seed-major: the settings of one seed run one after another, sharing that seed's stream and
     # nested classes through the run's cache while they are fresh; only the units still to do are listed
     done = store.done_units()
     todo = [(sid, p, s) for s in range(spec.seeds) for sid, p in settings if (sid, s) not in done]
+    if resume and exists:
+        log.info("%s: resuming: %d of %d units already done (skipped), %d to run", store.root,
+                 n_units - len(todo), n_units, len(todo))
     per = spec.n_cells_per_unit
     bar = Progress(n_units * per, stream=stream, enabled=progress and bool(todo))
     bar.done = (n_units - len(todo)) * per  # a resume's finished cells: shown, not in the rate
     bar.start()  # a no-op resume prints no bar (genver run says "nothing to do")
-    t0 = time.perf_counter()
-    seen = set()
-    buffered = []  # finished units not yet written: (sid, seed, table)
-    last_write = t0
+    if events is not None:
+        events({"event": "start", "spec": spec.name, "out": str(store.root), "executor": ex.describe(),
+                "units_total": n_units, "units_todo": len(todo), "cells_total": n_units * per,
+                "cells_done": bar.done})
+    sink = _UnitSink(store, lock, bar, flush_seconds, per, n_units - len(todo), n_units, events)
+    _run_units(ex, spec, todo, cache, sink, store, n_units, stream)
+    described = ex.describe()
+    missing = [u for u in todo if (u[0], u[2]) not in sink.seen]
+    if missing:  # an executor that silently dropped units would otherwise leave gaps
+        raise RuntimeError(f"{len(missing)} units came back from no worker; rerun with --resume")
+    wall = time.perf_counter() - sink.t0
+    man = store.read_manifest()
+    man.update(finished=now_iso(), cells_total=n_units * per, units_total=n_units, wall_time_s_last_run=wall,
+               executor_last_run=described, device_last_run=spec.device)
+    store.write_manifest(man)
+    summary = {"out": str(store.root), "units": n_units, "units_run": len(todo), "cells": n_units * per,
+               "seconds": time.perf_counter() - sink.t0, "executor": described}
+    if events is not None:
+        events({"event": "done", "out": summary["out"], "wall_s": round(summary["seconds"], 3),
+                "cells": summary["cells"], "units": n_units, "units_run": len(todo), "executor": described})
+    return summary
 
-    def flush():
-        nonlocal last_write
-        if buffered:
-            store.write_batch(buffered)
-            buffered.clear()  # only once written: a failed or interrupted write is retried
-            lock.touch()  # the holder is alive (stale-lock detection across hosts)
-        last_write = time.perf_counter()
 
+def _run_units(ex, spec, todo: list, cache: RunCache, sink: _UnitSink, store, n_units: int, stream) -> None:
+    """Run the units through the executor into ``sink``; Ctrl-C (or SIGTERM / SIGHUP) and
+    errors write the finished units first."""
     try:
         with closing(ex.map(spec, todo, cache=cache)) as results:
             for sid, seed, table in results:
-                if (sid, seed) in seen:
-                    continue  # a unit is written once, whatever reran it
-                seen.add((sid, seed))
-                buffered.append((sid, seed, table))
-                if time.perf_counter() - last_write >= flush_seconds:
-                    flush()
-                bar.update(per)
-        flush()
+                sink.add(sid, seed, table)
+        sink.flush()
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", signal.SIGINT)
-        flush()  # Ctrl-C (or SIGTERM / SIGHUP) loses no finished unit
+        sink.flush()  # Ctrl-C (or SIGTERM / SIGHUP) loses no finished unit
         n_done = len(store.done_units())
         what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
         raise Interrupted(f"{what}: {n_done}/{n_units} units saved in {store.root}; "
                           f"rerun with --resume to finish", signum) from None
     except BaseException:  # a unit's or worker's error: save the finished units first
         try:
-            flush()
+            sink.flush()
         except Exception as fe:  # noqa: BLE001 - report it, but raise the original error
-            print(f"genver: {len(buffered)} finished units could not be saved: {fe!r}", file=stream or sys.stderr)
+            print(f"genver: {len(sink.buffered)} finished units could not be saved: {fe!r}",
+                  file=stream or sys.stderr)
         raise
-    described = ex.describe()
-    missing = [u for u in todo if (u[0], u[2]) not in seen]
-    if missing:  # an executor that silently dropped units would otherwise leave gaps
-        raise RuntimeError(f"{len(missing)} units came back from no worker; rerun with --resume")
-    man = store.read_manifest()
-    man["finished"] = now_iso()
-    man["cells_total"] = n_units * per
-    man["units_total"] = n_units
-    man["wall_time_s_last_run"] = time.perf_counter() - t0
-    man["executor_last_run"] = described
-    man["device_last_run"] = spec.device
-    store.write_manifest(man)
-    return {"out": str(store.root), "units": n_units, "units_run": len(todo), "cells": n_units * per,
-            "seconds": time.perf_counter() - t0, "executor": described}
 
 
 def repair(root, stream=None) -> dict:
-    """Rebuild a lost ``manifest.json`` (and ``settings.parquet``) of ``root`` from its shards'
-    provenance (spec, hash, ``--smoke`` flag, versions, commit); refuses when the shards come
-    from different specs or carry no provenance, and when ``manifest.json`` exists. Returns the
-    new manifest. Holds the directory's lock."""
+    """Rebuild a lost ``manifest.json`` (and ``settings.parquet``) of a results directory from
+    its shards' provenance (spec, hash, ``--smoke`` flag, versions, commit); refuses (``ValueError``)
+    when the shards come from different specs or carry no provenance, and when
+    ``manifest.json`` exists. Holds the directory's lock.
+
+    Parameters
+    ----------
+    root : str or path-like
+        The results directory.
+    stream : file-like, optional
+        Where the one-line summary goes (default stderr).
+
+    Returns
+    -------
+    dict
+        The new manifest.
+    """
     store = ResultStore(root)
     if not store.root.is_dir():
         raise ValueError(f"{store.root}: not a directory")
@@ -356,11 +476,12 @@ def repair(root, stream=None) -> dict:
         shards = store.shard_units()
         if not shards:
             raise ValueError(f"{store.root}: no readable shards to rebuild the manifest from")
-        provs = {p.name: read_provenance(p) for p in shards}
-        missing = sorted(n for n, v in provs.items() if v is None)
+        read = {p.name: read_provenance(p) for p in shards}
+        missing = sorted(n for n, v in read.items() if v is None)
         if missing:
             raise ValueError(f"{store.root}: shard {missing[0]} (and {len(missing) - 1} more) carries no provenance "
                              f"(written by a genver before shards recorded it); the manifest cannot be rebuilt")
+        provs = {n: v for n, v in read.items() if v is not None}
         hashes = {v["spec_hash"] for v in provs.values()}
         if len(hashes) > 1:
             raise ValueError(f"{store.root}: the shards come from {len(hashes)} different specs; refusing to "

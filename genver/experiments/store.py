@@ -31,16 +31,8 @@ shard's Parquet footer and removes any shard that does not parse or whose unit l
 match its name (a file damaged outside genver), so its units run again. Footers are read once
 per :class:`ResultStore` (cached by file name, size and modification time).
 
-**One writer.** A run holds an exclusive ``fcntl.flock`` on ``DIR/.genver.lock`` (which names
-its PID, host and start time) from before it reads the directory until it ends, however it
-ends: the kernel releases the lock when the process dies, even by SIGKILL. A second run (also
-``--resume``, also ``genver repair``) gets one error naming the holder. The lock is *stale*, and
-taken over, when the lock can be taken (the holder is gone) and the file names this host, or
-names another host and was last touched (the holder touches it at every shard it writes) more
-than :data:`STALE_LOCK_S` ago; a fresh lock file of another host is respected even where
-``flock`` is granted, since ``flock`` need not work across the hosts of a network filesystem.
-Where ``flock`` is not supported at all, the file alone decides: this host and a live PID, or
-another host and a fresh file, hold it.
+**One writer.** A run holds the directory's lock (:class:`~genver.experiments.lock.RunLock`,
+``DIR/.genver.lock``) from before it reads the directory until it ends.
 
 **Each unit once.** :meth:`ResultStore.load` refuses a directory in which a unit appears in two
 shards (naming the unit and the shards: two runs that wrote at once, by an older genver without
@@ -49,42 +41,40 @@ unit, the others are rewritten without it (or removed when nothing is left).
 
 **Provenance.** A shard written by the runner carries, under ``genver_provenance`` (JSON), the
 package versions and git commit that wrote it, the spec, its hash and the ``--smoke`` flag:
-enough for :func:`genver.experiments.runner.repair` to rebuild a lost ``manifest.json``.
+enough for :func:`genver.experiments.runner.repair` to rebuild a lost ``manifest.json``
+(:mod:`genver.experiments.provenance`).
 
 Files are created with the permissions the umask allows (``0o666 & ~umask``), as ``open``
 would create them (:func:`genver.atomic.file_mode`).
 """
 from __future__ import annotations
 
-import errno
 import hashlib
 import itertools
 import json
+import logging
 import os
 import pathlib
 import re
-import socket
-import subprocess
-import time
+from typing import Any
 
 import pandas as pd
 
-from ..atomic import atomic_write_bytes, file_mode
+from ..atomic import atomic_write_bytes
+from .lock import LOCK_NAME, STALE_LOCK_S, LockedError, RunLock, now_iso
+from .provenance import PROVENANCE_KEY, git_commit, package_versions, read_provenance
 
 __all__ = ["ResultStore", "RunLock", "LockedError", "DuplicateUnitsError", "parquet_bytes",
-           "package_versions", "git_commit", "LOCK_NAME", "STALE_LOCK_S", "PROVENANCE_KEY"]
+           "package_versions", "git_commit", "read_provenance", "now_iso", "LOCK_NAME", "STALE_LOCK_S",
+           "PROVENANCE_KEY", "ROW_ORDER", "shards_table"]
+
+log = logging.getLogger(__name__)
+
+#: the order of a results table's rows (columns a table lacks are left out)
+ROW_ORDER = ("setting_id", "seed", "n", "estimator", "metric")
 
 _BATCH = re.compile(r"^batch-(?P<sid>[0-9a-f]{10})__seed(?P<seed>\d+)-(?P<n>\d+)-(?P<hash>[0-9a-f]{12})\.parquet$")
 UNITS_KEY = b"genver_units"  # Parquet key-value metadata of a batch shard: JSON [[sid, seed], ...]
-PROVENANCE_KEY = b"genver_provenance"  # JSON: versions, git_commit, spec, spec_hash, smoke of the writer
-#: the results directory's lock file (see the module docstring)
-LOCK_NAME = ".genver.lock"
-#: a lock file of another host untouched for this long is stale (its holder touches it at every shard)
-STALE_LOCK_S = 3600.0
-
-
-class LockedError(ValueError):
-    """Another genver run holds the results directory."""
 
 
 class DuplicateUnitsError(ValueError):
@@ -102,8 +92,20 @@ def _units_json(units) -> bytes:
 def parquet_bytes(df: pd.DataFrame, metadata: dict | None = None) -> bytes:
     """``df`` as a Parquet file, byte for byte what ``df.to_parquet(path, index=False)`` writes
     (``pa.Table.from_pandas`` without the index, ``attrs`` as pandas stores them, snappy
-    compression), without opening a file through pyarrow; ``metadata`` (bytes or str keys and
-    values) is added to the file's key-value metadata."""
+    compression), without opening a file through pyarrow.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The table.
+    metadata : dict, optional
+        Bytes or str keys and values added to the file's key-value metadata.
+
+    Returns
+    -------
+    bytes
+        The file's contents.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
     table = pa.Table.from_pandas(df, preserve_index=False)
@@ -115,41 +117,31 @@ def parquet_bytes(df: pd.DataFrame, metadata: dict | None = None) -> bytes:
     return buf.getvalue().to_pybytes()
 
 
+def shards_table(files) -> Any:
+    """The rows of the shard ``files``, in their order, as one Arrow table: one
+    ``pyarrow.dataset`` scan with the union of their schemas (a column only some shards have is
+    null elsewhere, as ``pd.concat`` of their frames would make it).
+
+    Parameters
+    ----------
+    files : list of pathlib.Path
+        Shard paths (:meth:`ResultStore.shard_files`).
+
+    Returns
+    -------
+    pyarrow.Table
+        Their rows, file after file.
+    """
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    schema = pa.unify_schemas([pq.read_schema(p) for p in files], promote_options="permissive")
+    return ds.dataset([str(p) for p in files], schema=schema, format="parquet").to_table()
+
+
 def _atomic_parquet(df: pd.DataFrame, path: pathlib.Path) -> None:
     atomic_write_bytes(path, parquet_bytes(df))
-
-
-def package_versions() -> dict:
-    import platform
-
-    import numba
-    import numpy
-    import pyarrow
-    import scipy
-
-    from .. import __version__
-    return {"genver": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
-            "scipy": scipy.__version__, "numba": numba.__version__, "pandas": pd.__version__,
-            "pyarrow": pyarrow.__version__}
-
-
-def git_commit() -> str | None:
-    try:
-        here = pathlib.Path(__file__).resolve().parent
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def read_provenance(path) -> dict | None:
-    """The ``genver_provenance`` of the shard at ``path`` (None: unreadable, or written without)."""
-    import pyarrow.parquet as pq
-    try:
-        raw = (pq.read_metadata(path).metadata or {}).get(PROVENANCE_KEY)
-        return None if raw is None else json.loads(raw)
-    except Exception:  # noqa: BLE001 - unreadable counts as absent
-        return None
 
 
 def _read_units(path: pathlib.Path, batch) -> list[tuple[str, int]] | None:
@@ -192,100 +184,10 @@ def _batch_frame(tables: list) -> pd.DataFrame:
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
-class RunLock:
-    """The exclusive lock of one results directory (see the module docstring): ``acquire()``
-    raises :class:`LockedError` naming the holder's PID and host; ``touch()`` marks the holder
-    as alive; ``release()`` (also on ``with`` exit) empties the file and unlocks it. The file
-    itself stays: removing it would let a run that opened it before the removal and one that
-    creates a new file both hold "the" lock."""
-
-    def __init__(self, root):
-        self.root = pathlib.Path(root)
-        self.path = self.root / LOCK_NAME
-        self.fd = None
-
-    def __enter__(self):
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc):
-        self.release()
-        return False
-
-    def holder(self) -> dict | None:
-        """The holder the lock file names (pid, host, started), or None."""
-        try:
-            text = self.path.read_text()
-            return json.loads(text) if text.strip() else None
-        except (OSError, ValueError):
-            return None
-
-    def _refuse(self, holder: dict | None):
-        who = (f"pid {holder.get('pid')} on host {holder.get('host')}, started {holder.get('started')}"
-               if holder else "a process that has not yet written its name")
-        raise LockedError(f"{self.root}: another genver run is writing here ({who}; lock file {self.path}); "
-                          f"wait for it to finish or use another --out")
-
-    def acquire(self) -> None:
-        import fcntl
-        host = socket.gethostname()
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, file_mode())
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                flock = True
-            except BlockingIOError:
-                self._refuse(self.holder())
-            except OSError as e:
-                if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
-                    raise
-                flock = False  # no flock here (some network filesystems): the file alone decides
-            h = self.holder()
-            if h and h.get("pid") != os.getpid():
-                if h.get("host") == host:
-                    if not flock and _pid_alive(int(h.get("pid", -1))):
-                        self._refuse(h)
-                elif time.time() - os.fstat(fd).st_mtime < STALE_LOCK_S:
-                    self._refuse(h)
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": host, "started": now_iso()}).encode(), 0)
-        except BaseException:
-            os.close(fd)
-            raise
-        self.fd = fd
-
-    def touch(self) -> None:
-        if self.fd is not None:
-            try:
-                os.utime(self.fd)
-            except OSError:
-                pass
-
-    def release(self) -> None:
-        if self.fd is None:
-            return
-        import fcntl
-        try:
-            os.ftruncate(self.fd, 0)
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-        except OSError:
-            pass
-        finally:
-            os.close(self.fd)
-            self.fd = None
-
-
 class ResultStore:
+    """A results directory of ``genver run`` (layout in the module docstring): its manifest, its
+    settings table and its shards. ``root``: the directory (need not exist yet)."""
+
     def __init__(self, root):
         self.root = pathlib.Path(root)
         self.shards = self.root / "shards"
@@ -296,9 +198,18 @@ class ResultStore:
     # -- manifest ----------------------------------------------------------------------
     @property
     def manifest_path(self) -> pathlib.Path:
+        """``DIR/manifest.json``."""
         return self.root / "manifest.json"
 
     def read_manifest(self) -> dict:
+        """The run's manifest; a ``ValueError`` naming the directory when there is none (not a
+        results directory, or a lost manifest that ``genver repair`` can rebuild) or it does not parse.
+
+        Returns
+        -------
+        dict
+            Spec, spec hash, versions, git commit, contributors, start and end times, unit count.
+        """
         if self.root.exists() and not self.root.is_dir():
             raise ValueError(f"{self.root}: not a directory (a results directory of `genver run` is expected)")
         try:
@@ -311,26 +222,48 @@ class ResultStore:
             raise ValueError(f"{self.manifest_path}: unreadable ({e})") from None
 
     def write_manifest(self, manifest: dict) -> None:
+        """Write ``manifest.json`` atomically.
+
+        Parameters
+        ----------
+        manifest : dict
+            The manifest (JSON; keys sorted, values that are not JSON written as ``str``).
+        """
         atomic_write_bytes(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True, default=str).encode())
 
     # -- shards ------------------------------------------------------------------------
     def prepare(self) -> list[str]:
         """Create ``shards/``, remove a killed run's temporary files, and remove every shard
         whose Parquet footer does not parse or does not match its name (its units rerun).
-        Returns the removed shards' names. (Units listed twice: :meth:`repair_duplicates`.)"""
+        (Units listed twice: :meth:`repair_duplicates`.) Each removal is logged (INFO).
+
+        Returns
+        -------
+        list of str
+            The removed shards' names.
+        """
         self.shards.mkdir(parents=True, exist_ok=True)
         for p in self.shards.glob(".*.part"):  # leftovers of a killed run (genver.atomic's temporary files)
             p.unlink()
+            log.info("%s: removed the temporary file %s of an interrupted write", self.root, p.name)
         removed = []
         for name, units in sorted(self._scan().items()):
             if units is None:
                 (self.shards / name).unlink()
                 self._footers.pop(name, None)
                 removed.append(name)
+                log.info("%s: removed the incomplete or damaged shard %s (its footer does not parse or does not "
+                         "match its name); its units run again", self.root, name)
         return removed
 
     def duplicates(self) -> dict:
-        """``{(sid, seed): [shard names]}`` for every unit that more than one shard lists."""
+        """The units that more than one shard lists.
+
+        Returns
+        -------
+        dict
+            ``{(sid, seed): [shard names]}``.
+        """
         where: dict = {}
         for name, units in sorted(self._scan().items()):
             for u in units or ():
@@ -342,7 +275,13 @@ class ResultStore:
         shard listing a unit an earlier one holds is rewritten without that unit's rows (same
         provenance), or removed when nothing is left. Returns one line per changed shard. The
         new shard is written before the old one is removed, so a crash in between leaves a
-        duplicate for the next repair, never a lost unit."""
+        duplicate for the next repair, never a lost unit. Each change is logged (INFO).
+
+        Returns
+        -------
+        list of str
+            One line per changed shard.
+        """
         if not self.duplicates():
             return []
         scan = {n: u for n, u in self._scan().items() if u is not None}
@@ -382,25 +321,55 @@ class ResultStore:
                 path.unlink()
                 self._footers.pop(name, None)
                 changed.append(f"shard {name}: every unit is held by another shard; removed")
+        for line in changed:
+            log.info("%s: %s", self.root, line)
         return changed
 
     def unreadable(self) -> list[str]:
-        """Names of the shards whose footer does not parse or does not match the name."""
+        """The shards whose footer does not parse or does not match the name.
+
+        Returns
+        -------
+        list of str
+            Their names, sorted.
+        """
         return sorted(n for n, u in self._scan().items() if u is None)
 
     def completeness(self, expected: set) -> dict:
-        """How much of a run is on disk: ``done`` (units of ``expected`` some readable shard
-        holds), ``total``, ``unreadable`` (shard names), ``complete`` (bool)."""
+        """How much of a run is on disk.
+
+        Parameters
+        ----------
+        expected : set
+            The run's ``(setting_id, seed)`` units (:func:`genver.experiments.runner.expected_units`).
+
+        Returns
+        -------
+        dict
+            ``done`` (units of ``expected`` some readable shard holds), ``total``, ``unreadable``
+            (shard names), ``complete`` (bool).
+        """
         done = self.done_units() & expected
         bad = self.unreadable()
         return {"done": len(done), "total": len(expected), "unreadable": bad,
                 "complete": len(done) == len(expected) and not bad}
 
     def write_batch(self, units) -> pathlib.Path:
-        """Write finished units, ``[(sid, seed, table), ...]``, as one shard (atomically; the
-        tables' rows one unit after another, units sorted by ``(sid, seed)``); returns its path.
-        A table is a DataFrame or a unit's ``{column: list}`` (``cells.unit_columns``). The one
-        way shards are written: a single unit is a batch of one."""
+        """Write finished units as one shard, atomically: the tables' rows one unit after another,
+        units sorted by ``(sid, seed)``. The one way shards are written: a single unit is a batch
+        of one. Each unit written is logged (DEBUG).
+
+        Parameters
+        ----------
+        units : list of tuple
+            ``[(sid, seed, table), ...]``; a table is a DataFrame or a unit's ``{column: list}``
+            (:func:`genver.experiments.cells.unit_columns`).
+
+        Returns
+        -------
+        pathlib.Path
+            The shard's path.
+        """
         if not units:
             raise ValueError("write_batch: no units")
         units = sorted(units, key=lambda u: (u[0], int(u[1])))
@@ -415,6 +384,9 @@ class ResultStore:
         if self.provenance is not None:
             meta[PROVENANCE_KEY] = json.dumps(self.provenance, sort_keys=True, default=str).encode()
         atomic_write_bytes(path, parquet_bytes(df, meta))
+        if log.isEnabledFor(logging.DEBUG):
+            for sid, seed in keys:
+                log.debug("%s: unit (setting %s, seed %d) written to shard %s", self.root, sid, seed, name)
         try:
             st = path.stat()
             self._footers[name] = ((st.st_size, st.st_mtime_ns), keys)
@@ -423,10 +395,23 @@ class ResultStore:
         return path
 
     def shard_units(self) -> dict[pathlib.Path, list[tuple[str, int]]]:
-        """Every readable shard and the ``(sid, seed)`` units it holds (from its footer, read once)."""
+        """Every readable shard and its units (from its footer, read once).
+
+        Returns
+        -------
+        dict
+            ``{shard path: [(sid, seed), ...]}``, shards sorted by name.
+        """
         return {self.shards / name: units for name, units in sorted(self._scan().items()) if units is not None}
 
     def done_units(self) -> set:
+        """The units some readable shard holds.
+
+        Returns
+        -------
+        set
+            ``{(sid, seed), ...}``.
+        """
         return {u for units in self._scan().values() if units is not None for u in units}
 
     def _scan(self) -> dict:
@@ -453,18 +438,54 @@ class ResultStore:
         return out
 
     def write_settings(self, df: pd.DataFrame) -> None:
+        """Write ``settings.parquet`` atomically.
+
+        Parameters
+        ----------
+        df : pandas.DataFrame
+            One row per setting: ``setting_id``, the knobs and the gap descriptors.
+        """
         self.root.mkdir(parents=True, exist_ok=True)
         _atomic_parquet(df, self.root / "settings.parquet")
 
     def settings(self) -> pd.DataFrame:
+        """The settings table (a ``ValueError`` naming the directory when there is none).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per setting: ``experiment``, ``setting_id``, the knobs and the gap descriptors.
+        """
         p = self.root / "settings.parquet"
         if not p.exists():
             raise ValueError(f"{self.root}: no settings.parquet — run `genver run` first")
         return pd.read_parquet(p)
 
     def load(self) -> pd.DataFrame:
-        """All finished rows, sorted deterministically. Raises :class:`DuplicateUnitsError`
-        when a unit appears in two shards (``--resume`` repairs that)."""
+        """All finished rows, sorted by :data:`ROW_ORDER`. Raises :class:`DuplicateUnitsError`
+        when a unit appears in two shards (``--resume`` repairs that), a ``ValueError`` when there
+        are no shards. (The same rows in one call, through ``pyarrow.dataset``:
+        :func:`genver.experiments.tidy.load`.)
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per (setting, seed, n, estimator, metric).
+        """
+        df = shards_table(self.shard_files()).to_pandas()
+        keys = [c for c in ROW_ORDER if c in df.columns]
+        return df.sort_values(keys, kind="stable").reset_index(drop=True)
+
+    def shard_files(self) -> list[pathlib.Path]:
+        """The readable shards whose rows make up the results, sorted by name. Raises
+        :class:`DuplicateUnitsError` when a unit appears in two shards, a ``ValueError`` when
+        there are none.
+
+        Returns
+        -------
+        list of pathlib.Path
+            The shards' paths.
+        """
         dup = self.duplicates()
         if dup:
             (sid, seed), names = next(iter(sorted(dup.items())))
@@ -475,24 +496,29 @@ class ResultStore:
         files = list(self.shard_units())
         if not files:
             raise ValueError(f"{self.root}: no results yet (no shards)")
-        df = _read_shards(files)
-        keys = [c for c in ("setting_id", "seed", "n", "estimator", "metric") if c in df.columns]
-        return df.sort_values(keys, kind="stable").reset_index(drop=True)
+        return files
 
+    def expected_units(self, manifest: dict | None = None) -> set:
+        """The units of the whole run: each setting of ``settings.parquet`` with each seed (the
+        seed count from the manifest's ``units_total``; from its spec for a manifest of an older
+        genver).
 
-def _read_shards(files) -> pd.DataFrame:
-    """The rows of the shard ``files`` in their order, as one DataFrame: one ``pyarrow.dataset``
-    scan over the files (one Arrow table, converted to pandas once) with the union of their
-    schemas, so a column only some shards have is null elsewhere, as ``pd.concat`` would make it."""
-    import pyarrow as pa
-    import pyarrow.dataset as ds
-    import pyarrow.parquet as pq
+        Parameters
+        ----------
+        manifest : dict, optional
+            The run's manifest (default: read it).
 
-    paths = [str(p) for p in files]
-    schema = pa.unify_schemas([pq.read_schema(p) for p in paths])
-    table = ds.dataset(paths, schema=schema, format="parquet").to_table()
-    return table.to_pandas()
-
-
-def now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        Returns
+        -------
+        set
+            ``{(setting_id, seed), ...}``.
+        """
+        man = self.read_manifest() if manifest is None else manifest
+        sids = self.settings()["setting_id"].tolist()
+        total = man.get("units_total")
+        if total is not None and sids:
+            seeds = int(total) // len(sids)
+        else:  # a manifest of an older genver: the spec says
+            from .spec import parse_spec
+            seeds = parse_spec(man["spec"], smoke=bool(man.get("smoke")), memory_limit="off").seeds
+        return {(sid, s) for s in range(seeds) for sid in sids}
