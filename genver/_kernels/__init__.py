@@ -124,11 +124,11 @@ def backward_induction(reward, ref_cond, beta, V, H, values_out, logpi_out, logp
     logpi_out (P,n_int,V) = log π*(a|s); logp_out (P,T) = Σ_h log π*(a_h|s_h) by a forward
     pass. Nodes are flat, depth by depth. Rounds of subtrees of at most ``_BI_LEAVES`` leaves,
     bottom-up then top-down; each level of a subtree is one fused pass over its nodes (see the
-    section comment). The parallel driver (``P·T ≥ _PARALLEL_MIN_WORK``) splits each round's
-    (prompt, subtree) items into up to ``_BI_CHUNKS`` contiguous runs; every item's arithmetic is
-    the same in both drivers and for any thread count. No allocation beyond the subtrees' roots
-    (``P·T/_BI_LEAVES`` doubles) and one scratch of ``_BI_LEAVES·(1/V + 1/V²)`` doubles per run
-    (at most 384 KiB), whatever ``T``."""
+    section comment of :mod:`genver._kernels.backward`). The parallel driver
+    (``P·T ≥ _PARALLEL_MIN_WORK``) splits each round's (prompt, subtree) items into up to
+    ``_BI_CHUNKS`` contiguous runs; every item's arithmetic is the same in both drivers and for
+    any thread count. No allocation beyond the subtrees' roots (``P·T/_BI_LEAVES`` doubles) and
+    one scratch of ``_BI_LEAVES·(1/V + 1/V²)`` doubles per run (at most 384 KiB), whatever ``T``."""
     k = _backward_induction_par if _parallel(reward.size) else _backward_induction_ser
     k(reward, ref_cond, float(beta), V, H, values_out, logpi_out, logp_out, int(_BI_LEAVES))
 
