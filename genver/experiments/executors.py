@@ -62,8 +62,8 @@ _UNITS_RUN = 0  # units run by this process (the first one loads the numba kerne
 
 
 #: the packages genver installs (``[tool.setuptools] packages`` of pyproject.toml; a test keeps them equal)
-SOURCE_PACKAGES = ("genver", "genver.classes", "genver.estimators", "genver.experiments", "genver.neural",
-                   "genver.plots", "genver.stats", "genver.theory", "genver.sims")
+SOURCE_PACKAGES = ("genver", "genver._kernels", "genver.classes", "genver.estimators", "genver.experiments",
+                   "genver.neural", "genver.plots", "genver.stats", "genver.theory", "genver.sims")
 
 
 def _genver_source_hash() -> str:
