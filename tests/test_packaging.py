@@ -59,17 +59,18 @@ def test_wheel_ships_licence_specs_main_and_one_version(wheel):
 
 
 def test_run_shipped_spec_by_name_from_fresh_venv(wheel, tmp_path):
+    # without the caller's PYTHONPATH: a checkout on it would count as genver already installed
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=False)
     py = env_dir / "bin" / "python"
     new_site = pathlib.Path(subprocess.run([str(py), "-c", "import site; print(site.getsitepackages()[0])"],
-                                           check=True, capture_output=True, text=True).stdout.strip())
+                                           check=True, capture_output=True, text=True, env=env).stdout.strip())
     (new_site / "_test_env_deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q", str(wheel)],
-                   check=True)
+                   check=True, env=env)
     work = tmp_path / "elsewhere"
     work.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     where = subprocess.run([str(py), "-c", "import genver, genver.sims; print(genver.__file__)"],
                            check=True, capture_output=True, text=True, cwd=work, env=env).stdout.strip()
     assert pathlib.Path(where).is_relative_to(env_dir), where  # not the checkout's editable genver
