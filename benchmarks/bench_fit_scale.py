@@ -1,4 +1,4 @@
-"""Tabular fits at scale: the sparse Laplacian-plus-ridge Newton solver (``genver/_solve.py``).
+"""Tabular fits at scale: the sparse Laplacian-plus-ridge Newton solver (``genver/_laplacian.py``, ``_solve.py``).
 
 Run by hand (never in CI):  python benchmarks/bench_fit_scale.py [--reps 3] [--json] [--only KEY ...]
 
