@@ -21,21 +21,86 @@ The likelihood estimators (DPO, IPO, reward MLE, SFT, MaxEnt IRL, policy gradien
 on the class too, but their solvers live with the estimators (``genver.estimators``: one
 ``functools.singledispatch`` function per estimator, one module per class family), so this
 layer never depends on the estimators'.
+
+Shared by every policy family (:mod:`genver.classes.policies`,
+:mod:`genver.classes.finite_policies`): :class:`RLResult`, the outcome of an RL step, with its
+certificate, the reverse-KL residual ``E_x KL(π̂ ‖ π*_r) = Σ_x ρ_x KL(π̂(·|x) ‖ π*_r(·|x))`` —
+zero iff the class contains the soft-optimal ``π*_r ∝ π_ref exp(r/β)`` and the step found it
+(:func:`genver.softrl.soft_optimal`); the RL step's input checks (``ref`` on the class's space,
+``β > 0``, ``r`` of shape ``(P, T)``, ``ρ`` a distribution over prompts); and the protocol's
+default methods (no member list, every parameter identifiable, several rewards one at a time).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
+from .._validation import check_beta, check_prompt_weights
+from ..policy import Policy
+from ..softrl import kl_rows, rho_weighted
+
 if TYPE_CHECKING:  # annotations only
-    from ..policy import Policy
     from ..runcache import RunCache
     from ..spaces import TreeSpace
-    from .policies import FinitePolicyClass, RLResult
+    from .finite_policies import FinitePolicyClass
     from .rewards import FiniteRewardClass
 
-__all__ = ["PolicyClass", "RewardClass"]
+__all__ = ["PolicyClass", "RewardClass", "RLResult"]
+
+
+@dataclass
+class RLResult:
+    """Outcome of an RL step ``argmax_{π∈Π} J_β(π; r)``.
+
+    ``index`` is the chosen member (finite classes), ``params`` the parameters (parametric
+    classes), ``objective`` the attained ``J_β``, ``residual_kl`` = ``E_x KL(π̂ ‖ π*_r)``
+    (0 iff the class contains ``π*_r`` and it was found), ``grad_norm``/``iterations`` the
+    optimiser's certificate where an optimiser ran.
+    """
+
+    policy: Policy
+    objective: float
+    residual_kl: float
+    index: int | None = None
+    params: np.ndarray | None = None
+    grad_norm: float = 0.0
+    iterations: int = 0
+
+
+
+def _rl_common(space, ref, reward, beta, prompt_weights):
+    if not isinstance(ref, Policy) or ref.space != space:
+        raise ValueError(f"ref must be a Policy on {space!r}")
+    beta = check_beta(beta)
+    r = space.check_array("reward", reward)
+    rho = check_prompt_weights(prompt_weights, space.P)
+    return r, beta, rho
+
+
+def _residual(policy: Policy, target_logp, rho) -> float:
+    return float(rho_weighted(kl_rows(policy.logp, target_logp), rho))
+
+
+class _PolicyClassDefaults:
+    """What a :class:`~genver.classes.base.PolicyClass` provides unless the family knows better."""
+
+    def as_finite(self) -> FinitePolicyClass | None:
+        """The class as an explicit member list, or ``None`` (not a finite class)."""
+        return None
+
+    @property
+    def identifiable_dim(self: PolicyClass) -> float | None:
+        """``n_params``: every parameter is identifiable unless the family says otherwise."""
+        return self.n_params
+
+    def rl_argmax_many(self: PolicyClass, rewards, ref: Policy, beta: float, prompt_weights=None, *,
+                       cache: RunCache | None = None) -> list[RLResult]:
+        """:meth:`rl_argmax` for each reward in turn (``cache``: a run's
+        :class:`~genver.runcache.RunCache`, unused here)."""
+        return [self.rl_argmax(r, ref, beta, prompt_weights) for r in rewards]
+
 
 
 @runtime_checkable

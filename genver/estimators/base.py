@@ -20,7 +20,10 @@ Well-posedness: ``set_valued`` is True when the objective has more than one maxi
 between finite members with different policies, or unpenalised tabular coordinates that no
 pair touches); ``identified`` then marks, per (x, y), the coordinates the data pin down.
 ``grad_norm`` (max-abs gradient at the solution), ``iterations`` and ``converged`` certify
-the optimiser; exhaustive enumeration has ``grad_norm = 0`` and ``converged = True``.
+the optimiser; exhaustive enumeration has ``grad_norm = 0`` and ``converged = True``. An RL
+step's result (:func:`rl_fit`, shared by :mod:`genver.estimators.mle` and
+:mod:`genver.estimators.mle_paths`) is exact for finite and tabular classes and
+``converged`` when the optimiser's max-abs gradient ``‖∇J_β‖_∞ ≤ 1e-6`` for parametric ones.
 """
 from __future__ import annotations
 
@@ -211,3 +214,27 @@ def newton_gtol(c: PairCounts) -> float:
         The tolerance on ``max|∇|``.
     """
     return NEWTON_RTOL * max(1.0, float(c.count.sum()))
+
+
+def rl_fit(res, reward, wall_time: float = 0.0) -> FitResult:
+    """The :class:`FitResult` of an RL step from the class's :class:`~genver.classes.RLResult`
+    (``converged``: exact, or the optimiser's gradient norm ≤ 1e-6).
+
+    Parameters
+    ----------
+    res : RLResult
+        The class's RL result.
+    reward : array_like
+        The reward the step maximised against, shape ``(P, T)``.
+    wall_time : float
+        Seconds to report.
+
+    Returns
+    -------
+    FitResult
+        ``estimator = "rl_step"``, ``extra["residual_kl"]``.
+    """
+    return FitResult("rl_step", res.objective, policy=res.policy, reward=np.asarray(reward),
+                     policy_index=res.index, params=res.params, iterations=res.iterations,
+                     converged=res.params is None or res.grad_norm <= 1e-6,
+                     grad_norm=res.grad_norm, wall_time=wall_time, extra={"residual_kl": res.residual_kl})
