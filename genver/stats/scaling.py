@@ -98,6 +98,10 @@ bound predicts 1: disagrees``.
 Range: ``decades = log10(max dim / min dim)`` over the settings in the fit; the ratio's row
 notes when it is below ``min_decades`` (the issue asks for at least 4 decades of
 ``dim(Π)/dim(R)``).
+
+The fits are statistics over the tidy results table, built from the package's bootstrap and
+``N_ε`` helpers (:mod:`genver.stats.bootstrap`, :mod:`genver.stats.curves`) and the censored
+regression of :mod:`genver.censored`; :mod:`genver.scaling` re-exports the public names.
 """
 from __future__ import annotations
 
