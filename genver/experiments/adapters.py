@@ -6,21 +6,37 @@ r"""The sweep signatures of genver's built-in estimators and metrics, named by t
 * ``path(instance, stream, sizes, options, cache) -> list[FitResult] | None`` — the nested-sizes fast
   path of an estimator over finite classes (``None`` where it does not apply; ``cache``: the run's
   :class:`~genver.runcache.RunCache`);
-* ``metric(π̂, instance)`` (policy metrics) or ``metric(r̂, instance)`` (reward metrics).
+* ``metric(π̂, instance)`` (policy metrics) or ``metric(r̂, instance)`` (reward metrics): implemented
+  in :mod:`genver.experiments.adapters_metrics` and re-exported here.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .. import metrics as M
-from .._validation import check_prompt_weights
 from ..classes import induced_reward_class
-from ..estimators import best_of_n, dpo, dpo_path, ipo, reward_mle, rl_step, rm_rl, rm_rl_path, sft
+from ..estimators import dpo, dpo_path, ipo, reward_mle, rl_step, rm_rl, rm_rl_path, sft
 from ..estimators.gradient import dpo_gd
 from ..estimators.imitation import Demonstrations
 from ..estimators.online import dpo_2x, online_dpo, policy_gradient
 from ..preferences import PairCounts
-from ..softrl import soft_optimal
+from .adapters_metrics import (  # re-exported: the registry names them as genver.experiments.adapters:<name>
+    bon_reward,
+    bt_loglik,
+    bt_loglik_opt,
+    expected_reward,
+    kl_to_optimal,
+    kl_to_reference,
+    optimal_mass,
+    suboptimality,
+    win_rate,
+)
+
+__all__ = ["fit_dpo", "fit_dpo_restricted", "fit_dpo_2x", "fit_dpo_gd", "fit_ipo", "fit_sft_preferred", "fit_rm_rl",
+           "fit_online_dpo", "fit_policy_gradient", "fit_oracle_rl", "fit_reward_mle", "path_dpo",
+           "path_dpo_restricted", "path_rm_rl",
+           # the metrics (genver.experiments.adapters_metrics)
+           "optimal_mass", "bt_loglik_opt", "bon_reward", "suboptimality", "kl_to_optimal", "kl_to_reference",
+           "expected_reward", "win_rate", "bt_loglik"]
 
 
 # -- estimators ------------------------------------------------------------------------------
@@ -425,194 +441,3 @@ def path_rm_rl(inst, data, sizes, o, cache=None):
         return None
     return rm_rl_path(data, sizes, inst.reward_class, inst.policy_class, inst.ref, inst.beta,
                       prompt_weights=inst.prompt_weights, cache=cache)
-
-
-
-# -- metrics -------------------------------------------------------------------------------
-def optimal_mass(pol, inst):
-    """The ``ρ``-weighted mass ``π̂`` puts on each prompt's optimal completions (``r*`` within
-    ``1e-12·max(1, max|r*|)`` of its maximum).
-
-    Parameters
-    ----------
-    pol : Policy
-        the fitted policy ``π̂``.
-    inst : Instance
-        the world: ``r*``, ``π_ref``, ``β``, ``ρ``.
-
-    Returns
-    -------
-    float
-        the mass, in ``[0, 1]``.
-    """
-    r = inst.reward_true
-    top = r >= r.max(axis=1, keepdims=True) - 1e-12 * np.maximum(1.0, np.abs(r).max(axis=1, keepdims=True))
-    mass = (pol.probs * top).sum(axis=1)
-    return float(mass @ check_prompt_weights(inst.prompt_weights, inst.space.P))
-
-
-def bt_loglik_opt(r, inst):
-    """Exact expected per-pair Bradley–Terry log-likelihood of ``r̂`` on pairs drawn from ``π* =
-    π*_{r*}`` (:func:`genver.metrics.expected_bt_loglik`).
-
-    Parameters
-    ----------
-    r : numpy.ndarray
-        the fitted reward ``r̂``, shape ``(P, T)``.
-    inst : Instance
-        the world: ``r*``, ``π_ref``, ``β``, ``ρ``.
-
-    Returns
-    -------
-    float
-        the expected log-likelihood (≤ 0).
-    """
-    opt = soft_optimal(inst.reward_true, inst.ref, inst.beta).policy
-    return M.expected_bt_loglik(r, inst.reward_true, opt, inst.prompt_weights)
-
-
-def _snap_ties(r: np.ndarray, rtol: float = 1e-8) -> np.ndarray:
-    """Per prompt, rewards within ``rtol·max(1, max|r|)`` of their sorted neighbour form one
-    level (set to the level's first value), so solver rounding never breaks a tie."""
-    out = np.array(r, dtype=float)
-    for x in range(out.shape[0]):
-        v = out[x]
-        o = np.argsort(v, kind="stable")
-        sv = v[o]
-        new_level = np.concatenate([[True], np.diff(sv) > rtol * max(1.0, float(np.abs(sv).max()))])
-        starts = np.flatnonzero(new_level)
-        sv = sv[starts][np.cumsum(new_level) - 1]
-        v[o] = sv
-    return out
-
-
-def bon_reward(r, inst, N):
-    """Expected true reward of best-of-``N`` sampling from ``π_ref`` ranked by ``r̂``
-    (:func:`genver.estimators.best_of_n`; ties of ``r̂`` within rounding snapped to one level).
-
-    Parameters
-    ----------
-    r : numpy.ndarray
-        the fitted reward ``r̂``, shape ``(P, T)``.
-    inst : Instance
-        the world: ``r*``, ``π_ref``, ``β``, ``ρ``.
-    N : int
-        the number of samples ranked.
-
-    Returns
-    -------
-    float
-        ``E_{π_BoN}[r*]``.
-    """
-    pol = best_of_n(inst.ref, _snap_ties(r), N).policy
-    return M.expected_reward(pol, inst.reward_true, inst.prompt_weights)
-
-
-def suboptimality(pol, inst):
-    """``J_β(π*; r*) − J_β(π̂; r*) = β E_x KL(π̂ ‖ π*_{r*})`` (:func:`genver.metrics.suboptimality`).
-
-    Parameters
-    ----------
-    pol : Policy
-        the fitted policy ``π̂``.
-    inst : Instance
-        the world: ``r*``, ``π_ref``, ``β``, ``ρ``.
-
-    Returns
-    -------
-    float
-        the suboptimality (≥ 0).
-    """
-    return M.suboptimality(pol, inst.reward_true, inst.ref, inst.beta, inst.prompt_weights, optimal=inst.optimal)
-
-
-def kl_to_optimal(pol, inst):
-    """``E_x KL(π̂ ‖ π*_{r*})`` (:func:`genver.metrics.kl_to_optimal`).
-
-    Parameters
-    ----------
-    pol : Policy
-        the fitted policy ``π̂``.
-    inst : Instance
-        the world: ``r*``, ``π_ref``, ``β``, ``ρ``.
-
-    Returns
-    -------
-    float
-        the divergence (≥ 0).
-    """
-    return M.kl_to_optimal(pol, inst.reward_true, inst.ref, inst.beta, inst.prompt_weights, optimal=inst.optimal)
-
-
-def kl_to_reference(pol, inst):
-    """``E_x KL(π̂ ‖ π_ref)`` (:func:`genver.metrics.kl_to_reference`).
-
-    Parameters
-    ----------
-    pol : Policy
-        the fitted policy ``π̂``.
-    inst : Instance
-        the world: ``r*``, ``π_ref``, ``β``, ``ρ``.
-
-    Returns
-    -------
-    float
-        the divergence (≥ 0).
-    """
-    return M.kl_to_reference(pol, inst.ref, inst.prompt_weights)
-
-
-def expected_reward(pol, inst):
-    """``E_{x∼ρ, y∼π̂}[r*(x, y)]`` (:func:`genver.metrics.expected_reward`).
-
-    Parameters
-    ----------
-    pol : Policy
-        the fitted policy ``π̂``.
-    inst : Instance
-        the world: ``r*``, ``π_ref``, ``β``, ``ρ``.
-
-    Returns
-    -------
-    float
-        the expected true reward.
-    """
-    return M.expected_reward(pol, inst.reward_true, inst.prompt_weights)
-
-
-def win_rate(pol, inst):
-    """``E_x P_{y∼π̂, y'∼π_ref}(y ≻ y')`` under Bradley–Terry with ``r*`` (exact;
-    :func:`genver.metrics.win_rate`).
-
-    Parameters
-    ----------
-    pol : Policy
-        the fitted policy ``π̂``.
-    inst : Instance
-        the world: ``r*``, ``π_ref``, ``β``, ``ρ``.
-
-    Returns
-    -------
-    float
-        the win rate, in ``[0, 1]``.
-    """
-    return M.win_rate(pol, inst.reward_true, inst.ref, inst.prompt_weights, levels=inst.reward_levels)
-
-
-def bt_loglik(r, inst):
-    """Exact expected per-pair Bradley–Terry log-likelihood of ``r̂`` on the data distribution (pairs
-    from ``μ``, prompts from the data weights; :func:`genver.metrics.expected_bt_loglik`).
-
-    Parameters
-    ----------
-    r : numpy.ndarray
-        the fitted reward ``r̂``, shape ``(P, T)``.
-    inst : Instance
-        the world: ``r*``, ``π_ref``, ``β``, ``ρ``.
-
-    Returns
-    -------
-    float
-        the expected log-likelihood (≤ 0).
-    """
-    return M.expected_bt_loglik(r, inst.reward_true, inst.sampler, inst.data_weights)

@@ -34,7 +34,7 @@ REPORT_CACHE = ".report-cache.json"
 _PKG = pathlib.Path(__file__).resolve().parent.parent
 #: modules (and packages: every ``.py`` file in them) whose source decides what a figure or report holds
 _CODE = ("plots", "stats", "scaling.py", "experiments/tables.py", "experiments/figures.py",
-         "experiments/report.py", "experiments/expect.py", "experiments/figcache.py")
+         "experiments/report.py", "experiments/report_verdicts.py", "experiments/expect.py", "experiments/figcache.py")
 
 
 def _code_files() -> list[pathlib.Path]:
