@@ -21,5 +21,3 @@ from .stats.scaling import (
 __all__ = ["AGGREGATE_WORDS", "DESCRIPTORS", "DEFAULT_AGAINST", "DEFAULT_RATIO_AGAINST", "ScalingLaws",
            "scaling_laws", "censored_fit", "descriptor_values"]
 
-#: the examples of the re-exported functions run as this module's doctests too
-__test__ = {"descriptor_values": descriptor_values}

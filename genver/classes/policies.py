@@ -28,11 +28,13 @@ from ..policy import Policy, logsumexp_rows, node_score_coeff, sequence_logp_fro
 from ..softrl import soft_optimal
 from ..spaces import TreeSpace
 from .base import RLResult, _PolicyClassDefaults, _residual, _rl_common
-from .finite_policies import FinitePolicyClass, random_policy_class
+from .finite_policies import FinitePolicyClass
+from .finite_policies import random_policy_class as random_policy_class  # re-export (old import path)
 from .rewards import FiniteRewardClass, LinearRewardClass
 
-__all__ = ["TabularPolicyClass", "LogLinearPolicyClass", "SoftOptimalPolicyClass",
-           "FinitePolicyClass", "RLResult", "random_policy_class"]
+# documented here: the classes defined in this module (FinitePolicyClass, random_policy_class and
+# RLResult are re-exported from genver.classes.finite_policies and .base, where they are documented)
+__all__ = ["TabularPolicyClass", "LogLinearPolicyClass", "SoftOptimalPolicyClass"]
 
 
 def _rl_by_lbfgs(negJ, x0, policy_of, r, ref, beta, rho, gtol, max_iter) -> RLResult:

@@ -33,7 +33,7 @@ __all__ = ["code_digest", "results_digest", "frame_digest", "digest", "is_curren
 REPORT_CACHE = ".report-cache.json"
 _PKG = pathlib.Path(__file__).resolve().parent.parent
 #: modules (and packages: every ``.py`` file in them) whose source decides what a figure or report holds
-_CODE = ("plots", "stats", "scaling.py", "experiments/tables.py", "experiments/figures.py",
+_CODE = ("plots", "stats", "scaling.py", "censored.py", "experiments/tables.py", "experiments/figures.py",
          "experiments/report.py", "experiments/report_verdicts.py", "experiments/expect.py", "experiments/figcache.py")
 
 

@@ -61,8 +61,6 @@ from .tables import (
 __all__ = ["load_results", "make_figures", "make_report", "means_at_largest_n", "ratios_side_by_side", "verdict",
            "verdicts", "format_verdicts", "order_in_words", "ratio_in_words", "scaling_law_section",
            "completeness_line", "REPORT_FORMATS", "VERDICT_COLUMNS"]
-#: the examples of the re-exported statements in words run as this module's doctests too
-__test__ = {"ratio_in_words": ratio_in_words, "order_in_words": order_in_words}
 
 
 

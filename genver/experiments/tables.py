@@ -21,8 +21,8 @@ __all__ = ["N_BOOT", "load_results", "completeness_line", "epsilon_of", "aggrega
            "ratio_table",
            "ratios_side_by_side", "means_at_largest_n", "scaling_fits", "ReportTables"]
 
-#: bootstrap resamples of every table of a report
-N_BOOT = 1000
+#: bootstrap resamples of every table of a report: genver's one count, :data:`genver.stats.N_BOOT`
+N_BOOT = stats.N_BOOT
 
 
 def load_results(root):

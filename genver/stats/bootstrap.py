@@ -17,8 +17,9 @@ from .._validation import as_generator
 from ._tables import _key_tuple, _py
 
 #: Bootstrap replicates of every CI genver reports: the default of every function here, of
-#: ``[expect] order`` statements (:mod:`genver.experiments.expect`) and of ``genver report``.
-N_BOOT = 2000
+#: ``[expect] order`` statements (:mod:`genver.experiments.expect`), of ``genver report`` and of
+#: the figures (the one count; 1000 keeps a cold ``genver plot`` of a full sweep within its budget)
+N_BOOT = 1000
 
 
 # --------------------------------------------------------------------------- basic statistics
