@@ -192,10 +192,11 @@ class GeneratorEntry:
     params: dict
     max_entries: int | None = None
 
-    @property
+    @functools.cached_property
     def fn(self) -> Callable:
         """``fn(params, rng, *, cache=None) -> Instance`` (``cache``: a run's
-        :class:`~genver.runcache.RunCache`, passed to generators that take one)."""
+        :class:`~genver.runcache.RunCache`, passed to generators that take one); wrapped once
+        per entry, not per instance built."""
         from .generators import with_data_prompts, without_cache
         fn = resolve(self.target, f"generator {self.name}")
         return with_data_prompts(fn) if "data_prompts" in self.params else without_cache(fn)

@@ -62,15 +62,7 @@ def completeness_line(root, man=None) -> str | None:
         the line, or None for a complete run.
     """
     store = ResultStore(root)
-    man = store.read_manifest() if man is None else man
-    sids = store.settings()["setting_id"].tolist()
-    total = man.get("units_total")
-    if total is not None and sids:
-        seeds = int(total) // len(sids)
-    else:  # a manifest of an older genver: the spec says
-        from .spec import parse_spec
-        seeds = parse_spec(man["spec"], smoke=bool(man.get("smoke")), memory_limit="off").seeds
-    c = store.completeness({(sid, s) for s in range(seeds) for sid in sids})
+    c = store.completeness(store.expected_units(man))
     if c["complete"]:
         return None
     why = [f"{c['total'] - c['done']} missing"] if c["done"] < c["total"] else []
