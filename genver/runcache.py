@@ -46,7 +46,15 @@ DEFAULT_BUDGET = 32 * 2**20
 
 def _encode(part: Any, out: list[bytes]) -> None:
     """Append a canonical, type-tagged encoding of ``part`` to ``out`` (recursive)."""
-    if part is None or isinstance(part, bool):
+    kind = type(part)
+    if kind is bytes:  # the commonest parts first (a digest, an array, a string): one test each
+        out.append(b"b%d:" % len(part) + part)
+    elif kind is np.ndarray:
+        _encode_array(part, out)
+    elif kind is str:
+        s = part.encode()
+        out.append(b"s%d:" % len(s) + s)
+    elif part is None or isinstance(part, bool):
         out.append(b"N" if part is None else (b"T" if part else b"F"))
     elif isinstance(part, (int, np.integer)):
         s = str(int(part)).encode()
@@ -60,12 +68,7 @@ def _encode(part: Any, out: list[bytes]) -> None:
         b = bytes(part)
         out.append(b"b%d:" % len(b) + b)
     elif isinstance(part, np.ndarray):
-        a = np.ascontiguousarray(part)
-        if a.dtype == object:
-            raise TypeError("cache_key: object arrays have no canonical bytes")
-        head = f"a{a.dtype.str}{a.shape}".encode()
-        out.append(b"%d:" % len(head) + head)
-        out.append(hashlib.blake2b(a.tobytes(), digest_size=32).digest())
+        _encode_array(part, out)
     elif isinstance(part, np.random.Generator):
         _encode(("Generator", json.dumps(part.bit_generator.state, sort_keys=True, default=int)), out)
     elif isinstance(part, Mapping):
@@ -82,6 +85,15 @@ def _encode(part: Any, out: list[bytes]) -> None:
         _encode(("token", type(part).__qualname__, part.cache_token()), out)
     else:
         raise TypeError(f"cache_key: cannot key a {type(part).__name__} (give it a cache_token() method)")
+
+
+def _encode_array(part: np.ndarray, out: list[bytes]) -> None:
+    a = np.ascontiguousarray(part)
+    if a.dtype == object:
+        raise TypeError("cache_key: object arrays have no canonical bytes")
+    head = f"a{a.dtype.str}{a.shape}".encode()
+    out.append(b"%d:" % len(head) + head)
+    out.append(hashlib.blake2b(a.data, digest_size=32).digest())  # C-contiguous: the bytes of tobytes(), uncopied
 
 
 def cache_key(*parts: Any) -> bytes:
