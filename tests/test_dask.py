@@ -218,6 +218,6 @@ def test_version_mismatch_and_missing_genver_are_refused(tmp_path, cluster):
         client.run(restore)
     assert not (tmp_path / "v").exists() and not (tmp_path / "g").exists()
     # every task re-checks the versions (a worker may join after the probe)
-    fut = client.submit(executors._run_batch, None, [], {**runtime_versions(), "numpy": "9"}, pure=False)
+    fut = client.submit(executors.run_batch, None, [], {**runtime_versions(), "numpy": "9"}, pure=False)
     with pytest.raises(ExecutorError, match="version mismatch: numpy 9 on this client vs"):
         fut.result()

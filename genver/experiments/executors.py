@@ -18,7 +18,7 @@ whatever ran the units: a sweep started with one executor can be resumed with an
 =============  ==============================================================================
 
 The Dask executors live in :mod:`genver.experiments.dask_executor` (version probe, task batching,
-retries); the functions their workers run (:func:`_run_batch`, :func:`runtime_versions`) live here.
+retries); the functions their workers run (:func:`run_batch`, :func:`runtime_versions`) live here.
 """
 from __future__ import annotations
 
@@ -139,7 +139,7 @@ def compare_versions(client: dict, worker: dict, where: str) -> str | None:
     return None
 
 
-def _probe() -> dict:
+def probe_worker() -> dict:
     """Run on every worker before the sweep: its versions and threads (raises if genver is missing)."""
     return runtime_versions()
 
@@ -170,7 +170,7 @@ def _worker_threads() -> int:
         return 1
 
 
-def _run_batch(spec, units: list, expected_versions: dict | None = None) -> list:
+def run_batch(spec, units: list, expected_versions: dict | None = None) -> list:
     """Run ``units`` (a list of ``(sid, params, seed)``); returns ``[(sid, seed, table, seconds,
     warm)]`` (``warm`` is False for the first unit of a process: its time includes loading the
     numba kernels).

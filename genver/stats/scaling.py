@@ -126,18 +126,18 @@ from ..censored import (
     route_interval,
 )
 from ._tables import (
-    _aggregate_neps,
-    _as_knobs,
-    _check_aggregate,
-    _check_rule,
-    _per_seed_neps,
-    _prepare,
-    _py,
-    _seed_matrix,
+    aggregate_neps,
+    as_knobs,
+    check_aggregate,
+    check_rule,
+    per_seed_neps,
+    prepare_table,
+    seed_matrix,
+    to_python,
 )
-from .bootstrap import _check_alpha, _check_n_boot, _percentile_ci, _quiet
-from .curves import _neps_point_and_boot
-from .ratios import _ratio
+from .bootstrap import check_alpha, check_n_boot, percentile_ci, quiet_numpy
+from .curves import neps_point_and_boot
+from .ratios import extended_ratio
 
 __all__ = ["AGGREGATE_WORDS", "DESCRIPTORS", "DEFAULT_AGAINST", "DEFAULT_RATIO_AGAINST", "ScalingLaws",
            "scaling_laws", "censored_fit", "descriptor_values"]
@@ -247,9 +247,9 @@ def _within_grid_interval(boot: np.ndarray, grid: np.ndarray, u: np.ndarray) -> 
 def _jittered_seed_aggregate(mat, grid, eps, rule, idx, how, rng) -> np.ndarray:
     """Replicate median / IQM of the resampled seeds' own ``N_ε``, each moved log-uniformly
     within its grid interval first (:func:`_within_grid_interval`); ``+inf``: not reached."""
-    v = _per_seed_neps(mat, grid, eps, rule)[idx]  # (n_boot, k); inf: not reached, NaN: no rows
+    v = per_seed_neps(mat, grid, eps, rule)[idx]  # (n_boot, k); inf: not reached, NaN: no rows
     v = _within_grid_interval(v, grid, 1.0 - rng.random(v.shape))
-    out = _aggregate_neps(v, how)
+    out = aggregate_neps(v, how)
     return np.where(np.isnan(out), np.inf, out)
 
 
@@ -344,15 +344,15 @@ def scaling_laws(
         raise ValueError(f"by must be 'estimator' or 'route', got {by!r}")
     if not isinstance(settings, pd.DataFrame) or "setting_id" not in settings.columns:
         raise ValueError("settings must be a DataFrame with a 'setting_id' column (DIR/settings.parquet)")
-    n_boot = _check_n_boot(n_boot)
-    alpha = _check_alpha(alpha)
-    rule = _check_rule(rule)
-    aggregate = _check_aggregate(aggregate)
+    n_boot = check_n_boot(n_boot)
+    alpha = check_alpha(alpha)
+    rule = check_rule(rule)
+    aggregate = check_aggregate(aggregate)
     eps = float(eps)
     if not eps > 0:
         raise ValueError(f"eps must be > 0, got {eps}")
-    knobs = _as_knobs(knobs)
-    d = _prepare(df, metric, knobs)
+    knobs = as_knobs(knobs)
+    d = prepare_table(df, metric, knobs)
     d = d[d[by].isin([offline, online])]
     if by == "route" and not d.empty and (d.groupby(["setting_id", "route"])["estimator"].nunique() > 1).any():
         raise ValueError("by='route' needs one estimator per route and setting; name the labels with by='estimator'")
@@ -389,8 +389,8 @@ def _fit_tables(d, settings, sids, knobs, obs, steps, against, ratio_against, of
         with np.errstate(divide="ignore", invalid="ignore"):
             x = np.where(np.isfinite(dim) & (dim > 0), np.log(dim), np.nan)
         for i, sid in enumerate(sids):
-            lo, hi = (_percentile_ci(boot_vals[:, i], alpha) if resampled else (np.nan, np.nan))
-            points.append({"setting_id": sid, **{kk: _py(knob_vals.loc[sid, kk]) for kk in knobs},
+            lo, hi = (percentile_ci(boot_vals[:, i], alpha) if resampled else (np.nan, np.nan))
+            points.append({"setting_id": sid, **{kk: to_python(knob_vals.loc[sid, kk]) for kk in knobs},
                            "route": route, "label": labels[route], "against": name, "dim": dim[i],
                            "N": point_value(kind[i], L[i], U[i]), "N_lo": lo, "N_hi": hi,
                            "censoring": _KIND_NAMES[int(kind[i])], "eps": eps, "n_seeds": n_seeds[sid],
@@ -423,7 +423,7 @@ def _observations(d, sids, seeds, by, route_labels, eps, rule, idx, n_boot, aggr
     of the ``n`` grids seen (for the floor ``σ_min``)."""
     obs = {}
     steps = []
-    with _quiet():
+    with quiet_numpy():
         for name in ("offline", "online"):
             lab = route_labels[name]
             S = len(sids)
@@ -434,8 +434,8 @@ def _observations(d, sids, seeds, by, route_labels, eps, rule, idx, n_boot, aggr
                 g = d[(d["setting_id"] == sid) & (d[by] == lab)]
                 if g.empty:  # no rows: an undefined point
                     continue
-                mat, grid, _ = _seed_matrix(g, seeds=seeds)
-                p, b = _neps_point_and_boot(mat, grid, eps, rule, idx, aggregate)
+                mat, grid, _ = seed_matrix(g, seeds=seeds)
+                p, b = neps_point_and_boot(mat, grid, eps, rule, idx, aggregate)
                 point[i] = np.inf if np.isnan(p) else p  # not reached: +inf (extended reals)
                 n_lo[i], n_hi[i] = grid.min(), grid.max()
                 if b is not None:
@@ -450,7 +450,7 @@ def _observations(d, sids, seeds, by, route_labels, eps, rule, idx, n_boot, aggr
                     steps.append(float(np.median(np.diff(np.log(grid)))))
             obs[name] = (route_interval(point, n_lo, n_hi), route_interval(jittered, n_lo, n_hi), boot)
         (ivo, ivbo, bo), (ivn, ivbn, bn) = obs["offline"], obs["online"]
-        obs["ratio"] = (ratio_interval(ivo, ivn), ratio_interval(ivbo, ivbn), _ratio(bo, bn))
+        obs["ratio"] = (ratio_interval(ivo, ivn), ratio_interval(ivbo, ivbn), extended_ratio(bo, bn))
     return obs, steps
 
 
@@ -471,7 +471,7 @@ def _fit_row(route, label, against, x, y, kind, kind_b, y_b, ok, sigma_min, pred
             if key not in seen:
                 seen[key] = censored_fit(x[okb], y_b[b][okb], kind_b[b][okb], sigma_min, start=(al, a, sig))[1]
             boot[b] = seen[key]
-    a_lo, a_hi = _percentile_ci(boot, alpha)
+    a_lo, a_hi = percentile_ci(boot, alpha)
     frac = float(np.isfinite(boot).mean()) if resampled else float("nan")
     consistent = 0
     if not np.isnan(a):
