@@ -28,7 +28,8 @@ from concurrent.futures import CancelledError
 from typing import Any
 
 from ..runcache import RunCache
-from .executors import Executor, ExecutorError, compare_versions, probe_worker, run_batch, runtime_versions
+from .executors import Executor
+from .workers import ExecutorError, compare_versions, probe_worker, run_batch, runtime_versions
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +223,7 @@ class DaskExecutor(Executor):
         units : list of tuple
             ``(setting_id, params, seed)`` of each unit to run.
         cache : genver.runcache.RunCache, optional
-            Not used: each task has its own (see :func:`~genver.experiments.executors.run_batch`).
+            Not used: each task has its own (see :func:`~genver.experiments.workers.run_batch`).
 
         Yields
         ------
