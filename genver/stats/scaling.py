@@ -13,7 +13,8 @@ The third quantity is the sample-efficiency ratio
 ``ρ(s) = N_ε(offline)/N_ε(online)`` (:func:`genver.stats.efficiency_ratio`).
 
 Each is set against a *class-dimension descriptor* ``dim(s)`` of the setting, a column of the
-sweep's ``settings`` table (:func:`genver.experiments.generators.describe`):
+sweep's ``settings`` table (:func:`genver.experiments.generators.describe`;
+:mod:`genver.stats.descriptors`):
 
 ===================  =================================================  =======  =========
 descriptor           meaning                                            class    family
@@ -137,26 +138,19 @@ from ._tables import (
 )
 from .bootstrap import check_alpha, check_n_boot, percentile_ci, quiet_numpy
 from .curves import neps_point_and_boot
+from .descriptors import (  # noqa: F401  (DEFAULT_*, DESCRIPTORS, descriptor_values: re-exported, keep this import path)
+    DEFAULT_AGAINST,
+    DEFAULT_RATIO_AGAINST,
+    DESCRIPTORS,
+    descriptor_lists,
+    descriptor_values,
+    predicted_log_n,
+)
 from .ratios import extended_ratio
 
 __all__ = ["AGGREGATE_WORDS", "DESCRIPTORS", "DEFAULT_AGAINST", "DEFAULT_RATIO_AGAINST", "ScalingLaws",
            "scaling_laws", "censored_fit", "descriptor_values"]
 
-#: descriptor -> (class it measures: "Pi" | "R" | "ratio", family: "n_params" | "log_size" | "predicted")
-DESCRIPTORS = {
-    "n_params_Pi": ("Pi", "n_params"),
-    "n_params_R": ("R", "n_params"),
-    "log_size_Pi": ("Pi", "log_size"),
-    "log_size_R": ("R", "log_size"),
-    "log_size_Pi_R": ("R", "log_size"),
-    "dim_ratio": ("ratio", "n_params"),
-    "log_size_ratio": ("ratio", "log_size"),
-    "predicted_ratio": ("ratio", "predicted"),
-}
-
-#: descriptors fitted by default: each route against both classes' dimensions, the ratio against theirs
-DEFAULT_AGAINST = ("n_params_Pi", "n_params_R")
-DEFAULT_RATIO_AGAINST = "dim_ratio"
 
 _FIT_COLS = ["route", "label", "against", "eps", "metric", "rule", "aggregate", "a", "a_lo", "a_hi", "intercept",
              "sigma",
@@ -174,61 +168,6 @@ class ScalingLaws(NamedTuple):
 
     fits: pd.DataFrame
     points: pd.DataFrame
-
-
-# --------------------------------------------------------------------------- descriptors
-def descriptor_values(settings: pd.DataFrame, name: str) -> pd.Series:
-    """The descriptor ``name`` per setting (index ``setting_id``); the ratios are computed from
-    their parts (NaN where a part is missing or not positive).
-
-    Parameters
-    ----------
-    settings : pandas.DataFrame
-        one row per ``setting_id`` with the descriptor columns (``DIR/settings.parquet``).
-    name : str
-        a descriptor of :data:`DESCRIPTORS`.
-
-    Returns
-    -------
-    pandas.Series
-        float per setting, indexed by ``setting_id``.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> s = pd.DataFrame({"setting_id": ["a", "b"], "n_params_Pi": [30, 120], "n_params_R": [3, 4]})
-    >>> descriptor_values(s, "dim_ratio").tolist()
-    [10.0, 30.0]
-    """
-    if name not in DESCRIPTORS:
-        raise ValueError(f"against: unknown descriptor {name!r} (choose from {', '.join(DESCRIPTORS)})")
-    s = settings.drop_duplicates("setting_id").set_index("setting_id")
-
-    def col(c):
-        return pd.to_numeric(s[c], errors="coerce").astype(float) if c in s.columns else pd.Series(np.nan, s.index)
-    if name == "dim_ratio":
-        return col("n_params_Pi") / col("n_params_R")
-    if name == "log_size_ratio":
-        return col("log_size_Pi") / col("log_size_R")
-    return col(name)
-
-
-def _predicted_logN(settings: pd.DataFrame, route: str, against: str) -> pd.Series:
-    """The bound's ``log N`` (up to a constant) per setting for ``route`` in the family of ``against``."""
-    family = DESCRIPTORS[against][1]
-    if family == "predicted":
-        v = descriptor_values(settings, "predicted_ratio") if route == "ratio" else None
-        if v is None:
-            s = settings.drop_duplicates("setting_id").set_index("setting_id")
-            return pd.Series(np.nan, s.index)
-        return _log(v)
-    pi, r = (descriptor_values(settings, f"{family}_{c}") for c in ("Pi", "R"))
-    return {"offline": _log(pi), "online": _log(r), "ratio": _log(pi) - _log(r)}[route]
-
-
-def _log(v: pd.Series) -> pd.Series:
-    v = v.astype(float)
-    return np.log(v.where(np.isfinite(v) & (v > 0)))
 
 
 # --------------------------------------------------------------------------- grid intervals of N_ε
@@ -339,7 +278,7 @@ def scaling_laws(
     ScalingLaws
         ``(fits, points)``.
     """
-    against, ratio_against = _descriptor_lists(against, ratio_against)
+    against, ratio_against = descriptor_lists(against, ratio_against)
     if by not in ("estimator", "route"):
         raise ValueError(f"by must be 'estimator' or 'route', got {by!r}")
     if not isinstance(settings, pd.DataFrame) or "setting_id" not in settings.columns:
@@ -397,23 +336,12 @@ def _fit_tables(d, settings, sids, knobs, obs, steps, against, ratio_against, of
                            "aggregate": aggregate})
         ok = np.isfinite(x) & (kind != UNDEFINED)
         fits.append(_fit_row(route, labels[route], name, x, y, kind, kind_b, y_b, ok, sigma_floor[route],
-                             _predicted_logN(settings, route, name).reindex(sids).to_numpy(dtype=float),
+                             predicted_log_n(settings, route, name).reindex(sids).to_numpy(dtype=float),
                              eps, metric, rule, alpha, min_decades, n_boot, aggregate))
     fit_df = pd.DataFrame(fits, columns=_FIT_COLS)
     fit_df["agrees"] = fit_df["agrees"].astype("boolean")
     pt_df = pd.DataFrame(points, columns=["setting_id", *knobs, *_POINT_COLS])
     return ScalingLaws(fit_df, pt_df)
-
-
-def _descriptor_lists(against, ratio_against) -> tuple[list[str], list[str]]:
-    """``against`` and ``ratio_against`` as lists of known descriptor names (``None``: no ratio fit)."""
-    against = [against] if isinstance(against, str) else list(against)
-    ratio_against = [] if ratio_against is None else (
-        [ratio_against] if isinstance(ratio_against, str) else list(ratio_against))
-    for name in [*against, *ratio_against]:
-        if name not in DESCRIPTORS:
-            raise ValueError(f"against: unknown descriptor {name!r} (choose from {', '.join(DESCRIPTORS)})")
-    return against, ratio_against
 
 
 def _observations(d, sids, seeds, by, route_labels, eps, rule, idx, n_boot, aggregate, grid_jitter, rng):
