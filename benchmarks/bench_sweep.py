@@ -6,7 +6,7 @@ Run by hand (never in CI):  python benchmarks/bench_sweep.py [--reps 5] [--seeds
 
 * ``sweep_vs_numpy`` — the shipped ``gap_finite`` sweep with ``--seeds`` seeds (default 30, the
   shipped size: the numpy side takes ~40 s a round; ``--seeds 4`` for a quick look): numpy
-  time (``naive_sweep.py``: every (seed, n) from scratch, one process) ÷ ``genver.run`` time
+  time (``naive_sweep.py``: every (seed, n) from scratch, one process) ÷ ``genver.experiments.runner.run`` time
   (warm: compiled kernels; each run makes its own cache), for two configurations — in process (``--executor
   local``, numba's parallel kernels) and two unit threads (``--executor threads --workers 2``)
   — over ``--reps`` interleaved rounds: median and [min, max] of the per-round ratios. Every

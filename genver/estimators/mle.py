@@ -1,6 +1,6 @@
 r"""The two routes of preference fine-tuning, each solved to its global optimum.
 
-Notation as in ``paper-notes.md`` §2, with ``(x_i, y_i⁺, y_i⁻)`` the ``N`` pairs (used only
+Notation as in ``docs/concepts.md`` (*The two routes*), with ``(x_i, y_i⁺, y_i⁻)`` the ``N`` pairs (used only
 through their counts) and ``r_π = β log π/π_ref`` the local (implicit) reward.
 
 * **Offline (DPO):** ``π̂_off ∈ argmax_{π∈Π} Σ_i log σ(r_π(x_i,y_i⁺) − r_π(x_i,y_i⁻)) − pen(π)``.
