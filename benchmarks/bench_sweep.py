@@ -6,7 +6,7 @@ Run by hand (never in CI):  python benchmarks/bench_sweep.py [--reps 5] [--seeds
 
 * ``sweep_vs_numpy`` — the shipped ``gap_finite`` sweep with ``--seeds`` seeds (default 30, the
   shipped size: the numpy side takes ~40 s a round; ``--seeds 4`` for a quick look): numpy
-  time (``naive_sweep.py``: every (seed, n) from scratch, one process) ÷ ``genver.run`` time
+  time (``naive_sweep.py``: every (seed, n) from scratch, one process) ÷ ``genver.experiments.runner.run`` time
   (warm: compiled kernels; each run makes its own cache), for two configurations — in process (``--executor
   local``, numba's parallel kernels) and two unit threads (``--executor threads --workers 2``)
   — over ``--reps`` interleaved rounds: median and [min, max] of the per-round ratios. Every
@@ -41,7 +41,7 @@ sys.path.insert(0, str(HERE))
 
 import naive_sweep  # noqa: E402
 
-from genver.estimators import mle  # noqa: E402
+from genver.estimators import mle_paths  # noqa: E402
 from genver.experiments.cells import _data, make_instance, run_unit  # noqa: E402
 from genver.experiments.runner import run  # noqa: E402
 from genver.experiments.spec import load_spec, parse_spec, setting_id  # noqa: E402
@@ -139,7 +139,7 @@ def _unit_seconds(raw, reps=3):
         inst = make_instance(spec.generator, p, spec.root_seed, s + 1, cache=cache)
         t0 = time.perf_counter()
         # distinct unordered pairs
-        U.append(mle._stream(_data(spec, inst, s + 1, cache).stream, spec.sizes, cache)[0].size)
+        U.append(mle_paths._stream(_data(spec, inst, s + 1, cache).stream, spec.sizes, cache)[0].size)
         tp.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         run_unit(spec, p, setting_id(p), s + 1, cache=cache)

@@ -14,11 +14,12 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
-def _fmt(value) -> str:
+def _spec_value_text(value) -> str:
+    """A spec's TOML value as one line of a page's table (tables as ``k = v, ...``, arrays in brackets)."""
     if isinstance(value, dict):
-        return ", ".join(f"{k} = {_fmt(v)}" for k, v in value.items())
+        return ", ".join(f"{k} = {_spec_value_text(v)}" for k, v in value.items())
     if isinstance(value, list):
-        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+        return "[" + ", ".join(_spec_value_text(v) for v in value) + "]"
     return str(value)
 
 
@@ -38,7 +39,7 @@ def spec_page(name: str, spec: dict, figures: list[str]) -> str:
         if isinstance(table, list):
             table = {str(i): v for i, v in enumerate(table)}
         for k, v in table.items():
-            lines.append(f"| `{k}` | {_fmt(v).replace('|', '∣')} |")
+            lines.append(f"| `{k}` | {_spec_value_text(v).replace('|', '∣')} |")
         lines.append("")
     for fig in figures:
         lines += ["## Figure", "", f"![{name}](../{fig})", ""]

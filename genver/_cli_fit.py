@@ -307,7 +307,9 @@ def _unidentified_directions(data, features) -> int:
     return int(np.linalg.matrix_rank(centred, tol=1e-9 * max(1.0, float(np.abs(phi).max()))))
 
 
-def _fmt(v) -> str:
+def _fit_value_text(v) -> str:
+    """A value of the fit summary as ``genver fit`` prints it: None as a dash, booleans as yes / no,
+    floats and arrays to 6 significant digits."""
     if v is None:
         return "—"
     if isinstance(v, (bool, np.bool_)):
@@ -336,12 +338,12 @@ def _print_fit(o, inst) -> None:
     rows = [
         ("instance", f"{o['instance']}: P={sp['P']}, T={sp['T']} "
                      + (f"(V={sp['V']}, H={sp['H']})" if sp["token_level"] else "(bandit: no V/H)")
-                     + f", beta={_fmt(o['beta'])}"),
+                     + f", beta={_fit_value_text(o['beta'])}"),
         ("pairs", f"{o['pairs']}: {o['n_pairs']} pairs"),
         ("policy class", cls("policy")),
         ("reward class", cls("reward")),
     ]
-    opts = ", ".join(f"{k}={_fmt(v)}" for k, v in o["options"].items() if v is not None)
+    opts = ", ".join(f"{k}={_fit_value_text(v)}" for k, v in o["options"].items() if v is not None)
     if opts:
         rows.append(("options", opts))
     if o["policy_index"] is not None:
@@ -349,15 +351,16 @@ def _print_fit(o, inst) -> None:
     if o["reward_index"] is not None:
         rows.append(("reward_index", str(o["reward_index"])))
     if o["reward_weights"] is not None:
-        rows.append(("reward_weights", _fmt(np.asarray(o["reward_weights"]))))
-    rows.append(("objective", f"{_fmt(o['objective'])}   ({o['objective_description']})"))
+        rows.append(("reward_weights", _fit_value_text(np.asarray(o["reward_weights"]))))
+    rows.append(("objective", f"{_fit_value_text(o['objective'])}   ({o['objective_description']})"))
     if o["rl_objective"] is not None:
-        rows.append(("rl_objective",
-                     f"{_fmt(o['rl_objective'])}   (residual KL(π̂ ‖ π*_r̂) = {_fmt(o['rl_residual_kl'])})"))
+        rows.append(("rl_objective", f"{_fit_value_text(o['rl_objective'])}   "
+                                     f"(residual KL(π̂ ‖ π*_r̂) = {_fit_value_text(o['rl_residual_kl'])})"))
     if c.get("mle_exists") is not None:
-        rows.append(("mle_exists", _fmt(c["mle_exists"])))
-    rows.append(("convergence", f"converged={_fmt(c['converged'])}, iterations={c['iterations']}, "
-                                f"grad_norm={_fmt(c['grad_norm'])}, set_valued={_fmt(c['set_valued'])}"
+        rows.append(("mle_exists", _fit_value_text(c["mle_exists"])))
+    rows.append(("convergence", f"converged={_fit_value_text(c['converged'])}, iterations={c['iterations']}, "
+                                f"grad_norm={_fit_value_text(c['grad_norm'])}, "
+                                f"set_valued={_fit_value_text(c['set_valued'])}"
                  + (f", maximisers={c['n_maximisers']}" if c["n_maximisers"] is not None else "")))
     rows.append(("wall time", f"{o['wall_time_s']:.3f} s fit, {o['total_time_s']:.3f} s total"))
     print(f"genver fit — estimator {o['estimator']}")
@@ -365,7 +368,7 @@ def _print_fit(o, inst) -> None:
         print(f"  {k:<15} {v}")
     print("exact metrics against reward_true (μ = π_ref for the Bradley–Terry log-likelihoods)")
     for k, v in o["metrics"].items():
-        print(f"  {k:<31} {_fmt(v)}")
+        print(f"  {k:<31} {_fit_value_text(v)}")
     for n in o["notes"]:
         print(f"note: {n}")
 

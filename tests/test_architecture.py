@@ -5,6 +5,9 @@ The toy estimator returns ``π_mix = (1 − mix)·π_ref + mix·uniform`` (it ig
 every metric row has a closed form computed here with numpy from the instance alone."""
 from __future__ import annotations
 
+import ast
+import os
+import pathlib
 import subprocess
 import sys
 import textwrap
@@ -206,7 +209,6 @@ def test_no_class_type_dispatch_in_the_estimators():
     """The page's rule, checked on the source: every isinstance in genver/estimators/ tests a
     data argument (Policy, Preferences, PairCounts, Demonstrations, TreeSpace, arrays), never a
     class family."""
-    import pathlib
     import re
 
     root = pathlib.Path(__file__).resolve().parent.parent / "genver" / "estimators"
@@ -215,3 +217,108 @@ def test_no_class_type_dispatch_in_the_estimators():
             for i, line in enumerate(p.read_text().splitlines(), 1) if families.search(line)]
     assert hits == []
     assert families.search("if isinstance(policy_class, TabularPolicyClass):")  # the check would catch one
+
+
+# --------------------------------------------------------------------------- no cross-module private names
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+#: the allowances of the rule, each with its reason
+PRIVATE_IMPORT_ALLOWED = {
+    # the numba kernels are one private package: its submodules share their private kernels
+    # (``_x_ser`` / ``_x_par`` drivers, ``_exp_poly``, ...) and ``genver/_kernels/__init__.py`` is
+    # their one front door; nothing outside the package imports a private kernel by name
+    "the numba kernels package": lambda importer, source: (importer.startswith("genver._kernels")
+                                                            and source.startswith("genver._kernels")),
+}
+
+
+def _genver_modules():
+    """``(dotted name, is package, path)`` of every module of genver/ and of theory/ (installed
+    as ``genver.theory``); links (a checkout's ``genver/theory`` pointing at ``theory/``) skipped."""
+    out = []
+    for top, prefix in ((ROOT / "genver", ("genver",)), (ROOT / "theory", ("genver", "theory"))):
+        for folder, dirs, files in os.walk(top):
+            dirs[:] = sorted(d for d in dirs if not os.path.islink(os.path.join(folder, d)) and d != "__pycache__")
+            rel = pathlib.Path(folder).relative_to(top).parts
+            for f in sorted(files):
+                if f.endswith(".py"):
+                    parts = prefix + rel + (() if f == "__init__.py" else (f[:-3],))
+                    out.append((".".join(parts), f == "__init__.py", pathlib.Path(folder) / f))
+    return out
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def _private_uses(modname: str, is_package: bool, source: str, modules: set[str]) -> list[str]:
+    """Every ``from <genver module> import _name`` and ``<genver module or name>._name`` in
+    ``source`` (the module ``modname``) where ``_name`` is another module's private name. Importing
+    a private *module* (``from genver import _kernels``, ``from . import _solve``) is how a private
+    module is used, and allowed; so are dunder names and :data:`PRIVATE_IMPORT_ALLOWED`."""
+    tree = ast.parse(source)
+    bound: dict[str, str] = {}  # local name -> the genver module it came from
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = modname.split(".") if is_package else modname.split(".")[:-1]
+                base = base[: len(base) - node.level + 1]
+                src = ".".join(base + ([node.module] if node.module else []))
+            else:
+                src = node.module or ""
+            if src.split(".")[0] != "genver":
+                continue
+            for a in node.names:
+                bound[a.asname or a.name] = src
+                if not _is_private(a.name) or f"{src}.{a.name}" in modules:
+                    continue
+                if any(ok(modname, src) for ok in PRIVATE_IMPORT_ALLOWED.values()):
+                    continue
+                out.append(f"{modname}:{node.lineno}: from {src} import {a.name}")
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] == "genver":
+                    bound[a.asname or a.name.split(".")[0]] = a.name
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Attribute) and _is_private(node.attr)):
+            continue
+        root = node.value
+        while isinstance(root, ast.Attribute):
+            root = root.value
+        if (isinstance(root, ast.Name) and root.id in bound
+                and not any(ok(modname, bound[root.id]) for ok in PRIVATE_IMPORT_ALLOWED.values())):
+            out.append(f"{modname}:{node.lineno}: {ast.unparse(node)}")
+    return out
+
+
+def test_no_module_uses_another_modules_private_names():
+    mods = _genver_modules()
+    names = {m for m, _, _ in mods}
+    assert {"genver.stats._tables", "genver.theory.runner", "genver._kernels.backward"} <= names  # walk reaches all
+    hits = [h for m, pkg, p in mods for h in _private_uses(m, pkg, p.read_text(), names)]
+    assert hits == []
+
+
+def test_the_private_name_check_catches_a_bad_import_and_allows_private_modules():
+    names = {m for m, _, _ in _genver_modules()}
+    bad = textwrap.dedent("""
+        from ._tables import to_python, _hidden
+        from genver.experiments.executors import run_batch, _worker_name
+        from .. import _kernels, _solve
+        from ..classes import finite_policies
+        from .bootstrap import __all__
+        x = finite_policies.FinitePolicyClass._trusted
+        y = finite_policies._helper(_kernels.exp_poly)
+    """)
+    assert _private_uses("genver.stats.curves", False, bad, names) == [
+        "genver.stats.curves:2: from genver.stats._tables import _hidden",
+        "genver.stats.curves:3: from genver.experiments.executors import _worker_name",
+        "genver.stats.curves:7: finite_policies.FinitePolicyClass._trusted",
+        "genver.stats.curves:8: finite_policies._helper",
+    ]
+    # the kernels package may share its private kernels among its own modules, and only there
+    kernels = "from .poly import _exp_poly\n"
+    assert _private_uses("genver._kernels.backward", False, kernels, names) == []
+    assert _private_uses("genver.softrl", False, "from ._kernels.poly import _exp_poly\n", names) == [
+        "genver.softrl:1: from genver._kernels.poly import _exp_poly"]

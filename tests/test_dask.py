@@ -17,7 +17,7 @@ distributed = pytest.importorskip("distributed")
 from conftest import StopAfter  # noqa: E402
 
 from genver.cli import main  # noqa: E402
-from genver.experiments import dask_executor, executors  # noqa: E402
+from genver.experiments import dask_executor, workers  # noqa: E402
 from genver.experiments.executors import ExecutorError, compare_versions, runtime_versions  # noqa: E402
 from genver.experiments.runner import run  # noqa: E402
 from genver.experiments.store import ResultStore  # noqa: E402
@@ -183,7 +183,7 @@ def test_compare_versions_names_package_and_versions():
 def _worker_helpers():
     """Functions to run on the workers (nested, so they are pickled by value, not by module)."""
     def fake_versions():
-        from genver.experiments import executors as ex
+        from genver.experiments import workers as ex
         ex._VERSIONS = {**ex.runtime_versions(), "numpy": "0.0.1"}
 
     def hide_genver():
@@ -195,7 +195,7 @@ def _worker_helpers():
     def restore():
         import sys
         sys.modules.update(getattr(sys, "_genver_hidden", {}))
-        from genver.experiments import executors as ex
+        from genver.experiments import workers as ex
         ex._VERSIONS = None
 
     return fake_versions, hide_genver, restore
@@ -218,6 +218,6 @@ def test_version_mismatch_and_missing_genver_are_refused(tmp_path, cluster):
         client.run(restore)
     assert not (tmp_path / "v").exists() and not (tmp_path / "g").exists()
     # every task re-checks the versions (a worker may join after the probe)
-    fut = client.submit(executors._run_batch, None, [], {**runtime_versions(), "numpy": "9"}, pure=False)
+    fut = client.submit(workers.run_batch, None, [], {**runtime_versions(), "numpy": "9"}, pure=False)
     with pytest.raises(ExecutorError, match="version mismatch: numpy 9 on this client vs"):
         fut.result()

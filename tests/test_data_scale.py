@@ -7,14 +7,14 @@ import pytest
 
 import naive
 from genver import preferences as prefs
-from genver.estimators import mle
+from genver.estimators import mle_paths
 from genver.preferences import NestedCounts, PairCounts, Preferences, merge_counts
 from genver.runcache import RunCache
 from genver.spaces import TreeSpace
 
 
 def _old_segments(data, sizes):
-    """``genver.estimators.mle._segments`` before the per-segment counts (no memo)."""
+    """``genver.estimators.mle_paths._segments`` before the per-segment counts (no memo)."""
     n = int(sizes[-1])
     x_, yp, yn = data.x[:n], data.y_pos[:n], data.y_neg[:n]
     T = data.space.T
@@ -109,7 +109,7 @@ def test_nested_counts_fall_back_when_keys_overflow():
         got = nested.at(n)
         assert _as_counter(got) == {k: float(v) for k, v in naive.pair_counts(pairs[:n]).items()}
     with pytest.raises(ValueError, match="overflow"):
-        mle._segments(data, np.array([5, 60]))
+        mle_paths._segments(data, np.array([5, 60]))
 
 
 def test_merge_counts_against_a_counter():
@@ -140,11 +140,11 @@ def test_segments_equal_the_old_whole_stream_algorithm(read_only):
     for seed in range(80):
         data, sizes = _random_stream(seed, read_only)
         cache = RunCache()
-        got = mle._segments(data, sizes, cache)
+        got = mle_paths._segments(data, sizes, cache)
         want = _old_segments(data, sizes)
         for g, w in zip((got[0], got[1], *got[2]), (want[0], want[1], *want[2])):
             assert g.dtype == w.dtype and g.tobytes() == w.tobytes()
-        assert mle._segments(data, sizes, cache) is got               # the same stream again: memo
+        assert mle_paths._segments(data, sizes, cache) is got               # the same stream again: memo
 
 
 def test_blocked_search_and_labels_draw_the_old_stream(monkeypatch):

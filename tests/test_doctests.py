@@ -23,7 +23,7 @@ DOCTEST_MODULES = (
     "genver.metrics",
     "genver.estimators.mle",
     "genver.censored",
-    "genver.stats.scaling",
+    "genver.stats.descriptors",
     "genver.stats.bootstrap",
     "genver.stats.curves",
     "genver.stats.verdicts",

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from genver.classes import FinitePolicyClass
-from genver.estimators import mle
+from genver.estimators import mle, mle_paths
 from genver.experiments import cells, generators
 from genver.experiments.cells import _data, make_instance, run_unit, seed_sequence
 from genver.experiments.executors import InProcessExecutor
@@ -113,15 +113,15 @@ def test_values_derived_from_a_writeable_stream_are_never_cached():
     inst = make_instance(spec.generator, spec.settings()[0], spec.root_seed, 0)
     data = sample_preferences(inst.reward_true, inst.sampler, 256, np.random.default_rng(3))
     cache = RunCache()
-    a = mle._stream(data, [16, 256], cache)
+    a = mle_paths._stream(data, [16, 256], cache)
     assert "_token" not in data.__dict__
     data.y_pos[:16], data.y_neg[:16] = data.y_neg[:16].copy(), data.y_pos[:16].copy()  # relabel 16 pairs in place
-    b = mle._stream(data, [16, 256], cache)
+    b = mle_paths._stream(data, [16, 256], cache)
     assert not np.array_equal(a[2][0], b[2][0])  # the new labels were seen
     for arr in (data.x, data.y_pos, data.y_neg):
         arr.setflags(write=False)
-    c = mle._stream(data, [16, 256], cache)
-    assert mle._stream(data, [16, 256], cache) is c and all(np.array_equal(u, v) for u, v in zip(b[2], c[2]))
+    c = mle_paths._stream(data, [16, 256], cache)
+    assert mle_paths._stream(data, [16, 256], cache) is c and all(np.array_equal(u, v) for u, v in zip(b[2], c[2]))
 
 
 def test_table_does_not_depend_on_unit_order_or_on_earlier_runs():
@@ -181,17 +181,17 @@ def test_lineage_paths_and_rl_parts_equal_the_direct_computation_bitwise():
     token = full.lineage[0]
     for K in (20, 100, 70, 301):
         lp = full.logp[:K].copy()
-        with_lineage = FinitePolicyClass._trusted(full.space, lp.copy(), token)
-        plain = FinitePolicyClass._trusted(full.space, lp)
+        with_lineage = FinitePolicyClass.from_normalised(full.space, lp.copy(), token)
+        plain = FinitePolicyClass.from_normalised(full.space, lp)
         assert plain.lineage is None and with_lineage.lineage == (token, K)
         a = mle.dpo_path(data, spec.sizes, with_lineage, inst.ref, inst.beta, cache=cache)
         b = mle.dpo_path(data, spec.sizes, plain, inst.ref, inst.beta, cache=cache)
         assert [(f.policy_index, f.objective) for f in a] == [(f.policy_index, f.objective) for f in b]
         lr = inst.ref.logp.ravel()
-        pos, neg, segments, sizes = mle._stream(data, spec.sizes, cache)
+        pos, neg, segments, sizes = mle_paths._stream(data, spec.sizes, cache)
         off = -inst.beta * (lr[pos] - lr[neg])
-        ll_a = mle._class_path(with_lineage, data, pos, neg, off, segments, sizes, inst.beta, cache)
-        ll_b = mle._path(plain.logp.reshape(K, -1), pos, neg, off, segments, sizes, inst.beta)
+        ll_a = mle_paths._class_path(with_lineage, data, pos, neg, off, segments, sizes, inst.beta, cache)
+        ll_b = mle_paths._path(plain.logp.reshape(K, -1), pos, neg, off, segments, sizes, inst.beta)
         assert ll_a.tobytes() == ll_b.tobytes()
         pa, ka = with_lineage._rl_arrays(inst.ref, cache)
         pb, kb = plain._rl_arrays(inst.ref, cache)

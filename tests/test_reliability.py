@@ -600,7 +600,7 @@ def test_self_pairs_are_noted_dropped_or_refused_in_the_api_and_the_cli(tmp_path
 # -- the Dask version probe's source hash ----------------------------------------------------
 _HASH_PROBE = """
 import hashlib, json, pathlib, genver, genver.theory
-from genver.experiments.executors import _genver_source_hash
+from genver.experiments.workers import _genver_source_hash
 root = pathlib.Path(genver.__file__).parent
 old = hashlib.sha1()  # the rule before: every .py under the genver folder
 for p in sorted(root.rglob("*.py")):

@@ -186,11 +186,11 @@ def test_batch_frame_of_unit_columns_is_the_concat_of_their_frames(name):
     """The store joins units' column lists and converts once: exactly the frame ``pd.concat`` of
     the units' own frames gives (values and dtypes), a unit without rows adding nothing."""
     from genver.experiments.cells import unit_columns, unit_frame
-    from genver.experiments.store import _batch_frame
+    from genver.experiments.shards import batch_frame
     spec = load_spec(ROOT / "sims" / f"{name}.toml", smoke=True)
     tables = [unit_columns(spec, p, setting_id(p), s) for p in spec.settings()[:3] for s in range(2)]
     want = pd.concat([unit_frame(t) for t in tables], ignore_index=True)
-    got = _batch_frame(tables[:2] + [{}] + tables[2:])
+    got = batch_frame(tables[:2] + [{}] + tables[2:])
     pd.testing.assert_frame_equal(got, want, check_exact=True)
     assert list(got.dtypes) == list(want.dtypes)
-    assert _batch_frame([{}]).empty
+    assert batch_frame([{}]).empty

@@ -13,7 +13,7 @@ import pytest
 import naive
 from genver import _kernels
 from genver.classes import FinitePolicyClass, random_reward_class
-from genver.estimators.mle import _stream
+from genver.estimators.mle_paths import _stream
 from genver.policy import Policy, logsumexp_rows, random_policy
 from genver.preferences import sample_preferences
 from genver.runcache import RunCache

@@ -105,7 +105,8 @@ def _run(mods, quick, random_state, progress) -> pd.DataFrame:
     return df
 
 
-def _fmt(v) -> str:
+def _table_cell(v) -> str:
+    """A non-text cell of :func:`format_table`: floats in scientific notation (3 digits), the rest as ``str``."""
     if isinstance(v, float):
         if math.isnan(v):
             return "nan"
@@ -140,7 +141,7 @@ def format_table(df: pd.DataFrame) -> str:
             elif c == "cases":
                 line.append(str(int(v)))
             else:
-                line.append(_fmt(v) if not isinstance(v, str) else v)
+                line.append(_table_cell(v) if not isinstance(v, str) else v)
         cells.append(line)
     heads = [h for _, h in cols]
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(heads)]

@@ -70,7 +70,10 @@ class RLResult:
 
 
 
-def _rl_common(space, ref, reward, beta, prompt_weights):
+def check_rl_inputs(space, ref, reward, beta, prompt_weights):
+    """The RL step's inputs checked (ValueError naming the bad one): ``(r, β, ρ)`` for ``ref`` a
+    Policy on ``space``, ``β > 0``, ``r`` of shape ``(P, T)`` and ``ρ`` a distribution over prompts
+    (shared by every policy family; not part of the package's API)."""
     if not isinstance(ref, Policy) or ref.space != space:
         raise ValueError(f"ref must be a Policy on {space!r}")
     beta = check_beta(beta)
@@ -79,12 +82,15 @@ def _rl_common(space, ref, reward, beta, prompt_weights):
     return r, beta, rho
 
 
-def _residual(policy: Policy, target_logp, rho) -> float:
+def reverse_kl_residual(policy: Policy, target_logp, rho) -> float:
+    """``E_x KL(π̂ ‖ π*_r) = Σ_x ρ_x KL(π̂(·|x) ‖ π*_r(·|x))`` for ``target_logp`` = ``log π*_r`` of
+    shape ``(P, T)``: the :class:`RLResult` certificate (shared by every policy family)."""
     return float(rho_weighted(kl_rows(policy.logp, target_logp), rho))
 
 
-class _PolicyClassDefaults:
-    """What a :class:`~genver.classes.base.PolicyClass` provides unless the family knows better."""
+class PolicyClassDefaults:
+    """What a :class:`~genver.classes.base.PolicyClass` provides unless the family knows better
+    (the base of every policy family; not part of the package's API)."""
 
     def as_finite(self) -> FinitePolicyClass | None:
         """The class as an explicit member list, or ``None`` (not a finite class)."""

@@ -33,13 +33,13 @@ from ..policy import Policy, logsumexp_rows
 from ..runcache import RunCache, cache_key
 from ..softrl import soft_optimal
 from ..spaces import TreeSpace
-from .base import RLResult, _PolicyClassDefaults, _residual, _rl_common
+from .base import PolicyClassDefaults, RLResult, check_rl_inputs, reverse_kl_residual
 from .rewards import FiniteRewardClass
 
 __all__ = ["FinitePolicyClass", "random_policy_class"]
 
 
-class FinitePolicyClass(_PolicyClassDefaults):
+class FinitePolicyClass(PolicyClassDefaults):
     """``K`` explicit policies, sequence log-probs ``logp`` of shape (K, P, T)."""
 
     kind = "finite"
@@ -173,13 +173,29 @@ class FinitePolicyClass(_PolicyClassDefaults):
         else:
             rng.standard_normal(out=d)
         _kernels.soft_optimal_tables(np.ascontiguousarray(ref.logp, dtype=np.float64), d, scale, beta, d)
-        return FinitePolicyClass._trusted(self.space, lp, lineage)  # normalised by construction
+        return FinitePolicyClass.from_normalised(self.space, lp, lineage)  # normalised by construction
 
     @classmethod
-    def _trusted(cls, space: TreeSpace, lp: np.ndarray, lineage=None) -> FinitePolicyClass:
-        """A class from log-probs normalised by construction (C-contiguous float64 (K, P, T)):
-        skips the validating constructor's passes over ``K·P·T`` entries. ``lineage``: a token
-        naming the member sequence ``lp`` begins (see :attr:`lineage`)."""
+    def from_normalised(cls, space: TreeSpace, lp: np.ndarray, lineage=None) -> FinitePolicyClass:
+        """A class from log-probs normalised by construction, unchecked (as
+        :meth:`genver.policy.Policy.from_normalised`): skips the validating constructor's passes
+        over ``K·P·T`` entries.
+
+        Parameters
+        ----------
+        space : TreeSpace
+            The members' space.
+        lp : np.ndarray
+            ``log π_k``, C-contiguous float64 of shape ``(K, P, T)``, each row already normalised;
+            made read-only and kept (not copied).
+        lineage : hashable, optional
+            A token naming the member sequence ``lp`` begins (see :attr:`lineage`).
+
+        Returns
+        -------
+        FinitePolicyClass
+            The class of the ``K`` members.
+        """
         obj = cls.__new__(cls)
         lp.setflags(write=False)
         obj.space, obj.logp = space, lp
@@ -243,7 +259,7 @@ class FinitePolicyClass(_PolicyClassDefaults):
 
     def _J_many(self, rewards, ref: Policy, beta: float, prompt_weights=None, cache: RunCache | None = None):
         """``(rewards (m, P, T), J (m, K), β, ρ)`` for m rewards in one pass over the members."""
-        checked = [_rl_common(self.space, ref, r, beta, prompt_weights) for r in rewards]
+        checked = [check_rl_inputs(self.space, ref, r, beta, prompt_weights) for r in rewards]
         beta, rho = checked[0][1], checked[0][2]
         R = np.ascontiguousarray(np.stack([c[0] for c in checked]), dtype=np.float64)
         probs, kl = self._rl_arrays(ref, cache)
@@ -302,7 +318,7 @@ class FinitePolicyClass(_PolicyClassDefaults):
             pol = self.member(k)
             target = soft_optimal(r, ref, beta).policy
             out.append(RLResult(policy=pol, objective=float(J[k]), index=k,
-                                residual_kl=_residual(pol, target.logp, rho)))
+                                residual_kl=reverse_kl_residual(pol, target.logp, rho)))
         return out
 
     def __repr__(self):

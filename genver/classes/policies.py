@@ -27,7 +27,7 @@ from .._validation import check_beta
 from ..policy import Policy, logsumexp_rows, node_score_coeff, sequence_logp_from_cond
 from ..softrl import soft_optimal
 from ..spaces import TreeSpace
-from .base import RLResult, _PolicyClassDefaults, _residual, _rl_common
+from .base import PolicyClassDefaults, RLResult, check_rl_inputs, reverse_kl_residual
 from .finite_policies import FinitePolicyClass
 from .finite_policies import random_policy_class as random_policy_class  # re-export (old import path)
 from .rewards import FiniteRewardClass, LinearRewardClass
@@ -44,11 +44,11 @@ def _rl_by_lbfgs(negJ, x0, policy_of, r, ref, beta, rho, gtol, max_iter) -> RLRe
     pol = policy_of(res.x)
     target = soft_optimal(r, ref, beta).policy
     return RLResult(policy=pol, objective=-float(res.fun), params=res.x,
-                    residual_kl=_residual(pol, target.logp, rho), grad_norm=gnorm, iterations=int(res.nit))
+                    residual_kl=reverse_kl_residual(pol, target.logp, rho), grad_norm=gnorm, iterations=int(res.nit))
 
 
 
-class TabularPolicyClass(_PolicyClassDefaults):
+class TabularPolicyClass(PolicyClassDefaults):
     """Every full-support token-level policy on ``space``."""
 
     kind = "tabular"
@@ -81,7 +81,7 @@ class TabularPolicyClass(_PolicyClassDefaults):
         RLResult
             The maximiser, its ``J_β`` and the certificate (``residual_kl``, ``grad_norm``).
         """
-        r, beta, rho = _rl_common(self.space, ref, reward, beta, prompt_weights)
+        r, beta, rho = check_rl_inputs(self.space, ref, reward, beta, prompt_weights)
         so = soft_optimal(r, ref, beta)
         return RLResult(policy=so.policy, objective=float(beta * so.log_Z @ rho), residual_kl=0.0)
 
@@ -90,7 +90,7 @@ class TabularPolicyClass(_PolicyClassDefaults):
 
 
 
-class LogLinearPolicyClass(_PolicyClassDefaults):
+class LogLinearPolicyClass(PolicyClassDefaults):
     """``π_θ(a|x,s) ∝ π_ref(a|x,s) exp(θ·ψ(x,s,a))``, ``psi`` of shape (P, n_internal, V, d)."""
 
     kind = "loglinear"
@@ -209,7 +209,7 @@ class LogLinearPolicyClass(_PolicyClassDefaults):
         RLResult
             The maximiser, its ``J_β`` and the certificate (``residual_kl``, ``grad_norm``).
         """
-        r, beta, rho = _rl_common(self.space, ref, reward, beta, prompt_weights)
+        r, beta, rho = check_rl_inputs(self.space, ref, reward, beta, prompt_weights)
         if ref.space != self.ref.space or not np.array_equal(ref.logp, self.ref.logp):
             raise ValueError("ref must be the class's own reference policy")
         ref_logp = self.ref.logp
@@ -231,7 +231,7 @@ class LogLinearPolicyClass(_PolicyClassDefaults):
 
 
 
-class SoftOptimalPolicyClass(_PolicyClassDefaults):
+class SoftOptimalPolicyClass(PolicyClassDefaults):
     """``Π(R)`` for a finite or linear reward class ``R`` (reference ``ref``, KL weight β)."""
 
     kind = "soft_optimal"
@@ -320,7 +320,7 @@ class SoftOptimalPolicyClass(_PolicyClassDefaults):
         RLResult
             The maximiser, its ``J_β`` and the certificate (``residual_kl``, ``grad_norm``).
         """
-        r, beta, rho = _rl_common(self.space, ref, reward, beta, prompt_weights)
+        r, beta, rho = check_rl_inputs(self.space, ref, reward, beta, prompt_weights)
         if beta != self.beta or not np.array_equal(ref.logp, self.ref.logp):
             raise ValueError("Π(R) is defined for its own (ref, beta); RL must use the same ones")
         if isinstance(self.reward_class, FiniteRewardClass):

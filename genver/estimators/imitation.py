@@ -1,6 +1,6 @@
 r"""Imitation from demonstrations: SFT, MaxEnt-IRL + soft RL, and a SPIN-style iteration.
 
-Notation as in ``paper-notes.md`` §1–3. Demonstrations are ``N`` pairs ``(x_i, y_i)``, used
+Notation as in ``docs/concepts.md``. Demonstrations are ``N`` pairs ``(x_i, y_i)``, used
 only through their counts ``C(x, y)`` (``N_x = Σ_y C(x, y)``); ``r_π = β log π/π_ref`` is the
 reward induced by a policy.
 

@@ -1,6 +1,6 @@
 r"""The two routes of preference fine-tuning, each solved to its global optimum.
 
-Notation as in ``paper-notes.md`` §2, with ``(x_i, y_i⁺, y_i⁻)`` the ``N`` pairs (used only
+Notation as in ``docs/concepts.md`` (*The two routes*), with ``(x_i, y_i⁺, y_i⁻)`` the ``N`` pairs (used only
 through their counts) and ``r_π = β log π/π_ref`` the local (implicit) reward.
 
 * **Offline (DPO):** ``π̂_off ∈ argmax_{π∈Π} Σ_i log σ(r_π(x_i,y_i⁺) − r_π(x_i,y_i⁻)) − pen(π)``.
@@ -35,21 +35,7 @@ from .._validation import check_beta
 from ..policy import Policy
 from . import finite, linear, soft_optimal, tabular  # noqa: F401  (the class families register their solvers)
 from .base import DEFAULT_L2, FitResult, as_counts, check_ref, rl_fit, timed
-from .mle_paths import (  # noqa: F401  (re-exported: the paths and their private helpers keep this import path)
-    _STREAM_TOKENS,
-    _class_path,
-    _derived,
-    _path,
-    _pick_rows,
-    _segments,
-    _segments_of,
-    _stream,
-    _stream_id,
-    _stream_token,
-    dpo_path,
-    reward_mle_path,
-    rm_rl_path,
-)
+from .mle_paths import dpo_path, reward_mle_path, rm_rl_path
 from .solvers import dpo_solver, ipo_solver, reward_mle_solver
 from .tabular import dpo_tabular_objective
 

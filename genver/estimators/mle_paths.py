@@ -1,6 +1,6 @@
 r"""The likelihood routes on nested sample sizes: :func:`dpo_path`, :func:`reward_mle_path` and
 :func:`rm_rl_path` fit, for finite classes, every prefix ``data.head(n)``, ``n ∈ sizes``, of one
-pair stream ``(x_i, y_i⁺, y_i⁻)`` at once (notation as in ``paper-notes.md`` §2).
+pair stream ``(x_i, y_i⁺, y_i⁻)`` at once (notation as in ``docs/concepts.md``, *The two routes*).
 
 For a finite class of score tables ``s_k`` (``s_k = β log π_k`` for DPO with offset
 ``−β (log π_ref(y⁺) − log π_ref(y⁻))``; ``s_k = r_k`` for reward MLE, offset 0) the

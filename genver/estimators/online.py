@@ -1,6 +1,6 @@
 r"""On-policy estimators driven by a fitted reward ``r̂``: online DPO and policy gradient.
 
-**Online DPO** (the paper's practical pipeline, ``paper-notes.md`` §2). Round ``t``: draw
+**Online DPO** (the paper's practical pipeline; ``docs/concepts.md``, *The two routes*). Round ``t``: draw
 prompts ``x ~ ρ``, ``K`` completions from the current policy ``π_t``, and label a pair with
 ``r̂``:
 

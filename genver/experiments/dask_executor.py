@@ -28,7 +28,8 @@ from concurrent.futures import CancelledError
 from typing import Any
 
 from ..runcache import RunCache
-from .executors import Executor, ExecutorError, _probe, _run_batch, compare_versions, runtime_versions
+from .executors import Executor
+from .workers import ExecutorError, compare_versions, probe_worker, run_batch, runtime_versions
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,7 @@ class DaskExecutor(Executor):
 
         def probe():
             try:
-                box["probes"] = self.client.run(_probe, on_error="return")
+                box["probes"] = self.client.run(probe_worker, on_error="return")
             except BaseException as e:  # noqa: BLE001 - handed to the caller
                 box["error"] = e
 
@@ -212,7 +213,7 @@ class DaskExecutor(Executor):
         n = len(self.client.nthreads())
         return f"{self.name} ({where}, {n} workers, {self.threads()} threads)"
 
-    def map(self, spec, units, cache: RunCache | None = None):  # each task has its own cache (_run_batch)
+    def map(self, spec, units, cache: RunCache | None = None):  # each task has its own cache (run_batch)
         """Run the units on the cluster in tasks of about :data:`TARGET_TASK_S` seconds.
 
         Parameters
@@ -222,7 +223,7 @@ class DaskExecutor(Executor):
         units : list of tuple
             ``(setting_id, params, seed)`` of each unit to run.
         cache : genver.runcache.RunCache, optional
-            Not used: each task has its own (see :func:`~genver.experiments.executors._run_batch`).
+            Not used: each task has its own (see :func:`~genver.experiments.workers.run_batch`).
 
         Yields
         ------
@@ -260,7 +261,7 @@ class DaskExecutor(Executor):
             batch, queue[:k] = queue[:k], []
             count += 1
             log.debug("dask: task %d submitted with %d unit(s), %d still queued", count, len(batch), len(queue))
-            return self.client.submit(_run_batch, spec, batch, self.versions, key=f"genver-units-{token}-{count}",
+            return self.client.submit(run_batch, spec, batch, self.versions, key=f"genver-units-{token}-{count}",
                                       pure=False, retries=RETRIES)
 
         in_flight: set = set()

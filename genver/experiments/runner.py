@@ -24,7 +24,8 @@ One writer at a time: the run holds the results directory's lock
 (:class:`~genver.experiments.store.RunLock`) from before it reads the directory until it ends. A
 resumed run refuses to mix results of another genver, numpy, scipy or numba version or git
 commit (:data:`PROVENANCE_PACKAGES`) unless ``allow_version_change``; the manifest's
-``contributors`` then lists every version that wrote a shard, and each shard records its own.
+``contributors`` then lists every version that wrote a shard, and each shard records its own
+(the checks: :mod:`genver.experiments.manifest`).
 Before anything is allocated the run's memory estimate (:mod:`genver.experiments.memory`) is
 checked for ``workers`` units at a time. :func:`repair` rebuilds a lost manifest from the shards.
 
@@ -52,18 +53,16 @@ from .cells import make_instance
 from .diagnostics import warn_degenerate_setup
 from .executors import make_executor
 from .generators import describe
+from .manifest import PROVENANCE_PACKAGES, provenance_of, start_manifest
 from .memory import check_memory
 from .registry import ESTIMATORS
 from .spec import Spec, load_spec, parse_spec, setting_id
-from .store import LOCK_NAME, ResultStore, RunLock, git_commit, now_iso, package_versions, read_provenance
+from .store import LOCK_NAME, ResultStore, RunLock, now_iso, read_provenance
 
 __all__ = ["run", "repair", "Progress", "Interrupted", "FLUSH_SECONDS", "PROVENANCE_PACKAGES",
            "expected_units"]
 
 log = logging.getLogger(__name__)
-
-#: a resumed run refuses to mix results of other versions of these packages (or another commit)
-PROVENANCE_PACKAGES = ("genver", "numpy", "scipy", "numba")
 
 
 class Interrupted(KeyboardInterrupt):
@@ -132,29 +131,6 @@ def settings_table(spec: Spec, *, cache: RunCache | None = None) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def _first_difference(old: dict, new: dict, old_smoke, new_smoke) -> str:
-    """``"key a.b: was X, now Y"`` for the first differing key (depth first, keys sorted) of
-    the stored and the given spec, ``--smoke`` first."""
-    if bool(old_smoke) != bool(new_smoke):
-        return f"--smoke: was {'on' if old_smoke else 'off'}, now {'on' if new_smoke else 'off'}"
-
-    def walk(a, b, path):
-        if isinstance(a, dict) and isinstance(b, dict):
-            for k in sorted(set(a) | set(b), key=str):
-                key = f"{path}.{k}" if path else str(k)
-                if k not in a:
-                    return f"key {key}: was absent, now {b[k]!r}"
-                if k not in b:
-                    return f"key {key}: was {a[k]!r}, now absent"
-                found = walk(a[k], b[k], key)
-                if found:
-                    return found
-            return None
-        return None if a == b else f"key {path}: was {a!r}, now {b!r}"
-
-    return walk(old, new, "") or "the spec hash differs (no key differs: the spec format changed)"
-
-
 def _check_device(spec, device: str) -> str:
     """The device neural estimators will use; refuses a missing PyTorch or CUDA up front."""
     if device not in ("auto", "cpu", "cuda"):
@@ -174,41 +150,6 @@ def _has_content(root) -> bool:
         return any(p.name != LOCK_NAME for p in root.iterdir())
     except FileNotFoundError:
         return False
-
-
-def _provenance_of(versions: dict, commit) -> dict:
-    return {"versions": {k: versions.get(k) for k in PROVENANCE_PACKAGES}, "git_commit": commit}
-
-
-def _contributors(man: dict) -> list:
-    """Every (versions, commit) that wrote to the run (older manifests: the first run's)."""
-    if man.get("contributors"):
-        return man["contributors"]
-    return [_provenance_of(man.get("versions", {}), man.get("git_commit"))]
-
-
-def _describe_provenance(p: dict) -> str:
-    v = p["versions"]
-    return ", ".join(f"{k} {v.get(k)}" for k in PROVENANCE_PACKAGES) + f", commit {p.get('git_commit') or 'unknown'}"
-
-
-def _check_versions(store, man: dict, current: dict, allow: bool) -> bool:
-    """Refuse to resume with other versions or another commit unless ``allow``; returns
-    whether ``current`` is new to the run (then it is added to the manifest's contributors)."""
-    known = _contributors(man)
-    if current in known:
-        return False
-    if not allow:
-        last = known[-1]
-        diff = [k for k in PROVENANCE_PACKAGES if last["versions"].get(k) != current["versions"].get(k)]
-        if last.get("git_commit") != current.get("git_commit"):
-            diff.append("git commit")
-        log.info("%s: resume refused: %s changed since the run was written", store.root, ", ".join(diff))
-        raise ValueError(f"{store.root}: was written with {_describe_provenance(last)}; this is "
-                         f"{_describe_provenance(current)} ({', '.join(diff)} changed): resuming would mix results "
-                         f"of different code; use a new --out, or pass --allow-version-change (the manifest then "
-                         f"lists every version that contributed)")
-    return True
 
 
 def expected_units(spec: Spec) -> set:
@@ -307,33 +248,6 @@ def run(spec_path, out, *, workers: int = 1, resume: bool = False, smoke: bool =
                                cache=RunCache(), events=events)
 
 
-def _start_manifest(store, spec, spec_path, *, resume, exists, smoke, allow_version_change, n_units, err) -> None:
-    """Write a new run's manifest, or check a resumed run's spec and versions (adding this
-    genver as a contributor when allowed); set the provenance every shard will carry."""
-    versions, commit = package_versions(), git_commit()
-    current = _provenance_of(versions, commit)
-    if resume and exists:
-        man = store.read_manifest()
-        if man.get("spec_hash") != spec.hash():
-            diff = _first_difference(man.get("spec", {}), spec.raw["spec"], man.get("smoke"), smoke)
-            log.info("%s: resume refused: the spec differs (%s)", store.root, diff)
-            raise ValueError(f"{store.root}: was started with a different spec (or --smoke setting); refusing to mix "
-                             f"results: {diff}")
-        if _check_versions(store, man, current, allow_version_change):
-            man["contributors"] = _contributors(man) + [current]
-            print(f"genver: {store.root}: continuing with {_describe_provenance(current)} "
-                  f"(--allow-version-change; the manifest lists every contributor)", file=err)
-            store.write_manifest(man)
-    else:
-        man = {"spec": spec.raw["spec"], "spec_path": str(spec_path), "spec_hash": spec.hash(), "smoke": smoke,
-               "experiment": spec.name, "knobs": spec.knobs, "expected": spec.expected, "expect": spec.expect,
-               "versions": versions, "git_commit": commit, "contributors": [current], "started": now_iso(),
-               "finished": None, "units_total": n_units}
-        store.write_manifest(man)
-    store.provenance = {"versions": versions, "git_commit": commit, "spec": spec.raw["spec"], "smoke": smoke,
-                        "spec_hash": spec.hash(), "spec_path": str(spec_path)}
-
-
 class _UnitSink:
     """Finished units on their way to the store: buffered and written as one shard once
     ``flush_seconds`` have passed since the last write (:meth:`flush` writes the rest), each
@@ -388,7 +302,7 @@ def _run_locked(spec, spec_path, store, lock, ex, *, resume, smoke, progress, st
         raise ValueError(f"{store.root}: directory is not empty; use --resume to continue a run, or another --out")
     settings = [(setting_id(p), p) for p in spec.settings()]
     n_units = spec.seeds * len(settings)
-    _start_manifest(store, spec, spec_path, resume=resume, exists=exists, smoke=smoke,
+    start_manifest(store, spec, spec_path, resume=resume, exists=exists, smoke=smoke,
                     allow_version_change=allow_version_change, n_units=n_units, err=err)
     _prepare_store(store, spec, settings, cache, err)
     # seed-major: the settings of one seed run one after another, sharing that seed's stream and
@@ -494,7 +408,7 @@ def repair(root, stream=None) -> dict:
                              f"(another genver's spec format?); refusing to rebuild")
         contributors = []
         for v in provs.values():
-            c = _provenance_of(v["versions"], v.get("git_commit"))
+            c = provenance_of(v["versions"], v.get("git_commit"))
             if c not in contributors:
                 contributors.append(c)
         man = {"spec": first["spec"], "spec_path": first.get("spec_path"), "spec_hash": first["spec_hash"],

@@ -9,7 +9,7 @@ Layout of ``DIR``::
                              unit; ``<sid>__seed<k>`` is the first unit of the sorted list and
                              ``<hash>`` a short hash of the whole list, which the file's Parquet
                              key-value metadata holds under ``genver_units`` (JSON
-                             ``[[sid, seed], ...]``)
+                             ``[[sid, seed], ...]``; the format: :mod:`genver.experiments.shards`)
 
 The runner (:func:`genver.experiments.runner.run`) buffers finished units and writes them as one
 batch shard once about ``flush_seconds`` (default 1 s) of wall time have passed since its last
@@ -49,20 +49,26 @@ would create them (:func:`genver.atomic.file_mode`).
 """
 from __future__ import annotations
 
-import hashlib
-import itertools
 import json
 import logging
 import os
 import pathlib
-import re
-from typing import Any
 
 import pandas as pd
 
 from ..atomic import atomic_write_bytes
 from .lock import LOCK_NAME, STALE_LOCK_S, LockedError, RunLock, now_iso
 from .provenance import PROVENANCE_KEY, git_commit, package_versions, read_provenance
+from .shards import (  # parquet_bytes, shards_table, UNITS_KEY re-exported: they keep this import path
+    BATCH_NAME,
+    UNITS_KEY,
+    batch_frame,
+    batch_name,
+    parquet_bytes,
+    read_units,
+    shards_table,
+    units_json,
+)
 
 __all__ = ["ResultStore", "RunLock", "LockedError", "DuplicateUnitsError", "parquet_bytes",
            "package_versions", "git_commit", "read_provenance", "now_iso", "LOCK_NAME", "STALE_LOCK_S",
@@ -73,115 +79,9 @@ log = logging.getLogger(__name__)
 #: the order of a results table's rows (columns a table lacks are left out)
 ROW_ORDER = ("setting_id", "seed", "n", "estimator", "metric")
 
-_BATCH = re.compile(r"^batch-(?P<sid>[0-9a-f]{10})__seed(?P<seed>\d+)-(?P<n>\d+)-(?P<hash>[0-9a-f]{12})\.parquet$")
-UNITS_KEY = b"genver_units"  # Parquet key-value metadata of a batch shard: JSON [[sid, seed], ...]
-
 
 class DuplicateUnitsError(ValueError):
     """A unit appears in more than one shard."""
-
-
-def _units_hash(units_json: bytes) -> str:
-    return hashlib.sha256(units_json).hexdigest()[:12]
-
-
-def _units_json(units) -> bytes:
-    return json.dumps([[sid, int(seed)] for sid, seed in units], separators=(",", ":")).encode()
-
-
-def parquet_bytes(df: pd.DataFrame, metadata: dict | None = None) -> bytes:
-    """``df`` as a Parquet file, byte for byte what ``df.to_parquet(path, index=False)`` writes
-    (``pa.Table.from_pandas`` without the index, ``attrs`` as pandas stores them, snappy
-    compression), without opening a file through pyarrow.
-
-    Parameters
-    ----------
-    df : pandas.DataFrame
-        The table.
-    metadata : dict, optional
-        Bytes or str keys and values added to the file's key-value metadata.
-
-    Returns
-    -------
-    bytes
-        The file's contents.
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    if df.attrs or metadata:
-        extra = {"PANDAS_ATTRS": json.dumps(df.attrs)} if df.attrs else {}
-        table = table.replace_schema_metadata({**table.schema.metadata, **extra, **(metadata or {})})
-    buf = pa.BufferOutputStream()
-    pq.write_table(table, buf, compression="snappy")
-    return buf.getvalue().to_pybytes()
-
-
-def shards_table(files) -> Any:
-    """The rows of the shard ``files``, in their order, as one Arrow table: one
-    ``pyarrow.dataset`` scan with the union of their schemas (a column only some shards have is
-    null elsewhere, as ``pd.concat`` of their frames would make it).
-
-    Parameters
-    ----------
-    files : list of pathlib.Path
-        Shard paths (:meth:`ResultStore.shard_files`).
-
-    Returns
-    -------
-    pyarrow.Table
-        Their rows, file after file.
-    """
-    import pyarrow as pa
-    import pyarrow.dataset as ds
-    import pyarrow.parquet as pq
-
-    schema = pa.unify_schemas([pq.read_schema(p) for p in files], promote_options="permissive")
-    return ds.dataset([str(p) for p in files], schema=schema, format="parquet").to_table()
-
-
-def _atomic_parquet(df: pd.DataFrame, path: pathlib.Path) -> None:
-    atomic_write_bytes(path, parquet_bytes(df))
-
-
-def _read_units(path: pathlib.Path, batch) -> list[tuple[str, int]] | None:
-    """The units of the shard at ``path`` from its footer (``batch``: the name's match), or
-    None if the footer does not parse or does not match the name."""
-    import pyarrow.parquet as pq
-    try:
-        meta = pq.read_metadata(path)
-    except Exception:  # noqa: BLE001 - any unreadable file counts as damaged, whatever pyarrow raises
-        return None
-    uj = (meta.metadata or {}).get(UNITS_KEY)
-    if uj is None or _units_hash(uj) != batch["hash"]:
-        return None
-    try:
-        units = [(str(sid), int(seed)) for sid, seed in json.loads(uj)]
-    except (ValueError, TypeError):
-        return None
-    if len(units) != int(batch["n"]) or units[0] != (batch["sid"], int(batch["seed"])):
-        return None
-    return units
-
-
-def _batch_name(keys: list, uj: bytes | None = None) -> str:
-    """The file name of the batch shard of the sorted unit list ``keys``."""
-    uj = _units_json(keys) if uj is None else uj
-    return f"batch-{keys[0][0]}__seed{keys[0][1]:05d}-{len(keys)}-{_units_hash(uj)}.parquet"
-
-
-def _batch_frame(tables: list) -> pd.DataFrame:
-    """One frame of the tables' rows, in order. Units' column dicts with the same columns are
-    joined column by column and converted once (the frame ``pd.concat`` of their frames gives,
-    at a fraction of the cost); other tables go through ``pd.concat``. Units without rows add
-    nothing."""
-    tables = [t for t in tables if not (isinstance(t, dict) and not t)]
-    if tables and all(isinstance(t, dict) and list(t) == list(tables[0]) for t in tables):
-        return pd.DataFrame({k: list(itertools.chain.from_iterable(t[k] for t in tables)) for k in tables[0]})
-    frames = [pd.DataFrame(t) if isinstance(t, dict) else t for t in tables]
-    if not frames:
-        return pd.DataFrame([])
-    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 class ResultStore:
@@ -297,7 +197,7 @@ class ResultStore:
             if not dup:
                 continue
             path = self.shards / name
-            target = _batch_name(sorted(rest)) if rest else None
+            target = batch_name(sorted(rest)) if rest else None
             if target is not None and target in scan and target != name:
                 whole.add(target)  # another shard holds exactly the rest: keep it, drop this one
                 rest = []
@@ -376,9 +276,9 @@ class ResultStore:
         keys = [(sid, int(seed)) for sid, seed, _ in units]
         if len(set(keys)) != len(keys):
             raise ValueError("write_batch: a unit is listed twice")
-        uj = _units_json(keys)
-        name = _batch_name(keys, uj)
-        df = _batch_frame([t for _, _, t in units])
+        uj = units_json(keys)
+        name = batch_name(keys, uj)
+        df = batch_frame([t for _, _, t in units])
         path = self.shards / name
         meta = {UNITS_KEY: uj}
         if self.provenance is not None:
@@ -423,7 +323,7 @@ class ResultStore:
             return {}
         out = {}
         for e in entries:
-            batch = _BATCH.match(e.name)
+            batch = BATCH_NAME.match(e.name)
             if not batch:
                 continue
             try:
@@ -433,7 +333,7 @@ class ResultStore:
             key = (st.st_size, st.st_mtime_ns)
             hit = self._footers.get(e.name)
             if hit is None or hit[0] != key:
-                hit = self._footers[e.name] = (key, _read_units(pathlib.Path(e.path), batch))
+                hit = self._footers[e.name] = (key, read_units(pathlib.Path(e.path), batch))
             out[e.name] = hit[1]
         return out
 
@@ -446,7 +346,7 @@ class ResultStore:
             One row per setting: ``setting_id``, the knobs and the gap descriptors.
         """
         self.root.mkdir(parents=True, exist_ok=True)
-        _atomic_parquet(df, self.root / "settings.parquet")
+        atomic_write_bytes(self.root / "settings.parquet", parquet_bytes(df))
 
     def settings(self) -> pd.DataFrame:
         """The settings table (a ``ValueError`` naming the directory when there is none).

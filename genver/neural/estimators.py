@@ -85,7 +85,7 @@ __all__ = ["NEURAL_ESTIMATORS", "neural_dpo", "neural_sft_preferred", "neural_rm
 
 
 @contextlib.contextmanager
-def _threads(device: torch.device, o):
+def torch_threads(device: torch.device, o):
     """CPU cells run with ``o["_threads"]`` intra-op threads (default 1: thread-count-free numbers)."""
     if device.type != "cpu":
         yield
@@ -98,17 +98,21 @@ def _threads(device: torch.device, o):
         torch.set_num_threads(n)
 
 
-def _seed(rng: np.random.Generator) -> int:
+def torch_seed(rng: np.random.Generator) -> int:
+    """A torch seed drawn from the unit's numpy ``rng`` (shared with :mod:`genver.neural.long`)."""
     return int(rng.integers(0, 2**62))
 
 
-def _config(inst, o) -> TransformerConfig:
+def transformer_config(inst, o) -> TransformerConfig:
+    """The transformer of ``inst``'s space with the options' ``d_model``, ``n_layers``, ``n_heads``."""
     sp = inst.space
     return TransformerConfig(sp.P, sp.V, sp.H, d_model=o.get("d_model", 64), n_layers=o.get("n_layers", 2),
                              n_heads=o.get("n_heads", 4))
 
 
-def _train_config(o, steps_key: str = "steps", optimizer_key: str = "optimizer") -> TrainConfig:
+def train_config(o, steps_key: str = "steps", optimizer_key: str = "optimizer") -> TrainConfig:
+    """The trainer's :class:`TrainConfig` from the estimator options (``steps_key`` /
+    ``optimizer_key``: the options naming this trainer's steps and optimiser)."""
     optimizer = o.get(optimizer_key, o.get("optimizer", "adamw"))
     stop = None
     if o.get("stop", optimizer == "lbfgs"):
@@ -121,7 +125,8 @@ def _train_config(o, steps_key: str = "steps", optimizer_key: str = "optimizer")
                        optimizer=optimizer, stop=stop)
 
 
-def _build(factory, seed: int, device):
+def build_seeded(factory, seed: int, device):
+    """``factory()`` under ``torch.manual_seed(seed)`` (the global torch RNG restored), on ``device``."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         module = factory()
@@ -129,8 +134,8 @@ def _build(factory, seed: int, device):
 
 
 def _new_policy(inst, o, rng, device) -> NeuralPolicy:
-    cfg = _config(inst, o)
-    return NeuralPolicy(_build(lambda: TinyTransformer(cfg), _seed(rng), device), inst.ref)
+    cfg = transformer_config(inst, o)
+    return NeuralPolicy(build_seeded(lambda: TinyTransformer(cfg), torch_seed(rng), device), inst.ref)
 
 
 def _result(name, policy: NeuralPolicy, logs, t0, device, reward=None, residual=None) -> FitResult:
@@ -149,7 +154,8 @@ def _result(name, policy: NeuralPolicy, logs, t0, device, reward=None, residual=
                      wall_time=time.perf_counter() - t0, extra=extra)
 
 
-def _device(o) -> torch.device:
+def option_device(o) -> torch.device:
+    """The device the options name (``_device``, default ``auto``)."""
     return resolve_device(o.get("_device", "auto"))
 
 
@@ -172,10 +178,10 @@ def neural_dpo(inst, data: PairCounts, rng, o) -> FitResult:
     FitResult
         The trained network's exact distribution, ``extra`` as in the module docstring.
     """
-    t0, dev = time.perf_counter(), _device(o)
-    with _threads(dev, o):
+    t0, dev = time.perf_counter(), option_device(o)
+    with torch_threads(dev, o):
         pol = _new_policy(inst, o, rng, dev)
-        log = train_dpo(pol, data, inst.beta, _train_config(o), seed=_seed(rng))
+        log = train_dpo(pol, data, inst.beta, train_config(o), seed=torch_seed(rng))
         return _result("neural_dpo", pol, [log], t0, dev,
                        residual=lambda p: dpo_residual(p, data, inst.ref, inst.beta))
 
@@ -199,10 +205,10 @@ def neural_sft_preferred(inst, data: PairCounts, rng, o) -> FitResult:
     FitResult
         The trained network's exact distribution, ``extra`` as in the module docstring.
     """
-    t0, dev = time.perf_counter(), _device(o)
-    with _threads(dev, o):
+    t0, dev = time.perf_counter(), option_device(o)
+    with torch_threads(dev, o):
         pol = _new_policy(inst, o, rng, dev)
-        log = train_sft(pol, data.x, data.y_pos, data.count, _train_config(o), seed=_seed(rng))
+        log = train_sft(pol, data.x, data.y_pos, data.count, train_config(o), seed=torch_seed(rng))
         return _result("neural_sft_preferred", pol, [log], t0, dev,
                        residual=lambda p: sft_residual(p, data.x, data.y_pos, data.count))
 
@@ -210,20 +216,20 @@ def neural_sft_preferred(inst, data: PairCounts, rng, o) -> FitResult:
 def _reward_model(inst, data, rng, o, dev):
     """(trained reward model, its training logs)."""
     kind = o.get("rm", "global")
-    cfg = _train_config(o, "rm_steps", "rm_optimizer")
+    cfg = train_config(o, "rm_steps", "rm_optimizer")
     if kind == "global":
-        arch = _config(inst, o)
-        rm = _build(lambda: GlobalReward(arch), _seed(rng), dev)
-        return rm, [train_reward(rm, data, cfg, seed=_seed(rng), l2=o.get("rm_l2", 0.0))]
+        arch = transformer_config(inst, o)
+        rm = build_seeded(lambda: GlobalReward(arch), torch_seed(rng), dev)
+        return rm, [train_reward(rm, data, cfg, seed=torch_seed(rng), l2=o.get("rm_l2", 0.0))]
     if kind == "linear":
         if not isinstance(inst.reward_class, LinearRewardClass):
             raise ValueError(f"rm = 'linear' needs a linear verifier class R (features φ); this instance's R is "
                              f"{type(inst.reward_class).__name__}")
-        rm = _build(lambda: LinearReward(inst.space, inst.reward_class.phi), _seed(rng), dev)
-        return rm, [train_reward(rm, data, cfg, seed=_seed(rng), l2=o.get("rm_l2", 0.0))]
+        rm = build_seeded(lambda: LinearReward(inst.space, inst.reward_class.phi), torch_seed(rng), dev)
+        return rm, [train_reward(rm, data, cfg, seed=torch_seed(rng), l2=o.get("rm_l2", 0.0))]
     if kind == "local":
         teacher = _new_policy(inst, o, rng, dev)
-        log = train_dpo(teacher, data, inst.beta, cfg, seed=_seed(rng))
+        log = train_dpo(teacher, data, inst.beta, cfg, seed=torch_seed(rng))
         return LocalReward(teacher, inst.beta), [log]
     raise ValueError(f"rm must be global, linear or local, got {kind!r}")
 
@@ -251,13 +257,13 @@ def neural_rm_rl(inst, data: PairCounts, rng, o) -> FitResult:
     """
     if "polish_steps" in o and o.get("rl", "reinforce") != "exact":
         raise ValueError("polish_steps applies to rl = 'exact' only (REINFORCE samples: no exact objective to polish)")
-    t0, dev = time.perf_counter(), _device(o)
-    with _threads(dev, o):
+    t0, dev = time.perf_counter(), option_device(o)
+    with torch_threads(dev, o):
         rm, logs = _reward_model(inst, data, rng, o, dev)
         pol = _new_policy(inst, o, rng, dev)
         exact = o.get("rl", "reinforce") == "exact"
-        cfg = _train_config({"stop": True, **o} if exact else o, "rl_steps")  # exact RL stops by default
-        rl_seed = _seed(rng)  # drawn for either trainer, so the networks' seeds do not depend on `rl`
+        cfg = train_config({"stop": True, **o} if exact else o, "rl_steps")  # exact RL stops by default
+        rl_seed = torch_seed(rng)  # drawn for either trainer, so the networks' seeds do not depend on `rl`
         r_hat = reward_table(rm, inst.space, dev)
         if exact:
             polish = o.get("polish_steps", EXACT_RL_POLISH_STEPS if cfg.optimizer == "adamw" else 0)
@@ -291,13 +297,13 @@ def neural_online_dpo(inst, data: PairCounts, rng, o) -> FitResult:
         The trained network's exact distribution and the enumerated ``r̂`` as ``reward``, ``extra`` as
         in the module docstring.
     """
-    t0, dev = time.perf_counter(), _device(o)
-    with _threads(dev, o):
+    t0, dev = time.perf_counter(), option_device(o)
+    with torch_threads(dev, o):
         rm, logs = _reward_model(inst, data, rng, o, dev)
         pol = _new_policy(inst, o, rng, dev)
-        logs.append(train_online_dpo(pol, rm, inst.beta, _train_config(o, "rl_steps"), K=o.get("K", 8),
+        logs.append(train_online_dpo(pol, rm, inst.beta, train_config(o, "rl_steps"), K=o.get("K", 8),
                                      rounds=o.get("rounds", 20), labels=o.get("labels", ONLINE_DPO_LABELS),
-                                     prompt_weights=inst.prompt_weights, seed=_seed(rng)))
+                                     prompt_weights=inst.prompt_weights, seed=torch_seed(rng)))
         r_hat = reward_table(rm, inst.space, dev)
         return _result("neural_online_dpo", pol, logs, t0, dev, reward=r_hat,
                        residual=lambda p: rl_residual(p, r_hat, inst.ref, inst.beta, inst.prompt_weights))

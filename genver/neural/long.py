@@ -343,25 +343,29 @@ def long_linear(p, rng) -> LongWorld:
 def fit_long(world: LongWorld, name: str, data, rng, o):
     """Train one neural estimator on ``data`` in the sampled world; returns the
     :class:`~genver.neural.policy.PositionalNeuralPolicy`."""
-    from .estimators import _build, _config, _device, _seed, _threads, _train_config
+    # late: this module is imported without PyTorch (the registry and the spec validation read
+    # LONG_SCHEMA and NO_TABLES); the neural estimators' helpers import torch
+    from .estimators import build_seeded, option_device, torch_seed, torch_threads, train_config, transformer_config
     from .model import TinyTransformer
     from .policy import PositionalNeuralPolicy
     from .rewards import FeatureReward
     from .train import train_dpo, train_reward, train_rl
 
-    dev = _device(o)
-    with _threads(dev, o):
+    dev = option_device(o)
+    with torch_threads(dev, o):
         def new_policy():
-            cfg = _config(world, o)
-            return PositionalNeuralPolicy(_build(lambda: TinyTransformer(cfg), _seed(rng), dev), world.ref_logq)
+            cfg = transformer_config(world, o)
+            net = build_seeded(lambda: TinyTransformer(cfg), torch_seed(rng), dev)
+            return PositionalNeuralPolicy(net, world.ref_logq)
 
         if name == "neural_dpo":
             pol = new_policy()
-            train_dpo(pol, data, world.beta, _train_config(o), seed=_seed(rng))
+            train_dpo(pol, data, world.beta, train_config(o), seed=torch_seed(rng))
             return pol
-        rm = _build(lambda: FeatureReward(world), _seed(rng), dev)
-        train_reward(rm, data, _train_config(o, "rm_steps", "rm_optimizer"), seed=_seed(rng), l2=o.get("rm_l2", 0.0))
+        rm = build_seeded(lambda: FeatureReward(world), torch_seed(rng), dev)
+        train_reward(rm, data, train_config(o, "rm_steps", "rm_optimizer"), seed=torch_seed(rng),
+                     l2=o.get("rm_l2", 0.0))
         pol = new_policy()
-        train_rl(pol, rm, world.beta, _train_config(o, "rl_steps"), K=o.get("K", 8),
-                 prompt_weights=world.prompt_weights, seed=_seed(rng))
+        train_rl(pol, rm, world.beta, train_config(o, "rl_steps"), K=o.get("K", 8),
+                 prompt_weights=world.prompt_weights, seed=torch_seed(rng))
         return pol

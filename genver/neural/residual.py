@@ -7,7 +7,7 @@ error unless the second is known; on enumerable tasks it is, exactly:
 ==================  ============================================================================
 RL (``rm_rl``,      ``J_β(π*_{r̂}; r̂) − J_β(π̂; r̂) = β E_x KL(π̂ ‖ π*_{r̂})`` (≥ 0), with ``r̂`` the
 online DPO)         trained reward model enumerated as a table: the exact RL optimum is the
-                    soft-optimal policy of ``r̂`` (paper-notes §1, the reverse-KL identity)
+                    soft-optimal policy of ``r̂`` (the reverse-KL identity, ``docs/concepts.md``)
 DPO                 ``(ℓ* − ℓ(π̂)) / Σ c``, ``ℓ(π) = Σ c log σ(β(Δ_π(y⁺) − Δ_π(y⁻)))`` the DPO
                     log-likelihood of the pairs and ``ℓ*`` its supremum over every full-support
                     policy (:func:`bt_supremum`: ``βΔ_π`` ranges over every reward table, so

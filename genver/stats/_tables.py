@@ -8,11 +8,11 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-_REQUIRED = ("seed", "n", "estimator", "metric", "value")
+REQUIRED_COLUMNS = ("seed", "n", "estimator", "metric", "value")
 
 
 # --------------------------------------------------------------------------- table helpers
-def _as_knobs(knobs) -> list[str]:
+def as_knobs(knobs) -> list[str]:
     if knobs is None:
         return []
     if isinstance(knobs, str):
@@ -20,11 +20,11 @@ def _as_knobs(knobs) -> list[str]:
     return list(knobs)
 
 
-def _prepare(df: pd.DataFrame, metric: str | None, knobs: Sequence[str]) -> pd.DataFrame:
+def prepare_table(df: pd.DataFrame, metric: str | None, knobs: Sequence[str]) -> pd.DataFrame:
     """Validate columns, fill optional ones, select ``metric`` and drop NaN values."""
     if not isinstance(df, pd.DataFrame):
         raise ValueError(f"df must be a pandas DataFrame, got {type(df).__name__}")
-    missing = [c for c in _REQUIRED if c not in df.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"results table lacks required column(s) {missing}")
     bad = [k for k in knobs if k not in df.columns]
@@ -43,22 +43,22 @@ def _prepare(df: pd.DataFrame, metric: str | None, knobs: Sequence[str]) -> pd.D
     return d
 
 
-def _id_cols(d: pd.DataFrame, knobs: Sequence[str]) -> list[str]:
+def id_columns(d: pd.DataFrame, knobs: Sequence[str]) -> list[str]:
     cols = ["experiment"] if "experiment" in d.columns else []
     cols.append("setting_id")
     cols += [k for k in knobs if k not in cols]
     return cols
 
 
-def _py(v):
+def to_python(v):
     return v.item() if hasattr(v, "item") else v
 
 
-def _key_tuple(key) -> tuple:
+def key_tuple(key) -> tuple:
     return key if isinstance(key, tuple) else (key,)
 
 
-def _seed_matrix(g: pd.DataFrame, seeds: pd.Index | None = None):
+def seed_matrix(g: pd.DataFrame, seeds: pd.Index | None = None):
     """Seed × n matrix of values (mean of duplicates), NaN where missing."""
     piv = g.groupby(["seed", "n"], sort=True)["value"].mean().unstack("n").sort_index(axis=1)
     if seeds is not None:
@@ -66,7 +66,7 @@ def _seed_matrix(g: pd.DataFrame, seeds: pd.Index | None = None):
     return piv.to_numpy(dtype=np.float64), np.asarray(piv.columns, dtype=np.float64), np.asarray(piv.index)
 
 
-def _nanmean_rows(mat: np.ndarray, idx: np.ndarray | None = None) -> np.ndarray:
+def nanmean_rows(mat: np.ndarray, idx: np.ndarray | None = None) -> np.ndarray:
     """Mean over seeds (axis 0 of ``mat``, or over the resampled rows ``idx`` of shape
     (n_boot, k) giving (n_boot, G)), ignoring NaN; all-NaN → NaN."""
     ok = ~np.isnan(mat)
@@ -77,7 +77,7 @@ def _nanmean_rows(mat: np.ndarray, idx: np.ndarray | None = None) -> np.ndarray:
         return filled[idx].sum(1) / ok[idx].sum(1)
 
 
-def _first_reached(means: np.ndarray, eps: float, rule: str) -> np.ndarray:
+def first_reached(means: np.ndarray, eps: float, rule: str) -> np.ndarray:
     """Index along the last axis of the first grid point meeting ε (``-1`` if none)."""
     with np.errstate(invalid="ignore"):
         ok = means <= eps
@@ -92,24 +92,24 @@ def _first_reached(means: np.ndarray, eps: float, rule: str) -> np.ndarray:
 AGGREGATES = ("mean", "median", "iqm")
 
 
-def _check_aggregate(aggregate: str) -> str:
+def check_aggregate(aggregate: str) -> str:
     if aggregate not in AGGREGATES:
         raise ValueError(f"aggregate must be one of {list(AGGREGATES)}, got {aggregate!r}")
     return aggregate
 
 
-def _per_seed_neps(mat: np.ndarray, grid: np.ndarray, eps: float, rule: str) -> np.ndarray:
+def per_seed_neps(mat: np.ndarray, grid: np.ndarray, eps: float, rule: str) -> np.ndarray:
     """Each seed's own N_ε (first grid ``n`` of its own row meeting ε; ``+inf`` when its row never
     does; NaN for a seed with no values). A missing cell never meets ε."""
     if grid.size == 0:
         return np.full(mat.shape[0], np.nan)
-    j = _first_reached(mat, eps, rule)
+    j = first_reached(mat, eps, rule)
     out = np.where(j >= 0, grid[np.maximum(j, 0)], np.inf)
     out[np.isnan(mat).all(axis=1)] = np.nan
     return out
 
 
-def _aggregate_neps(v: np.ndarray, how: str) -> np.ndarray:
+def aggregate_neps(v: np.ndarray, how: str) -> np.ndarray:
     """Median or IQM over the last axis of per-seed N_ε in the extended reals (``+inf`` = not
     reached), NaN (no values) left out: the median is ``+inf`` when more than half the seeds do
     not reach ε (with an even count, when the upper middle one does not); the IQM drops
@@ -139,13 +139,13 @@ def _aggregate_neps(v: np.ndarray, how: str) -> np.ndarray:
     return out
 
 
-def _check_rule(rule: str) -> str:
+def check_rule(rule: str) -> str:
     if rule not in ("first", "sustained"):
         raise ValueError(f"rule must be 'first' or 'sustained', got {rule!r}")
     return rule
 
 
-def _eps_list(eps) -> list[float]:
+def eps_list(eps) -> list[float]:
     vals = [eps] if np.ndim(eps) == 0 else list(np.asarray(eps).ravel())
     out = []
     for e in vals:

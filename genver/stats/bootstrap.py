@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._validation import as_generator
-from ._tables import _key_tuple, _py
+from ._tables import key_tuple, to_python
 
 #: Bootstrap replicates of every CI genver reports: the default of every function here, of
 #: ``[expect] order`` statements (:mod:`genver.experiments.expect`), of ``genver report`` and of
@@ -146,9 +146,6 @@ def percentile_ci(boot, alpha: float = 0.05, axis: int | None = None):
     return _quantile(boot, alpha / 2), _quantile(boot, 1 - alpha / 2)
 
 
-#: a private alias kept for callers not yet on the public name
-_percentile_ci = percentile_ci
-
 
 class BootstrapCI(NamedTuple):
     """Point estimate (statistic on the original data) and percentile CI ``[lo, hi]``."""
@@ -158,14 +155,38 @@ class BootstrapCI(NamedTuple):
     hi: float
 
 
-def _check_alpha(alpha) -> float:
+def check_alpha(alpha) -> float:
+    """The significance level of a ``1 − α`` interval, checked.
+
+    Parameters
+    ----------
+    alpha : float
+        α, in ``(0, 1)``.
+
+    Returns
+    -------
+    float
+        ``alpha`` as a float (ValueError naming ``alpha`` outside ``(0, 1)``).
+    """
     alpha = float(alpha)
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
     return alpha
 
 
-def _check_n_boot(n_boot) -> int:
+def check_n_boot(n_boot) -> int:
+    """A bootstrap replicate count, checked.
+
+    Parameters
+    ----------
+    n_boot : int
+        Replicates, a positive integer (not a bool).
+
+    Returns
+    -------
+    int
+        ``n_boot`` as an int (ValueError naming ``n_boot`` otherwise).
+    """
     if isinstance(n_boot, (bool, np.bool_)) or not isinstance(n_boot, numbers.Integral) or n_boot < 1:
         raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
     return int(n_boot)
@@ -236,8 +257,8 @@ def stratified_bootstrap_ci(
         ``estimate`` (the statistic of the data) and the percentile interval ``lo, hi``; all NaN
         when no value is left or the statistic fails on the data.
     """
-    n_boot = _check_n_boot(n_boot)
-    alpha = _check_alpha(alpha)
+    n_boot = check_n_boot(n_boot)
+    alpha = check_alpha(alpha)
     rng = as_generator(random_state)
     arrs = _strata_arrays(values_by_stratum)
     nan3 = BootstrapCI(float("nan"), float("nan"), float("nan"))
@@ -285,7 +306,7 @@ def group_rng(base: int, key) -> np.random.Generator:
     numpy.random.Generator
         ``default_rng([base, crc32 of the key])``.
     """
-    h = zlib.crc32(repr(tuple(str(_py(k)) for k in _key_tuple(key))).encode())
+    h = zlib.crc32(repr(tuple(str(to_python(k)) for k in key_tuple(key))).encode())
     return np.random.default_rng([base, h])
 
 
@@ -307,8 +328,14 @@ def seed_entropy(random_state) -> int:
 
 
 @contextlib.contextmanager
-def _quiet():
-    """Silence numpy's RuntimeWarnings (empty means, inf − inf): degenerate cells give NaN."""
+def quiet_numpy():
+    """Silence numpy's RuntimeWarnings (empty means, inf − inf): degenerate cells give NaN.
+
+    Yields
+    ------
+    None
+        Inside the ``with`` block, numpy's floating-point errors and RuntimeWarnings are ignored.
+    """
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
         yield

@@ -10,20 +10,20 @@ import numpy as np
 import pandas as pd
 
 from ._tables import (
-    _aggregate_neps,
-    _as_knobs,
-    _check_rule,
-    _eps_list,
-    _first_reached,
-    _id_cols,
-    _key_tuple,
-    _nanmean_rows,
-    _per_seed_neps,
-    _prepare,
-    _py,
-    _seed_matrix,
+    aggregate_neps,
+    as_knobs,
+    check_rule,
+    eps_list,
+    first_reached,
+    id_columns,
+    key_tuple,
+    nanmean_rows,
+    per_seed_neps,
+    prepare_table,
+    seed_matrix,
+    to_python,
 )
-from .bootstrap import N_BOOT, _check_alpha, _check_n_boot, _quiet, group_rng, iqm, percentile_ci, seed_entropy
+from .bootstrap import N_BOOT, check_alpha, check_n_boot, group_rng, iqm, percentile_ci, quiet_numpy, seed_entropy
 
 # --------------------------------------------------------------------------- aggregate
 _AGG_STATS = ["n_seeds", "mean", "mean_lo", "mean_hi", "iqm", "iqm_lo", "iqm_hi"]
@@ -68,21 +68,21 @@ def aggregate(
         with fewer than 2. Each group's resamples come from ``random_state`` and the group's key,
         so they do not depend on the rest of the table.
     """
-    knobs = _as_knobs(knobs)
-    n_boot = _check_n_boot(n_boot)
-    alpha = _check_alpha(alpha)
-    d = _prepare(df, metric, knobs)
-    keys = _id_cols(d, knobs) + ["estimator", "route", "n"]
+    knobs = as_knobs(knobs)
+    n_boot = check_n_boot(n_boot)
+    alpha = check_alpha(alpha)
+    d = prepare_table(df, metric, knobs)
+    keys = id_columns(d, knobs) + ["estimator", "route", "n"]
     cols = keys + ["metric"] + _AGG_STATS
     if d.empty:
         return pd.DataFrame(columns=cols)
     base = seed_entropy(random_state)
     rows = []
-    with _quiet():
+    with quiet_numpy():
         for key, g in d.groupby(keys, dropna=False, sort=True):
             v = g["value"].to_numpy(dtype=np.float64)
             k = v.size
-            row = dict(zip(keys, _key_tuple(key)))
+            row = dict(zip(keys, key_tuple(key)))
             row["metric"] = metric
             row["n_seeds"] = k
             with np.errstate(all="ignore"):
@@ -109,35 +109,72 @@ _NEPS_STATS = [
 ]
 
 
-def _neps_point_and_boot(mat, grid, eps, rule, idx, aggregate="mean"):
+def neps_point_and_boot(mat, grid, eps, rule, idx, aggregate="mean"):
     """Point N_ε (NaN if not reached) and replicate N_ε (inf if not reached): of the mean curve
-    (``aggregate="mean"``), or the median / IQM of the seeds' own N_ε."""
+    (``aggregate="mean"``), or the median / IQM of the seeds' own N_ε.
+
+    Parameters
+    ----------
+    mat : np.ndarray
+        Seed × n values, shape ``(S, G)`` (NaN where missing).
+    grid : np.ndarray
+        The sizes ``n`` of the columns, shape ``(G,)``, increasing.
+    eps : float
+        The threshold ε.
+    rule : str
+        ``"first"`` or ``"sustained"`` (see :func:`n_epsilon`).
+    idx : np.ndarray or None
+        Resampled seed rows, shape ``(n_boot, S)``; None: no replicates.
+    aggregate : str
+        ``"mean"`` (N_ε of the mean curve), ``"median"`` or ``"iqm"`` (of the per-seed N_ε).
+
+    Returns
+    -------
+    tuple
+        ``(point, boot)``: the point N_ε and the ``(n_boot,)`` replicate N_ε (None without ``idx``
+        or with an empty grid).
+    """
     if aggregate != "mean":
-        v = _per_seed_neps(mat, grid, eps, rule)
-        point = float(_aggregate_neps(v, aggregate))
+        v = per_seed_neps(mat, grid, eps, rule)
+        point = float(aggregate_neps(v, aggregate))
         point = float("nan") if np.isinf(point) else point
         if idx is None or grid.size == 0:
             return point, None
-        boot = _aggregate_neps(v[idx], aggregate)
+        boot = aggregate_neps(v[idx], aggregate)
         return point, np.where(np.isnan(boot), np.inf, boot)
-    j = int(_first_reached(_nanmean_rows(mat), eps, rule)) if grid.size else -1
+    j = int(first_reached(nanmean_rows(mat), eps, rule)) if grid.size else -1
     point = float(grid[j]) if j >= 0 else float("nan")
     if idx is None or grid.size == 0:
         return point, None
-    jb = _first_reached(_nanmean_rows(mat, idx), eps, rule)
+    jb = first_reached(nanmean_rows(mat, idx), eps, rule)
     boot = np.where(jb >= 0, grid[np.maximum(jb, 0)], np.inf)
     return point, boot
 
 
-def _check_neps_args(n_boot, alpha, rule) -> tuple[int, float, str]:
-    """``(n_boot, alpha, rule)`` of an N_ε bootstrap, checked (ValueError naming the bad one)."""
-    return _check_n_boot(n_boot), _check_alpha(alpha), _check_rule(rule)
+def check_neps_args(n_boot, alpha, rule) -> tuple[int, float, str]:
+    """``(n_boot, alpha, rule)`` of an N_ε bootstrap, checked (ValueError naming the bad one).
+
+    Parameters
+    ----------
+    n_boot : int
+        Bootstrap replicates (:func:`~genver.stats.bootstrap.check_n_boot`).
+    alpha : float
+        α of the ``1 − α`` interval (:func:`~genver.stats.bootstrap.check_alpha`).
+    rule : str
+        ``"first"`` or ``"sustained"``.
+
+    Returns
+    -------
+    tuple of (int, float, str)
+        The three, checked.
+    """
+    return check_n_boot(n_boot), check_alpha(alpha), check_rule(rule)
 
 
 def _neps_columns(mat, grid, eps: float, rule: str, idx, alpha: float) -> dict:
     """One group's N_ε columns at ``eps`` (:func:`n_epsilon`) from its seed × n matrix ``mat`` on
     ``grid`` and the shared resample indices ``idx`` (None: fewer than 2 seeds)."""
-    point, boot = _neps_point_and_boot(mat, grid, eps, rule, idx)
+    point, boot = neps_point_and_boot(mat, grid, eps, rule, idx)
     reached = not np.isnan(point)
     row = dict(N_eps=point, reached=reached, censored_at=float(grid.max()), n_min=float(grid.min()),
                left_censored=bool(reached and point == grid.min()))
@@ -146,11 +183,11 @@ def _neps_columns(mat, grid, eps: float, rule: str, idx, alpha: float) -> dict:
         row["frac_reached"] = float(np.isfinite(boot).mean())
     else:
         row["N_eps_lo"] = row["N_eps_hi"] = row["frac_reached"] = float("nan")
-    v = _per_seed_neps(mat, grid, eps, rule)
+    v = per_seed_neps(mat, grid, eps, rule)
     row["frac_seeds_reached"] = float(np.isfinite(v).sum() / max(1, (~np.isnan(v)).sum()))
     for how in ("median", "iqm"):
-        row[f"N_eps_{how}"] = float(_aggregate_neps(v, how))
-        lo_hi = percentile_ci(_aggregate_neps(v[idx], how), alpha) if idx is not None else (np.nan,) * 2
+        row[f"N_eps_{how}"] = float(aggregate_neps(v, how))
+        lo_hi = percentile_ci(aggregate_neps(v[idx], how), alpha) if idx is not None else (np.nan,) * 2
         row[f"N_eps_{how}_lo"], row[f"N_eps_{how}_hi"] = lo_hi
     return row
 
@@ -211,23 +248,23 @@ def n_epsilon(
     estimator  N_eps  reached  censored_at  N_eps_median
           dpo    4.0     True          4.0           3.0
     """
-    knobs = _as_knobs(knobs)
-    n_boot, alpha, rule = _check_neps_args(n_boot, alpha, rule)
-    eps_values = _eps_list(eps)
-    d = _prepare(df, metric, knobs)
-    keys = _id_cols(d, knobs) + ["estimator", "route"]
+    knobs = as_knobs(knobs)
+    n_boot, alpha, rule = check_neps_args(n_boot, alpha, rule)
+    eps_values = eps_list(eps)
+    d = prepare_table(df, metric, knobs)
+    keys = id_columns(d, knobs) + ["estimator", "route"]
     cols = keys + _NEPS_STATS
     if d.empty:
         return pd.DataFrame(columns=cols)
     base = seed_entropy(random_state)
     rows = []
-    with _quiet():
+    with quiet_numpy():
         for key, g in d.groupby(keys, dropna=False, sort=True):
-            mat, grid, _ = _seed_matrix(g)
+            mat, grid, _ = seed_matrix(g)
             k = mat.shape[0]
             idx = group_rng(base, key).integers(0, k, size=(n_boot, k)) if k >= 2 else None
             for e in eps_values:
-                row = dict(zip(keys, _key_tuple(key)))
+                row = dict(zip(keys, key_tuple(key)))
                 row.update(eps=e, metric=metric, rule=rule, n_seeds=k)
                 row.update(_neps_columns(mat, grid, e, rule, idx, alpha))
                 rows.append(row)
@@ -267,19 +304,19 @@ def n_epsilon_per_seed(
         N_eps`` (``+inf`` when the seed never reaches ε: right-censored at ``censored_at``),
         ``reached``, ``censored_at`` (the largest ``n`` of the setting's grid).
     """
-    knobs = _as_knobs(knobs)
-    rule = _check_rule(rule)
-    eps_values = _eps_list(eps)
-    d = _prepare(df, metric, knobs)
-    keys = _id_cols(d, knobs) + ["estimator", "route"]
+    knobs = as_knobs(knobs)
+    rule = check_rule(rule)
+    eps_values = eps_list(eps)
+    d = prepare_table(df, metric, knobs)
+    keys = id_columns(d, knobs) + ["estimator", "route"]
     cols = keys + ["seed", "eps", "metric", "rule", "N_eps", "reached", "censored_at"]
     rows = []
-    with _quiet():
+    with quiet_numpy():
         for key, g in d.groupby(keys, dropna=False, sort=True):
-            mat, grid, seeds = _seed_matrix(g)
+            mat, grid, seeds = seed_matrix(g)
             for e in eps_values:
-                for s, v in zip(seeds, _per_seed_neps(mat, grid, e, rule)):
-                    rows.append({**dict(zip(keys, _key_tuple(key))), "seed": _py(s), "eps": e, "metric": metric,
+                for s, v in zip(seeds, per_seed_neps(mat, grid, e, rule)):
+                    rows.append({**dict(zip(keys, key_tuple(key))), "seed": to_python(s), "eps": e, "metric": metric,
                                  "rule": rule, "N_eps": float(v), "reached": bool(np.isfinite(v)),
                                  "censored_at": float(grid.max())})
     out = pd.DataFrame(rows, columns=cols)
@@ -312,21 +349,21 @@ def loglog_slope(
         intercept, n_points, n_lo, n_hi`` (``intercept`` is on the natural-log scale; ``n_lo``
         and ``n_hi`` are the smallest and largest ``n`` used).
     """
-    knobs = _as_knobs(knobs)
-    d = _prepare(df, metric, knobs)
-    keys = _id_cols(d, knobs) + ["estimator", "route"]
+    knobs = as_knobs(knobs)
+    d = prepare_table(df, metric, knobs)
+    keys = id_columns(d, knobs) + ["estimator", "route"]
     cols = keys + ["metric", "slope", "slope_se", "intercept", "n_points", "n_lo", "n_hi"]
     if d.empty:
         return pd.DataFrame(columns=cols)
     rows = []
-    with _quiet():
+    with quiet_numpy():
         for key, g in d.groupby(keys, dropna=False, sort=True):
-            mat, grid, _ = _seed_matrix(g)
-            m = _nanmean_rows(mat)
+            mat, grid, _ = seed_matrix(g)
+            m = nanmean_rows(mat)
             ok = np.isfinite(m) & (m > 0) & (grid > 0)
             x, y = np.log(grid[ok]), np.log(m[ok])
             p = int(ok.sum())
-            row = dict(zip(keys, _key_tuple(key)))
+            row = dict(zip(keys, key_tuple(key)))
             row.update(metric=metric, n_points=p,
                        n_lo=float(grid[ok].min()) if p else float("nan"),
                        n_hi=float(grid[ok].max()) if p else float("nan"))

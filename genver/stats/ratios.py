@@ -11,17 +11,17 @@ import pandas as pd
 
 from .._validation import as_generator
 from ._tables import (
-    _as_knobs,
-    _check_aggregate,
-    _eps_list,
-    _id_cols,
-    _key_tuple,
-    _prepare,
-    _py,
-    _seed_matrix,
+    as_knobs,
+    check_aggregate,
+    eps_list,
+    id_columns,
+    key_tuple,
+    prepare_table,
+    seed_matrix,
+    to_python,
 )
-from .bootstrap import N_BOOT, _quiet, group_rng, percentile_ci, seed_entropy
-from .curves import _check_neps_args, _neps_point_and_boot
+from .bootstrap import N_BOOT, group_rng, percentile_ci, quiet_numpy, seed_entropy
+from .curves import check_neps_args, neps_point_and_boot
 
 #: Columns of the ``settings`` table that :func:`efficiency_ratio` carries over when present.
 SETTING_COLUMNS = (
@@ -43,8 +43,19 @@ _RATIO_STATS = [
 ]
 
 
-def _ratio(n_off: np.ndarray, n_on: np.ndarray) -> np.ndarray:
-    """Extended-real ratio: inf/N = inf, N/inf = 0, inf/inf = NaN."""
+def extended_ratio(n_off: np.ndarray, n_on: np.ndarray) -> np.ndarray:
+    """Extended-real ratio ``N_ε(offline) / N_ε(online)``: inf/N = inf, N/inf = 0, inf/inf = NaN.
+
+    Parameters
+    ----------
+    n_off, n_on : np.ndarray
+        N_ε of the two routes (``+inf``: not reached), of one shape.
+
+    Returns
+    -------
+    np.ndarray
+        The elementwise ratio, without warnings.
+    """
     with np.errstate(invalid="ignore", divide="ignore"):
         return n_off / n_on
 
@@ -60,7 +71,7 @@ def _route_matrices(g: pd.DataFrame, by: str, labels) -> tuple[int, dict]:
     parts = {}
     for lab in labels:
         gg = g[g[by] == lab]
-        parts[lab] = None if gg.empty else _seed_matrix(gg, seeds=seeds)[:2]
+        parts[lab] = None if gg.empty else seed_matrix(gg, seeds=seeds)[:2]
     return seeds.size, parts
 
 
@@ -73,7 +84,7 @@ def _ratio_columns(off, on, eps: float, rule: str, idx, aggregate: str, alpha: f
             res.append((float("nan"), None, float("nan"), float("nan")))
             continue
         mat, grid = part
-        point, boot = _neps_point_and_boot(mat, grid, eps, rule, idx, aggregate)
+        point, boot = neps_point_and_boot(mat, grid, eps, rule, idx, aggregate)
         res.append((point, boot, float(grid.max()), float(grid.min())))
     (n_off, b_off, max_off, min_off), (n_on, b_on, max_on, min_on) = res
     r_off, r_on = not np.isnan(n_off), not np.isnan(n_on)
@@ -90,7 +101,7 @@ def _ratio_columns(off, on, eps: float, rule: str, idx, aggregate: str, alpha: f
                offline_censored_at=max_off, online_censored_at=max_on, ratio=float(ratio), ratio_kind=kind,
                left_censored=bool((r_off and n_off == min_off) or (r_on and n_on == min_on)))
     if have_both and b_off is not None and b_on is not None:
-        row["ratio_lo"], row["ratio_hi"] = percentile_ci(_ratio(b_off, b_on), alpha)
+        row["ratio_lo"], row["ratio_hi"] = percentile_ci(extended_ratio(b_off, b_on), alpha)
         row["frac_exact"] = float((np.isfinite(b_off) & np.isfinite(b_on)).mean())
     else:
         row["ratio_lo"] = row["ratio_hi"] = row["frac_exact"] = float("nan")
@@ -172,20 +183,20 @@ def efficiency_ratio(
         ratio, ratio_kind, ratio_lo, ratio_hi, frac_exact, left_censored, n_seeds[,
         predicted_ratio, ...]``.
     """
-    knobs = _as_knobs(knobs)
-    n_boot, alpha, rule = _check_neps_args(n_boot, alpha, rule)
-    aggregate = _check_aggregate(aggregate)
-    eps_values = _eps_list(eps)
-    d = _route_rows(_prepare(df, metric, knobs), by, offline, online)
-    id_cols = _id_cols(d, knobs)
+    knobs = as_knobs(knobs)
+    n_boot, alpha, rule = check_neps_args(n_boot, alpha, rule)
+    aggregate = check_aggregate(aggregate)
+    eps_values = eps_list(eps)
+    d = _route_rows(prepare_table(df, metric, knobs), by, offline, online)
+    id_cols = id_columns(d, knobs)
     extra = [c for c in SETTING_COLUMNS if c in d.columns and c not in id_cols]
     base = seed_entropy(random_state)
     rows = []
-    with _quiet():
+    with quiet_numpy():
         for key, g in d.groupby(id_cols, dropna=False, sort=True):
             k, parts = _route_matrices(g, by, (offline, online))
             idx = group_rng(base, key).integers(0, k, size=(n_boot, k)) if k >= 2 else None
-            head = {**dict(zip(id_cols, _key_tuple(key))), "metric": metric, "offline": offline, "online": online,
+            head = {**dict(zip(id_cols, key_tuple(key))), "metric": metric, "offline": offline, "online": online,
                     "n_seeds": k, "aggregate": aggregate, **{c: g[c].iloc[0] for c in extra}}
             rows += [{**head, "eps": e, **_ratio_columns(parts[offline], parts[online], e, rule, idx, aggregate, alpha)}
                      for e in eps_values]
@@ -265,7 +276,7 @@ def _trend_points(d, knob, by, labels, seeds, eps, rule, idx, aggregate, n_boot)
     points ``(N_off, N_on, max n off, max n on)`` (N_ε ``+inf``: not reached; NaN: no rows), the
     replicate N_ε of both routes (None without resamples) and the censored settings."""
     xs, point, boot, censored = [], [], [], []
-    with _quiet():
+    with quiet_numpy():
         for _sid, g in d.groupby("setting_id", sort=True):
             xv = pd.to_numeric(g[knob], errors="coerce").iloc[0]
             if pd.isna(xv):
@@ -276,8 +287,8 @@ def _trend_points(d, knob, by, labels, seeds, eps, rule, idx, aggregate, n_boot)
                 if gg.empty:
                     res.append((np.nan, np.full(n_boot, np.nan) if idx is not None else None, np.nan))
                     continue
-                mat, grid, _ = _seed_matrix(gg, seeds=seeds)
-                p, b = _neps_point_and_boot(mat, grid, eps, rule, idx, aggregate)
+                mat, grid, _ = seed_matrix(gg, seeds=seeds)
+                p, b = neps_point_and_boot(mat, grid, eps, rule, idx, aggregate)
                 res.append((np.inf if np.isnan(p) else p, b, float(grid.max())))
             (p_off, b_off, m_off), (p_on, b_on, m_on) = res
             xs.append(float(xv))
@@ -285,7 +296,7 @@ def _trend_points(d, knob, by, labels, seeds, eps, rule, idx, aggregate, n_boot)
             boot.append((b_off, b_on))
             miss = [lab for lab, p in (("offline", p_off), ("online", p_on)) if np.isinf(p)]
             if miss:
-                censored.append((_py(xv), "both" if len(miss) == 2 else miss[0]))
+                censored.append((to_python(xv), "both" if len(miss) == 2 else miss[0]))
     return xs, point, boot, censored
 
 
@@ -349,10 +360,10 @@ def ratio_trend(
         τ on all seeds, its CI, the number of settings, the censored settings and the pair counts
         (NaN τ with fewer than 2 distinct knob values).
     """
-    n_boot, alpha, rule = _check_neps_args(n_boot, alpha, rule)
-    aggregate = _check_aggregate(aggregate)
-    knobs = [knob] + [k for k in _as_knobs(knobs) if k != knob]
-    d = _prepare(df, metric, knobs)
+    n_boot, alpha, rule = check_neps_args(n_boot, alpha, rule)
+    aggregate = check_aggregate(aggregate)
+    knobs = [knob] + [k for k in as_knobs(knobs) if k != knob]
+    d = prepare_table(df, metric, knobs)
     d = d[d[by].isin([offline, online])]
     seeds = pd.Index(sorted(pd.unique(d["seed"])))
     k = seeds.size

@@ -13,7 +13,8 @@ The third quantity is the sample-efficiency ratio
 ``ρ(s) = N_ε(offline)/N_ε(online)`` (:func:`genver.stats.efficiency_ratio`).
 
 Each is set against a *class-dimension descriptor* ``dim(s)`` of the setting, a column of the
-sweep's ``settings`` table (:func:`genver.experiments.generators.describe`):
+sweep's ``settings`` table (:func:`genver.experiments.generators.describe`;
+:mod:`genver.stats.descriptors`):
 
 ===================  =================================================  =======  =========
 descriptor           meaning                                            class    family
@@ -126,37 +127,30 @@ from ..censored import (
     route_interval,
 )
 from ._tables import (
-    _aggregate_neps,
-    _as_knobs,
-    _check_aggregate,
-    _check_rule,
-    _per_seed_neps,
-    _prepare,
-    _py,
-    _seed_matrix,
+    aggregate_neps,
+    as_knobs,
+    check_aggregate,
+    check_rule,
+    per_seed_neps,
+    prepare_table,
+    seed_matrix,
+    to_python,
 )
-from .bootstrap import _check_alpha, _check_n_boot, _percentile_ci, _quiet
-from .curves import _neps_point_and_boot
-from .ratios import _ratio
+from .bootstrap import check_alpha, check_n_boot, percentile_ci, quiet_numpy
+from .curves import neps_point_and_boot
+from .descriptors import (  # noqa: F401  (DEFAULT_*, DESCRIPTORS, descriptor_values: re-exported, keep this import path)
+    DEFAULT_AGAINST,
+    DEFAULT_RATIO_AGAINST,
+    DESCRIPTORS,
+    descriptor_lists,
+    descriptor_values,
+    predicted_log_n,
+)
+from .ratios import extended_ratio
 
 __all__ = ["AGGREGATE_WORDS", "DESCRIPTORS", "DEFAULT_AGAINST", "DEFAULT_RATIO_AGAINST", "ScalingLaws",
            "scaling_laws", "censored_fit", "descriptor_values"]
 
-#: descriptor -> (class it measures: "Pi" | "R" | "ratio", family: "n_params" | "log_size" | "predicted")
-DESCRIPTORS = {
-    "n_params_Pi": ("Pi", "n_params"),
-    "n_params_R": ("R", "n_params"),
-    "log_size_Pi": ("Pi", "log_size"),
-    "log_size_R": ("R", "log_size"),
-    "log_size_Pi_R": ("R", "log_size"),
-    "dim_ratio": ("ratio", "n_params"),
-    "log_size_ratio": ("ratio", "log_size"),
-    "predicted_ratio": ("ratio", "predicted"),
-}
-
-#: descriptors fitted by default: each route against both classes' dimensions, the ratio against theirs
-DEFAULT_AGAINST = ("n_params_Pi", "n_params_R")
-DEFAULT_RATIO_AGAINST = "dim_ratio"
 
 _FIT_COLS = ["route", "label", "against", "eps", "metric", "rule", "aggregate", "a", "a_lo", "a_hi", "intercept",
              "sigma",
@@ -176,61 +170,6 @@ class ScalingLaws(NamedTuple):
     points: pd.DataFrame
 
 
-# --------------------------------------------------------------------------- descriptors
-def descriptor_values(settings: pd.DataFrame, name: str) -> pd.Series:
-    """The descriptor ``name`` per setting (index ``setting_id``); the ratios are computed from
-    their parts (NaN where a part is missing or not positive).
-
-    Parameters
-    ----------
-    settings : pandas.DataFrame
-        one row per ``setting_id`` with the descriptor columns (``DIR/settings.parquet``).
-    name : str
-        a descriptor of :data:`DESCRIPTORS`.
-
-    Returns
-    -------
-    pandas.Series
-        float per setting, indexed by ``setting_id``.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> s = pd.DataFrame({"setting_id": ["a", "b"], "n_params_Pi": [30, 120], "n_params_R": [3, 4]})
-    >>> descriptor_values(s, "dim_ratio").tolist()
-    [10.0, 30.0]
-    """
-    if name not in DESCRIPTORS:
-        raise ValueError(f"against: unknown descriptor {name!r} (choose from {', '.join(DESCRIPTORS)})")
-    s = settings.drop_duplicates("setting_id").set_index("setting_id")
-
-    def col(c):
-        return pd.to_numeric(s[c], errors="coerce").astype(float) if c in s.columns else pd.Series(np.nan, s.index)
-    if name == "dim_ratio":
-        return col("n_params_Pi") / col("n_params_R")
-    if name == "log_size_ratio":
-        return col("log_size_Pi") / col("log_size_R")
-    return col(name)
-
-
-def _predicted_logN(settings: pd.DataFrame, route: str, against: str) -> pd.Series:
-    """The bound's ``log N`` (up to a constant) per setting for ``route`` in the family of ``against``."""
-    family = DESCRIPTORS[against][1]
-    if family == "predicted":
-        v = descriptor_values(settings, "predicted_ratio") if route == "ratio" else None
-        if v is None:
-            s = settings.drop_duplicates("setting_id").set_index("setting_id")
-            return pd.Series(np.nan, s.index)
-        return _log(v)
-    pi, r = (descriptor_values(settings, f"{family}_{c}") for c in ("Pi", "R"))
-    return {"offline": _log(pi), "online": _log(r), "ratio": _log(pi) - _log(r)}[route]
-
-
-def _log(v: pd.Series) -> pd.Series:
-    v = v.astype(float)
-    return np.log(v.where(np.isfinite(v) & (v > 0)))
-
-
 # --------------------------------------------------------------------------- grid intervals of N_ε
 def _within_grid_interval(boot: np.ndarray, grid: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Replicate ``N_ε`` on the grid (``n_j``; inf: not reached) moved to
@@ -247,9 +186,9 @@ def _within_grid_interval(boot: np.ndarray, grid: np.ndarray, u: np.ndarray) -> 
 def _jittered_seed_aggregate(mat, grid, eps, rule, idx, how, rng) -> np.ndarray:
     """Replicate median / IQM of the resampled seeds' own ``N_ε``, each moved log-uniformly
     within its grid interval first (:func:`_within_grid_interval`); ``+inf``: not reached."""
-    v = _per_seed_neps(mat, grid, eps, rule)[idx]  # (n_boot, k); inf: not reached, NaN: no rows
+    v = per_seed_neps(mat, grid, eps, rule)[idx]  # (n_boot, k); inf: not reached, NaN: no rows
     v = _within_grid_interval(v, grid, 1.0 - rng.random(v.shape))
-    out = _aggregate_neps(v, how)
+    out = aggregate_neps(v, how)
     return np.where(np.isnan(out), np.inf, out)
 
 
@@ -339,20 +278,20 @@ def scaling_laws(
     ScalingLaws
         ``(fits, points)``.
     """
-    against, ratio_against = _descriptor_lists(against, ratio_against)
+    against, ratio_against = descriptor_lists(against, ratio_against)
     if by not in ("estimator", "route"):
         raise ValueError(f"by must be 'estimator' or 'route', got {by!r}")
     if not isinstance(settings, pd.DataFrame) or "setting_id" not in settings.columns:
         raise ValueError("settings must be a DataFrame with a 'setting_id' column (DIR/settings.parquet)")
-    n_boot = _check_n_boot(n_boot)
-    alpha = _check_alpha(alpha)
-    rule = _check_rule(rule)
-    aggregate = _check_aggregate(aggregate)
+    n_boot = check_n_boot(n_boot)
+    alpha = check_alpha(alpha)
+    rule = check_rule(rule)
+    aggregate = check_aggregate(aggregate)
     eps = float(eps)
     if not eps > 0:
         raise ValueError(f"eps must be > 0, got {eps}")
-    knobs = _as_knobs(knobs)
-    d = _prepare(df, metric, knobs)
+    knobs = as_knobs(knobs)
+    d = prepare_table(df, metric, knobs)
     d = d[d[by].isin([offline, online])]
     if by == "route" and not d.empty and (d.groupby(["setting_id", "route"])["estimator"].nunique() > 1).any():
         raise ValueError("by='route' needs one estimator per route and setting; name the labels with by='estimator'")
@@ -389,31 +328,20 @@ def _fit_tables(d, settings, sids, knobs, obs, steps, against, ratio_against, of
         with np.errstate(divide="ignore", invalid="ignore"):
             x = np.where(np.isfinite(dim) & (dim > 0), np.log(dim), np.nan)
         for i, sid in enumerate(sids):
-            lo, hi = (_percentile_ci(boot_vals[:, i], alpha) if resampled else (np.nan, np.nan))
-            points.append({"setting_id": sid, **{kk: _py(knob_vals.loc[sid, kk]) for kk in knobs},
+            lo, hi = (percentile_ci(boot_vals[:, i], alpha) if resampled else (np.nan, np.nan))
+            points.append({"setting_id": sid, **{kk: to_python(knob_vals.loc[sid, kk]) for kk in knobs},
                            "route": route, "label": labels[route], "against": name, "dim": dim[i],
                            "N": point_value(kind[i], L[i], U[i]), "N_lo": lo, "N_hi": hi,
                            "censoring": _KIND_NAMES[int(kind[i])], "eps": eps, "n_seeds": n_seeds[sid],
                            "aggregate": aggregate})
         ok = np.isfinite(x) & (kind != UNDEFINED)
         fits.append(_fit_row(route, labels[route], name, x, y, kind, kind_b, y_b, ok, sigma_floor[route],
-                             _predicted_logN(settings, route, name).reindex(sids).to_numpy(dtype=float),
+                             predicted_log_n(settings, route, name).reindex(sids).to_numpy(dtype=float),
                              eps, metric, rule, alpha, min_decades, n_boot, aggregate))
     fit_df = pd.DataFrame(fits, columns=_FIT_COLS)
     fit_df["agrees"] = fit_df["agrees"].astype("boolean")
     pt_df = pd.DataFrame(points, columns=["setting_id", *knobs, *_POINT_COLS])
     return ScalingLaws(fit_df, pt_df)
-
-
-def _descriptor_lists(against, ratio_against) -> tuple[list[str], list[str]]:
-    """``against`` and ``ratio_against`` as lists of known descriptor names (``None``: no ratio fit)."""
-    against = [against] if isinstance(against, str) else list(against)
-    ratio_against = [] if ratio_against is None else (
-        [ratio_against] if isinstance(ratio_against, str) else list(ratio_against))
-    for name in [*against, *ratio_against]:
-        if name not in DESCRIPTORS:
-            raise ValueError(f"against: unknown descriptor {name!r} (choose from {', '.join(DESCRIPTORS)})")
-    return against, ratio_against
 
 
 def _observations(d, sids, seeds, by, route_labels, eps, rule, idx, n_boot, aggregate, grid_jitter, rng):
@@ -423,7 +351,7 @@ def _observations(d, sids, seeds, by, route_labels, eps, rule, idx, n_boot, aggr
     of the ``n`` grids seen (for the floor ``σ_min``)."""
     obs = {}
     steps = []
-    with _quiet():
+    with quiet_numpy():
         for name in ("offline", "online"):
             lab = route_labels[name]
             S = len(sids)
@@ -434,8 +362,8 @@ def _observations(d, sids, seeds, by, route_labels, eps, rule, idx, n_boot, aggr
                 g = d[(d["setting_id"] == sid) & (d[by] == lab)]
                 if g.empty:  # no rows: an undefined point
                     continue
-                mat, grid, _ = _seed_matrix(g, seeds=seeds)
-                p, b = _neps_point_and_boot(mat, grid, eps, rule, idx, aggregate)
+                mat, grid, _ = seed_matrix(g, seeds=seeds)
+                p, b = neps_point_and_boot(mat, grid, eps, rule, idx, aggregate)
                 point[i] = np.inf if np.isnan(p) else p  # not reached: +inf (extended reals)
                 n_lo[i], n_hi[i] = grid.min(), grid.max()
                 if b is not None:
@@ -450,7 +378,7 @@ def _observations(d, sids, seeds, by, route_labels, eps, rule, idx, n_boot, aggr
                     steps.append(float(np.median(np.diff(np.log(grid)))))
             obs[name] = (route_interval(point, n_lo, n_hi), route_interval(jittered, n_lo, n_hi), boot)
         (ivo, ivbo, bo), (ivn, ivbn, bn) = obs["offline"], obs["online"]
-        obs["ratio"] = (ratio_interval(ivo, ivn), ratio_interval(ivbo, ivbn), _ratio(bo, bn))
+        obs["ratio"] = (ratio_interval(ivo, ivn), ratio_interval(ivbo, ivbn), extended_ratio(bo, bn))
     return obs, steps
 
 
@@ -471,7 +399,7 @@ def _fit_row(route, label, against, x, y, kind, kind_b, y_b, ok, sigma_min, pred
             if key not in seen:
                 seen[key] = censored_fit(x[okb], y_b[b][okb], kind_b[b][okb], sigma_min, start=(al, a, sig))[1]
             boot[b] = seen[key]
-    a_lo, a_hi = _percentile_ci(boot, alpha)
+    a_lo, a_hi = percentile_ci(boot, alpha)
     frac = float(np.isfinite(boot).mean()) if resampled else float("nan")
     consistent = 0
     if not np.isnan(a):

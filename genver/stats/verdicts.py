@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ._tables import _py
+from ._tables import to_python
 from .ratios import RatioTrend
 
 
@@ -235,7 +235,7 @@ def censored_settings(ratio_df: pd.DataFrame, knob: str) -> tuple:
     for _, r in ratio_df.iterrows():
         miss = [lab for lab, ok in (("offline", r["offline_reached"]), ("online", r["online_reached"])) if not ok]
         if miss:
-            out.append((_py(r[knob]), "both" if len(miss) == 2 else miss[0]))
+            out.append((to_python(r[knob]), "both" if len(miss) == 2 else miss[0]))
     return tuple(sorted(out, key=lambda t: (str(type(t[0])), t[0])))
 
 
