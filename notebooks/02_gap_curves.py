@@ -30,7 +30,7 @@
 #
 # One section per gap knob, each a shipped spec under `sims/`:
 #
-# | knob | spec | construction (paper-notes §5) | expected |
+# | knob | spec | construction (docs/concepts.md, "Dials") | expected |
 # |---|---|---|---|
 # | $\lvert D\rvert$ | `gap_finite` | finite classes, $\Pi = \Pi(\mathcal R)\cup D$ | ratio grows with $\log(\lvert\Pi\rvert/\lvert\mathcal R\rvert)$; exactly 1 at $\lvert D\rvert = 0$ |
 # | $H$ | `gap_horizon` | few non-additive trajectory features vs tabular token-level policies | ratio grows with $H$; $\approx 1$ at $H = 1$ |

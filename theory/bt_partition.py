@@ -1,4 +1,5 @@
-r"""The partition function cancels in Bradley–Terry (paper-notes §3.4, second lemma).
+r"""The partition function cancels in Bradley–Terry (a lemma of Swamy et al. 2026;
+docs/concepts.md, "The regularised objective and its optimum").
 
 Proposition
 -----------

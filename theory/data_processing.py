@@ -1,5 +1,5 @@
 r"""Data processing (H1): on-policy labels from ``r̂`` carry nothing about ``r*`` beyond ``r̂``
-(paper-notes §3.5).
+(Swamy et al. 2026, the data-processing argument; docs/concepts.md).
 
 Proposition
 -----------

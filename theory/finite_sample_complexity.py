@@ -1,5 +1,5 @@
-r"""Finite-class sample complexity of maximum likelihood (paper-notes §3.6; standard learning
-theory, not a theorem of the paper).
+r"""Finite-class sample complexity of maximum likelihood (standard learning theory, not a
+theorem of the paper; docs/concepts.md, "Why the routes coincide").
 
 Proposition
 -----------

@@ -1,4 +1,4 @@
-r"""Two results from the literature, reproduced exactly (paper-notes §6).
+r"""Two results from the literature, reproduced exactly (Xu et al. 2024; Azar et al. 2023).
 
 Proposition A — Xu et al. (2024), "Is DPO superior to PPO for LLM alignment?", §4.1
 ----------------------------------------------------------------------------------

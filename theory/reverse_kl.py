@@ -1,4 +1,4 @@
-r"""Reverse-KL identity of KL-regularised RL (paper-notes §3.4, first lemma).
+r"""Reverse-KL identity of KL-regularised RL (a lemma of Swamy et al. 2026; docs/concepts.md).
 
 Proposition
 -----------

@@ -1,4 +1,5 @@
-r"""Telescoping of the token-level log-ratios of the soft-optimal policy (paper-notes §3.4).
+r"""Telescoping of the token-level log-ratios of the soft-optimal policy (a lemma of Swamy et al.
+2026; docs/concepts.md).
 
 Proposition
 -----------

@@ -1,4 +1,4 @@
-r"""Theorem 2.2 (equivalence under isomorphic classes; paper-notes §3.1).
+r"""Theorem 2.2 (equivalence under isomorphic classes; Swamy et al. 2026; docs/concepts.md).
 
 Proposition
 -----------

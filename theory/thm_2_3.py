@@ -1,5 +1,5 @@
 r"""Theorem 2.3 (imitation: SFT ≡ MaxEnt-IRL reward + soft RL, and SPIN offline ≡ online;
-paper-notes §3.2).
+Swamy et al. 2026; docs/concepts.md).
 
 Proposition
 -----------

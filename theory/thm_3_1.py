@@ -1,5 +1,5 @@
 r"""Theorem 3.1 (proper learning: the online route is MLE over the restricted class Π(R_sim);
-paper-notes §3.3).
+Swamy et al. 2026; docs/concepts.md).
 
 Proposition
 -----------

@@ -1,6 +1,6 @@
 r"""Every numba kernel of genver (private), and the Python dispatchers that pick their drivers.
 
-Rules (see ``design.md``): kernels take preallocated ``out`` arrays, read no globals except
+Rules: kernels take preallocated ``out`` arrays, read no globals except
 the compile-time flags of :mod:`genver._kernels.base`, draw no random numbers (one exception,
 :func:`standard_normal_fill`: numba's port of numpy's ziggurat, the same draws bit for bit from
 the caller's ``Generator``, ~3× faster than numpy's own), and parallelise only over
