@@ -259,3 +259,57 @@ def test_budgets_bound_every_memo_and_never_change_a_number():
                                        "lineage_rl_parts", "policy_metrics"} <= set(used)
     pd.testing.assert_frame_equal(tables["default"], tables["tiny"], check_exact=True)
     pd.testing.assert_frame_equal(tables["default"], tables["none"], check_exact=True)
+
+
+
+def test_a_run_builds_each_instance_once(tmp_path, monkeypatch):
+    """The spec check, the settings table and the units of one run share the run's cache: each
+    (setting, seed) instance is drawn once (the spec check's seed-0 instances are not drawn
+    again), and the table equals that of units run without any cache."""
+    from genver.experiments.runner import run
+    from genver.experiments.store import ResultStore
+
+    spec_path = tmp_path / "memo.toml"
+    spec_path.write_text("""
+[experiment]
+name = "memo"
+generator = "finite_gap"
+[instance]
+P = 3
+V = 2
+H = 3
+beta = 0.7
+K_R = 3
+scale = 0.6
+[grid]
+n_distractors = [0, 16, 256]
+[data]
+sizes = [4, 16, 64, 256]
+seeds = 3
+[[estimators]]
+name = "dpo"
+label = "offline"
+[[estimators]]
+name = "rm_rl"
+label = "online"
+[metrics]
+names = ["suboptimality", "kl_to_reference"]
+""")
+    drawn = []
+    real = generators._finite_gap
+
+    def counting(p, rng, cache=None):
+        drawn.append((p["n_distractors"], rng.bit_generator.state["state"]["state"]))
+        return real(p, rng, cache)
+
+    monkeypatch.setattr(generators, "_finite_gap", counting)
+    run(spec_path, tmp_path / "out", progress=False)
+    assert len(drawn) == len(set(drawn)) == 3 * 3  # settings × seeds, none twice
+    ours = ResultStore(tmp_path / "out").load()
+    spec = _spec(seeds=3)
+    spec.metrics = ["suboptimality", "kl_to_reference"]
+    fresh = pd.concat([run_unit(spec, p, setting_id(p), s) for p in spec.settings() for s in range(3)])
+    keys = ["setting_id", "seed", "n", "estimator", "metric"]
+    merged = ours.merge(fresh, on=keys, suffixes=("", "_fresh"))
+    assert len(merged) == len(fresh) == len(ours) > 0
+    assert (merged["value"].to_numpy() == merged["value_fresh"].to_numpy()).all()

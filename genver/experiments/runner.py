@@ -230,7 +230,8 @@ def run(spec_path, out, *, workers: int = 1, resume: bool = False, smoke: bool =
     flush_seconds = FLUSH_SECONDS if flush_seconds is None else float(flush_seconds)
     if not (math.isfinite(flush_seconds) and flush_seconds >= 0):
         raise ValueError(f"flush_seconds must be a finite number >= 0, got {flush_seconds}")
-    spec = load_spec(spec_path, smoke=smoke, memory_limit=memory_limit)
+    cache = RunCache()  # the run's memos: the spec check's seed-0 instances are the settings table's and the units'
+    spec = load_spec(spec_path, smoke=smoke, memory_limit=memory_limit, cache=cache)
     spec.device = _check_device(spec, device)
     if workers > 1 and executor != "dask":  # dask: the units run on the cluster's machines
         check_memory(spec, workers=workers, limit=memory_limit)
@@ -245,7 +246,7 @@ def run(spec_path, out, *, workers: int = 1, resume: bool = False, smoke: bool =
         with RunLock(store.root) as lock:
             return _run_locked(spec, spec_path, store, lock, ex, resume=resume, smoke=smoke, progress=progress,
                                stream=stream, flush_seconds=flush_seconds, allow_version_change=allow_version_change,
-                               cache=RunCache(), events=events)
+                               cache=cache, events=events)
 
 
 class _UnitSink:

@@ -97,6 +97,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from ..runcache import RunCache
 from .registry import GENERATORS
 from .spec_tables import (
     MAX_N,
@@ -216,7 +217,8 @@ def setting_id(params: dict) -> str:
     return hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False, memory_limit=None) -> Spec:
+def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False, memory_limit=None,
+               cache: RunCache | None = None) -> Spec:
     """Validate a spec dictionary (as read from TOML); raise :class:`SpecError` naming the key.
     A ``[smoke]`` table is validated too, whether or not ``smoke`` is set; the run's memory
     estimate (one worker) is checked against ``memory_limit`` (:mod:`genver.experiments.memory`)
@@ -234,6 +236,9 @@ def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False, memory_li
     memory_limit : int, str or None
         the memory limit's override (:func:`genver.experiments.memory.memory_limit`; ``"off"``: no
         check).
+    cache : RunCache or None
+        the run's :class:`~genver.runcache.RunCache`: the seed-0 instances built to check each
+        setting are kept there for the run (None: built and dropped).
 
     Returns
     -------
@@ -291,10 +296,10 @@ def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False, memory_li
                 deterministic=data.get("deterministic", False), estimators=estimators, metrics=list(metrics),
                 expect=expect, raw={"spec": full_raw, "smoke": smoke}, source=src,
                 population=data.get("population", False))
-    _check_sizes(spec, memory_limit)
+    _check_sizes(spec, memory_limit, cache)
     if not smoke and "smoke" in full_raw:  # a typo in [smoke] is found now, not at the first --smoke run
         try:
-            parse_spec(full_raw, source=source, smoke=True, memory_limit=memory_limit)
+            parse_spec(full_raw, source=source, smoke=True, memory_limit=memory_limit, cache=cache)
         except SpecError as e:
             msg = str(e)
             msg = msg[len(src) + 2:] if msg.startswith(f"{src}: ") else msg
@@ -302,11 +307,11 @@ def parse_spec(raw: dict, source: str = "<spec>", smoke: bool = False, memory_li
     return spec
 
 
-def _check_sizes(spec: Spec, memory_limit=None):
+def _check_sizes(spec: Spec, memory_limit=None, cache: RunCache | None = None):
     """Impossible sizes are refused before any work: build each setting's space, then check
     the run's memory estimate (:func:`genver.experiments.memory.check_memory`, one worker),
     then build each setting's seed-0 instance, so a bad generator parameter (e.g. an unknown
-    ``case``) is a SpecError naming the setting."""
+    ``case``) is a SpecError naming the setting (kept in ``cache`` for the run, when given)."""
     from ..spaces import TreeSpace
     from .memory import check_memory
     max_entries = GENERATORS[spec.generator].max_entries
@@ -329,7 +334,7 @@ def _check_sizes(spec: Spec, memory_limit=None):
     from .cells import make_instance
     for p in settings:
         try:
-            make_instance(spec.generator, p, spec.root_seed, 0)
+            make_instance(spec.generator, p, spec.root_seed, 0, cache=cache)
         except ValueError as e:
             raise SpecError(f"{spec.source}: setting {setting_id(p)} ({_knob_text(spec, p)}): {e}") from None
 
@@ -338,7 +343,7 @@ def _knob_text(spec: Spec, p: dict) -> str:
     return ", ".join(f"{k}={p[k]!r}" for k in spec.knobs) or "no knobs"
 
 
-def load_spec(path, smoke: bool = False, memory_limit=None) -> Spec:
+def load_spec(path, smoke: bool = False, memory_limit=None, cache: RunCache | None = None) -> Spec:
     """Read and validate a spec file (:func:`parse_spec`); a missing, unreadable or non-TOML file
     is a :class:`SpecError` naming the path.
 
@@ -350,6 +355,8 @@ def load_spec(path, smoke: bool = False, memory_limit=None) -> Spec:
         apply the ``[smoke]`` overrides.
     memory_limit : int, str or None
         the memory limit's override (``"off"``: no check).
+    cache : RunCache or None
+        the run's cache (:func:`parse_spec`).
 
     Returns
     -------
@@ -374,5 +381,5 @@ def load_spec(path, smoke: bool = False, memory_limit=None) -> Spec:
         raise SpecError(f"{path}: not a text file (a spec is a TOML file)") from None
     except tomllib.TOMLDecodeError as e:
         raise SpecError(f"{path}: not valid TOML: {e}") from None
-    return parse_spec(raw, source=str(path), smoke=smoke, memory_limit=memory_limit)
+    return parse_spec(raw, source=str(path), smoke=smoke, memory_limit=memory_limit, cache=cache)
 
