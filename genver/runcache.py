@@ -45,46 +45,70 @@ DEFAULT_BUDGET = 32 * 2**20
 
 
 def _encode(part: Any, out: list[bytes]) -> None:
-    """Append a canonical, type-tagged encoding of ``part`` to ``out`` (recursive)."""
-    kind = type(part)
-    if kind is bytes:  # the commonest parts first (a digest, an array, a string): one test each
-        out.append(b"b%d:" % len(part) + part)
-    elif kind is np.ndarray:
-        _encode_array(part, out)
-    elif kind is str:
-        s = part.encode()
-        out.append(b"s%d:" % len(s) + s)
+    """Append a canonical, type-tagged encoding of ``part`` to ``out`` (recursive). The exact
+    built-in types go through :data:`_EXACT` (one dictionary lookup); subclasses and numpy
+    scalars through the ``isinstance`` chain, to the same encoding."""
+    enc = _EXACT.get(type(part))
+    if enc is not None:
+        enc(part, out)
     elif part is None or isinstance(part, bool):
-        out.append(b"N" if part is None else (b"T" if part else b"F"))
+        _encode_none_bool(part, out)
     elif isinstance(part, (int, np.integer)):
-        s = str(int(part)).encode()
-        out.append(b"i%d:" % len(s) + s)
+        _encode_int(part, out)
     elif isinstance(part, (float, np.floating)):
-        out.append(b"f" + struct.pack("<d", float(part)))  # exact: -0.0, nan payloads, inf differ
+        _encode_float(part, out)
     elif isinstance(part, str):
-        s = part.encode()
-        out.append(b"s%d:" % len(s) + s)
+        _encode_str(part, out)
     elif isinstance(part, (bytes, bytearray, memoryview)):
-        b = bytes(part)
-        out.append(b"b%d:" % len(b) + b)
+        _encode_bytes(bytes(part), out)
     elif isinstance(part, np.ndarray):
         _encode_array(part, out)
     elif isinstance(part, np.random.Generator):
         _encode(("Generator", json.dumps(part.bit_generator.state, sort_keys=True, default=int)), out)
     elif isinstance(part, Mapping):
-        items = sorted(part.items(), key=lambda kv: repr(kv[0]))
-        out.append(b"d%d:" % len(items))
-        for k, v in items:
-            _encode(k, out)
-            _encode(v, out)
+        _encode_mapping(part, out)
     elif isinstance(part, (tuple, list)):
-        out.append(b"t%d:" % len(part))
-        for v in part:
-            _encode(v, out)
+        _encode_sequence(part, out)
     elif hasattr(part, "cache_token"):
         _encode(("token", type(part).__qualname__, part.cache_token()), out)
     else:
         raise TypeError(f"cache_key: cannot key a {type(part).__name__} (give it a cache_token() method)")
+
+
+def _encode_none_bool(part, out: list[bytes]) -> None:
+    out.append(b"N" if part is None else (b"T" if part else b"F"))
+
+
+def _encode_int(part, out: list[bytes]) -> None:
+    s = str(int(part)).encode()
+    out.append(b"i%d:" % len(s) + s)
+
+
+def _encode_float(part, out: list[bytes]) -> None:
+    out.append(b"f" + struct.pack("<d", float(part)))  # exact: -0.0, nan payloads, inf differ
+
+
+def _encode_str(part: str, out: list[bytes]) -> None:
+    s = part.encode()
+    out.append(b"s%d:" % len(s) + s)
+
+
+def _encode_bytes(part: bytes, out: list[bytes]) -> None:
+    out.append(b"b%d:" % len(part) + part)
+
+
+def _encode_mapping(part: Mapping, out: list[bytes]) -> None:
+    items = sorted(part.items(), key=lambda kv: repr(kv[0]))
+    out.append(b"d%d:" % len(items))
+    for k, v in items:
+        _encode(k, out)
+        _encode(v, out)
+
+
+def _encode_sequence(part, out: list[bytes]) -> None:
+    out.append(b"t%d:" % len(part))
+    for v in part:
+        _encode(v, out)
 
 
 def _encode_array(part: np.ndarray, out: list[bytes]) -> None:
@@ -94,6 +118,15 @@ def _encode_array(part: np.ndarray, out: list[bytes]) -> None:
     head = f"a{a.dtype.str}{a.shape}".encode()
     out.append(b"%d:" % len(head) + head)
     out.append(hashlib.blake2b(a.data, digest_size=32).digest())  # C-contiguous: the bytes of tobytes(), uncopied
+
+
+#: encoder of each exact built-in type (the common parts: digests, arrays, strings, numbers,
+#: parameter dicts, tuples); anything else takes the ``isinstance`` chain of :func:`_encode`
+_EXACT: dict[type, Callable[[Any, list[bytes]], None]] = {
+    bytes: _encode_bytes, np.ndarray: _encode_array, str: _encode_str, int: _encode_int,
+    float: _encode_float, bool: _encode_none_bool, type(None): _encode_none_bool, dict: _encode_mapping,
+    tuple: _encode_sequence, list: _encode_sequence,
+}
 
 
 def cache_key(*parts: Any) -> bytes:

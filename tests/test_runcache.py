@@ -82,3 +82,24 @@ def test_io_save_functions_write_atomically(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["pairs.npz"]
     np.testing.assert_array_equal(io.load_pairs(path, sp).as_array(), [[0, 0, 1]])
+
+
+def test_exact_types_and_their_subclasses_key_alike():
+    """The exact-type table and the isinstance chain of the encoder agree: a subclass (or the
+    numpy scalar) of each common part keys like the built-in value, and distinct values differ."""
+    from collections import OrderedDict, namedtuple
+
+    class S(str):
+        pass
+
+    class B(bytes):
+        pass
+
+    Pair = namedtuple("Pair", "a b")
+    same = [(OrderedDict(a=1, b=2), {"b": 2, "a": 1}), (S("x"), "x"), (B(b"x"), b"x"), (np.float64(0.5), 0.5),
+            (np.int64(-3), -3), (Pair(1, 2), (1, 2)), ([1, "a"], (1, "a")), (bytearray(b"ab"), b"ab"),
+            (np.arange(3.0)[::1], np.arange(3.0))]
+    for a, b in same:
+        assert cache_key(a) == cache_key(b), (a, b)
+    distinct = [0, 0.0, -0.0, False, None, "0", b"0", (0,), {"0": 0}, np.zeros(1), np.zeros(1, np.int64)]
+    assert len({cache_key(v) for v in distinct}) == len(distinct)
