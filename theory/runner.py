@@ -147,8 +147,8 @@ def format_table(df: pd.DataFrame) -> str:
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(heads)]
     out = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(heads, widths)))]
     out.append("  ".join("-" * w for w in widths))
-    for c in cells:
-        out.append("  ".join(x.ljust(w) if i == 0 else x.rjust(w) for i, (x, w) in enumerate(zip(c, widths))))
+    for row in cells:
+        out.append("  ".join(x.ljust(w) if i == 0 else x.rjust(w) for i, (x, w) in enumerate(zip(row, widths))))
     n_ok = int(df["passed"].sum()) if len(df) else 0
     out.append(f"{n_ok}/{len(df)} checks passed (sound discrepancy ≤ tolerance and broken variant caught)")
     return "\n".join(out)

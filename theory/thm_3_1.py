@@ -171,17 +171,17 @@ def check(quick: bool = True, random_state=None) -> list[dict]:
         k = int(rng.integers(1, 4))
         names = [_FEATURES[j] for j in sorted(rng.choice(len(_FEATURES), size=k, replace=False))]
         phi = trajectory_features(sp, names, random_state=rng)
-        R = LinearRewardClass(sp, phi)
+        R_lin = LinearRewardClass(sp, phi)
         l2 = float(np.exp(rng.uniform(np.log(0.01), np.log(1.0))))
         ns = sample_sizes(rng, sp.P * sp.T, 2)
         data = sample_preferences(w["r_star"], w["mu"], max(ns), rng)
         for n in ns:
             d = data.head(n)
-            on = rm_rl(d, R, TabularPolicyClass(sp), ref, beta, l2=l2)
-            res = dpo(d, SoftOptimalPolicyClass(R, ref, beta), ref, beta, l2=l2)
+            on = rm_rl(d, R_lin, TabularPolicyClass(sp), ref, beta, l2=l2)
+            res = dpo(d, SoftOptimalPolicyClass(R_lin, ref, beta), ref, beta, l2=l2)
             indep = _independent_restricted_dpo(d, phi, ref.logp, beta, l2)
             disc = max(max_abs_logp_diff(on.policy.logp, res.policy.logp), max_abs_logp_diff(on.policy.logp, indep))
-            st = dict(world_settings(w), N=n, coverage=coverage_of(d), d=R.n_params, l2=l2,
+            st = dict(world_settings(w), N=n, coverage=coverage_of(d), d=R_lin.n_params, l2=l2,
                       features="+".join(f if isinstance(f, str) else f[0] for f in names))
             add("sound", disc, "linear", **st)
             full = dpo(d, TabularPolicyClass(sp), ref, beta, l2=l2)
