@@ -20,17 +20,63 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+from typing import Any
 
 import numba
 from numba import njit
 
-# Threading layer: numba's OpenMP workers spin after every parallel region and starve the
-# BLAS calls inside scipy's L-BFGS on a small machine (one gap_verifier unit: 10 s with
-# "omp", 0.17 s with "workqueue", measured on 2 cores). The workqueue layer does not spin;
-# results are identical (every prange item is computed serially). An explicit
-# NUMBA_THREADING_LAYER in the environment wins.
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"  # type: ignore[attr-defined]  # config attributes are set at runtime
+# Threading layer: OpenMP told to sleep at once after a parallel region (OMP_WAIT_POLICY=PASSIVE),
+# where numba's OpenMP layer loads, else numba's workqueue layer. Why:
+# * by default OpenMP workers spin after every region and starve the BLAS calls inside scipy's
+#   L-BFGS on a small machine (one gap_verifier unit: 10 s with spinning "omp", 0.17 s with
+#   "workqueue", measured on 2 cores); passive workers sleep, as workqueue's do;
+# * workqueue wakes every worker for every region and its calling thread only waits: on 2 cores
+#   backward induction at V=16, H=5 took twice as long with it as with passive OpenMP
+#   (benchmarks/README.md, "Threading layer").
+# The runtime reads OMP_WAIT_POLICY once, when it loads: the variable is set only while numba loads
+# its layer, here at import, so neither other libraries' later OpenMP nor child processes inherit
+# it. If an OpenMP runtime is already in the process, its wait policy is not ours to set:
+# workqueue then. GNU OpenMP terminates a forked child that starts a region, so after a fork
+# every kernel takes its serial driver (the same bits). Results never depend on the layer (every
+# prange item is computed serially). An explicit NUMBA_THREADING_LAYER in the environment wins.
+_OPENMP_RUNTIMES = ("libgomp", "libiomp", "libomp")
+
+
+def _openmp_runtime_loaded() -> bool | None:
+    """Whether an OpenMP runtime is mapped into this process (``None``: unknown, no ``/proc``)."""
+    try:
+        with open("/proc/self/maps") as f:
+            names = {os.path.basename(line.split()[-1]) for line in f if "/" in line}
+    except OSError:
+        return None
+    return any(n.startswith(_OPENMP_RUNTIMES) for n in names)
+
+
+def _choose_threading_layer() -> None:
+    """Load numba's threading layer now: passive OpenMP where possible, else workqueue."""
+    if "NUMBA_THREADING_LAYER" in os.environ:
+        return
+    config: Any = numba.config  # config attributes are set at runtime
+    if _openmp_runtime_loaded() is not False:
+        config.THREADING_LAYER = "workqueue"
+        return
+    config.THREADING_LAYER = "default"
+    config.THREADING_LAYER_PRIORITY = ["omp", "workqueue", "tbb"]
+    own_policy = "OMP_WAIT_POLICY" not in os.environ
+    if own_policy:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        numba.get_num_threads()  # starts the layer: the OpenMP runtime reads its policy here
+    finally:
+        if own_policy:
+            os.environ.pop("OMP_WAIT_POLICY", None)
+    if numba.threading_layer() == "omp" and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_serial_after_fork)
+
+
+def _serial_after_fork() -> None:
+    _PARALLEL_ALLOWED[0] = False
+
 
 #: The package's one fastmath flag set (no ``nnan``/``ninf``).
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -69,10 +115,12 @@ def sigmoid(z):
 # differently in the two drivers; backward induction's sums run over V children in order (its
 # drivers share one item body, :func:`_bi_items`).
 _PARALLEL_MIN_WORK = 1 << 15
-#: ``[False]`` while units run side by side in threads (``genver.experiments.executors``): numba's
-#: default ``workqueue`` layer cannot start parallel regions from two threads at once, so every
-#: dispatcher then takes its serial driver (the same bits). Set through :func:`serial_kernels`.
+#: ``[False]`` while units run side by side in threads (``genver.experiments.executors``: each
+#: thread has a core, and numba's ``workqueue`` layer cannot start parallel regions from two
+#: threads at once) and in a forked child of a process on OpenMP, so every dispatcher then takes
+#: its serial driver (the same bits). Set through :func:`serial_kernels`.
 _PARALLEL_ALLOWED = [True]
+_choose_threading_layer()
 
 
 def _parallel(work: int) -> bool:
